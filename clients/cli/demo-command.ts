@@ -1,0 +1,83 @@
+import { Command } from "commander";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createLogger } from "../sdk/logger.js";
+import { parseListen } from "./listen-address.js";
+import { onShutdown } from "./run.js";
+
+/** `ferry demo`: relay, tenant, connector and a sample target in one process, and a curl line that works. */
+export function demoCommand(): Command {
+  return new Command("demo")
+    .description("Start a relay, a tenant, a connector and a sample on-prem target in one process, and print a curl command.")
+    .option("--listen <host:port>", "relay address", "127.0.0.1:0")
+    .option("--log-level <level>", "log level", "warn")
+    .action(async (o) => {
+      const { startConnector } = await import("../connector/connector.js");
+      const { loadConnectorSettings } = await import("../connector/connector-config.js");
+      const { createRelay } = await import("../../services/relay/relay.js");
+      const { listen } = await import("../../services/relay/server.js");
+      const log = createLogger({ level: o.logLevel, name: "demo" });
+      const { host, port } = parseListen(o.listen);
+      const dataDir = mkdtempSync(join(tmpdir(), "ferry-demo-"));
+      const target = await sampleTarget();
+      const relay = await createRelay({ dataDir, log, adminToken: `demo-${Math.random().toString(36).slice(2)}-token` });
+      const server = await listen(relay.handle, { host, port, keepaliveMs: relay.keepaliveMs });
+      await relay.catalog.createTenant("demo");
+      const { secret } = await relay.catalog.createKey("demo", "ferry demo");
+      const connector = startConnector(
+        loadConnectorSettings({ relay: [server.url], key: secret, target: [`hello=${target.url}`], logLevel: o.logLevel }, {}),
+        log,
+      );
+      await connector.waitConnected(1);
+      process.stdout.write(
+        [
+          "Ferry demo is running: relay, tenant \"demo\", a connector and a sample target \"hello\".",
+          "",
+          "Try:",
+          `  curl -i ${server.url}/relay/demo/hello/`,
+          `  curl -i -X POST --data-binary 'hi there' ${server.url}/relay/demo/hello/echo`,
+          "",
+          "Ctrl-C stops everything.",
+          "",
+        ].join("\n"),
+      );
+      onShutdown(async () => {
+        await connector.stop();
+        server.stopAccepting();
+        await relay.drain(5_000);
+        await server.close(1_000);
+        await relay.close();
+        target.server.close();
+        rmSync(dataDir, { recursive: true, force: true });
+      });
+    });
+}
+
+/** A tiny stand-in for an on-prem app: a greeting at /, an echo at /echo. */
+async function sampleTarget(): Promise<{ server: Server; url: string }> {
+  const server = createServer((req, res) => {
+    if (req.url?.startsWith("/echo")) {
+      res.writeHead(200, { "content-type": req.headers["content-type"] ?? "application/octet-stream" });
+      req.pipe(res);
+      return;
+    }
+    const body = JSON.stringify(
+      {
+        message: "Hello from the on-prem sample target",
+        method: req.method,
+        path: req.url,
+        forwardedFor: req.headers["x-forwarded-for"],
+        forwardedHost: req.headers["x-forwarded-host"],
+      },
+      null,
+      2,
+    );
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(`${body}\n`);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}

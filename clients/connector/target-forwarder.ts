@@ -1,0 +1,119 @@
+import { create } from "@bufbuild/protobuf";
+import { Agent, type Dispatcher } from "undici";
+import { type RequestHead, ResetCode, ResponseHeadSchema } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import { msFromDuration } from "../sdk/duration.js";
+import type { Exchange } from "../sdk/exchange.js";
+import { headersFromObject, toFlatList } from "../sdk/headers.js";
+import type { Logger } from "../sdk/logger.js";
+import type { TargetSpec } from "./connector-config.js";
+
+export interface TargetForwarder {
+  /** Whether the connector serves this target. */
+  has(name: string): boolean;
+  /** Runs one exchange against its target until the response is sent or the exchange is reset. */
+  forward(ex: Exchange, head: RequestHead): Promise<void>;
+  close(): Promise<void>;
+}
+
+const DEFAULT_TIMEOUT_MS = 100_000;
+
+/**
+ * Sends exchanges to the configured targets with undici. The request URL is
+ * built from the target's own origin and base path plus the relay-supplied
+ * path, which must start with "/": the relay can choose a path below a target,
+ * never another host.
+ */
+export function createTargetForwarder(targets: readonly TargetSpec[], log: Logger): TargetForwarder {
+  const byName = new Map(targets.map((t) => [t.name, t]));
+  const agent = new Agent({ keepAliveTimeout: 30_000, connections: 256, allowH2: false });
+
+  return {
+    has: (name) => byName.has(name),
+
+    async forward(ex, head) {
+      const target = byName.get(head.target);
+      if (!target) return ex.reset(ResetCode.REFUSED, `this connector has no target "${head.target}"`);
+      if (!head.path.startsWith("/") || head.path.startsWith("//")) {
+        return ex.reset(ResetCode.PROTOCOL_ERROR, "request path must start with a single '/'");
+      }
+      const timeoutMs = msFromDuration(head.timeout) || DEFAULT_TIMEOUT_MS;
+      let response: Dispatcher.ResponseData;
+      try {
+        response = await agent.request({
+          origin: target.origin,
+          path: target.basePath + head.path + (head.query ? `?${head.query}` : ""),
+          method: head.method as Dispatcher.HttpMethod,
+          headers: toFlatList(head.headers),
+          body: head.endStream ? null : ex.body,
+          signal: ex.signal,
+          headersTimeout: timeoutMs,
+          // Long downloads and event streams may pause for as long as they like.
+          bodyTimeout: 0,
+        });
+      } catch (err) {
+        if (ex.signal.aborted) return; // the relay reset it (client gone, deadline)
+        const [code, reason] = classify(err);
+        log.warn({ target: head.target, err: describe(err) }, "target request failed");
+        return ex.reset(code, `target "${head.target}" ${reason}`);
+      }
+      const bodyless = head.method === "HEAD" || response.statusCode === 204 || response.statusCode === 304;
+      ex.sendResponseHead(
+        create(ResponseHeadSchema, {
+          status: response.statusCode,
+          headers: headersFromObject(response.headers),
+          endStream: bodyless,
+        }),
+      );
+      try {
+        if (bodyless) {
+          await response.body.dump();
+          return;
+        }
+        for await (const chunk of response.body) await ex.write(chunk as Buffer);
+        ex.end(headersFromObject(response.trailers));
+      } catch (err) {
+        response.body.destroy();
+        if (ex.signal.aborted) return;
+        log.warn({ target: head.target, err: describe(err) }, "target response failed mid-body");
+        ex.reset(ResetCode.TARGET_ERROR, `target "${head.target}" failed while sending its response`);
+      }
+    },
+
+    close: () => agent.close(),
+  };
+}
+
+/** Maps undici and socket errors to a reset code and a message safe to show clients (no internal addresses). */
+function classify(err: unknown): [ResetCode, string] {
+  const code = errorCode(err);
+  switch (code) {
+    case "ECONNREFUSED":
+      return [ResetCode.TARGET_UNREACHABLE, "refused the connection"];
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      return [ResetCode.TARGET_UNREACHABLE, "has a host name that does not resolve"];
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+    case "UND_ERR_CONNECT_TIMEOUT":
+    case "ETIMEDOUT":
+      return [ResetCode.TARGET_UNREACHABLE, "could not be reached (timeout or no route)"];
+    case "UND_ERR_HEADERS_TIMEOUT":
+      return [ResetCode.DEADLINE_EXCEEDED, "did not respond in time"];
+    default:
+      if (code?.startsWith("ERR_TLS") || code?.includes("CERT")) return [ResetCode.TARGET_UNREACHABLE, "failed the TLS handshake"];
+      return [ResetCode.TARGET_ERROR, "failed before responding"];
+  }
+}
+
+function errorCode(err: unknown): string | undefined {
+  for (let e = err as { code?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (typeof e.code === "string" && e.code !== "UND_ERR_SOCKET") return e.code;
+    if (typeof e.code === "string" && !e.cause) return e.code;
+  }
+  return undefined;
+}
+
+function describe(err: unknown): string {
+  const e = err as Error & { code?: string; cause?: Error & { code?: string } };
+  return [e.message, e.code, e.cause?.message, e.cause?.code].filter(Boolean).join(" / ");
+}

@@ -1,0 +1,310 @@
+import { create } from "@bufbuild/protobuf";
+import { type ClientDuplexStream, credentials, Metadata, status as grpcStatus } from "@grpc/grpc-js";
+import { type Frame, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import {
+  type ConnectRequest,
+  ConnectRequestSchema,
+  type ConnectResponse,
+  type Hello,
+  TunnelService,
+  type Welcome,
+} from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
+import { msFromDuration } from "../sdk/duration.js";
+import { Exchange, ExchangeReset } from "../sdk/exchange.js";
+import { grpcClientConstructor } from "../sdk/grpc-client.js";
+import { exchangeKey } from "../sdk/ids.js";
+import type { Logger } from "../sdk/logger.js";
+import { Outbox } from "../sdk/outbox.js";
+import { DEFAULT_WINDOW, MAX_FRAME_SIZE, MAX_MESSAGE_BYTES } from "../sdk/protocol.js";
+import type { TargetForwarder } from "./target-forwarder.js";
+
+const TunnelClient = grpcClientConstructor(TunnelService);
+const WELCOME_TIMEOUT_MS = 10_000;
+/** Used for HTTP/2 pings until the relay's Welcome names the interval. */
+const INITIAL_KEEPALIVE_MS = 15_000;
+
+type Call = ClientDuplexStream<ConnectRequest, ConnectResponse>;
+type Control = ConnectRequest["message"];
+
+/** Why a connection attempt or a connection ended. */
+export class TunnelError extends Error {
+  constructor(
+    message: string,
+    /** The relay refused the key: retrying soon will not help. */
+    readonly unauthenticated = false,
+  ) {
+    super(message);
+    this.name = "TunnelError";
+  }
+}
+
+export interface TunnelConnectionOptions {
+  relay: URL;
+  key: string;
+  hello: Hello;
+  forwarder: TargetForwarder;
+  log: Logger;
+}
+
+/**
+ * One tunnel stream from the connector to a relay: sends Hello, waits for
+ * Welcome, then serves exchanges until the stream ends. It never reconnects;
+ * its owner (a TunnelSlot) decides when to dial again.
+ */
+export class TunnelConnection {
+  readonly outbox = new Outbox<Control>();
+  welcome: Welcome | undefined;
+  /** The relay sent GoAway: it takes no new exchanges here. */
+  relayDraining = false;
+  lastRttMs: number | undefined;
+
+  private readonly exchanges = new Map<string, Exchange>();
+  private readonly client: InstanceType<typeof TunnelClient>;
+  private call: Call | undefined;
+  private draining = false;
+  private lastSeen = Date.now();
+  private pingNonce = 0n;
+  private pingSentAt = 0;
+  private keepaliveTimer: NodeJS.Timeout | undefined;
+  private idleWaiters: Array<() => void> = [];
+  private ended: Promise<void> | undefined;
+  private torndown = false;
+
+  /** Called when the relay sends GoAway, so the owner can dial a replacement. */
+  onGoAway: (reason: string) => void = () => {};
+
+  constructor(private readonly opts: TunnelConnectionOptions) {
+    const { relay } = opts;
+    const port = relay.port || (relay.protocol === "https:" ? "443" : "80");
+    const creds = relay.protocol === "https:" ? credentials.createSsl() : credentials.createInsecure();
+    this.client = new TunnelClient(`${relay.hostname}:${port}`, creds, {
+      // Each tunnel gets its own TCP connection, so tunnels can land on different relay nodes.
+      "grpc.use_local_subchannel_pool": 1,
+      "grpc.keepalive_time_ms": INITIAL_KEEPALIVE_MS,
+      "grpc.keepalive_timeout_ms": INITIAL_KEEPALIVE_MS,
+      "grpc.keepalive_permit_without_calls": 1,
+      "grpc.enable_retries": 0,
+      "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+      "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+      // Wide HTTP/2 windows (stream and connection): exchanges have their own flow control.
+      "grpc-node.flow_control_window": 16 * 1024 * 1024,
+      "grpc.primary_user_agent": `ferry-connector/${opts.hello.connectorVersion}`,
+    });
+  }
+
+  get inFlight(): number {
+    return this.exchanges.size;
+  }
+
+  /** Connects and waits for Welcome. Rejects with TunnelError. */
+  async open(): Promise<Welcome> {
+    const metadata = new Metadata();
+    metadata.set("authorization", `Bearer ${this.opts.key}`);
+    const call = (this.client as unknown as { connect(m: Metadata): Call }).connect(metadata);
+    this.call = call;
+    this.ended = new Promise<void>((resolve, reject) => {
+      call.on("error", (err: Error & { code?: number; details?: string }) => {
+        const unauth = err.code === grpcStatus.UNAUTHENTICATED || err.code === grpcStatus.FAILED_PRECONDITION;
+        reject(new TunnelError(err.details || err.message, unauth));
+      });
+      call.on("end", () => resolve());
+    });
+    this.ended.catch(() => {});
+    this.ended.finally(() => this.teardown("tunnel stream ended")).catch(() => {});
+
+    const welcome = new Promise<Welcome>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new TunnelError(`no Welcome within ${WELCOME_TIMEOUT_MS / 1000}s`)), WELCOME_TIMEOUT_MS);
+      this.ended!.then(
+        () => reject(new TunnelError("the relay closed the tunnel before Welcome")),
+        (err) => reject(err),
+      );
+      call.on("data", (message: ConnectResponse) => {
+        this.lastSeen = Date.now();
+        if (!this.welcome) {
+          clearTimeout(timer);
+          if (message.message.case !== "welcome") {
+            reject(new TunnelError("the relay's first message was not Welcome"));
+            call.cancel();
+            return;
+          }
+          this.welcome = message.message.value;
+          resolve(this.welcome);
+          return;
+        }
+        this.handle(message);
+      });
+    });
+    void this.pump(call);
+    this.outbox.pushControl({ case: "hello", value: this.opts.hello });
+    try {
+      const w = await welcome;
+      this.startKeepalive(msFromDuration(w.keepaliveInterval) || INITIAL_KEEPALIVE_MS);
+      return w;
+    } catch (err) {
+      call.cancel();
+      this.client.close();
+      throw err;
+    }
+  }
+
+  /** Resolves when the stream ends normally; rejects with TunnelError when it fails. */
+  closed(): Promise<void> {
+    return this.ended ?? Promise.resolve();
+  }
+
+  /**
+   * Stops taking exchanges (GoAway to the relay), waits at most `graceMs` for
+   * those in flight, then ends the stream.
+   */
+  async drain(graceMs: number, reason: string): Promise<void> {
+    if (!this.draining) {
+      this.draining = true;
+      this.outbox.pushControl({ case: "goAway", value: { $typeName: "ferry.tunnel.v1.GoAway", reason } });
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.idle(), new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
+    clearTimeout(timer);
+    this.finish();
+  }
+
+  /** Resolves when no exchange is in flight. */
+  idle(): Promise<void> {
+    return this.exchanges.size === 0 ? Promise.resolve() : new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  /** Ends the stream after what is queued has been written. */
+  finish(): void {
+    this.outbox.close();
+  }
+
+  /** Drops the connection at once (dead relay, or stopping). */
+  abort(reason: string): void {
+    if (this.torndown) return;
+    this.opts.log.debug({ relay: this.opts.relay.origin, reason }, "dropping tunnel");
+    this.call?.cancel();
+    this.teardown(reason);
+  }
+
+  private handle(message: ConnectResponse): void {
+    const m = message.message;
+    switch (m.case) {
+      case "frames":
+        for (const frame of m.value.frames) this.onFrame(frame);
+        return;
+      case "ping":
+        this.outbox.pushControl({ case: "pong", value: { $typeName: "ferry.tunnel.v1.Pong", nonce: m.value.nonce } });
+        return;
+      case "pong":
+        if (m.value.nonce === this.pingNonce) this.lastRttMs = Date.now() - this.pingSentAt;
+        return;
+      case "goAway":
+        if (this.relayDraining) return;
+        this.relayDraining = true;
+        this.opts.log.info({ relay: this.opts.relay.origin, reason: m.value.reason }, "relay sent GoAway; moving");
+        this.onGoAway(m.value.reason);
+        // The relay ends the stream once in-flight exchanges are done; nothing new comes here.
+        return;
+      default:
+        return;
+    }
+  }
+
+  private onFrame(frame: Frame): void {
+    const key = exchangeKey(frame.exchangeId);
+    const existing = this.exchanges.get(key);
+    if (existing) return existing.receive(frame);
+    if (frame.kind.case !== "requestHead") return; // late frame of a finished exchange
+    const head = frame.kind.value;
+    const ex = new Exchange({
+      id: frame.exchangeId,
+      send: (f) => this.outbox.pushFrame(f),
+      sendWindow: head.responseWindow || DEFAULT_WINDOW,
+      receiveWindow: this.opts.hello.requestWindow || DEFAULT_WINDOW,
+      maxFrameSize: Math.min(this.welcome?.maxFrameSize || MAX_FRAME_SIZE, MAX_FRAME_SIZE),
+      onClose: () => this.release(key),
+    });
+    if (this.draining || this.exchanges.size >= this.opts.hello.maxConcurrentExchanges) {
+      ex.reset(ResetCode.REFUSED, this.draining ? "connector is shutting down" : "connector is at its exchange limit");
+      return;
+    }
+    this.exchanges.set(key, ex);
+    ex.acceptHead(head);
+    this.opts.forwarder.forward(ex, head).catch((err) => {
+      this.opts.log.error({ err }, "forwarding failed");
+      ex.reset(ResetCode.INTERNAL, "connector failure");
+    });
+  }
+
+  private release(key: string): void {
+    this.exchanges.delete(key);
+    if (this.exchanges.size === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Writes outbox items to the stream, waiting for 'drain' when grpc-js buffers. */
+  private async pump(call: Call): Promise<void> {
+    try {
+      for await (const item of this.outbox) {
+        const message =
+          item.kind === "frames"
+            ? create(ConnectRequestSchema, { message: { case: "frames", value: { frames: item.frames } } })
+            : create(ConnectRequestSchema, { message: item.message });
+        if (!call.write(message)) await waitDrain(call);
+      }
+      call.end();
+    } catch {
+      // the stream failed; 'error' reports it
+    }
+  }
+
+  /** Silence for 1.5x the interval means the relay or the path to it is dead. */
+  private startKeepalive(intervalMs: number): void {
+    let lastPing = Date.now();
+    this.keepaliveTimer = setInterval(
+      () => {
+        const now = Date.now();
+        if (now - this.lastSeen > intervalMs * 1.5) {
+          const reason = `no message from the relay for ${now - this.lastSeen}ms (keepalive ${intervalMs}ms)`;
+          this.opts.log.warn({ relay: this.opts.relay.origin, reason }, "relay stopped answering; dropping tunnel");
+          this.abort(reason);
+          return;
+        }
+        if (now - lastPing >= intervalMs) {
+          lastPing = now;
+          this.pingSentAt = now;
+          this.outbox.pushControl({ case: "ping", value: { $typeName: "ferry.tunnel.v1.Ping", nonce: ++this.pingNonce } });
+        }
+      },
+      Math.max(10, intervalMs / 4),
+    );
+    this.keepaliveTimer.unref();
+  }
+
+  private teardown(reason: string): void {
+    if (this.torndown) return;
+    this.torndown = true;
+    clearInterval(this.keepaliveTimer);
+    this.outbox.abort();
+    for (const ex of this.exchanges.values()) ex.fail(new ExchangeReset(ResetCode.UNAVAILABLE, reason, false));
+    this.exchanges.clear();
+    for (const w of this.idleWaiters.splice(0)) w();
+    this.client.close();
+  }
+}
+
+function waitDrain(call: Call): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      call.off("drain", done);
+      call.off("close", done);
+      call.off("error", done);
+      resolve();
+    };
+    call.on("drain", done);
+    call.on("close", done);
+    call.on("error", done);
+  });
+}

@@ -1,0 +1,43 @@
+/**
+ * The one error type of Ferry's own code. `kind` is the class of failure and
+ * decides the HTTP status or Connect code at each edge; `code` is the specific,
+ * stable machine-readable reason clients and scripts can branch on.
+ */
+export type ErrorKind =
+  | "invalid_argument"
+  | "unauthenticated"
+  | "permission_denied"
+  | "not_found"
+  | "already_exists"
+  | "failed_precondition"
+  | "too_large"
+  | "unavailable"
+  | "bad_gateway"
+  | "deadline_exceeded"
+  | "internal";
+
+export class FerryError extends Error {
+  constructor(
+    readonly kind: ErrorKind,
+    readonly code: string,
+    message: string,
+    readonly extra: { retryAfterSeconds?: number; cause?: unknown } = {},
+  ) {
+    super(message, { cause: extra.cause });
+    this.name = "FerryError";
+  }
+}
+
+export const HTTP_STATUS: Record<ErrorKind, number> = {
+  invalid_argument: 400,
+  unauthenticated: 401,
+  permission_denied: 403,
+  not_found: 404,
+  already_exists: 409,
+  failed_precondition: 412,
+  too_large: 413,
+  internal: 500,
+  bad_gateway: 502,
+  unavailable: 503,
+  deadline_exceeded: 504,
+};

@@ -1,0 +1,17 @@
+import { MAX_FRAME_SIZE } from "../../clients/sdk/protocol.js";
+import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
+import type { ExchangeBus } from "./exchange-bus.js";
+
+/** The single-node bus: the ingress and the tunnel are in the same process. */
+export function createLocalBus(registry: TunnelRegistry): ExchangeBus {
+  return {
+    async open(tenant, target, exchangeId, deliver) {
+      const tunnel = registry.pick(tenant, target);
+      return {
+        send: tunnel.attach(exchangeId, deliver),
+        requestWindow: tunnel.info.requestWindow,
+        maxFrameSize: MAX_FRAME_SIZE,
+      };
+    },
+  };
+}

@@ -1,0 +1,73 @@
+import { FerryError } from "../../clients/sdk/errors.js";
+import { isDnsLabel } from "../../clients/sdk/names.js";
+
+/** Where a gateway request goes, parsed from `/relay/{tenant}/{target}/{path}?{query}`. */
+export interface RelayPath {
+  tenant: string;
+  target: string;
+  /** Path below the target, normalised and re-encoded; starts with "/". */
+  path: string;
+  /** Raw query without "?", passed through untouched. */
+  query: string;
+  /** "/relay/{tenant}/{target}", for X-Forwarded-Prefix. */
+  prefix: string;
+}
+
+export const RELAY_PREFIX = "/relay/";
+
+/**
+ * Parses and normalises a request target. The path is decoded exactly once,
+ * dot segments are resolved, and the result is re-encoded, so the target sees
+ * one canonical form. Encoded "/" or "\" and NUL are refused (they smuggle
+ * path structure past proxies and WAF rules), as is any ".." that would climb
+ * out of the target's prefix.
+ */
+export function parseRelayPath(url: string): RelayPath {
+  const q = url.indexOf("?");
+  const rawPath = q < 0 ? url : url.slice(0, q);
+  const query = q < 0 ? "" : url.slice(q + 1);
+  if (!rawPath.startsWith(RELAY_PREFIX)) throw bad("the path must start with /relay/");
+  if (/%(2f|5c|00)/i.test(rawPath) || rawPath.includes("\\")) {
+    throw bad("the path contains an encoded '/', '\\' or NUL, or a raw '\\'");
+  }
+  const segments = rawPath.slice(RELAY_PREFIX.length).split("/");
+  const tenant = segments[0] ?? "";
+  const target = segments[1];
+  if (!isDnsLabel(tenant)) throw bad(`"${tenant}" is not a tenant name: use /relay/{tenant}/{target}/{path}`);
+  if (target === undefined || !isDnsLabel(target)) {
+    throw bad(`"${target ?? ""}" is not a target name: use /relay/{tenant}/{target}/{path}`);
+  }
+  const out: string[] = [];
+  const rest = segments.slice(2);
+  for (let i = 0; i < rest.length; i++) {
+    let segment: string;
+    try {
+      segment = decodeURIComponent(rest[i]!);
+    } catch {
+      throw bad("the path has malformed percent-encoding");
+    }
+    if (segment === ".") {
+      if (i === rest.length - 1) out.push("");
+      continue;
+    }
+    if (segment === "..") {
+      if (out.length === 0) throw bad("the path climbs out of the target with '..'");
+      out.pop();
+      if (i === rest.length - 1) out.push("");
+      continue;
+    }
+    out.push(encodePathSegment(segment));
+  }
+  return { tenant, target, path: `/${out.join("/")}`, query, prefix: `/relay/${tenant}/${target}` };
+}
+
+/** Percent-encodes a decoded segment, keeping the characters RFC 3986 allows in a segment. */
+export function encodePathSegment(segment: string): string {
+  return encodeURIComponent(segment).replace(/%(21|24|26|27|28|29|2A|2B|2C|3B|3D|3A|40)/g, (_, hex: string) =>
+    String.fromCharCode(parseInt(hex, 16)),
+  );
+}
+
+function bad(message: string): FerryError {
+  return new FerryError("invalid_argument", "bad_path", message);
+}

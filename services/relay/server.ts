@@ -1,0 +1,168 @@
+import { readFileSync } from "node:fs";
+import { createServer as createHttp1Server, type Server as Http1Server } from "node:http";
+import {
+  createServer as createHttp2Server,
+  createSecureServer,
+  type Http2Server,
+  type Http2SecureServer,
+  type Http2Session,
+  type Settings,
+} from "node:http2";
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
+import type { NodeRequest, NodeResponse } from "../gateway/http-error.js";
+
+export interface ListenOptions {
+  host: string;
+  port: number;
+  /** PEM files; with them the port speaks TLS (HTTP/2 or HTTP/1.1 by ALPN). */
+  tlsCert?: string;
+  tlsKey?: string;
+  /** HTTP/2 PING interval; a session that does not answer within it is destroyed. */
+  keepaliveMs: number;
+}
+
+export interface RelayServer {
+  readonly url: string;
+  readonly port: number;
+  /** Stops accepting connections; open ones keep working. */
+  stopAccepting(): void;
+  /** Closes every connection: gracefully first, then forcibly after `forceAfterMs`. */
+  close(forceAfterMs?: number): Promise<void>;
+}
+
+/** HTTP/2 windows: 1 MiB per stream bounds what one client can park in the relay; 32 MiB per connection keeps tunnels fast. */
+const H2_SETTINGS: Settings = { initialWindowSize: 1024 * 1024, maxConcurrentStreams: 1000, enablePush: false };
+const H2_CONNECTION_WINDOW = 32 * 1024 * 1024;
+const SNIFF_TIMEOUT_MS = 30_000;
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/**
+ * Serves one port for everything. With TLS, ALPN picks HTTP/2 or HTTP/1.1.
+ * Cleartext Node ignores allowHTTP1, so the HTTP/2 connection preface is
+ * sniffed and each socket handed to the HTTP/2 or the HTTP/1.1 server.
+ */
+export async function listen(handler: (req: NodeRequest, res: NodeResponse) => void, opts: ListenOptions): Promise<RelayServer> {
+  const sessions = new Set<Http2Session>();
+  const trackSession = (session: Http2Session) => {
+    sessions.add(session);
+    session.once("connect", () => session.setLocalWindowSize(H2_CONNECTION_WINDOW));
+    const timer = setInterval(() => pingOrDestroy(session, opts.keepaliveMs), opts.keepaliveMs);
+    timer.unref();
+    session.once("close", () => {
+      clearInterval(timer);
+      sessions.delete(session);
+    });
+  };
+
+  let outer: NetServer | Http2SecureServer;
+  let h1: Http1Server | undefined;
+  let h2: Http2Server | Http2SecureServer;
+  if (opts.tlsCert && opts.tlsKey) {
+    const secure = createSecureServer(
+      {
+        cert: readFileSync(opts.tlsCert),
+        key: readFileSync(opts.tlsKey),
+        allowHTTP1: true,
+        minVersion: "TLSv1.2",
+        settings: H2_SETTINGS,
+      },
+      handler,
+    );
+    h2 = secure;
+    outer = secure;
+  } else {
+    const plain = createHttp2Server({ settings: H2_SETTINGS }, handler);
+    h2 = plain;
+    h1 = createHttp1Server(
+      {
+        // Bodies stream for as long as they need; the relay enforces its own time limits.
+        requestTimeout: 0,
+        headersTimeout: 60_000,
+        keepAliveTimeout: 65_000,
+      },
+      handler,
+    );
+    const http1 = h1;
+    outer = createNetServer((socket) => sniff(socket, http1, plain));
+  }
+  h2.on("session", trackSession);
+
+  await new Promise<void>((resolve, reject) => {
+    outer.once("error", reject);
+    outer.listen(opts.port, opts.host, () => {
+      outer.off("error", reject);
+      resolve();
+    });
+  });
+  const address = outer.address() as AddressInfo;
+  const scheme = opts.tlsCert ? "https" : "http";
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+
+  return {
+    url: `${scheme}://${host}:${address.port}`,
+    port: address.port,
+    stopAccepting() {
+      if (outer.listening) outer.close();
+    },
+    async close(forceAfterMs = 5_000) {
+      if (outer.listening) outer.close();
+      h1?.closeIdleConnections();
+      for (const s of sessions) s.close();
+      const all = Promise.all([...sessions].map((s) => new Promise((r) => s.once("close", r))));
+      const force = setTimeout(() => {
+        h1?.closeAllConnections();
+        for (const s of sessions) s.destroy();
+      }, forceAfterMs);
+      force.unref();
+      await all;
+      h1?.closeAllConnections();
+      clearTimeout(force);
+    },
+  };
+}
+
+/**
+ * Reads until the first bytes tell HTTP/2 (the connection preface) from
+ * HTTP/1.x, then hands the socket over. The HTTP/2 server reads through the
+ * stream, so the bytes are put back; Node's HTTP/1 parser reads the socket
+ * handle directly, so its first bytes are replayed as a 'data' event instead.
+ */
+function sniff(socket: Socket, h1: Http1Server, h2: Http2Server): void {
+  let seen = Buffer.alloc(0);
+  const onData = (chunk: Buffer) => {
+    seen = Buffer.concat([seen, chunk]);
+    const n = Math.min(seen.length, H2_PREFACE.length);
+    const isH2 = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+    if (isH2 && seen.length < H2_PREFACE.length) return;
+    socket.off("data", onData);
+    socket.off("error", onError);
+    socket.setTimeout(0);
+    if (isH2) {
+      socket.pause();
+      socket.unshift(seen);
+      h2.emit("connection", socket);
+    } else {
+      h1.emit("connection", socket);
+      socket.emit("data", seen);
+    }
+  };
+  const onError = () => socket.destroy();
+  socket.on("data", onData);
+  socket.on("error", onError);
+  // A connection that never says anything is dropped instead of held forever.
+  socket.setTimeout(SNIFF_TIMEOUT_MS, () => socket.destroy());
+}
+
+function pingOrDestroy(session: Http2Session, timeoutMs: number): void {
+  if (session.closed || session.destroyed) return;
+  const timer = setTimeout(() => session.destroy(), timeoutMs);
+  timer.unref();
+  try {
+    session.ping((err) => {
+      clearTimeout(timer);
+      if (err && !session.destroyed) session.destroy();
+    });
+  } catch {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,182 @@
+import { create, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import {
+  type AdminTokenRecord,
+  AdminTokenRecordSchema,
+  type KeyRecord,
+  KeyRecordSchema,
+  type TenantRecord,
+  TenantRecordSchema,
+} from "../../gen/ferry/state/v1/state_pb.js";
+import { FerryError } from "../../clients/sdk/errors.js";
+import { checkDnsLabel } from "../../clients/sdk/names.js";
+import { type MintedSecret, mintSecret, secretId, secretMatches, sha256 } from "../auth/secrets.js";
+import type { KvChange, KvStore } from "./kv-store.js";
+
+const TENANT = "tenant.";
+const KEY = "key.";
+const TOKEN = "admin-token.";
+const BOOTSTRAP_TOKEN_ID = "bootstrap";
+
+/** What changed, for parts that must react (close tunnels of a revoked key...). */
+export type CatalogEvent =
+  | { type: "tenant-deleted"; tenant: string }
+  | { type: "key-revoked"; tenant: string; keyId: string };
+
+export type KeyCheck = { ok: true; key: KeyRecord } | { ok: false; reason: "malformed" | "unknown" | "revoked" };
+
+/**
+ * Tenants, connector keys and admin tokens: validation and rules on top of
+ * the KvStore. Reads are served from the store's memory, so the hot path
+ * (authenticating a tunnel, checking a tenant per request) does no I/O.
+ */
+export class Catalog {
+  constructor(private readonly store: KvStore) {}
+
+  // Tenants
+
+  getTenant(name: string): TenantRecord | undefined {
+    const json = this.store.get(TENANT + name);
+    return json === undefined ? undefined : fromJson(TenantRecordSchema, json);
+  }
+
+  requireTenant(name: string): TenantRecord {
+    const tenant = this.getTenant(checkDnsLabel("tenant", name));
+    if (!tenant) throw new FerryError("not_found", "tenant_not_found", `tenant "${name}" does not exist`);
+    return tenant;
+  }
+
+  listTenants(): TenantRecord[] {
+    return this.store.list(TENANT).map(([, json]) => fromJson(TenantRecordSchema, json));
+  }
+
+  async createTenant(name: string): Promise<TenantRecord> {
+    checkDnsLabel("tenant", name);
+    if (this.getTenant(name)) throw new FerryError("already_exists", "tenant_exists", `tenant "${name}" already exists`);
+    const record = create(TenantRecordSchema, { name, createTime: timestampNow() });
+    await this.store.put(TENANT + name, toJson(TenantRecordSchema, record));
+    return record;
+  }
+
+  /** Deletes the tenant and all its keys. */
+  async deleteTenant(name: string): Promise<void> {
+    this.requireTenant(name);
+    for (const key of this.listKeys(name)) await this.store.delete(KEY + key.keyId);
+    await this.store.delete(TENANT + name);
+  }
+
+  // Connector keys
+
+  listKeys(tenant: string): KeyRecord[] {
+    return this.store
+      .list(KEY)
+      .map(([, json]) => fromJson(KeyRecordSchema, json))
+      .filter((k) => k.tenant === tenant)
+      .sort((a, b) => Number(a.createTime?.seconds ?? 0n) - Number(b.createTime?.seconds ?? 0n));
+  }
+
+  async createKey(tenant: string, description = ""): Promise<{ record: KeyRecord; secret: string }> {
+    this.requireTenant(tenant);
+    if (description.length > 200) {
+      throw new FerryError("invalid_argument", "invalid_description", "description is longer than 200 characters");
+    }
+    const minted: MintedSecret = mintSecret("fck");
+    const record = create(KeyRecordSchema, {
+      keyId: minted.id,
+      tenant,
+      secretSha256: minted.sha256,
+      description,
+      createTime: timestampNow(),
+    });
+    await this.store.put(KEY + minted.id, toJson(KeyRecordSchema, record));
+    return { record, secret: minted.secret };
+  }
+
+  async revokeKey(tenant: string, keyId: string): Promise<KeyRecord> {
+    const json = this.store.get(KEY + keyId);
+    const record = json === undefined ? undefined : fromJson(KeyRecordSchema, json);
+    // A key of another tenant is reported as missing: tenants never learn of each other's objects.
+    if (!record || record.tenant !== tenant) {
+      throw new FerryError("not_found", "key_not_found", `tenant "${tenant}" has no key "${keyId}"`);
+    }
+    if (!record.revokeTime) {
+      record.revokeTime = timestampNow();
+      await this.store.put(KEY + keyId, toJson(KeyRecordSchema, record));
+    }
+    return record;
+  }
+
+  /** Checks a presented connector key in constant time. */
+  checkConnectorKey(secret: string): KeyCheck {
+    const id = secretId("fck", secret);
+    if (!id) return { ok: false, reason: "malformed" };
+    const json = this.store.get(KEY + id);
+    if (json === undefined) return { ok: false, reason: "unknown" };
+    const key = fromJson(KeyRecordSchema, json);
+    if (!secretMatches(secret, key.secretSha256)) return { ok: false, reason: "unknown" };
+    if (key.revokeTime) return { ok: false, reason: "revoked" };
+    if (!this.getTenant(key.tenant)) return { ok: false, reason: "unknown" };
+    return { ok: true, key };
+  }
+
+  // Admin tokens
+
+  /**
+   * Makes sure an admin can get in. With `envToken` (FERRY_ADMIN_TOKEN) that
+   * token becomes the bootstrap token; otherwise, on the very first start, a
+   * token is minted and returned so the caller can show it once.
+   */
+  async bootstrapAdmin(envToken: string | undefined): Promise<string | undefined> {
+    if (envToken !== undefined) {
+      if (envToken.length < 16) {
+        throw new FerryError("invalid_argument", "weak_admin_token", "FERRY_ADMIN_TOKEN must be at least 16 characters");
+      }
+      const existing = this.getToken(BOOTSTRAP_TOKEN_ID);
+      if (!existing || !secretMatches(envToken, existing.secretSha256)) {
+        await this.putToken(BOOTSTRAP_TOKEN_ID, sha256(envToken), "bootstrap token from FERRY_ADMIN_TOKEN");
+      }
+      return undefined;
+    }
+    if (this.store.list(TOKEN).length > 0) return undefined;
+    const minted = mintSecret("fat");
+    await this.putToken(minted.id, minted.sha256, "minted at first start");
+    return minted.secret;
+  }
+
+  /** The token record matching a presented admin token, compared in constant time. */
+  checkAdminToken(token: string): AdminTokenRecord | undefined {
+    const candidate = this.getToken(secretId("fat", token) ?? BOOTSTRAP_TOKEN_ID);
+    if (candidate && secretMatches(token, candidate.secretSha256)) return candidate;
+    return undefined;
+  }
+
+  /** Translates raw store changes into catalog events. */
+  watch(listener: (event: CatalogEvent) => void): () => void {
+    return this.store.watch((change: KvChange) => {
+      if (change.key.startsWith(TENANT) && change.value === undefined) {
+        listener({ type: "tenant-deleted", tenant: change.key.slice(TENANT.length) });
+      } else if (change.key.startsWith(KEY)) {
+        const key = change.value === undefined ? undefined : fromJson(KeyRecordSchema, change.value as JsonValue);
+        if (!key || key.revokeTime) {
+          listener({ type: "key-revoked", tenant: key?.tenant ?? "", keyId: change.key.slice(KEY.length) });
+        }
+      }
+    });
+  }
+
+  private getToken(id: string): AdminTokenRecord | undefined {
+    const json = this.store.get(TOKEN + id);
+    return json === undefined ? undefined : fromJson(AdminTokenRecordSchema, json);
+  }
+
+  private async putToken(id: string, digest: Uint8Array, description: string): Promise<void> {
+    const record = create(AdminTokenRecordSchema, {
+      tokenId: id,
+      secretSha256: digest,
+      role: "admin",
+      description,
+      createTime: timestampNow(),
+    });
+    await this.store.put(TOKEN + id, toJson(AdminTokenRecordSchema, record));
+  }
+}

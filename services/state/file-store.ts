@@ -1,0 +1,130 @@
+import type { JsonValue } from "@bufbuild/protobuf";
+import { closeSync, fsyncSync, openSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdir, open, rename } from "node:fs/promises";
+import { join } from "node:path";
+import type { KvChange, KvStore } from "./kv-store.js";
+
+const FORMAT = "ferry-state/1";
+
+/**
+ * KvStore in one JSON file, rewritten atomically on every change (write a
+ * temporary file, fsync it, rename it over the old one, fsync the directory),
+ * so a crash leaves either the old or the new state, never a torn file. Admin
+ * changes are rare, so rewriting the whole file is cheap. A lock file keeps a
+ * second relay from sharing the directory.
+ */
+export async function openFileStore(dir: string): Promise<KvStore> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, "state.json");
+  const lock = acquireLock(join(dir, "LOCK"));
+  const entries = new Map<string, JsonValue>(Object.entries(readState(file)));
+  const listeners = new Set<(change: KvChange) => void>();
+  let writing: Promise<void> = Promise.resolve();
+
+  const persist = (): Promise<void> => {
+    const snapshot = JSON.stringify(
+      { format: FORMAT, entries: Object.fromEntries([...entries].sort(([a], [b]) => (a < b ? -1 : 1))) },
+      null,
+      1,
+    );
+    // Writes are chained so the file on disk follows the order of changes.
+    writing = writing.then(() => writeAtomically(dir, file, snapshot));
+    return writing;
+  };
+  const changed = async (change: KvChange) => {
+    await persist();
+    for (const listener of listeners) listener(change);
+  };
+
+  return {
+    get: (key) => entries.get(key),
+    list: (prefix) => [...entries].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : 1)),
+    async put(key, value) {
+      entries.set(key, value);
+      await changed({ key, value });
+    },
+    async delete(key) {
+      if (!entries.delete(key)) return;
+      await changed({ key, value: undefined });
+    },
+    watch(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    async close() {
+      await writing;
+      lock.release();
+    },
+  };
+}
+
+function readState(file: string): Record<string, JsonValue> {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return {};
+    throw e;
+  }
+  const parsed = JSON.parse(text) as { format?: string; entries?: Record<string, JsonValue> };
+  if (parsed.format !== FORMAT || typeof parsed.entries !== "object" || parsed.entries === null) {
+    throw new Error(`${file} is not a Ferry state file (format "${String(parsed.format)}", expected "${FORMAT}")`);
+  }
+  return parsed.entries;
+}
+
+async function writeAtomically(dir: string, file: string, text: string): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  const handle = await open(tmp, "w", 0o600);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(tmp, file);
+  const dirHandle = await open(dir, "r");
+  try {
+    await dirHandle.sync();
+  } finally {
+    await dirHandle.close();
+  }
+}
+
+/** An exclusive lock on the data directory; a lock left by a dead process is taken over. */
+function acquireLock(path: string): { release(): void } {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, "wx", 0o600);
+      writeFileSync(fd, String(process.pid));
+      fsyncSync(fd);
+      closeSync(fd);
+      return {
+        release: () => {
+          try {
+            unlinkSync(path);
+          } catch {
+            // already gone
+          }
+        },
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      const pid = Number(readFileSync(path, "utf8"));
+      if (pid > 0 && isAlive(pid)) {
+        throw new Error(`data directory is in use by process ${pid} (lock file ${path})`);
+      }
+      unlinkSync(path);
+    }
+  }
+  throw new Error(`could not lock ${path}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

@@ -1,0 +1,215 @@
+import { create } from "@bufbuild/protobuf";
+import { type Frame, FrameSchema, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import type { ConnectRequest, ConnectResponse } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
+import { exchangeKey } from "../../clients/sdk/ids.js";
+import type { Logger } from "../../clients/sdk/logger.js";
+import { Outbox } from "../../clients/sdk/outbox.js";
+
+/** What the relay knows about the connector on the other end of a tunnel. */
+export interface TunnelInfo {
+  id: string;
+  tenant: string;
+  keyId: string;
+  connectorId: string;
+  connectorVersion: string;
+  hostname: string;
+  tunnelIndex: number;
+  remoteAddress: string;
+  connectTime: Date;
+  targets: ReadonlySet<string>;
+  /** Most exchanges the connector takes at once on this tunnel. */
+  capacity: number;
+  /** Receive window the connector grants for each request body. */
+  requestWindow: number;
+}
+
+/** An exchange passing through: where its response frames go and which directions are done. */
+interface Slot {
+  deliver(frame: Frame): void;
+  requestDone: boolean;
+  responseDone: boolean;
+}
+
+export interface RelayTunnelOptions {
+  log: Logger;
+  keepaliveMs: number;
+  /** Called once when the tunnel is gone, with the reason. */
+  onClose(tunnel: RelayTunnel, reason: string): void;
+}
+
+type Control = ConnectResponse["message"];
+
+/**
+ * The relay's end of one tunnel stream. It is a dumb pipe for exchanges: it
+ * forwards frames between whoever opened an exchange (the gateway, or the
+ * cluster bus later) and the connector, and tracks only each exchange's
+ * lifetime so it knows its load and can fail what it carries when it dies.
+ */
+export class RelayTunnel {
+  readonly outbox = new Outbox<Control>();
+  draining = false;
+  closed = false;
+  closeReason = "";
+  closeStatus: "unauthenticated" | undefined;
+  /** Round-trip time of the last answered Ping, in milliseconds. */
+  lastRttMs: number | undefined;
+
+  private readonly slots = new Map<string, Slot>();
+  private lastSeen = Date.now();
+  private lastPingSent = 0;
+  private pingNonce = 0n;
+  private readonly pingsInFlight = new Map<bigint, number>();
+  private readonly timer: NodeJS.Timeout;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    readonly info: TunnelInfo,
+    private readonly opts: RelayTunnelOptions,
+  ) {
+    // Checking four times per interval notices a silent peer within 1.75x the interval.
+    this.timer = setInterval(() => this.keepalive(), Math.max(10, opts.keepaliveMs / 4));
+    this.timer.unref();
+  }
+
+  get inFlight(): number {
+    return this.slots.size;
+  }
+
+  /**
+   * Starts an exchange on this tunnel. Frames the connector sends for it go to
+   * `deliver`; the returned function sends frames to the connector.
+   */
+  attach(exchangeId: Uint8Array, deliver: (frame: Frame) => void): (frame: Frame) => void {
+    const key = exchangeKey(exchangeId);
+    const slot: Slot = { deliver, requestDone: false, responseDone: false };
+    this.slots.set(key, slot);
+    return (frame) => {
+      if (this.slots.get(key) !== slot) {
+        // The exchange is over or the tunnel is gone; only a Reset may still matter to nobody.
+        return;
+      }
+      const kind = frame.kind;
+      if (kind.case === "reset") this.release(key);
+      else if (kind.case === "end" || (kind.case === "requestHead" && kind.value.endStream)) {
+        slot.requestDone = true;
+        this.releaseIfDone(key, slot);
+      }
+      this.outbox.pushFrame(frame);
+    };
+  }
+
+  /** Handles one message from the connector. */
+  handle(message: ConnectRequest): void {
+    this.lastSeen = Date.now();
+    const m = message.message;
+    switch (m.case) {
+      case "frames":
+        for (const frame of m.value.frames) this.fromConnector(frame);
+        return;
+      case "ping":
+        this.outbox.pushControl({ case: "pong", value: { $typeName: "ferry.tunnel.v1.Pong", nonce: m.value.nonce } });
+        return;
+      case "pong": {
+        const sent = this.pingsInFlight.get(m.value.nonce);
+        this.pingsInFlight.delete(m.value.nonce);
+        if (sent !== undefined) this.lastRttMs = Date.now() - sent;
+        return;
+      }
+      case "goAway":
+        this.opts.log.info({ tunnel: this.info.id, reason: m.value.reason }, "connector is draining this tunnel");
+        // It ends the stream itself once its exchanges are done; route nothing new here meanwhile.
+        this.draining = true;
+        return;
+      case "hello":
+        this.opts.log.warn({ tunnel: this.info.id }, "ignoring a second Hello");
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Asks the connector to move: it reconnects elsewhere and finishes what is in flight here. */
+  goAway(reason: string): void {
+    if (this.closed || this.draining) return;
+    this.draining = true;
+    this.outbox.pushControl({ case: "goAway", value: { $typeName: "ferry.tunnel.v1.GoAway", reason } });
+  }
+
+  /** Resolves once no exchange is in flight (or the tunnel is closed). */
+  idle(): Promise<void> {
+    if (this.slots.size === 0 || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Ends the tunnel. Exchanges still on it fail with UNAVAILABLE towards
+   * whoever opened them. `graceful` lets queued frames go out first; `status`
+   * tells the connector something it must act on.
+   */
+  close(reason: string, how: { graceful?: boolean; status?: "unauthenticated" } = {}): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeReason = reason;
+    this.closeStatus = how.status;
+    clearInterval(this.timer);
+    for (const [key, slot] of this.slots) {
+      this.slots.delete(key);
+      slot.deliver(resetFrame(key, ResetCode.UNAVAILABLE, `connector tunnel closed: ${reason}`));
+    }
+    if (how.graceful) this.outbox.close();
+    else this.outbox.abort();
+    this.wakeIdle();
+    this.opts.onClose(this, reason);
+  }
+
+  private fromConnector(frame: Frame): void {
+    const key = exchangeKey(frame.exchangeId);
+    const slot = this.slots.get(key);
+    if (!slot) return; // late frame of a finished exchange
+    const kind = frame.kind;
+    if (kind.case === "reset") this.release(key);
+    else if (kind.case === "end" || (kind.case === "responseHead" && kind.value.endStream)) {
+      slot.responseDone = true;
+      this.releaseIfDone(key, slot);
+    }
+    slot.deliver(frame);
+  }
+
+  private releaseIfDone(key: string, slot: Slot): void {
+    if (slot.requestDone && slot.responseDone) this.release(key);
+  }
+
+  private release(key: string): void {
+    this.slots.delete(key);
+    if (this.slots.size === 0) this.wakeIdle();
+  }
+
+  private keepalive(): void {
+    const now = Date.now();
+    if (now - this.lastSeen > this.opts.keepaliveMs * 1.5) {
+      this.opts.log.warn({ tunnel: this.info.id, silentMs: now - this.lastSeen }, "connector stopped answering; closing tunnel");
+      this.close("keepalive timeout");
+      return;
+    }
+    if (now - this.lastPingSent >= this.opts.keepaliveMs) {
+      this.lastPingSent = now;
+      const nonce = ++this.pingNonce;
+      this.pingsInFlight.clear();
+      this.pingsInFlight.set(nonce, now);
+      this.outbox.pushControl({ case: "ping", value: { $typeName: "ferry.tunnel.v1.Ping", nonce } });
+    }
+  }
+
+  private wakeIdle(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+export function resetFrame(key: string, code: ResetCode, message: string): Frame {
+  return create(FrameSchema, {
+    exchangeId: Buffer.from(key, "hex"),
+    kind: { case: "reset", value: { code, message } },
+  });
+}

@@ -1,0 +1,71 @@
+import { FerryError } from "../../clients/sdk/errors.js";
+import type { RelayTunnel } from "./relay-tunnel.js";
+
+/**
+ * The live tunnels of this node, by tenant, and the choice of a tunnel for a
+ * new exchange: among the tenant's tunnels that serve the target and are not
+ * draining or full, the least loaded (ties broken at random, so several
+ * connectors of one tenant share the load).
+ */
+export class TunnelRegistry {
+  private readonly byTenant = new Map<string, Set<RelayTunnel>>();
+  /** Targets seen per tenant since start, to tell "connector offline" (503) from "no such target" (404). */
+  private readonly seenTargets = new Map<string, Set<string>>();
+
+  add(tunnel: RelayTunnel): void {
+    const { tenant, targets } = tunnel.info;
+    let set = this.byTenant.get(tenant);
+    if (!set) this.byTenant.set(tenant, (set = new Set()));
+    set.add(tunnel);
+    let seen = this.seenTargets.get(tenant);
+    if (!seen) this.seenTargets.set(tenant, (seen = new Set()));
+    for (const t of targets) seen.add(t);
+  }
+
+  remove(tunnel: RelayTunnel): void {
+    const set = this.byTenant.get(tunnel.info.tenant);
+    if (!set) return;
+    set.delete(tunnel);
+    if (set.size === 0) this.byTenant.delete(tunnel.info.tenant);
+  }
+
+  /** Live tunnels of one tenant, or of all tenants. */
+  tunnels(tenant?: string): RelayTunnel[] {
+    if (tenant !== undefined) return [...(this.byTenant.get(tenant) ?? [])];
+    return [...this.byTenant.values()].flatMap((s) => [...s]);
+  }
+
+  /** Forgets a deleted tenant's history. */
+  forgetTenant(tenant: string): void {
+    this.seenTargets.delete(tenant);
+  }
+
+  /** The tunnel to carry a new exchange, or a FerryError saying why there is none. */
+  pick(tenant: string, target: string): RelayTunnel {
+    const all = this.byTenant.get(tenant);
+    let serving = 0;
+    let open = 0;
+    let best: RelayTunnel[] = [];
+    for (const t of all ?? []) {
+      if (!t.info.targets.has(target)) continue;
+      serving++;
+      if (t.draining || t.closed) continue;
+      open++;
+      if (t.inFlight >= t.info.capacity) continue;
+      if (best.length === 0 || t.inFlight < best[0]!.inFlight) best = [t];
+      else if (t.inFlight === best[0]!.inFlight) best.push(t);
+    }
+    if (best.length > 0) return best[Math.floor(Math.random() * best.length)]!;
+    if (open > 0) {
+      throw new FerryError("unavailable", "connector_busy", `every connector of target "${target}" is at its exchange limit`, {
+        retryAfterSeconds: 1,
+      });
+    }
+    if (serving === 0 && all && all.size > 0 && !this.seenTargets.get(tenant)?.has(target)) {
+      throw new FerryError("not_found", "target_not_found", `tenant "${tenant}" has no target "${target}"`);
+    }
+    throw new FerryError("unavailable", "no_connector", `no connector for target "${target}" is online`, {
+      retryAfterSeconds: 5,
+    });
+  }
+}

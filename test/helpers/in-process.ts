@@ -1,0 +1,77 @@
+import { createAdminClient, type AdminClient } from "../../clients/admin/admin-client.js";
+import { type Connector, startConnector } from "../../clients/connector/connector.js";
+import { loadConnectorSettings } from "../../clients/connector/connector-config.js";
+import { createLogger } from "../../clients/sdk/logger.js";
+import { createRelay, type Relay, type RelayOptions } from "../../services/relay/relay.js";
+import { listen, type RelayServer } from "../../services/relay/server.js";
+import { ADMIN_TOKEN, tempDir } from "./processes.js";
+
+export const quietLog = createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent", pretty: false });
+
+export interface TestRelay {
+  relay: Relay;
+  server: RelayServer;
+  url: string;
+  admin: AdminClient;
+  dataDir: string;
+  /** Creates a tenant and returns a fresh connector key for it. */
+  tenantWithKey(tenant: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** A relay in this process on 127.0.0.1, port 0. */
+export async function startTestRelay(options: Partial<RelayOptions> & { tlsCert?: string; tlsKey?: string } = {}): Promise<TestRelay> {
+  const dataDir = options.dataDir ?? tempDir();
+  const relay = await createRelay({ log: quietLog, adminToken: ADMIN_TOKEN, ...options, dataDir });
+  const server = await listen(relay.handle, {
+    host: "127.0.0.1",
+    port: 0,
+    keepaliveMs: relay.keepaliveMs,
+    tlsCert: options.tlsCert,
+    tlsKey: options.tlsKey,
+  });
+  const admin = createAdminClient(server.url, ADMIN_TOKEN);
+  return {
+    relay,
+    server,
+    url: server.url,
+    admin,
+    dataDir,
+    async tenantWithKey(tenant) {
+      if (!relay.catalog.getTenant(tenant)) await admin.createTenant({ name: tenant });
+      const { secret } = await admin.createKey({ tenant });
+      return secret;
+    },
+    async close() {
+      server.stopAccepting();
+      await relay.drain(0);
+      await server.close(100);
+      await relay.close();
+    },
+  };
+}
+
+/** A connector in this process; resolves once `tunnels` tunnels are up. */
+export async function startTestConnector(
+  relayUrl: string | string[],
+  key: string,
+  targets: Record<string, string>,
+  extra: { tunnels?: number; grace?: string; maxConcurrent?: number } = {},
+): Promise<Connector> {
+  const settings = loadConnectorSettings(
+    {
+      relay: Array.isArray(relayUrl) ? relayUrl : [relayUrl],
+      key,
+      target: Object.entries(targets).map(([n, u]) => `${n}=${u}`),
+      tunnels: String(extra.tunnels ?? 2),
+      reconnectMin: "50ms",
+      reconnectMax: "500ms",
+      grace: extra.grace ?? "5s",
+      maxConcurrent: extra.maxConcurrent === undefined ? undefined : String(extra.maxConcurrent),
+    },
+    {},
+  );
+  const connector = startConnector(settings, quietLog);
+  await connector.waitConnected(extra.tunnels ?? 2);
+  return connector;
+}
