@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { createSecureContext } from "node:tls";
 import { type ClientDuplexStream, credentials, Metadata, status as grpcStatus } from "@grpc/grpc-js";
 import { type Frame, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import {
@@ -76,7 +77,8 @@ export class TunnelConnection {
   constructor(private readonly opts: TunnelConnectionOptions) {
     const { relay } = opts;
     const port = relay.port || (relay.protocol === "https:" ? "443" : "80");
-    const creds = relay.protocol === "https:" ? credentials.createSsl() : credentials.createInsecure();
+    // Node's default trust (bundled roots plus NODE_EXTRA_CA_CERTS); grpc-js's createSsl() misses the extra CAs.
+    const creds = relay.protocol === "https:" ? credentials.createFromSecureContext(createSecureContext()) : credentials.createInsecure();
     this.client = new TunnelClient(`${relay.hostname}:${port}`, creds, {
       // Each tunnel gets its own TCP connection, so tunnels can land on different relay nodes.
       "grpc.use_local_subchannel_pool": 1,
@@ -266,9 +268,10 @@ export class TunnelConnection {
     this.keepaliveTimer = setInterval(
       () => {
         const now = Date.now();
-        if (now - this.lastSeen > intervalMs * 1.5) {
-          const reason = `no message from the relay for ${now - this.lastSeen}ms (keepalive ${intervalMs}ms)`;
-          this.opts.log.warn({ relay: this.opts.relay.origin, reason }, "relay stopped answering; dropping tunnel");
+        const silentMs = now - this.lastSeen;
+        if (silentMs > intervalMs * 1.5) {
+          const reason = `no message from the relay for ${silentMs}ms (keepalive ${intervalMs}ms)`;
+          this.opts.log.warn({ relay: this.opts.relay.origin, silentMs, keepaliveMs: intervalMs }, "relay stopped answering; dropping tunnel");
           this.abort(reason);
           return;
         }

@@ -96,6 +96,9 @@ export class Exchange {
         cb(err);
       },
     });
+    // A reset destroys the body with an error; readers see it through their own
+    // iteration, and a body nobody reads must not crash the process.
+    this.body.on("error", () => {});
     // Rejections are observed through these promises by whoever cares; never unhandled.
     this.headDeferred.promise.catch(() => {});
     this.trailersDeferred.promise.catch(() => {});

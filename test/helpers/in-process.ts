@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { createAdminClient, type AdminClient } from "../../clients/admin/admin-client.js";
 import { type Connector, startConnector } from "../../clients/connector/connector.js";
 import { loadConnectorSettings } from "../../clients/connector/connector-config.js";
@@ -20,7 +21,9 @@ export interface TestRelay {
 }
 
 /** A relay in this process on 127.0.0.1, port 0. */
-export async function startTestRelay(options: Partial<RelayOptions> & { tlsCert?: string; tlsKey?: string } = {}): Promise<TestRelay> {
+export async function startTestRelay(
+  options: Partial<RelayOptions> & { tlsCert?: string; tlsKey?: string; ca?: string } = {},
+): Promise<TestRelay> {
   const dataDir = options.dataDir ?? tempDir();
   const relay = await createRelay({ log: quietLog, adminToken: ADMIN_TOKEN, ...options, dataDir });
   const server = await listen(relay.handle, {
@@ -30,7 +33,7 @@ export async function startTestRelay(options: Partial<RelayOptions> & { tlsCert?
     tlsCert: options.tlsCert,
     tlsKey: options.tlsKey,
   });
-  const admin = createAdminClient(server.url, ADMIN_TOKEN);
+  const admin = createAdminClient(server.url, ADMIN_TOKEN, { ca: options.ca ? readFileSync(options.ca) : undefined });
   return {
     relay,
     server,

@@ -20,6 +20,7 @@ export class FerryProcess {
   readonly stderr: string[] = [];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private waiters: Array<{ match(l: LogLine): boolean; resolve(l: LogLine): void }> = [];
+  private stderrWaiters: Array<{ match: RegExp; resolve(line: string): void }> = [];
 
   constructor(readonly child: ChildProcess) {
     createInterface({ input: child.stdout! }).on("line", (text) => {
@@ -36,7 +37,14 @@ export class FerryProcess {
         return false;
       });
     });
-    createInterface({ input: child.stderr! }).on("line", (text) => this.stderr.push(text));
+    createInterface({ input: child.stderr! }).on("line", (text) => {
+      this.stderr.push(text);
+      this.stderrWaiters = this.stderrWaiters.filter((w) => {
+        if (!w.match.test(text)) return true;
+        w.resolve(text);
+        return false;
+      });
+    });
     this.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
   }
 
@@ -53,6 +61,16 @@ export class FerryProcess {
       void this.exited.then(({ code, signal }) =>
         reject(new Error(`process exited (${code ?? signal}) before ${what}; stderr:\n${this.stderr.join("\n")}`)),
       );
+    });
+  }
+
+  /** Resolves with the first stderr line (past or future) matching `match`. */
+  waitForStderr(match: RegExp): Promise<string> {
+    const past = this.stderr.find((l) => match.test(l));
+    if (past) return Promise.resolve(past);
+    return new Promise((resolve, reject) => {
+      this.stderrWaiters.push({ match, resolve });
+      void this.exited.then(() => reject(new Error(`process exited before printing ${match}`)));
     });
   }
 
@@ -87,12 +105,20 @@ function procStatus(pid: number, field: string): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
+/** Every child this worker started; killed when the worker exits, so a failed test leaves no process behind. */
+const children = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of children) child.kill("SIGKILL");
+});
+
 export function spawnFerry(args: string[], env: Record<string, string> = {}): FerryProcess {
   const child = spawn(process.execPath, [CLI, ...args], {
     cwd: ROOT,
     env: { ...process.env, FERRY_LOG_FORMAT: "json", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  children.add(child);
+  child.once("exit", () => children.delete(child));
   return new FerryProcess(child);
 }
 
@@ -118,10 +144,18 @@ export async function startRelayProcess(
 }
 
 /** Starts `ferry connector`; call waitForCount("tunnel connected", n) to wait for tunnels. */
-export function startConnectorProcess(relayUrls: string | string[], key: string, targets: Record<string, string>, args: string[] = []): FerryProcess {
+export function startConnectorProcess(
+  relayUrls: string | string[],
+  key: string,
+  targets: Record<string, string>,
+  opts: { args?: string[]; env?: Record<string, string> } = {},
+): FerryProcess {
   const relays = (Array.isArray(relayUrls) ? relayUrls : [relayUrls]).flatMap((r) => ["--relay", r]);
   const targetArgs = Object.entries(targets).flatMap(([name, url]) => ["--target", `${name}=${url}`]);
-  return spawnFerry(["connector", ...relays, "--key", key, ...targetArgs, "--reconnect-min", "50ms", "--reconnect-max", "500ms", ...args]);
+  return spawnFerry(
+    ["connector", ...relays, "--key", key, ...targetArgs, "--reconnect-min", "50ms", "--reconnect-max", "500ms", ...(opts.args ?? [])],
+    opts.env,
+  );
 }
 
 /** Runs the CLI to completion and returns its output. */

@@ -22,18 +22,13 @@ export interface TestTarget {
   close(): Promise<void>;
 }
 
-/** Deterministic bytes: the same (seed, offset) always gives the same data, so both ends can hash. */
-export function patternChunk(offset: number, length: number): Buffer {
-  const buf = Buffer.allocUnsafe(length);
-  for (let i = 0; i < length; i++) {
-    const n = offset + i;
-    buf[i] = (n * 2654435761) >>> 24;
-  }
-  return buf;
-}
-
 const CHUNK = 64 * 1024;
-const PATTERN = patternChunk(0, CHUNK * 4);
+/** 256 KiB of pseudo-random bytes; the test pattern repeats it, so both ends can produce and hash any length cheaply. */
+const PATTERN = (() => {
+  const buf = Buffer.allocUnsafe(CHUNK * 4);
+  for (let i = 0; i < buf.length; i++) buf[i] = Math.imul(i, 2654435761) >>> 24;
+  return buf;
+})();
 
 /** SHA-256 of `size` bytes of the /bytes pattern. */
 export function patternSha256(size: number): string {
@@ -42,7 +37,8 @@ export function patternSha256(size: number): string {
   return hash.digest("hex");
 }
 
-function patternAt(offset: number, length: number): Buffer {
+/** `length` (<= 64 KiB) pattern bytes starting at a 64 KiB-aligned `offset`. */
+export function patternAt(offset: number, length: number): Buffer {
   // The pattern repeats every 256 KiB (a multiple of CHUNK), so slices of one buffer serve any aligned offset.
   const start = offset % PATTERN.length;
   return PATTERN.subarray(start, start + length);
@@ -60,6 +56,7 @@ function patternAt(offset: number, length: number): Buffer {
  * - /stall?size=N: like /bytes, counts how far it got (for back-pressure tests)
  * - /hang: never answers (abort tests)
  * - /json: the request head as JSON
+ * - /stream-echo: full duplex, request chunks echoed as they arrive
  */
 export async function startTestTarget(name = "target"): Promise<TestTarget> {
   const seen: SeenRequest[] = [];
@@ -90,6 +87,13 @@ export async function startTestTarget(name = "target"): Promise<TestTarget> {
         });
         return;
       }
+      case "/stream-echo":
+        // Full duplex: each request chunk goes straight back while the request is still coming.
+        res.writeHead(200, { "content-type": "application/octet-stream" });
+        res.flushHeaders();
+        req.on("data", (c: Buffer) => res.write(c));
+        req.on("end", () => res.end());
+        return;
       case "/json": {
         req.resume();
         req.on("end", () => {

@@ -1,0 +1,158 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { credentials, Metadata } from "@grpc/grpc-js";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createAdminClient } from "../../clients/admin/admin-client.js";
+import { grpcClientConstructor } from "../../clients/sdk/grpc-client.js";
+import { ConnectRequestSchema, type ConnectResponse, TunnelService } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
+import { startTestRelay, type TestRelay } from "../helpers/in-process.js";
+import { json, request } from "../helpers/http.js";
+import { type FerryProcess, startConnectorProcess, startRelayProcess } from "../helpers/processes.js";
+import { startTestTarget, type TestTarget } from "../helpers/targets.js";
+
+let relay: TestRelay;
+let target: TestTarget;
+const procs: FerryProcess[] = [];
+
+beforeAll(async () => {
+  relay = await startTestRelay();
+  target = await startTestTarget();
+});
+afterEach(async () => {
+  await Promise.all(procs.splice(0).map((p) => p.stop("SIGKILL")));
+});
+afterAll(async () => {
+  await relay?.close();
+  await target?.close();
+});
+
+function connector(key: string): FerryProcess {
+  const p = startConnectorProcess(relay.url, key, { app: target.url }, { args: ["--tunnels", "1"] });
+  procs.push(p);
+  return p;
+}
+
+/** Audit events written so far (JSON lines in the data directory). */
+function audit(): Array<Record<string, unknown>> {
+  return readFileSync(join(relay.dataDir, "audit.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+describe("connector keys", () => {
+  it("refuses an unknown key with Unauthenticated and audits it", async () => {
+    const c = connector("fck_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    const failed = await c.waitFor((l) => l.msg === "tunnel failed");
+    expect(failed.err).toBe("connector key is not valid");
+    expect(failed.level).toBe(50); // error: retrying soon will not help
+    expect(audit().some((e) => e.action === "connector.refused" && (e.details as { reason: string }).reason === "unknown")).toBe(true);
+  });
+
+  it("refuses a right key id with a wrong secret", async () => {
+    const good = await relay.tenantWithKey("acme");
+    const forged = `${good.slice(0, good.lastIndexOf("_") + 1)}${"B".repeat(43)}`;
+    const c = connector(forged);
+    expect((await c.waitFor((l) => l.msg === "tunnel failed")).err).toBe("connector key is not valid");
+  });
+
+  it("revoking a key closes its live tunnels at once and keeps it out", async () => {
+    const key = await relay.tenantWithKey("revokee");
+    const c = connector(key);
+    await c.waitForCount("tunnel connected", 1);
+    expect((await request(`${relay.url}/relay/revokee/app/echo`, { method: "POST", body: "x" })).status).toBe(200);
+
+    const { keys } = await relay.admin.listKeys({ tenant: "revokee" });
+    await relay.admin.revokeKey({ tenant: "revokee", keyId: keys[0]!.keyId });
+    const refused = await c.waitFor((l) => l.msg === "tunnel failed" && String(l.err).includes("revoked"));
+    expect(refused.err).toBe("connector key was revoked");
+    const res = await request(`${relay.url}/relay/revokee/app/echo`);
+    expect(res.status).toBe(503);
+    expect(audit().some((e) => e.action === "key.revoke" && e.tenant === "revokee")).toBe(true);
+    expect((await relay.admin.listKeys({ tenant: "revokee" })).keys[0]!.revokeTime).toBeDefined();
+  });
+
+  it("deleting a tenant disconnects its connectors and its keys stop working", async () => {
+    const key = await relay.tenantWithKey("doomed");
+    const c = connector(key);
+    await c.waitForCount("tunnel connected", 1);
+    await relay.admin.deleteTenant({ name: "doomed" });
+    await c.waitFor((l) => l.msg === "tunnel failed" && l.err === "connector key is not valid");
+    expect((await request(`${relay.url}/relay/doomed/app/echo`)).status).toBe(404);
+  });
+});
+
+describe("tunnel protocol", () => {
+  const Client = grpcClientConstructor(TunnelService);
+
+  /** Opens a raw tunnel call, sends `first`, and returns the call's status. */
+  async function rawTunnel(key: string, first: Parameters<typeof create<typeof ConnectRequestSchema>>[1]) {
+    const client = new Client(new URL(relay.url).host, credentials.createInsecure());
+    const metadata = new Metadata();
+    metadata.set("authorization", `Bearer ${key}`);
+    const call = (client as unknown as { connect(m: Metadata): import("@grpc/grpc-js").ClientDuplexStream<unknown, ConnectResponse> }).connect(metadata);
+    const status = new Promise<{ code: number; details: string }>((resolve) => call.on("error", (e: { code: number; details: string }) => resolve(e)));
+    call.on("data", () => {});
+    call.write(create(ConnectRequestSchema, first));
+    const result = await status;
+    client.close();
+    return result;
+  }
+
+  it("answers an unsupported protocol version with FailedPrecondition saying what to upgrade", async () => {
+    const key = await relay.tenantWithKey("proto");
+    const r = await rawTunnel(key, { message: { case: "hello", value: { protocolVersion: 99, targets: [{ name: "app" }] } } });
+    expect(r.code).toBe(Code.FailedPrecondition);
+    expect(r.details).toMatch(/speaks tunnel protocol v99.*upgrade the relay/);
+    const old = await rawTunnel(key, { message: { case: "hello", value: { protocolVersion: 0, targets: [{ name: "app" }] } } });
+    expect(old.details).toMatch(/upgrade the connector/);
+  });
+
+  it("refuses a tunnel whose first message is not Hello, or whose Hello is invalid", async () => {
+    const key = await relay.tenantWithKey("proto2");
+    const notHello = await rawTunnel(key, { message: { case: "ping", value: { nonce: 1n } } });
+    expect(notHello).toMatchObject({ code: Code.InvalidArgument, details: "the first tunnel message must be Hello" });
+    const badTarget = await rawTunnel(key, { message: { case: "hello", value: { protocolVersion: 1, targets: [{ name: "Not A Label" }] } } });
+    expect(badTarget).toMatchObject({ code: Code.InvalidArgument, details: 'target name "Not A Label" is not a DNS label' });
+  });
+});
+
+describe("admin authentication", () => {
+  it("refuses calls without a valid token and audits them", async () => {
+    for (const token of ["", "wrong-token-wrong-token"]) {
+      const err = await createAdminClient(relay.url, token).listTenants({}).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ConnectError);
+      expect((err as ConnectError).code).toBe(Code.Unauthenticated);
+    }
+    expect(audit().filter((e) => e.action === "admin.refused").length).toBeGreaterThanOrEqual(2);
+  });
+
+  it("answers plain curl-style JSON calls with the token", async () => {
+    const res = await request(`${relay.url}/ferry.admin.v1.AdminService/ListTenants`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: "Bearer test-admin-token-0123456789" },
+      body: "{}",
+    });
+    expect(res.status).toBe(200);
+    expect(json<{ tenants: Array<{ name: string }> }>(res).tenants.map((t) => t.name)).toContain("acme");
+  });
+
+  it("mints an admin token on first start, shows it once and stores only its hash", async () => {
+    const first = await startRelayProcess({ env: { FERRY_ADMIN_TOKEN: "" } });
+    procs.push(first);
+    const tokenPattern = /(fat_[a-z0-9]{16}_[A-Za-z0-9_-]{43})/;
+    const token = tokenPattern.exec(await first.waitForStderr(tokenPattern))?.[1];
+    expect(token).toBeDefined();
+    expect((await createAdminClient(first.url, token!).listTenants({})).tenants).toEqual([]);
+    expect(readFileSync(join(first.dataDir, "state.json"), "utf8")).not.toContain(token!.split("_")[2]);
+    expect(JSON.stringify(first.lines)).not.toContain(token!);
+    expect(await first.stop()).toEqual({ code: 0, signal: null });
+
+    const second = await startRelayProcess({ dataDir: first.dataDir, port: Number(new URL(first.url).port), env: { FERRY_ADMIN_TOKEN: "" } });
+    procs.push(second);
+    expect(second.stderr.join("\n")).not.toContain("fat_");
+    expect((await createAdminClient(second.url, token!).listTenants({})).tenants).toEqual([]);
+  });
+});
