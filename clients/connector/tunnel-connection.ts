@@ -1,10 +1,8 @@
-import { create } from "@bufbuild/protobuf";
 import { createSecureContext } from "node:tls";
 import { type ClientDuplexStream, credentials, Metadata, status as grpcStatus } from "@grpc/grpc-js";
 import { type Frame, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import {
   type ConnectRequest,
-  ConnectRequestSchema,
   type ConnectResponse,
   type Hello,
   TunnelService,
@@ -16,7 +14,7 @@ import { grpcClientConstructor } from "../sdk/grpc-client.js";
 import { exchangeKey } from "../sdk/ids.js";
 import type { Logger } from "../sdk/logger.js";
 import { Outbox } from "../sdk/outbox.js";
-import { DEFAULT_WINDOW, MAX_FRAME_SIZE, MAX_MESSAGE_BYTES } from "../sdk/protocol.js";
+import { DEFAULT_WINDOW, MAX_FRAME_SIZE, MAX_MESSAGE_BYTES, MAX_WINDOW } from "../sdk/protocol.js";
 import type { TargetForwarder } from "./target-forwarder.js";
 
 const TunnelClient = grpcClientConstructor(TunnelService);
@@ -220,9 +218,10 @@ export class TunnelConnection {
     const ex = new Exchange({
       id: frame.exchangeId,
       send: (f) => this.outbox.pushFrame(f),
-      sendWindow: head.responseWindow || DEFAULT_WINDOW,
+      sendWindow: Math.min(head.responseWindow || DEFAULT_WINDOW, MAX_WINDOW),
       receiveWindow: this.opts.hello.requestWindow || DEFAULT_WINDOW,
       maxFrameSize: Math.min(this.welcome?.maxFrameSize || MAX_FRAME_SIZE, MAX_FRAME_SIZE),
+      transportReady: () => this.outbox.ready(),
       onClose: () => this.release(key),
     });
     if (this.draining || this.exchanges.size >= this.opts.hello.maxConcurrentExchanges) {
@@ -250,11 +249,9 @@ export class TunnelConnection {
   private async pump(call: Call): Promise<void> {
     try {
       for await (const item of this.outbox) {
-        const message =
-          item.kind === "frames"
-            ? create(ConnectRequestSchema, { message: { case: "frames", value: { frames: item.frames } } })
-            : create(ConnectRequestSchema, { message: item.message });
-        if (!call.write(message)) await waitDrain(call);
+        const message: Control =
+          item.kind === "frames" ? { case: "frames", value: { $typeName: "ferry.tunnel.v1.FrameBatch", frames: item.frames } } : item.message;
+        if (!call.write({ $typeName: "ferry.tunnel.v1.ConnectRequest", message })) await waitDrain(call);
       }
       call.end();
     } catch {

@@ -1,14 +1,13 @@
-import { create } from "@bufbuild/protobuf";
 import { Readable } from "node:stream";
 import {
   type Frame,
-  FrameSchema,
   type Header,
   type RequestHead,
   type ResponseHead,
   ResetCode,
 } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { exchangeKey } from "./ids.js";
+import { MAX_WINDOW } from "./protocol.js";
 
 /** Why an exchange ended early; `remote` tells whether the peer sent the Reset. */
 export class ExchangeReset extends Error {
@@ -32,6 +31,8 @@ export interface ExchangeOptions {
   receiveWindow: number;
   /** Largest Data chunk we send. */
   maxFrameSize: number;
+  /** Transport back-pressure: a promise to await before sending more body, or undefined to go on. */
+  transportReady?(): Promise<void> | undefined;
   /** Called once when the exchange is finished in both directions or reset. */
   onClose?(exchange: Exchange): void;
 }
@@ -53,11 +54,10 @@ export class Exchange {
   readonly key: string;
   /** The incoming body. Destroying it early resets the exchange. */
   readonly body: Readable;
-  /** Aborts when the exchange is reset from either side. */
-  readonly signal: AbortSignal;
 
   private readonly opts: ExchangeOptions;
-  private readonly abort = new AbortController();
+  /** Made on first use: only the connector (undici's signal) needs one. */
+  private abort: AbortController | undefined;
   private credit: number;
   private creditWaiter: { resolve(): void; reject(e: Error): void } | undefined;
   private receiveCredit: number;
@@ -83,7 +83,6 @@ export class Exchange {
     this.key = exchangeKey(opts.id);
     this.credit = opts.sendWindow;
     this.receiveCredit = opts.receiveWindow;
-    this.signal = this.abort.signal;
     this.body = new Readable({
       highWaterMark: opts.maxFrameSize,
       read: () => {
@@ -102,6 +101,15 @@ export class Exchange {
     // Rejections are observed through these promises by whoever cares; never unhandled.
     this.headDeferred.promise.catch(() => {});
     this.trailersDeferred.promise.catch(() => {});
+  }
+
+  /** Aborts when the exchange is reset from either side. */
+  get signal(): AbortSignal {
+    if (!this.abort) {
+      this.abort = new AbortController();
+      if (this.resetError) this.abort.abort(this.resetError);
+    }
+    return this.abort.signal;
   }
 
   /** The peer's head (ResponseHead at the ingress). Rejects with ExchangeReset. */
@@ -145,6 +153,11 @@ export class Exchange {
         await new Promise<void>((resolve, reject) => (this.creditWaiter = { resolve, reject }));
         continue;
       }
+      const congested = this.opts.transportReady?.();
+      if (congested) {
+        await congested;
+        continue;
+      }
       const n = Math.min(this.credit, this.opts.maxFrameSize, chunk.byteLength - offset);
       this.credit -= n;
       this.emit({ case: "data", value: { $typeName: "ferry.tunnel.v1.Data", chunk: chunk.subarray(offset, offset + n) } });
@@ -180,7 +193,7 @@ export class Exchange {
       this.eofPushed = true;
       this.body.destroy(error);
     }
-    this.abort.abort(error);
+    this.abort?.abort(error);
     this.finish();
   }
 
@@ -215,7 +228,9 @@ export class Exchange {
         return;
       case "windowUpdate": {
         const inc = kind.value.increment;
-        if (inc === 0 || this.credit + inc > 0x7fffffff) return this.violation("bad window update");
+        // A peer may not grant more than MAX_WINDOW outstanding: unbounded credit would let
+        // a hostile receiver make us queue a whole body in memory.
+        if (inc === 0 || this.credit + inc > MAX_WINDOW) return this.violation("bad window update");
         this.credit += inc;
         const waiter = this.creditWaiter;
         this.creditWaiter = undefined;
@@ -280,7 +295,8 @@ export class Exchange {
   }
 
   private emit(kind: Frame["kind"]): void {
-    this.opts.send(create(FrameSchema, { exchangeId: this.id, kind }));
+    // A literal, not create(): this is the hot path, and protobuf-es messages are plain objects.
+    this.opts.send({ $typeName: "ferry.tunnel.v1.Frame", exchangeId: this.id, kind });
   }
 
   private maybeClose(): void {

@@ -1,9 +1,19 @@
 import { randomBytes } from "node:crypto";
 import { EXCHANGE_ID_BYTES } from "./protocol.js";
 
-/** A fresh random exchange id. */
+const POOL_IDS = 256;
+let pool = Buffer.alloc(0);
+let poolOffset = 0;
+
+/** A fresh random exchange id (drawn from a pool: one getrandom call per 256 ids, not per request). */
 export function newExchangeId(): Uint8Array {
-  return randomBytes(EXCHANGE_ID_BYTES);
+  if (poolOffset >= pool.length) {
+    pool = randomBytes(EXCHANGE_ID_BYTES * POOL_IDS);
+    poolOffset = 0;
+  }
+  const id = pool.subarray(poolOffset, poolOffset + EXCHANGE_ID_BYTES);
+  poolOffset += EXCHANGE_ID_BYTES;
+  return id;
 }
 
 /** Map key and log form of an exchange id. */

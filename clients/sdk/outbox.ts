@@ -1,28 +1,59 @@
 import type { Frame } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { MAX_BATCH_BYTES } from "./protocol.js";
+import { MAX_BATCH_BYTES, OUTBOX_HIGH_WATER, OUTBOX_LOW_WATER } from "./protocol.js";
 
 /** What a tunnel writer takes next: a batch of frames or one control message. */
 export type OutboxItem<C> = { kind: "frames"; frames: Frame[] } | { kind: "control"; message: C };
+
+/** Rough wire cost of a frame: its body bytes plus an allowance for the rest. */
+function frameBytes(frame: Frame): number {
+  const k = frame.kind;
+  if (k.case === "data") return k.value.chunk.byteLength + 32;
+  if (k.case === "requestHead" || k.case === "responseHead") {
+    return k.value.headers.reduce((n, h) => n + h.name.length + h.value.length + 8, 256);
+  }
+  return 64;
+}
 
 /**
  * The send queue of one tunnel. Exchanges push frames without waiting; the
  * tunnel's writer pulls batches as fast as the transport takes them, so frames
  * that pile up while a write is in progress leave together in one message.
  *
- * The queue needs no bound of its own: body bytes in it are limited by the
- * exchanges' flow-control windows, and the reader of the other end never stops
- * reading, so the writer always drains it.
+ * Per-exchange windows bound what one exchange queues; the queue's own
+ * high-water mark bounds the tunnel as a whole when the transport is the
+ * bottleneck (or a hostile peer stops reading): body writers wait on ready()
+ * and new exchanges avoid a congested tunnel.
  */
 export class Outbox<C> implements AsyncIterable<OutboxItem<C>> {
-  private readonly items: Array<{ frame: Frame } | { control: C }> = [];
+  private readonly items: Array<{ frame: Frame; bytes: number } | { control: C }> = [];
   private wake: (() => void) | undefined;
   private closing = false;
   private aborted = false;
+  private queuedBytes = 0;
+  private readyWaiters: Array<() => void> = [];
 
   pushFrame(frame: Frame): void {
     if (this.closing || this.aborted) return;
-    this.items.push({ frame });
+    const bytes = frameBytes(frame);
+    this.queuedBytes += bytes;
+    this.items.push({ frame, bytes });
     this.notify();
+  }
+
+  /** Bytes waiting to be written. */
+  get bytes(): number {
+    return this.queuedBytes;
+  }
+
+  /** True above the high-water mark: new exchanges should go elsewhere. */
+  get congested(): boolean {
+    return this.queuedBytes >= OUTBOX_HIGH_WATER;
+  }
+
+  /** Resolves (or returns undefined at once) when body writers may queue more. */
+  ready(): Promise<void> | undefined {
+    if (this.queuedBytes < OUTBOX_HIGH_WATER || this.aborted || this.closing) return undefined;
+    return new Promise((resolve) => this.readyWaiters.push(resolve));
   }
 
   pushControl(message: C): void {
@@ -41,7 +72,9 @@ export class Outbox<C> implements AsyncIterable<OutboxItem<C>> {
   abort(): void {
     this.aborted = true;
     this.items.length = 0;
+    this.queuedBytes = 0;
     this.notify();
+    this.releaseWriters();
   }
 
   get size(): number {
@@ -69,10 +102,16 @@ export class Outbox<C> implements AsyncIterable<OutboxItem<C>> {
         if (!("frame" in next)) break;
         this.items.shift();
         frames.push(next.frame);
-        if (next.frame.kind.case === "data") bytes += next.frame.kind.value.chunk.byteLength;
+        bytes += next.bytes;
       }
+      this.queuedBytes -= bytes;
+      if (this.queuedBytes < OUTBOX_LOW_WATER) this.releaseWriters();
       yield { kind: "frames", frames };
     }
+  }
+
+  private releaseWriters(): void {
+    for (const w of this.readyWaiters.splice(0)) w();
   }
 
   private notify(): void {

@@ -21,5 +21,12 @@ export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 /** A batch is cut once it holds this many body bytes, to keep messages and latency small. */
 export const MAX_BATCH_BYTES = 1024 * 1024;
 
+/**
+ * A tunnel's send queue above this many bytes is congested: body writers wait
+ * until it drains below the low-water mark, and new exchanges go elsewhere.
+ */
+export const OUTBOX_HIGH_WATER = 8 * 1024 * 1024;
+export const OUTBOX_LOW_WATER = 4 * 1024 * 1024;
+
 /** Exchange ids are 128 random bits minted by the ingress node. */
 export const EXCHANGE_ID_BYTES = 16;

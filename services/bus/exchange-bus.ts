@@ -8,6 +8,8 @@ export interface ExchangeRoute {
   requestWindow: number;
   /** Largest Data chunk the path carries. */
   maxFrameSize: number;
+  /** Back-pressure of the path: a promise to await before sending more body, or undefined. */
+  ready(): Promise<void> | undefined;
 }
 
 /**

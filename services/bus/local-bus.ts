@@ -11,6 +11,7 @@ export function createLocalBus(registry: TunnelRegistry): ExchangeBus {
         send: tunnel.attach(exchangeId, deliver),
         requestWindow: tunnel.info.requestWindow,
         maxFrameSize: MAX_FRAME_SIZE,
+        ready: () => tunnel.outbox.ready(),
       };
     },
   };

@@ -90,6 +90,7 @@ async function serve(opts: GatewayOptions, req: NodeRequest, res: NodeResponse):
     sendWindow: route.requestWindow,
     receiveWindow: opts.responseWindow,
     maxFrameSize: route.maxFrameSize,
+    transportReady: route.ready,
   });
   exchange = ex;
 

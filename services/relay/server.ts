@@ -83,7 +83,7 @@ export async function listen(handler: (req: NodeRequest, res: NodeResponse) => v
       handler,
     );
     const http1 = h1;
-    outer = createNetServer((socket) => sniff(socket, http1, plain));
+    outer = createNetServer({ noDelay: true, keepAlive: true }, (socket) => sniff(socket, http1, plain));
   }
   h2.on("session", trackSession);
 

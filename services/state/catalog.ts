@@ -1,4 +1,4 @@
-import { create, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
+import { create, type DescMessage, fromJson, type JsonValue, type MessageShape, toJson } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import {
   type AdminTokenRecord,
@@ -31,13 +31,28 @@ export type KeyCheck = { ok: true; key: KeyRecord } | { ok: false; reason: "malf
  * (authenticating a tunnel, checking a tenant per request) does no I/O.
  */
 export class Catalog {
-  constructor(private readonly store: KvStore) {}
+  /** Decoded records by store key; the gateway checks a tenant on every request. */
+  private readonly decoded = new Map<string, unknown>();
+
+  constructor(private readonly store: KvStore) {
+    store.watch((change) => this.decoded.delete(change.key));
+  }
+
+  /** A record decoded once and cached until its key changes. Treat it as read-only. */
+  private read<D extends DescMessage>(schema: D, key: string): MessageShape<D> | undefined {
+    const hit = this.decoded.get(key) as MessageShape<D> | undefined;
+    if (hit) return hit;
+    const json = this.store.get(key);
+    if (json === undefined) return undefined;
+    const record = fromJson(schema, json);
+    this.decoded.set(key, record);
+    return record;
+  }
 
   // Tenants
 
   getTenant(name: string): TenantRecord | undefined {
-    const json = this.store.get(TENANT + name);
-    return json === undefined ? undefined : fromJson(TenantRecordSchema, json);
+    return this.read(TenantRecordSchema, TENANT + name);
   }
 
   requireTenant(name: string): TenantRecord {
@@ -93,26 +108,23 @@ export class Catalog {
   }
 
   async revokeKey(tenant: string, keyId: string): Promise<KeyRecord> {
-    const json = this.store.get(KEY + keyId);
-    const record = json === undefined ? undefined : fromJson(KeyRecordSchema, json);
+    const record = this.read(KeyRecordSchema, KEY + keyId);
     // A key of another tenant is reported as missing: tenants never learn of each other's objects.
     if (!record || record.tenant !== tenant) {
       throw new FerryError("not_found", "key_not_found", `tenant "${tenant}" has no key "${keyId}"`);
     }
-    if (!record.revokeTime) {
-      record.revokeTime = timestampNow();
-      await this.store.put(KEY + keyId, toJson(KeyRecordSchema, record));
-    }
-    return record;
+    if (record.revokeTime) return record;
+    const revoked = create(KeyRecordSchema, { ...record, revokeTime: timestampNow() });
+    await this.store.put(KEY + keyId, toJson(KeyRecordSchema, revoked));
+    return revoked;
   }
 
   /** Checks a presented connector key in constant time. */
   checkConnectorKey(secret: string): KeyCheck {
     const id = secretId("fck", secret);
     if (!id) return { ok: false, reason: "malformed" };
-    const json = this.store.get(KEY + id);
-    if (json === undefined) return { ok: false, reason: "unknown" };
-    const key = fromJson(KeyRecordSchema, json);
+    const key = this.read(KeyRecordSchema, KEY + id);
+    if (!key) return { ok: false, reason: "unknown" };
     if (!secretMatches(secret, key.secretSha256)) return { ok: false, reason: "unknown" };
     if (key.revokeTime) return { ok: false, reason: "revoked" };
     if (!this.getTenant(key.tenant)) return { ok: false, reason: "unknown" };
@@ -165,8 +177,7 @@ export class Catalog {
   }
 
   private getToken(id: string): AdminTokenRecord | undefined {
-    const json = this.store.get(TOKEN + id);
-    return json === undefined ? undefined : fromJson(AdminTokenRecordSchema, json);
+    return this.read(AdminTokenRecordSchema, TOKEN + id);
   }
 
   private async putToken(id: string, digest: Uint8Array, description: string): Promise<void> {

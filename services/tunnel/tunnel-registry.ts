@@ -51,7 +51,7 @@ export class TunnelRegistry {
       serving++;
       if (t.draining || t.closed) continue;
       open++;
-      if (t.inFlight >= t.info.capacity) continue;
+      if (t.inFlight >= t.info.capacity || t.outbox.congested) continue;
       if (best.length === 0 || t.inFlight < best[0]!.inFlight) best = [t];
       else if (t.inFlight === best[0]!.inFlight) best.push(t);
     }

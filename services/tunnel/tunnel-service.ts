@@ -1,9 +1,7 @@
-import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextKey, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   type ConnectRequest,
   type ConnectResponse,
-  ConnectResponseSchema,
   type Hello,
   TunnelService,
 } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
@@ -135,9 +133,9 @@ export function createTunnelService(deps: TunnelServiceDeps): ServiceImpl<typeof
 
       try {
         for await (const item of tunnel.outbox) {
-          yield item.kind === "frames"
-            ? create(ConnectResponseSchema, { message: { case: "frames", value: { frames: item.frames } } })
-            : create(ConnectResponseSchema, { message: item.message as Control });
+          const message: Control =
+            item.kind === "frames" ? { case: "frames", value: { $typeName: "ferry.tunnel.v1.FrameBatch", frames: item.frames } } : item.message;
+          yield { $typeName: "ferry.tunnel.v1.ConnectResponse", message };
         }
       } finally {
         tunnel.close(ctx.signal.aborted ? "stream aborted" : "tunnel ended");
