@@ -72,7 +72,7 @@ function validate(c: ConnectorConfig, flags: ConnectorFlags, where: string): Con
     return url;
   });
   if (!c.key) throw invalid(`${where}no connector key: give --key, FERRY_CONNECTOR_KEY or "key" in the config file`);
-  if (!/^fck_[a-z0-9]{16}_[A-Za-z0-9_-]{20,}$/.test(c.key)) {
+  if (!/^fck_[a-z0-9]{16}_[A-Za-z0-9_-]{43}$/.test(c.key)) {
     throw invalid(`${where}the connector key is not a Ferry connector key (it starts with "fck_"; create one with "ferry admin keys create TENANT")`);
   }
   if (c.targets.length === 0) throw invalid(`${where}no target: give --target NAME=URL (or "targets" in the config file)`);

@@ -20,13 +20,16 @@ export function parseDuration(text: string): number {
 
 /** Human form of a duration in milliseconds, e.g. 1500 -> "1.5s". */
 export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  if (ms < 60_000) return `${+(ms / 1000).toFixed(1)}s`;
-  if (ms < 3_600_000) return `${+(ms / 60_000).toFixed(1)}m`;
+  // Thresholds sit where rounding would carry into the next unit ("60s" is "1m").
+  if (ms < 999.5) return `${Math.round(ms)}ms`;
+  if (ms < 59_950) return `${+(ms / 1000).toFixed(1)}s`;
+  if (ms < 3_597_000) return `${+(ms / 60_000).toFixed(1)}m`;
   return `${+(ms / 3_600_000).toFixed(1)}h`;
 }
 
+/** A non-negative Duration (negative input counts as zero: every use here is a timeout). */
 export function durationFromMs(ms: number): Duration {
+  ms = Math.max(0, ms);
   const seconds = Math.floor(ms / 1000);
   return create(DurationSchema, { seconds: BigInt(seconds), nanos: Math.round((ms - seconds * 1000) * 1e6) });
 }

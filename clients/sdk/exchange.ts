@@ -66,6 +66,10 @@ export class Exchange {
   private wanted = false;
   private pumping = false;
   private eofPushed = false;
+  /** This end answers a request (it received the RequestHead). */
+  private responder = false;
+  /** The incoming body was given up while our answer goes on (see abandonBody). */
+  private abandoned = false;
 
   private headSent = false;
   private localEnded = false;
@@ -90,8 +94,7 @@ export class Exchange {
         this.pump();
       },
       destroy: (err, cb) => {
-        // The consumer gave up on a body that was still coming: the peer must stop too.
-        if (!this.eofPushed) this.reset(ResetCode.CANCELLED, "the receiver stopped reading the body");
+        if (!this.eofPushed) this.abandonBody();
         cb(err);
       },
     });
@@ -170,6 +173,10 @@ export class Exchange {
     if (this.localEnded || this.resetError) return;
     this.localEnded = true;
     this.emit({ case: "end", value: { $typeName: "ferry.tunnel.v1.End", trailers } });
+    if (this.abandoned && !this.remoteEnded) {
+      this.reset(ResetCode.CANCELLED, "the response is complete; the rest of the request body was not read");
+      return;
+    }
     this.maybeClose();
   }
 
@@ -212,6 +219,7 @@ export class Exchange {
         const chunk = kind.value.chunk;
         if (chunk.byteLength > this.receiveCredit) return this.violation("flow-control window exceeded");
         this.receiveCredit -= chunk.byteLength;
+        if (this.abandoned) return; // nobody reads it; no credit goes back, so the peer stops soon
         this.queue.push(chunk);
         this.pump();
         return;
@@ -254,6 +262,7 @@ export class Exchange {
 
   private onHead(head: Head): void {
     this.headReceived = true;
+    this.responder = head.$typeName === "ferry.tunnel.v1.RequestHead";
     this.headDeferred.resolve(head);
     if (head.endStream) {
       this.remoteEnded = true;
@@ -261,6 +270,23 @@ export class Exchange {
       this.pump();
       this.maybeClose();
     }
+  }
+
+  /**
+   * The consumer gave up on a body that was still coming. On the requesting
+   * side the peer must stop too (reset). On the answering side the answer may
+   * still come: a target may respond before reading the whole request (401,
+   * 413) and close, and its HTTP client drops the request body even before the
+   * response is handed over. So the answer goes on, and the peer is told to
+   * stop sending once it is complete (or the answer fails and resets anyway).
+   */
+  private abandonBody(): void {
+    if (this.responder && !this.localEnded) {
+      this.abandoned = true;
+      this.queue.length = 0;
+      return;
+    }
+    this.reset(ResetCode.CANCELLED, "the receiver stopped reading the body");
   }
 
   private violation(what: string): void {

@@ -1,4 +1,5 @@
-import { BlockList, isIPv6 } from "node:net";
+import { BlockList, isIP, isIPv6 } from "node:net";
+import { FerryError } from "../../clients/sdk/errors.js";
 import type { Header } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { header } from "../../clients/sdk/headers.js";
 
@@ -32,14 +33,14 @@ export function parseTrustedProxies(entries: readonly string[]): BlockList | und
   if (entries.length === 0) return undefined;
   const list = new BlockList();
   for (const entry of entries) {
-    const [address, bits] = entry.split("/");
-    const type = isIPv6(address ?? "") ? "ipv6" : "ipv4";
-    try {
-      if (bits === undefined) list.addAddress(address!, type);
-      else list.addSubnet(address!, Number(bits), type);
-    } catch {
-      throw new Error(`--trust-proxy "${entry}" is not an IP address or CIDR range`);
+    const m = /^([0-9a-fA-F:.]+)(?:\/(\d{1,3}))?$/.exec(entry);
+    const type = m && isIP(m[1]!);
+    const bits = m?.[2] === undefined ? undefined : Number(m[2]);
+    if (!m || !type || (bits !== undefined && bits > (type === 4 ? 32 : 128))) {
+      throw new FerryError("invalid_argument", "invalid_trust_proxy", `--trust-proxy "${entry}" is not an IP address or CIDR range`);
     }
+    if (bits === undefined) list.addAddress(m[1]!, type === 4 ? "ipv4" : "ipv6");
+    else list.addSubnet(m[1]!, bits, type === 4 ? "ipv4" : "ipv6");
   }
   return list;
 }
@@ -58,9 +59,17 @@ export function forwardingHeaders(input: ForwardedInput, trusted: BlockList | un
   let proto = input.encrypted ? "https" : "http";
   let host = input.host;
   if (peerTrusted) {
-    const listed = (input.incoming.forwardedFor ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+    const listed = (input.incoming.forwardedFor ?? "").split(",").map((s) => unmapIPv4(s.trim())).filter(Boolean);
     chain = [...listed, peer];
-    clientAddress = [...chain].reverse().find((a) => !matches(trusted, unmapIPv4(a))) ?? listed[0] ?? peer;
+    // Walk from the nearest hop outwards past our own proxies; the first other hop is the client.
+    // If that hop is not an address at all, the last hop we can vouch for stands in for it.
+    clientAddress = peer;
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const hop = chain[i]!;
+      if (isIP(hop) === 0) break;
+      clientAddress = hop;
+      if (!matches(trusted, hop)) break;
+    }
     if (input.incoming.proto === "http" || input.incoming.proto === "https") proto = input.incoming.proto;
     if (input.incoming.host) host = input.incoming.host;
   }

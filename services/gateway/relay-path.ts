@@ -18,9 +18,9 @@ export const RELAY_PREFIX = "/relay/";
 /**
  * Parses and normalises a request target. The path is decoded exactly once,
  * dot segments are resolved, and the result is re-encoded, so the target sees
- * one canonical form. Encoded "/" or "\" and NUL are refused (they smuggle
- * path structure past proxies and WAF rules), as is any ".." that would climb
- * out of the target's prefix.
+ * one canonical form. Encoded "/" or "\", NUL and dot segments with path
+ * parameters are refused (they smuggle path structure past proxies and WAF
+ * rules), as is any ".." that would climb out of the target's prefix.
  */
 export function parseRelayPath(url: string): RelayPath {
   const q = url.indexOf("?");
@@ -46,6 +46,9 @@ export function parseRelayPath(url: string): RelayPath {
     } catch {
       throw bad("the path has malformed percent-encoding");
     }
+    // "..;x" and ".;x" are dot segments to servlet containers (Tomcat, Jetty), which
+    // strip path parameters before resolving: a classic way past proxy path rules.
+    if (/^\.\.?;/.test(segment)) throw bad("the path has a dot segment with parameters (e.g. '..;')");
     if (segment === ".") {
       if (i === rest.length - 1) out.push("");
       continue;

@@ -189,6 +189,7 @@ describe("paths", () => {
     ["bad tenant name", "/relay/ACME/app/x"],
     ["missing target", "/relay/acme"],
     ["malformed escape", "/relay/acme/app/%zz"],
+    ["dot segment with parameters", "/relay/acme/app/..;/x"],
   ])("rejects %s with 400", async (_, path) => {
     const res = await request(`${relay.url}${path}`);
     expect(res.status).toBe(400);
@@ -229,6 +230,13 @@ describe("errors", () => {
     const res = await request(`${relay.url}/relay/acme/down/x`);
     expect(res.status).toBe(502);
     expect(errorOf(res)).toEqual({ code: "target_unreachable", message: 'target "down" refused the connection' });
+  });
+
+  it("delivers a target's early answer (413 before reading the body) instead of an error", async () => {
+    const res = await fetch(`${base}/early`, { method: "POST", body: Buffer.alloc(20 * 1024 * 1024) }).catch((e: Error) => e);
+    expect(res).toBeInstanceOf(Response);
+    expect((res as Response).status).toBe(413);
+    expect(await (res as Response).text()).toBe("too big");
   });
 
   it("passes the target's own error statuses through untouched", async () => {

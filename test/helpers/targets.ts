@@ -57,6 +57,7 @@ export function patternAt(offset: number, length: number): Buffer {
  * - /hang: never answers (abort tests)
  * - /json: the request head as JSON
  * - /stream-echo: full duplex, request chunks echoed as they arrive
+ * - /early: 413 at once without reading the body, then closes
  */
 export async function startTestTarget(name = "target"): Promise<TestTarget> {
   const seen: SeenRequest[] = [];
@@ -166,6 +167,11 @@ export async function startTestTarget(name = "target"): Promise<TestTarget> {
           "x-end-to-end": "kept",
         });
         res.end("hop");
+        return;
+      case "/early":
+        // Answers without reading the request body, then closes (like a 413 from a size limit).
+        res.writeHead(413, { "content-type": "text/plain", connection: "close" });
+        res.end("too big");
         return;
       case "/hang":
         req.resume();
