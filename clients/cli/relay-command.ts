@@ -33,7 +33,7 @@ export function relayCommand(): Command {
       const { host, port } = parseListen(o.listen);
       const keepaliveMs = parseDuration(o.keepalive);
       const graceMs = parseDuration(o.grace);
-      const relay = await createRelay({
+      const relay = await withFsErrors(o.data, () => createRelay({
         dataDir: o.data,
         log,
         adminToken: process.env.FERRY_ADMIN_TOKEN || undefined,
@@ -41,8 +41,17 @@ export function relayCommand(): Command {
         keepaliveMs,
         trustedProxies: o.trustProxy,
         nodeId: o.nodeId,
-      });
-      const server = await listen(relay.handle, { host, port, tlsCert: o.tlsCert, tlsKey: o.tlsKey, keepaliveMs });
+      }));
+      const server = await listen(relay.handle, { host, port, tlsCert: o.tlsCert, tlsKey: o.tlsKey, keepaliveMs }).catch(
+        async (err: NodeJS.ErrnoException) => {
+          await relay.close();
+          throw err.code === "EADDRINUSE" || err.code === "EACCES" || err.code === "EADDRNOTAVAIL"
+            ? new FerryError("failed_precondition", "listen_failed", `cannot listen on ${o.listen}: ${err.code}`)
+            : err.code === "ENOENT" || err.code?.startsWith("ERR_OSSL")
+              ? new FerryError("invalid_argument", "bad_tls_files", `cannot use --tls-cert/--tls-key: ${err.message}`)
+              : err;
+        },
+      );
       if (relay.mintedAdminToken) {
         // Straight to the terminal, never through the logger: it must not end up in log storage.
         process.stderr.write(
@@ -60,4 +69,17 @@ export function relayCommand(): Command {
         log.info("relay stopped");
       });
     });
+}
+
+/** Turns file-system failures on the data directory into one clear line. */
+async function withFsErrors<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code && /^E[A-Z]+$/.test(code)) {
+      throw new FerryError("failed_precondition", "data_dir", `cannot use data directory ${dir}: ${(err as Error).message}`);
+    }
+    throw err;
+  }
 }

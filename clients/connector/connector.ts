@@ -93,7 +93,7 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
         if (stopping) break;
         const e = err as TunnelError;
         relayIndex = (relayIndex + 1) % settings.relays.length;
-        backoff.succeeded(Date.now() - started);
+        // No Welcome: a failed attempt, however long it took, never resets the backoff.
         // A refused key will not get better in a second; wait the longest delay.
         delayMs = e instanceof TunnelError && e.unauthenticated ? settings.reconnectMaxMs : backoff.next();
         const level = e instanceof TunnelError && e.unauthenticated ? "error" : "warn";

@@ -3,7 +3,7 @@ import { Agent, type Dispatcher } from "undici";
 import { type RequestHead, ResetCode, ResponseHeadSchema } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { msFromDuration } from "../sdk/duration.js";
 import type { Exchange } from "../sdk/exchange.js";
-import { headersFromObject, toFlatList } from "../sdk/headers.js";
+import { endToEndHeaders, headersFromObject, toFlatList } from "../sdk/headers.js";
 import type { Logger } from "../sdk/logger.js";
 import type { TargetSpec } from "./connector-config.js";
 
@@ -33,8 +33,10 @@ export function createTargetForwarder(targets: readonly TargetSpec[], log: Logge
     async forward(ex, head) {
       const target = byName.get(head.target);
       if (!target) return ex.reset(ResetCode.REFUSED, `this connector has no target "${head.target}"`);
-      if (!head.path.startsWith("/") || head.path.startsWith("//")) {
-        return ex.reset(ResetCode.PROTOCOL_ERROR, "request path must start with a single '/'");
+      const badPath = pathProblem(head.path);
+      if (badPath) {
+        log.warn({ target: head.target, path: head.path, problem: badPath }, "refused a request path from the relay");
+        return ex.reset(ResetCode.PROTOCOL_ERROR, `request path refused by the connector: ${badPath}`);
       }
       const timeoutMs = msFromDuration(head.timeout) || DEFAULT_TIMEOUT_MS;
       let response: Dispatcher.ResponseData;
@@ -43,7 +45,8 @@ export function createTargetForwarder(targets: readonly TargetSpec[], log: Logge
           origin: target.origin,
           path: target.basePath + head.path + (head.query ? `?${head.query}` : ""),
           method: head.method as Dispatcher.HttpMethod,
-          headers: toFlatList(head.headers),
+          // Filtered again here: even a compromised relay cannot set Host or per-hop fields.
+          headers: toFlatList(endToEndHeaders(toFlatList(head.headers))),
           body: head.endStream ? null : ex.body,
           signal: ex.signal,
           headersTimeout: timeoutMs,
@@ -81,6 +84,26 @@ export function createTargetForwarder(targets: readonly TargetSpec[], log: Logge
 
     close: () => agent.close(),
   };
+}
+
+/**
+ * Checks a path from the relay before it is appended to a target's base path.
+ * The relay normalises paths already; this is the connector's own guarantee
+ * that nothing climbs above the base path, whoever controls the relay.
+ */
+export function pathProblem(path: string): string | undefined {
+  if (!path.startsWith("/")) return "it does not start with '/'";
+  if (path.includes("\\") || /%(2f|5c|00)/i.test(path)) return "it contains an encoded '/', '\\' or NUL, or a '\\'";
+  for (const raw of path.split("/")) {
+    let segment: string;
+    try {
+      segment = decodeURIComponent(raw);
+    } catch {
+      return "it has malformed percent-encoding";
+    }
+    if (segment === "." || segment === ".." || /^\.\.?;/.test(segment)) return "it contains a dot segment";
+  }
+  return undefined;
 }
 
 /** Maps undici and socket errors to a reset code and a message safe to show clients (no internal addresses). */

@@ -19,7 +19,10 @@ import type { TargetForwarder } from "./target-forwarder.js";
 
 const TunnelClient = grpcClientConstructor(TunnelService);
 const WELCOME_TIMEOUT_MS = 10_000;
-/** Used for HTTP/2 pings until the relay's Welcome names the interval. */
+/**
+ * HTTP/2 PING interval of the grpc-js channel (fixed when the channel is made),
+ * and the application keepalive until the relay's Welcome names its interval.
+ */
 const INITIAL_KEEPALIVE_MS = 15_000;
 
 type Call = ClientDuplexStream<ConnectRequest, ConnectResponse>;
@@ -64,6 +67,8 @@ export class TunnelConnection {
   private lastSeen = Date.now();
   private pingNonce = 0n;
   private pingSentAt = 0;
+  private lastPongAt = 0;
+  private keepaliveMs = INITIAL_KEEPALIVE_MS;
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private idleWaiters: Array<() => void> = [];
   private ended: Promise<void> | undefined;
@@ -186,14 +191,24 @@ export class TunnelConnection {
   }
 
   private handle(message: ConnectResponse): void {
+    if (this.outbox.overflowing) {
+      this.opts.log.warn({ relay: this.opts.relay.origin }, "relay is not reading its tunnel; dropping it");
+      this.abort("relay is not reading its tunnel");
+      return;
+    }
     const m = message.message;
     switch (m.case) {
       case "frames":
         for (const frame of m.value.frames) this.onFrame(frame);
         return;
-      case "ping":
+      case "ping": {
+        // At most two pongs per interval, whatever the relay sends.
+        const now = Date.now();
+        if (now - this.lastPongAt < this.keepaliveMs / 2) return;
+        this.lastPongAt = now;
         this.outbox.pushControl({ case: "pong", value: { $typeName: "ferry.tunnel.v1.Pong", nonce: m.value.nonce } });
         return;
+      }
       case "pong":
         if (m.value.nonce === this.pingNonce) this.lastRttMs = Date.now() - this.pingSentAt;
         return;
@@ -261,6 +276,7 @@ export class TunnelConnection {
 
   /** Silence for 1.5x the interval means the relay or the path to it is dead. */
   private startKeepalive(intervalMs: number): void {
+    this.keepaliveMs = intervalMs;
     let lastPing = Date.now();
     this.keepaliveTimer = setInterval(
       () => {

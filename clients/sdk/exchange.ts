@@ -171,13 +171,8 @@ export class Exchange {
   /** Ends our direction, with optional trailers. */
   end(trailers: Header[] = []): void {
     if (this.localEnded || this.resetError) return;
-    this.localEnded = true;
     this.emit({ case: "end", value: { $typeName: "ferry.tunnel.v1.End", trailers } });
-    if (this.abandoned && !this.remoteEnded) {
-      this.reset(ResetCode.CANCELLED, "the response is complete; the rest of the request body was not read");
-      return;
-    }
-    this.maybeClose();
+    this.localDone();
   }
 
   /** Aborts the exchange in both directions and tells the peer why. */
@@ -195,10 +190,14 @@ export class Exchange {
     this.trailersDeferred.reject(error);
     this.creditWaiter?.reject(error);
     this.creditWaiter = undefined;
-    this.queue.length = 0;
-    if (!this.eofPushed) {
-      this.eofPushed = true;
-      this.body.destroy(error);
+    // A body that arrived complete (End before the Reset, e.g. an early answer
+    // followed by "stop sending") is still delivered; only our sending stops.
+    if (!this.remoteEnded) {
+      this.queue.length = 0;
+      if (!this.eofPushed) {
+        this.eofPushed = true;
+        this.body.destroy(error);
+      }
     }
     this.abort?.abort(error);
     this.finish();
@@ -254,10 +253,17 @@ export class Exchange {
     if (this.headSent) throw new Error("head already sent");
     this.headSent = true;
     this.emit(kind);
-    if (endStream) {
-      this.localEnded = true;
-      this.maybeClose();
+    if (endStream) this.localDone();
+  }
+
+  /** Our direction is complete; if we gave up on the peer's body, tell it to stop sending. */
+  private localDone(): void {
+    this.localEnded = true;
+    if (this.abandoned && !this.remoteEnded) {
+      this.reset(ResetCode.CANCELLED, "the response is complete; the rest of the request body was not read");
+      return;
     }
+    this.maybeClose();
   }
 
   private onHead(head: Head): void {

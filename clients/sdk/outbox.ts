@@ -1,5 +1,8 @@
 import type { Frame } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { MAX_BATCH_BYTES, OUTBOX_HIGH_WATER, OUTBOX_LOW_WATER } from "./protocol.js";
+import { MAX_BATCH_BYTES, OUTBOX_HARD_LIMIT, OUTBOX_HIGH_WATER, OUTBOX_LOW_WATER } from "./protocol.js";
+
+/** What a queued control message (ping, pong, go-away) costs in memory, roughly. */
+const CONTROL_BYTES = 256;
 
 /** What a tunnel writer takes next: a batch of frames or one control message. */
 export type OutboxItem<C> = { kind: "frames"; frames: Frame[] } | { kind: "control"; message: C };
@@ -21,11 +24,12 @@ function frameBytes(frame: Frame): number {
  *
  * Per-exchange windows bound what one exchange queues; the queue's own
  * high-water mark bounds the tunnel as a whole when the transport is the
- * bottleneck (or a hostile peer stops reading): body writers wait on ready()
- * and new exchanges avoid a congested tunnel.
+ * bottleneck: body writers wait on ready() and new exchanges avoid a congested
+ * tunnel. Past the hard limit the peer is not reading at all, and the owner
+ * drops the tunnel.
  */
 export class Outbox<C> implements AsyncIterable<OutboxItem<C>> {
-  private readonly items: Array<{ frame: Frame; bytes: number } | { control: C }> = [];
+  private readonly items: Array<{ frame: Frame; bytes: number } | { control: C; bytes: number }> = [];
   private wake: (() => void) | undefined;
   private closing = false;
   private aborted = false;
@@ -50,6 +54,15 @@ export class Outbox<C> implements AsyncIterable<OutboxItem<C>> {
     return this.queuedBytes >= OUTBOX_HIGH_WATER;
   }
 
+  /**
+   * True when far more is queued than flow control allows for a peer that
+   * reads: it is not reading (or floods us with pings to answer). The tunnel
+   * must be dropped before it eats the process's memory.
+   */
+  get overflowing(): boolean {
+    return this.queuedBytes >= OUTBOX_HARD_LIMIT;
+  }
+
   /** Resolves (or returns undefined at once) when body writers may queue more. */
   ready(): Promise<void> | undefined {
     if (this.queuedBytes < OUTBOX_HIGH_WATER || this.aborted || this.closing) return undefined;
@@ -58,7 +71,8 @@ export class Outbox<C> implements AsyncIterable<OutboxItem<C>> {
 
   pushControl(message: C): void {
     if (this.closing || this.aborted) return;
-    this.items.push({ control: message });
+    this.queuedBytes += CONTROL_BYTES;
+    this.items.push({ control: message, bytes: CONTROL_BYTES });
     this.notify();
   }
 
@@ -66,6 +80,7 @@ export class Outbox<C> implements AsyncIterable<OutboxItem<C>> {
   close(): void {
     this.closing = true;
     this.notify();
+    this.releaseWriters();
   }
 
   /** Ends the iteration now, dropping what is queued. */
@@ -92,6 +107,8 @@ export class Outbox<C> implements AsyncIterable<OutboxItem<C>> {
       const first = this.items[0]!;
       if ("control" in first) {
         this.items.shift();
+        this.queuedBytes -= first.bytes;
+        if (this.queuedBytes < OUTBOX_LOW_WATER) this.releaseWriters();
         yield { kind: "control", message: first.control };
         continue;
       }

@@ -27,6 +27,8 @@ export const MAX_BATCH_BYTES = 1024 * 1024;
  */
 export const OUTBOX_HIGH_WATER = 8 * 1024 * 1024;
 export const OUTBOX_LOW_WATER = 4 * 1024 * 1024;
+/** Past this, the peer is not reading its tunnel (or floods it with pings): drop the tunnel. */
+export const OUTBOX_HARD_LIMIT = 32 * 1024 * 1024;
 
 /** Exchange ids are 128 random bits minted by the ingress node. */
 export const EXCHANGE_ID_BYTES = 16;

@@ -166,12 +166,23 @@ function mergeCookies(headers: Header[]): Header[] {
 }
 
 async function sendBody(req: NodeRequest, ex: Exchange): Promise<void> {
+  let complete = false;
+  // A write may be parked waiting for credit (the response may even be finished
+  // already); a client that goes away must still cancel the exchange.
+  const onClose = () => {
+    // `req.complete`: the whole body arrived (close follows end); only a cut-off body cancels.
+    if (!complete && !req.complete) ex.reset(ResetCode.CANCELLED, "the client aborted the request body");
+  };
+  req.once("close", onClose);
   try {
     for await (const chunk of req) await ex.write(chunk as Buffer);
+    complete = true;
     ex.end();
   } catch {
     // The client aborted mid-upload (or the exchange was reset): the target must not see a short body as complete.
     ex.reset(ResetCode.CANCELLED, "the client aborted the request body");
+  } finally {
+    req.off("close", onClose);
   }
 }
 

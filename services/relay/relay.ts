@@ -137,10 +137,15 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
     async drain(graceMs) {
       draining = true;
       const tunnels = registry.tunnels();
-      for (const t of tunnels) t.goAway("relay is shutting down");
+      // Each tunnel ends as soon as its own exchanges are done, so its connector can move on.
+      const ended = tunnels.map(async (t) => {
+        t.goAway("relay is shutting down");
+        await t.idle();
+        t.close("relay shut down", { graceful: true });
+      });
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
-      await Promise.race([Promise.all([gateway.idle(), ...tunnels.map((t) => t.idle())]), deadline]);
+      await Promise.race([Promise.all([gateway.idle(), ...ended]), deadline]);
       clearTimeout(timer);
       const unfinished = gateway.active + tunnels.reduce((n, t) => n + t.inFlight, 0);
       for (const t of registry.tunnels()) t.close("relay shut down", { graceful: true });

@@ -2,6 +2,7 @@ import type { JsonValue } from "@bufbuild/protobuf";
 import { closeSync, fsyncSync, openSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { mkdir, open, rename } from "node:fs/promises";
 import { join } from "node:path";
+import { FerryError } from "../../clients/sdk/errors.js";
 import type { KvChange, KvStore } from "./kv-store.js";
 
 const FORMAT = "ferry-state/1";
@@ -68,7 +69,11 @@ function readState(file: string): Record<string, JsonValue> {
   }
   const parsed = JSON.parse(text) as { format?: string; entries?: Record<string, JsonValue> };
   if (parsed.format !== FORMAT || typeof parsed.entries !== "object" || parsed.entries === null) {
-    throw new Error(`${file} is not a Ferry state file (format "${String(parsed.format)}", expected "${FORMAT}")`);
+    throw new FerryError(
+      "failed_precondition",
+      "bad_state_file",
+      `${file} is not a Ferry state file (format "${String(parsed.format)}", expected "${FORMAT}")`,
+    );
   }
   return parsed.entries;
 }
@@ -112,7 +117,7 @@ function acquireLock(path: string): { release(): void } {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
       const pid = Number(readFileSync(path, "utf8"));
       if (pid > 0 && isAlive(pid)) {
-        throw new Error(`data directory is in use by process ${pid} (lock file ${path})`);
+        throw new FerryError("failed_precondition", "data_dir_locked", `data directory is in use by process ${pid} (lock file ${path})`);
       }
       unlinkSync(path);
     }

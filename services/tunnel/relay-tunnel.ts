@@ -57,6 +57,7 @@ export class RelayTunnel {
   private readonly slots = new Map<string, Slot>();
   private lastSeen = Date.now();
   private lastPingSent = 0;
+  private lastPongAt = 0;
   private pingNonce = 0n;
   private readonly pingsInFlight = new Map<bigint, number>();
   private readonly timer: NodeJS.Timeout;
@@ -101,14 +102,24 @@ export class RelayTunnel {
   /** Handles one message from the connector. */
   handle(message: ConnectRequest): void {
     this.lastSeen = Date.now();
+    if (this.outbox.overflowing) {
+      // It keeps talking but does not read: what we owe it (pongs, frames) would pile up without end.
+      this.close("connector is not reading its tunnel");
+      return;
+    }
     const m = message.message;
     switch (m.case) {
       case "frames":
         for (const frame of m.value.frames) this.fromConnector(frame);
         return;
-      case "ping":
+      case "ping": {
+        // A peer pings once per interval; answering more often would let a flood of pings queue pongs.
+        const now = Date.now();
+        if (now - this.lastPongAt < this.opts.keepaliveMs / 2) return;
+        this.lastPongAt = now;
         this.outbox.pushControl({ case: "pong", value: { $typeName: "ferry.tunnel.v1.Pong", nonce: m.value.nonce } });
         return;
+      }
       case "pong": {
         const sent = this.pingsInFlight.get(m.value.nonce);
         this.pingsInFlight.delete(m.value.nonce);

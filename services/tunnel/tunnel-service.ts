@@ -55,9 +55,12 @@ export function createTunnelService(deps: TunnelServiceDeps): ServiceImpl<typeof
     async *connect(requests: AsyncIterable<ConnectRequest>, ctx: HandlerContext) {
       const peer = ctx.values.get(peerKey);
       if (deps.isDraining()) throw new ConnectError("relay is draining; connect to another node", Code.Unavailable);
-      const key = authenticate(deps, ctx, peer.remoteAddress);
+      const secret = bearer(ctx);
+      const key = authenticate(deps, secret, peer.remoteAddress);
       const incoming = requests[Symbol.asyncIterator]();
       const hello = await readHello(incoming);
+      // The key (or its tenant) may have gone while we waited for Hello; revocation only sees registered tunnels.
+      authenticate(deps, secret, peer.remoteAddress);
       const tunnel = new RelayTunnel(
         {
           id: shortId(),
@@ -146,9 +149,12 @@ export function createTunnelService(deps: TunnelServiceDeps): ServiceImpl<typeof
   };
 }
 
-function authenticate(deps: TunnelServiceDeps, ctx: HandlerContext, remoteAddress: string) {
+function bearer(ctx: HandlerContext): string {
   const header = ctx.requestHeader.get("authorization") ?? "";
-  const secret = header.toLowerCase().startsWith("bearer ") ? header.slice(7).trim() : "";
+  return header.toLowerCase().startsWith("bearer ") ? header.slice(7).trim() : "";
+}
+
+function authenticate(deps: TunnelServiceDeps, secret: string, remoteAddress: string) {
   const check = deps.catalog.checkConnectorKey(secret);
   if (!check.ok) {
     deps.audit.record({

@@ -53,7 +53,7 @@ describe("connector keys", () => {
 
   it("refuses a right key id with a wrong secret", async () => {
     const good = await relay.tenantWithKey("acme");
-    const forged = `${good.slice(0, good.lastIndexOf("_") + 1)}${"B".repeat(43)}`;
+    const forged = `fck_${good.split("_")[1]}_${"B".repeat(43)}`; // the secret part may itself contain "_"
     const c = connector(forged);
     expect((await c.waitFor((l) => l.msg === "tunnel failed")).err).toBe("connector key is not valid");
   });
@@ -87,19 +87,66 @@ describe("connector keys", () => {
 describe("tunnel protocol", () => {
   const Client = grpcClientConstructor(TunnelService);
 
-  /** Opens a raw tunnel call, sends `first`, and returns the call's status. */
-  async function rawTunnel(key: string, first: Parameters<typeof create<typeof ConnectRequestSchema>>[1]) {
+  type Call = import("@grpc/grpc-js").ClientDuplexStream<ReturnType<typeof create<typeof ConnectRequestSchema>>, ConnectResponse>;
+
+  /** A raw tunnel call with grpc-js, for speaking the protocol wrongly on purpose. */
+  function openTunnel(key: string) {
     const client = new Client(new URL(relay.url).host, credentials.createInsecure());
     const metadata = new Metadata();
     metadata.set("authorization", `Bearer ${key}`);
-    const call = (client as unknown as { connect(m: Metadata): import("@grpc/grpc-js").ClientDuplexStream<unknown, ConnectResponse> }).connect(metadata);
-    const status = new Promise<{ code: number; details: string }>((resolve) => call.on("error", (e: { code: number; details: string }) => resolve(e)));
-    call.on("data", () => {});
-    call.write(create(ConnectRequestSchema, first));
-    const result = await status;
-    client.close();
+    const call = (client as unknown as { connect(m: Metadata): Call }).connect(metadata);
+    const status = new Promise<{ code: number; details: string }>((resolve) => {
+      call.on("error", (e: { code: number; details: string }) => resolve(e));
+      call.on("end", () => resolve({ code: 0, details: "ended" }));
+    });
+    const welcome = new Promise<ConnectResponse>((resolve) => call.once("data", resolve));
+    const send = (init: Parameters<typeof create<typeof ConnectRequestSchema>>[1]) =>
+      new Promise<void>((resolve) => (call.write(create(ConnectRequestSchema, init)) ? resolve() : call.once("drain", resolve)));
+    return { call, status, welcome, send, close: () => client.close() };
+  }
+
+  /** Opens a raw tunnel call, sends `first`, and returns the call's status. */
+  async function rawTunnel(key: string, first: Parameters<typeof create<typeof ConnectRequestSchema>>[1]) {
+    const t = openTunnel(key);
+    t.call.on("data", () => {});
+    await t.send(first);
+    const result = await t.status;
+    t.close();
     return result;
   }
+
+  const hello = { message: { case: "hello" as const, value: { protocolVersion: 1, targets: [{ name: "app" }] } } };
+
+  it("a key revoked while its tunnel waits for Hello is refused at Hello", async () => {
+    const key = await relay.tenantWithKey("slowhello");
+    const t = openTunnel(key);
+    t.call.on("data", () => {});
+    const { keys } = await relay.admin.listKeys({ tenant: "slowhello" });
+    // The stream is open and authenticated; the key goes before Hello arrives.
+    await until(() => audit().some((e) => e.action === "key.create" && e.tenant === "slowhello"));
+    await relay.admin.revokeKey({ tenant: "slowhello", keyId: keys[0]!.keyId });
+    await t.send(hello);
+    expect(await t.status).toMatchObject({ code: Code.Unauthenticated, details: "connector key was revoked" });
+    expect(relay.relay.registry.tunnels("slowhello")).toHaveLength(0);
+    t.close();
+  });
+
+  it("a connector that floods pings without reading gets no pile of pongs", async () => {
+    const key = await relay.tenantWithKey("flooder");
+    const t = openTunnel(key);
+    await t.send(hello);
+    await t.welcome;
+    const [tunnel] = relay.relay.registry.tunnels("flooder");
+    t.call.pause(); // never read another message: anything the relay owes would pile up
+    for (let i = 1; i <= 20_000; i++) await t.send({ message: { case: "ping", value: { nonce: BigInt(i) } } });
+    // A GoAway after the pings: once the relay has seen it, it has handled every ping.
+    await t.send({ message: { case: "goAway", value: { reason: "done flooding" } } });
+    await until(() => tunnel!.draining);
+    // At most two pongs per keepalive interval are owed, however many pings came.
+    expect(tunnel!.outbox.bytes).toBeLessThan(4096);
+    t.call.cancel();
+    t.close();
+  });
 
   it("answers an unsupported protocol version with FailedPrecondition saying what to upgrade", async () => {
     const key = await relay.tenantWithKey("proto");
@@ -146,7 +193,7 @@ describe("admin authentication", () => {
     const token = tokenPattern.exec(await first.waitForStderr(tokenPattern))?.[1];
     expect(token).toBeDefined();
     expect((await createAdminClient(first.url, token!).listTenants({})).tenants).toEqual([]);
-    expect(readFileSync(join(first.dataDir, "state.json"), "utf8")).not.toContain(token!.split("_")[2]);
+    expect(readFileSync(join(first.dataDir, "state.json"), "utf8")).not.toContain(token!.slice(21)); // the secret after "fat_<id>_"
     expect(JSON.stringify(first.lines)).not.toContain(token!);
     expect(await first.stop()).toEqual({ code: 0, signal: null });
 
@@ -156,3 +203,7 @@ describe("admin authentication", () => {
     expect((await createAdminClient(second.url, token!).listTenants({})).tenants).toEqual([]);
   });
 });
+
+async function until(check: () => boolean): Promise<void> {
+  while (!check()) await new Promise((r) => setImmediate(r));
+}

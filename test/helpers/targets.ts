@@ -57,7 +57,7 @@ export function patternAt(offset: number, length: number): Buffer {
  * - /hang: never answers (abort tests)
  * - /json: the request head as JSON
  * - /stream-echo: full duplex, request chunks echoed as they arrive
- * - /early: 413 at once without reading the body, then closes
+ * - /early: 413 at once, before reading the body
  */
 export async function startTestTarget(name = "target"): Promise<TestTarget> {
   const seen: SeenRequest[] = [];
@@ -169,8 +169,10 @@ export async function startTestTarget(name = "target"): Promise<TestTarget> {
         res.end("hop");
         return;
       case "/early":
-        // Answers without reading the request body, then closes (like a 413 from a size limit).
-        res.writeHead(413, { "content-type": "text/plain", connection: "close" });
+        // Answers before reading the request body (like a 413 from a size limit); Node then
+        // discards the rest. (Closing at once instead races the client's writes in any
+        // HTTP/1.1 client: EPIPE may win over reading the answer.)
+        res.writeHead(413, { "content-type": "text/plain" });
         res.end("too big");
         return;
       case "/hang":

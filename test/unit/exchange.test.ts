@@ -388,6 +388,35 @@ describe("Exchange over an in-memory wire", () => {
     expect(closes).toEqual({ a: 1, b: 1 });
   });
 
+  it("a complete answer followed by 'stop sending' still reaches a slow reader in full", async () => {
+    const { a, b } = pair(new Wire(), { window: 64 * 1024, maxFrameSize: 16 * 1024 });
+    a.sendRequestHead(requestHead());
+    const upload = a.write(new Uint8Array(200 * 1024)).catch((e: unknown) => e);
+    for await (const _chunk of b.body) break; // the target answers without reading
+    b.sendResponseHead(responseHead(413));
+    const answer = randomBytes(60 * 1024);
+    await b.write(answer);
+    b.end([create(HeaderSchema, { name: "x-done", value: "yes" })]);
+    await turns();
+    // End and then Reset(CANCELLED) have both arrived; nothing has been read on "a" yet.
+    expect(a.isReset).toMatchObject({ code: ResetCode.CANCELLED, remote: true });
+    expect(await readAll(a.body)).toEqual(Buffer.from(answer));
+    expect(await a.trailers).toMatchObject([{ name: "x-done", value: "yes" }]);
+    expect(await upload).toMatchObject({ code: ResetCode.CANCELLED });
+  });
+
+  it("a bodyless answer (204) after dropping the request body also stops the upload", async () => {
+    const { wire, a, b, closes } = pair(new Wire(), { window: 64 * 1024, maxFrameSize: 16 * 1024 });
+    a.sendRequestHead(requestHead());
+    const upload = a.write(new Uint8Array(200 * 1024)).catch((e: unknown) => e);
+    for await (const _chunk of b.body) break;
+    b.sendResponseHead(responseHead(204, true));
+    await turns();
+    expect(resetsIn(wire.framesFrom("b")).map((r) => r.code)).toEqual([ResetCode.CANCELLED]);
+    expect(await upload).toMatchObject({ code: ResetCode.CANCELLED, remote: true });
+    expect(closes).toEqual({ a: 1, b: 1 });
+  });
+
   it("destroying a fully received body does not reset", async () => {
     const { wire, a, b } = pair();
     a.sendRequestHead(requestHead());

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { DataSchema, type Frame, FrameSchema, WindowUpdateSchema } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { Outbox, type OutboxItem } from "../../clients/sdk/outbox.js";
-import { MAX_BATCH_BYTES, OUTBOX_HIGH_WATER, OUTBOX_LOW_WATER } from "../../clients/sdk/protocol.js";
+import { MAX_BATCH_BYTES, OUTBOX_HARD_LIMIT, OUTBOX_HIGH_WATER, OUTBOX_LOW_WATER } from "../../clients/sdk/protocol.js";
 
 let seq = 0;
 function dataFrame(bytes: number): Frame {
@@ -176,7 +176,7 @@ describe("Outbox back-pressure", () => {
     const outbox = new Outbox<string>();
     expect(outbox.bytes).toBe(0);
     outbox.pushFrame(dataFrame(1000));
-    outbox.pushControl("control messages are not counted");
+    outbox.pushControl("control messages count too");
     expect(outbox.bytes).toBeGreaterThanOrEqual(1000);
     expect(outbox.congested).toBe(false);
     expect(outbox.ready()).toBeUndefined();
@@ -217,5 +217,25 @@ describe("Outbox back-pressure", () => {
     fill(outbox, OUTBOX_HIGH_WATER);
     outbox.close();
     expect(outbox.ready()).toBeUndefined();
+  });
+
+  it("close() releases writers already waiting on ready()", async () => {
+    const outbox = new Outbox<string>();
+    fill(outbox, OUTBOX_HIGH_WATER);
+    const ready = outbox.ready()!;
+    outbox.close();
+    await expect(ready).resolves.toBeUndefined();
+  });
+
+  it("control messages count towards the limits, and past the hard limit the outbox is overflowing", () => {
+    const outbox = new Outbox<string>();
+    let n = 0;
+    while (!outbox.congested) {
+      outbox.pushControl(`pong ${n++}`);
+    }
+    expect(n).toBeGreaterThan(1000);
+    expect(outbox.overflowing).toBe(false);
+    fill(outbox, OUTBOX_HARD_LIMIT);
+    expect(outbox.overflowing).toBe(true);
   });
 });
