@@ -1,5 +1,7 @@
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { AdminService } from "../../gen/ferry/admin/v1/admin_service_pb.js";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -174,6 +176,20 @@ describe("admin authentication", () => {
       expect((err as ConnectError).code).toBe(Code.Unauthenticated);
     }
     expect(audit().filter((e) => e.action === "admin.refused").length).toBeGreaterThanOrEqual(2);
+  });
+
+  it("speaks gRPC and gRPC-Web as well as Connect on the same port", async () => {
+    const auth: Interceptor = (next) => (req) => {
+      req.header.set("authorization", "Bearer test-admin-token-0123456789");
+      return next(req);
+    };
+    for (const transport of [
+      createGrpcTransport({ baseUrl: relay.url, interceptors: [auth] }),
+      createGrpcWebTransport({ baseUrl: relay.url, httpVersion: "1.1", interceptors: [auth] }),
+    ]) {
+      const { tenants } = await createClient(AdminService, transport).listTenants({});
+      expect(tenants.map((t) => t.name)).toContain("acme");
+    }
   });
 
   it("answers plain curl-style JSON calls with the token", async () => {
