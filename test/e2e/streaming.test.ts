@@ -7,7 +7,13 @@ import { patternAt, patternSha256, startTestTarget, type TestTarget } from "../h
 
 // Real processes: the relay's and connector's memory is measured from /proc.
 const MB = 1024 * 1024;
-const RSS_LIMIT = 150 * MB;
+/** The relay must stay under 150 MB (decimal) while moving 200 MB bodies: proof that nothing buffers a body. */
+const RELAY_RSS_LIMIT = 150e6;
+/**
+ * The connector starts higher (undici's WASM HTTP parser and grpc-js: ~78 MB idle)
+ * but must stay as far below a buffered body as the relay does.
+ */
+const CONNECTOR_RSS_LIMIT = 200e6;
 
 let relay: RelayProcess;
 let connector: FerryProcess;
@@ -37,16 +43,16 @@ describe("streaming", () => {
     const size = 200 * MB;
     const got = await download(`${base}/bytes?size=${size}`);
     expect(got).toEqual({ status: 200, bytes: size, sha256: patternSha256(size) });
-    expect(relay.peakRss()).toBeLessThan(RSS_LIMIT);
-    expect(connector.peakRss()).toBeLessThan(RSS_LIMIT);
+    expect(relay.peakRss()).toBeLessThan(RELAY_RSS_LIMIT);
+    expect(connector.peakRss()).toBeLessThan(CONNECTOR_RSS_LIMIT);
   });
 
   it("uploads 200 MB intact with relay memory bounded", async () => {
     const size = 200 * MB;
     const reply = await upload(`${base}/sink`, size);
     expect(reply).toEqual({ bytes: size, sha256: patternSha256(size) });
-    expect(relay.peakRss()).toBeLessThan(RSS_LIMIT);
-    expect(connector.peakRss()).toBeLessThan(RSS_LIMIT);
+    expect(relay.peakRss()).toBeLessThan(RELAY_RSS_LIMIT);
+    expect(connector.peakRss()).toBeLessThan(CONNECTOR_RSS_LIMIT);
   });
 
   it("a client that stops reading stalls only its own exchange", async () => {
@@ -63,8 +69,8 @@ describe("streaming", () => {
     // bounded amount to its socket (window + socket buffers), nowhere near 1 GB.
     expect(target.stalledBytesWritten()).toBeGreaterThan(0);
     expect(target.stalledBytesWritten()).toBeLessThan(64 * MB);
-    expect(relay.peakRss()).toBeLessThan(RSS_LIMIT);
-    expect(connector.peakRss()).toBeLessThan(RSS_LIMIT);
+    expect(relay.peakRss()).toBeLessThan(RELAY_RSS_LIMIT);
+    expect(connector.peakRss()).toBeLessThan(CONNECTOR_RSS_LIMIT);
     const aborted = target.nextAbort();
     stalled.destroy();
     // Giving up on the stalled download cancels the target's response too.
