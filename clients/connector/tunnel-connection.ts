@@ -13,6 +13,7 @@ import { Exchange, ExchangeReset } from "../sdk/exchange.js";
 import { grpcClientConstructor } from "../sdk/grpc-client.js";
 import { exchangeKey } from "../sdk/ids.js";
 import type { Logger } from "../sdk/logger.js";
+import { Keepalive } from "../sdk/keepalive.js";
 import { Outbox } from "../sdk/outbox.js";
 import { DEFAULT_WINDOW, MAX_FRAME_SIZE, MAX_MESSAGE_BYTES, MAX_WINDOW } from "../sdk/protocol.js";
 import type { TargetForwarder } from "./target-forwarder.js";
@@ -20,8 +21,8 @@ import type { TargetForwarder } from "./target-forwarder.js";
 const TunnelClient = grpcClientConstructor(TunnelService);
 const WELCOME_TIMEOUT_MS = 10_000;
 /**
- * HTTP/2 PING interval of the grpc-js channel (fixed when the channel is made),
- * and the application keepalive until the relay's Welcome names its interval.
+ * HTTP/2 PING interval of the grpc-js channel (fixed when the channel is made);
+ * the application keepalive follows the interval the relay's Welcome names.
  */
 const INITIAL_KEEPALIVE_MS = 15_000;
 
@@ -58,18 +59,12 @@ export class TunnelConnection {
   welcome: Welcome | undefined;
   /** The relay sent GoAway: it takes no new exchanges here. */
   relayDraining = false;
-  lastRttMs: number | undefined;
 
   private readonly exchanges = new Map<string, Exchange>();
   private readonly client: InstanceType<typeof TunnelClient>;
   private call: Call | undefined;
   private draining = false;
-  private lastSeen = Date.now();
-  private pingNonce = 0n;
-  private pingSentAt = 0;
-  private lastPongAt = 0;
-  private keepaliveMs = INITIAL_KEEPALIVE_MS;
-  private keepaliveTimer: NodeJS.Timeout | undefined;
+  keepalive: Keepalive | undefined;
   private idleWaiters: Array<() => void> = [];
   private ended: Promise<void> | undefined;
   private torndown = false;
@@ -124,7 +119,7 @@ export class TunnelConnection {
         (err) => reject(err),
       );
       call.on("data", (message: ConnectResponse) => {
-        this.lastSeen = Date.now();
+        this.keepalive?.seen();
         if (!this.welcome) {
           clearTimeout(timer);
           if (message.message.case !== "welcome") {
@@ -201,16 +196,13 @@ export class TunnelConnection {
       case "frames":
         for (const frame of m.value.frames) this.onFrame(frame);
         return;
-      case "ping": {
-        // At most two pongs per interval, whatever the relay sends.
-        const now = Date.now();
-        if (now - this.lastPongAt < this.keepaliveMs / 2) return;
-        this.lastPongAt = now;
-        this.outbox.pushControl({ case: "pong", value: { $typeName: "ferry.tunnel.v1.Pong", nonce: m.value.nonce } });
+      case "ping":
+        if (this.keepalive?.shouldAnswer()) {
+          this.outbox.pushControl({ case: "pong", value: { $typeName: "ferry.tunnel.v1.Pong", nonce: m.value.nonce } });
+        }
         return;
-      }
       case "pong":
-        if (m.value.nonce === this.pingNonce) this.lastRttMs = Date.now() - this.pingSentAt;
+        this.keepalive?.answered(m.value.nonce);
         return;
       case "goAway":
         if (this.relayDraining) return;
@@ -274,35 +266,21 @@ export class TunnelConnection {
     }
   }
 
-  /** Silence for 1.5x the interval means the relay or the path to it is dead. */
   private startKeepalive(intervalMs: number): void {
-    this.keepaliveMs = intervalMs;
-    let lastPing = Date.now();
-    this.keepaliveTimer = setInterval(
-      () => {
-        const now = Date.now();
-        const silentMs = now - this.lastSeen;
-        if (silentMs > intervalMs * 1.5) {
-          const reason = `no message from the relay for ${silentMs}ms (keepalive ${intervalMs}ms)`;
-          this.opts.log.warn({ relay: this.opts.relay.origin, silentMs, keepaliveMs: intervalMs }, "relay stopped answering; dropping tunnel");
-          this.abort(reason);
-          return;
-        }
-        if (now - lastPing >= intervalMs) {
-          lastPing = now;
-          this.pingSentAt = now;
-          this.outbox.pushControl({ case: "ping", value: { $typeName: "ferry.tunnel.v1.Ping", nonce: ++this.pingNonce } });
-        }
+    this.keepalive = new Keepalive({
+      intervalMs,
+      sendPing: (nonce) => this.outbox.pushControl({ case: "ping", value: { $typeName: "ferry.tunnel.v1.Ping", nonce } }),
+      onDead: (silentMs) => {
+        this.opts.log.warn({ relay: this.opts.relay.origin, silentMs, keepaliveMs: intervalMs }, "relay stopped answering; dropping tunnel");
+        this.abort(`no message from the relay for ${silentMs}ms (keepalive ${intervalMs}ms)`);
       },
-      Math.max(10, intervalMs / 4),
-    );
-    this.keepaliveTimer.unref();
+    });
   }
 
   private teardown(reason: string): void {
     if (this.torndown) return;
     this.torndown = true;
-    clearInterval(this.keepaliveTimer);
+    this.keepalive?.stop();
     this.outbox.abort();
     for (const ex of this.exchanges.values()) ex.fail(new ExchangeReset(ResetCode.UNAVAILABLE, reason, false));
     this.exchanges.clear();

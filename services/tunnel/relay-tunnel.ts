@@ -3,6 +3,7 @@ import { type Frame, FrameSchema, ResetCode } from "../../gen/ferry/tunnel/v1/ex
 import type { ConnectRequest, ConnectResponse } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
 import { exchangeKey } from "../../clients/sdk/ids.js";
 import type { Logger } from "../../clients/sdk/logger.js";
+import { Keepalive } from "../../clients/sdk/keepalive.js";
 import { Outbox } from "../../clients/sdk/outbox.js";
 
 /** What the relay knows about the connector on the other end of a tunnel. */
@@ -51,25 +52,23 @@ export class RelayTunnel {
   closed = false;
   closeReason = "";
   closeStatus: "unauthenticated" | undefined;
-  /** Round-trip time of the last answered Ping, in milliseconds. */
-  lastRttMs: number | undefined;
 
   private readonly slots = new Map<string, Slot>();
-  private lastSeen = Date.now();
-  private lastPingSent = 0;
-  private lastPongAt = 0;
-  private pingNonce = 0n;
-  private readonly pingsInFlight = new Map<bigint, number>();
-  private readonly timer: NodeJS.Timeout;
+  readonly keepalive: Keepalive;
   private idleWaiters: Array<() => void> = [];
 
   constructor(
     readonly info: TunnelInfo,
     private readonly opts: RelayTunnelOptions,
   ) {
-    // Checking four times per interval notices a silent peer within 1.75x the interval.
-    this.timer = setInterval(() => this.keepalive(), Math.max(10, opts.keepaliveMs / 4));
-    this.timer.unref();
+    this.keepalive = new Keepalive({
+      intervalMs: opts.keepaliveMs,
+      sendPing: (nonce) => this.outbox.pushControl({ case: "ping", value: { $typeName: "ferry.tunnel.v1.Ping", nonce } }),
+      onDead: (silentMs) => {
+        opts.log.warn({ tunnel: info.id, silentMs }, "connector stopped answering; closing tunnel");
+        this.close("keepalive timeout");
+      },
+    });
   }
 
   get inFlight(): number {
@@ -101,7 +100,7 @@ export class RelayTunnel {
 
   /** Handles one message from the connector. */
   handle(message: ConnectRequest): void {
-    this.lastSeen = Date.now();
+    this.keepalive.seen();
     if (this.outbox.overflowing) {
       // It keeps talking but does not read: what we owe it (pongs, frames) would pile up without end.
       this.close("connector is not reading its tunnel");
@@ -112,20 +111,14 @@ export class RelayTunnel {
       case "frames":
         for (const frame of m.value.frames) this.fromConnector(frame);
         return;
-      case "ping": {
-        // A peer pings once per interval; answering more often would let a flood of pings queue pongs.
-        const now = Date.now();
-        if (now - this.lastPongAt < this.opts.keepaliveMs / 2) return;
-        this.lastPongAt = now;
-        this.outbox.pushControl({ case: "pong", value: { $typeName: "ferry.tunnel.v1.Pong", nonce: m.value.nonce } });
+      case "ping":
+        if (this.keepalive.shouldAnswer()) {
+          this.outbox.pushControl({ case: "pong", value: { $typeName: "ferry.tunnel.v1.Pong", nonce: m.value.nonce } });
+        }
         return;
-      }
-      case "pong": {
-        const sent = this.pingsInFlight.get(m.value.nonce);
-        this.pingsInFlight.delete(m.value.nonce);
-        if (sent !== undefined) this.lastRttMs = Date.now() - sent;
+      case "pong":
+        this.keepalive.answered(m.value.nonce);
         return;
-      }
       case "goAway":
         this.opts.log.info({ tunnel: this.info.id, reason: m.value.reason }, "connector is draining this tunnel");
         // It ends the stream itself once its exchanges are done; route nothing new here meanwhile.
@@ -162,7 +155,7 @@ export class RelayTunnel {
     this.closed = true;
     this.closeReason = reason;
     this.closeStatus = how.status;
-    clearInterval(this.timer);
+    this.keepalive.stop();
     for (const [key, slot] of this.slots) {
       this.slots.delete(key);
       slot.deliver(resetFrame(key, ResetCode.UNAVAILABLE, `connector tunnel closed: ${reason}`));
@@ -193,22 +186,6 @@ export class RelayTunnel {
   private release(key: string): void {
     this.slots.delete(key);
     if (this.slots.size === 0) this.wakeIdle();
-  }
-
-  private keepalive(): void {
-    const now = Date.now();
-    if (now - this.lastSeen > this.opts.keepaliveMs * 1.5) {
-      this.opts.log.warn({ tunnel: this.info.id, silentMs: now - this.lastSeen }, "connector stopped answering; closing tunnel");
-      this.close("keepalive timeout");
-      return;
-    }
-    if (now - this.lastPingSent >= this.opts.keepaliveMs) {
-      this.lastPingSent = now;
-      const nonce = ++this.pingNonce;
-      this.pingsInFlight.clear();
-      this.pingsInFlight.set(nonce, now);
-      this.outbox.pushControl({ case: "ping", value: { $typeName: "ferry.tunnel.v1.Ping", nonce } });
-    }
   }
 
   private wakeIdle(): void {

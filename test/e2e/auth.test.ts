@@ -13,6 +13,7 @@ import { startTestRelay, type TestRelay } from "../helpers/in-process.js";
 import { json, request } from "../helpers/http.js";
 import { type FerryProcess, startConnectorProcess, startRelayProcess } from "../helpers/processes.js";
 import { startTestTarget, type TestTarget } from "../helpers/targets.js";
+import { until } from "../helpers/wait.js";
 
 let relay: TestRelay;
 let target: TestTarget;
@@ -219,7 +220,3 @@ describe("admin authentication", () => {
     expect((await createAdminClient(second.url, token!).listTenants({})).tenants).toEqual([]);
   });
 });
-
-async function until(check: () => boolean): Promise<void> {
-  while (!check()) await new Promise((r) => setImmediate(r));
-}

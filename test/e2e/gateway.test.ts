@@ -5,6 +5,7 @@ import type { Connector } from "../../clients/connector/connector.js";
 import { startTestConnector, startTestRelay, type TestRelay } from "../helpers/in-process.js";
 import { h2c, h2request, json, request } from "../helpers/http.js";
 import { startTestTarget, type TestTarget } from "../helpers/targets.js";
+import { until } from "../helpers/wait.js";
 
 // One relay, one connector with target "app", exercised the way plain clients use it.
 let relay: TestRelay;
@@ -250,7 +251,7 @@ describe("errors", () => {
     const pending = request(`${base}/hang`, { signal: controller.signal }).catch((e: Error) => e);
     const aborted = target.nextAbort();
     // Wait until the target has the request before the client gives up.
-    await waitUntil(() => target.seen.some((s) => s.url === "/hang"));
+    await until(() => target.seen.some((s) => s.url === "/hang"));
     controller.abort();
     expect(await aborted).toBe("/hang");
     expect(await pending).toBeInstanceOf(Error);
@@ -261,7 +262,7 @@ describe("errors", () => {
     req.on("error", () => {});
     req.write(Buffer.alloc(1_000_000));
     const aborted = target.nextAbort();
-    await waitUntil(() => target.seen.some((s) => s.url === "/sink" && s.headers["content-length"] === "10000000"));
+    await until(() => target.seen.some((s) => s.url === "/sink" && s.headers["content-length"] === "10000000"));
     req.destroy();
     expect(await aborted).toBe("/sink");
   });
@@ -284,7 +285,3 @@ describe("timeouts", () => {
     }
   });
 });
-
-async function waitUntil(check: () => boolean): Promise<void> {
-  while (!check()) await new Promise((r) => setImmediate(r));
-}

@@ -4,6 +4,7 @@ import { createAdminClient } from "../../clients/admin/admin-client.js";
 import { json, request } from "../helpers/http.js";
 import { ADMIN_TOKEN, type FerryProcess, startConnectorProcess, startRelayProcess } from "../helpers/processes.js";
 import { startTestTarget, type TestTarget } from "../helpers/targets.js";
+import { until } from "../helpers/wait.js";
 
 // Start, stop, restart and drain real relay and connector processes.
 const cleanup: Array<() => Promise<unknown>> = [];
@@ -132,8 +133,4 @@ function get(url: string, agent: Agent): Promise<{ status: number; body: string 
       .on("error", reject)
       .end();
   });
-}
-
-async function until(check: () => boolean): Promise<void> {
-  while (!check()) await new Promise((r) => setImmediate(r));
 }

@@ -1,9 +1,9 @@
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAdminClient } from "../../clients/admin/admin-client.js";
-import { download, json } from "../helpers/http.js";
+import { download, upload } from "../helpers/http.js";
 import { ADMIN_TOKEN, type FerryProcess, type RelayProcess, startConnectorProcess, startRelayProcess } from "../helpers/processes.js";
-import { patternAt, patternSha256, startTestTarget, type TestTarget } from "../helpers/targets.js";
+import { patternSha256, startTestTarget, type TestTarget } from "../helpers/targets.js";
 
 // Real processes: the relay's and connector's memory is measured from /proc.
 const MB = 1024 * 1024;
@@ -77,27 +77,3 @@ describe("streaming", () => {
     expect(await aborted).toBe(`/stall?size=${1024 * MB}`);
   });
 });
-
-/** POSTs `size` pattern bytes with backpressure and returns the sink's JSON answer. */
-function upload(url: string, size: number): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: "POST", headers: { "content-length": String(size) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => resolve(json({ status: res.statusCode!, headers: res.headers, rawHeaders: [], body: Buffer.concat(chunks), trailers: {} })));
-    });
-    req.on("error", reject);
-    const chunk = 64 * 1024;
-    let offset = 0;
-    const write = () => {
-      while (offset < size) {
-        const n = Math.min(chunk, size - offset);
-        const ok = req.write(patternAt(offset, n));
-        offset += n;
-        if (!ok) return void req.once("drain", write);
-      }
-      req.end();
-    };
-    write();
-  });
-}

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { type IncomingHttpHeaders, request as httpRequest } from "node:http";
 import { connect as http2Connect, type ClientHttp2Session } from "node:http2";
+import { PATTERN_CHUNK, patternAt } from "./targets.js";
 
 export interface Reply {
   status: number;
@@ -56,6 +57,30 @@ export function download(url: string): Promise<{ status: number; bytes: number; 
     })
       .on("error", reject)
       .end();
+  });
+}
+
+/** POSTs `size` bytes of the test pattern with back-pressure and returns the answer's JSON. */
+export function upload(url: string, size: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: "POST", headers: { "content-length": String(size) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve(JSON.parse(Buffer.concat(chunks).toString("utf8"))));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    let offset = 0;
+    const write = () => {
+      while (offset < size) {
+        const n = Math.min(PATTERN_CHUNK, size - offset);
+        const ok = req.write(patternAt(offset, n));
+        offset += n;
+        if (!ok) return void req.once("drain", write);
+      }
+      req.end();
+    };
+    write();
   });
 }
 

@@ -23,6 +23,8 @@ export interface TestTarget {
 }
 
 const CHUNK = 64 * 1024;
+/** patternAt() serves up to this many bytes per call. */
+export const PATTERN_CHUNK = CHUNK;
 /** 256 KiB of pseudo-random bytes; the test pattern repeats it, so both ends can produce and hash any length cheaply. */
 const PATTERN = (() => {
   const buf = Buffer.allocUnsafe(CHUNK * 4);
