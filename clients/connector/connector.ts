@@ -33,8 +33,10 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
   const connectedWaiters: Array<{ n: number; resolve(): void }> = [];
   const slotCount = Math.max(settings.tunnels, 1);
 
+  /** Tunnels that take new exchanges: welcomed, and not asked to move. */
+  const openCount = () => [...live].filter((c) => c.welcome && !c.relayDraining).length;
   const notify = () => {
-    const open = [...live].filter((c) => c.welcome && !c.relayDraining).length;
+    const open = openCount();
     for (const w of connectedWaiters.splice(0)) {
       if (open >= w.n) w.resolve();
       else connectedWaiters.push(w);
@@ -93,7 +95,9 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
         if (stopping) break;
         const e = err as TunnelError;
         relayIndex = (relayIndex + 1) % settings.relays.length;
-        // No Welcome: a failed attempt, however long it took, never resets the backoff.
+        // A tunnel that was up long enough resets the backoff; a dial that never got a Welcome
+        // does not, however long it took (a relay that accepts and hangs).
+        if (conn.welcome) backoff.succeeded(Date.now() - started);
         // A refused key will not get better in a second; wait the longest delay.
         delayMs = e instanceof TunnelError && e.unauthenticated ? settings.reconnectMaxMs : backoff.next();
         const level = e instanceof TunnelError && e.unauthenticated ? "error" : "warn";
@@ -112,7 +116,7 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
 
   return {
     get connectedTunnels() {
-      return [...live].filter((c) => c.welcome && !c.relayDraining).length;
+      return openCount();
     },
     waitConnected(n = 1) {
       return new Promise<void>((resolve) => {

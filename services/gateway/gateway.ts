@@ -75,7 +75,8 @@ export function createGateway(opts: GatewayOptions): Gateway {
 
 async function serve(opts: GatewayOptions, req: NodeRequest, res: NodeResponse): Promise<void> {
   if (opts.isDraining()) {
-    res.setHeader("connection", "close");
+    // HTTP/1.1 clients should not reuse this connection; HTTP/2 has no such header (GOAWAY follows).
+    if (!("stream" in req)) res.setHeader("connection", "close");
     throw new FerryError("unavailable", "draining", "the relay is shutting down; retry", { retryAfterSeconds: 1 });
   }
   const where = parseRelayPath(req.url ?? "/");
