@@ -74,12 +74,15 @@ describe("lifecycle", () => {
     cleanup.push(async () => agent.destroy());
     // Open a keep-alive connection first, so a request can still arrive after the listener closes.
     expect((await get(`${relay.url}/healthz`, agent)).status).toBe(200);
+    expect(await get(`${relay.url}/readyz`, agent)).toEqual({ status: 200, body: '{"status":"ready"}' });
     const inFlight = request(`${relay.url}/relay/acme/app/slow?ms=1500`);
     await until(() => t.seen.some((s) => s.url === "/slow?ms=1500"));
 
     relay.child.kill("SIGTERM");
     await relay.waitFor((l) => String(l.msg).startsWith("draining"));
     await connector.waitForCount("relay sent GoAway; moving", 2);
+    // Load balancers see the node leave, and new exchanges are refused.
+    expect(await get(`${relay.url}/readyz`, agent)).toEqual({ status: 503, body: '{"status":"not ready"}' });
     const refused = await get(`${relay.url}/relay/acme/app/echo`, agent);
     expect(refused.status).toBe(503);
     expect(JSON.parse(refused.body).error.code).toBe("draining");
