@@ -98,9 +98,9 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
         // A tunnel that was up long enough resets the backoff; a dial that never got a Welcome
         // does not, however long it took (a relay that accepts and hangs).
         if (conn.welcome) backoff.succeeded(Date.now() - started);
-        // A refused key will not get better in a second; wait the longest delay.
-        delayMs = e instanceof TunnelError && e.unauthenticated ? settings.reconnectMaxMs : backoff.next();
-        const level = e instanceof TunnelError && e.unauthenticated ? "error" : "warn";
+        // A refused key or protocol version will not get better in a second; wait the longest delay.
+        delayMs = e instanceof TunnelError && e.permanent ? settings.reconnectMaxMs : backoff.next();
+        const level = e instanceof TunnelError && e.permanent ? "error" : "warn";
         log[level]({ relay: relay.origin, slot: index, err: e.message, retryIn: formatDuration(delayMs) }, "tunnel failed");
       }
       if (stopping) break;

@@ -33,8 +33,8 @@ type Control = ConnectRequest["message"];
 export class TunnelError extends Error {
   constructor(
     message: string,
-    /** The relay refused the key: retrying soon will not help. */
-    readonly unauthenticated = false,
+    /** The relay refused us for good (key, protocol version): retrying soon will not help. */
+    readonly permanent = false,
   ) {
     super(message);
     this.name = "TunnelError";
@@ -104,16 +104,17 @@ export class TunnelConnection {
     this.call = call;
     this.ended = new Promise<void>((resolve, reject) => {
       call.on("error", (err: Error & { code?: number; details?: string }) => {
-        const unauth = err.code === grpcStatus.UNAUTHENTICATED || err.code === grpcStatus.FAILED_PRECONDITION;
-        reject(new TunnelError(err.details || err.message, unauth));
+        const permanent = err.code === grpcStatus.UNAUTHENTICATED || err.code === grpcStatus.FAILED_PRECONDITION;
+        reject(new TunnelError(err.details || err.message, permanent));
       });
       call.on("end", () => resolve());
     });
     this.ended.catch(() => {});
     this.ended.finally(() => this.teardown("tunnel stream ended")).catch(() => {});
 
+    let timer: NodeJS.Timeout | undefined;
     const welcome = new Promise<Welcome>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new TunnelError(`no Welcome within ${WELCOME_TIMEOUT_MS / 1000}s`)), WELCOME_TIMEOUT_MS);
+      timer = setTimeout(() => reject(new TunnelError(`no Welcome within ${WELCOME_TIMEOUT_MS / 1000}s`)), WELCOME_TIMEOUT_MS);
       this.ended!.then(
         () => reject(new TunnelError("the relay closed the tunnel before Welcome")),
         (err) => reject(err),
@@ -121,7 +122,6 @@ export class TunnelConnection {
       call.on("data", (message: ConnectResponse) => {
         this.keepalive?.seen();
         if (!this.welcome) {
-          clearTimeout(timer);
           if (message.message.case !== "welcome") {
             reject(new TunnelError("the relay's first message was not Welcome"));
             call.cancel();
@@ -144,6 +144,8 @@ export class TunnelConnection {
       call.cancel();
       this.client.close();
       throw err;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -164,17 +166,12 @@ export class TunnelConnection {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.idle(), new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
     clearTimeout(timer);
-    this.finish();
+    this.outbox.close(); // the stream ends once what is queued has been written
   }
 
   /** Resolves when no exchange is in flight. */
   idle(): Promise<void> {
     return this.exchanges.size === 0 ? Promise.resolve() : new Promise((r) => this.idleWaiters.push(r));
-  }
-
-  /** Ends the stream after what is queued has been written. */
-  finish(): void {
-    this.outbox.close();
   }
 
   /** Drops the connection at once (dead relay, or stopping). */

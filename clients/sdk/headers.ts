@@ -97,7 +97,3 @@ export function toFlatList(headers: readonly Header[]): string[] {
 export function header(name: string, value: string): Header {
   return create(HeaderSchema, { name, value });
 }
-
-export function findHeader(headers: readonly Header[], name: string): string | undefined {
-  return headers.find((h) => h.name === name)?.value;
-}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Header } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { endToEndHeaders, findHeader, header, headersFromObject, toFlatList, toNodeHeaders } from "../../clients/sdk/headers.js";
+import { endToEndHeaders, header, headersFromObject, toFlatList, toNodeHeaders } from "../../clients/sdk/headers.js";
 
 const pairs = (headers: Header[]) => headers.map((h) => [h.name, h.value]);
 
@@ -118,7 +118,7 @@ describe("headersFromObject", () => {
   });
 });
 
-describe("toNodeHeaders / toFlatList / findHeader", () => {
+describe("toNodeHeaders / toFlatList", () => {
   const list = [header("set-cookie", "a=1"), header("content-type", "text/plain"), header("set-cookie", "b=2"), header("set-cookie", "c=3")];
 
   it("groups repeated names into arrays and never joins set-cookie", () => {
@@ -131,10 +131,5 @@ describe("toNodeHeaders / toFlatList / findHeader", () => {
 
   it("flattens to name, value pairs in order", () => {
     expect(toFlatList(list)).toEqual(["set-cookie", "a=1", "content-type", "text/plain", "set-cookie", "b=2", "set-cookie", "c=3"]);
-  });
-
-  it("finds the first value of a header", () => {
-    expect(findHeader(list, "set-cookie")).toBe("a=1");
-    expect(findHeader(list, "x-none")).toBeUndefined();
   });
 });
