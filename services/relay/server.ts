@@ -68,6 +68,8 @@ export async function listen(handler: (req: NodeRequest, res: NodeResponse) => v
       },
       handler,
     );
+    // Small frames (heads, credit) must leave at once: Nagle plus delayed ACKs costs ~40 ms a round trip.
+    secure.on("connection", (socket: Socket) => socket.setNoDelay(true));
     h2 = secure;
     outer = secure;
   } else {
@@ -83,6 +85,7 @@ export async function listen(handler: (req: NodeRequest, res: NodeResponse) => v
       handler,
     );
     const http1 = h1;
+    // noDelay: see above; keepAlive: TCP probes find half-open connections of clients that vanished.
     outer = createNetServer({ noDelay: true, keepAlive: true }, (socket) => sniff(socket, http1, plain));
   }
   h2.on("session", trackSession);
