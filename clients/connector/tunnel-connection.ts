@@ -1,24 +1,38 @@
 import { createSecureContext } from "node:tls";
-import { type ClientDuplexStream, credentials, Metadata, status as grpcStatus } from "@grpc/grpc-js";
+import { type ClientDuplexStream, credentials, makeGenericClientConstructor, Metadata, status as grpcStatus } from "@grpc/grpc-js";
 import { type Frame, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import {
   type ConnectRequest,
   type ConnectResponse,
   type Hello,
-  TunnelService,
   type Welcome,
 } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
 import { msFromDuration } from "../sdk/duration.js";
 import { Exchange, ExchangeReset } from "../sdk/exchange.js";
-import { grpcClientConstructor } from "../sdk/grpc-client.js";
 import { exchangeKey } from "../sdk/ids.js";
 import type { Logger } from "../sdk/logger.js";
 import { Keepalive } from "../sdk/keepalive.js";
 import { Outbox } from "../sdk/outbox.js";
+import { decodeConnectRequest, decodeConnectResponse, encodeTunnelMessage, TUNNEL_PATH } from "../sdk/tunnel-codec.js";
 import { DEFAULT_WINDOW, MAX_FRAME_SIZE, MAX_MESSAGE_BYTES, MAX_WINDOW } from "../sdk/protocol.js";
 import type { TargetForwarder } from "./target-forwarder.js";
 
-const TunnelClient = grpcClientConstructor(TunnelService);
+/** grpc-js client for TunnelService/Connect, on the tunnel's own codec (see tunnel-codec.ts). */
+const TunnelClient = makeGenericClientConstructor(
+  {
+    connect: {
+      path: TUNNEL_PATH,
+      originalName: "Connect",
+      requestStream: true,
+      responseStream: true,
+      requestSerialize: (m: ConnectRequest) => encodeTunnelMessage(m),
+      requestDeserialize: decodeConnectRequest,
+      responseSerialize: (m: ConnectResponse) => encodeTunnelMessage(m),
+      responseDeserialize: decodeConnectResponse,
+    },
+  },
+  "TunnelService",
+);
 const WELCOME_TIMEOUT_MS = 10_000;
 /**
  * HTTP/2 PING interval of the grpc-js channel (fixed when the channel is made);

@@ -1,11 +1,8 @@
-import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { constants as h2 } from "node:http2";
 import { AdminService } from "../../gen/ferry/admin/v1/admin_service_pb.js";
-import { TunnelService } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
 import { shortId } from "../../clients/sdk/ids.js";
 import type { Logger } from "../../clients/sdk/logger.js";
-import { DEFAULT_WINDOW, MAX_MESSAGE_BYTES } from "../../clients/sdk/protocol.js";
+import { DEFAULT_WINDOW } from "../../clients/sdk/protocol.js";
 import { authInterceptor } from "../admin/admin-auth.js";
 import { errorInterceptor } from "../admin/admin-errors.js";
 import { createAdminService } from "../admin/admin-service.js";
@@ -17,7 +14,7 @@ import type { NodeRequest, NodeResponse } from "../gateway/http-error.js";
 import { Catalog } from "../state/catalog.js";
 import { openFileStore } from "../state/file-store.js";
 import type { KvStore } from "../state/kv-store.js";
-import { createTunnelService, peerKey } from "../tunnel/tunnel-service.js";
+import { createTunnelEndpoint } from "../tunnel/tunnel-endpoint.js";
 import { TunnelRegistry } from "../tunnel/tunnel-registry.js";
 import { createRouter } from "./routes.js";
 
@@ -88,28 +85,8 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
     isDraining: () => draining,
   });
 
-  const tunnelHandler = connectNodeAdapter({
-    routes: (router) =>
-      router.service(
-        TunnelService,
-        createTunnelService({ catalog, registry, audit, log, nodeId, keepaliveMs, isDraining: () => draining }),
-      ),
-    grpc: true,
-    grpcWeb: false,
-    connect: false,
-    // Tunnel payloads are already-compressed or opaque bytes; gzip costs ~4x CPU for nothing.
-    acceptCompression: [],
-    readMaxBytes: MAX_MESSAGE_BYTES,
-    writeMaxBytes: MAX_MESSAGE_BYTES,
-    contextValues: (req) =>
-      createContextValues().set(peerKey, {
-        remoteAddress: req.socket.remoteAddress ?? "",
-        kill: () => {
-          if ("stream" in req) req.stream.close(h2.NGHTTP2_CANCEL);
-          else req.socket.destroy();
-        },
-      }),
-  });
+  // No compression on the tunnel: payloads are opaque or already compressed, and gzip costs ~4x CPU.
+  const tunnelHandler = createTunnelEndpoint({ catalog, registry, audit, log, nodeId, keepaliveMs, isDraining: () => draining });
 
   const adminHandler = connectNodeAdapter({
     routes: (router) => router.service(AdminService, createAdminService({ catalog, registry, audit })),

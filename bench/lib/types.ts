@@ -1,0 +1,23 @@
+import type { Setup, SetupName } from "../setups.js";
+
+export interface RunOptions {
+  /** Short runs, small sizes: a smoke test of the whole suite in under two minutes. */
+  quick: boolean;
+}
+
+/** One scenario's figures for one setup: numbers, or a note instead of a number. */
+export type Figures = Record<string, number | string>;
+
+export interface Scenario {
+  id: string;
+  title: string;
+  /** One sentence on what is measured and how, for the report. */
+  method(o: RunOptions): string;
+  /** Rough seconds per setup, for the progress line. */
+  seconds(o: RunOptions): number;
+  /** Setups this scenario applies to (default: all). */
+  only?: SetupName[];
+  /** The figure the report compares across setups, and whether bigger is better. */
+  headline: { key: string; unit: string; higherIsBetter: boolean }[];
+  run(setup: Setup, o: RunOptions, log: (line: string) => void): Promise<Figures>;
+}

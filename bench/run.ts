@@ -1,0 +1,156 @@
+// `npm run bench [-- --quick] [-- --only small,bulk]`: Ferry side by side with
+// a direct connection, nginx and a plain Node proxy, in one run on this machine.
+// Writes bench/results/latest.json and, for a full run, docs/benchmarks.md and
+// docs/benchmarks.svg.
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, release } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { cpuSeconds, peakRss, resetPeak } from "./lib/proc.js";
+import { ensureTools, versionOf } from "./lib/tools.js";
+import type { Figures, RunOptions, Scenario } from "./lib/types.js";
+import { type BenchResults, chart, markdown } from "./report.js";
+import { bulk } from "./scenarios/bulk.js";
+import { fixedRate } from "./scenarios/fixed-rate.js";
+import { headOfLine } from "./scenarios/head-of-line.js";
+import { idle } from "./scenarios/idle.js";
+import { small } from "./scenarios/small.js";
+import { NOT_YET, ROOT, SETUPS, type Setup, startSetup, startTarget } from "./setups.js";
+
+const SCENARIOS: Scenario[] = [small, fixedRate, bulk, headOfLine, idle];
+
+const HELP = `Usage: npm run bench [-- options]
+
+Measures Ferry against direct, nginx and node-proxy setups in one run.
+
+Options:
+  --quick            short runs and small sizes (smoke test, under 2 minutes)
+  --only <ids>       comma-separated scenarios: ${SCENARIOS.map((s) => s.id).join(", ")}
+  -h, --help         this help
+
+Needs nginx and wrk (Debian packages; installed automatically when running as root).
+Results: bench/results/latest.json; a full run also writes docs/benchmarks.md and docs/benchmarks.svg.
+`;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { quick: { type: "boolean", default: false }, only: { type: "string" }, help: { type: "boolean", short: "h" } },
+  });
+  if (values.help) return void process.stdout.write(HELP);
+  const only = values.only?.split(",").map((s) => s.trim()).filter(Boolean);
+  const unknown = only?.filter((id) => !SCENARIOS.some((s) => s.id === id)) ?? [];
+  if (unknown.length > 0) throw new Error(`unknown scenario ${unknown.join(", ")}; choose from ${SCENARIOS.map((s) => s.id).join(", ")}`);
+  const scenarios = SCENARIOS.filter((s) => !only || only.includes(s.id));
+  const o: RunOptions = { quick: values.quick };
+  const log = (line: string) => process.stdout.write(`${line}\n`);
+
+  ensureTools(log);
+  const results: BenchResults = {
+    date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+    quick: o.quick,
+    machine: machine(),
+    scenarios: Object.fromEntries(
+      scenarios.map((s) => [s.id, { title: s.title, method: s.method(o), headline: s.headline, results: {} }]),
+    ),
+  };
+
+  const plan = SETUPS.flatMap((setup) => scenarios.filter((s) => !s.only || s.only.includes(setup)).map((s) => ({ setup, s })));
+  let left = plan.reduce((n, p) => n + (NOT_YET[p.setup] ? 0 : p.s.seconds(o)), 0);
+  const target = await startTarget();
+  let step = 0;
+  try {
+    for (const name of SETUPS) {
+      const mine = plan.filter((p) => p.setup === name);
+      if (mine.length === 0) continue;
+      if (NOT_YET[name]) {
+        for (const { s } of mine) results.scenarios[s.id]!.results[name] = { note: NOT_YET[name]! };
+        step += mine.length;
+        log(`[${step}/${plan.length}] ${name}: ${NOT_YET[name]}`);
+        continue;
+      }
+      const setup = await startSetup(name, target.port);
+      try {
+        for (const { s } of mine) {
+          step++;
+          log(`[${step}/${plan.length}] ${name} · ${s.title} (~${s.seconds(o)} s; ~${clock(left)} left)`);
+          results.scenarios[s.id]!.results[name] = await measure(setup, s, o, log);
+          left -= s.seconds(o);
+        }
+      } finally {
+        await setup.stop();
+      }
+    }
+  } finally {
+    await target.proc.stop();
+  }
+
+  mkdirSync(join(ROOT, "bench/results"), { recursive: true });
+  writeFileSync(join(ROOT, "bench/results/latest.json"), `${JSON.stringify(results, null, 2)}\n`);
+  const md = markdown(results);
+  if (!o.quick && !only) {
+    writeFileSync(join(ROOT, "docs/benchmarks.md"), md);
+    writeFileSync(join(ROOT, "docs/benchmarks.svg"), chart(results));
+    log("\nwrote bench/results/latest.json, docs/benchmarks.md, docs/benchmarks.svg");
+  } else {
+    log("\nwrote bench/results/latest.json (docs/ is only rewritten by a full run)");
+  }
+  log(`\n${md}`);
+}
+
+/** Runs one scenario on one setup, with CPU seconds and peak RSS of the setup's own processes. */
+async function measure(setup: Setup, s: Scenario, o: RunOptions, log: (l: string) => void): Promise<Figures> {
+  const watched = setup.watched.flatMap((w) => withChildren(w.pid).map((pid) => ({ role: w.role, pid })));
+  for (const w of watched) resetPeak(w.pid);
+  const cpuBefore = watched.map((w) => cpuSeconds(w.pid));
+  try {
+    const figures = await s.run(setup, o, log);
+    const resources: Record<string, { cpuSeconds: number; peakRssMB: number }> = {};
+    watched.forEach((w, i) => {
+      const r = (resources[w.role] ??= { cpuSeconds: 0, peakRssMB: 0 });
+      r.cpuSeconds += cpuSeconds(w.pid) - cpuBefore[i]!;
+      r.peakRssMB += peakRss(w.pid) / 1e6;
+    });
+    return { ...figures, resources } as unknown as Figures;
+  } catch (e) {
+    log(`  failed: ${(e as Error).message}`);
+    return { error: (e as Error).message.split("\n")[0]! };
+  }
+}
+
+/** A process and its direct children (nginx does its work in a worker). */
+function withChildren(pid: number): number[] {
+  try {
+    const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+    return [pid, ...kids];
+  } catch {
+    return [pid];
+  }
+}
+
+function machine(): Record<string, string | number> {
+  const cpuInfo = cpus();
+  let os = release();
+  try {
+    os = /PRETTY_NAME="([^"]+)"/.exec(readFileSync("/etc/os-release", "utf8"))?.[1] ?? os;
+  } catch {
+    // not Linux: the kernel release will do
+  }
+  return {
+    cores: cpuInfo.length,
+    cpu: cpuInfo[0]?.model ?? "unknown",
+    os,
+    node: process.version,
+    nginx: versionOf("nginx", ["-v"]).replace(/^nginx version: /, ""),
+    wrk: versionOf("wrk", ["--version"]).split(" [")[0]!,
+  };
+}
+
+function clock(seconds: number): string {
+  const m = Math.floor(seconds / 60);
+  return m > 0 ? `${m}m${String(Math.round(seconds % 60)).padStart(2, "0")}s` : `${Math.round(seconds)}s`;
+}
+
+main().catch((e: Error) => {
+  process.stderr.write(`bench: ${e.message}\n`);
+  process.exit(1);
+});

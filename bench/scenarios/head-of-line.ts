@@ -1,0 +1,34 @@
+import { download, stall, timed } from "../lib/load.js";
+import type { Scenario } from "../lib/types.js";
+
+const MB = 1e6;
+
+/**
+ * Eight downloads at once, with and without a ninth client that stops reading
+ * a large download. A relay without per-exchange flow control lets the stalled
+ * one block the tunnel it shares with the others (head-of-line blocking).
+ */
+export const headOfLine: Scenario = {
+  id: "head-of-line",
+  title: "Head-of-line blocking",
+  method: (o) =>
+    `8 parallel downloads of ${(o.quick ? 20 : 100)} MB, alone and next to a client that stopped reading a 10 GB download; ratio = MB/s with the stalled client / MB/s without`,
+  seconds: (o) => (o.quick ? 4 : 12),
+  headline: [{ key: "ratio", unit: "x", higherIsBetter: true }],
+  async run(setup, o) {
+    const size = (o.quick ? 20 : 100) * MB;
+    const eight = () => Promise.all(Array.from({ length: 8 }, () => download(`${setup.base}/bytes?size=${size}`)));
+    await download(`${setup.base}/bytes?size=${10 * MB}`); // warm-up
+    const alone = await timed(eight);
+    const stalled = await stall(`${setup.base}/bytes?size=${10_000 * MB}`);
+    let withStall: number;
+    try {
+      withStall = await timed(eight);
+    } finally {
+      stalled.release();
+    }
+    const aloneMBs = (8 * size) / MB / alone;
+    const stalledMBs = (8 * size) / MB / withStall;
+    return { aloneMBs: Math.round(aloneMBs), stalledMBs: Math.round(stalledMBs), ratio: Math.round((stalledMBs / aloneMBs) * 100) / 100 };
+  },
+};

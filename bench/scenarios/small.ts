@@ -1,0 +1,32 @@
+import { type WrkResult, wrk } from "../lib/load.js";
+import type { Scenario } from "../lib/types.js";
+
+const CONNECTIONS = 50;
+
+/** 1 KiB GETs, 50 connections, closed loop: the most requests per second each setup can carry. */
+export const small: Scenario = {
+  id: "small",
+  title: "Small requests",
+  method: (o) =>
+    `1 KiB GET, ${CONNECTIONS} connections, wrk (one thread), ${o.quick ? "1 run of 3 s" : "median of 3 runs of 8 s"} after a 2 s warm-up`,
+  seconds: (o) => (o.quick ? 5 : 26),
+  headline: [
+    { key: "rps", unit: "req/s", higherIsBetter: true },
+    { key: "p50Ms", unit: "ms p50", higherIsBetter: false },
+    { key: "p99Ms", unit: "ms p99", higherIsBetter: false },
+  ],
+  async run(setup, o) {
+    const url = `${setup.base}/1k`;
+    await wrk(url, CONNECTIONS, 2);
+    const runs: WrkResult[] = [];
+    for (let i = 0; i < (o.quick ? 1 : 3); i++) runs.push(await wrk(url, CONNECTIONS, o.quick ? 3 : 8));
+    return median(runs);
+  },
+};
+
+/** The run with the median requests/s (its latencies come with it, so they stay consistent). */
+export function median(runs: WrkResult[]) {
+  const sorted = [...runs].sort((a, b) => a.rps - b.rps);
+  const m = sorted[Math.floor(sorted.length / 2)]!;
+  return { rps: Math.round(m.rps), p50Ms: m.p50Ms, p99Ms: m.p99Ms, errors: m.errors, runs: runs.length };
+}

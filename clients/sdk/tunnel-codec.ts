@@ -1,0 +1,603 @@
+import { type DescMessage, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
+import type { Duration } from "@bufbuild/protobuf/wkt";
+import type { Frame, Header, RequestHead, ResponseHead } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import {
+  type ConnectRequest,
+  type ConnectResponse,
+  GoAwaySchema,
+  HelloSchema,
+  PingSchema,
+  PongSchema,
+  TunnelService,
+  WelcomeSchema,
+} from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
+
+/** The HTTP/2 path of TunnelService/Connect, from the generated descriptor. */
+export const TUNNEL_PATH = `/${TunnelService.typeName}/${TunnelService.method.connect.name}`;
+
+/**
+ * The tunnel's wire codec. Every byte of every exchange crosses it twice per
+ * hop, so FrameBatch and everything inside a Frame is encoded and decoded by
+ * hand (one exact-size buffer, body chunks decoded as views, no reflection).
+ * The rare control messages (Hello, Welcome, Ping, Pong, GoAway) go through
+ * protobuf-es. The bytes are exactly those of proto/ferry/tunnel/v1; tests
+ * check both directions against protobuf-es.
+ */
+
+type Message = ConnectRequest | ConnectResponse;
+type Oneof = Message["message"];
+
+const CONTROL: Record<number, { case: string; schema: DescMessage }> = {
+  3: { case: "ping", schema: PingSchema },
+  4: { case: "pong", schema: PongSchema },
+  5: { case: "goAway", schema: GoAwaySchema },
+};
+
+export class CodecError extends Error {}
+
+// ---------------------------------------------------------------- encoding
+
+/**
+ * Encodes a ConnectRequest or ConnectResponse. With `prefix` the buffer starts
+ * with the 5-byte gRPC message header, so it goes on the wire as it is.
+ */
+export function encodeTunnelMessage(msg: Message, prefix = false): Buffer {
+  const m = msg.message as Oneof;
+  let field: number;
+  let inner: Uint8Array | undefined;
+  let batchSize = 0;
+  switch (m.case) {
+    case "frames":
+      field = 2;
+      batchSize = batchLength(m.value.frames);
+      break;
+    case "hello":
+      field = 1;
+      inner = toBinary(HelloSchema, m.value);
+      break;
+    case "welcome":
+      field = 1;
+      inner = toBinary(WelcomeSchema, m.value);
+      break;
+    case "ping":
+      field = 3;
+      inner = toBinary(PingSchema, m.value);
+      break;
+    case "pong":
+      field = 4;
+      inner = toBinary(PongSchema, m.value);
+      break;
+    case "goAway":
+      field = 5;
+      inner = toBinary(GoAwaySchema, m.value);
+      break;
+    default:
+      field = 0;
+  }
+  const innerLen = inner ? inner.length : batchSize;
+  const body = field === 0 ? 0 : 1 + varintSize(innerLen) + innerLen;
+  const start = prefix ? 5 : 0;
+  const buf = Buffer.allocUnsafe(start + body);
+  if (prefix) {
+    buf[0] = 0;
+    buf.writeUInt32BE(body, 1);
+  }
+  if (field === 0) return buf;
+  const w = new Writer(buf, start);
+  w.tag(field, 2);
+  w.varint(innerLen);
+  if (inner) w.raw(inner);
+  else for (const f of (m as { value: { frames: Frame[] } }).value.frames) w.frame(f);
+  return buf;
+}
+
+function batchLength(frames: readonly Frame[]): number {
+  let n = 0;
+  for (const f of frames) {
+    const len = frameLength(f);
+    n += 1 + varintSize(len) + len;
+  }
+  return n;
+}
+
+function frameLength(f: Frame): number {
+  let n = bytesField(f.exchangeId.length);
+  const k = f.kind;
+  switch (k.case) {
+    case "requestHead":
+      return n + msgField(requestHeadLength(k.value));
+    case "responseHead":
+      return n + msgField(responseHeadLength(k.value));
+    case "data":
+      return n + msgField(k.value.chunk.length ? bytesField(k.value.chunk.length) : 0);
+    case "end":
+      return n + msgField(headersLength(k.value.trailers));
+    case "reset":
+      return n + msgField(resetLength(k.value.code, k.value.message));
+    case "windowUpdate":
+      return n + msgField(k.value.increment ? 1 + varintSize(k.value.increment) : 0);
+    default:
+      return n;
+  }
+}
+
+function requestHeadLength(h: RequestHead): number {
+  return (
+    strField(h.target) +
+    strField(h.method) +
+    strField(h.path) +
+    strField(h.query) +
+    headersLength(h.headers) +
+    strField(h.clientAddress) +
+    (h.timeout ? msgField(durationLength(h.timeout)) : 0) +
+    (h.upgrade ? 2 : 0) +
+    (h.endStream ? 2 : 0) +
+    (h.responseWindow ? 1 + varintSize(h.responseWindow) : 0)
+  );
+}
+
+function responseHeadLength(h: ResponseHead): number {
+  return (h.status ? 1 + varintSize(h.status) : 0) + headersLength(h.headers) + (h.endStream ? 2 : 0);
+}
+
+function headersLength(headers: readonly Header[]): number {
+  let n = 0;
+  for (const h of headers) n += msgField(strField(h.name) + strField(h.value));
+  return n;
+}
+
+function resetLength(code: number, message: string): number {
+  return (code ? 1 + varintSize(code) : 0) + strField(message);
+}
+
+function durationLength(d: Duration): number {
+  const s = Number(d.seconds);
+  return (s ? 1 + varintSize(s) : 0) + (d.nanos ? 1 + varintSize(d.nanos) : 0);
+}
+
+/** Size of a length-delimited field holding `len` bytes (0 when the field is left out as empty). */
+function bytesField(len: number): number {
+  return len ? 1 + varintSize(len) + len : 0;
+}
+
+/** A message field is written even when empty: its presence sets the oneof case. */
+function msgField(len: number): number {
+  return 1 + varintSize(len) + len;
+}
+
+function strField(s: string): number {
+  return s.length ? bytesField(Buffer.byteLength(s, "utf8")) : 0;
+}
+
+function varintSize(v: number): number {
+  if (v < 0x80) return 1;
+  if (v < 0x4000) return 2;
+  if (v < 0x200000) return 3;
+  if (v < 0x10000000) return 4;
+  let n = 5;
+  for (v = Math.floor(v / 2 ** 35); v > 0; v = Math.floor(v / 128)) n++;
+  return n;
+}
+
+class Writer {
+  constructor(
+    private readonly buf: Buffer,
+    private pos: number,
+  ) {}
+
+  tag(field: number, wire: number): void {
+    this.buf[this.pos++] = (field << 3) | wire;
+  }
+
+  varint(v: number): void {
+    while (v >= 0x80) {
+      this.buf[this.pos++] = (v % 128) | 0x80;
+      v = Math.floor(v / 128);
+    }
+    this.buf[this.pos++] = v;
+  }
+
+  raw(bytes: Uint8Array): void {
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
+  }
+
+  bytes(field: number, bytes: Uint8Array): void {
+    if (!bytes.length) return;
+    this.tag(field, 2);
+    this.varint(bytes.length);
+    this.raw(bytes);
+  }
+
+  str(field: number, s: string): void {
+    if (!s.length) return;
+    const len = Buffer.byteLength(s, "utf8");
+    this.tag(field, 2);
+    this.varint(len);
+    this.pos += this.buf.write(s, this.pos, len, "utf8");
+  }
+
+  uint(field: number, v: number): void {
+    if (!v) return;
+    this.tag(field, 0);
+    this.varint(v);
+  }
+
+  bool(field: number, v: boolean): void {
+    if (!v) return;
+    this.tag(field, 0);
+    this.buf[this.pos++] = 1;
+  }
+
+  /** Opens a message field; the caller writes exactly `len` bytes into it. */
+  message(field: number, len: number): void {
+    this.tag(field, 2);
+    this.varint(len);
+  }
+
+  headers(field: number, headers: readonly Header[]): void {
+    for (const h of headers) {
+      this.message(field, strField(h.name) + strField(h.value));
+      this.str(1, h.name);
+      this.str(2, h.value);
+    }
+  }
+
+  frame(f: Frame): void {
+    this.message(1, frameLength(f));
+    this.bytes(1, f.exchangeId);
+    const k = f.kind;
+    switch (k.case) {
+      case "requestHead": {
+        const h = k.value;
+        this.message(2, requestHeadLength(h));
+        this.str(1, h.target);
+        this.str(2, h.method);
+        this.str(3, h.path);
+        this.str(4, h.query);
+        this.headers(5, h.headers);
+        this.str(6, h.clientAddress);
+        if (h.timeout) {
+          this.message(7, durationLength(h.timeout));
+          this.uint(1, Number(h.timeout.seconds));
+          this.uint(2, h.timeout.nanos);
+        }
+        this.bool(8, h.upgrade);
+        this.bool(9, h.endStream);
+        this.uint(10, h.responseWindow);
+        return;
+      }
+      case "responseHead": {
+        const h = k.value;
+        this.message(3, responseHeadLength(h));
+        this.uint(1, h.status);
+        this.headers(2, h.headers);
+        this.bool(3, h.endStream);
+        return;
+      }
+      case "data":
+        this.message(4, k.value.chunk.length ? bytesField(k.value.chunk.length) : 0);
+        this.bytes(1, k.value.chunk);
+        return;
+      case "end":
+        this.message(5, headersLength(k.value.trailers));
+        this.headers(1, k.value.trailers);
+        return;
+      case "reset":
+        this.message(6, resetLength(k.value.code, k.value.message));
+        this.uint(1, k.value.code);
+        this.str(2, k.value.message);
+        return;
+      case "windowUpdate":
+        this.message(7, k.value.increment ? 1 + varintSize(k.value.increment) : 0);
+        this.uint(1, k.value.increment);
+        return;
+      default:
+        return;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- decoding
+
+/** Decodes a ConnectRequest (connector to relay). Throws CodecError on malformed input. */
+export function decodeConnectRequest(bytes: Uint8Array): ConnectRequest {
+  return decode(bytes, "ferry.tunnel.v1.ConnectRequest", HelloSchema, "hello") as ConnectRequest;
+}
+
+/** Decodes a ConnectResponse (relay to connector). Throws CodecError on malformed input. */
+export function decodeConnectResponse(bytes: Uint8Array): ConnectResponse {
+  return decode(bytes, "ferry.tunnel.v1.ConnectResponse", WelcomeSchema, "welcome") as ConnectResponse;
+}
+
+function decode(bytes: Uint8Array, typeName: string, first: DescMessage, firstCase: string): Message {
+  const r = new Reader(bytes, 0, bytes.length);
+  let message: Oneof = { case: undefined } as Oneof;
+  while (r.more()) {
+    const [field, wire] = r.tag();
+    if (wire !== 2 || field < 1 || field > 5) {
+      r.skip(wire);
+      continue;
+    }
+    const end = r.lengthEnd();
+    if (field === 2) {
+      message = { case: "frames", value: { $typeName: "ferry.tunnel.v1.FrameBatch", frames: r.frames(end) } } as Oneof;
+    } else {
+      const control = field === 1 ? { case: firstCase, schema: first } : CONTROL[field]!;
+      message = { case: control.case, value: parse(control.schema, bytes.subarray(r.pos, end)) } as Oneof;
+    }
+    r.pos = end;
+  }
+  return { $typeName: typeName, message } as Message;
+}
+
+function parse<D extends DescMessage>(schema: D, bytes: Uint8Array): MessageShape<D> {
+  try {
+    return fromBinary(schema, bytes);
+  } catch (e) {
+    throw new CodecError(`malformed ${schema.typeName}: ${(e as Error).message}`);
+  }
+}
+
+class Reader {
+  constructor(
+    private readonly buf: Uint8Array,
+    public pos: number,
+    private readonly limit: number,
+  ) {}
+
+  more(end = this.limit): boolean {
+    return this.pos < end;
+  }
+
+  tag(): [number, number] {
+    const t = this.varint();
+    return [Math.floor(t / 8), t & 7];
+  }
+
+  varint(): number {
+    let result = 0;
+    let scale = 1;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.limit) throw new CodecError("truncated varint");
+      const b = this.buf[this.pos++]!;
+      result += (b & 0x7f) * scale;
+      if (b < 0x80) return result;
+      scale *= 128;
+    }
+    throw new CodecError("varint too long");
+  }
+
+  /** Reads a length and returns where that many bytes end, checked against the enclosing field. */
+  lengthEnd(limit = this.limit): number {
+    const len = this.varint();
+    const end = this.pos + len;
+    if (end > limit) throw new CodecError("length past the end of its field");
+    return end;
+  }
+
+  skip(wire: number): void {
+    switch (wire) {
+      case 0:
+        this.varint();
+        return;
+      case 1:
+        this.pos += 8;
+        break;
+      case 2:
+        this.pos = this.lengthEnd();
+        return;
+      case 5:
+        this.pos += 4;
+        break;
+      default:
+        throw new CodecError(`unsupported wire type ${wire}`);
+    }
+    if (this.pos > this.limit) throw new CodecError("truncated field");
+  }
+
+  str(end: number): string {
+    return Buffer.from(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength).toString("utf8", this.pos, end);
+  }
+
+  frames(end: number): Frame[] {
+    const frames: Frame[] = [];
+    while (this.more(end)) {
+      const [field, wire] = this.tag();
+      if (field === 1 && wire === 2) {
+        const fend = this.lengthEnd(end);
+        frames.push(this.frame(fend));
+        this.pos = fend;
+      } else this.skip(wire);
+    }
+    return frames;
+  }
+
+  private frame(end: number): Frame {
+    let exchangeId: Uint8Array = new Uint8Array(0);
+    let kind: Frame["kind"] = { case: undefined };
+    while (this.more(end)) {
+      const [field, wire] = this.tag();
+      if (wire !== 2 || field < 1 || field > 7) {
+        this.skip(wire);
+        continue;
+      }
+      const fend = this.lengthEnd(end);
+      switch (field) {
+        case 1:
+          exchangeId = this.buf.subarray(this.pos, fend);
+          break;
+        case 2:
+          kind = { case: "requestHead", value: this.requestHead(fend) };
+          break;
+        case 3:
+          kind = { case: "responseHead", value: this.responseHead(fend) };
+          break;
+        case 4:
+          kind = { case: "data", value: { $typeName: "ferry.tunnel.v1.Data", chunk: this.singleBytes(fend) } };
+          break;
+        case 5:
+          kind = { case: "end", value: { $typeName: "ferry.tunnel.v1.End", trailers: this.headerList(fend, 1) } };
+          break;
+        case 6:
+          kind = { case: "reset", value: this.reset(fend) };
+          break;
+        case 7:
+          kind = { case: "windowUpdate", value: { $typeName: "ferry.tunnel.v1.WindowUpdate", increment: this.singleUint(fend) } };
+          break;
+      }
+      this.pos = fend;
+    }
+    return { $typeName: "ferry.tunnel.v1.Frame", exchangeId, kind };
+  }
+
+  private requestHead(end: number): RequestHead {
+    const h: RequestHead = {
+      $typeName: "ferry.tunnel.v1.RequestHead",
+      target: "",
+      method: "",
+      path: "",
+      query: "",
+      headers: [],
+      clientAddress: "",
+      timeout: undefined,
+      upgrade: false,
+      endStream: false,
+      responseWindow: 0,
+    };
+    while (this.more(end)) {
+      const [field, wire] = this.tag();
+      if (wire === 0 && field >= 8 && field <= 10) {
+        const v = this.varint();
+        if (field === 8) h.upgrade = v !== 0;
+        else if (field === 9) h.endStream = v !== 0;
+        else h.responseWindow = v >>> 0;
+        continue;
+      }
+      if (wire !== 2 || field < 1 || field > 7) {
+        this.skip(wire);
+        continue;
+      }
+      const fend = this.lengthEnd(end);
+      switch (field) {
+        case 1:
+          h.target = this.str(fend);
+          break;
+        case 2:
+          h.method = this.str(fend);
+          break;
+        case 3:
+          h.path = this.str(fend);
+          break;
+        case 4:
+          h.query = this.str(fend);
+          break;
+        case 5:
+          h.headers.push(this.header(fend));
+          break;
+        case 6:
+          h.clientAddress = this.str(fend);
+          break;
+        case 7:
+          h.timeout = this.duration(fend);
+          break;
+      }
+      this.pos = fend;
+    }
+    return h;
+  }
+
+  private responseHead(end: number): ResponseHead {
+    const h: ResponseHead = { $typeName: "ferry.tunnel.v1.ResponseHead", status: 0, headers: [], endStream: false };
+    while (this.more(end)) {
+      const [field, wire] = this.tag();
+      if (field === 1 && wire === 0) h.status = this.varint() >>> 0;
+      else if (field === 3 && wire === 0) h.endStream = this.varint() !== 0;
+      else if (field === 2 && wire === 2) {
+        const fend = this.lengthEnd(end);
+        h.headers.push(this.header(fend));
+        this.pos = fend;
+      } else this.skip(wire);
+    }
+    return h;
+  }
+
+  private headerList(end: number, field: number): Header[] {
+    const list: Header[] = [];
+    while (this.more(end)) {
+      const [f, wire] = this.tag();
+      if (f === field && wire === 2) {
+        const fend = this.lengthEnd(end);
+        list.push(this.header(fend));
+        this.pos = fend;
+      } else this.skip(wire);
+    }
+    return list;
+  }
+
+  private header(end: number): Header {
+    let name = "";
+    let value = "";
+    while (this.more(end)) {
+      const [field, wire] = this.tag();
+      if (wire === 2 && (field === 1 || field === 2)) {
+        const fend = this.lengthEnd(end);
+        if (field === 1) name = this.str(fend);
+        else value = this.str(fend);
+        this.pos = fend;
+      } else this.skip(wire);
+    }
+    return { $typeName: "ferry.tunnel.v1.Header", name, value };
+  }
+
+  private reset(end: number) {
+    let code = 0;
+    let message = "";
+    while (this.more(end)) {
+      const [field, wire] = this.tag();
+      if (field === 1 && wire === 0) code = this.varint();
+      else if (field === 2 && wire === 2) {
+        const fend = this.lengthEnd(end);
+        message = this.str(fend);
+        this.pos = fend;
+      } else this.skip(wire);
+    }
+    return { $typeName: "ferry.tunnel.v1.Reset" as const, code, message };
+  }
+
+  private duration(end: number): Duration {
+    let seconds = 0;
+    let nanos = 0;
+    while (this.more(end)) {
+      const [field, wire] = this.tag();
+      if (field === 1 && wire === 0) seconds = this.varint();
+      else if (field === 2 && wire === 0) nanos = this.varint() | 0;
+      else this.skip(wire);
+    }
+    return { $typeName: "google.protobuf.Duration", seconds: BigInt(seconds), nanos };
+  }
+
+  /** The one bytes field (1) of a message such as Data, as a view into the buffer. */
+  private singleBytes(end: number): Uint8Array {
+    let out: Uint8Array = new Uint8Array(0);
+    while (this.more(end)) {
+      const [field, wire] = this.tag();
+      if (field === 1 && wire === 2) {
+        const fend = this.lengthEnd(end);
+        out = this.buf.subarray(this.pos, fend);
+        this.pos = fend;
+      } else this.skip(wire);
+    }
+    return out;
+  }
+
+  private singleUint(end: number): number {
+    let v = 0;
+    while (this.more(end)) {
+      const [field, wire] = this.tag();
+      if (field === 1 && wire === 0) v = this.varint() >>> 0;
+      else this.skip(wire);
+    }
+    return v;
+  }
+}
