@@ -1,6 +1,5 @@
-import { create } from "@bufbuild/protobuf";
 import { Agent, type Dispatcher } from "undici";
-import { type RequestHead, ResetCode, ResponseHeadSchema } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import { type RequestHead, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { msFromDuration } from "../sdk/duration.js";
 import type { Exchange } from "../sdk/exchange.js";
 import { endToEndHeaders, headersFromObject, toFlatList } from "../sdk/headers.js";
@@ -10,8 +9,8 @@ import type { TargetSpec } from "./connector-config.js";
 export interface TargetForwarder {
   /** Whether the connector serves this target. */
   has(name: string): boolean;
-  /** Runs one exchange against its target until the response is sent or the exchange is reset. */
-  forward(ex: Exchange, head: RequestHead): Promise<void>;
+  /** Starts one exchange against its target; it runs until the response is sent or the exchange is reset. */
+  forward(ex: Exchange, head: RequestHead): void;
   close(): Promise<void>;
 }
 
@@ -30,7 +29,7 @@ export function createTargetForwarder(targets: readonly TargetSpec[], log: Logge
   return {
     has: (name) => byName.has(name),
 
-    async forward(ex, head) {
+    forward(ex, head) {
       const target = byName.get(head.target);
       if (!target) return ex.reset(ResetCode.REFUSED, `this connector has no target "${head.target}"`);
       const badPath = pathProblem(head.path);
@@ -38,51 +37,72 @@ export function createTargetForwarder(targets: readonly TargetSpec[], log: Logge
         log.warn({ target: head.target, path: head.path, problem: badPath }, "refused a request path from the relay");
         return ex.reset(ResetCode.PROTOCOL_ERROR, `request path refused by the connector: ${badPath}`);
       }
-      const timeoutMs = msFromDuration(head.timeout) || DEFAULT_TIMEOUT_MS;
-      let response: Dispatcher.ResponseData;
-      try {
-        response = await agent.request({
+      agent.dispatch(
+        {
           origin: target.origin,
           path: target.basePath + head.path + (head.query ? `?${head.query}` : ""),
           method: head.method as Dispatcher.HttpMethod,
           // Filtered again here: even a compromised relay cannot set Host or per-hop fields.
           headers: toFlatList(endToEndHeaders(toFlatList(head.headers))),
           body: head.endStream ? null : ex.body,
-          signal: ex.signal,
-          headersTimeout: timeoutMs,
+          headersTimeout: msFromDuration(head.timeout) || DEFAULT_TIMEOUT_MS,
           // Long downloads and event streams may pause for as long as they like.
           bodyTimeout: 0,
-        });
-      } catch (err) {
-        if (ex.signal.aborted) return; // the relay reset it (client gone, deadline)
-        const [code, reason] = classify(err);
-        log.warn({ target: head.target, err: describe(err) }, "target request failed");
-        return ex.reset(code, `target "${head.target}" ${reason}`);
-      }
-      const bodyless = head.method === "HEAD" || response.statusCode === 204 || response.statusCode === 304;
-      ex.sendResponseHead(
-        create(ResponseHeadSchema, {
-          status: response.statusCode,
-          headers: headersFromObject(response.headers),
-          endStream: bodyless,
-        }),
+        },
+        responder(ex, head, log),
       );
-      try {
-        if (bodyless) {
-          await response.body.dump();
-          return;
-        }
-        for await (const chunk of response.body) await ex.write(chunk as Buffer);
-        ex.end(headersFromObject(response.trailers));
-      } catch (err) {
-        response.body.destroy();
-        if (ex.signal.aborted) return;
-        log.warn({ target: head.target, err: describe(err) }, "target response failed mid-body");
-        ex.reset(ResetCode.TARGET_ERROR, `target "${head.target}" failed while sending its response`);
-      }
     },
 
     close: () => agent.close(),
+  };
+}
+
+/**
+ * Carries undici's answer into the exchange. undici pushes the body; when the
+ * exchange has no credit for a chunk, undici is paused until it has, so a slow
+ * client holds the target back instead of the connector buffering.
+ */
+function responder(ex: Exchange, head: RequestHead, log: Logger): Dispatcher.DispatchHandler {
+  let started = false;
+  let failed = false;
+  return {
+    onRequestStart(controller) {
+      // The relay reset the exchange (client gone, deadline): stop the target's request too.
+      ex.onReset = (reset) => controller.abort(reset);
+    },
+    onResponseStart(_controller, statusCode, headers) {
+      if (statusCode < 200) return; // 1xx interim answers stay on this hop
+      started = true;
+      const bodyless = head.method === "HEAD" || statusCode === 204 || statusCode === 304;
+      ex.sendResponseHead({
+        $typeName: "ferry.tunnel.v1.ResponseHead",
+        status: statusCode,
+        headers: headersFromObject(headers),
+        endStream: bodyless,
+      });
+    },
+    onResponseData(controller, chunk) {
+      if (ex.writeNow(chunk)) return;
+      controller.pause();
+      ex.write(chunk).then(
+        () => controller.resume(),
+        () => {}, // reset: onReset has aborted the request
+      );
+    },
+    onResponseEnd(_controller, trailers) {
+      ex.end(headersFromObject(trailers));
+    },
+    onResponseError(_controller, err) {
+      if (ex.isReset || failed) return; // the relay reset it, or we already did
+      failed = true;
+      if (started) {
+        log.warn({ target: head.target, err: describe(err) }, "target response failed mid-body");
+        return ex.reset(ResetCode.TARGET_ERROR, `target "${head.target}" failed while sending its response`);
+      }
+      const [code, reason] = classify(err);
+      log.warn({ target: head.target, err: describe(err) }, "target request failed");
+      ex.reset(code, `target "${head.target}" ${reason}`);
+    },
   };
 }
 

@@ -248,10 +248,12 @@ export class TunnelConnection {
     }
     this.exchanges.set(key, ex);
     ex.acceptHead(head);
-    this.opts.forwarder.forward(ex, head).catch((err) => {
+    try {
+      this.opts.forwarder.forward(ex, head);
+    } catch (err) {
       this.opts.log.error({ err }, "forwarding failed");
       ex.reset(ResetCode.INTERNAL, "connector failure");
-    });
+    }
   }
 
   private release(key: string): void {

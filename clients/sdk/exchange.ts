@@ -37,7 +37,23 @@ export interface ExchangeOptions {
   onClose?(exchange: Exchange): void;
 }
 
+/**
+ * Where the incoming body goes, pushed as it arrives. `data` returns false to
+ * pause delivery until resume(); credit goes back to the peer only for chunks
+ * handed over, so a consumer that pauses holds the peer to its window.
+ */
+export interface BodySink {
+  data(chunk: Uint8Array): boolean;
+  /** The body is complete (with the peer's trailers). */
+  end(trailers: Header[]): void;
+  /** The exchange was reset before the body was complete. */
+  error(reset: ExchangeReset): void;
+}
+
 type Head = RequestHead | ResponseHead;
+type Waiter<T> = { resolve(v: T): void; reject(e: Error): void };
+
+const EMPTY: Header[] = [];
 
 /**
  * One end of an exchange: sends a head, a flow-controlled body and trailers,
@@ -46,30 +62,32 @@ type Head = RequestHead | ResponseHead;
  *
  * Flow control, per direction: the sender holds `credit` bytes and waits when
  * it runs out; the receiver queues at most the window it granted and returns
- * credit (WindowUpdate) only as its consumer reads. So one slow consumer stalls
- * only its own exchange, and memory per exchange is bounded by the window.
+ * credit (WindowUpdate) only as its consumer takes the bytes. So one slow
+ * consumer stalls only its own exchange, and memory per exchange is bounded by
+ * the window.
+ *
+ * The incoming body is pushed to one consumer: a BodySink (consume()), or a
+ * Readable made on first use of `body`. Nothing else is allocated per exchange
+ * unless asked for: small exchanges are the common case on a relay.
  */
 export class Exchange {
   readonly id: Uint8Array;
   readonly key: string;
-  /** The incoming body. Destroying it early resets the exchange. */
-  readonly body: Readable;
+  /** Called once if the exchange is reset from either side (cheaper than `signal`). */
+  onReset: ((reset: ExchangeReset) => void) | undefined;
 
   private readonly opts: ExchangeOptions;
-  /** Made on first use: only the connector (undici's signal) needs one. */
   private abort: AbortController | undefined;
+  private readable: Readable | undefined;
   private credit: number;
-  private creditWaiter: { resolve(): void; reject(e: Error): void } | undefined;
+  private creditWaiter: Waiter<void> | undefined;
   private receiveCredit: number;
   private unacked = 0;
-  private readonly queue: Uint8Array[] = [];
-  private wanted = false;
-  private pumping = false;
-  private eofPushed = false;
-  /** This end answers a request (it received the RequestHead). */
-  private responder = false;
-  /** The incoming body was given up while our answer goes on (see abandonBody). */
-  private abandoned = false;
+  private queue: Uint8Array[] = [];
+  private sink: BodySink | undefined;
+  private paused = false;
+  private delivering = false;
+  private bodyDone = false;
 
   private headSent = false;
   private localEnded = false;
@@ -77,9 +95,17 @@ export class Exchange {
   private remoteEnded = false;
   private closed = false;
   private resetError: ExchangeReset | undefined;
+  /** This end answers a request (it received the RequestHead). */
+  private responder = false;
+  /** The incoming body was given up while our answer goes on (see abandonBody). */
+  private abandoned = false;
 
-  private readonly headDeferred = deferred<Head>();
-  private readonly trailersDeferred = deferred<Header[]>();
+  private head: Head | undefined;
+  private headWaiter: Waiter<Head> | undefined;
+  private headPromise: Promise<Head> | undefined;
+  private receivedTrailers: Header[] | undefined;
+  private trailersPromise: Promise<Header[]> | undefined;
+  private trailersWaiter: Waiter<Header[]> | undefined;
 
   constructor(opts: ExchangeOptions) {
     this.opts = opts;
@@ -87,23 +113,47 @@ export class Exchange {
     this.key = exchangeKey(opts.id);
     this.credit = opts.sendWindow;
     this.receiveCredit = opts.receiveWindow;
-    this.body = new Readable({
-      highWaterMark: opts.maxFrameSize,
-      read: () => {
-        this.wanted = true;
-        this.pump();
-      },
+  }
+
+  /** The incoming body as a Readable (made on first use). Destroying it early gives the body up. */
+  get body(): Readable {
+    if (this.readable) return this.readable;
+    const readable = new Readable({
+      highWaterMark: this.opts.maxFrameSize,
+      read: () => this.resume(),
       destroy: (err, cb) => {
-        if (!this.eofPushed) this.abandonBody();
+        if (!this.bodyDone) this.abandonBody();
         cb(err);
       },
     });
     // A reset destroys the body with an error; readers see it through their own
     // iteration, and a body nobody reads must not crash the process.
-    this.body.on("error", () => {});
-    // Rejections are observed through these promises by whoever cares; never unhandled.
-    this.headDeferred.promise.catch(() => {});
-    this.trailersDeferred.promise.catch(() => {});
+    readable.on("error", () => {});
+    this.readable = readable;
+    this.consume({
+      data: (chunk) => readable.push(chunk),
+      end: () => readable.push(null),
+      error: (reset) => readable.destroy(reset),
+    });
+    return readable;
+  }
+
+  /** Pushes the incoming body to `sink` from now on (once per exchange). */
+  consume(sink: BodySink): void {
+    if (this.sink) throw new Error("the body already has a consumer");
+    this.sink = sink;
+    if (this.resetError && !this.remoteEnded) {
+      this.bodyDone = true;
+      sink.error(this.resetError);
+      return;
+    }
+    this.deliver();
+  }
+
+  /** Continues delivery after the sink's data() returned false. */
+  resume(): void {
+    this.paused = false;
+    this.deliver();
   }
 
   /** Aborts when the exchange is reset from either side. */
@@ -117,12 +167,28 @@ export class Exchange {
 
   /** The peer's head (ResponseHead at the ingress). Rejects with ExchangeReset. */
   get remoteHead(): Promise<Head> {
-    return this.headDeferred.promise;
+    if (!this.headPromise) {
+      this.headPromise = this.head
+        ? Promise.resolve(this.head)
+        : this.resetError
+          ? Promise.reject(this.resetError)
+          : new Promise<Head>((resolve, reject) => (this.headWaiter = { resolve, reject }));
+      this.headPromise.catch(() => {});
+    }
+    return this.headPromise;
   }
 
   /** The peer's trailers; resolves when its End arrives. */
   get trailers(): Promise<Header[]> {
-    return this.trailersDeferred.promise;
+    if (!this.trailersPromise) {
+      this.trailersPromise = this.receivedTrailers
+        ? Promise.resolve(this.receivedTrailers)
+        : this.resetError
+          ? Promise.reject(this.resetError)
+          : new Promise<Header[]>((resolve, reject) => (this.trailersWaiter = { resolve, reject }));
+      this.trailersPromise.catch(() => {});
+    }
+    return this.trailersPromise;
   }
 
   get isReset(): ExchangeReset | undefined {
@@ -144,6 +210,21 @@ export class Exchange {
 
   sendResponseHead(head: ResponseHead): void {
     this.sendHead({ case: "responseHead", value: head }, head.endStream);
+  }
+
+  /**
+   * Sends `chunk` now if credit and transport allow all of it, and says so;
+   * false means nothing was sent and the caller should await write(). Spares a
+   * promise per chunk when nothing needs waiting.
+   */
+  writeNow(chunk: Uint8Array): boolean {
+    if (this.resetError || this.localEnded) return false;
+    if (chunk.byteLength > this.credit || chunk.byteLength > this.opts.maxFrameSize) return false;
+    if (this.opts.transportReady?.()) return false;
+    if (chunk.byteLength === 0) return true;
+    this.credit -= chunk.byteLength;
+    this.emit({ case: "data", value: { $typeName: "ferry.tunnel.v1.Data", chunk } });
+    return true;
   }
 
   /** Sends body bytes, waiting for credit as needed. Rejects with ExchangeReset. */
@@ -169,7 +250,7 @@ export class Exchange {
   }
 
   /** Ends our direction, with optional trailers. */
-  end(trailers: Header[] = []): void {
+  end(trailers: Header[] = EMPTY): void {
     if (this.localEnded || this.resetError) return;
     this.emit({ case: "end", value: { $typeName: "ferry.tunnel.v1.End", trailers } });
     this.localDone();
@@ -186,20 +267,23 @@ export class Exchange {
   fail(error: ExchangeReset): void {
     if (this.resetError || this.closed) return;
     this.resetError = error;
-    this.headDeferred.reject(error);
-    this.trailersDeferred.reject(error);
+    this.headWaiter?.reject(error);
+    this.headWaiter = undefined;
+    this.trailersWaiter?.reject(error);
+    this.trailersWaiter = undefined;
     this.creditWaiter?.reject(error);
     this.creditWaiter = undefined;
     // A body that arrived complete (End before the Reset, e.g. an early answer
     // followed by "stop sending") is still delivered; only our sending stops.
     if (!this.remoteEnded) {
-      this.queue.length = 0;
-      if (!this.eofPushed) {
-        this.eofPushed = true;
-        this.body.destroy(error);
+      this.queue = [];
+      if (this.sink && !this.bodyDone) {
+        this.bodyDone = true;
+        this.sink.error(error);
       }
     }
     this.abort?.abort(error);
+    this.onReset?.(error);
     this.finish();
   }
 
@@ -220,15 +304,12 @@ export class Exchange {
         this.receiveCredit -= chunk.byteLength;
         if (this.abandoned) return; // nobody reads it; no credit goes back, so the peer stops soon
         this.queue.push(chunk);
-        this.pump();
+        this.deliver();
         return;
       }
       case "end":
         if (!this.headReceived || this.remoteEnded) return this.violation("end outside the body");
-        this.remoteEnded = true;
-        this.trailersDeferred.resolve(kind.value.trailers);
-        this.pump();
-        this.maybeClose();
+        this.remoteDone(kind.value.trailers);
         return;
       case "reset":
         this.fail(new ExchangeReset(kind.value.code, kind.value.message || "reset by peer", true));
@@ -269,13 +350,19 @@ export class Exchange {
   private onHead(head: Head): void {
     this.headReceived = true;
     this.responder = head.$typeName === "ferry.tunnel.v1.RequestHead";
-    this.headDeferred.resolve(head);
-    if (head.endStream) {
-      this.remoteEnded = true;
-      this.trailersDeferred.resolve([]);
-      this.pump();
-      this.maybeClose();
-    }
+    this.head = head;
+    this.headWaiter?.resolve(head);
+    this.headWaiter = undefined;
+    if (head.endStream) this.remoteDone(EMPTY);
+  }
+
+  private remoteDone(trailers: Header[]): void {
+    this.remoteEnded = true;
+    this.receivedTrailers = trailers;
+    this.trailersWaiter?.resolve(trailers);
+    this.trailersWaiter = undefined;
+    this.deliver();
+    this.maybeClose();
   }
 
   /**
@@ -287,9 +374,10 @@ export class Exchange {
    * stop sending once it is complete (or the answer fails and resets anyway).
    */
   private abandonBody(): void {
+    this.bodyDone = true;
     if (this.responder && !this.localEnded) {
       this.abandoned = true;
-      this.queue.length = 0;
+      this.queue = [];
       return;
     }
     this.reset(ResetCode.CANCELLED, "the receiver stopped reading the body");
@@ -299,19 +387,22 @@ export class Exchange {
     this.reset(ResetCode.PROTOCOL_ERROR, `protocol error: ${what}`);
   }
 
-  /** Moves queued chunks into the body as fast as its consumer reads, returning credit. */
-  private pump(): void {
-    if (this.pumping || this.eofPushed) return;
-    this.pumping = true;
+  /** Hands queued chunks to the sink as fast as it takes them, returning credit. */
+  private deliver(): void {
+    const sink = this.sink;
+    if (!sink || this.delivering || this.bodyDone) return;
+    this.delivering = true;
     try {
-      while (this.wanted && this.queue.length > 0) {
+      while (!this.paused && this.queue.length > 0) {
         const chunk = this.queue.shift()!;
         this.unacked += chunk.byteLength;
-        this.wanted = this.body.push(chunk);
+        this.paused = !sink.data(chunk);
+        if (this.bodyDone) return; // the sink gave up inside data()
       }
-      if (this.queue.length === 0 && this.remoteEnded && !this.eofPushed) {
-        this.eofPushed = true;
-        this.body.push(null);
+      if (this.queue.length === 0 && this.remoteEnded) {
+        this.bodyDone = true;
+        sink.end(this.receivedTrailers ?? EMPTY);
+        return;
       }
       // Batch credit: one WindowUpdate per quarter window keeps the overhead
       // small while the sender never idles for lack of credit.
@@ -322,7 +413,7 @@ export class Exchange {
         this.emit({ case: "windowUpdate", value: { $typeName: "ferry.tunnel.v1.WindowUpdate", increment } });
       }
     } finally {
-      this.pumping = false;
+      this.delivering = false;
     }
   }
 
@@ -340,20 +431,4 @@ export class Exchange {
     this.closed = true;
     this.opts.onClose?.(this);
   }
-}
-
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve(value: T): void;
-  reject(error: Error): void;
-}
-
-function deferred<T>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (error: Error) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
 }

@@ -187,30 +187,29 @@ async function sendBody(req: NodeRequest, ex: Exchange): Promise<void> {
   }
 }
 
-async function sendResponse(res: NodeResponse, ex: Exchange, head: ResponseHead): Promise<void> {
-  const headers = toNodeHeaders(endToEndHeaders(toFlatList(head.headers)));
-  res.writeHead(head.status, headers);
+/** Writes the response head, then the body as it arrives, pausing the exchange while the client is slow. */
+function sendResponse(res: NodeResponse, ex: Exchange, head: ResponseHead): Promise<void> {
+  res.writeHead(head.status, toNodeHeaders(endToEndHeaders(toFlatList(head.headers))));
   if (head.endStream) {
     res.end();
-    return;
+    return Promise.resolve();
   }
-  for await (const chunk of ex.body) {
-    if (!(res as NodeJS.WritableStream).write(chunk)) await drained(res);
-  }
-  const trailers = await ex.trailers;
-  if (trailers.length > 0) res.addTrailers(toNodeHeaders(trailers) as Record<string, string>);
-  res.end();
-}
-
-function drained(res: NodeResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const finish = () => {
-      res.off("drain", finish);
-      res.off("close", finish);
-      resolve();
-    };
-    res.on("drain", finish);
-    res.on("close", finish);
+  return new Promise((resolve, reject) => {
+    const resume = () => ex.resume();
+    res.on("drain", resume);
+    ex.consume({
+      data: (chunk) => (res as NodeJS.WritableStream).write(chunk),
+      end: (trailers) => {
+        res.off("drain", resume);
+        if (trailers.length > 0) res.addTrailers(toNodeHeaders(trailers) as Record<string, string>);
+        res.end();
+        resolve();
+      },
+      error: (reset) => {
+        res.off("drain", resume);
+        reject(reset);
+      },
+    });
   });
 }
 
