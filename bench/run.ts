@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, release } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { cpuSeconds, peakRss, resetPeak } from "./lib/proc.js";
+import { childrenOf, cpuSeconds, peakRss, resetPeak } from "./lib/proc.js";
 import { ensureTools, versionOf } from "./lib/tools.js";
 import type { Figures, RunOptions, Scenario } from "./lib/types.js";
 import { type BenchResults, chart, markdown } from "./report.js";
@@ -54,31 +54,28 @@ async function main(): Promise<void> {
     ),
   };
 
-  const plan = SETUPS.flatMap((setup) => scenarios.filter((s) => !s.only || s.only.includes(setup)).map((s) => ({ setup, s })));
-  let left = plan.reduce((n, p) => n + (NOT_YET[p.setup] ? 0 : p.s.seconds(o)), 0);
+  // Scenario by scenario, each setup started fresh for it: no scenario inherits another's
+  // heap, connections or caches, and every setup sees the same machine state.
+  const plan = scenarios.flatMap((s) => SETUPS.filter((setup) => !s.only || s.only.includes(setup)).map((setup) => ({ setup, s })));
+  let left = plan.reduce((n, p) => n + (NOT_YET[p.setup] ? 0 : p.s.seconds(o) + 2), 0);
   const target = await startTarget();
   let step = 0;
   try {
-    for (const name of SETUPS) {
-      const mine = plan.filter((p) => p.setup === name);
-      if (mine.length === 0) continue;
+    for (const { setup: name, s } of plan) {
+      step++;
       if (NOT_YET[name]) {
-        for (const { s } of mine) results.scenarios[s.id]!.results[name] = { note: NOT_YET[name]! };
-        step += mine.length;
-        log(`[${step}/${plan.length}] ${name}: ${NOT_YET[name]}`);
+        results.scenarios[s.id]!.results[name] = { note: NOT_YET[name]! };
+        log(`[${step}/${plan.length}] ${s.title} · ${name}: ${NOT_YET[name]}`);
         continue;
       }
+      log(`[${step}/${plan.length}] ${s.title} · ${name} (~${s.seconds(o)} s; ~${clock(left)} left)`);
       const setup = await startSetup(name, target.port);
       try {
-        for (const { s } of mine) {
-          step++;
-          log(`[${step}/${plan.length}] ${name} · ${s.title} (~${s.seconds(o)} s; ~${clock(left)} left)`);
-          results.scenarios[s.id]!.results[name] = await measure(setup, s, o, log);
-          left -= s.seconds(o);
-        }
+        results.scenarios[s.id]!.results[name] = await measure(setup, s, o, log);
       } finally {
         await setup.stop();
       }
+      left -= s.seconds(o) + 2;
     }
   } finally {
     await target.proc.stop();
@@ -99,7 +96,8 @@ async function main(): Promise<void> {
 
 /** Runs one scenario on one setup, with CPU seconds and peak RSS of the setup's own processes. */
 async function measure(setup: Setup, s: Scenario, o: RunOptions, log: (l: string) => void): Promise<Figures> {
-  const watched = setup.watched.flatMap((w) => withChildren(w.pid).map((pid) => ({ role: w.role, pid })));
+  // A process and its direct children: nginx does its work in a worker.
+  const watched = setup.watched.flatMap((w) => [w.pid, ...childrenOf(w.pid)].map((pid) => ({ role: w.role, pid })));
   for (const w of watched) resetPeak(w.pid);
   const cpuBefore = watched.map((w) => cpuSeconds(w.pid));
   try {
@@ -114,16 +112,6 @@ async function measure(setup: Setup, s: Scenario, o: RunOptions, log: (l: string
   } catch (e) {
     log(`  failed: ${(e as Error).message}`);
     return { error: (e as Error).message.split("\n")[0]! };
-  }
-}
-
-/** A process and its direct children (nginx does its work in a worker). */
-function withChildren(pid: number): number[] {
-  try {
-    const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
-    return [pid, ...kids];
-  } catch {
-    return [pid];
   }
 }
 

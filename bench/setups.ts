@@ -3,7 +3,7 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createAdminClient } from "../clients/admin/admin-client.js";
-import { type Proc, portLine, startProc } from "./lib/proc.js";
+import { childrenOf, type Proc, portLine, startProc } from "./lib/proc.js";
 import { freePort } from "./lib/tools.js";
 
 export const ROOT = resolve(import.meta.dirname, "..");
@@ -92,6 +92,8 @@ http {
   );
   const proc = startProc("nginx", "nginx", ["-p", dir, "-c", join(dir, "nginx.conf"), "-e", join(dir, "error.log"), "-g", "daemon off;"]);
   await waitForPort(port, proc);
+  // The worker does the proxying; its CPU and memory count only once it exists.
+  while (childrenOf(proc.pid).length === 0) await new Promise((r) => setImmediate(r));
   return { name: "nginx", base: `http://127.0.0.1:${port}`, watched: [{ role: "nginx", pid: proc.pid }], stop: proc.stop };
 }
 

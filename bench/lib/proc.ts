@@ -103,6 +103,15 @@ function statusField(pid: number, field: string): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
+/** Direct child processes of `pid` (Linux /proc). */
+export function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
 /** A JSON line like {"port": 1234} from a helper process. */
 export function portLine(line: string): number | undefined {
   try {

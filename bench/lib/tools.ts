@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { createServer } from "node:net";
 
 /** Debian packages the benchmark needs, by the command that must exist. */
@@ -35,13 +35,10 @@ export function onPath(cmd: string): boolean {
   }
 }
 
-/** First line a command prints about its version ("" when it fails). */
+/** First line a command prints about its version, on stdout or stderr, whatever its exit code (nginx -v, wrk --version). */
 export function versionOf(cmd: string, args: string[]): string {
-  try {
-    return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim().split("\n")[0] ?? "";
-  } catch (e) {
-    return String((e as { stderr?: string }).stderr ?? "").trim().split("\n")[0] ?? "";
-  }
+  const r = spawnSync(cmd, args, { encoding: "utf8" });
+  return `${r.stdout ?? ""}${r.stderr ?? ""}`.trim().split("\n")[0] ?? "";
 }
 
 /** A port that was free a moment ago, for servers (nginx) that cannot report the port they got. */

@@ -1,6 +1,5 @@
-import { create } from "@bufbuild/protobuf";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
-import { type Header, HeaderSchema } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import type { Header } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 
 /**
  * Fields that describe one hop, not the message, so a proxy must not forward
@@ -95,5 +94,5 @@ export function toFlatList(headers: readonly Header[]): string[] {
 }
 
 export function header(name: string, value: string): Header {
-  return create(HeaderSchema, { name, value });
+  return { $typeName: "ferry.tunnel.v1.Header", name, value };
 }

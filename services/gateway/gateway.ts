@@ -1,7 +1,6 @@
-import { create } from "@bufbuild/protobuf";
 import type { BlockList } from "node:net";
 import type { Http2ServerRequest } from "node:http2";
-import { type Header, RequestHeadSchema, ResetCode, type ResponseHead } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import { type Header, type RequestHead, ResetCode, type ResponseHead } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { durationFromMs, formatDuration } from "../../clients/sdk/duration.js";
 import { FerryError } from "../../clients/sdk/errors.js";
 import { Exchange } from "../../clients/sdk/exchange.js";
@@ -117,7 +116,7 @@ async function serve(opts: GatewayOptions, req: NodeRequest, res: NodeResponse):
   }
 }
 
-function requestHead(opts: GatewayOptions, req: NodeRequest, where: RelayPath) {
+function requestHead(opts: GatewayOptions, req: NodeRequest, where: RelayPath): RequestHead {
   const http2 = "stream" in req;
   const host = (http2 ? req.headers[":authority"] : req.headers.host) ?? "";
   const forwarded = forwardingHeaders(
@@ -136,7 +135,8 @@ function requestHead(opts: GatewayOptions, req: NodeRequest, where: RelayPath) {
   );
   const headers = mergeCookies(endToEndHeaders(req.rawHeaders, { drop: FORWARDING_HEADERS }));
   headers.push(...forwarded.headers);
-  return create(RequestHeadSchema, {
+  return {
+    $typeName: "ferry.tunnel.v1.RequestHead",
     target: where.target,
     method: req.method ?? "GET",
     path: where.path,
@@ -144,9 +144,10 @@ function requestHead(opts: GatewayOptions, req: NodeRequest, where: RelayPath) {
     headers,
     clientAddress: forwarded.clientAddress,
     timeout: durationFromMs(opts.requestTimeoutMs),
+    upgrade: false,
     endStream: !hasBody(req),
     responseWindow: opts.responseWindow,
-  });
+  };
 }
 
 /** Whether a request body follows its head. */
