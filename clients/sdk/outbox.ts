@@ -35,6 +35,7 @@ export class Outbox<C> implements AsyncIterable<OutboxItem<C>> {
   private aborted = false;
   private queuedBytes = 0;
   private readyWaiters: Array<() => void> = [];
+  private flushScheduled = false;
 
   pushFrame(frame: Frame): void {
     if (this.closing || this.aborted) return;
@@ -131,9 +132,19 @@ export class Outbox<C> implements AsyncIterable<OutboxItem<C>> {
     for (const w of this.readyWaiters.splice(0)) w();
   }
 
+  /**
+   * Wakes a waiting writer after the current turn of the event loop, not at
+   * once: frames pushed by every socket callback of this turn (many requests
+   * arriving together) then leave in one message and one write.
+   */
   private notify(): void {
-    const wake = this.wake;
-    this.wake = undefined;
-    wake?.();
+    if (!this.wake || this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      const wake = this.wake;
+      this.wake = undefined;
+      wake?.();
+    });
   }
 }
