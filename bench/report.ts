@@ -1,11 +1,14 @@
-import type { Figures } from "./lib/types.js";
 import { SETUPS, type SetupName } from "./setups.js";
+
+/** CPU seconds and peak RSS of each watched process role during one scenario. */
+export type Resources = Record<string, { cpuSeconds: number; peakRssMB: number }>;
 
 export interface ScenarioResult {
   title: string;
   method: string;
   headline: { key: string; unit: string; higherIsBetter: boolean }[];
-  results: Partial<Record<SetupName, Figures & { resources?: Record<string, { cpuSeconds: number; peakRssMB: number }> }>>;
+  /** Per setup: the scenario's figures, plus `resources`, or `note`/`error` instead of figures. */
+  results: Partial<Record<SetupName, Record<string, unknown>>>;
 }
 
 export interface BenchResults {
@@ -50,7 +53,7 @@ export function markdown(r: BenchResults): string {
         continue;
       }
       const cells = s.headline.map((h) => cell(s, setup, h.key));
-      out.push(`| ${setup} | ${cells.join(" | ")} | ${resources(f.resources)} |`);
+      out.push(`| ${setup} | ${cells.join(" | ")} | ${resources(f.resources as Resources | undefined)} |`);
     }
     const extra = extras(id, s);
     if (extra) out.push("", extra);
@@ -71,7 +74,7 @@ function cell(s: ScenarioResult, setup: SetupName, key: string): string {
   return `${fmt(v)}${setup === "direct" || BASELINES.includes(setup) ? "" : ` (${ratios})`}`;
 }
 
-function resources(r: Record<string, { cpuSeconds: number; peakRssMB: number }> | undefined): string {
+function resources(r: Resources | undefined): string {
   if (!r || Object.keys(r).length === 0) return "";
   return Object.entries(r)
     .map(([role, x]) => `${role} ${x.cpuSeconds.toFixed(1)} s, ${Math.round(x.peakRssMB)} MB`)

@@ -8,8 +8,8 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { childrenOf, cpuSeconds, peakRss, resetPeak } from "./lib/proc.js";
 import { ensureTools, versionOf } from "./lib/tools.js";
-import type { Figures, RunOptions, Scenario } from "./lib/types.js";
-import { type BenchResults, chart, markdown } from "./report.js";
+import type { RunOptions, Scenario } from "./lib/types.js";
+import { type BenchResults, chart, markdown, type Resources } from "./report.js";
 import { bulk } from "./scenarios/bulk.js";
 import { fixedRate } from "./scenarios/fixed-rate.js";
 import { headOfLine } from "./scenarios/head-of-line.js";
@@ -95,20 +95,20 @@ async function main(): Promise<void> {
 }
 
 /** Runs one scenario on one setup, with CPU seconds and peak RSS of the setup's own processes. */
-async function measure(setup: Setup, s: Scenario, o: RunOptions, log: (l: string) => void): Promise<Figures> {
+async function measure(setup: Setup, s: Scenario, o: RunOptions, log: (l: string) => void): Promise<Record<string, unknown>> {
   // A process and its direct children: nginx does its work in a worker.
   const watched = setup.watched.flatMap((w) => [w.pid, ...childrenOf(w.pid)].map((pid) => ({ role: w.role, pid })));
   for (const w of watched) resetPeak(w.pid);
   const cpuBefore = watched.map((w) => cpuSeconds(w.pid));
   try {
     const figures = await s.run(setup, o, log);
-    const resources: Record<string, { cpuSeconds: number; peakRssMB: number }> = {};
+    const resources: Resources = {};
     watched.forEach((w, i) => {
       const r = (resources[w.role] ??= { cpuSeconds: 0, peakRssMB: 0 });
       r.cpuSeconds += cpuSeconds(w.pid) - cpuBefore[i]!;
       r.peakRssMB += peakRss(w.pid) / 1e6;
     });
-    return { ...figures, resources } as unknown as Figures;
+    return { ...figures, resources };
   } catch (e) {
     log(`  failed: ${(e as Error).message}`);
     return { error: (e as Error).message.split("\n")[0]! };

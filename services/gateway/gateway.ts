@@ -106,7 +106,7 @@ async function serve(opts: GatewayOptions, req: NodeRequest, res: NodeResponse):
   );
   try {
     ex.sendRequestHead(head);
-    if (!head.endStream) void sendBody(req, ex);
+    if (!head.endStream) sendBody(req, ex);
     const response = (await ex.remoteHead) as ResponseHead;
     clearTimeout(timer);
     await sendResponse(res, ex, response);
@@ -167,25 +167,38 @@ function mergeCookies(headers: Header[]): Header[] {
   return rest;
 }
 
-async function sendBody(req: NodeRequest, ex: Exchange): Promise<void> {
+/**
+ * Streams the client's body into the exchange. Chunks go out synchronously
+ * while there is credit; otherwise the client is paused until there is.
+ */
+function sendBody(req: NodeRequest, ex: Exchange): void {
   let complete = false;
-  // A write may be parked waiting for credit (the response may even be finished
-  // already); a client that goes away must still cancel the exchange.
-  const onClose = () => {
-    // `req.complete`: the whole body arrived (close follows end); only a cut-off body cancels.
-    if (!complete && !req.complete) ex.reset(ResetCode.CANCELLED, "the client aborted the request body");
-  };
-  req.once("close", onClose);
-  try {
-    for await (const chunk of req) await ex.write(chunk as Buffer);
+  let dropping = false;
+  const cancel = () => ex.reset(ResetCode.CANCELLED, "the client aborted the request body");
+  req.on("data", (chunk: Buffer) => {
+    if (dropping || ex.writeNow(chunk)) return;
+    req.pause(); // 'data' and 'end' wait until the exchange took this chunk
+    ex.write(chunk).then(
+      () => req.resume(),
+      () => {
+        // The exchange is over (maybe after a complete early answer, which must still reach
+        // the client): read the rest of the upload and drop it, never cut the connection here.
+        dropping = true;
+        req.resume();
+      },
+    );
+  });
+  req.once("end", () => {
     complete = true;
     ex.end();
-  } catch {
-    // The client aborted mid-upload (or the exchange was reset): the target must not see a short body as complete.
-    ex.reset(ResetCode.CANCELLED, "the client aborted the request body");
-  } finally {
-    req.off("close", onClose);
-  }
+  });
+  // A write may be parked waiting for credit (the response may even be finished already), so
+  // a client that goes away must cancel the exchange itself. `req.complete`: the whole body
+  // arrived (close follows end); only a cut-off body cancels.
+  req.once("close", () => {
+    if (!complete && !req.complete) cancel();
+  });
+  req.once("error", cancel);
 }
 
 /** Writes the response head, then the body as it arrives, pausing the exchange while the client is slow. */
