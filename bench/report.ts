@@ -6,7 +6,7 @@ export type Resources = Record<string, { cpuSeconds: number; peakRssMB: number }
 export interface ScenarioResult {
   title: string;
   method: string;
-  headline: { key: string; unit: string; higherIsBetter: boolean }[];
+  headline: { key: string; unit: string; higherIsBetter: boolean; ratios?: boolean }[];
   /** Per setup: the scenario's figures, plus `resources`, or `note`/`error` instead of figures. */
   results: Partial<Record<SetupName, Record<string, unknown>>>;
 }
@@ -52,7 +52,7 @@ export function markdown(r: BenchResults): string {
         out.push(`| ${setup} | ${String(f.note ?? `failed: ${f.error}`)} |${cols.slice(1).map(() => " |").join("")} |`);
         continue;
       }
-      const cells = s.headline.map((h) => cell(s, setup, h.key));
+      const cells = s.headline.map((h) => cell(s, setup, h.key, h.ratios !== false));
       out.push(`| ${setup} | ${cells.join(" | ")} | ${resources(f.resources as Resources | undefined)} |`);
     }
     const extra = extras(id, s);
@@ -62,9 +62,10 @@ export function markdown(r: BenchResults): string {
   return `${out.join("\n")}\n`;
 }
 
-function cell(s: ScenarioResult, setup: SetupName, key: string): string {
+function cell(s: ScenarioResult, setup: SetupName, key: string, withRatios: boolean): string {
   const v = s.results[setup]?.[key];
   if (typeof v !== "number" || Number.isNaN(v)) return "—";
+  if (!withRatios || !BASELINES.some((b) => typeof s.results[b]?.[key] === "number")) return fmt(v);
   const ratios = BASELINES.filter((b) => b !== setup)
     .map((b) => {
       const base = s.results[b]?.[key];

@@ -69,11 +69,15 @@ async function main(): Promise<void> {
         continue;
       }
       log(`[${step}/${plan.length}] ${s.title} · ${name} (~${s.seconds(o)} s; ~${clock(left)} left)`);
-      const setup = await startSetup(name, target.port);
-      try {
-        results.scenarios[s.id]!.results[name] = await measure(setup, s, o, log);
-      } finally {
-        await setup.stop();
+      if (s.standalone) {
+        results.scenarios[s.id]!.results[name] = await measure(undefined, s, o, log);
+      } else {
+        const setup = await startSetup(name, target.port);
+        try {
+          results.scenarios[s.id]!.results[name] = await measure(setup, s, o, log);
+        } finally {
+          await setup.stop();
+        }
       }
       left -= s.seconds(o) + 2;
     }
@@ -95,9 +99,9 @@ async function main(): Promise<void> {
 }
 
 /** Runs one scenario on one setup, with CPU seconds and peak RSS of the setup's own processes. */
-async function measure(setup: Setup, s: Scenario, o: RunOptions, log: (l: string) => void): Promise<Record<string, unknown>> {
+async function measure(setup: Setup | undefined, s: Scenario, o: RunOptions, log: (l: string) => void): Promise<Record<string, unknown>> {
   // A process and its direct children: nginx does its work in a worker.
-  const watched = setup.watched.flatMap((w) => [w.pid, ...childrenOf(w.pid)].map((pid) => ({ role: w.role, pid })));
+  const watched = (setup?.watched ?? []).flatMap((w) => [w.pid, ...childrenOf(w.pid)].map((pid) => ({ role: w.role, pid })));
   for (const w of watched) resetPeak(w.pid);
   const cpuBefore = watched.map((w) => cpuSeconds(w.pid));
   try {

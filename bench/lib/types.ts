@@ -17,7 +17,9 @@ export interface Scenario {
   seconds(o: RunOptions): number;
   /** Setups this scenario applies to (default: all). */
   only?: SetupName[];
-  /** The figure the report compares across setups, and whether bigger is better. */
-  headline: { key: string; unit: string; higherIsBetter: boolean }[];
-  run(setup: Setup, o: RunOptions, log: (line: string) => void): Promise<Figures>;
+  /** The figures the report shows per setup; `ratios: false` where a ratio to the baselines means nothing. */
+  headline: { key: string; unit: string; higherIsBetter: boolean; ratios?: boolean }[];
+  /** The scenario starts what it measures itself (no setup is started for it). */
+  standalone?: boolean;
+  run(setup: Setup | undefined, o: RunOptions, log: (line: string) => void): Promise<Figures>;
 }

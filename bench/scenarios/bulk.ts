@@ -19,6 +19,7 @@ export const bulk: Scenario = {
     { key: "up8MBs", unit: "MB/s 8 up", higherIsBetter: true },
   ],
   async run(setup, o) {
+    if (!setup) throw new Error("needs a setup");
     const s = sizes(o.quick);
     const runs = o.quick ? 1 : 3;
     // Warm-up: JIT, connection pools and socket buffers on every hop.

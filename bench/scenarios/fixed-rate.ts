@@ -15,6 +15,7 @@ export const fixedRate: Scenario = {
     { key: "p99Ms", unit: "ms p99", higherIsBetter: false },
   ],
   async run(setup, o) {
+    if (!setup) throw new Error("needs a setup");
     const url = `${setup.base}/1k`;
     await openLoop(url, RATE, 1);
     const r = await openLoop(url, RATE, o.quick ? 3 : 10);

@@ -15,8 +15,9 @@ export const headOfLine: Scenario = {
   method: (o) =>
     `8 parallel downloads of ${(o.quick ? 20 : 100)} MB, alone and next to a client that stopped reading a 10 GB download (${o.quick ? "one pair of runs" : "median of 3 pairs"}); ratio = MB/s with the stalled client / MB/s without`,
   seconds: (o) => (o.quick ? 5 : 30),
-  headline: [{ key: "ratio", unit: "x", higherIsBetter: true }],
+  headline: [{ key: "ratio", unit: "x", higherIsBetter: true, ratios: false }],
   async run(setup, o) {
+    if (!setup) throw new Error("needs a setup");
     const size = (o.quick ? 20 : 100) * MB;
     const eight = () => Promise.all(Array.from({ length: 8 }, () => download(`${setup.base}/bytes?size=${size}`)));
     await eight(); // warm-up

@@ -13,12 +13,13 @@ export const idle: Scenario = {
   id: "idle",
   title: "Idle capacity",
   only: ["ferry-1"],
+  standalone: true,
   method: (o) =>
     `a fresh relay; ${count(o.quick)} tunnel streams from one process (100 per connection), then ${count(o.quick)} open exchanges that are never answered; RSS growth per tunnel and per exchange`,
   seconds: (o) => (o.quick ? 6 : 12),
   headline: [
-    { key: "perTunnelKB", unit: "KB/tunnel", higherIsBetter: false },
-    { key: "perExchangeKB", unit: "KB/exchange", higherIsBetter: false },
+    { key: "perTunnelKB", unit: "KB/tunnel", higherIsBetter: false, ratios: false },
+    { key: "perExchangeKB", unit: "KB/exchange", higherIsBetter: false, ratios: false },
   ],
   async run(_setup, o) {
     const n = count(o.quick);

@@ -16,6 +16,7 @@ export const small: Scenario = {
     { key: "p99Ms", unit: "ms p99", higherIsBetter: false },
   ],
   async run(setup, o) {
+    if (!setup) throw new Error("needs a setup");
     const url = `${setup.base}/1k`;
     await wrk(url, CONNECTIONS, 2);
     const runs: WrkResult[] = [];
