@@ -27,11 +27,15 @@ export const TUNNEL_PATH = `/${TunnelService.typeName}/${TunnelService.method.co
 type Message = ConnectRequest | ConnectResponse;
 type Oneof = Message["message"];
 
-const CONTROL: Record<number, { case: string; schema: DescMessage }> = {
-  3: { case: "ping", schema: PingSchema },
-  4: { case: "pong", schema: PongSchema },
-  5: { case: "goAway", schema: GoAwaySchema },
+/** The control messages (everything but `frames`): their field number and schema, by oneof case. */
+const CONTROL: Record<string, { field: number; schema: DescMessage }> = {
+  hello: { field: 1, schema: HelloSchema },
+  welcome: { field: 1, schema: WelcomeSchema },
+  ping: { field: 3, schema: PingSchema },
+  pong: { field: 4, schema: PongSchema },
+  goAway: { field: 5, schema: GoAwaySchema },
 };
+const FRAMES_FIELD = 2;
 
 export class CodecError extends Error {}
 
@@ -43,36 +47,16 @@ export class CodecError extends Error {}
  */
 export function encodeTunnelMessage(msg: Message, prefix = false): Buffer {
   const m = msg.message as Oneof;
-  let field: number;
+  let field = 0;
   let inner: Uint8Array | undefined;
   let batchSize = 0;
-  switch (m.case) {
-    case "frames":
-      field = 2;
-      batchSize = batchLength(m.value.frames);
-      break;
-    case "hello":
-      field = 1;
-      inner = toBinary(HelloSchema, m.value);
-      break;
-    case "welcome":
-      field = 1;
-      inner = toBinary(WelcomeSchema, m.value);
-      break;
-    case "ping":
-      field = 3;
-      inner = toBinary(PingSchema, m.value);
-      break;
-    case "pong":
-      field = 4;
-      inner = toBinary(PongSchema, m.value);
-      break;
-    case "goAway":
-      field = 5;
-      inner = toBinary(GoAwaySchema, m.value);
-      break;
-    default:
-      field = 0;
+  if (m.case === "frames") {
+    field = FRAMES_FIELD;
+    batchSize = batchLength(m.value.frames);
+  } else if (m.case !== undefined) {
+    const control = CONTROL[m.case]!;
+    field = control.field;
+    inner = toBinary(control.schema, m.value as never);
   }
   const innerLen = inner ? inner.length : batchSize;
   const body = field === 0 ? 0 : 1 + varintSize(innerLen) + innerLen;
@@ -302,15 +286,17 @@ class Writer {
 
 /** Decodes a ConnectRequest (connector to relay). Throws CodecError on malformed input. */
 export function decodeConnectRequest(bytes: Uint8Array): ConnectRequest {
-  return decode(bytes, "ferry.tunnel.v1.ConnectRequest", HelloSchema, "hello") as ConnectRequest;
+  return decode(bytes, "ferry.tunnel.v1.ConnectRequest", "hello") as ConnectRequest;
 }
 
 /** Decodes a ConnectResponse (relay to connector). Throws CodecError on malformed input. */
 export function decodeConnectResponse(bytes: Uint8Array): ConnectResponse {
-  return decode(bytes, "ferry.tunnel.v1.ConnectResponse", WelcomeSchema, "welcome") as ConnectResponse;
+  return decode(bytes, "ferry.tunnel.v1.ConnectResponse", "welcome") as ConnectResponse;
 }
 
-function decode(bytes: Uint8Array, typeName: string, first: DescMessage, firstCase: string): Message {
+/** `firstCase`: what field 1 is in this direction (Hello to the relay, Welcome from it). */
+function decode(bytes: Uint8Array, typeName: string, firstCase: "hello" | "welcome"): Message {
+  const byField: Record<number, string> = { 1: firstCase, 3: "ping", 4: "pong", 5: "goAway" };
   const r = new Reader(bytes, 0, bytes.length);
   let message: Oneof = { case: undefined } as Oneof;
   while (r.more()) {
@@ -320,11 +306,11 @@ function decode(bytes: Uint8Array, typeName: string, first: DescMessage, firstCa
       continue;
     }
     const end = r.lengthEnd();
-    if (field === 2) {
+    if (field === FRAMES_FIELD) {
       message = { case: "frames", value: { $typeName: "ferry.tunnel.v1.FrameBatch", frames: r.frames(end) } } as Oneof;
     } else {
-      const control = field === 1 ? { case: firstCase, schema: first } : CONTROL[field]!;
-      message = { case: control.case, value: parse(control.schema, bytes.subarray(r.pos, end)) } as Oneof;
+      const which = byField[field]!;
+      message = { case: which, value: parse(CONTROL[which]!.schema, bytes.subarray(r.pos, end)) } as Oneof;
     }
     r.pos = end;
   }
