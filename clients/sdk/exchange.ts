@@ -73,11 +73,10 @@ const EMPTY: Header[] = [];
 export class Exchange {
   readonly id: Uint8Array;
   readonly key: string;
-  /** Called once if the exchange is reset from either side (cheaper than `signal`). */
+  /** Called once if the exchange is reset from either side (e.g. to abort the target's request). */
   onReset: ((reset: ExchangeReset) => void) | undefined;
 
   private readonly opts: ExchangeOptions;
-  private abort: AbortController | undefined;
   private readable: Readable | undefined;
   private credit: number;
   private creditWaiter: Waiter<void> | undefined;
@@ -154,15 +153,6 @@ export class Exchange {
   resume(): void {
     this.paused = false;
     this.deliver();
-  }
-
-  /** Aborts when the exchange is reset from either side. */
-  get signal(): AbortSignal {
-    if (!this.abort) {
-      this.abort = new AbortController();
-      if (this.resetError) this.abort.abort(this.resetError);
-    }
-    return this.abort.signal;
   }
 
   /** The peer's head (ResponseHead at the ingress). Rejects with ExchangeReset. */
@@ -282,7 +272,6 @@ export class Exchange {
         this.sink.error(error);
       }
     }
-    this.abort?.abort(error);
     this.onReset?.(error);
     this.finish();
   }
