@@ -118,7 +118,8 @@ export class TunnelConnection {
     this.call = call;
     this.ended = new Promise<void>((resolve, reject) => {
       call.on("error", (err: Error & { code?: number; details?: string }) => {
-        const permanent = err.code === grpcStatus.UNAUTHENTICATED || err.code === grpcStatus.FAILED_PRECONDITION;
+        const permanent =
+          err.code === grpcStatus.UNAUTHENTICATED || err.code === grpcStatus.FAILED_PRECONDITION || err.code === grpcStatus.PERMISSION_DENIED;
         reject(new TunnelError(err.details || err.message, permanent));
       });
       call.on("end", () => resolve());

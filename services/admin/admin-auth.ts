@@ -5,32 +5,102 @@ import type { Catalog } from "../state/catalog.js";
 /** Who is calling the admin API. */
 export interface AdminPrincipal {
   tokenId: string;
+  /** "admin", "viewer" or "tenant:<name>". */
   role: string;
 }
 
 export const principalKey = createContextKey<AdminPrincipal | undefined>(undefined);
 
 /**
- * Authenticates every admin call with "authorization: Bearer <token>" and
- * hands the principal to handlers through the context. Failures are audited.
+ * What each RPC needs. `write` calls change something; `tenant` calls are about
+ * one tenant's objects, named by the request field `tenantField`; `global`
+ * calls are about the relay as a whole.
+ */
+interface Rule {
+  write: boolean;
+  scope: "tenant" | "global" | "any-tenant";
+  tenantField?: (message: Record<string, unknown>) => string | undefined;
+}
+
+const byTenant = (m: Record<string, unknown>) => m.tenant as string | undefined;
+const byName = (m: Record<string, unknown>) => m.name as string | undefined;
+
+const RULES: Record<string, Rule> = {
+  CreateTenant: { write: true, scope: "global" },
+  GetTenant: { write: false, scope: "tenant", tenantField: byName },
+  // Tenant tokens may list: they see only their own tenant.
+  ListTenants: { write: false, scope: "any-tenant" },
+  UpdateTenant: { write: true, scope: "global" },
+  DeleteTenant: { write: true, scope: "global" },
+  CreateKey: { write: true, scope: "tenant", tenantField: byTenant },
+  ListKeys: { write: false, scope: "tenant", tenantField: byTenant },
+  RevokeKey: { write: true, scope: "tenant", tenantField: byTenant },
+  RotateKey: { write: true, scope: "tenant", tenantField: byTenant },
+  ListConnectors: { write: false, scope: "tenant", tenantField: byTenant },
+  DisconnectConnector: { write: true, scope: "tenant", tenantField: byTenant },
+  ListTargets: { write: false, scope: "tenant", tenantField: byTenant },
+  GetStats: { write: false, scope: "tenant", tenantField: byTenant },
+  // Tenant tokens may query: their filter is forced to their own tenant.
+  ListAuditEvents: { write: false, scope: "any-tenant" },
+  CreateToken: { write: true, scope: "global" },
+  ListTokens: { write: false, scope: "global" },
+  RevokeToken: { write: true, scope: "global" },
+  ListNodes: { write: false, scope: "global" },
+};
+
+/** The tenant a tenant-role token is bound to, or undefined for admin and viewer. */
+export function boundTenant(p: AdminPrincipal | undefined): string | undefined {
+  return p?.role.startsWith("tenant:") ? p.role.slice("tenant:".length) : undefined;
+}
+
+/** Why `p` may not make this call, or undefined when it may. */
+export function denial(p: AdminPrincipal, rpc: string, message: Record<string, unknown>): string | undefined {
+  const rule = RULES[rpc];
+  if (!rule) return `no access rule for ${rpc}`;
+  if (p.role === "admin") return undefined;
+  if (p.role === "viewer") return rule.write ? "viewer tokens are read only" : undefined;
+  const tenant = boundTenant(p);
+  if (tenant === undefined) return `unknown role "${p.role}"`;
+  if (rule.scope === "global") return `a token for tenant "${tenant}" cannot call ${rpc}`;
+  if (rule.scope === "tenant" && rule.tenantField?.(message) !== tenant) return `a token for tenant "${tenant}" reaches only that tenant`;
+  return undefined;
+}
+
+/**
+ * Authenticates every admin call with "authorization: Bearer <token>",
+ * authorises it by the token's role, and audits it: changes in detail where
+ * the service records them, reads and refusals here.
  */
 export function authInterceptor(catalog: Catalog, audit: AuditLog): Interceptor {
   return (next) => async (req) => {
+    const rpc = req.method.name;
     const header = req.header.get("authorization") ?? "";
     const token = header.toLowerCase().startsWith("bearer ") ? header.slice(7).trim() : "";
     const record = token === "" ? undefined : catalog.checkAdminToken(token);
     if (!record) {
-      audit.record({
-        action: "admin.refused",
-        actor: "anonymous",
-        details: { rpc: req.method.name, reason: token === "" ? "missing token" : "invalid token" },
-      });
+      audit.record({ action: "admin.refused", actor: "anonymous", details: { rpc, reason: token === "" ? "missing token" : "invalid token" } });
       throw new ConnectError(
         token === "" ? "admin token missing: send authorization: Bearer <token>" : "admin token is not valid",
         Code.Unauthenticated,
       );
     }
-    req.contextValues.set(principalKey, { tokenId: record.tokenId, role: record.role });
+    const principal = { tokenId: record.tokenId, role: record.role };
+    const message = (req as unknown as { message?: Record<string, unknown> }).message ?? {};
+    const why = denial(principal, rpc, message);
+    if (why) {
+      audit.record({ action: "admin.denied", actor: `admin:${record.tokenId}`, tenant: boundTenant(principal), details: { rpc, reason: why } });
+      throw new ConnectError(why, Code.PermissionDenied);
+    }
+    req.contextValues.set(principalKey, principal);
+    if (!RULES[rpc]!.write) {
+      // Reads are audited too, buffered: a dashboard polling GetStats must not cost a disk write per call.
+      audit.recordRequest({ action: "admin.read", actor: `admin:${record.tokenId}`, tenant: tenantOf(message), details: { rpc } });
+    }
     return next(req);
   };
+}
+
+function tenantOf(message: Record<string, unknown>): string | undefined {
+  const t = message.tenant ?? message.name;
+  return typeof t === "string" && t !== "" ? t : undefined;
 }

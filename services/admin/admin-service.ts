@@ -1,41 +1,65 @@
-import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { create, type JsonObject, toJson } from "@bufbuild/protobuf";
+import { timestampFromDate, timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   AdminService,
   type Connector,
   ConnectorSchema,
   type Key,
   KeySchema,
+  NodeSchema,
+  StatsEntrySchema,
+  TargetSchema,
   type Tenant,
   TenantSchema,
+  type Token,
+  TokenSchema,
+  type TrafficStats,
+  TrafficStatsSchema,
 } from "../../gen/ferry/admin/v1/admin_service_pb.js";
-import type { KeyRecord, TenantRecord } from "../../gen/ferry/state/v1/state_pb.js";
+import type { AdminTokenRecord, KeyRecord, TenantRecord } from "../../gen/ferry/state/v1/state_pb.js";
+import { durationFromMs, msFromDuration } from "../../clients/sdk/duration.js";
 import { FerryError } from "../../clients/sdk/errors.js";
 import { checkDnsLabel } from "../../clients/sdk/names.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { Catalog } from "../state/catalog.js";
+import { settingsOf, type TenantSettings } from "../state/tenant-settings.js";
+import type { TrafficFigures, TrafficStats as Stats } from "../stats/traffic-stats.js";
 import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
-import { principalKey } from "./admin-auth.js";
+import { type AdminPrincipal, boundTenant, principalKey } from "./admin-auth.js";
+
+/** What ListNodes reports about this node. */
+export interface NodeFacts {
+  nodeId: string;
+  version: string;
+  address: string;
+  startTime: Date;
+  inFlight: number;
+  draining: boolean;
+}
 
 export interface AdminServiceDeps {
   catalog: Catalog;
   registry: TunnelRegistry;
   audit: AuditLog;
+  stats: Stats;
+  node(): NodeFacts;
 }
 
 const DEFAULT_PAGE = 100;
 const MAX_PAGE = 1000;
+const DEFAULT_GRACE_MS = 24 * 3_600_000;
 
-/** The admin API: validation, then catalog changes, each audited with its actor. */
+/** The admin API: validation, then catalog changes, each audited with its actor and before/after. */
 export function createAdminService(deps: AdminServiceDeps): ServiceImpl<typeof AdminService> {
-  const { catalog, audit } = deps;
-  const actor = (ctx: HandlerContext) => `admin:${ctx.values.get(principalKey)?.tokenId ?? "?"}`;
+  const { catalog, audit, registry } = deps;
+  const principal = (ctx: HandlerContext): AdminPrincipal => ctx.values.get(principalKey)!;
+  const actor = (ctx: HandlerContext) => `admin:${principal(ctx).tokenId}`;
 
   return {
     async createTenant(req, ctx) {
-      const record = await catalog.createTenant(req.name);
-      audit.record({ action: "tenant.create", actor: actor(ctx), tenant: record.name });
+      const record = await catalog.createTenant(req.name, req.settings ? settingsFrom(req.settings) : {});
+      audit.record({ action: "tenant.create", actor: actor(ctx), tenant: record.name, after: json(TenantSchema, tenantOf(record)) });
       return { tenant: tenantOf(record) };
     },
 
@@ -43,13 +67,12 @@ export function createAdminService(deps: AdminServiceDeps): ServiceImpl<typeof A
       return { tenant: tenantOf(catalog.requireTenant(req.name)) };
     },
 
-    async listTenants(req) {
-      if (req.pageSize > MAX_PAGE) {
-        throw new FerryError("invalid_argument", "invalid_page_size", `page_size must be at most ${MAX_PAGE}`);
-      }
+    async listTenants(req, ctx) {
+      if (req.pageSize > MAX_PAGE) throw new FerryError("invalid_argument", "invalid_page_size", `page_size must be at most ${MAX_PAGE}`);
       const size = req.pageSize || DEFAULT_PAGE;
-      const after = req.pageToken === "" ? "" : decodePageToken(req.pageToken);
-      const all = catalog.listTenants().filter((t) => t.name > after);
+      const after = req.pageToken === "" ? "" : decodeNameToken(req.pageToken);
+      const only = boundTenant(principal(ctx));
+      const all = catalog.listTenants().filter((t) => t.name > after && (only === undefined || t.name === only));
       const page = all.slice(0, size);
       return {
         tenants: page.map(tenantOf),
@@ -57,15 +80,31 @@ export function createAdminService(deps: AdminServiceDeps): ServiceImpl<typeof A
       };
     },
 
+    async updateTenant(req, ctx) {
+      if (!req.tenant) throw new FerryError("invalid_argument", "missing_tenant", "tenant is required (with its name and the new values)");
+      const { before, after } = await catalog.updateTenant(req.tenant.name, settingsFrom(req.tenant), req.updateMask?.paths ?? []);
+      audit.record({
+        action: "tenant.update",
+        actor: actor(ctx),
+        tenant: after.name,
+        details: { fields: req.updateMask?.paths ?? [] },
+        before: json(TenantSchema, tenantOf(before)),
+        after: json(TenantSchema, tenantOf(after)),
+      });
+      return { tenant: tenantOf(after) };
+    },
+
     async deleteTenant(req, ctx) {
+      const before = catalog.requireTenant(req.name);
       await catalog.deleteTenant(req.name);
-      audit.record({ action: "tenant.delete", actor: actor(ctx), tenant: req.name });
+      deps.stats.forgetTenant(req.name);
+      audit.record({ action: "tenant.delete", actor: actor(ctx), tenant: req.name, before: json(TenantSchema, tenantOf(before)) });
       return {};
     },
 
     async createKey(req, ctx) {
       const { record, secret } = await catalog.createKey(req.tenant, req.description);
-      audit.record({ action: "key.create", actor: actor(ctx), tenant: req.tenant, details: { keyId: record.keyId } });
+      audit.record({ action: "key.create", actor: actor(ctx), tenant: req.tenant, after: json(KeySchema, keyOf(record)) });
       return { key: keyOf(record), secret };
     },
 
@@ -76,20 +115,163 @@ export function createAdminService(deps: AdminServiceDeps): ServiceImpl<typeof A
 
     async revokeKey(req, ctx) {
       catalog.requireTenant(req.tenant);
+      const before = catalog.requireKey(req.tenant, req.keyId);
       const record = await catalog.revokeKey(req.tenant, req.keyId);
-      audit.record({ action: "key.revoke", actor: actor(ctx), tenant: req.tenant, details: { keyId: req.keyId } });
+      audit.record({
+        action: "key.revoke",
+        actor: actor(ctx),
+        tenant: req.tenant,
+        details: { keyId: req.keyId },
+        before: json(KeySchema, keyOf(before)),
+        after: json(KeySchema, keyOf(record)),
+      });
       return { key: keyOf(record) };
+    },
+
+    async rotateKey(req, ctx) {
+      catalog.requireTenant(req.tenant);
+      const before = catalog.requireKey(req.tenant, req.keyId);
+      const graceMs = req.grace ? (msFromDuration(req.grace) ?? 0) : DEFAULT_GRACE_MS;
+      const { record, secret, old } = await catalog.rotateKey(req.tenant, req.keyId, graceMs, req.description || undefined);
+      audit.record({
+        action: "key.rotate",
+        actor: actor(ctx),
+        tenant: req.tenant,
+        details: { keyId: req.keyId, newKeyId: record.keyId, graceMs },
+        before: json(KeySchema, keyOf(before)),
+        after: json(KeySchema, keyOf(old)),
+      });
+      return { key: keyOf(record), secret, oldKey: keyOf(old) };
     },
 
     async listConnectors(req) {
       catalog.requireTenant(checkDnsLabel("tenant", req.tenant));
-      return { connectors: connectorsOf(deps.registry, req.tenant) };
+      return { connectors: connectorsOf(registry, req.tenant) };
+    },
+
+    async disconnectConnector(req, ctx) {
+      catalog.requireTenant(req.tenant);
+      if (req.reason.length > 200) throw new FerryError("invalid_argument", "invalid_reason", "reason is longer than 200 characters");
+      const tunnels = registry.tunnels(req.tenant).filter((t) => t.info.connectorId === req.connectorId);
+      if (tunnels.length === 0) {
+        throw new FerryError("not_found", "connector_not_found", `tenant "${req.tenant}" has no connector "${req.connectorId}" online`);
+      }
+      const reason = `disconnected by an administrator${req.reason ? `: ${req.reason}` : ""}`;
+      for (const t of tunnels) t.close(reason, { status: "unavailable" });
+      audit.record({
+        action: "connector.kick",
+        actor: actor(ctx),
+        tenant: req.tenant,
+        details: { connectorId: req.connectorId, reason: req.reason, tunnels: tunnels.length },
+      });
+      return { tunnels: tunnels.length };
+    },
+
+    async listTargets(req) {
+      const tenant = catalog.requireTenant(req.tenant);
+      const byName = new Map<string, { connectors: Set<string>; tunnels: number }>();
+      for (const t of registry.tunnels(req.tenant)) {
+        for (const name of t.info.targets) {
+          let e = byName.get(name);
+          if (!e) byName.set(name, (e = { connectors: new Set(), tunnels: 0 }));
+          e.connectors.add(t.info.connectorId);
+          e.tunnels++;
+        }
+      }
+      const allowed = (name: string) => tenant.allowedTargets.length === 0 || tenant.allowedTargets.includes(name);
+      return {
+        targets: [...byName]
+          .sort(([a], [b]) => (a < b ? -1 : 1))
+          .map(([name, e]) => create(TargetSchema, { name, connectors: e.connectors.size, tunnels: e.tunnels, allowed: allowed(name) })),
+      };
+    },
+
+    async getStats(req) {
+      catalog.requireTenant(req.tenant);
+      if (req.target !== "") checkDnsLabel("target", req.target);
+      return {
+        entries: deps.stats.snapshot(req.tenant, req.target || undefined).map((s) =>
+          create(StatsEntrySchema, {
+            tenant: s.tenant,
+            target: s.target,
+            recent: trafficOf(s.recent),
+            total: trafficOf(s.total),
+            recentWindow: durationFromMs(s.recentWindowMs),
+          }),
+        ),
+      };
+    },
+
+    async listAuditEvents(req, ctx) {
+      if (req.pageSize > MAX_PAGE) throw new FerryError("invalid_argument", "invalid_page_size", `page_size must be at most ${MAX_PAGE}`);
+      const only = boundTenant(principal(ctx));
+      if (only !== undefined && req.tenant !== "" && req.tenant !== only) {
+        throw new ConnectError(`a token for tenant "${only}" reaches only that tenant`, Code.PermissionDenied);
+      }
+      const start = req.startTime ? new Date(timestampMs(req.startTime)) : undefined;
+      const end = req.endTime ? new Date(timestampMs(req.endTime)) : undefined;
+      if (start && end && start >= end) throw new FerryError("invalid_argument", "invalid_time_range", "start_time must be before end_time");
+      return audit.query({
+        tenant: only ?? (req.tenant || undefined),
+        actor: req.actor || undefined,
+        action: req.action || undefined,
+        startTime: start,
+        endTime: end,
+        pageSize: req.pageSize || DEFAULT_PAGE,
+        pageToken: req.pageToken || undefined,
+      });
+    },
+
+    async createToken(req, ctx) {
+      const { record, secret } = await catalog.createToken(req.role, req.description);
+      audit.record({ action: "token.create", actor: actor(ctx), details: { tokenId: record.tokenId, role: record.role }, after: json(TokenSchema, tokenOf(record)) });
+      return { token: tokenOf(record), secret };
+    },
+
+    async listTokens() {
+      return { tokens: catalog.listTokens().map(tokenOf) };
+    },
+
+    async revokeToken(req, ctx) {
+      const record = await catalog.revokeToken(req.tokenId);
+      audit.record({ action: "token.revoke", actor: actor(ctx), details: { tokenId: req.tokenId }, after: json(TokenSchema, tokenOf(record)) });
+      return { token: tokenOf(record) };
+    },
+
+    async listNodes() {
+      const n = deps.node();
+      return {
+        nodes: [
+          create(NodeSchema, {
+            nodeId: n.nodeId,
+            version: n.version,
+            address: n.address,
+            startTime: timestampFromDate(n.startTime),
+            tunnels: registry.tunnels().length,
+            inFlight: n.inFlight,
+            draining: n.draining,
+          }),
+        ],
+      };
     },
   };
 }
 
+/** Settings from an API Tenant (every field; the update mask picks which ones apply). */
+function settingsFrom(t: Tenant): TenantSettings {
+  return {
+    displayName: t.displayName,
+    description: t.description,
+    disabled: t.disabled,
+    requestTimeout: t.requestTimeout,
+    maxRequestBodyBytes: t.maxRequestBodyBytes,
+    maxConcurrentExchanges: t.maxConcurrentExchanges,
+    allowedTargets: [...t.allowedTargets],
+  };
+}
+
 function tenantOf(record: TenantRecord): Tenant {
-  return create(TenantSchema, { name: record.name, createTime: record.createTime });
+  return create(TenantSchema, { ...settingsOf(record), name: record.name, createTime: record.createTime, updateTime: record.updateTime });
 }
 
 function keyOf(record: KeyRecord): Key {
@@ -99,41 +281,74 @@ function keyOf(record: KeyRecord): Key {
     description: record.description,
     createTime: record.createTime,
     revokeTime: record.revokeTime,
+    expireTime: record.expireTime,
+    replacedBy: record.replacedBy,
+  });
+}
+
+function tokenOf(record: AdminTokenRecord): Token {
+  return create(TokenSchema, {
+    tokenId: record.tokenId,
+    role: record.role,
+    description: record.description,
+    createTime: record.createTime,
+    revokeTime: record.revokeTime,
+  });
+}
+
+function trafficOf(f: TrafficFigures): TrafficStats {
+  return create(TrafficStatsSchema, {
+    requests: BigInt(f.requests),
+    clientErrors: BigInt(f.clientErrors),
+    serverErrors: BigInt(f.serverErrors),
+    relayErrors: Object.fromEntries(Object.entries(f.relayErrors).map(([k, v]) => [k, BigInt(v)])),
+    bytesIn: BigInt(f.bytesIn),
+    bytesOut: BigInt(f.bytesOut),
+    latencyP50: durationFromMs(f.latencyP50Ms),
+    latencyP95: durationFromMs(f.latencyP95Ms),
+    latencyP99: durationFromMs(f.latencyP99Ms),
   });
 }
 
 /** Groups a tenant's tunnels by connector. */
 function connectorsOf(registry: TunnelRegistry, tenant: string): Connector[] {
-  const byId = new Map<string, Connector>();
-  const since = new Map<string, Date>();
+  const byId = new Map<string, { c: Connector; since: Date; rtt: number | undefined }>();
   for (const t of registry.tunnels(tenant)) {
     const i = t.info;
-    let c = byId.get(i.connectorId);
-    if (!c) {
-      c = create(ConnectorSchema, {
-        tenant,
-        connectorId: i.connectorId,
-        version: i.connectorVersion,
-        hostname: i.hostname,
-        keyId: i.keyId,
-      });
-      byId.set(i.connectorId, c);
+    let e = byId.get(i.connectorId);
+    if (!e) {
+      e = {
+        c: create(ConnectorSchema, { tenant, connectorId: i.connectorId, version: i.connectorVersion, hostname: i.hostname, keyId: i.keyId }),
+        since: i.connectTime,
+        rtt: undefined,
+      };
+      byId.set(i.connectorId, e);
     }
+    const c = e.c;
     c.tunnels++;
     c.inFlight += t.inFlight;
     if (!c.remoteAddresses.includes(i.remoteAddress)) c.remoteAddresses.push(i.remoteAddress);
+    if (!c.nodeIds.includes(i.nodeId)) c.nodeIds.push(i.nodeId);
     for (const target of i.targets) if (!c.targets.includes(target)) c.targets.push(target);
-    const first = since.get(i.connectorId);
-    if (!first || i.connectTime < first) since.set(i.connectorId, i.connectTime);
+    if (i.connectTime < e.since) e.since = i.connectTime;
+    const rtt = t.keepalive.lastRttMs;
+    if (rtt !== undefined && (e.rtt === undefined || rtt > e.rtt)) e.rtt = rtt;
   }
-  for (const [id, c] of byId) {
-    c.targets.sort();
-    c.connectTime = timestampFromDate(since.get(id)!);
-  }
-  return [...byId.values()].sort((a, b) => (a.connectorId < b.connectorId ? -1 : 1));
+  return [...byId.values()]
+    .map(({ c, since, rtt }) => {
+      c.targets.sort();
+      c.connectTime = timestampFromDate(since);
+      if (rtt !== undefined) c.lastPingRtt = durationFromMs(rtt);
+      return c;
+    })
+    .sort((a, b) => (a.connectorId < b.connectorId ? -1 : 1));
 }
 
-function decodePageToken(token: string): string {
+function json<S extends Parameters<typeof toJson>[0]>(schema: S, message: Parameters<typeof toJson<S>>[1]): Record<string, unknown> {
+  return toJson(schema, message) as JsonObject;
+}
+
+function decodeNameToken(token: string): string {
   const name = Buffer.from(token, "base64url").toString("utf8");
   if (!/^[a-z0-9-]{1,63}$/.test(name)) {
     throw new FerryError("invalid_argument", "invalid_page_token", "page_token is not one this server issued");

@@ -1,47 +1,71 @@
 import type { BlockList } from "node:net";
 import type { Http2ServerRequest } from "node:http2";
 import { type Header, type RequestHead, ResetCode, type ResponseHead } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { durationFromMs, formatDuration } from "../../clients/sdk/duration.js";
+import { durationFromMs, formatDuration, msFromDuration } from "../../clients/sdk/duration.js";
 import { FerryError } from "../../clients/sdk/errors.js";
 import { Exchange } from "../../clients/sdk/exchange.js";
 import { endToEndHeaders, header, toFlatList, toNodeHeaders } from "../../clients/sdk/headers.js";
 import { newExchangeId } from "../../clients/sdk/ids.js";
 import type { Logger } from "../../clients/sdk/logger.js";
 import type { ExchangeBus } from "../bus/exchange-bus.js";
+import type { ExchangeRecord } from "../observability/exchange-record.js";
 import type { Catalog } from "../state/catalog.js";
 import { FORWARDING_HEADERS, forwardingHeaders } from "./forwarded.js";
 import { type NodeRequest, type NodeResponse, sendError, toFerryError } from "./http-error.js";
 import { parseRelayPath, type RelayPath } from "./relay-path.js";
+import { type Trace, traceFor } from "./trace.js";
+
+/** Headers the relay sets itself on the way to the target; the client's own are dropped. */
+const RELAY_SET_HEADERS: ReadonlySet<string> = new Set([...FORWARDING_HEADERS, "traceparent", "x-request-id"]);
 
 export interface GatewayOptions {
   catalog: Catalog;
   bus: ExchangeBus;
   log: Logger;
-  /** Time the target has to start its response. */
+  /** Time the target has to start its response, unless the tenant sets its own. */
   requestTimeoutMs: number;
   /** Receive window granted to the connector for each response body. */
   responseWindow: number;
   trustedProxies: BlockList | undefined;
   isDraining(): boolean;
+  /** Called once per request when it is over (statistics, metrics, the exchange log, the audit trail). */
+  onDone?(record: ExchangeRecord): void;
 }
 
 export interface Gateway {
   handle(req: NodeRequest, res: NodeResponse): void;
   /** Exchanges in progress. */
   readonly active: number;
+  /** Exchanges in progress for one tenant. */
+  activeFor(tenant: string): number;
   /** Resolves when no exchange is in progress. */
   idle(): Promise<void>;
+}
+
+/** What serve() learns about a request as it goes, for the record at the end. */
+interface Progress {
+  tenant: string;
+  target: string;
+  path: string;
+  exchangeId: string;
+  clientAddress: string;
+  bytesIn: number;
+  bytesOut: number;
+  /** The request body passed the tenant's limit (the reset that follows means 413). */
+  tooLarge: bigint | undefined;
 }
 
 /**
  * The HTTP gateway for plain clients: turns a request to
  * /relay/{tenant}/{target}/... into an exchange, streams the request body to
  * the connector and the response back, with nothing buffered beyond the
- * flow-control windows.
+ * flow-control windows. Enforces the tenant's settings (disabled, allowed
+ * targets, body size, concurrency, timeout) and reports every request once.
  */
 export function createGateway(opts: GatewayOptions): Gateway {
   let active = 0;
   let idleWaiters: Array<() => void> = [];
+  const activeByTenant = new Map<string, number>();
 
   const done = () => {
     active--;
@@ -55,16 +79,61 @@ export function createGateway(opts: GatewayOptions): Gateway {
   return {
     handle(req, res) {
       active++;
-      serve(opts, req, res)
+      const started = performance.now();
+      const trace = traceFor(single(req.headers.traceparent), single(req.headers["x-request-id"]));
+      res.setHeader("x-request-id", trace.requestId);
+      const p: Progress = { tenant: "", target: "", path: "", exchangeId: "", clientAddress: "", bytesIn: 0, bytesOut: 0, tooLarge: undefined };
+      let code: string | undefined;
+      let counted = "";
+      serve(opts, req, res, trace, p, (tenant) => {
+        // The tenant's concurrency limit: counted from routing to the end of the response.
+        const limit = opts.catalog.getTenant(tenant)?.maxConcurrentExchanges ?? 0;
+        const n = activeByTenant.get(tenant) ?? 0;
+        if (limit > 0 && n >= limit) {
+          throw new FerryError("unavailable", "tenant_busy", `tenant "${tenant}" has ${limit} exchanges in progress, its limit`, {
+            retryAfterSeconds: 1,
+          });
+        }
+        activeByTenant.set(tenant, n + 1);
+        counted = tenant;
+      })
         .catch((err) => {
-          const error = toFerryError(err);
+          let error = toFerryError(err);
+          if (p.tooLarge !== undefined) {
+            error = new FerryError("too_large", "body_too_large", `the request body is larger than ${p.tooLarge} bytes, the tenant's limit`);
+          }
+          code = error.code;
           if (error.kind === "internal") opts.log.error({ err }, "gateway failure");
           sendError(res, error);
         })
-        .finally(done);
+        .finally(() => {
+          if (counted) {
+            const n = (activeByTenant.get(counted) ?? 1) - 1;
+            if (n === 0) activeByTenant.delete(counted);
+            else activeByTenant.set(counted, n);
+          }
+          done();
+          opts.onDone?.({
+            tenant: p.tenant,
+            target: p.target,
+            status: res.headersSent ? res.statusCode : 0,
+            code,
+            bytesIn: p.bytesIn,
+            bytesOut: p.bytesOut,
+            durationMs: performance.now() - started,
+            exchangeId: p.exchangeId || trace.requestId,
+            requestId: trace.requestId,
+            method: req.method ?? "",
+            path: p.path,
+            clientAddress: p.clientAddress || (req.socket.remoteAddress ?? ""),
+          });
+        });
     },
     get active() {
       return active;
+    },
+    activeFor(tenant) {
+      return activeByTenant.get(tenant) ?? 0;
     },
     idle() {
       return active === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve));
@@ -72,14 +141,35 @@ export function createGateway(opts: GatewayOptions): Gateway {
   };
 }
 
-async function serve(opts: GatewayOptions, req: NodeRequest, res: NodeResponse): Promise<void> {
+async function serve(
+  opts: GatewayOptions,
+  req: NodeRequest,
+  res: NodeResponse,
+  trace: Trace,
+  p: Progress,
+  admit: (tenant: string) => void,
+): Promise<void> {
   if (opts.isDraining()) {
     // HTTP/1.1 clients should not reuse this connection; HTTP/2 has no such header (GOAWAY follows).
     if (!("stream" in req)) res.setHeader("connection", "close");
     throw new FerryError("unavailable", "draining", "the relay is shutting down; retry", { retryAfterSeconds: 1 });
   }
   const where = parseRelayPath(req.url ?? "/");
-  opts.catalog.requireTenant(where.tenant);
+  p.tenant = where.tenant;
+  p.target = where.target;
+  p.path = where.path;
+  const tenant = opts.catalog.requireTenant(where.tenant);
+  if (tenant.disabled) throw new FerryError("permission_denied", "tenant_disabled", `tenant "${tenant.name}" is disabled`);
+  if (tenant.allowedTargets.length > 0 && !tenant.allowedTargets.includes(where.target)) {
+    throw new FerryError("permission_denied", "target_not_allowed", `tenant "${tenant.name}" does not allow target "${where.target}"`);
+  }
+  const maxBody = tenant.maxRequestBodyBytes;
+  const declared = req.headers["content-length"];
+  if (maxBody > 0n && declared !== undefined && /^\d+$/.test(declared) && BigInt(declared) > maxBody) {
+    throw new FerryError("too_large", "body_too_large", `the request body is larger than ${maxBody} bytes, the tenant's limit`);
+  }
+  const timeoutMs = msFromDuration(tenant.requestTimeout) ?? opts.requestTimeoutMs;
+  admit(tenant.name);
 
   const id = newExchangeId();
   let exchange: Exchange | undefined;
@@ -93,30 +183,32 @@ async function serve(opts: GatewayOptions, req: NodeRequest, res: NodeResponse):
     transportReady: route.ready,
   });
   exchange = ex;
+  p.exchangeId = ex.key;
 
-  const head = requestHead(opts, req, where);
+  const head = requestHead(opts, req, where, trace, timeoutMs);
+  p.clientAddress = head.clientAddress;
   let finished = false;
   // A client that goes away cancels the exchange, and with it the target's request.
   res.once("close", () => {
     if (!finished) ex.reset(ResetCode.CANCELLED, "the client closed the connection");
   });
   const timer = setTimeout(
-    () => ex.reset(ResetCode.DEADLINE_EXCEEDED, `the target did not respond within ${formatDuration(opts.requestTimeoutMs)}`),
-    opts.requestTimeoutMs,
+    () => ex.reset(ResetCode.DEADLINE_EXCEEDED, `the target did not respond within ${formatDuration(timeoutMs)}`),
+    timeoutMs,
   );
   try {
     ex.sendRequestHead(head);
-    if (!head.endStream) sendBody(req, ex);
+    if (!head.endStream) sendBody(req, ex, p, maxBody);
     const response = (await ex.remoteHead) as ResponseHead;
     clearTimeout(timer);
-    await sendResponse(res, ex, response);
+    await sendResponse(res, ex, response, p);
     finished = true;
   } finally {
     clearTimeout(timer);
   }
 }
 
-function requestHead(opts: GatewayOptions, req: NodeRequest, where: RelayPath): RequestHead {
+function requestHead(opts: GatewayOptions, req: NodeRequest, where: RelayPath, trace: Trace, timeoutMs: number): RequestHead {
   const http2 = "stream" in req;
   const host = (http2 ? req.headers[":authority"] : req.headers.host) ?? "";
   const forwarded = forwardingHeaders(
@@ -133,8 +225,8 @@ function requestHead(opts: GatewayOptions, req: NodeRequest, where: RelayPath): 
     },
     opts.trustedProxies,
   );
-  const headers = mergeCookies(endToEndHeaders(req.rawHeaders, { drop: FORWARDING_HEADERS }));
-  headers.push(...forwarded.headers);
+  const headers = mergeCookies(endToEndHeaders(req.rawHeaders, { drop: RELAY_SET_HEADERS }));
+  headers.push(...forwarded.headers, header("traceparent", trace.traceparent), header("x-request-id", trace.requestId));
   return {
     $typeName: "ferry.tunnel.v1.RequestHead",
     target: where.target,
@@ -143,7 +235,7 @@ function requestHead(opts: GatewayOptions, req: NodeRequest, where: RelayPath): 
     query: where.query,
     headers,
     clientAddress: forwarded.clientAddress,
-    timeout: durationFromMs(opts.requestTimeoutMs),
+    timeout: durationFromMs(timeoutMs),
     upgrade: false,
     endStream: !hasBody(req),
     responseWindow: opts.responseWindow,
@@ -171,12 +263,21 @@ function mergeCookies(headers: Header[]): Header[] {
  * Streams the client's body into the exchange. Chunks go out synchronously
  * while there is credit; otherwise the client is paused until there is.
  */
-function sendBody(req: NodeRequest, ex: Exchange): void {
+function sendBody(req: NodeRequest, ex: Exchange, p: Progress, maxBody: bigint): void {
   let complete = false;
   let dropping = false;
   const cancel = () => ex.reset(ResetCode.CANCELLED, "the client aborted the request body");
   req.on("data", (chunk: Buffer) => {
-    if (dropping || ex.writeNow(chunk)) return;
+    if (dropping) return;
+    p.bytesIn += chunk.length;
+    if (maxBody > 0n && BigInt(p.bytesIn) > maxBody) {
+      // A body without Content-Length (or a lying one) crosses the limit mid-stream.
+      p.tooLarge = maxBody;
+      dropping = true;
+      ex.reset(ResetCode.CANCELLED, "the request body is larger than the tenant allows");
+      return;
+    }
+    if (ex.writeNow(chunk)) return;
     req.pause(); // 'data' and 'end' wait until the exchange took this chunk
     ex.write(chunk).then(
       () => req.resume(),
@@ -202,7 +303,7 @@ function sendBody(req: NodeRequest, ex: Exchange): void {
 }
 
 /** Writes the response head, then the body as it arrives, pausing the exchange while the client is slow. */
-function sendResponse(res: NodeResponse, ex: Exchange, head: ResponseHead): Promise<void> {
+function sendResponse(res: NodeResponse, ex: Exchange, head: ResponseHead, p: Progress): Promise<void> {
   res.writeHead(head.status, toNodeHeaders(endToEndHeaders(toFlatList(head.headers))));
   if (head.endStream) {
     res.end();
@@ -212,7 +313,10 @@ function sendResponse(res: NodeResponse, ex: Exchange, head: ResponseHead): Prom
     const resume = () => ex.resume();
     res.on("drain", resume);
     ex.consume({
-      data: (chunk) => (res as NodeJS.WritableStream).write(chunk),
+      data: (chunk) => {
+        p.bytesOut += chunk.byteLength;
+        return (res as NodeJS.WritableStream).write(chunk);
+      },
       end: (trailers) => {
         res.off("drain", resume);
         if (trailers.length > 0) res.addTrailers(toNodeHeaders(trailers) as Record<string, string>);

@@ -1,21 +1,27 @@
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AdminService } from "../../gen/ferry/admin/v1/admin_service_pb.js";
 import { shortId } from "../../clients/sdk/ids.js";
 import type { Logger } from "../../clients/sdk/logger.js";
 import { DEFAULT_WINDOW } from "../../clients/sdk/protocol.js";
+import { FERRY_VERSION } from "../../clients/sdk/version.js";
 import { authInterceptor } from "../admin/admin-auth.js";
 import { errorInterceptor } from "../admin/admin-errors.js";
 import { createAdminService } from "../admin/admin-service.js";
 import { type AuditLog, createAuditLog } from "../audit/audit-log.js";
 import { createLocalBus } from "../bus/local-bus.js";
 import { parseTrustedProxies } from "../gateway/forwarded.js";
-import { createGateway } from "../gateway/gateway.js";
+import { createGateway, type Gateway } from "../gateway/gateway.js";
 import type { NodeRequest, NodeResponse } from "../gateway/http-error.js";
 import { Catalog } from "../state/catalog.js";
 import { openFileStore } from "../state/file-store.js";
 import type { KvStore } from "../state/kv-store.js";
 import { createTunnelEndpoint } from "../tunnel/tunnel-endpoint.js";
 import { TunnelRegistry } from "../tunnel/tunnel-registry.js";
+import { createExchangeObserver } from "../observability/exchange-observer.js";
+import { createMetrics, type Metrics } from "../observability/metrics.js";
+import { createTrafficStats } from "../stats/traffic-stats.js";
+import { metricsEndpoint } from "./metrics-endpoint.js";
 import { createRouter } from "./routes.js";
 
 export interface RelayOptions {
@@ -33,6 +39,10 @@ export interface RelayOptions {
   /** Per-exchange receive window for response bodies. */
   responseWindow?: number;
   nodeId?: string;
+  /** Days of audit log kept (default 30). */
+  auditRetentionDays?: number;
+  /** Write a summary of every request to the audit log (default true). */
+  auditRequests?: boolean;
 }
 
 export interface Relay {
@@ -44,7 +54,10 @@ export interface Relay {
   readonly mintedAdminToken: string | undefined;
   readonly catalog: Catalog;
   readonly registry: TunnelRegistry;
+  readonly metrics: Metrics;
   readonly draining: boolean;
+  /** Tells the node the address it serves on (for ListNodes). */
+  setAddress(url: string): void;
   /**
    * Stops taking new work, sends GoAway to every connector and waits (at most
    * `graceMs`) for exchanges in flight, then closes the tunnels.
@@ -59,22 +72,38 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
   const log = options.log;
   const nodeId = options.nodeId ?? shortId(6);
   const keepaliveMs = options.keepaliveMs ?? 15_000;
+  const startTime = new Date();
+  let address = "";
   const store: KvStore = await openFileStore(options.dataDir);
-  const audit: AuditLog = createAuditLog(options.dataDir, log);
+  const audit: AuditLog = createAuditLog(options.dataDir, log, { retentionDays: options.auditRetentionDays });
   const catalog = new Catalog(store);
   const mintedAdminToken = await catalog.bootstrapAdmin(options.adminToken);
   const registry = new TunnelRegistry();
+  const stats = createTrafficStats();
   let draining = false;
 
-  // Live enforcement: a revoked key or deleted tenant loses its tunnels at once.
+  // Live enforcement: a revoked key, a deleted or disabled tenant loses its tunnels at once.
   const unwatch = catalog.watch((event) => {
     for (const tunnel of registry.tunnels(event.tenant || undefined)) {
       if (event.type === "tenant-deleted") tunnel.close("tenant deleted", { status: "unauthenticated" });
-      else if (tunnel.info.keyId === event.keyId) tunnel.close("connector key was revoked", { status: "unauthenticated" });
+      else if (event.type === "tenant-updated") {
+        if (event.disabled) tunnel.close(`tenant "${event.tenant}" is disabled`, { status: "permission_denied" });
+      } else if (tunnel.info.keyId === event.keyId) tunnel.close("connector key was revoked", { status: "unauthenticated" });
     }
     if (event.type === "tenant-deleted") registry.forgetTenant(event.tenant);
   });
+  // A rotated key stops working at its expire time: its tunnels close within a second of it.
+  const expirySweep = setInterval(() => {
+    const now = Date.now();
+    for (const tunnel of registry.tunnels()) {
+      const expire = catalog.getKey(tunnel.info.keyId)?.expireTime;
+      if (expire && timestampMs(expire) <= now) tunnel.close("connector key has expired (it was rotated)", { status: "unauthenticated" });
+    }
+  }, 1000);
+  expirySweep.unref();
 
+  let gatewayRef: Gateway | undefined;
+  const metrics = createMetrics({ registry, activeFor: (tenant) => gatewayRef?.activeFor(tenant) ?? 0 });
   const gateway = createGateway({
     catalog,
     bus: createLocalBus(registry),
@@ -83,13 +112,25 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
     responseWindow: options.responseWindow ?? DEFAULT_WINDOW,
     trustedProxies: parseTrustedProxies(options.trustedProxies ?? []),
     isDraining: () => draining,
+    onDone: createExchangeObserver({ catalog, stats, metrics, log, audit, auditRequests: options.auditRequests ?? true }),
   });
+  gatewayRef = gateway;
 
   // No compression on the tunnel: payloads are opaque or already compressed, and gzip costs ~4x CPU.
   const tunnelHandler = createTunnelEndpoint({ catalog, registry, audit, log, nodeId, keepaliveMs, isDraining: () => draining });
 
   const adminHandler = connectNodeAdapter({
-    routes: (router) => router.service(AdminService, createAdminService({ catalog, registry, audit })),
+    routes: (router) =>
+      router.service(
+        AdminService,
+        createAdminService({
+          catalog,
+          registry,
+          audit,
+          stats,
+          node: () => ({ nodeId, version: FERRY_VERSION, address, startTime, inFlight: gateway.active, draining }),
+        }),
+      ),
     interceptors: [errorInterceptor(log), authInterceptor(catalog, audit)],
     readMaxBytes: 1024 * 1024,
   });
@@ -98,6 +139,10 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
     tunnel: tunnelHandler,
     admin: adminHandler,
     gateway: gateway.handle,
+    metrics: metricsEndpoint(metrics, (token) => {
+      const role = catalog.checkAdminToken(token)?.role;
+      return role === "admin" || role === "viewer";
+    }),
     ready: () => !draining,
   });
 
@@ -108,8 +153,12 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
     mintedAdminToken,
     catalog,
     registry,
+    metrics,
     get draining() {
       return draining;
+    },
+    setAddress(url) {
+      address = url;
     },
     async drain(graceMs) {
       draining = true;
@@ -130,6 +179,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
     },
     async close() {
       unwatch();
+      clearInterval(expirySweep);
       for (const t of registry.tunnels()) t.close("relay closed");
       await audit.close();
       await store.close();

@@ -8,6 +8,7 @@ export interface RouteTable {
   tunnel: Handler;
   admin: Handler;
   gateway: Handler;
+  metrics: Handler;
   ready(): boolean;
 }
 
@@ -23,6 +24,7 @@ export function createRouter(routes: RouteTable): Handler {
     if (url.startsWith("/ferry.admin.v1.AdminService/")) return routes.admin(req, res);
     const path = url.split("?", 1)[0];
     if (path === "/healthz") return json(res, 200, { status: "ok" });
+    if (path === "/metrics") return routes.metrics(req, res);
     if (path === "/readyz") return routes.ready() ? json(res, 200, { status: "ready" }) : json(res, 503, { status: "not ready" });
     sendError(res, new FerryError("not_found", "not_found", `nothing at ${path}; clients use /relay/{tenant}/{target}/{path}`));
   };

@@ -1,5 +1,5 @@
 import { create, type DescMessage, fromJson, type JsonValue, type MessageShape, toJson } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { type Timestamp, timestampFromMs, timestampMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import {
   type AdminTokenRecord,
   AdminTokenRecordSchema,
@@ -12,6 +12,7 @@ import { FerryError } from "../../clients/sdk/errors.js";
 import { checkDnsLabel } from "../../clients/sdk/names.js";
 import { type MintedSecret, mintSecret, secretId, secretMatches, sha256 } from "../auth/secrets.js";
 import type { KvChange, KvStore } from "./kv-store.js";
+import { applyMask, settingsOf, type TenantSettings, validateSettings } from "./tenant-settings.js";
 
 const TENANT = "tenant.";
 const KEY = "key.";
@@ -21,9 +22,18 @@ const BOOTSTRAP_TOKEN_ID = "bootstrap";
 /** What changed, for parts that must react (close tunnels of a revoked key...). */
 export type CatalogEvent =
   | { type: "tenant-deleted"; tenant: string }
+  | { type: "tenant-updated"; tenant: string; disabled: boolean }
   | { type: "key-revoked"; tenant: string; keyId: string };
 
-export type KeyCheck = { ok: true; key: KeyRecord } | { ok: false; reason: "malformed" | "unknown" | "revoked" };
+export type KeyCheck = { ok: true; key: KeyRecord } | { ok: false; reason: "malformed" | "unknown" | "revoked" | "expired" };
+
+/** Roles of admin tokens: everything, read only, or one tenant's objects. */
+export const ROLE_PATTERN = /^(admin|viewer|tenant:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)$/;
+
+/** Whether a timestamp is set and already past. */
+function passed(ts: Timestamp | undefined, now = Date.now()): boolean {
+  return ts !== undefined && timestampMs(ts) <= now;
+}
 
 /**
  * Tenants, connector keys and admin tokens: validation and rules on top of
@@ -65,12 +75,22 @@ export class Catalog {
     return this.store.list(TENANT).map(([, json]) => fromJson(TenantRecordSchema, json));
   }
 
-  async createTenant(name: string): Promise<TenantRecord> {
+  async createTenant(name: string, settings: Partial<TenantSettings> = {}): Promise<TenantRecord> {
     checkDnsLabel("tenant", name);
+    validateSettings(settings);
     if (this.getTenant(name)) throw new FerryError("already_exists", "tenant_exists", `tenant "${name}" already exists`);
-    const record = create(TenantRecordSchema, { name, createTime: timestampNow() });
+    const now = timestampNow();
+    const record = create(TenantRecordSchema, { ...settingsOf(undefined), ...settings, name, createTime: now, updateTime: now });
     await this.store.put(TENANT + name, toJson(TenantRecordSchema, record));
     return record;
+  }
+
+  /** Changes the settings named by `paths` (update-mask paths); returns the record before and after. */
+  async updateTenant(name: string, update: TenantSettings, paths: readonly string[]): Promise<{ before: TenantRecord; after: TenantRecord }> {
+    const before = this.requireTenant(name);
+    const after = applyMask(before, update, paths);
+    await this.store.put(TENANT + name, toJson(TenantRecordSchema, after));
+    return { before, after };
   }
 
   /** Deletes the tenant and all its keys. */
@@ -107,16 +127,52 @@ export class Catalog {
     return { record, secret: minted.secret };
   }
 
-  async revokeKey(tenant: string, keyId: string): Promise<KeyRecord> {
-    const record = this.read(KeyRecordSchema, KEY + keyId);
-    // A key of another tenant is reported as missing: tenants never learn of each other's objects.
+  getKey(keyId: string): KeyRecord | undefined {
+    return this.read(KeyRecordSchema, KEY + keyId);
+  }
+
+  /** A key of this tenant; a key of another tenant is reported as missing (tenants never learn of each other's objects). */
+  requireKey(tenant: string, keyId: string): KeyRecord {
+    const record = this.getKey(keyId);
     if (!record || record.tenant !== tenant) {
       throw new FerryError("not_found", "key_not_found", `tenant "${tenant}" has no key "${keyId}"`);
     }
+    return record;
+  }
+
+  async revokeKey(tenant: string, keyId: string): Promise<KeyRecord> {
+    const record = this.requireKey(tenant, keyId);
     if (record.revokeTime) return record;
     const revoked = create(KeyRecordSchema, { ...record, revokeTime: timestampNow() });
     await this.store.put(KEY + keyId, toJson(KeyRecordSchema, revoked));
     return revoked;
+  }
+
+  /**
+   * Mints a successor for a key. The old key keeps working for `graceMs`
+   * (0 revokes it at once), so connectors can be moved to the new key without a gap.
+   */
+  async rotateKey(
+    tenant: string,
+    keyId: string,
+    graceMs: number,
+    description?: string,
+  ): Promise<{ record: KeyRecord; secret: string; old: KeyRecord }> {
+    const old = this.requireKey(tenant, keyId);
+    if (old.revokeTime || passed(old.expireTime)) {
+      throw new FerryError("failed_precondition", "key_not_valid", `key "${keyId}" is already revoked or expired`);
+    }
+    if (graceMs < 0 || graceMs > 365 * 86_400_000) {
+      throw new FerryError("invalid_argument", "invalid_grace", "grace must be between 0 and 365 days");
+    }
+    const next = await this.createKey(tenant, description ?? old.description);
+    const updated = create(KeyRecordSchema, {
+      ...old,
+      replacedBy: next.record.keyId,
+      ...(graceMs === 0 ? { revokeTime: timestampNow() } : { expireTime: timestampFromMs(Date.now() + graceMs) }),
+    });
+    await this.store.put(KEY + keyId, toJson(KeyRecordSchema, updated));
+    return { ...next, old: updated };
   }
 
   /** Checks a presented connector key in constant time. */
@@ -127,6 +183,7 @@ export class Catalog {
     if (!key) return { ok: false, reason: "unknown" };
     if (!secretMatches(secret, key.secretSha256)) return { ok: false, reason: "unknown" };
     if (key.revokeTime) return { ok: false, reason: "revoked" };
+    if (passed(key.expireTime)) return { ok: false, reason: "expired" };
     if (!this.getTenant(key.tenant)) return { ok: false, reason: "unknown" };
     return { ok: true, key };
   }
@@ -155,18 +212,52 @@ export class Catalog {
     return minted.secret;
   }
 
-  /** The token record matching a presented admin token, compared in constant time. */
+  /** The valid token record matching a presented admin token, compared in constant time. */
   checkAdminToken(token: string): AdminTokenRecord | undefined {
     const candidate = this.getToken(secretId("fat", token) ?? BOOTSTRAP_TOKEN_ID);
-    if (candidate && secretMatches(token, candidate.secretSha256)) return candidate;
+    if (candidate && secretMatches(token, candidate.secretSha256) && !candidate.revokeTime) return candidate;
     return undefined;
+  }
+
+  listTokens(): AdminTokenRecord[] {
+    return this.store
+      .list(TOKEN)
+      .map(([, json]) => fromJson(AdminTokenRecordSchema, json))
+      .sort((a, b) => timestampMs(a.createTime!) - timestampMs(b.createTime!));
+  }
+
+  async createToken(role: string, description = ""): Promise<{ record: AdminTokenRecord; secret: string }> {
+    if (!ROLE_PATTERN.test(role)) {
+      throw new FerryError("invalid_argument", "invalid_role", `role "${role}" is not "admin", "viewer" or "tenant:<name>"`);
+    }
+    if (role.startsWith("tenant:")) this.requireTenant(role.slice("tenant:".length));
+    if (description.length > 200) throw new FerryError("invalid_argument", "invalid_description", "description is longer than 200 characters");
+    const minted = mintSecret("fat");
+    const record = await this.putToken(minted.id, minted.sha256, description, role);
+    return { record, secret: minted.secret };
+  }
+
+  /** Revokes a token at once; the last valid admin token cannot go (that would lock every operator out). */
+  async revokeToken(tokenId: string): Promise<AdminTokenRecord> {
+    const record = this.getToken(tokenId);
+    if (!record) throw new FerryError("not_found", "token_not_found", `there is no admin token "${tokenId}"`);
+    if (record.revokeTime) return record;
+    const admins = this.listTokens().filter((t) => t.role === "admin" && !t.revokeTime);
+    if (record.role === "admin" && admins.length <= 1) {
+      throw new FerryError("failed_precondition", "last_admin_token", "this is the last admin token; create another before revoking it");
+    }
+    const revoked = create(AdminTokenRecordSchema, { ...record, revokeTime: timestampNow() });
+    await this.store.put(TOKEN + tokenId, toJson(AdminTokenRecordSchema, revoked));
+    return revoked;
   }
 
   /** Translates raw store changes into catalog events. */
   watch(listener: (event: CatalogEvent) => void): () => void {
     return this.store.watch((change: KvChange) => {
-      if (change.key.startsWith(TENANT) && change.value === undefined) {
-        listener({ type: "tenant-deleted", tenant: change.key.slice(TENANT.length) });
+      if (change.key.startsWith(TENANT)) {
+        const tenant = change.key.slice(TENANT.length);
+        if (change.value === undefined) listener({ type: "tenant-deleted", tenant });
+        else listener({ type: "tenant-updated", tenant, disabled: fromJson(TenantRecordSchema, change.value as JsonValue).disabled });
       } else if (change.key.startsWith(KEY)) {
         const key = change.value === undefined ? undefined : fromJson(KeyRecordSchema, change.value as JsonValue);
         if (!key || key.revokeTime) {
@@ -180,14 +271,15 @@ export class Catalog {
     return this.read(AdminTokenRecordSchema, TOKEN + id);
   }
 
-  private async putToken(id: string, digest: Uint8Array, description: string): Promise<void> {
+  private async putToken(id: string, digest: Uint8Array, description: string, role = "admin"): Promise<AdminTokenRecord> {
     const record = create(AdminTokenRecordSchema, {
       tokenId: id,
       secretSha256: digest,
-      role: "admin",
+      role,
       description,
       createTime: timestampNow(),
     });
     await this.store.put(TOKEN + id, toJson(AdminTokenRecordSchema, record));
+    return record;
   }
 }

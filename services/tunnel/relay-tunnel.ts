@@ -6,9 +6,14 @@ import type { Logger } from "../../clients/sdk/logger.js";
 import { Keepalive } from "../../clients/sdk/keepalive.js";
 import { Outbox } from "../../clients/sdk/outbox.js";
 
+/** What the connector is told when the relay ends a tunnel for a reason it must act on. */
+export type TunnelCloseStatus = "unauthenticated" | "permission_denied" | "unavailable";
+
 /** What the relay knows about the connector on the other end of a tunnel. */
 export interface TunnelInfo {
   id: string;
+  /** Relay node holding the tunnel. */
+  nodeId: string;
   tenant: string;
   keyId: string;
   connectorId: string;
@@ -51,7 +56,7 @@ export class RelayTunnel {
   draining = false;
   closed = false;
   closeReason = "";
-  closeStatus: "unauthenticated" | undefined;
+  closeStatus: TunnelCloseStatus | undefined;
 
   private readonly slots = new Map<string, Slot>();
   readonly keepalive: Keepalive;
@@ -150,7 +155,7 @@ export class RelayTunnel {
    * whoever opened them. `graceful` lets queued frames go out first; `status`
    * tells the connector something it must act on.
    */
-  close(reason: string, how: { graceful?: boolean; status?: "unauthenticated" } = {}): void {
+  close(reason: string, how: { graceful?: boolean; status?: TunnelCloseStatus } = {}): void {
     if (this.closed) return;
     this.closed = true;
     this.closeReason = reason;

@@ -20,7 +20,7 @@ import type { AuditLog } from "../audit/audit-log.js";
 import { type NodeRequest, type NodeResponse, sendError } from "../gateway/http-error.js";
 import type { Catalog } from "../state/catalog.js";
 import { GrpcCall, GrpcError, GrpcStatus } from "./grpc-call.js";
-import { RelayTunnel } from "./relay-tunnel.js";
+import { RelayTunnel, type TunnelCloseStatus } from "./relay-tunnel.js";
 import type { TunnelRegistry } from "./tunnel-registry.js";
 
 export interface TunnelEndpointDeps {
@@ -80,6 +80,7 @@ async function serve(deps: TunnelEndpointDeps, call: GrpcCall, req: Http2ServerR
   const tunnel = new RelayTunnel(
     {
       id: shortId(),
+      nodeId: deps.nodeId,
       tenant: key.tenant,
       keyId: key.keyId,
       connectorId: hello.connectorId,
@@ -156,10 +157,16 @@ async function serve(deps: TunnelEndpointDeps, call: GrpcCall, req: Http2ServerR
     if (!call.send(encodeTunnelMessage({ $typeName: "ferry.tunnel.v1.ConnectResponse", message }, true))) await call.drained();
   }
   tunnel.close("tunnel ended");
-  // Tell the connector why, when it is something it must act on (a revoked key).
-  if (tunnel.closeStatus === "unauthenticated") call.finish(GrpcStatus.UNAUTHENTICATED, tunnel.closeReason);
-  else call.finish(GrpcStatus.OK);
+  // Tell the connector why, when it is something it must act on (a revoked key, a disabled tenant).
+  const status = tunnel.closeStatus ? CLOSE_STATUS[tunnel.closeStatus] : GrpcStatus.OK;
+  call.finish(status, status === GrpcStatus.OK ? "" : tunnel.closeReason);
 }
+
+const CLOSE_STATUS: Record<TunnelCloseStatus, number> = {
+  unauthenticated: GrpcStatus.UNAUTHENTICATED,
+  permission_denied: GrpcStatus.PERMISSION_DENIED,
+  unavailable: GrpcStatus.UNAVAILABLE,
+};
 
 function bearer(header: string | undefined): string {
   const h = header ?? "";
@@ -168,6 +175,15 @@ function bearer(header: string | undefined): string {
 
 function authenticate(deps: TunnelEndpointDeps, secret: string, remoteAddress: string) {
   const check = deps.catalog.checkConnectorKey(secret);
+  if (check.ok && deps.catalog.getTenant(check.key.tenant)?.disabled) {
+    deps.audit.record({
+      action: "connector.refused",
+      actor: `connector:${check.key.keyId}`,
+      tenant: check.key.tenant,
+      details: { reason: "tenant disabled", remoteAddress },
+    });
+    throw new GrpcError(GrpcStatus.PERMISSION_DENIED, `tenant "${check.key.tenant}" is disabled`);
+  }
   if (!check.ok) {
     deps.audit.record({
       action: "connector.refused",
@@ -179,7 +195,9 @@ function authenticate(deps: TunnelEndpointDeps, secret: string, remoteAddress: s
         ? "connector key missing: send authorization: Bearer <key>"
         : check.reason === "revoked"
           ? "connector key was revoked"
-          : "connector key is not valid";
+          : check.reason === "expired"
+            ? "connector key has expired (it was rotated)"
+            : "connector key is not valid";
     throw new GrpcError(GrpcStatus.UNAUTHENTICATED, message);
   }
   return check.key;

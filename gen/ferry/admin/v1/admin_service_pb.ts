@@ -4,15 +4,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Message } from "@bufbuild/protobuf";
+import type { Duration, FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file ferry/admin/v1/admin_service.proto.
  */
 export const file_ferry_admin_v1_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJmZXJyeS9hZG1pbi92MS9hZG1pbl9zZXJ2aWNlLnByb3RvEg5mZXJyeS5hZG1pbi52MSJHCgZUZW5hbnQSDAoEbmFtZRgBIAEoCRIvCgtjcmVhdGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAinAEKA0tleRIOCgZ0ZW5hbnQYASABKAkSDgoGa2V5X2lkGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi5QEKCUNvbm5lY3RvchIOCgZ0ZW5hbnQYASABKAkSFAoMY29ubmVjdG9yX2lkGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaG9zdG5hbWUYBCABKAkSDgoGa2V5X2lkGAUgASgJEhgKEHJlbW90ZV9hZGRyZXNzZXMYBiADKAkSDwoHdGFyZ2V0cxgHIAMoCRIPCgd0dW5uZWxzGAggASgNEhEKCWluX2ZsaWdodBgJIAEoDRIwCgxjb25uZWN0X3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiMKE0NyZWF0ZVRlbmFudFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI+ChRDcmVhdGVUZW5hbnRSZXNwb25zZRImCgZ0ZW5hbnQYASABKAsyFi5mZXJyeS5hZG1pbi52MS5UZW5hbnQiIAoQR2V0VGVuYW50UmVxdWVzdBIMCgRuYW1lGAEgASgJIjsKEUdldFRlbmFudFJlc3BvbnNlEiYKBnRlbmFudBgBIAEoCzIWLmZlcnJ5LmFkbWluLnYxLlRlbmFudCI7ChJMaXN0VGVuYW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiVwoTTGlzdFRlbmFudHNSZXNwb25zZRInCgd0ZW5hbnRzGAEgAygLMhYuZmVycnkuYWRtaW4udjEuVGVuYW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIjChNEZWxldGVUZW5hbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiFgoURGVsZXRlVGVuYW50UmVzcG9uc2UiNwoQQ3JlYXRlS2V5UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkiRQoRQ3JlYXRlS2V5UmVzcG9uc2USIAoDa2V5GAEgASgLMhMuZmVycnkuYWRtaW4udjEuS2V5Eg4KBnNlY3JldBgCIAEoCSIhCg9MaXN0S2V5c1JlcXVlc3QSDgoGdGVuYW50GAEgASgJIjUKEExpc3RLZXlzUmVzcG9uc2USIQoEa2V5cxgBIAMoCzITLmZlcnJ5LmFkbWluLnYxLktleSIyChBSZXZva2VLZXlSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRIOCgZrZXlfaWQYAiABKAkiNQoRUmV2b2tlS2V5UmVzcG9uc2USIAoDa2V5GAEgASgLMhMuZmVycnkuYWRtaW4udjEuS2V5IicKFUxpc3RDb25uZWN0b3JzUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkiRwoWTGlzdENvbm5lY3RvcnNSZXNwb25zZRItCgpjb25uZWN0b3JzGAEgAygLMhkuZmVycnkuYWRtaW4udjEuQ29ubmVjdG9yMsIFCgxBZG1pblNlcnZpY2USWQoMQ3JlYXRlVGVuYW50EiMuZmVycnkuYWRtaW4udjEuQ3JlYXRlVGVuYW50UmVxdWVzdBokLmZlcnJ5LmFkbWluLnYxLkNyZWF0ZVRlbmFudFJlc3BvbnNlElAKCUdldFRlbmFudBIgLmZlcnJ5LmFkbWluLnYxLkdldFRlbmFudFJlcXVlc3QaIS5mZXJyeS5hZG1pbi52MS5HZXRUZW5hbnRSZXNwb25zZRJWCgtMaXN0VGVuYW50cxIiLmZlcnJ5LmFkbWluLnYxLkxpc3RUZW5hbnRzUmVxdWVzdBojLmZlcnJ5LmFkbWluLnYxLkxpc3RUZW5hbnRzUmVzcG9uc2USWQoMRGVsZXRlVGVuYW50EiMuZmVycnkuYWRtaW4udjEuRGVsZXRlVGVuYW50UmVxdWVzdBokLmZlcnJ5LmFkbWluLnYxLkRlbGV0ZVRlbmFudFJlc3BvbnNlElAKCUNyZWF0ZUtleRIgLmZlcnJ5LmFkbWluLnYxLkNyZWF0ZUtleVJlcXVlc3QaIS5mZXJyeS5hZG1pbi52MS5DcmVhdGVLZXlSZXNwb25zZRJNCghMaXN0S2V5cxIfLmZlcnJ5LmFkbWluLnYxLkxpc3RLZXlzUmVxdWVzdBogLmZlcnJ5LmFkbWluLnYxLkxpc3RLZXlzUmVzcG9uc2USUAoJUmV2b2tlS2V5EiAuZmVycnkuYWRtaW4udjEuUmV2b2tlS2V5UmVxdWVzdBohLmZlcnJ5LmFkbWluLnYxLlJldm9rZUtleVJlc3BvbnNlEl8KDkxpc3RDb25uZWN0b3JzEiUuZmVycnkuYWRtaW4udjEuTGlzdENvbm5lY3RvcnNSZXF1ZXN0GiYuZmVycnkuYWRtaW4udjEuTGlzdENvbm5lY3RvcnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CiJmZXJyeS9hZG1pbi92MS9hZG1pbl9zZXJ2aWNlLnByb3RvEg5mZXJyeS5hZG1pbi52MSLEAgoGVGVuYW50EgwKBG5hbWUYASABKAkSLwoLY3JlYXRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIQCghkaXNhYmxlZBgFIAEoCBIyCg9yZXF1ZXN0X3RpbWVvdXQYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHgoWbWF4X3JlcXVlc3RfYm9keV9ieXRlcxgHIAEoBBIgChhtYXhfY29uY3VycmVudF9leGNoYW5nZXMYCCABKA0SFwoPYWxsb3dlZF90YXJnZXRzGAkgAygJEi8KC3VwZGF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLiAQoDS2V5Eg4KBnRlbmFudBgBIAEoCRIOCgZrZXlfaWQYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmVwbGFjZWRfYnkYByABKAkiqQIKCUNvbm5lY3RvchIOCgZ0ZW5hbnQYASABKAkSFAoMY29ubmVjdG9yX2lkGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaG9zdG5hbWUYBCABKAkSDgoGa2V5X2lkGAUgASgJEhgKEHJlbW90ZV9hZGRyZXNzZXMYBiADKAkSDwoHdGFyZ2V0cxgHIAMoCRIPCgd0dW5uZWxzGAggASgNEhEKCWluX2ZsaWdodBgJIAEoDRIwCgxjb25uZWN0X3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCG5vZGVfaWRzGAsgAygJEjAKDWxhc3RfcGluZ19ydHQYDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iTAoGVGFyZ2V0EgwKBG5hbWUYASABKAkSEgoKY29ubmVjdG9ycxgCIAEoDRIPCgd0dW5uZWxzGAMgASgNEg8KB2FsbG93ZWQYBCABKAgi/AIKDFRyYWZmaWNTdGF0cxIQCghyZXF1ZXN0cxgBIAEoBBIVCg1jbGllbnRfZXJyb3JzGAIgASgEEhUKDXNlcnZlcl9lcnJvcnMYAyABKAQSQwoMcmVsYXlfZXJyb3JzGAQgAygLMi0uZmVycnkuYWRtaW4udjEuVHJhZmZpY1N0YXRzLlJlbGF5RXJyb3JzRW50cnkSEAoIYnl0ZXNfaW4YBSABKAQSEQoJYnl0ZXNfb3V0GAYgASgEEi4KC2xhdGVuY3lfcDUwGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC2xhdGVuY3lfcDk1GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC2xhdGVuY3lfcDk5GAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uGjIKEFJlbGF5RXJyb3JzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgEOgI4ASK5AQoKU3RhdHNFbnRyeRIOCgZ0ZW5hbnQYASABKAkSDgoGdGFyZ2V0GAIgASgJEiwKBnJlY2VudBgDIAEoCzIcLmZlcnJ5LmFkbWluLnYxLlRyYWZmaWNTdGF0cxIrCgV0b3RhbBgEIAEoCzIcLmZlcnJ5LmFkbWluLnYxLlRyYWZmaWNTdGF0cxIwCg1yZWNlbnRfd2luZG93GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIuwBCgpBdWRpdEV2ZW50EgoKAmlkGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmFjdGlvbhgDIAEoCRINCgVhY3RvchgEIAEoCRIOCgZ0ZW5hbnQYBSABKAkSKAoHZGV0YWlscxgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJwoGYmVmb3JlGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBImCgVhZnRlchgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QingEKBVRva2VuEhAKCHRva2VuX2lkGAEgASgJEgwKBHJvbGUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKfAQoETm9kZRIPCgdub2RlX2lkGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSDwoHYWRkcmVzcxgDIAEoCRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd0dW5uZWxzGAUgASgNEhEKCWluX2ZsaWdodBgGIAEoDRIQCghkcmFpbmluZxgHIAEoCCJNChNDcmVhdGVUZW5hbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSKAoIc2V0dGluZ3MYAiABKAsyFi5mZXJyeS5hZG1pbi52MS5UZW5hbnQiPgoUQ3JlYXRlVGVuYW50UmVzcG9uc2USJgoGdGVuYW50GAEgASgLMhYuZmVycnkuYWRtaW4udjEuVGVuYW50IiAKEEdldFRlbmFudFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI7ChFHZXRUZW5hbnRSZXNwb25zZRImCgZ0ZW5hbnQYASABKAsyFi5mZXJyeS5hZG1pbi52MS5UZW5hbnQiOwoSTGlzdFRlbmFudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlcKE0xpc3RUZW5hbnRzUmVzcG9uc2USJwoHdGVuYW50cxgBIAMoCzIWLmZlcnJ5LmFkbWluLnYxLlRlbmFudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIwoTRGVsZXRlVGVuYW50UmVxdWVzdBIMCgRuYW1lGAEgASgJIhYKFERlbGV0ZVRlbmFudFJlc3BvbnNlIjcKEENyZWF0ZUtleVJlcXVlc3QSDgoGdGVuYW50GAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIkUKEUNyZWF0ZUtleVJlc3BvbnNlEiAKA2tleRgBIAEoCzITLmZlcnJ5LmFkbWluLnYxLktleRIOCgZzZWNyZXQYAiABKAkiIQoPTGlzdEtleXNSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCSI1ChBMaXN0S2V5c1Jlc3BvbnNlEiEKBGtleXMYASADKAsyEy5mZXJyeS5hZG1pbi52MS5LZXkiMgoQUmV2b2tlS2V5UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSDgoGa2V5X2lkGAIgASgJIjUKEVJldm9rZUtleVJlc3BvbnNlEiAKA2tleRgBIAEoCzITLmZlcnJ5LmFkbWluLnYxLktleSInChVMaXN0Q29ubmVjdG9yc1JlcXVlc3QSDgoGdGVuYW50GAEgASgJIkcKFkxpc3RDb25uZWN0b3JzUmVzcG9uc2USLQoKY29ubmVjdG9ycxgBIAMoCzIZLmZlcnJ5LmFkbWluLnYxLkNvbm5lY3RvciJuChNVcGRhdGVUZW5hbnRSZXF1ZXN0EiYKBnRlbmFudBgBIAEoCzIWLmZlcnJ5LmFkbWluLnYxLlRlbmFudBIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siPgoUVXBkYXRlVGVuYW50UmVzcG9uc2USJgoGdGVuYW50GAEgASgLMhYuZmVycnkuYWRtaW4udjEuVGVuYW50InEKEFJvdGF0ZUtleVJlcXVlc3QSDgoGdGVuYW50GAEgASgJEg4KBmtleV9pZBgCIAEoCRIoCgVncmFjZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtkZXNjcmlwdGlvbhgEIAEoCSJrChFSb3RhdGVLZXlSZXNwb25zZRIgCgNrZXkYASABKAsyEy5mZXJyeS5hZG1pbi52MS5LZXkSDgoGc2VjcmV0GAIgASgJEiQKB29sZF9rZXkYAyABKAsyEy5mZXJyeS5hZG1pbi52MS5LZXkiUgoaRGlzY29ubmVjdENvbm5lY3RvclJlcXVlc3QSDgoGdGVuYW50GAEgASgJEhQKDGNvbm5lY3Rvcl9pZBgCIAEoCRIOCgZyZWFzb24YAyABKAkiLgobRGlzY29ubmVjdENvbm5lY3RvclJlc3BvbnNlEg8KB3R1bm5lbHMYASABKA0iJAoSTGlzdFRhcmdldHNSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCSI+ChNMaXN0VGFyZ2V0c1Jlc3BvbnNlEicKB3RhcmdldHMYASADKAsyFi5mZXJyeS5hZG1pbi52MS5UYXJnZXQiMQoPR2V0U3RhdHNSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkiPwoQR2V0U3RhdHNSZXNwb25zZRIrCgdlbnRyaWVzGAEgAygLMhouZmVycnkuYWRtaW4udjEuU3RhdHNFbnRyeSLMAQoWTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSDQoFYWN0b3IYAiABKAkSDgoGYWN0aW9uGAMgASgJEi4KCnN0YXJ0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBiABKA0SEgoKcGFnZV90b2tlbhgHIAEoCSJeChdMaXN0QXVkaXRFdmVudHNSZXNwb25zZRIqCgZldmVudHMYASADKAsyGi5mZXJyeS5hZG1pbi52MS5BdWRpdEV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI3ChJDcmVhdGVUb2tlblJlcXVlc3QSDAoEcm9sZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCSJLChNDcmVhdGVUb2tlblJlc3BvbnNlEiQKBXRva2VuGAEgASgLMhUuZmVycnkuYWRtaW4udjEuVG9rZW4SDgoGc2VjcmV0GAIgASgJIhMKEUxpc3RUb2tlbnNSZXF1ZXN0IjsKEkxpc3RUb2tlbnNSZXNwb25zZRIlCgZ0b2tlbnMYASADKAsyFS5mZXJyeS5hZG1pbi52MS5Ub2tlbiImChJSZXZva2VUb2tlblJlcXVlc3QSEAoIdG9rZW5faWQYASABKAkiOwoTUmV2b2tlVG9rZW5SZXNwb25zZRIkCgV0b2tlbhgBIAEoCzIVLmZlcnJ5LmFkbWluLnYxLlRva2VuIhIKEExpc3ROb2Rlc1JlcXVlc3QiOAoRTGlzdE5vZGVzUmVzcG9uc2USIwoFbm9kZXMYASADKAsyFC5mZXJyeS5hZG1pbi52MS5Ob2RlMsEMCgxBZG1pblNlcnZpY2USWQoMQ3JlYXRlVGVuYW50EiMuZmVycnkuYWRtaW4udjEuQ3JlYXRlVGVuYW50UmVxdWVzdBokLmZlcnJ5LmFkbWluLnYxLkNyZWF0ZVRlbmFudFJlc3BvbnNlElAKCUdldFRlbmFudBIgLmZlcnJ5LmFkbWluLnYxLkdldFRlbmFudFJlcXVlc3QaIS5mZXJyeS5hZG1pbi52MS5HZXRUZW5hbnRSZXNwb25zZRJWCgtMaXN0VGVuYW50cxIiLmZlcnJ5LmFkbWluLnYxLkxpc3RUZW5hbnRzUmVxdWVzdBojLmZlcnJ5LmFkbWluLnYxLkxpc3RUZW5hbnRzUmVzcG9uc2USWQoMRGVsZXRlVGVuYW50EiMuZmVycnkuYWRtaW4udjEuRGVsZXRlVGVuYW50UmVxdWVzdBokLmZlcnJ5LmFkbWluLnYxLkRlbGV0ZVRlbmFudFJlc3BvbnNlElAKCUNyZWF0ZUtleRIgLmZlcnJ5LmFkbWluLnYxLkNyZWF0ZUtleVJlcXVlc3QaIS5mZXJyeS5hZG1pbi52MS5DcmVhdGVLZXlSZXNwb25zZRJNCghMaXN0S2V5cxIfLmZlcnJ5LmFkbWluLnYxLkxpc3RLZXlzUmVxdWVzdBogLmZlcnJ5LmFkbWluLnYxLkxpc3RLZXlzUmVzcG9uc2USUAoJUmV2b2tlS2V5EiAuZmVycnkuYWRtaW4udjEuUmV2b2tlS2V5UmVxdWVzdBohLmZlcnJ5LmFkbWluLnYxLlJldm9rZUtleVJlc3BvbnNlEl8KDkxpc3RDb25uZWN0b3JzEiUuZmVycnkuYWRtaW4udjEuTGlzdENvbm5lY3RvcnNSZXF1ZXN0GiYuZmVycnkuYWRtaW4udjEuTGlzdENvbm5lY3RvcnNSZXNwb25zZRJZCgxVcGRhdGVUZW5hbnQSIy5mZXJyeS5hZG1pbi52MS5VcGRhdGVUZW5hbnRSZXF1ZXN0GiQuZmVycnkuYWRtaW4udjEuVXBkYXRlVGVuYW50UmVzcG9uc2USUAoJUm90YXRlS2V5EiAuZmVycnkuYWRtaW4udjEuUm90YXRlS2V5UmVxdWVzdBohLmZlcnJ5LmFkbWluLnYxLlJvdGF0ZUtleVJlc3BvbnNlEm4KE0Rpc2Nvbm5lY3RDb25uZWN0b3ISKi5mZXJyeS5hZG1pbi52MS5EaXNjb25uZWN0Q29ubmVjdG9yUmVxdWVzdBorLmZlcnJ5LmFkbWluLnYxLkRpc2Nvbm5lY3RDb25uZWN0b3JSZXNwb25zZRJWCgtMaXN0VGFyZ2V0cxIiLmZlcnJ5LmFkbWluLnYxLkxpc3RUYXJnZXRzUmVxdWVzdBojLmZlcnJ5LmFkbWluLnYxLkxpc3RUYXJnZXRzUmVzcG9uc2USTQoIR2V0U3RhdHMSHy5mZXJyeS5hZG1pbi52MS5HZXRTdGF0c1JlcXVlc3QaIC5mZXJyeS5hZG1pbi52MS5HZXRTdGF0c1Jlc3BvbnNlEmIKD0xpc3RBdWRpdEV2ZW50cxImLmZlcnJ5LmFkbWluLnYxLkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QaJy5mZXJyeS5hZG1pbi52MS5MaXN0QXVkaXRFdmVudHNSZXNwb25zZRJWCgtDcmVhdGVUb2tlbhIiLmZlcnJ5LmFkbWluLnYxLkNyZWF0ZVRva2VuUmVxdWVzdBojLmZlcnJ5LmFkbWluLnYxLkNyZWF0ZVRva2VuUmVzcG9uc2USUwoKTGlzdFRva2VucxIhLmZlcnJ5LmFkbWluLnYxLkxpc3RUb2tlbnNSZXF1ZXN0GiIuZmVycnkuYWRtaW4udjEuTGlzdFRva2Vuc1Jlc3BvbnNlElYKC1Jldm9rZVRva2VuEiIuZmVycnkuYWRtaW4udjEuUmV2b2tlVG9rZW5SZXF1ZXN0GiMuZmVycnkuYWRtaW4udjEuUmV2b2tlVG9rZW5SZXNwb25zZRJQCglMaXN0Tm9kZXMSIC5mZXJyeS5hZG1pbi52MS5MaXN0Tm9kZXNSZXF1ZXN0GiEuZmVycnkuYWRtaW4udjEuTGlzdE5vZGVzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Tenant is one customer. Tenants never see each other's traffic or objects.
@@ -33,6 +33,62 @@ export type Tenant = Message<"ferry.admin.v1.Tenant"> & {
    * @generated from field: google.protobuf.Timestamp create_time = 2;
    */
   createTime?: Timestamp | undefined;
+
+  /**
+   * Human-readable name, at most 200 characters.
+   *
+   * @generated from field: string display_name = 3;
+   */
+  displayName: string;
+
+  /**
+   * Operator's note, at most 1000 characters.
+   *
+   * @generated from field: string description = 4;
+   */
+  description: string;
+
+  /**
+   * A disabled tenant's requests get 403 and its connectors are disconnected and refused.
+   *
+   * @generated from field: bool disabled = 5;
+   */
+  disabled: boolean;
+
+  /**
+   * Time a target has to start its response; unset means the relay's --request-timeout.
+   *
+   * @generated from field: google.protobuf.Duration request_timeout = 6;
+   */
+  requestTimeout?: Duration | undefined;
+
+  /**
+   * Largest request body accepted, in bytes (413 beyond it); 0 means no limit.
+   *
+   * @generated from field: uint64 max_request_body_bytes = 7;
+   */
+  maxRequestBodyBytes: bigint;
+
+  /**
+   * Most exchanges in progress at once (503 with Retry-After beyond it); 0 means no limit.
+   *
+   * @generated from field: uint32 max_concurrent_exchanges = 8;
+   */
+  maxConcurrentExchanges: number;
+
+  /**
+   * Targets clients may reach (403 for others); empty means every target.
+   *
+   * @generated from field: repeated string allowed_targets = 9;
+   */
+  allowedTargets: string[];
+
+  /**
+   * When the settings last changed.
+   *
+   * @generated from field: google.protobuf.Timestamp update_time = 10;
+   */
+  updateTime?: Timestamp | undefined;
 };
 
 /**
@@ -82,6 +138,20 @@ export type Key = Message<"ferry.admin.v1.Key"> & {
    * @generated from field: google.protobuf.Timestamp revoke_time = 5;
    */
   revokeTime?: Timestamp | undefined;
+
+  /**
+   * When the key stops working (set by RotateKey on the old key); unset means never.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 6;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * The key that replaced this one in a rotation.
+   *
+   * @generated from field: string replaced_by = 7;
+   */
+  replacedBy: string;
 };
 
 /**
@@ -166,6 +236,20 @@ export type Connector = Message<"ferry.admin.v1.Connector"> & {
    * @generated from field: google.protobuf.Timestamp connect_time = 10;
    */
   connectTime?: Timestamp | undefined;
+
+  /**
+   * Relay nodes holding its tunnels.
+   *
+   * @generated from field: repeated string node_ids = 11;
+   */
+  nodeIds: string[];
+
+  /**
+   * Round-trip time of the latest keepalive ping (the slowest of its tunnels).
+   *
+   * @generated from field: google.protobuf.Duration last_ping_rtt = 12;
+   */
+  lastPingRtt?: Duration | undefined;
 };
 
 /**
@@ -174,6 +258,330 @@ export type Connector = Message<"ferry.admin.v1.Connector"> & {
  */
 export const ConnectorSchema: GenMessage<Connector> = /*@__PURE__*/
   messageDesc(file_ferry_admin_v1_admin_service, 2);
+
+/**
+ * Target is a name clients can reach, served by live connectors.
+ *
+ * @generated from message ferry.admin.v1.Target
+ */
+export type Target = Message<"ferry.admin.v1.Target"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Connectors that advertise it.
+   *
+   * @generated from field: uint32 connectors = 2;
+   */
+  connectors: number;
+
+  /**
+   * Tunnels over which it can be reached.
+   *
+   * @generated from field: uint32 tunnels = 3;
+   */
+  tunnels: number;
+
+  /**
+   * False when the tenant's allowed_targets leaves it out (clients get 403).
+   *
+   * @generated from field: bool allowed = 4;
+   */
+  allowed: boolean;
+};
+
+/**
+ * Describes the message ferry.admin.v1.Target.
+ * Use `create(TargetSchema)` to create a new message.
+ */
+export const TargetSchema: GenMessage<Target> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 3);
+
+/**
+ * TrafficStats counts exchanges over a period.
+ *
+ * @generated from message ferry.admin.v1.TrafficStats
+ */
+export type TrafficStats = Message<"ferry.admin.v1.TrafficStats"> & {
+  /**
+   * Exchanges answered (by the target or by Ferry).
+   *
+   * @generated from field: uint64 requests = 1;
+   */
+  requests: bigint;
+
+  /**
+   * Answers with status 4xx from the target.
+   *
+   * @generated from field: uint64 client_errors = 2;
+   */
+  clientErrors: bigint;
+
+  /**
+   * Answers with status 5xx from the target.
+   *
+   * @generated from field: uint64 server_errors = 3;
+   */
+  serverErrors: bigint;
+
+  /**
+   * Exchanges Ferry failed itself, by error code (no_connector, timeout, target_unreachable...).
+   *
+   * @generated from field: map<string, uint64> relay_errors = 4;
+   */
+  relayErrors: { [key: string]: bigint };
+
+  /**
+   * Request body bytes received from clients.
+   *
+   * @generated from field: uint64 bytes_in = 5;
+   */
+  bytesIn: bigint;
+
+  /**
+   * Response body bytes sent to clients.
+   *
+   * @generated from field: uint64 bytes_out = 6;
+   */
+  bytesOut: bigint;
+
+  /**
+   * Time from request to the end of the response.
+   *
+   * @generated from field: google.protobuf.Duration latency_p50 = 7;
+   */
+  latencyP50?: Duration | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration latency_p95 = 8;
+   */
+  latencyP95?: Duration | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration latency_p99 = 9;
+   */
+  latencyP99?: Duration | undefined;
+};
+
+/**
+ * Describes the message ferry.admin.v1.TrafficStats.
+ * Use `create(TrafficStatsSchema)` to create a new message.
+ */
+export const TrafficStatsSchema: GenMessage<TrafficStats> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 4);
+
+/**
+ * StatsEntry is the traffic of one target of a tenant (target "" is the tenant as a whole).
+ *
+ * @generated from message ferry.admin.v1.StatsEntry
+ */
+export type StatsEntry = Message<"ferry.admin.v1.StatsEntry"> & {
+  /**
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * @generated from field: string target = 2;
+   */
+  target: string;
+
+  /**
+   * The last `recent_window` (5 minutes).
+   *
+   * @generated from field: ferry.admin.v1.TrafficStats recent = 3;
+   */
+  recent?: TrafficStats | undefined;
+
+  /**
+   * Since the relay started.
+   *
+   * @generated from field: ferry.admin.v1.TrafficStats total = 4;
+   */
+  total?: TrafficStats | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration recent_window = 5;
+   */
+  recentWindow?: Duration | undefined;
+};
+
+/**
+ * Describes the message ferry.admin.v1.StatsEntry.
+ * Use `create(StatsEntrySchema)` to create a new message.
+ */
+export const StatsEntrySchema: GenMessage<StatsEntry> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 5);
+
+/**
+ * AuditEvent is one audited event: an admin change, a connector event, or a request summary.
+ *
+ * @generated from message ferry.admin.v1.AuditEvent
+ */
+export type AuditEvent = Message<"ferry.admin.v1.AuditEvent"> & {
+  /**
+   * Increasing number; a later event has a larger id.
+   *
+   * @generated from field: uint64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * Dotted verb: tenant.create, key.revoke, connector.connect, connector.refused, request...
+   *
+   * @generated from field: string action = 3;
+   */
+  action: string;
+
+  /**
+   * Who: "admin:<token id>", "connector:<key id>", "client:<address>" or "anonymous".
+   *
+   * @generated from field: string actor = 4;
+   */
+  actor: string;
+
+  /**
+   * Tenant concerned, when there is one.
+   *
+   * @generated from field: string tenant = 5;
+   */
+  tenant: string;
+
+  /**
+   * What happened (never a secret).
+   *
+   * @generated from field: google.protobuf.Struct details = 6;
+   */
+  details?: JsonObject | undefined;
+
+  /**
+   * For changes: the object before and after.
+   *
+   * @generated from field: google.protobuf.Struct before = 7;
+   */
+  before?: JsonObject | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Struct after = 8;
+   */
+  after?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message ferry.admin.v1.AuditEvent.
+ * Use `create(AuditEventSchema)` to create a new message.
+ */
+export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 6);
+
+/**
+ * Token is an admin API token; its secret is never stored or returned after creation.
+ *
+ * @generated from message ferry.admin.v1.Token
+ */
+export type Token = Message<"ferry.admin.v1.Token"> & {
+  /**
+   * @generated from field: string token_id = 1;
+   */
+  tokenId: string;
+
+  /**
+   * "admin" (everything), "viewer" (read only) or "tenant:<name>" (that tenant's objects only).
+   *
+   * @generated from field: string role = 2;
+   */
+  role: string;
+
+  /**
+   * @generated from field: string description = 3;
+   */
+  description: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 4;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * When it was revoked; unset while valid.
+   *
+   * @generated from field: google.protobuf.Timestamp revoke_time = 5;
+   */
+  revokeTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message ferry.admin.v1.Token.
+ * Use `create(TokenSchema)` to create a new message.
+ */
+export const TokenSchema: GenMessage<Token> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 7);
+
+/**
+ * Node is one relay node.
+ *
+ * @generated from message ferry.admin.v1.Node
+ */
+export type Node = Message<"ferry.admin.v1.Node"> & {
+  /**
+   * @generated from field: string node_id = 1;
+   */
+  nodeId: string;
+
+  /**
+   * Software version.
+   *
+   * @generated from field: string version = 2;
+   */
+  version: string;
+
+  /**
+   * Address the node serves on.
+   *
+   * @generated from field: string address = 3;
+   */
+  address: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp start_time = 4;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * Live tunnels on this node.
+   *
+   * @generated from field: uint32 tunnels = 5;
+   */
+  tunnels: number;
+
+  /**
+   * Exchanges in progress on this node.
+   *
+   * @generated from field: uint32 in_flight = 6;
+   */
+  inFlight: number;
+
+  /**
+   * The node is shutting down.
+   *
+   * @generated from field: bool draining = 7;
+   */
+  draining: boolean;
+};
+
+/**
+ * Describes the message ferry.admin.v1.Node.
+ * Use `create(NodeSchema)` to create a new message.
+ */
+export const NodeSchema: GenMessage<Node> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 8);
 
 /**
  * @generated from message ferry.admin.v1.CreateTenantRequest
@@ -185,6 +593,13 @@ export type CreateTenantRequest = Message<"ferry.admin.v1.CreateTenantRequest"> 
    * @generated from field: string name = 1;
    */
   name: string;
+
+  /**
+   * Optional settings for the new tenant (its name and times are ignored).
+   *
+   * @generated from field: ferry.admin.v1.Tenant settings = 2;
+   */
+  settings?: Tenant | undefined;
 };
 
 /**
@@ -192,7 +607,7 @@ export type CreateTenantRequest = Message<"ferry.admin.v1.CreateTenantRequest"> 
  * Use `create(CreateTenantRequestSchema)` to create a new message.
  */
 export const CreateTenantRequestSchema: GenMessage<CreateTenantRequest> = /*@__PURE__*/
-  messageDesc(file_ferry_admin_v1_admin_service, 3);
+  messageDesc(file_ferry_admin_v1_admin_service, 9);
 
 /**
  * @generated from message ferry.admin.v1.CreateTenantResponse
@@ -209,7 +624,7 @@ export type CreateTenantResponse = Message<"ferry.admin.v1.CreateTenantResponse"
  * Use `create(CreateTenantResponseSchema)` to create a new message.
  */
 export const CreateTenantResponseSchema: GenMessage<CreateTenantResponse> = /*@__PURE__*/
-  messageDesc(file_ferry_admin_v1_admin_service, 4);
+  messageDesc(file_ferry_admin_v1_admin_service, 10);
 
 /**
  * @generated from message ferry.admin.v1.GetTenantRequest
@@ -226,7 +641,7 @@ export type GetTenantRequest = Message<"ferry.admin.v1.GetTenantRequest"> & {
  * Use `create(GetTenantRequestSchema)` to create a new message.
  */
 export const GetTenantRequestSchema: GenMessage<GetTenantRequest> = /*@__PURE__*/
-  messageDesc(file_ferry_admin_v1_admin_service, 5);
+  messageDesc(file_ferry_admin_v1_admin_service, 11);
 
 /**
  * @generated from message ferry.admin.v1.GetTenantResponse
@@ -243,7 +658,7 @@ export type GetTenantResponse = Message<"ferry.admin.v1.GetTenantResponse"> & {
  * Use `create(GetTenantResponseSchema)` to create a new message.
  */
 export const GetTenantResponseSchema: GenMessage<GetTenantResponse> = /*@__PURE__*/
-  messageDesc(file_ferry_admin_v1_admin_service, 6);
+  messageDesc(file_ferry_admin_v1_admin_service, 12);
 
 /**
  * @generated from message ferry.admin.v1.ListTenantsRequest
@@ -269,7 +684,7 @@ export type ListTenantsRequest = Message<"ferry.admin.v1.ListTenantsRequest"> & 
  * Use `create(ListTenantsRequestSchema)` to create a new message.
  */
 export const ListTenantsRequestSchema: GenMessage<ListTenantsRequest> = /*@__PURE__*/
-  messageDesc(file_ferry_admin_v1_admin_service, 7);
+  messageDesc(file_ferry_admin_v1_admin_service, 13);
 
 /**
  * @generated from message ferry.admin.v1.ListTenantsResponse
@@ -293,7 +708,7 @@ export type ListTenantsResponse = Message<"ferry.admin.v1.ListTenantsResponse"> 
  * Use `create(ListTenantsResponseSchema)` to create a new message.
  */
 export const ListTenantsResponseSchema: GenMessage<ListTenantsResponse> = /*@__PURE__*/
-  messageDesc(file_ferry_admin_v1_admin_service, 8);
+  messageDesc(file_ferry_admin_v1_admin_service, 14);
 
 /**
  * @generated from message ferry.admin.v1.DeleteTenantRequest
@@ -310,7 +725,7 @@ export type DeleteTenantRequest = Message<"ferry.admin.v1.DeleteTenantRequest"> 
  * Use `create(DeleteTenantRequestSchema)` to create a new message.
  */
 export const DeleteTenantRequestSchema: GenMessage<DeleteTenantRequest> = /*@__PURE__*/
-  messageDesc(file_ferry_admin_v1_admin_service, 9);
+  messageDesc(file_ferry_admin_v1_admin_service, 15);
 
 /**
  * @generated from message ferry.admin.v1.DeleteTenantResponse
@@ -323,7 +738,7 @@ export type DeleteTenantResponse = Message<"ferry.admin.v1.DeleteTenantResponse"
  * Use `create(DeleteTenantResponseSchema)` to create a new message.
  */
 export const DeleteTenantResponseSchema: GenMessage<DeleteTenantResponse> = /*@__PURE__*/
-  messageDesc(file_ferry_admin_v1_admin_service, 10);
+  messageDesc(file_ferry_admin_v1_admin_service, 16);
 
 /**
  * @generated from message ferry.admin.v1.CreateKeyRequest
@@ -349,7 +764,7 @@ export type CreateKeyRequest = Message<"ferry.admin.v1.CreateKeyRequest"> & {
  * Use `create(CreateKeyRequestSchema)` to create a new message.
  */
 export const CreateKeyRequestSchema: GenMessage<CreateKeyRequest> = /*@__PURE__*/
-  messageDesc(file_ferry_admin_v1_admin_service, 11);
+  messageDesc(file_ferry_admin_v1_admin_service, 17);
 
 /**
  * @generated from message ferry.admin.v1.CreateKeyResponse
@@ -373,7 +788,7 @@ export type CreateKeyResponse = Message<"ferry.admin.v1.CreateKeyResponse"> & {
  * Use `create(CreateKeyResponseSchema)` to create a new message.
  */
 export const CreateKeyResponseSchema: GenMessage<CreateKeyResponse> = /*@__PURE__*/
-  messageDesc(file_ferry_admin_v1_admin_service, 12);
+  messageDesc(file_ferry_admin_v1_admin_service, 18);
 
 /**
  * @generated from message ferry.admin.v1.ListKeysRequest
@@ -390,7 +805,7 @@ export type ListKeysRequest = Message<"ferry.admin.v1.ListKeysRequest"> & {
  * Use `create(ListKeysRequestSchema)` to create a new message.
  */
 export const ListKeysRequestSchema: GenMessage<ListKeysRequest> = /*@__PURE__*/
-  messageDesc(file_ferry_admin_v1_admin_service, 13);
+  messageDesc(file_ferry_admin_v1_admin_service, 19);
 
 /**
  * @generated from message ferry.admin.v1.ListKeysResponse
@@ -407,7 +822,7 @@ export type ListKeysResponse = Message<"ferry.admin.v1.ListKeysResponse"> & {
  * Use `create(ListKeysResponseSchema)` to create a new message.
  */
 export const ListKeysResponseSchema: GenMessage<ListKeysResponse> = /*@__PURE__*/
-  messageDesc(file_ferry_admin_v1_admin_service, 14);
+  messageDesc(file_ferry_admin_v1_admin_service, 20);
 
 /**
  * @generated from message ferry.admin.v1.RevokeKeyRequest
@@ -429,7 +844,7 @@ export type RevokeKeyRequest = Message<"ferry.admin.v1.RevokeKeyRequest"> & {
  * Use `create(RevokeKeyRequestSchema)` to create a new message.
  */
 export const RevokeKeyRequestSchema: GenMessage<RevokeKeyRequest> = /*@__PURE__*/
-  messageDesc(file_ferry_admin_v1_admin_service, 15);
+  messageDesc(file_ferry_admin_v1_admin_service, 21);
 
 /**
  * @generated from message ferry.admin.v1.RevokeKeyResponse
@@ -446,7 +861,7 @@ export type RevokeKeyResponse = Message<"ferry.admin.v1.RevokeKeyResponse"> & {
  * Use `create(RevokeKeyResponseSchema)` to create a new message.
  */
 export const RevokeKeyResponseSchema: GenMessage<RevokeKeyResponse> = /*@__PURE__*/
-  messageDesc(file_ferry_admin_v1_admin_service, 16);
+  messageDesc(file_ferry_admin_v1_admin_service, 22);
 
 /**
  * @generated from message ferry.admin.v1.ListConnectorsRequest
@@ -463,7 +878,7 @@ export type ListConnectorsRequest = Message<"ferry.admin.v1.ListConnectorsReques
  * Use `create(ListConnectorsRequestSchema)` to create a new message.
  */
 export const ListConnectorsRequestSchema: GenMessage<ListConnectorsRequest> = /*@__PURE__*/
-  messageDesc(file_ferry_admin_v1_admin_service, 17);
+  messageDesc(file_ferry_admin_v1_admin_service, 23);
 
 /**
  * @generated from message ferry.admin.v1.ListConnectorsResponse
@@ -480,12 +895,468 @@ export type ListConnectorsResponse = Message<"ferry.admin.v1.ListConnectorsRespo
  * Use `create(ListConnectorsResponseSchema)` to create a new message.
  */
 export const ListConnectorsResponseSchema: GenMessage<ListConnectorsResponse> = /*@__PURE__*/
-  messageDesc(file_ferry_admin_v1_admin_service, 18);
+  messageDesc(file_ferry_admin_v1_admin_service, 24);
 
 /**
- * AdminService is the operator's API: tenants, connector keys and live
- * connectors. Served on the relay's one port over Connect (JSON or binary),
- * gRPC and gRPC-Web. Every call needs "authorization: Bearer <admin token>".
+ * @generated from message ferry.admin.v1.UpdateTenantRequest
+ */
+export type UpdateTenantRequest = Message<"ferry.admin.v1.UpdateTenantRequest"> & {
+  /**
+   * The tenant (by name) with the new values.
+   *
+   * @generated from field: ferry.admin.v1.Tenant tenant = 1;
+   */
+  tenant?: Tenant | undefined;
+
+  /**
+   * Which fields to change, e.g. "disabled,max_concurrent_exchanges" (JSON: "disabled,maxConcurrentExchanges").
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 2;
+   */
+  updateMask?: FieldMask | undefined;
+};
+
+/**
+ * Describes the message ferry.admin.v1.UpdateTenantRequest.
+ * Use `create(UpdateTenantRequestSchema)` to create a new message.
+ */
+export const UpdateTenantRequestSchema: GenMessage<UpdateTenantRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 25);
+
+/**
+ * @generated from message ferry.admin.v1.UpdateTenantResponse
+ */
+export type UpdateTenantResponse = Message<"ferry.admin.v1.UpdateTenantResponse"> & {
+  /**
+   * @generated from field: ferry.admin.v1.Tenant tenant = 1;
+   */
+  tenant?: Tenant | undefined;
+};
+
+/**
+ * Describes the message ferry.admin.v1.UpdateTenantResponse.
+ * Use `create(UpdateTenantResponseSchema)` to create a new message.
+ */
+export const UpdateTenantResponseSchema: GenMessage<UpdateTenantResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 26);
+
+/**
+ * @generated from message ferry.admin.v1.RotateKeyRequest
+ */
+export type RotateKeyRequest = Message<"ferry.admin.v1.RotateKeyRequest"> & {
+  /**
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * @generated from field: string key_id = 2;
+   */
+  keyId: string;
+
+  /**
+   * How long the old key keeps working; 0 revokes it at once. Default 24h.
+   *
+   * @generated from field: google.protobuf.Duration grace = 3;
+   */
+  grace?: Duration | undefined;
+
+  /**
+   * Note for the new key; default: the old key's.
+   *
+   * @generated from field: string description = 4;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.RotateKeyRequest.
+ * Use `create(RotateKeyRequestSchema)` to create a new message.
+ */
+export const RotateKeyRequestSchema: GenMessage<RotateKeyRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 27);
+
+/**
+ * @generated from message ferry.admin.v1.RotateKeyResponse
+ */
+export type RotateKeyResponse = Message<"ferry.admin.v1.RotateKeyResponse"> & {
+  /**
+   * The new key.
+   *
+   * @generated from field: ferry.admin.v1.Key key = 1;
+   */
+  key?: Key | undefined;
+
+  /**
+   * The new key's secret. Shown once.
+   *
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+
+  /**
+   * The old key, with its expire_time.
+   *
+   * @generated from field: ferry.admin.v1.Key old_key = 3;
+   */
+  oldKey?: Key | undefined;
+};
+
+/**
+ * Describes the message ferry.admin.v1.RotateKeyResponse.
+ * Use `create(RotateKeyResponseSchema)` to create a new message.
+ */
+export const RotateKeyResponseSchema: GenMessage<RotateKeyResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 28);
+
+/**
+ * @generated from message ferry.admin.v1.DisconnectConnectorRequest
+ */
+export type DisconnectConnectorRequest = Message<"ferry.admin.v1.DisconnectConnectorRequest"> & {
+  /**
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * @generated from field: string connector_id = 2;
+   */
+  connectorId: string;
+
+  /**
+   * Why, for the audit log and the connector's log.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.DisconnectConnectorRequest.
+ * Use `create(DisconnectConnectorRequestSchema)` to create a new message.
+ */
+export const DisconnectConnectorRequestSchema: GenMessage<DisconnectConnectorRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 29);
+
+/**
+ * @generated from message ferry.admin.v1.DisconnectConnectorResponse
+ */
+export type DisconnectConnectorResponse = Message<"ferry.admin.v1.DisconnectConnectorResponse"> & {
+  /**
+   * Tunnels closed.
+   *
+   * @generated from field: uint32 tunnels = 1;
+   */
+  tunnels: number;
+};
+
+/**
+ * Describes the message ferry.admin.v1.DisconnectConnectorResponse.
+ * Use `create(DisconnectConnectorResponseSchema)` to create a new message.
+ */
+export const DisconnectConnectorResponseSchema: GenMessage<DisconnectConnectorResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 30);
+
+/**
+ * @generated from message ferry.admin.v1.ListTargetsRequest
+ */
+export type ListTargetsRequest = Message<"ferry.admin.v1.ListTargetsRequest"> & {
+  /**
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.ListTargetsRequest.
+ * Use `create(ListTargetsRequestSchema)` to create a new message.
+ */
+export const ListTargetsRequestSchema: GenMessage<ListTargetsRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 31);
+
+/**
+ * @generated from message ferry.admin.v1.ListTargetsResponse
+ */
+export type ListTargetsResponse = Message<"ferry.admin.v1.ListTargetsResponse"> & {
+  /**
+   * @generated from field: repeated ferry.admin.v1.Target targets = 1;
+   */
+  targets: Target[];
+};
+
+/**
+ * Describes the message ferry.admin.v1.ListTargetsResponse.
+ * Use `create(ListTargetsResponseSchema)` to create a new message.
+ */
+export const ListTargetsResponseSchema: GenMessage<ListTargetsResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 32);
+
+/**
+ * @generated from message ferry.admin.v1.GetStatsRequest
+ */
+export type GetStatsRequest = Message<"ferry.admin.v1.GetStatsRequest"> & {
+  /**
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * One target only; empty for every target and the tenant total.
+   *
+   * @generated from field: string target = 2;
+   */
+  target: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.GetStatsRequest.
+ * Use `create(GetStatsRequestSchema)` to create a new message.
+ */
+export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 33);
+
+/**
+ * @generated from message ferry.admin.v1.GetStatsResponse
+ */
+export type GetStatsResponse = Message<"ferry.admin.v1.GetStatsResponse"> & {
+  /**
+   * @generated from field: repeated ferry.admin.v1.StatsEntry entries = 1;
+   */
+  entries: StatsEntry[];
+};
+
+/**
+ * Describes the message ferry.admin.v1.GetStatsResponse.
+ * Use `create(GetStatsResponseSchema)` to create a new message.
+ */
+export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 34);
+
+/**
+ * @generated from message ferry.admin.v1.ListAuditEventsRequest
+ */
+export type ListAuditEventsRequest = Message<"ferry.admin.v1.ListAuditEventsRequest"> & {
+  /**
+   * Filters; empty matches everything. `action` matches a prefix ("key." matches key.create and key.revoke).
+   *
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * @generated from field: string actor = 2;
+   */
+  actor: string;
+
+  /**
+   * @generated from field: string action = 3;
+   */
+  action: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp start_time = 4;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 5;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * Most events to return; 0 means 100. At most 1000.
+   *
+   * @generated from field: uint32 page_size = 6;
+   */
+  pageSize: number;
+
+  /**
+   * next_page_token of the previous page; empty for the first.
+   *
+   * @generated from field: string page_token = 7;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.ListAuditEventsRequest.
+ * Use `create(ListAuditEventsRequestSchema)` to create a new message.
+ */
+export const ListAuditEventsRequestSchema: GenMessage<ListAuditEventsRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 35);
+
+/**
+ * @generated from message ferry.admin.v1.ListAuditEventsResponse
+ */
+export type ListAuditEventsResponse = Message<"ferry.admin.v1.ListAuditEventsResponse"> & {
+  /**
+   * @generated from field: repeated ferry.admin.v1.AuditEvent events = 1;
+   */
+  events: AuditEvent[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.ListAuditEventsResponse.
+ * Use `create(ListAuditEventsResponseSchema)` to create a new message.
+ */
+export const ListAuditEventsResponseSchema: GenMessage<ListAuditEventsResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 36);
+
+/**
+ * @generated from message ferry.admin.v1.CreateTokenRequest
+ */
+export type CreateTokenRequest = Message<"ferry.admin.v1.CreateTokenRequest"> & {
+  /**
+   * "admin", "viewer" or "tenant:<name>".
+   *
+   * @generated from field: string role = 1;
+   */
+  role: string;
+
+  /**
+   * Operator's note, at most 200 characters.
+   *
+   * @generated from field: string description = 2;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.CreateTokenRequest.
+ * Use `create(CreateTokenRequestSchema)` to create a new message.
+ */
+export const CreateTokenRequestSchema: GenMessage<CreateTokenRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 37);
+
+/**
+ * @generated from message ferry.admin.v1.CreateTokenResponse
+ */
+export type CreateTokenResponse = Message<"ferry.admin.v1.CreateTokenResponse"> & {
+  /**
+   * @generated from field: ferry.admin.v1.Token token = 1;
+   */
+  token?: Token | undefined;
+
+  /**
+   * The token secret. Shown once: only its hash is stored.
+   *
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.CreateTokenResponse.
+ * Use `create(CreateTokenResponseSchema)` to create a new message.
+ */
+export const CreateTokenResponseSchema: GenMessage<CreateTokenResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 38);
+
+/**
+ * @generated from message ferry.admin.v1.ListTokensRequest
+ */
+export type ListTokensRequest = Message<"ferry.admin.v1.ListTokensRequest"> & {
+};
+
+/**
+ * Describes the message ferry.admin.v1.ListTokensRequest.
+ * Use `create(ListTokensRequestSchema)` to create a new message.
+ */
+export const ListTokensRequestSchema: GenMessage<ListTokensRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 39);
+
+/**
+ * @generated from message ferry.admin.v1.ListTokensResponse
+ */
+export type ListTokensResponse = Message<"ferry.admin.v1.ListTokensResponse"> & {
+  /**
+   * @generated from field: repeated ferry.admin.v1.Token tokens = 1;
+   */
+  tokens: Token[];
+};
+
+/**
+ * Describes the message ferry.admin.v1.ListTokensResponse.
+ * Use `create(ListTokensResponseSchema)` to create a new message.
+ */
+export const ListTokensResponseSchema: GenMessage<ListTokensResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 40);
+
+/**
+ * @generated from message ferry.admin.v1.RevokeTokenRequest
+ */
+export type RevokeTokenRequest = Message<"ferry.admin.v1.RevokeTokenRequest"> & {
+  /**
+   * @generated from field: string token_id = 1;
+   */
+  tokenId: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.RevokeTokenRequest.
+ * Use `create(RevokeTokenRequestSchema)` to create a new message.
+ */
+export const RevokeTokenRequestSchema: GenMessage<RevokeTokenRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 41);
+
+/**
+ * @generated from message ferry.admin.v1.RevokeTokenResponse
+ */
+export type RevokeTokenResponse = Message<"ferry.admin.v1.RevokeTokenResponse"> & {
+  /**
+   * @generated from field: ferry.admin.v1.Token token = 1;
+   */
+  token?: Token | undefined;
+};
+
+/**
+ * Describes the message ferry.admin.v1.RevokeTokenResponse.
+ * Use `create(RevokeTokenResponseSchema)` to create a new message.
+ */
+export const RevokeTokenResponseSchema: GenMessage<RevokeTokenResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 42);
+
+/**
+ * @generated from message ferry.admin.v1.ListNodesRequest
+ */
+export type ListNodesRequest = Message<"ferry.admin.v1.ListNodesRequest"> & {
+};
+
+/**
+ * Describes the message ferry.admin.v1.ListNodesRequest.
+ * Use `create(ListNodesRequestSchema)` to create a new message.
+ */
+export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 43);
+
+/**
+ * @generated from message ferry.admin.v1.ListNodesResponse
+ */
+export type ListNodesResponse = Message<"ferry.admin.v1.ListNodesResponse"> & {
+  /**
+   * @generated from field: repeated ferry.admin.v1.Node nodes = 1;
+   */
+  nodes: Node[];
+};
+
+/**
+ * Describes the message ferry.admin.v1.ListNodesResponse.
+ * Use `create(ListNodesResponseSchema)` to create a new message.
+ */
+export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 44);
+
+/**
+ * AdminService is the operator's API: tenants, connector keys, live
+ * connectors, targets, statistics, the audit log, admin tokens and nodes.
+ * Served on the relay's one port over Connect (JSON or binary), gRPC and
+ * gRPC-Web. Every call needs "authorization: Bearer <admin token>"; what a
+ * token may do depends on its role (see Token.role).
  *
  * @generated from service ferry.admin.v1.AdminService
  */
@@ -569,6 +1440,106 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ListConnectorsRequestSchema;
     output: typeof ListConnectorsResponseSchema;
+  },
+  /**
+   * UpdateTenant changes the settings named in update_mask.
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.UpdateTenant
+   */
+  updateTenant: {
+    methodKind: "unary";
+    input: typeof UpdateTenantRequestSchema;
+    output: typeof UpdateTenantResponseSchema;
+  },
+  /**
+   * RotateKey mints a successor key; the old one stays valid for the grace period.
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.RotateKey
+   */
+  rotateKey: {
+    methodKind: "unary";
+    input: typeof RotateKeyRequestSchema;
+    output: typeof RotateKeyResponseSchema;
+  },
+  /**
+   * DisconnectConnector closes a connector's tunnels (it reconnects by itself unless its key is gone).
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.DisconnectConnector
+   */
+  disconnectConnector: {
+    methodKind: "unary";
+    input: typeof DisconnectConnectorRequestSchema;
+    output: typeof DisconnectConnectorResponseSchema;
+  },
+  /**
+   * ListTargets returns the targets a tenant's live connectors serve.
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.ListTargets
+   */
+  listTargets: {
+    methodKind: "unary";
+    input: typeof ListTargetsRequestSchema;
+    output: typeof ListTargetsResponseSchema;
+  },
+  /**
+   * GetStats returns traffic statistics of a tenant, per target and in total.
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.GetStats
+   */
+  getStats: {
+    methodKind: "unary";
+    input: typeof GetStatsRequestSchema;
+    output: typeof GetStatsResponseSchema;
+  },
+  /**
+   * ListAuditEvents returns audit events, newest first, a page at a time.
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.ListAuditEvents
+   */
+  listAuditEvents: {
+    methodKind: "unary";
+    input: typeof ListAuditEventsRequestSchema;
+    output: typeof ListAuditEventsResponseSchema;
+  },
+  /**
+   * CreateToken mints an admin token. The secret is in the response only.
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.CreateToken
+   */
+  createToken: {
+    methodKind: "unary";
+    input: typeof CreateTokenRequestSchema;
+    output: typeof CreateTokenResponseSchema;
+  },
+  /**
+   * ListTokens returns admin tokens (never their secrets).
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.ListTokens
+   */
+  listTokens: {
+    methodKind: "unary";
+    input: typeof ListTokensRequestSchema;
+    output: typeof ListTokensResponseSchema;
+  },
+  /**
+   * RevokeToken makes an admin token unusable at once.
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.RevokeToken
+   */
+  revokeToken: {
+    methodKind: "unary";
+    input: typeof RevokeTokenRequestSchema;
+    output: typeof RevokeTokenResponseSchema;
+  },
+  /**
+   * ListNodes returns the relay nodes.
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.ListNodes
+   */
+  listNodes: {
+    methodKind: "unary";
+    input: typeof ListNodesRequestSchema;
+    output: typeof ListNodesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ferry_admin_v1_admin_service, 0);

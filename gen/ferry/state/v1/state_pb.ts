@@ -4,15 +4,15 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file ferry/state/v1/state.proto.
  */
 export const file_ferry_state_v1_state: GenFile = /*@__PURE__*/
-  fileDesc("ChpmZXJyeS9zdGF0ZS92MS9zdGF0ZS5wcm90bxIOZmVycnkuc3RhdGUudjEiTQoMVGVuYW50UmVjb3JkEgwKBG5hbWUYASABKAkSLwoLY3JlYXRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrkBCglLZXlSZWNvcmQSDgoGa2V5X2lkGAEgASgJEg4KBnRlbmFudBgCIAEoCRIVCg1zZWNyZXRfc2hhMjU2GAMgASgMEhMKC2Rlc2NyaXB0aW9uGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAijwEKEEFkbWluVG9rZW5SZWNvcmQSEAoIdG9rZW5faWQYASABKAkSFQoNc2VjcmV0X3NoYTI1NhgCIAEoDBIMCgRyb2xlGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcGIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChpmZXJyeS9zdGF0ZS92MS9zdGF0ZS5wcm90bxIOZmVycnkuc3RhdGUudjEiygIKDFRlbmFudFJlY29yZBIMCgRuYW1lGAEgASgJEi8KC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxkaXNwbGF5X25hbWUYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSEAoIZGlzYWJsZWQYBSABKAgSMgoPcmVxdWVzdF90aW1lb3V0GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEh4KFm1heF9yZXF1ZXN0X2JvZHlfYnl0ZXMYByABKAQSIAoYbWF4X2NvbmN1cnJlbnRfZXhjaGFuZ2VzGAggASgNEhcKD2FsbG93ZWRfdGFyZ2V0cxgJIAMoCRIvCgt1cGRhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi/wEKCUtleVJlY29yZBIOCgZrZXlfaWQYASABKAkSDgoGdGVuYW50GAIgASgJEhUKDXNlY3JldF9zaGEyNTYYAyABKAwSEwoLZGVzY3JpcHRpb24YBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmVwbGFjZWRfYnkYCCABKAkiwAEKEEFkbWluVG9rZW5SZWNvcmQSEAoIdG9rZW5faWQYASABKAkSFQoNc2VjcmV0X3NoYTI1NhgCIAEoDBIMCgRyb2xlGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * TenantRecord is a tenant as stored.
@@ -29,6 +29,48 @@ export type TenantRecord = Message<"ferry.state.v1.TenantRecord"> & {
    * @generated from field: google.protobuf.Timestamp create_time = 2;
    */
   createTime?: Timestamp | undefined;
+
+  /**
+   * Settings, as in ferry.admin.v1.Tenant.
+   *
+   * @generated from field: string display_name = 3;
+   */
+  displayName: string;
+
+  /**
+   * @generated from field: string description = 4;
+   */
+  description: string;
+
+  /**
+   * @generated from field: bool disabled = 5;
+   */
+  disabled: boolean;
+
+  /**
+   * @generated from field: google.protobuf.Duration request_timeout = 6;
+   */
+  requestTimeout?: Duration | undefined;
+
+  /**
+   * @generated from field: uint64 max_request_body_bytes = 7;
+   */
+  maxRequestBodyBytes: bigint;
+
+  /**
+   * @generated from field: uint32 max_concurrent_exchanges = 8;
+   */
+  maxConcurrentExchanges: number;
+
+  /**
+   * @generated from field: repeated string allowed_targets = 9;
+   */
+  allowedTargets: string[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp update_time = 10;
+   */
+  updateTime?: Timestamp | undefined;
 };
 
 /**
@@ -77,6 +119,20 @@ export type KeyRecord = Message<"ferry.state.v1.KeyRecord"> & {
    * @generated from field: google.protobuf.Timestamp revoke_time = 6;
    */
   revokeTime?: Timestamp | undefined;
+
+  /**
+   * Set by a rotation: the key stops working then.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 7;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * The key that replaced this one.
+   *
+   * @generated from field: string replaced_by = 8;
+   */
+  replacedBy: string;
 };
 
 /**
@@ -105,7 +161,7 @@ export type AdminTokenRecord = Message<"ferry.state.v1.AdminTokenRecord"> & {
   secretSha256: Uint8Array;
 
   /**
-   * "admin" for now; more roles come with the full admin API.
+   * "admin", "viewer" or "tenant:<name>".
    *
    * @generated from field: string role = 3;
    */
@@ -120,6 +176,13 @@ export type AdminTokenRecord = Message<"ferry.state.v1.AdminTokenRecord"> & {
    * @generated from field: google.protobuf.Timestamp create_time = 5;
    */
   createTime?: Timestamp | undefined;
+
+  /**
+   * Set when revoked.
+   *
+   * @generated from field: google.protobuf.Timestamp revoke_time = 6;
+   */
+  revokeTime?: Timestamp | undefined;
 };
 
 /**
