@@ -1,4 +1,7 @@
 import { Command, Option } from "commander";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Metrics } from "../../services/observability/metrics.js";
 import { parseDuration } from "../sdk/duration.js";
 import { FerryError } from "../sdk/errors.js";
 import { createLogger } from "../sdk/logger.js";
@@ -17,6 +20,9 @@ export function relayCommand(): Command {
     .option("--grace <duration>", "on SIGTERM, how long in-flight exchanges may take to finish", "30s")
     .option("--trust-proxy <cidr>", "believe X-Forwarded-* from this address or range (repeatable)", collect, [])
     .option("--node-id <id>", "name of this node in logs and the admin API (default: random)")
+    .option("--audit-retention <days>", "days of audit log kept in the data directory", "30")
+    .option("--no-audit-requests", "do not write a summary of every request to the audit log")
+    .option("--metrics-listen <host:port>", "also serve /metrics without a token on this (internal) address")
     .addOption(new Option("--log-level <level>", "log level").choices(["trace", "debug", "info", "warn", "error"]).default("info"))
     .addHelpText(
       "after",
@@ -41,6 +47,8 @@ export function relayCommand(): Command {
         keepaliveMs,
         trustedProxies: o.trustProxy,
         nodeId: o.nodeId,
+        auditRetentionDays: positiveInt(o.auditRetention, "--audit-retention"),
+        auditRequests: o.auditRequests,
       }));
       const server = await listen(relay.handle, { host, port, tlsCert: o.tlsCert, tlsKey: o.tlsKey, keepaliveMs }).catch(
         async (err: NodeJS.ErrnoException) => {
@@ -52,6 +60,9 @@ export function relayCommand(): Command {
               : err;
         },
       );
+      relay.setAddress(server.url);
+      const metricsServer = o.metricsListen ? await serveMetrics(relay.metrics, parseListen(o.metricsListen)) : undefined;
+      if (metricsServer) log.info({ url: `${metricsServer.url}/metrics` }, "metrics listening");
       if (relay.mintedAdminToken) {
         // Straight to the terminal, never through the logger: it must not end up in log storage.
         process.stderr.write(
@@ -65,6 +76,7 @@ export function relayCommand(): Command {
         const { unfinished } = await relay.drain(graceMs);
         if (unfinished > 0) log.warn({ unfinished }, "grace period over; cutting exchanges still in flight");
         await server.close(2_000);
+        metricsServer?.server.close();
         await relay.close();
         log.info("relay stopped");
       });
@@ -82,4 +94,29 @@ async function withFsErrors<T>(dir: string, fn: () => Promise<T>): Promise<T> {
     }
     throw err;
   }
+}
+
+function positiveInt(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new FerryError("invalid_argument", "invalid_number", `${flag} "${text}" is not a whole number >= 1`);
+  return n;
+}
+
+/** /metrics alone, without a token, on an address meant for an internal network. */
+async function serveMetrics(metrics: Metrics, where: { host: string; port: number }) {
+  const { metricsEndpoint } = await import("../../services/relay/metrics-endpoint.js");
+  const endpoint = metricsEndpoint(metrics);
+  const server = createServer((req, res) => {
+    if (req.url?.split("?")[0] === "/metrics") return endpoint(req, res);
+    res.writeHead(404, { "content-type": "text/plain" });
+    res.end("only /metrics here\n");
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (err: NodeJS.ErrnoException) =>
+      reject(new FerryError("failed_precondition", "listen_failed", `cannot listen on ${where.host}:${where.port} for metrics: ${err.code}`)),
+    );
+    server.listen(where.port, where.host, resolve);
+  });
+  const a = server.address() as AddressInfo;
+  return { server, url: `http://${a.family === "IPv6" ? `[${a.address}]` : a.address}:${a.port}` };
 }

@@ -1,18 +1,24 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { FerryError } from "../sdk/errors.js";
 
+/** Exit codes scripts rely on: 0 done, 1 usage or local error, 2 the server refused or failed the call. */
+export const EXIT_USAGE = 1;
+export const EXIT_SERVER = 2;
+
 /**
- * The CLI's error edge: a FerryError or ConnectError becomes one line on
- * stderr and exit code 1; anything else is a bug and shows its stack.
+ * The CLI's error edge: a FerryError (bad input, local failure) becomes one
+ * line on stderr and exit 1; a ConnectError (the relay's answer) its code and
+ * message and exit 2; anything else is a bug and shows its stack.
  */
 export async function runMain(main: () => Promise<unknown>): Promise<void> {
   try {
     await main();
   } catch (err) {
-    process.exitCode = 1;
+    process.exitCode = EXIT_USAGE;
     if (err instanceof FerryError) {
       process.stderr.write(`ferry: ${err.message}\n`);
     } else if (err instanceof ConnectError) {
+      process.exitCode = EXIT_SERVER;
       process.stderr.write(`ferry: ${codeName(err)}: ${err.rawMessage}\n`);
     } else {
       process.stderr.write(`ferry: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);

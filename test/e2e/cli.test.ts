@@ -46,15 +46,15 @@ describe("ferry admin", () => {
     const list = await admin("tenants", "list", "--json");
     expect(list.code).toBe(0);
     expect(JSON.parse(list.stdout).tenants.map((t: { name: string }) => t.name)).toContain("acme");
-    expect((await admin("tenants", "list")).stdout).toMatch(/^NAME\s+CREATED\nacme\s+\d{4}-/);
-    expect(await admin("tenants", "create", "acme")).toMatchObject({ code: 1, stderr: 'ferry: already_exists: tenant "acme" already exists\n' });
+    expect((await admin("tenants", "list")).stdout).toMatch(/^NAME\s+STATUS\s+DISPLAY NAME\s+CREATED\nacme\s+enabled\s+\d{4}-/);
+    expect(await admin("tenants", "create", "acme")).toMatchObject({ code: 2, stderr: 'ferry: already_exists: tenant "acme" already exists\n' });
     expect(await admin("tenants", "delete", "acme")).toMatchObject({ code: 0, stdout: "deleted tenant acme\n" });
-    expect((await admin("tenants", "get", "acme")).stderr).toBe('ferry: not_found: tenant "acme" does not exist\n');
+    expect(await admin("tenants", "get", "acme")).toMatchObject({ code: 2, stderr: 'ferry: not_found: tenant "acme" does not exist\n' });
   });
 
   it("rejects bad names with a message naming the field", async () => {
     const r = await admin("tenants", "create", "Bad_Name");
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stderr).toContain('invalid_argument: tenant "Bad_Name" is not a DNS label');
   });
 
@@ -81,14 +81,14 @@ describe("ferry admin", () => {
   });
 
   it("explains a missing or wrong token", async () => {
-    const missing = await runFerry(["admin", "--relay", relay.url, "tenants", "list"], { FERRY_ADMIN_TOKEN: "" });
-    expect(missing).toMatchObject({ code: 1, stderr: "ferry: no admin token: pass --token or set FERRY_ADMIN_TOKEN\n" });
+    const missing = await runFerry(["admin", "--relay", relay.url, "tenants", "list"], { FERRY_ADMIN_TOKEN: "", FERRY_TOKEN: "" });
+    expect(missing).toMatchObject({ code: 1, stderr: "ferry: no admin token: pass --token or set FERRY_TOKEN\n" });
     const wrong = await runFerry(["admin", "--relay", relay.url, "--token", "nope-nope-nope-nope", "tenants", "list"]);
-    expect(wrong).toMatchObject({ code: 1, stderr: "ferry: unauthenticated: admin token is not valid\n" });
+    expect(wrong).toMatchObject({ code: 2, stderr: "ferry: unauthenticated: admin token is not valid\n" });
   });
 
   it("takes the relay and token from the environment", async () => {
-    const r = await runFerry(["admin", "tenants", "list", "--json"], { FERRY_RELAY: relay.url, FERRY_ADMIN_TOKEN: ADMIN_TOKEN });
+    const r = await runFerry(["admin", "tenants", "list", "--json"], { FERRY_RELAY: relay.url, FERRY_TOKEN: ADMIN_TOKEN, FERRY_ADMIN_TOKEN: "" });
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toHaveProperty("tenants");
   });
