@@ -33,6 +33,7 @@ export async function startTestRelay(
     tlsCert: options.tlsCert,
     tlsKey: options.tlsKey,
   });
+  relay.setAddress(server.url);
   const admin = createAdminClient(server.url, ADMIN_TOKEN, { ca: options.ca ? readFileSync(options.ca) : undefined });
   return {
     relay,
