@@ -36,5 +36,28 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     const pretty = createRequire(import.meta.url)("pino-pretty") as typeof import("pino-pretty");
     return pino(config, pretty({ colorize: true, sync: true, ignore: "pid,hostname" }));
   }
-  return pino(config, pino.destination({ sync: true }));
+  return pino(config, stdout());
+}
+
+let shared: ReturnType<typeof pino.destination> | undefined;
+
+/**
+ * Standard output, buffered: a relay logs a line per exchange, and a write
+ * call per line would cost more than the exchange itself. Lines go out at 4
+ * KiB or every 100 ms, and whatever is left when the process exits.
+ */
+function stdout(): ReturnType<typeof pino.destination> {
+  if (shared) return shared;
+  const dest = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  const timer = setInterval(() => dest.flush(), 100);
+  timer.unref();
+  process.once("exit", () => {
+    try {
+      dest.flushSync();
+    } catch {
+      // stdout is gone (a closed pipe): nothing more can be said
+    }
+  });
+  shared = dest;
+  return dest;
 }

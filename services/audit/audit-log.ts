@@ -142,8 +142,7 @@ class FileAuditLog implements AuditLog {
 
   recordRequest(input: AuditInput): void {
     try {
-      const event = this.stamp(input);
-      const line = `${JSON.stringify(toJson(AuditEventSchema, event))}\n`;
+      const line = `${this.requestLine(input)}\n`;
       this.pending.push({ day: dayOf(this.lastMs), line });
       this.pendingBytes += Buffer.byteLength(line);
     } catch (err) {
@@ -218,6 +217,26 @@ class FileAuditLog implements AuditLog {
       before: toStruct(input.before),
       after: toStruct(input.after),
     });
+  }
+
+  /**
+   * The proto JSON of a request summary, written by hand: one is made per
+   * request, and building an AuditEvent message to convert it costs more than
+   * the rest of the audit path. Same shape as toJson(AuditEventSchema, ...):
+   * uint64 id as a string, RFC 3339 time, empty fields left out.
+   */
+  private requestLine(input: AuditInput): string {
+    this.lastMs = Math.max(this.now().getTime(), this.lastMs);
+    const line: Record<string, unknown> = {
+      id: String(++this.lastId),
+      time: new Date(this.lastMs).toISOString().replace(".000Z", "Z"),
+      action: input.action,
+      actor: input.actor,
+    };
+    if (input.tenant) line.tenant = input.tenant;
+    if (input.details) line.details = input.details;
+    // As toStruct does: bigints become strings (Struct has no integer type).
+    return JSON.stringify(line, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
   }
 
   /** Appends buffered request events, each run of one day to that day's file. Errors drop the batch (memory stays bounded) and are logged. */
