@@ -198,7 +198,8 @@ function verb(parent: Command, spec: string, description: string, action: Action
   cmd.action(async (...params: unknown[]) => {
     const self = params[params.length - 1] as Command;
     const o = self.optsWithGlobals() as Opts;
-    const token = o.token ?? process.env.FERRY_TOKEN ?? process.env.FERRY_ADMIN_TOKEN;
+    // An empty variable counts as unset, as the relay treats FERRY_ADMIN_TOKEN.
+    const token = o.token || process.env.FERRY_TOKEN || process.env.FERRY_ADMIN_TOKEN;
     if (!token) throw usage("no admin token: pass --token or set FERRY_TOKEN");
     let relay: URL;
     try {

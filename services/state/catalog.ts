@@ -162,6 +162,10 @@ export class Catalog {
     if (old.revokeTime || passed(old.expireTime)) {
       throw new FerryError("failed_precondition", "key_not_valid", `key "${keyId}" is already revoked or expired`);
     }
+    if (old.replacedBy) {
+      // Rotating it again would mint a second successor and stretch the old key's grace without end.
+      throw new FerryError("failed_precondition", "key_rotated", `key "${keyId}" was already rotated to "${old.replacedBy}": rotate that one`);
+    }
     if (graceMs < 0 || graceMs > 365 * 86_400_000) {
       throw new FerryError("invalid_argument", "invalid_grace", "grace must be between 0 and 365 days");
     }

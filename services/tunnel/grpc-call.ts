@@ -102,7 +102,7 @@ export class GrpcCall {
     if (this.done) return;
     this.done = true;
     const trailers: Record<string, string> = { "grpc-status": String(status) };
-    if (message) trailers["grpc-message"] = encodeURIComponent(message);
+    if (message) trailers["grpc-message"] = encodeGrpcMessage(message);
     if (!this.headersSent) {
       // Trailers-only: status in the one HEADERS frame, with END_STREAM (what gRPC clients expect).
       this.headersSent = true;
@@ -187,4 +187,13 @@ export class GrpcCall {
     }
     return out;
   }
+}
+
+/**
+ * grpc-message encoding (gRPC over HTTP/2 spec): printable ASCII stays as it
+ * is, '%' and everything else is percent-encoded as UTF-8. Clients decode it
+ * with decodeURI, which would leave encodeURIComponent's %3A and %2F in place.
+ */
+export function encodeGrpcMessage(message: string): string {
+  return message.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => encodeURIComponent(c));
 }

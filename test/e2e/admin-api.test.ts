@@ -67,6 +67,8 @@ describe("every RPC over Connect JSON", () => {
     const rotated = await ok("RotateKey", { tenant: "json", keyId, grace: "3600s" });
     expect(rotated.oldKey).toMatchObject({ keyId, replacedBy: (rotated.key as { keyId: string }).keyId });
     expect((rotated.oldKey as { expireTime?: string }).expireTime).toBeDefined();
+    const again = await rpc("RotateKey", { tenant: "json", keyId });
+    expect(again.body).toMatchObject({ code: "failed_precondition", message: expect.stringContaining("already rotated") });
     const revoked = await ok("RevokeKey", { tenant: "json", keyId });
     expect((revoked.key as { revokeTime?: string }).revokeTime).toBeDefined();
 
