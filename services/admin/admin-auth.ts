@@ -1,5 +1,6 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import type { AuditLog } from "../audit/audit-log.js";
+import { createRefusalLimiter } from "../audit/refusal-limiter.js";
 import type { Catalog } from "../state/catalog.js";
 
 /** Who is calling the admin API. */
@@ -13,8 +14,9 @@ export const principalKey = createContextKey<AdminPrincipal | undefined>(undefin
 
 /**
  * What each RPC needs. `write` calls change something; `tenant` calls are about
- * one tenant's objects, named by the request field `tenantField`; `global`
- * calls are about the relay as a whole.
+ * one tenant's objects, named by the request field `tenantField`; `any-tenant`
+ * calls may name a tenant (`tenantField`) or none (the service then narrows
+ * them to the caller's); `global` calls are about the relay as a whole.
  */
 interface Rule {
   write: boolean;
@@ -41,7 +43,7 @@ const RULES: Record<string, Rule> = {
   ListTargets: { write: false, scope: "tenant", tenantField: byTenant },
   GetStats: { write: false, scope: "tenant", tenantField: byTenant },
   // Tenant tokens may query: their filter is forced to their own tenant.
-  ListAuditEvents: { write: false, scope: "any-tenant" },
+  ListAuditEvents: { write: false, scope: "any-tenant", tenantField: byTenant },
   CreateToken: { write: true, scope: "global" },
   ListTokens: { write: false, scope: "global" },
   RevokeToken: { write: true, scope: "global" },
@@ -62,7 +64,9 @@ export function denial(p: AdminPrincipal, rpc: string, message: Record<string, u
   const tenant = boundTenant(p);
   if (tenant === undefined) return `unknown role "${p.role}"`;
   if (rule.scope === "global") return `a token for tenant "${tenant}" cannot call ${rpc}`;
-  if (rule.scope === "tenant" && rule.tenantField?.(message) !== tenant) return `a token for tenant "${tenant}" reaches only that tenant`;
+  const named = rule.tenantField?.(message);
+  const elsewhere = rule.scope === "tenant" ? named !== tenant : Boolean(named) && named !== tenant;
+  if (elsewhere) return `a token for tenant "${tenant}" reaches only that tenant`;
   return undefined;
 }
 
@@ -72,13 +76,18 @@ export function denial(p: AdminPrincipal, rpc: string, message: Record<string, u
  * the service records them, reads and refusals here.
  */
 export function authInterceptor(catalog: Catalog, audit: AuditLog): Interceptor {
+  const refusals = createRefusalLimiter();
   return (next) => async (req) => {
     const rpc = req.method.name;
     const header = req.header.get("authorization") ?? "";
     const token = header.toLowerCase().startsWith("bearer ") ? header.slice(7).trim() : "";
     const record = token === "" ? undefined : catalog.checkAdminToken(token);
     if (!record) {
-      audit.record({ action: "admin.refused", actor: "anonymous", details: { rpc, reason: token === "" ? "missing token" : "invalid token" } });
+      const suppressed = refusals.admit();
+      if (suppressed !== undefined) {
+        const details = { rpc, reason: token === "" ? "missing token" : "invalid token", ...(suppressed ? { suppressedBefore: suppressed } : {}) };
+        audit.record({ action: "admin.refused", actor: "anonymous", details });
+      }
       throw new ConnectError(
         token === "" ? "admin token missing: send authorization: Bearer <token>" : "admin token is not valid",
         Code.Unauthenticated,
@@ -94,7 +103,8 @@ export function authInterceptor(catalog: Catalog, audit: AuditLog): Interceptor 
     req.contextValues.set(principalKey, principal);
     if (!RULES[rpc]!.write) {
       // Reads are audited too, buffered: a dashboard polling GetStats must not cost a disk write per call.
-      audit.recordRequest({ action: "admin.read", actor: `admin:${record.tokenId}`, tenant: tenantOf(message), details: { rpc } });
+      // A tenant token's reads belong to its own tenant's trail, whatever tenant the request names.
+      audit.recordRequest({ action: "admin.read", actor: `admin:${record.tokenId}`, tenant: boundTenant(principal) ?? tenantOf(message), details: { rpc } });
     }
     return next(req);
   };

@@ -15,6 +15,9 @@ import { type NodeRequest, type NodeResponse, sendError, toFerryError } from "./
 import { parseRelayPath, type RelayPath } from "./relay-path.js";
 import { type Trace, traceFor } from "./trace.js";
 
+/** Response headers of the target the relay replaces with its own. */
+const TARGET_DROPPED: ReadonlySet<string> = new Set(["x-request-id"]);
+
 /** Headers the relay sets itself on the way to the target; the client's own are dropped. */
 const RELAY_SET_HEADERS: ReadonlySet<string> = new Set([...FORWARDING_HEADERS, "traceparent", "x-request-id"]);
 
@@ -53,6 +56,10 @@ interface Progress {
   bytesOut: number;
   /** The request body passed the tenant's limit (the reset that follows means 413). */
   tooLarge: bigint | undefined;
+  /** The client went away (set by a listener attached before anything can wait). */
+  clientGone: boolean;
+  /** What to do when the client goes away from here on. */
+  onClientGone: (() => void) | undefined;
 }
 
 /**
@@ -82,7 +89,23 @@ export function createGateway(opts: GatewayOptions): Gateway {
       const started = performance.now();
       const trace = traceFor(single(req.headers.traceparent), single(req.headers["x-request-id"]));
       res.setHeader("x-request-id", trace.requestId);
-      const p: Progress = { tenant: "", target: "", path: "", exchangeId: "", clientAddress: "", bytesIn: 0, bytesOut: 0, tooLarge: undefined };
+      const p: Progress = {
+        tenant: "",
+        target: "",
+        path: "",
+        exchangeId: "",
+        clientAddress: "",
+        bytesIn: 0,
+        bytesOut: 0,
+        tooLarge: undefined,
+        clientGone: false,
+        onClientGone: undefined,
+      };
+      // Before any await: an HTTP/2 client can reset its stream in the same packet as the request.
+      res.once("close", () => {
+        p.clientGone = true;
+        p.onClientGone?.();
+      });
       let code: string | undefined;
       let counted = "";
       serve(opts, req, res, trace, p, (tenant) => {
@@ -189,9 +212,14 @@ async function serve(
   p.clientAddress = head.clientAddress;
   let finished = false;
   // A client that goes away cancels the exchange, and with it the target's request.
-  res.once("close", () => {
+  const cancel = () => {
     if (!finished) ex.reset(ResetCode.CANCELLED, "the client closed the connection");
-  });
+  };
+  if (p.clientGone) {
+    cancel();
+    throw new FerryError("bad_gateway", "cancelled", "the client closed the connection");
+  }
+  p.onClientGone = cancel;
   const timer = setTimeout(
     () => ex.reset(ResetCode.DEADLINE_EXCEEDED, `the target did not respond within ${formatDuration(timeoutMs)}`),
     timeoutMs,
@@ -300,11 +328,14 @@ function sendBody(req: NodeRequest, ex: Exchange, p: Progress, maxBody: bigint):
     if (!complete && !req.complete) cancel();
   });
   req.once("error", cancel);
+  // Closed before we listened (HTTP/2 reset together with the request): 'close' will not come again.
+  if (req.destroyed && !req.complete) cancel();
 }
 
 /** Writes the response head, then the body as it arrives, pausing the exchange while the client is slow. */
 function sendResponse(res: NodeResponse, ex: Exchange, head: ResponseHead, p: Progress): Promise<void> {
-  res.writeHead(head.status, toNodeHeaders(endToEndHeaders(toFlatList(head.headers))));
+  // The relay's X-Request-Id (set earlier) is the one the client, the logs and the target share.
+  res.writeHead(head.status, toNodeHeaders(endToEndHeaders(toFlatList(head.headers), { drop: TARGET_DROPPED })));
   if (head.endStream) {
     res.end();
     return Promise.resolve();

@@ -1,12 +1,9 @@
 import type { Logger } from "../../clients/sdk/logger.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { Catalog } from "../state/catalog.js";
-import type { TrafficStats } from "../stats/traffic-stats.js";
+import { OTHER_TARGET, type TrafficStats } from "../stats/traffic-stats.js";
 import type { ExchangeRecord } from "./exchange-record.js";
 import type { Metrics } from "./metrics.js";
-
-/** Codes of requests that never reached a real target: their target name is the client's invention. */
-const NO_TARGET = new Set(["target_not_found", "target_not_allowed", "bad_path"]);
 
 export interface ObserverDeps {
   catalog: Catalog;
@@ -16,13 +13,16 @@ export interface ObserverDeps {
   audit: AuditLog;
   /** Write a summary of every request to the audit trail. */
   auditRequests: boolean;
+  /** Whether a live connector of the tenant serves the target. */
+  serves(tenant: string, target: string): boolean;
 }
 
 /**
  * Where a finished exchange is reported: one log line, statistics, metrics,
- * and a request summary in the audit trail. Only existing tenants and real
- * targets get statistics and labelled series, so clients cannot grow them
- * without bound by inventing names.
+ * and a request summary in the audit trail. Only existing tenants, and
+ * targets a connector serves or the tenant's settings name, get their own
+ * statistics and labelled series; other names a client sends are counted
+ * under "(other)", so clients cannot grow them without bound.
  */
 export function createExchangeObserver(deps: ObserverDeps): (record: ExchangeRecord) => void {
   return (r) => {
@@ -42,10 +42,12 @@ export function createExchangeObserver(deps: ObserverDeps): (record: ExchangeRec
       },
       "exchange",
     );
-    if (!r.tenant || !deps.catalog.getTenant(r.tenant)) return;
-    const known = r.code === undefined || !NO_TARGET.has(r.code);
-    deps.metrics.observe(known ? r : { ...r, target: "" });
-    if (known) deps.stats.record(r);
+    const tenant = r.tenant ? deps.catalog.getTenant(r.tenant) : undefined;
+    if (!tenant) return;
+    const known = deps.serves(r.tenant, r.target) || tenant.allowedTargets.includes(r.target);
+    const counted = known ? r : { ...r, target: OTHER_TARGET };
+    deps.metrics.observe(counted);
+    deps.stats.record(counted);
     if (deps.auditRequests) {
       deps.audit.recordRequest({
         action: "request",

@@ -5,6 +5,8 @@ import type { ExchangeRecord } from "./exchange-record.js";
 export interface Metrics {
   /** Counts one finished exchange. */
   observe(record: ExchangeRecord): void;
+  /** Drops every series of a deleted tenant. */
+  forgetTenant(tenant: string): Promise<void>;
   /** The Prometheus text exposition. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -92,6 +94,21 @@ export function createMetrics(deps: { registry: TunnelRegistry; activeFor(tenant
       duration.observe({ tenant: r.tenant, target: r.target }, r.durationMs / 1000);
       if (r.bytesIn) bytes.inc({ tenant: r.tenant, target: r.target, direction: "in" }, r.bytesIn);
       if (r.bytesOut) bytes.inc({ tenant: r.tenant, target: r.target, direction: "out" }, r.bytesOut);
+    },
+    async forgetTenant(tenant) {
+      for (const metric of [requests, relayErrors, duration, bytes] as Array<Counter<string> | Histogram<string>>) {
+        const { values } = await metric.get();
+        const seen = new Set<string>();
+        for (const v of values) {
+          if (v.labels.tenant !== tenant) continue;
+          // Histograms list each bucket; the series is the labels without "le".
+          const { le: _le, ...labels } = v.labels as Record<string, string | number>;
+          const key = JSON.stringify(labels);
+          if (seen.has(key)) continue;
+          seen.add(key);
+          metric.remove(labels as Record<string, string>);
+        }
+      }
     },
     render: () => register.metrics(),
     contentType: register.contentType,

@@ -9,6 +9,7 @@ import { authInterceptor } from "../admin/admin-auth.js";
 import { errorInterceptor } from "../admin/admin-errors.js";
 import { createAdminService } from "../admin/admin-service.js";
 import { type AuditLog, createAuditLog } from "../audit/audit-log.js";
+import { createRefusalLimiter } from "../audit/refusal-limiter.js";
 import { createLocalBus } from "../bus/local-bus.js";
 import { parseTrustedProxies } from "../gateway/forwarded.js";
 import { createGateway, type Gateway } from "../gateway/gateway.js";
@@ -90,7 +91,11 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
         if (event.disabled) tunnel.close(`tenant "${event.tenant}" is disabled`, { status: "permission_denied" });
       } else if (tunnel.info.keyId === event.keyId) tunnel.close("connector key was revoked", { status: "unauthenticated" });
     }
-    if (event.type === "tenant-deleted") registry.forgetTenant(event.tenant);
+    if (event.type === "tenant-deleted") {
+      registry.forgetTenant(event.tenant);
+      stats.forgetTenant(event.tenant);
+      void metrics.forgetTenant(event.tenant);
+    }
   });
   // A rotated key stops working at its expire time: its tunnels close within a second of it.
   const expirySweep = setInterval(() => {
@@ -112,12 +117,29 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
     responseWindow: options.responseWindow ?? DEFAULT_WINDOW,
     trustedProxies: parseTrustedProxies(options.trustedProxies ?? []),
     isDraining: () => draining,
-    onDone: createExchangeObserver({ catalog, stats, metrics, log, audit, auditRequests: options.auditRequests ?? true }),
+    onDone: createExchangeObserver({
+      catalog,
+      stats,
+      metrics,
+      log,
+      audit,
+      auditRequests: options.auditRequests ?? true,
+      serves: (tenant, target) => registry.serves(tenant, target),
+    }),
   });
   gatewayRef = gateway;
 
   // No compression on the tunnel: payloads are opaque or already compressed, and gzip costs ~4x CPU.
-  const tunnelHandler = createTunnelEndpoint({ catalog, registry, audit, log, nodeId, keepaliveMs, isDraining: () => draining });
+  const tunnelHandler = createTunnelEndpoint({
+    catalog,
+    registry,
+    audit,
+    log,
+    nodeId,
+    keepaliveMs,
+    isDraining: () => draining,
+    refusals: createRefusalLimiter(),
+  });
 
   const adminHandler = connectNodeAdapter({
     routes: (router) =>

@@ -44,8 +44,30 @@ export class Catalog {
   /** Decoded records by store key; the gateway checks a tenant on every request. */
   private readonly decoded = new Map<string, unknown>();
 
+  /** Admin changes run one at a time: each reads, checks and writes without another change in between. */
+  private writing: Promise<unknown> = Promise.resolve();
+
   constructor(private readonly store: KvStore) {
     store.watch((change) => this.decoded.delete(change.key));
+  }
+
+  private serialized<T>(change: () => Promise<T>): Promise<T> {
+    const run = this.writing.then(change, change);
+    this.writing = run.catch(() => {});
+    return run;
+  }
+
+  /** Writes a record; the cache forgets it at once, not when the write is on disk. */
+  private put(key: string, value: JsonValue): Promise<void> {
+    const done = this.store.put(key, value);
+    this.decoded.delete(key);
+    return done;
+  }
+
+  private remove(key: string): Promise<void> {
+    const done = this.store.delete(key);
+    this.decoded.delete(key);
+    return done;
   }
 
   /** A record decoded once and cached until its key changes. Treat it as read-only. */
@@ -76,28 +98,40 @@ export class Catalog {
   }
 
   async createTenant(name: string, settings: Partial<TenantSettings> = {}): Promise<TenantRecord> {
-    checkDnsLabel("tenant", name);
-    validateSettings(settings);
-    if (this.getTenant(name)) throw new FerryError("already_exists", "tenant_exists", `tenant "${name}" already exists`);
-    const now = timestampNow();
-    const record = create(TenantRecordSchema, { ...settingsOf(undefined), ...settings, name, createTime: now, updateTime: now });
-    await this.store.put(TENANT + name, toJson(TenantRecordSchema, record));
-    return record;
+    return this.serialized(async () => {
+      checkDnsLabel("tenant", name);
+      validateSettings(settings);
+      if (this.getTenant(name)) throw new FerryError("already_exists", "tenant_exists", `tenant "${name}" already exists`);
+      const now = timestampNow();
+      const record = create(TenantRecordSchema, { ...settingsOf(undefined), ...settings, name, createTime: now, updateTime: now });
+      await this.put(TENANT + name, toJson(TenantRecordSchema, record));
+      return record;
+    });
   }
 
   /** Changes the settings named by `paths` (update-mask paths); returns the record before and after. */
   async updateTenant(name: string, update: TenantSettings, paths: readonly string[]): Promise<{ before: TenantRecord; after: TenantRecord }> {
-    const before = this.requireTenant(name);
-    const after = applyMask(before, update, paths);
-    await this.store.put(TENANT + name, toJson(TenantRecordSchema, after));
-    return { before, after };
+    return this.serialized(async () => {
+      const before = this.requireTenant(name);
+      const after = applyMask(before, update, paths);
+      await this.put(TENANT + name, toJson(TenantRecordSchema, after));
+      return { before, after };
+    });
   }
 
   /** Deletes the tenant and all its keys. */
   async deleteTenant(name: string): Promise<void> {
-    this.requireTenant(name);
-    for (const key of this.listKeys(name)) await this.store.delete(KEY + key.keyId);
-    await this.store.delete(TENANT + name);
+    return this.serialized(async () => {
+      this.requireTenant(name);
+      for (const key of this.listKeys(name)) await this.remove(KEY + key.keyId);
+      // Its tenant tokens go too: a new tenant of the same name must not inherit them.
+      for (const t of this.listTokens()) {
+        if (t.role === `tenant:${name}` && !t.revokeTime) {
+          await this.put(TOKEN + t.tokenId, toJson(AdminTokenRecordSchema, create(AdminTokenRecordSchema, { ...t, revokeTime: timestampNow() })));
+        }
+      }
+      await this.remove(TENANT + name);
+    });
   }
 
   // Connector keys
@@ -123,7 +157,7 @@ export class Catalog {
       description,
       createTime: timestampNow(),
     });
-    await this.store.put(KEY + minted.id, toJson(KeyRecordSchema, record));
+    await this.put(KEY + minted.id, toJson(KeyRecordSchema, record));
     return { record, secret: minted.secret };
   }
 
@@ -141,11 +175,13 @@ export class Catalog {
   }
 
   async revokeKey(tenant: string, keyId: string): Promise<KeyRecord> {
-    const record = this.requireKey(tenant, keyId);
-    if (record.revokeTime) return record;
-    const revoked = create(KeyRecordSchema, { ...record, revokeTime: timestampNow() });
-    await this.store.put(KEY + keyId, toJson(KeyRecordSchema, revoked));
-    return revoked;
+    return this.serialized(async () => {
+      const record = this.requireKey(tenant, keyId);
+      if (record.revokeTime) return record;
+      const revoked = create(KeyRecordSchema, { ...record, revokeTime: timestampNow() });
+      await this.put(KEY + keyId, toJson(KeyRecordSchema, revoked));
+      return revoked;
+    });
   }
 
   /**
@@ -158,25 +194,27 @@ export class Catalog {
     graceMs: number,
     description?: string,
   ): Promise<{ record: KeyRecord; secret: string; old: KeyRecord }> {
-    const old = this.requireKey(tenant, keyId);
-    if (old.revokeTime || passed(old.expireTime)) {
-      throw new FerryError("failed_precondition", "key_not_valid", `key "${keyId}" is already revoked or expired`);
-    }
-    if (old.replacedBy) {
-      // Rotating it again would mint a second successor and stretch the old key's grace without end.
-      throw new FerryError("failed_precondition", "key_rotated", `key "${keyId}" was already rotated to "${old.replacedBy}": rotate that one`);
-    }
-    if (graceMs < 0 || graceMs > 365 * 86_400_000) {
-      throw new FerryError("invalid_argument", "invalid_grace", "grace must be between 0 and 365 days");
-    }
-    const next = await this.createKey(tenant, description ?? old.description);
-    const updated = create(KeyRecordSchema, {
-      ...old,
-      replacedBy: next.record.keyId,
-      ...(graceMs === 0 ? { revokeTime: timestampNow() } : { expireTime: timestampFromMs(Date.now() + graceMs) }),
+    return this.serialized(async () => {
+      const old = this.requireKey(tenant, keyId);
+      if (old.revokeTime || passed(old.expireTime)) {
+        throw new FerryError("failed_precondition", "key_not_valid", `key "${keyId}" is already revoked or expired`);
+      }
+      if (old.replacedBy) {
+        // Rotating it again would mint a second successor and stretch the old key's grace without end.
+        throw new FerryError("failed_precondition", "key_rotated", `key "${keyId}" was already rotated to "${old.replacedBy}": rotate that one`);
+      }
+      if (graceMs < 0 || graceMs > 365 * 86_400_000) {
+        throw new FerryError("invalid_argument", "invalid_grace", "grace must be between 0 and 365 days");
+      }
+      const next = await this.createKey(tenant, description ?? old.description);
+      const updated = create(KeyRecordSchema, {
+        ...old,
+        replacedBy: next.record.keyId,
+        ...(graceMs === 0 ? { revokeTime: timestampNow() } : { expireTime: timestampFromMs(Date.now() + graceMs) }),
+      });
+      await this.put(KEY + keyId, toJson(KeyRecordSchema, updated));
+      return { ...next, old: updated };
     });
-    await this.store.put(KEY + keyId, toJson(KeyRecordSchema, updated));
-    return { ...next, old: updated };
   }
 
   /** Checks a presented connector key in constant time. */
@@ -231,28 +269,32 @@ export class Catalog {
   }
 
   async createToken(role: string, description = ""): Promise<{ record: AdminTokenRecord; secret: string }> {
-    if (!ROLE_PATTERN.test(role)) {
-      throw new FerryError("invalid_argument", "invalid_role", `role "${role}" is not "admin", "viewer" or "tenant:<name>"`);
-    }
-    if (role.startsWith("tenant:")) this.requireTenant(role.slice("tenant:".length));
-    if (description.length > 200) throw new FerryError("invalid_argument", "invalid_description", "description is longer than 200 characters");
-    const minted = mintSecret("fat");
-    const record = await this.putToken(minted.id, minted.sha256, description, role);
-    return { record, secret: minted.secret };
+    return this.serialized(async () => {
+      if (!ROLE_PATTERN.test(role)) {
+        throw new FerryError("invalid_argument", "invalid_role", `role "${role}" is not "admin", "viewer" or "tenant:<name>"`);
+      }
+      if (role.startsWith("tenant:")) this.requireTenant(role.slice("tenant:".length));
+      if (description.length > 200) throw new FerryError("invalid_argument", "invalid_description", "description is longer than 200 characters");
+      const minted = mintSecret("fat");
+      const record = await this.putToken(minted.id, minted.sha256, description, role);
+      return { record, secret: minted.secret };
+    });
   }
 
   /** Revokes a token at once; the last valid admin token cannot go (that would lock every operator out). */
   async revokeToken(tokenId: string): Promise<AdminTokenRecord> {
-    const record = this.getToken(tokenId);
-    if (!record) throw new FerryError("not_found", "token_not_found", `there is no admin token "${tokenId}"`);
-    if (record.revokeTime) return record;
-    const admins = this.listTokens().filter((t) => t.role === "admin" && !t.revokeTime);
-    if (record.role === "admin" && admins.length <= 1) {
-      throw new FerryError("failed_precondition", "last_admin_token", "this is the last admin token; create another before revoking it");
-    }
-    const revoked = create(AdminTokenRecordSchema, { ...record, revokeTime: timestampNow() });
-    await this.store.put(TOKEN + tokenId, toJson(AdminTokenRecordSchema, revoked));
-    return revoked;
+    return this.serialized(async () => {
+      const record = this.getToken(tokenId);
+      if (!record) throw new FerryError("not_found", "token_not_found", `there is no admin token "${tokenId}"`);
+      if (record.revokeTime) return record;
+      const admins = this.listTokens().filter((t) => t.role === "admin" && !t.revokeTime);
+      if (record.role === "admin" && admins.length <= 1) {
+        throw new FerryError("failed_precondition", "last_admin_token", "this is the last admin token; create another before revoking it");
+      }
+      const revoked = create(AdminTokenRecordSchema, { ...record, revokeTime: timestampNow() });
+      await this.put(TOKEN + tokenId, toJson(AdminTokenRecordSchema, revoked));
+      return revoked;
+    });
   }
 
   /** Translates raw store changes into catalog events. */
@@ -283,7 +325,7 @@ export class Catalog {
       description,
       createTime: timestampNow(),
     });
-    await this.store.put(TOKEN + id, toJson(AdminTokenRecordSchema, record));
+    await this.put(TOKEN + id, toJson(AdminTokenRecordSchema, record));
     return record;
   }
 }

@@ -12,6 +12,9 @@
  */
 import { LatencyHistogram } from "./latency-histogram.js";
 
+/** Where requests for a target no connector serves (and no setting names) are counted: not a DNS label, so no real target collides. */
+export const OTHER_TARGET = "(other)";
+
 /** How one exchange ended, as the gateway saw it. */
 export interface ExchangeOutcome {
   tenant: string;

@@ -17,6 +17,7 @@ import {
 import { CodecError, decodeConnectRequest, encodeTunnelMessage, TUNNEL_PATH } from "../../clients/sdk/tunnel-codec.js";
 import { FERRY_VERSION } from "../../clients/sdk/version.js";
 import type { AuditLog } from "../audit/audit-log.js";
+import type { RefusalLimiter } from "../audit/refusal-limiter.js";
 import { type NodeRequest, type NodeResponse, sendError } from "../gateway/http-error.js";
 import type { Catalog } from "../state/catalog.js";
 import { GrpcCall, GrpcError, GrpcStatus } from "./grpc-call.js";
@@ -32,6 +33,8 @@ export interface TunnelEndpointDeps {
   keepaliveMs: number;
   /** True once the relay drains: new tunnels are refused so connectors pick another node. */
   isDraining(): boolean;
+  /** Bounds audit events about refused keys (anyone can present a bad one). */
+  refusals: RefusalLimiter;
 }
 
 const HELLO_TIMEOUT_MS = 10_000;
@@ -175,7 +178,16 @@ function bearer(header: string | undefined): string {
 
 function authenticate(deps: TunnelEndpointDeps, secret: string, remoteAddress: string) {
   const check = deps.catalog.checkConnectorKey(secret);
-  if (check.ok && deps.catalog.getTenant(check.key.tenant)?.disabled) {
+  if (!check.ok) {
+    const suppressed = deps.refusals.admit();
+    if (suppressed !== undefined) {
+      deps.audit.record({
+        action: "connector.refused",
+        actor: "anonymous",
+        details: { reason: secret === "" ? "missing" : check.reason, remoteAddress, ...(suppressed ? { suppressedBefore: suppressed } : {}) },
+      });
+    }
+  } else if (deps.catalog.getTenant(check.key.tenant)?.disabled) {
     deps.audit.record({
       action: "connector.refused",
       actor: `connector:${check.key.keyId}`,
@@ -185,11 +197,6 @@ function authenticate(deps: TunnelEndpointDeps, secret: string, remoteAddress: s
     throw new GrpcError(GrpcStatus.PERMISSION_DENIED, `tenant "${check.key.tenant}" is disabled`);
   }
   if (!check.ok) {
-    deps.audit.record({
-      action: "connector.refused",
-      actor: "anonymous",
-      details: { reason: secret === "" ? "missing" : check.reason, remoteAddress },
-    });
     const message =
       secret === ""
         ? "connector key missing: send authorization: Bearer <key>"

@@ -1,6 +1,8 @@
 import { FerryError } from "../../clients/sdk/errors.js";
 import type { RelayTunnel } from "./relay-tunnel.js";
 
+const MAX_SEEN_TARGETS = 1000;
+
 /**
  * The live tunnels of this node, by tenant, and the choice of a tunnel for a
  * new exchange: among the tenant's tunnels that serve the target and are not
@@ -19,7 +21,15 @@ export class TunnelRegistry {
     set.add(tunnel);
     let seen = this.seenTargets.get(tenant);
     if (!seen) this.seenTargets.set(tenant, (seen = new Set()));
-    for (const t of targets) seen.add(t);
+    for (const t of targets) {
+      seen.delete(t);
+      seen.add(t);
+    }
+    // Bounded: a connector that announces new names on every reconnect pushes out the oldest.
+    for (const old of seen) {
+      if (seen.size <= MAX_SEEN_TARGETS) break;
+      seen.delete(old);
+    }
   }
 
   remove(tunnel: RelayTunnel): void {
@@ -33,6 +43,12 @@ export class TunnelRegistry {
   tunnels(tenant?: string): RelayTunnel[] {
     if (tenant !== undefined) return [...(this.byTenant.get(tenant) ?? [])];
     return [...this.byTenant.values()].flatMap((s) => [...s]);
+  }
+
+  /** Whether a live tunnel of the tenant serves the target. */
+  serves(tenant: string, target: string): boolean {
+    for (const t of this.byTenant.get(tenant) ?? []) if (t.info.targets.has(target)) return true;
+    return false;
   }
 
   /** Forgets a deleted tenant's history. */

@@ -1195,6 +1195,10 @@ export type ListAuditEventsResponse = Message<"ferry.admin.v1.ListAuditEventsRes
   events: AuditEvent[];
 
   /**
+   * Pass as page_token for the next page; empty when there is no more. A call
+   * reads a bounded part of a large log, so a page may hold fewer events than
+   * page_size, even none, while more follow.
+   *
    * @generated from field: string next_page_token = 2;
    */
   nextPageToken: string;
