@@ -245,8 +245,13 @@ class FileAuditLog implements AuditLog {
     };
     if (input.tenant) line.tenant = input.tenant;
     if (input.details) line.details = input.details;
-    // As toStruct does: bigints become strings (Struct has no integer type).
-    return JSON.stringify(line, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
+    try {
+      // Without a replacer: V8's fast path, several times faster, and request details are plain numbers and strings.
+      return JSON.stringify(line);
+    } catch {
+      // As toStruct does: bigints become strings (Struct has no integer type).
+      return JSON.stringify(line, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
+    }
   }
 
   /** Appends buffered request events, each run of one day to that day's file. Errors drop the batch (memory stays bounded) and are logged. */

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomHex } from "../../clients/sdk/ids.js";
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -18,10 +18,10 @@ export interface Trace {
  */
 export function traceFor(traceparent: string | undefined, requestId: string | undefined): Trace {
   const m = traceparent ? TRACEPARENT.exec(traceparent.trim()) : null;
-  const traceId = m && !/^0+$/.test(m[1]!) && !/^0+$/.test(m[2]!) ? m[1]! : randomBytes(16).toString("hex");
+  const traceId = m && !/^0+$/.test(m[1]!) && !/^0+$/.test(m[2]!) ? m[1]! : randomHex(16);
   const flags = m ? m[3]! : "00";
   return {
-    traceparent: `00-${traceId}-${randomBytes(8).toString("hex")}-${flags}`,
+    traceparent: `00-${traceId}-${randomHex(8)}-${flags}`,
     requestId: requestId && REQUEST_ID.test(requestId) ? requestId : traceId,
   };
 }

@@ -93,6 +93,13 @@ describe("AuditLog", () => {
     expect(logLines).toEqual([]);
   });
 
+  it("writes bigint request details as strings, as record() does", async () => {
+    const audit = start();
+    audit.recordRequest({ action: "request", actor: "client:a", details: { bytesIn: 12345678901234567890n, status: 200 } });
+    await audit.close();
+    expect(lines("2025-03-10")[0]!.details).toEqual({ bytesIn: "12345678901234567890", status: 200 });
+  });
+
   it("flushes request events after 100 ms, or at once when 64 KiB are pending", () => {
     vi.useFakeTimers();
     const audit = start();
