@@ -2,84 +2,139 @@ import { Command, Option } from "commander";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Metrics } from "../../services/observability/metrics.js";
-import { parseDuration } from "../sdk/duration.js";
+import type { NodeRequest, NodeResponse } from "../../services/gateway/http-error.js";
 import { FerryError } from "../sdk/errors.js";
 import { createLogger } from "../sdk/logger.js";
-import { parseListen } from "./listen-address.js";
+import type { RelayFlags } from "./relay-config.js";
 import { collect, onShutdown } from "./run.js";
 
 export function relayCommand(): Command {
+  // No commander defaults: they would always beat the config file. resolveRelaySettings applies
+  // them, and the descriptions state them (a unit test keeps the two in step).
   return new Command("relay")
     .description("Run a relay node: gateway for clients, tunnel endpoint for connectors, admin API, on one port.")
-    .option("--listen <host:port>", "address to serve on", "127.0.0.1:8080")
-    .option("--data <dir>", "state directory (tenants, key hashes, audit log)", "./data")
+    .option("--config <file>", "YAML or JSON file with the same settings (flags override it)")
+    .option("--listen <host:port>", "address to serve on (default 127.0.0.1:8080)")
+    .option("--data <dir>", "state directory: tenants, key hashes, audit log (default ./data)")
     .option("--tls-cert <file>", "PEM certificate chain; with --tls-key serves HTTPS (HTTP/2 and HTTP/1.1 by ALPN)")
     .option("--tls-key <file>", "PEM private key for --tls-cert")
-    .option("--request-timeout <duration>", "time a target has to start its response", "100s")
-    .option("--keepalive <duration>", "tunnel keepalive interval; a silent peer is dropped after 1.5x", "15s")
-    .option("--grace <duration>", "on SIGTERM, how long in-flight exchanges may take to finish", "30s")
-    .option("--trust-proxy <cidr>", "believe X-Forwarded-* from this address or range (repeatable)", collect, [])
+    .option("--request-timeout <duration>", "time a target has to start its response (default 100s)")
+    .option("--keepalive <duration>", "tunnel keepalive interval; a silent peer is dropped after 1.5x (default 15s)")
+    .option("--grace <duration>", "on SIGTERM, how long in-flight exchanges may take to finish (default 30s)")
+    .option("--drain-delay <duration>", "on SIGTERM, how long a cluster node keeps its port open after /readyz turns 503, so load balancers move first (default 2s with --nats, else 0)")
+    .option("--trust-proxy <cidr>", "believe X-Forwarded-* from this address or range (repeatable)", collect)
     .option("--node-id <id>", "name of this node in logs and the admin API (default: random)")
-    .option("--audit-retention <days>", "days of audit log kept in the data directory", "30")
+    .option("--audit-retention <days>", "days of audit log kept in the data directory (default 30)")
     .option("--no-audit-requests", "do not write a summary of every request to the audit log")
     .option("--metrics-listen <host:port>", "also serve /metrics without a token on this (internal) address")
-    .addOption(new Option("--log-level <level>", "log level").choices(["trace", "debug", "info", "warn", "error"]).default("info"))
+    .addOption(new Option("--log-level <level>", "log level (default info)").choices(["trace", "debug", "info", "warn", "error"]))
+    .option("--nats <urls>", "join a relay cluster through these NATS servers: nats://HOST:PORT or tls://HOST:PORT, comma-separated")
+    .option("--nats-user <name>", "NATS user (with --nats-password)")
+    .option("--nats-password <secret>", "NATS password; better set FERRY_NATS_PASSWORD, which the process list does not show")
+    .option("--nats-token <secret>", "NATS token instead of user and password; or set FERRY_NATS_TOKEN")
+    .option("--nats-ca <file>", "PEM CA certificate(s) to trust for the NATS servers")
+    .option("--nats-cert <file>", "PEM client certificate for mutual TLS with NATS (with --nats-key)")
+    .option("--nats-key <file>", "PEM private key for --nats-cert")
+    .option("--nats-replicas <n>", "JetStream replicas, 1 to 5 (default 3 with 3 or more NATS servers, else 1)")
     .addHelpText(
       "after",
-      "\nEnvironment:\n  FERRY_ADMIN_TOKEN   bootstrap admin token (at least 16 characters); without it the first\n                      start mints one and prints it once\n",
+      `
+Environment:
+  FERRY_ADMIN_TOKEN    bootstrap admin token (at least 16 characters); without it the first
+                       start mints one and prints it once
+  FERRY_NATS_PASSWORD  NATS password, when neither --nats-password nor the file gives one
+  FERRY_NATS_TOKEN     NATS token, when neither --nats-token nor the file gives one
+
+Config file (YAML or JSON; unknown keys are rejected):
+  listen: 0.0.0.0:8443
+  data: /var/lib/ferry
+  tlsCert: /etc/ferry/fullchain.pem
+  tlsKey: /etc/ferry/key.pem
+  requestTimeout: 60s
+  nats:
+    servers: [nats://10.0.0.11:4222, nats://10.0.0.12:4222, nats://10.0.0.13:4222]
+    user: ferry        # password from FERRY_NATS_PASSWORD
+    replicas: 3
+`,
     )
-    .action(async (o) => {
+    .action(async (o: RelayFlags, cmd: Command) => {
       // Loaded here so `ferry connector` and `ferry admin` never pay for the relay's modules (memory).
       const { createRelay } = await import("../../services/relay/relay.js");
       const { listen } = await import("../../services/relay/server.js");
-      if (Boolean(o.tlsCert) !== Boolean(o.tlsKey)) {
-        throw new FerryError("invalid_argument", "invalid_tls", "--tls-cert and --tls-key go together");
-      }
-      const log = createLogger({ level: o.logLevel, name: "relay" });
-      const { host, port } = parseListen(o.listen);
-      const keepaliveMs = parseDuration(o.keepalive);
-      const graceMs = parseDuration(o.grace);
-      const relay = await withFsErrors(o.data, () => createRelay({
-        dataDir: o.data,
-        log,
-        adminToken: process.env.FERRY_ADMIN_TOKEN || undefined,
-        requestTimeoutMs: parseDuration(o.requestTimeout),
-        keepaliveMs,
-        trustedProxies: o.trustProxy,
-        nodeId: o.nodeId,
-        auditRetentionDays: positiveInt(o.auditRetention, "--audit-retention"),
-        auditRequests: o.auditRequests,
-      }));
-      const server = await listen(relay.handle, { host, port, tlsCert: o.tlsCert, tlsKey: o.tlsKey, keepaliveMs }).catch(
-        async (err: NodeJS.ErrnoException) => {
-          await relay.close();
+      const { startingRouter } = await import("../../services/relay/routes.js");
+      const { resolveRelaySettings } = await import("./relay-config.js");
+      // Commander makes --no-audit-requests imply `true` when absent; only a given flag may beat the file.
+      const auditRequests = cmd.getOptionValueSource("auditRequests") === "cli" ? o.auditRequests : undefined;
+      const settings = resolveRelaySettings({ ...o, auditRequests }, process.env);
+      const log = createLogger({ level: settings.logLevel, name: "relay" });
+      const { host, port } = settings.listen;
+      const { keepaliveMs, graceMs, dataDir } = settings;
+      // A cluster node listens before NATS is reachable, so load balancers see it alive but not ready.
+      let handler: (req: NodeRequest, res: NodeResponse) => void = startingRouter(settings.nats ? "waiting for NATS" : "opening the data directory");
+      const starting = new AbortController();
+      let stop: ((signal: string) => Promise<void>) | undefined;
+      onShutdown(async (signal) => {
+        if (stop) return stop(signal);
+        starting.abort();
+        log.info({ signal }, "stopped while starting");
+      });
+      const server = await listen((req, res) => handler(req, res), { host, port, tlsCert: settings.tlsCert, tlsKey: settings.tlsKey, keepaliveMs }).catch(
+        (err: NodeJS.ErrnoException) => {
           throw err.code === "EADDRINUSE" || err.code === "EACCES" || err.code === "EADDRNOTAVAIL"
-            ? new FerryError("failed_precondition", "listen_failed", `cannot listen on ${o.listen}: ${err.code}`)
+            ? new FerryError("failed_precondition", "listen_failed", `cannot listen on ${host.includes(":") ? `[${host}]` : host}:${port}: ${err.code}`)
             : err.code === "ENOENT" || err.code?.startsWith("ERR_OSSL")
               ? new FerryError("invalid_argument", "bad_tls_files", `cannot use --tls-cert/--tls-key: ${err.message}`)
               : err;
         },
       );
+      if (settings.nats) log.info({ url: server.url, nats: settings.nats.servers }, "waiting for NATS");
+      const relay = await withFsErrors(dataDir, () =>
+        createRelay({
+          dataDir,
+          log,
+          adminToken: settings.adminToken,
+          requestTimeoutMs: settings.requestTimeoutMs,
+          keepaliveMs,
+          trustedProxies: settings.trustedProxies,
+          nodeId: settings.nodeId,
+          auditRetentionDays: settings.auditRetentionDays,
+          auditRequests: settings.auditRequests,
+          nats: settings.nats,
+          signal: starting.signal,
+        }),
+      ).catch(async (err: unknown) => {
+        await server.close(100);
+        if (starting.signal.aborted) process.exit(0);
+        throw err;
+      });
+      handler = relay.handle;
       relay.setAddress(server.url);
-      const metricsServer = o.metricsListen ? await serveMetrics(relay.metrics, parseListen(o.metricsListen)) : undefined;
+      const metricsServer = settings.metricsListen ? await serveMetrics(relay.metrics, settings.metricsListen) : undefined;
       if (metricsServer) log.info({ url: `${metricsServer.url}/metrics` }, "metrics listening");
       if (relay.mintedAdminToken) {
         // Straight to the terminal, never through the logger: it must not end up in log storage.
         process.stderr.write(
-          `\nFerry admin token (shown once; only its hash is stored in ${o.data}):\n\n  ${relay.mintedAdminToken}\n\n`,
+          `\nFerry admin token (shown once; only its hash is stored in ${settings.nats ? "the cluster's state" : dataDir}):\n\n  ${relay.mintedAdminToken}\n\n`,
         );
       }
-      log.info({ url: server.url, node: relay.nodeId, data: o.data }, "relay listening");
-      onShutdown(async (signal) => {
+      log.info({ url: server.url, node: relay.nodeId, data: dataDir, cluster: relay.clustered }, "relay listening");
+      stop = async (signal) => {
         log.info({ signal, graceMs }, "draining: GoAway sent to connectors, finishing in-flight exchanges");
+        const drained = relay.drain(graceMs); // /readyz answers 503 from here on
+        // A cluster node keeps serving (through the other nodes) until load balancers have seen that; closing the
+        // port at once would reset connections they already sent our way.
+        if (settings.drainDelayMs > 0) await new Promise((r) => setTimeout(r, settings.drainDelayMs));
         server.stopAccepting();
-        const { unfinished } = await relay.drain(graceMs);
+        // In a cluster, clients are told at once to go elsewhere (Connection: close, HTTP/2 GOAWAY) while what
+        // they already sent finishes; a single node keeps its connections until its exchanges are done.
+        const closing = relay.clustered ? server.close(graceMs + 2_000) : undefined;
+        const { unfinished } = await drained;
         if (unfinished > 0) log.warn({ unfinished }, "grace period over; cutting exchanges still in flight");
-        await server.close(2_000);
+        await (closing ?? server.close(2_000));
         metricsServer?.server.close();
         await relay.close();
         log.info("relay stopped");
-      });
+      };
     });
 }
 
@@ -94,12 +149,6 @@ async function withFsErrors<T>(dir: string, fn: () => Promise<T>): Promise<T> {
     }
     throw err;
   }
-}
-
-function positiveInt(text: string, flag: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new FerryError("invalid_argument", "invalid_number", `${flag} "${text}" is not a whole number >= 1`);
-  return n;
 }
 
 /** /metrics alone, without a token, on an address meant for an internal network. */

@@ -1,10 +1,7 @@
-import { create, type DescMessage, fromJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
-import { readFileSync } from "node:fs";
-import { extname } from "node:path";
-import { parse as parseYaml } from "yaml";
+import { create } from "@bufbuild/protobuf";
 import { type ConnectorConfig, ConnectorConfigSchema } from "../../gen/ferry/config/v1/connector_config_pb.js";
-import { msFromDuration, parseDuration } from "../sdk/duration.js";
-import { FerryError } from "../sdk/errors.js";
+import { invalidConfig as invalid, pickDuration, pickWholeNumber, readConfigFile } from "../sdk/config-file.js";
+import { msFromDuration } from "../sdk/duration.js";
 import { shortId } from "../sdk/ids.js";
 import { isDnsLabel } from "../sdk/names.js";
 import { LOG_LEVELS } from "../sdk/logger.js";
@@ -49,7 +46,7 @@ export interface ConnectorFlags {
 
 /** Reads --config (YAML or JSON, proto JSON field names; unknown keys rejected), applies flags, validates. */
 export function loadConnectorSettings(flags: ConnectorFlags, env: NodeJS.ProcessEnv = process.env): ConnectorSettings {
-  const config = flags.config ? readConfigFile(flags.config) : create(ConnectorConfigSchema);
+  const config = flags.config ? readConfigFile(ConnectorConfigSchema, flags.config) : create(ConnectorConfigSchema);
   if (flags.relay?.length) config.relays = flags.relay;
   if (flags.key) config.key = flags.key;
   if (!config.key && env.FERRY_CONNECTOR_KEY) config.key = env.FERRY_CONNECTOR_KEY;
@@ -87,18 +84,18 @@ function validate(c: ConnectorConfig, flags: ConnectorFlags, where: string): Con
     }
     return { name: t.name, origin: url.origin, basePath: url.pathname.replace(/\/+$/, "") };
   });
-  const tunnels = flagOr(flags.tunnels, c.tunnels, 2, "tunnels", where);
+  const tunnels = pickWholeNumber(flags.tunnels, c.tunnels, 2, `${where}tunnels`);
   if (tunnels < 1 || tunnels > 16) throw invalid(`${where}tunnels must be between 1 and 16`);
-  const maxConcurrentExchanges = flagOr(flags.maxConcurrent, c.maxConcurrentExchanges, 256, "max concurrent exchanges", where);
+  const maxConcurrentExchanges = pickWholeNumber(flags.maxConcurrent, c.maxConcurrentExchanges, 256, `${where}max concurrent exchanges`);
   if (maxConcurrentExchanges < 1 || maxConcurrentExchanges > 10_000) {
     throw invalid(`${where}max concurrent exchanges must be between 1 and 10000`);
   }
-  const reconnectMinMs = durationOr(flags.reconnectMin, msFromDuration(c.reconnectMin), 500, "reconnect min", where);
-  const reconnectMaxMs = durationOr(flags.reconnectMax, msFromDuration(c.reconnectMax), 20_000, "reconnect max", where);
+  const reconnectMinMs = pickDuration(flags.reconnectMin, msFromDuration(c.reconnectMin), 500, `${where}reconnect min`);
+  const reconnectMaxMs = pickDuration(flags.reconnectMax, msFromDuration(c.reconnectMax), 20_000, `${where}reconnect max`);
   if (reconnectMinMs < 10 || reconnectMaxMs < reconnectMinMs) {
     throw invalid(`${where}reconnect delays need 10ms <= min <= max (got ${reconnectMinMs}ms and ${reconnectMaxMs}ms)`);
   }
-  const graceMs = durationOr(flags.grace, msFromDuration(c.gracePeriod), 30_000, "grace period", where);
+  const graceMs = pickDuration(flags.grace, msFromDuration(c.gracePeriod), 30_000, `${where}grace period`);
   const id = flags.id ?? (c.id || shortId());
   if (!/^[A-Za-z0-9._-]{1,128}$/.test(id)) throw invalid(`${where}id "${id}" may use only letters, digits, '.', '_' and '-'`);
   const logLevel = flags.logLevel ?? (c.logLevel || "info");
@@ -106,48 +103,6 @@ function validate(c: ConnectorConfig, flags: ConnectorFlags, where: string): Con
     throw invalid(`${where}log level "${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
   }
   return { relays, key: c.key, targets, tunnels, id, maxConcurrentExchanges, reconnectMinMs, reconnectMaxMs, graceMs, logLevel };
-}
-
-function readConfigFile(file: string): ConnectorConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw invalid(`cannot read config file ${file}: ${(e as Error).message}`);
-  }
-  let data: unknown;
-  try {
-    data = extname(file) === ".json" ? JSON.parse(text) : parseYaml(text);
-  } catch (e) {
-    throw invalid(`${file} is not valid ${extname(file) === ".json" ? "JSON" : "YAML"}: ${(e as Error).message}`);
-  }
-  if (data === null || typeof data !== "object" || Array.isArray(data)) {
-    throw invalid(`${file} must hold a mapping of settings (relays, key, targets, ...)`);
-  }
-  try {
-    return fromJson(ConnectorConfigSchema, normaliseDurations(ConnectorConfigSchema, data as JsonObject));
-  } catch (e) {
-    const message = (e as Error).message.replace(/^cannot decode message [\w.]+ from JSON: /, "");
-    throw invalid(`${file}: ${message}`);
-  }
-}
-
-/** Lets files say "500ms" or "2m" where proto JSON insists on "0.5s" or "120s". */
-function normaliseDurations(schema: DescMessage, json: JsonObject): JsonObject {
-  const out: JsonObject = { ...json };
-  for (const field of schema.fields) {
-    const key = field.jsonName in out ? field.jsonName : field.name in out ? field.name : undefined;
-    if (key === undefined) continue;
-    const value: JsonValue = out[key]!;
-    if (field.fieldKind === "message" && field.message.typeName === "google.protobuf.Duration" && typeof value === "string") {
-      try {
-        out[key] = `${parseDuration(value) / 1000}s`;
-      } catch (e) {
-        throw invalid(`${key}: ${(e as Error).message}`);
-      }
-    }
-  }
-  return out;
 }
 
 function parseUrl(text: string, field: string, where: string): URL {
@@ -161,24 +116,4 @@ function parseUrl(text: string, field: string, where: string): URL {
     throw invalid(`${where}${field} "${text}" must start with http:// or https://`);
   }
   return url;
-}
-
-function flagOr(flag: string | undefined, fileValue: number, fallback: number, name: string, where: string): number {
-  if (flag === undefined) return fileValue || fallback;
-  const n = Number(flag);
-  if (!Number.isInteger(n)) throw invalid(`${where}${name} "${flag}" is not a whole number`);
-  return n;
-}
-
-function durationOr(flag: string | undefined, fileMs: number | undefined, fallback: number, name: string, where: string): number {
-  if (flag === undefined) return fileMs ?? fallback;
-  try {
-    return parseDuration(flag);
-  } catch (e) {
-    throw invalid(`${where}${name}: ${(e as Error).message}`);
-  }
-}
-
-function invalid(message: string): FerryError {
-  return new FerryError("invalid_argument", "invalid_config", message);
 }

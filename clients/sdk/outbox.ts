@@ -8,7 +8,7 @@ const CONTROL_BYTES = 256;
 export type OutboxItem<C> = { kind: "frames"; frames: Frame[] } | { kind: "control"; message: C };
 
 /** Rough wire cost of a frame: its body bytes plus an allowance for the rest. */
-function frameBytes(frame: Frame): number {
+export function frameBytes(frame: Frame): number {
   const k = frame.kind;
   if (k.case === "data") return k.value.chunk.byteLength + 32;
   if (k.case === "requestHead" || k.case === "responseHead") {

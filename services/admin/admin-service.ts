@@ -7,7 +7,6 @@ import {
   ConnectorSchema,
   type Key,
   KeySchema,
-  NodeSchema,
   StatsEntrySchema,
   TargetSchema,
   type Tenant,
@@ -25,25 +24,15 @@ import type { AuditLog } from "../audit/audit-log.js";
 import type { Catalog } from "../state/catalog.js";
 import { settingsOf, type TenantSettings } from "../state/tenant-settings.js";
 import { OTHER_TARGET, type TrafficFigures, type TrafficStats as Stats } from "../stats/traffic-stats.js";
-import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
 import { type AdminPrincipal, boundTenant, principalKey } from "./admin-auth.js";
-
-/** What ListNodes reports about this node. */
-export interface NodeFacts {
-  nodeId: string;
-  version: string;
-  address: string;
-  startTime: Date;
-  inFlight: number;
-  draining: boolean;
-}
+import type { Directory, TunnelView } from "./directory.js";
 
 export interface AdminServiceDeps {
   catalog: Catalog;
-  registry: TunnelRegistry;
+  /** Live nodes and tunnels (this node's, or the cluster's). */
+  directory: Directory;
   audit: AuditLog;
   stats: Stats;
-  node(): NodeFacts;
 }
 
 const DEFAULT_PAGE = 100;
@@ -52,7 +41,7 @@ const DEFAULT_GRACE_MS = 24 * 3_600_000;
 
 /** The admin API: validation, then catalog changes, each audited with its actor and before/after. */
 export function createAdminService(deps: AdminServiceDeps): ServiceImpl<typeof AdminService> {
-  const { catalog, audit, registry } = deps;
+  const { catalog, audit, directory } = deps;
   const principal = (ctx: HandlerContext): AdminPrincipal => ctx.values.get(principalKey)!;
   const actor = (ctx: HandlerContext) => `admin:${principal(ctx).tokenId}`;
 
@@ -145,35 +134,34 @@ export function createAdminService(deps: AdminServiceDeps): ServiceImpl<typeof A
 
     async listConnectors(req) {
       catalog.requireTenant(checkDnsLabel("tenant", req.tenant));
-      return { connectors: connectorsOf(registry, req.tenant) };
+      return { connectors: connectorsOf(directory.tunnels(req.tenant), req.tenant) };
     },
 
     async disconnectConnector(req, ctx) {
       catalog.requireTenant(req.tenant);
       if (req.reason.length > 200) throw new FerryError("invalid_argument", "invalid_reason", "reason is longer than 200 characters");
-      const tunnels = registry.tunnels(req.tenant).filter((t) => t.info.connectorId === req.connectorId);
-      if (tunnels.length === 0) {
+      const reason = `disconnected by an administrator${req.reason ? `: ${req.reason}` : ""}`;
+      const tunnels = await directory.disconnect(req.tenant, req.connectorId, reason);
+      if (tunnels === 0) {
         throw new FerryError("not_found", "connector_not_found", `tenant "${req.tenant}" has no connector "${req.connectorId}" online`);
       }
-      const reason = `disconnected by an administrator${req.reason ? `: ${req.reason}` : ""}`;
-      for (const t of tunnels) t.close(reason, { status: "unavailable" });
       audit.record({
         action: "connector.kick",
         actor: actor(ctx),
         tenant: req.tenant,
-        details: { connectorId: req.connectorId, reason: req.reason, tunnels: tunnels.length },
+        details: { connectorId: req.connectorId, reason: req.reason, tunnels },
       });
-      return { tunnels: tunnels.length };
+      return { tunnels };
     },
 
     async listTargets(req) {
       const tenant = catalog.requireTenant(req.tenant);
       const byName = new Map<string, { connectors: Set<string>; tunnels: number }>();
-      for (const t of registry.tunnels(req.tenant)) {
-        for (const name of t.info.targets) {
+      for (const t of directory.tunnels(req.tenant)) {
+        for (const name of t.targets) {
           let e = byName.get(name);
           if (!e) byName.set(name, (e = { connectors: new Set(), tunnels: 0 }));
-          e.connectors.add(t.info.connectorId);
+          e.connectors.add(t.connectorId);
           e.tunnels++;
         }
       }
@@ -236,20 +224,7 @@ export function createAdminService(deps: AdminServiceDeps): ServiceImpl<typeof A
     },
 
     async listNodes() {
-      const n = deps.node();
-      return {
-        nodes: [
-          create(NodeSchema, {
-            nodeId: n.nodeId,
-            version: n.version,
-            address: n.address,
-            startTime: timestampFromDate(n.startTime),
-            tunnels: registry.tunnels().length,
-            inFlight: n.inFlight,
-            draining: n.draining,
-          }),
-        ],
-      };
+      return { nodes: directory.nodes() };
     },
   };
 }
@@ -308,32 +283,31 @@ function trafficOf(f: TrafficFigures): TrafficStats {
 }
 
 /** Groups a tenant's tunnels by connector. */
-function connectorsOf(registry: TunnelRegistry, tenant: string): Connector[] {
+function connectorsOf(tunnels: readonly TunnelView[], tenant: string): Connector[] {
   const byId = new Map<string, { c: Connector; since: Date; rtt: number | undefined }>();
-  for (const t of registry.tunnels(tenant)) {
-    const i = t.info;
-    let e = byId.get(i.connectorId);
+  for (const t of tunnels) {
+    let e = byId.get(t.connectorId);
     if (!e) {
       e = {
-        c: create(ConnectorSchema, { tenant, connectorId: i.connectorId, version: i.connectorVersion, hostname: i.hostname, keyId: i.keyId }),
-        since: i.connectTime,
+        c: create(ConnectorSchema, { tenant, connectorId: t.connectorId, version: t.connectorVersion, hostname: t.hostname, keyId: t.keyId }),
+        since: t.connectTime,
         rtt: undefined,
       };
-      byId.set(i.connectorId, e);
+      byId.set(t.connectorId, e);
     }
     const c = e.c;
     c.tunnels++;
     c.inFlight += t.inFlight;
-    if (!c.remoteAddresses.includes(i.remoteAddress)) c.remoteAddresses.push(i.remoteAddress);
-    if (!c.nodeIds.includes(i.nodeId)) c.nodeIds.push(i.nodeId);
-    for (const target of i.targets) if (!c.targets.includes(target)) c.targets.push(target);
-    if (i.connectTime < e.since) e.since = i.connectTime;
-    const rtt = t.keepalive.lastRttMs;
-    if (rtt !== undefined && (e.rtt === undefined || rtt > e.rtt)) e.rtt = rtt;
+    if (!c.remoteAddresses.includes(t.remoteAddress)) c.remoteAddresses.push(t.remoteAddress);
+    if (!c.nodeIds.includes(t.nodeId)) c.nodeIds.push(t.nodeId);
+    for (const target of t.targets) if (!c.targets.includes(target)) c.targets.push(target);
+    if (t.connectTime < e.since) e.since = t.connectTime;
+    if (t.rttMs !== undefined && (e.rtt === undefined || t.rttMs > e.rtt)) e.rtt = t.rttMs;
   }
   return [...byId.values()]
     .map(({ c, since, rtt }) => {
       c.targets.sort();
+      c.nodeIds.sort();
       c.connectTime = timestampFromDate(since);
       if (rtt !== undefined) c.lastPingRtt = durationFromMs(rtt);
       return c;

@@ -31,6 +31,8 @@ export interface GatewayOptions {
   responseWindow: number;
   trustedProxies: BlockList | undefined;
   isDraining(): boolean;
+  /** Keep serving new requests while draining (cluster nodes: the connectors are reachable through other nodes). */
+  serveWhileDraining?: boolean;
   /** Called once per request when it is over (statistics, metrics, the exchange log, the audit trail). */
   onDone?(record: ExchangeRecord): void;
 }
@@ -175,7 +177,8 @@ async function serve(
   if (opts.isDraining()) {
     // HTTP/1.1 clients should not reuse this connection; HTTP/2 has no such header (GOAWAY follows).
     if (!("stream" in req)) res.setHeader("connection", "close");
-    throw new FerryError("unavailable", "draining", "the relay is shutting down; retry", { retryAfterSeconds: 1 });
+    // A cluster node reaches connectors through the others until it exits: serving beats a 503 the client must retry.
+    if (!opts.serveWhileDraining) throw new FerryError("unavailable", "draining", "the relay is shutting down; retry", { retryAfterSeconds: 1 });
   }
   const where = parseRelayPath(req.url ?? "/");
   p.tenant = where.tenant;

@@ -24,6 +24,9 @@ import { createMetrics, type Metrics } from "../observability/metrics.js";
 import { createTrafficStats } from "../stats/traffic-stats.js";
 import { metricsEndpoint } from "./metrics-endpoint.js";
 import { createRouter } from "./routes.js";
+import { localDirectory, type NodeFacts } from "../admin/directory.js";
+import { joinCluster } from "../cluster/cluster-node.js";
+import type { NatsOptions } from "../cluster/nats-options.js";
 
 export interface RelayOptions {
   /** Where state, audit log and lock live. */
@@ -44,6 +47,10 @@ export interface RelayOptions {
   auditRetentionDays?: number;
   /** Write a summary of every request to the audit log (default true). */
   auditRequests?: boolean;
+  /** Join a cluster over NATS; without it the node is alone and keeps its state in `dataDir`. */
+  nats?: NatsOptions;
+  /** Aborts start-up (a relay waiting for NATS that is told to stop). */
+  signal?: AbortSignal;
 }
 
 export interface Relay {
@@ -57,6 +64,8 @@ export interface Relay {
   readonly registry: TunnelRegistry;
   readonly metrics: Metrics;
   readonly draining: boolean;
+  /** Whether the node is part of a cluster over NATS. */
+  readonly clustered: boolean;
   /** Tells the node the address it serves on (for ListNodes). */
   setAddress(url: string): void;
   /**
@@ -75,7 +84,11 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
   const keepaliveMs = options.keepaliveMs ?? 15_000;
   const startTime = new Date();
   let address = "";
-  const store: KvStore = await openFileStore(options.dataDir);
+  // In a cluster the data directory keeps only this node's audit log; tenants, keys and tokens live in JetStream.
+  const cluster = options.nats
+    ? await joinCluster({ nats: options.nats, nodeId, log, signal: options.signal ?? new AbortController().signal })
+    : undefined;
+  const store: KvStore = cluster ? cluster.store : await openFileStore(options.dataDir);
   const audit: AuditLog = createAuditLog(options.dataDir, log, { retentionDays: options.auditRetentionDays });
   const catalog = new Catalog(store);
   const mintedAdminToken = await catalog.bootstrapAdmin(options.adminToken);
@@ -108,15 +121,21 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
   expirySweep.unref();
 
   let gatewayRef: Gateway | undefined;
+  const nodeFacts = (): NodeFacts => ({ nodeId, version: FERRY_VERSION, address, startTime, inFlight: gatewayRef?.active ?? 0, draining });
+  const localBus = createLocalBus(registry);
+  const { bus, directory } = cluster
+    ? await cluster.start({ registry, local: localBus, node: nodeFacts, isDraining: () => draining })
+    : { bus: localBus, directory: localDirectory(registry, nodeFacts) };
   const metrics = createMetrics({ registry, activeFor: (tenant) => gatewayRef?.activeFor(tenant) ?? 0 });
   const gateway = createGateway({
     catalog,
-    bus: createLocalBus(registry),
+    bus,
     log,
     requestTimeoutMs: options.requestTimeoutMs ?? 100_000,
     responseWindow: options.responseWindow ?? DEFAULT_WINDOW,
     trustedProxies: parseTrustedProxies(options.trustedProxies ?? []),
     isDraining: () => draining,
+    serveWhileDraining: cluster !== undefined,
     onDone: createExchangeObserver({
       catalog,
       stats,
@@ -147,10 +166,9 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
         AdminService,
         createAdminService({
           catalog,
-          registry,
+          directory,
           audit,
           stats,
-          node: () => ({ nodeId, version: FERRY_VERSION, address, startTime, inFlight: gateway.active, draining }),
         }),
       ),
     interceptors: [errorInterceptor(log), authInterceptor(catalog, audit)],
@@ -165,7 +183,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       const role = catalog.checkAdminToken(token)?.role;
       return role === "admin" || role === "viewer";
     }),
-    ready: () => !draining,
+    ready: () => !draining && (cluster?.connected ?? true),
   });
 
   return {
@@ -179,11 +197,13 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
     get draining() {
       return draining;
     },
+    clustered: cluster !== undefined,
     setAddress(url) {
       address = url;
     },
     async drain(graceMs) {
       draining = true;
+      cluster?.drain();
       const tunnels = registry.tunnels();
       // Each tunnel ends as soon as its own exchanges are done, so its connector can move on.
       const ended = tunnels.map(async (t) => {
@@ -204,7 +224,8 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       clearInterval(expirySweep);
       for (const t of registry.tunnels()) t.close("relay closed");
       await audit.close();
-      await store.close();
+      if (cluster) await cluster.close();
+      else await store.close();
     },
   };
 }

@@ -30,6 +30,16 @@ export function createRouter(routes: RouteTable): Handler {
   };
 }
 
+/** What the port answers before the node can serve (waiting for NATS): alive, not ready, come back later. */
+export function startingRouter(reason: string): Handler {
+  return (req, res) => {
+    const path = (req.url ?? "/").split("?", 1)[0];
+    if (path === "/healthz") return json(res, 200, { status: "ok" });
+    if (path === "/readyz") return json(res, 503, { status: "not ready", reason });
+    sendError(res, new FerryError("unavailable", "starting", `the relay is starting: ${reason}`, { retryAfterSeconds: 1 }));
+  };
+}
+
 function json(res: NodeResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), "cache-control": "no-store" });

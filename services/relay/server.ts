@@ -89,6 +89,14 @@ export async function listen(handler: (req: NodeRequest, res: NodeResponse) => v
     outer = createNetServer({ noDelay: true, keepAlive: true }, (socket) => sniff(socket, http1, plain));
   }
   h2.on("session", trackSession);
+  // Every cleartext socket from accept to close, including those still being sniffed: close() waits for them all.
+  const accepted = new Set<Socket>();
+  if (!opts.tlsCert) {
+    outer.on("connection", (socket: Socket) => {
+      accepted.add(socket);
+      socket.once("close", () => accepted.delete(socket));
+    });
+  }
 
   await new Promise<void>((resolve, reject) => {
     outer.once("error", reject);
@@ -109,16 +117,25 @@ export async function listen(handler: (req: NodeRequest, res: NodeResponse) => v
     },
     async close(forceAfterMs = 5_000) {
       if (outer.listening) outer.close();
-      h1?.closeIdleConnections();
       for (const s of sessions) s.close();
-      const all = Promise.all([...sessions].map((s) => new Promise((r) => s.once("close", r))));
+      // HTTP/1.1 connections go as soon as they are idle, so a request in progress (or one whose first bytes
+      // are still on their way) gets its answer instead of a reset.
+      const h1Idle = new Promise<void>((resolve) => {
+        const sweep = () => {
+          h1?.closeIdleConnections();
+          if (accepted.size === 0) resolve();
+          else setTimeout(sweep, 50);
+        };
+        sweep();
+      });
+      const all = Promise.all([...[...sessions].map((s) => new Promise((r) => s.once("close", r))), h1Idle]);
       const force = setTimeout(() => {
         h1?.closeAllConnections();
         for (const s of sessions) s.destroy();
+        for (const socket of accepted) socket.destroy();
       }, forceAfterMs);
       force.unref();
       await all;
-      h1?.closeAllConnections();
       clearTimeout(force);
     },
   };

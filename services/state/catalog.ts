@@ -51,23 +51,37 @@ export class Catalog {
     store.watch((change) => this.decoded.delete(change.key));
   }
 
+  /**
+   * Runs an admin change after the previous one. In a cluster another node may
+   * change the same record meanwhile; the store then refuses the write
+   * ("concurrent_change") and the change runs again on the fresh record.
+   */
   private serialized<T>(change: () => Promise<T>): Promise<T> {
-    const run = this.writing.then(change, change);
+    const attempt = async (): Promise<T> => {
+      for (let tries = 1; ; tries++) {
+        try {
+          return await change();
+        } catch (err) {
+          if (!(err instanceof FerryError && err.code === "concurrent_change") || tries >= 5) throw err;
+        }
+      }
+    };
+    const run = this.writing.then(attempt, attempt);
     this.writing = run.catch(() => {});
     return run;
   }
 
-  /** Writes a record; the cache forgets it at once, not when the write is on disk. */
-  private put(key: string, value: JsonValue): Promise<void> {
-    const done = this.store.put(key, value);
+  /** Writes a record; the cache forgets it now and again once written (a read in between may have cached the old one). */
+  private async put(key: string, value: JsonValue): Promise<void> {
     this.decoded.delete(key);
-    return done;
+    await this.store.put(key, value);
+    this.decoded.delete(key);
   }
 
-  private remove(key: string): Promise<void> {
-    const done = this.store.delete(key);
+  private async remove(key: string): Promise<void> {
     this.decoded.delete(key);
-    return done;
+    await this.store.delete(key);
+    this.decoded.delete(key);
   }
 
   /** A record decoded once and cached until its key changes. Treat it as read-only. */
@@ -238,6 +252,8 @@ export class Catalog {
    * token is minted and returned so the caller can show it once.
    */
   async bootstrapAdmin(envToken: string | undefined): Promise<string | undefined> {
+    // Serialized: in a cluster, nodes starting together race for the same record.
+    return this.serialized(async () => {
     if (envToken !== undefined) {
       if (envToken.length < 16) {
         throw new FerryError("invalid_argument", "weak_admin_token", "FERRY_ADMIN_TOKEN must be at least 16 characters");
@@ -252,6 +268,7 @@ export class Catalog {
     const minted = mintSecret("fat");
     await this.putToken(minted.id, minted.sha256, "minted at first start");
     return minted.secret;
+    });
   }
 
   /** The valid token record matching a presented admin token, compared in constant time. */

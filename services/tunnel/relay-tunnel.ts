@@ -5,6 +5,7 @@ import { exchangeKey } from "../../clients/sdk/ids.js";
 import type { Logger } from "../../clients/sdk/logger.js";
 import { Keepalive } from "../../clients/sdk/keepalive.js";
 import { Outbox } from "../../clients/sdk/outbox.js";
+import { ExchangeLifetime } from "../bus/exchange-lifetime.js";
 
 /** What the connector is told when the relay ends a tunnel for a reason it must act on. */
 export type TunnelCloseStatus = "unauthenticated" | "permission_denied" | "unavailable";
@@ -29,11 +30,11 @@ export interface TunnelInfo {
   requestWindow: number;
 }
 
-/** An exchange passing through: where its response frames go and which directions are done. */
+/** An exchange passing through: where its response frames go, and when it is over. */
 interface Slot {
   deliver(frame: Frame): void;
-  requestDone: boolean;
-  responseDone: boolean;
+  lifetime: ExchangeLifetime;
+  onDone: (() => void) | undefined;
 }
 
 export interface RelayTunnelOptions {
@@ -41,6 +42,8 @@ export interface RelayTunnelOptions {
   keepaliveMs: number;
   /** Called once when the tunnel is gone, with the reason. */
   onClose(tunnel: RelayTunnel, reason: string): void;
+  /** Called once when the tunnel starts draining (it takes no new exchanges). */
+  onDraining?(tunnel: RelayTunnel): void;
 }
 
 type Control = ConnectResponse["message"];
@@ -82,23 +85,19 @@ export class RelayTunnel {
 
   /**
    * Starts an exchange on this tunnel. Frames the connector sends for it go to
-   * `deliver`; the returned function sends frames to the connector.
+   * `deliver`; the returned function sends frames to the connector. `onDone`
+   * runs once when the exchange is over, however it ended.
    */
-  attach(exchangeId: Uint8Array, deliver: (frame: Frame) => void): (frame: Frame) => void {
+  attach(exchangeId: Uint8Array, deliver: (frame: Frame) => void, onDone?: () => void): (frame: Frame) => void {
     const key = exchangeKey(exchangeId);
-    const slot: Slot = { deliver, requestDone: false, responseDone: false };
+    const slot: Slot = { deliver, lifetime: new ExchangeLifetime(), onDone };
     this.slots.set(key, slot);
     return (frame) => {
       if (this.slots.get(key) !== slot) {
         // The exchange is over or the tunnel is gone; only a Reset may still matter to nobody.
         return;
       }
-      const kind = frame.kind;
-      if (kind.case === "reset") this.release(key);
-      else if (kind.case === "end" || (kind.case === "requestHead" && kind.value.endStream)) {
-        slot.requestDone = true;
-        this.releaseIfDone(key, slot);
-      }
+      if (slot.lifetime.request(frame)) this.release(key, slot);
       this.outbox.pushFrame(frame);
     };
   }
@@ -127,7 +126,7 @@ export class RelayTunnel {
       case "goAway":
         this.opts.log.info({ tunnel: this.info.id, reason: m.value.reason }, "connector is draining this tunnel");
         // It ends the stream itself once its exchanges are done; route nothing new here meanwhile.
-        this.draining = true;
+        this.startDraining();
         return;
       case "hello":
         this.opts.log.warn({ tunnel: this.info.id }, "ignoring a second Hello");
@@ -140,8 +139,14 @@ export class RelayTunnel {
   /** Asks the connector to move: it reconnects elsewhere and finishes what is in flight here. */
   goAway(reason: string): void {
     if (this.closed || this.draining) return;
-    this.draining = true;
+    this.startDraining();
     this.outbox.pushControl({ case: "goAway", value: { $typeName: "ferry.tunnel.v1.GoAway", reason } });
+  }
+
+  private startDraining(): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.opts.onDraining?.(this);
   }
 
   /** Resolves once no exchange is in flight (or the tunnel is closed). */
@@ -163,6 +168,7 @@ export class RelayTunnel {
     this.keepalive.stop();
     for (const [key, slot] of this.slots) {
       this.slots.delete(key);
+      slot.onDone?.();
       slot.deliver(resetFrame(key, ResetCode.UNAVAILABLE, `connector tunnel closed: ${reason}`));
     }
     if (how.graceful) this.outbox.close();
@@ -175,21 +181,13 @@ export class RelayTunnel {
     const key = exchangeKey(frame.exchangeId);
     const slot = this.slots.get(key);
     if (!slot) return; // late frame of a finished exchange
-    const kind = frame.kind;
-    if (kind.case === "reset") this.release(key);
-    else if (kind.case === "end" || (kind.case === "responseHead" && kind.value.endStream)) {
-      slot.responseDone = true;
-      this.releaseIfDone(key, slot);
-    }
+    if (slot.lifetime.response(frame)) this.release(key, slot);
     slot.deliver(frame);
   }
 
-  private releaseIfDone(key: string, slot: Slot): void {
-    if (slot.requestDone && slot.responseDone) this.release(key);
-  }
-
-  private release(key: string): void {
+  private release(key: string, slot: Slot): void {
     this.slots.delete(key);
+    slot.onDone?.();
     if (this.slots.size === 0) this.wakeIdle();
   }
 

@@ -109,6 +109,7 @@ async function serve(deps: TunnelEndpointDeps, call: GrpcCall, req: Http2ServerR
         });
         if (reason === "keepalive timeout") call.kill();
       },
+      onDraining: () => deps.registry.changed(),
     },
   );
   tunnel.outbox.pushControl({

@@ -13,6 +13,17 @@ export class TunnelRegistry {
   private readonly byTenant = new Map<string, Set<RelayTunnel>>();
   /** Targets seen per tenant since start, to tell "connector offline" (503) from "no such target" (404). */
   private readonly seenTargets = new Map<string, Set<string>>();
+  private readonly listeners: Array<() => void> = [];
+
+  /** Called after a tunnel comes, goes or starts draining (the cluster re-announces what this node serves). */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Tells listeners that a tunnel's state changed (it started draining). */
+  changed(): void {
+    for (const l of this.listeners) l();
+  }
 
   add(tunnel: RelayTunnel): void {
     const { tenant, targets } = tunnel.info;
@@ -30,13 +41,15 @@ export class TunnelRegistry {
       if (seen.size <= MAX_SEEN_TARGETS) break;
       seen.delete(old);
     }
+    this.changed();
   }
 
   remove(tunnel: RelayTunnel): void {
     const set = this.byTenant.get(tunnel.info.tenant);
     if (!set) return;
-    set.delete(tunnel);
+    if (!set.delete(tunnel)) return;
     if (set.size === 0) this.byTenant.delete(tunnel.info.tenant);
+    this.changed();
   }
 
   /** Live tunnels of one tenant, or of all tenants. */

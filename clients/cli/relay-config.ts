@@ -1,0 +1,233 @@
+import { create } from "@bufbuild/protobuf";
+import { statSync } from "node:fs";
+import { type NatsConfig, NatsConfigSchema, RelayConfigSchema } from "../../gen/ferry/config/v1/relay_config_pb.js";
+import type { NatsOptions } from "../../services/cluster/nats-options.js";
+import { invalidConfig as invalid, pickDuration, pickWholeNumber, readConfigFile } from "../sdk/config-file.js";
+import { msFromDuration } from "../sdk/duration.js";
+import { parseListen } from "./listen-address.js";
+
+/**
+ * Defaults for what neither a flag nor the file sets. They live here, not in
+ * commander, because a commander default would always beat the file.
+ */
+export const RELAY_DEFAULTS = {
+  listen: "127.0.0.1:8080",
+  data: "./data",
+  requestTimeoutMs: 100_000,
+  keepaliveMs: 15_000,
+  graceMs: 30_000,
+  clusterDrainDelayMs: 2_000,
+  auditRetentionDays: 30,
+  auditRequests: true,
+  logLevel: "info",
+} as const;
+
+const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"];
+
+/** Flag values as commander gives them; each one given overrides the file. */
+export interface RelayFlags {
+  config?: string;
+  listen?: string;
+  data?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  requestTimeout?: string;
+  keepalive?: string;
+  grace?: string;
+  drainDelay?: string;
+  trustProxy?: string[];
+  nodeId?: string;
+  auditRetention?: string;
+  /** Undefined unless --no-audit-requests was given (commander's implied `true` must not beat the file). */
+  auditRequests?: boolean;
+  metricsListen?: string;
+  logLevel?: string;
+  /** Comma-separated NATS server URLs. */
+  nats?: string;
+  natsUser?: string;
+  natsPassword?: string;
+  natsToken?: string;
+  natsCa?: string;
+  natsCert?: string;
+  natsKey?: string;
+  natsReplicas?: string;
+}
+
+/** The relay's settings after merging flags, file, environment and defaults, and validating. */
+export interface RelaySettings {
+  listen: { host: string; port: number };
+  dataDir: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  requestTimeoutMs: number;
+  keepaliveMs: number;
+  graceMs: number;
+  /** How long a draining node keeps its port open after /readyz turned 503 (0 for a single node). */
+  drainDelayMs: number;
+  trustedProxies: string[];
+  nodeId?: string;
+  auditRetentionDays: number;
+  auditRequests: boolean;
+  metricsListen?: { host: string; port: number };
+  logLevel: string;
+  /** FERRY_ADMIN_TOKEN; the first start mints one when absent. */
+  adminToken?: string;
+  /** Set when NATS servers are given: the relay joins a cluster. */
+  nats?: NatsOptions;
+}
+
+/**
+ * Reads --config (YAML or JSON, proto JSON field names of RelayConfig; unknown
+ * keys rejected), lays the flags over it, fills in environment and defaults,
+ * and validates. Pure apart from reading the files it is told about.
+ */
+export function resolveRelaySettings(flags: RelayFlags, env: NodeJS.ProcessEnv): RelaySettings {
+  const file = flags.config ? readConfigFile(RelayConfigSchema, flags.config) : create(RelayConfigSchema);
+  // Errors name a setting the way the user gave it: by its flag, or by the file and key.
+  const name: Namer = (flag, fromFlag, key) => (fromFlag || !flags.config ? flag : `${flags.config}: ${key}`);
+
+  const tlsCert = flags.tlsCert ?? (file.tlsCert || undefined);
+  const tlsKey = flags.tlsKey ?? (file.tlsKey || undefined);
+  if (tlsCert && !tlsKey) {
+    throw invalid(`${name("--tls-cert", flags.tlsCert !== undefined, "tlsCert")} needs a private key: give --tls-key (or tlsKey in the config file)`);
+  }
+  if (tlsKey && !tlsCert) {
+    throw invalid(`${name("--tls-key", flags.tlsKey !== undefined, "tlsKey")} needs a certificate: give --tls-cert (or tlsCert in the config file)`);
+  }
+  // Durations in the file were checked when it was read, so a parse error here is always the flag's.
+  const requestTimeoutMs = pickDuration(flags.requestTimeout, msFromDuration(file.requestTimeout), RELAY_DEFAULTS.requestTimeoutMs, "--request-timeout");
+  const keepaliveMs = pickDuration(flags.keepalive, msFromDuration(file.keepalive), RELAY_DEFAULTS.keepaliveMs, "--keepalive");
+  const graceMs = pickDuration(flags.grace, msFromDuration(file.grace), RELAY_DEFAULTS.graceMs, "--grace");
+  const nats = resolveNats(flags, file.nats ?? create(NatsConfigSchema), env, name);
+  const drainDelayMs = pickDuration(flags.drainDelay, msFromDuration(file.drainDelay), nats ? RELAY_DEFAULTS.clusterDrainDelayMs : 0, "--drain-delay");
+  // Zero would time out every request, or spin the keepalive timer.
+  if (requestTimeoutMs <= 0) throw invalid(`${name("--request-timeout", flags.requestTimeout !== undefined, "requestTimeout")} must be more than 0`);
+  if (keepaliveMs <= 0) throw invalid(`${name("--keepalive", flags.keepalive !== undefined, "keepalive")} must be more than 0`);
+  // The file's uint32 cannot be below 1 once set (0 is unset), so only the flag can be.
+  const auditRetentionDays = pickWholeNumber(flags.auditRetention, file.auditRetentionDays, RELAY_DEFAULTS.auditRetentionDays, "--audit-retention");
+  if (auditRetentionDays < 1) throw invalid(`--audit-retention "${flags.auditRetention}" is not a whole number >= 1`);
+  const logLevel = flags.logLevel ?? (file.logLevel || RELAY_DEFAULTS.logLevel);
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw invalid(`${name("--log-level", flags.logLevel !== undefined, "logLevel")} "${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
+  }
+  const metricsListen = flags.metricsListen ?? (file.metricsListen || undefined);
+  return {
+    listen: address(flags.listen ?? (file.listen || RELAY_DEFAULTS.listen), name("--listen", flags.listen !== undefined, "listen")),
+    dataDir: flags.data ?? (file.data || RELAY_DEFAULTS.data),
+    ...(tlsCert && tlsKey ? { tlsCert, tlsKey } : {}),
+    requestTimeoutMs,
+    keepaliveMs,
+    graceMs,
+    drainDelayMs,
+    trustedProxies: flags.trustProxy?.length ? flags.trustProxy : file.trustProxy,
+    ...optional("nodeId", flags.nodeId ?? (file.nodeId || undefined)),
+    auditRetentionDays,
+    auditRequests: flags.auditRequests ?? file.auditRequests ?? RELAY_DEFAULTS.auditRequests,
+    ...optional("metricsListen", metricsListen === undefined ? undefined : address(metricsListen, name("--metrics-listen", flags.metricsListen !== undefined, "metricsListen"))),
+    logLevel,
+    ...optional("adminToken", env.FERRY_ADMIN_TOKEN || undefined),
+    ...optional("nats", nats),
+  };
+}
+
+type Namer = (flag: string, fromFlag: boolean, key: string) => string;
+
+/** A setting's value and the name to use for it in errors. */
+interface Given<T> {
+  value: T;
+  name: string;
+}
+
+/** NATS options, or undefined when no servers are given (a single node). */
+function resolveNats(flags: RelayFlags, file: NatsConfig, env: NodeJS.ProcessEnv, name: Namer): NatsOptions | undefined {
+  const given = <T>(flag: T | undefined, fileValue: T | undefined, flagName: string, key: string): Given<T> | undefined =>
+    flag !== undefined ? { value: flag, name: flagName } : fileValue ? { value: fileValue, name: name(flagName, false, `nats.${key}`) } : undefined;
+  const fromEnv = (variable: string): Given<string> | undefined => {
+    const value = env[variable];
+    return value ? { value, name: variable } : undefined;
+  };
+
+  const user = given(flags.natsUser, file.user, "--nats-user", "user");
+  const password = given(flags.natsPassword, file.password, "--nats-password", "password");
+  const token = given(flags.natsToken, file.token, "--nats-token", "token");
+  const ca = given(flags.natsCa, file.tlsCa, "--nats-ca", "tlsCa");
+  const cert = given(flags.natsCert, file.tlsCert, "--nats-cert", "tlsCert");
+  const key = given(flags.natsKey, file.tlsKey, "--nats-key", "tlsKey");
+  const replicas = given<string | number>(flags.natsReplicas, file.replicas || undefined, "--nats-replicas", "replicas");
+
+  const servers =
+    flags.nats !== undefined
+      ? flags.nats.split(",").map((s, i) => natsServer(s.trim(), `--nats entry ${i + 1}`))
+      : file.servers.map((s, i) => natsServer(s, name("--nats", false, `nats.servers[${i}]`)));
+  if (servers.length === 0) {
+    // The secrets' variables do not count here: they may be set for every process on the host.
+    const stray = [user, password, token, ca, cert, key, replicas].find((g) => g !== undefined);
+    if (stray) throw invalid(`${stray.name} needs NATS servers: give --nats URLS (or nats.servers in the config file)`);
+    return undefined;
+  }
+
+  // Like FERRY_CONNECTOR_KEY for the connector, the variables come after flag and file. They only
+  // fill a gap, never clash: the token one is not for a user, the password one not beside a token.
+  const tok = token ?? (user ? undefined : fromEnv("FERRY_NATS_TOKEN"));
+  const pass = password ?? (tok ? undefined : fromEnv("FERRY_NATS_PASSWORD"));
+  if (user && !pass) throw invalid(`${user.name} needs a password: give --nats-password or FERRY_NATS_PASSWORD (or nats.password in the config file)`);
+  if (pass && !user) throw invalid(`${pass.name} needs a user: give --nats-user (or nats.user in the config file)`);
+  if (tok && user) throw invalid(`${tok.name} and ${user.name} cannot be used together: NATS takes a token, or a user and password`);
+  if (cert && !key) throw invalid(`${cert.name} needs a private key: give --nats-key (or nats.tlsKey in the config file)`);
+  if (key && !cert) throw invalid(`${key.name} needs a certificate: give --nats-cert (or nats.tlsCert in the config file)`);
+  for (const f of [ca, cert, key]) if (f) readableFile(f.value, f.name);
+  let replicaCount: number | undefined;
+  if (replicas) {
+    replicaCount = pickWholeNumber(flags.natsReplicas, file.replicas, 0, replicas.name);
+    if (replicaCount < 1 || replicaCount > 5) throw invalid(`${replicas.name} must be between 1 and 5 (got ${replicaCount})`);
+  }
+  return {
+    servers,
+    ...optional("user", user?.value),
+    ...optional("password", pass?.value),
+    ...optional("token", tok?.value),
+    ...(ca || cert ? { tls: { ...optional("caFile", ca?.value), ...optional("certFile", cert?.value), ...optional("keyFile", key?.value) } } : {}),
+    ...optional("replicas", replicaCount),
+  };
+}
+
+/** nats://HOST:PORT or tls://HOST:PORT, nothing more; returned without a trailing "/". */
+function natsServer(text: string, name: string): string {
+  // Credentials in a URL would end up wherever server lists are logged, and in this error.
+  if (/^[^/]*\/\/[^/]*@/.test(text)) throw invalid(`${name} must not carry credentials: use --nats-user/--nats-password or --nats-token`);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw invalid(`${name} "${text}" is not a URL: give nats://HOST:PORT or tls://HOST:PORT`);
+  }
+  if (url.protocol !== "nats:" && url.protocol !== "tls:") throw invalid(`${name} "${text}" must start with nats:// or tls://`);
+  if (!url.hostname || !url.port || url.port === "0") throw invalid(`${name} "${text}" needs a host and a port, e.g. nats://10.0.0.5:4222`);
+  if ((url.pathname && url.pathname !== "/") || url.search || url.hash) throw invalid(`${name} "${text}" must not have a path, query or fragment`);
+  return `${url.protocol}//${url.host}`;
+}
+
+/** Fails now, naming the setting, rather than at connect time deep in the NATS client. */
+function readableFile(path: string, name: string): void {
+  let isFile: boolean;
+  try {
+    isFile = statSync(path).isFile();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw invalid(`${name} ${path}: ${code === "ENOENT" ? "no such file" : `cannot be read (${code ?? (e as Error).message})`}`);
+  }
+  if (!isFile) throw invalid(`${name} ${path} is not a file`);
+}
+
+function address(text: string, name: string): { host: string; port: number } {
+  try {
+    return parseListen(text);
+  } catch {
+    throw invalid(`${name} "${text}" must be HOST:PORT, e.g. 127.0.0.1:8080 or :8080`);
+  }
+}
+
+/** `{ [key]: value }` when value is set, else `{}`: keeps unset settings out of the result. */
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}

@@ -1,0 +1,346 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { ErrorCode, type Msg, type NatsError, type Subscription } from "nats";
+import {
+  DisconnectRequestSchema,
+  DisconnectResponseSchema,
+  HeartbeatSchema,
+  OpenExchangeSchema,
+  type OpenResult,
+  OpenResultSchema,
+} from "../../gen/ferry/cluster/v1/cluster_pb.js";
+import { type Frame, FrameSchema, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import { type ErrorKind, FerryError } from "../../clients/sdk/errors.js";
+import { exchangeKey } from "../../clients/sdk/ids.js";
+import type { Logger } from "../../clients/sdk/logger.js";
+import { MAX_FRAME_SIZE } from "../../clients/sdk/protocol.js";
+import { decodeConnectResponse } from "../../clients/sdk/tunnel-codec.js";
+import type { ExchangeBus } from "../bus/exchange-bus.js";
+import { ExchangeLifetime } from "../bus/exchange-lifetime.js";
+import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
+import { createFramePublisher } from "./frame-publisher.js";
+import type { ClusterConnection } from "./nats-connection.js";
+import {
+  controlSubject,
+  HEARTBEAT_ALL,
+  heartbeatSubject,
+  requestFramesSubject,
+  responseFramesSubject,
+  ROUTE_QUEUE,
+  routeSubject,
+} from "./subjects.js";
+
+const HEARTBEAT_MS = 1_000;
+/** A peer silent for this long is taken for dead: its exchanges fail instead of waiting for their deadline. */
+const PEER_DEAD_MS = 3_500;
+/** How long the ingress waits for a node to take an exchange (twice: a request NATS lost is asked again). */
+const OPEN_TIMEOUT_MS = 1_500;
+/** An accepted exchange whose ingress never sent a frame (its request timed out) is dropped after this. */
+const ORPHAN_MS = 10_000;
+/** While a tenant's connector moves between nodes (rolling restart), how long a request waits for it to come back. */
+const MOVE_WAIT_MS = 3_000;
+
+/** One exchange crossing NATS, on either end. */
+interface CrossExchange {
+  /** The node at the other end. */
+  peer: string;
+  /** Frames arriving from the peer go here. */
+  receive(frame: Frame): void;
+  /** Fails the exchange locally because the path to the peer is gone. */
+  fail(reason: string): void;
+  start: number;
+  heard: boolean;
+}
+
+export interface ClusterBusDeps {
+  conn: ClusterConnection;
+  nodeId: string;
+  registry: TunnelRegistry;
+  /** This node's own tunnels, used first: no NATS hop when the connector is here. */
+  local: ExchangeBus;
+  log: Logger;
+  /** Whether some node holds a tunnel of the tenant serving the target (from presence), and whether the tenant has any. */
+  known(tenant: string, target: string): { serving: boolean; tenantOnline: boolean };
+  isDraining(): boolean;
+}
+
+export interface ClusterBus extends ExchangeBus {
+  /** Exchanges this node carries across NATS right now (either end). */
+  readonly crossNode: number;
+  /** Stops taking exchanges from other nodes (drain: this node's connectors are moving away). */
+  stopRoutes(): void;
+  close(): void;
+}
+
+/**
+ * The bus between relay nodes over core NATS. A new exchange for a connector
+ * held elsewhere is a NATS request on ferry.route.<tenant>.<target>, which the
+ * nodes holding such a tunnel subscribe in one queue group (so they share the
+ * load and "no responders" means no connector: 503 at once). After that the
+ * frames of the exchange flow as ferry.frames.<node> messages, with the same
+ * per-exchange credits as on one node: the egress node is a pipe between NATS
+ * and the tunnel, and flow control runs between the ingress node and the
+ * connector. NATS is at-most-once, so every node sends a heartbeat each second
+ * and fails (never replays) what it shares with a peer that falls silent or
+ * when it loses NATS itself.
+ */
+export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
+  const { nc } = deps.conn;
+  const log = deps.log;
+  const publisher = createFramePublisher(nc);
+  const lastHeard = new Map<string, number>();
+  const routes = new Map<string, Subscription>();
+  let routesStopped = false;
+
+  // Frames for exchanges this node takes part in, from any node: as the egress (towards its tunnels) and as the ingress.
+  const egress = new Map<string, CrossExchange>();
+  const ingress = new Map<string, CrossExchange>();
+  const framesInto = (into: Map<string, CrossExchange>) => (err: Error | null, msg: Msg) => {
+    if (err) return;
+    let frames: Frame[];
+    try {
+      const m = decodeConnectResponse(msg.data).message;
+      if (m.case !== "frames") return;
+      frames = m.value.frames;
+    } catch (e) {
+      log.warn({ err: String(e) }, "dropping a malformed frame batch from the cluster");
+      return;
+    }
+    for (const frame of frames) {
+      const ex = into.get(exchangeKey(frame.exchangeId));
+      if (!ex) continue; // late frame of a finished exchange
+      ex.heard = true;
+      ex.receive(frame);
+    }
+  };
+  const requestFramesSub = nc.subscribe(requestFramesSubject(deps.nodeId), { callback: framesInto(egress) });
+  const responseFramesSub = nc.subscribe(responseFramesSubject(deps.nodeId), { callback: framesInto(ingress) });
+
+  function* all(): Generator<[string, CrossExchange, Map<string, CrossExchange>]> {
+    for (const map of [egress, ingress]) for (const [key, ex] of [...map]) yield [key, ex, map];
+  }
+
+  // Liveness of the other nodes.
+  const heartbeatSub = nc.subscribe(HEARTBEAT_ALL, {
+    callback: (err, msg) => {
+      if (err) return;
+      lastHeard.set(msg.subject.slice(msg.subject.lastIndexOf(".") + 1), Date.now());
+    },
+  });
+  const beat = () => {
+    if (!deps.conn.connected) return;
+    try {
+      nc.publish(heartbeatSubject(deps.nodeId), toBinary(HeartbeatSchema, create(HeartbeatSchema, { nodeId: deps.nodeId, draining: deps.isDraining() })));
+    } catch {
+      // closed: nothing to say
+    }
+  };
+  beat();
+  const sweep = setInterval(() => {
+    beat();
+    const now = Date.now();
+    for (const [key, ex, exchanges] of all()) {
+      const heard = Math.max(lastHeard.get(ex.peer) ?? 0, ex.start);
+      if (now - heard > PEER_DEAD_MS) {
+        exchanges.delete(key);
+        ex.fail(`relay node ${ex.peer} stopped answering`);
+      } else if (!ex.heard && now - ex.start > ORPHAN_MS) {
+        exchanges.delete(key);
+        ex.fail(`relay node ${ex.peer} never used the exchange`);
+      }
+    }
+    for (const [node, at] of lastHeard) if (now - at > 60_000) lastHeard.delete(node);
+  }, HEARTBEAT_MS);
+  sweep.unref();
+
+  // What was in flight across NATS may be lost with the connection: fail it now rather than at its deadline.
+  deps.conn.onDisconnect(() => {
+    for (const [key, ex, exchanges] of all()) {
+      exchanges.delete(key);
+      ex.fail("this relay node lost its connection to NATS");
+    }
+  });
+
+  // Disconnect requests for tunnels this node holds (the admin API may be called on any node).
+  const controlSub = nc.subscribe(controlSubject(deps.nodeId), {
+    callback: (err, msg) => {
+      if (err) return;
+      try {
+        const req = fromBinary(DisconnectRequestSchema, msg.data);
+        const tunnels = deps.registry.tunnels(req.tenant).filter((t) => t.info.connectorId === req.connectorId);
+        for (const t of tunnels) t.close(req.reason, { status: "unavailable" });
+        msg.respond(toBinary(DisconnectResponseSchema, create(DisconnectResponseSchema, { tunnels: tunnels.length })));
+      } catch (e) {
+        log.warn({ err: String(e) }, "bad control request from the cluster");
+      }
+    },
+  });
+
+  // ---------------------------------------------------------------- egress: take exchanges for our tunnels
+
+  const takeExchange = (msg: Msg) => {
+    const reply = (result: OpenResult["result"]) => {
+      try {
+        msg.respond(toBinary(OpenResultSchema, create(OpenResultSchema, { result })));
+      } catch {
+        // the asker is gone
+      }
+    };
+    let open;
+    try {
+      open = fromBinary(OpenExchangeSchema, msg.data);
+    } catch {
+      return;
+    }
+    const key = exchangeKey(open.exchangeId);
+    try {
+      if (deps.isDraining()) throw new FerryError("unavailable", "draining", "the relay node is shutting down", { retryAfterSeconds: 1 });
+      const tunnel = deps.registry.pick(open.tenant, open.target);
+      const ingressNode = open.ingressNode;
+      const ex: CrossExchange = {
+        peer: ingressNode,
+        receive: (frame) => send(frame),
+        fail: (reason) => send(resetFrame(open.exchangeId, ResetCode.CANCELLED, reason)),
+        start: Date.now(),
+        heard: false,
+      };
+      const toClient = responseFramesSubject(ingressNode);
+      const send = tunnel.attach(open.exchangeId, (frame) => publisher.push(toClient, frame), () => egress.delete(key));
+      egress.set(key, ex);
+      reply({
+        case: "accepted",
+        value: { $typeName: "ferry.cluster.v1.Accepted", egressNode: deps.nodeId, requestWindow: tunnel.info.requestWindow, maxFrameSize: MAX_FRAME_SIZE },
+      });
+    } catch (err) {
+      const e = err instanceof FerryError ? err : new FerryError("internal", "internal", String(err));
+      reply({
+        case: "refused",
+        value: { $typeName: "ferry.cluster.v1.Refused", kind: e.kind, code: e.code, message: e.message, retryAfterSeconds: e.extra.retryAfterSeconds ?? 0 },
+      });
+    }
+  };
+
+  /** Subscribes exactly the (tenant, target) pairs some open tunnel of ours serves. */
+  const refreshRoutes = () => {
+    const wanted = new Set<string>();
+    if (!routesStopped) {
+      for (const t of deps.registry.tunnels()) {
+        if (t.draining || t.closed) continue;
+        for (const target of t.info.targets) wanted.add(routeSubject(t.info.tenant, target));
+      }
+    }
+    for (const [subject, sub] of routes) {
+      if (!wanted.has(subject)) {
+        // drain, not unsubscribe: requests the server routed here before it saw the UNSUB still get an answer
+        // (a refusal the asker retries elsewhere) instead of vanishing into a timeout.
+        sub.drain().catch(() => sub.unsubscribe());
+        routes.delete(subject);
+      }
+    }
+    for (const subject of wanted) {
+      if (!routes.has(subject)) routes.set(subject, nc.subscribe(subject, { queue: ROUTE_QUEUE, callback: (err, msg) => !err && takeExchange(msg) }));
+    }
+  };
+  deps.registry.onChange(refreshRoutes);
+  refreshRoutes();
+
+  // ---------------------------------------------------------------- ingress: reach a connector anywhere
+
+  const openRemote = async (tenant: string, target: string, exchangeId: Uint8Array) => {
+    const request = toBinary(OpenExchangeSchema, create(OpenExchangeSchema, { exchangeId, tenant, target, ingressNode: deps.nodeId }));
+    const waitUntil = Date.now() + MOVE_WAIT_MS;
+    for (let attempt = 1; ; attempt++) {
+      let answer: Msg;
+      try {
+        answer = await nc.request(routeSubject(tenant, target), request, { timeout: OPEN_TIMEOUT_MS });
+      } catch (err) {
+        const code = (err as NatsError).code;
+        if (code === ErrorCode.NoResponders) {
+          const known = deps.known(tenant, target);
+          // A connector on its way from a draining node to another: worth a short wait, not a 503.
+          if (known.serving && Date.now() < waitUntil) {
+            await new Promise((r) => setTimeout(r, 100));
+            continue;
+          }
+          if (!known.serving && known.tenantOnline && !deps.registry.serves(tenant, target)) {
+            throw new FerryError("not_found", "target_not_found", `tenant "${tenant}" has no target "${target}"`);
+          }
+          throw new FerryError("unavailable", "no_connector", `no connector for target "${target}" is online`, { retryAfterSeconds: 5 });
+        }
+        // Safe to ask again: nothing reaches the connector before the ingress has the answer.
+        if (code === ErrorCode.Timeout && attempt < 2) continue;
+        if (code === ErrorCode.Timeout) {
+          throw new FerryError("unavailable", "cluster_timeout", "no relay node answered in time for this target", { retryAfterSeconds: 1 });
+        }
+        throw new FerryError("unavailable", "cluster_unavailable", `the cluster cannot route requests right now: ${String(err)}`, {
+          retryAfterSeconds: 1,
+          cause: err,
+        });
+      }
+      const result = fromBinary(OpenResultSchema, answer.data).result;
+      if (result.case === "accepted") return result.value;
+      const r = result.value!;
+      // Another node of the queue group may have room, or a live tunnel where this one only had a draining one.
+      if ((r.code === "connector_busy" || r.code === "no_connector" || r.code === "draining") && attempt < 3) continue;
+      throw new FerryError(r.kind as ErrorKind, r.code, r.message, r.retryAfterSeconds ? { retryAfterSeconds: r.retryAfterSeconds } : {});
+    }
+  };
+
+  return {
+    async open(tenant, target, exchangeId, deliver) {
+      if (deps.registry.serves(tenant, target)) {
+        try {
+          return await deps.local.open(tenant, target, exchangeId, deliver);
+        } catch (err) {
+          // Busy or draining here: another node may still have room.
+          if (!(err instanceof FerryError && err.kind === "unavailable")) throw err;
+        }
+      }
+      const accepted = await openRemote(tenant, target, exchangeId);
+      const key = exchangeKey(exchangeId);
+      const egressNode = accepted.egressNode;
+      const toConnector = requestFramesSubject(egressNode);
+      const lifetime = new ExchangeLifetime();
+      const ex: CrossExchange = {
+        peer: egressNode,
+        receive: (frame) => {
+          if (lifetime.response(frame)) ingress.delete(key);
+          deliver(frame);
+        },
+        fail: (reason) => deliver(resetFrame(exchangeId, ResetCode.UNAVAILABLE, reason)),
+        start: Date.now(),
+        heard: true,
+      };
+      ingress.set(key, ex);
+      return {
+        send(frame) {
+          if (lifetime.request(frame)) ingress.delete(key);
+          publisher.push(toConnector, frame);
+        },
+        requestWindow: accepted.requestWindow,
+        maxFrameSize: Math.min(accepted.maxFrameSize || MAX_FRAME_SIZE, MAX_FRAME_SIZE),
+        // Credits bound what each exchange has in flight; NATS itself has no back-pressure to wait on.
+        ready: () => undefined,
+      };
+    },
+    get crossNode() {
+      return egress.size + ingress.size;
+    },
+    stopRoutes() {
+      routesStopped = true;
+      refreshRoutes();
+    },
+    close() {
+      clearInterval(sweep);
+      for (const sub of [requestFramesSub, responseFramesSub, heartbeatSub, controlSub, ...routes.values()]) sub.unsubscribe();
+      routes.clear();
+      for (const [key, ex, exchanges] of all()) {
+        exchanges.delete(key);
+        ex.fail("relay node shut down");
+      }
+    },
+  };
+}
+
+function resetFrame(exchangeId: Uint8Array, code: ResetCode, message: string): Frame {
+  return create(FrameSchema, { exchangeId, kind: { case: "reset", value: { code, message } } });
+}

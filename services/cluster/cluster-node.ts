@@ -1,0 +1,114 @@
+import { FerryError } from "../../clients/sdk/errors.js";
+import type { Logger } from "../../clients/sdk/logger.js";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { DisconnectRequestSchema, DisconnectResponseSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
+import { type Directory, type NodeFacts, nodeOf, viewOfTunnel } from "../admin/directory.js";
+import type { ExchangeBus } from "../bus/exchange-bus.js";
+import type { KvStore } from "../state/kv-store.js";
+import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
+import { type ClusterBus, createClusterBus } from "./cluster-bus.js";
+import { createJetStreamStore } from "./jetstream-store.js";
+import { openKvMirror } from "./kv-mirror.js";
+import { type ClusterConnection, connectCluster } from "./nats-connection.js";
+import type { NatsOptions } from "./nats-options.js";
+import { type Presence, startPresence } from "./presence.js";
+import { controlSubject, NODE_ID_PATTERN, STATE_BUCKET } from "./subjects.js";
+
+/** The parts of a relay node that change when it joins a cluster. */
+export interface ClusterMembership {
+  /** Tenants, keys and tokens, shared by every node. */
+  store: KvStore;
+  /** Connected to NATS right now (a node cut off from NATS is not ready). */
+  readonly connected: boolean;
+  /** Starts routing and presence once the node's registry and local bus exist. */
+  start(deps: { registry: TunnelRegistry; local: ExchangeBus; node: () => NodeFacts; isDraining(): boolean }): Promise<{
+    bus: ClusterBus;
+    directory: Directory;
+  }>;
+  /** Drain: take no more exchanges from other nodes, tell the others. */
+  drain(): void;
+  /** Leaves the cluster: removes this node's presence, closes NATS. */
+  close(): Promise<void>;
+}
+
+/**
+ * Joins the cluster: connects to NATS (waiting for it when it is not up yet),
+ * loads the shared state bucket. Resolves once the node can serve.
+ */
+export async function joinCluster(opts: { nats: NatsOptions; nodeId: string; log: Logger; signal: AbortSignal }): Promise<ClusterMembership> {
+  const { nodeId, log, signal } = opts;
+  if (!NODE_ID_PATTERN.test(nodeId)) {
+    throw new FerryError("invalid_argument", "invalid_node_id", `node id "${nodeId}" may use only letters, digits, '_' and '-' (at most 64) in a cluster`);
+  }
+  const conn: ClusterConnection = await connectCluster(opts.nats, nodeId, log, signal);
+  const replicas = opts.nats.replicas ?? ((conn.nc.info?.connect_urls?.length ?? 1) >= 3 ? 3 : 1);
+  const stateMirror = await openKvMirror(conn.nc, STATE_BUCKET, { history: 5, replicas }, log, signal, 2_000);
+  const store = createJetStreamStore(stateMirror);
+  let presence: Presence | undefined;
+  let bus: ClusterBus | undefined;
+  conn.onReconnect(() => stateMirror.resync());
+  log.info({ replicas, bucket: STATE_BUCKET }, "joined the cluster");
+
+  return {
+    store,
+    get connected() {
+      return conn.connected;
+    },
+    async start(deps) {
+      const self = () => nodeOf(deps.node(), deps.registry.tunnels().length);
+      presence = await startPresence({ nc: conn.nc, nodeId, registry: deps.registry, replicas, self, isDraining: deps.isDraining, log, signal });
+      const p = presence;
+      bus = createClusterBus({
+        conn,
+        nodeId,
+        registry: deps.registry,
+        local: deps.local,
+        log,
+        isDraining: deps.isDraining,
+        known(tenant, target) {
+          let serving = deps.registry.serves(tenant, target);
+          let tenantOnline = deps.registry.tunnels(tenant).length > 0;
+          for (const t of p.remoteTunnels(tenant, true)) {
+            tenantOnline = true;
+            if (t.targets.includes(target)) serving = true;
+          }
+          return { serving, tenantOnline };
+        },
+      });
+      const directory: Directory = {
+        nodes: () => p.nodes(),
+        tunnels: (tenant) => [...deps.registry.tunnels(tenant).map(viewOfTunnel), ...p.remoteTunnels(tenant)],
+        async disconnect(tenant, connectorId, reason) {
+          let closed = 0;
+          for (const t of deps.registry.tunnels(tenant)) {
+            if (t.info.connectorId !== connectorId) continue;
+            t.close(reason, { status: "unavailable" });
+            closed++;
+          }
+          const remote = new Set(p.remoteTunnels(tenant).filter((t) => t.connectorId === connectorId).map((t) => t.nodeId));
+          const request = toBinary(DisconnectRequestSchema, create(DisconnectRequestSchema, { tenant, connectorId, reason }));
+          const answers = await Promise.allSettled(
+            [...remote].map((node) => conn.nc.request(controlSubject(node), request, { timeout: 2_000 })),
+          );
+          for (const a of answers) {
+            if (a.status === "fulfilled") closed += fromBinary(DisconnectResponseSchema, a.value.data).tunnels;
+            else log.warn({ err: String(a.reason) }, "a node did not answer a disconnect request");
+          }
+          return closed;
+        },
+      };
+      return { bus, directory };
+    },
+    drain() {
+      bus?.stopRoutes();
+      presence?.publishNode();
+    },
+    async close() {
+      await presence?.leave();
+      presence?.close();
+      bus?.close();
+      await store.close();
+      await conn.close();
+    },
+  };
+}

@@ -1,0 +1,48 @@
+import type { NatsConnection } from "nats";
+import type { Frame } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import { frameBytes } from "../../clients/sdk/outbox.js";
+import { encodeTunnelMessage } from "../../clients/sdk/tunnel-codec.js";
+
+/** Well under NATS' default max_payload of 1 MiB, whatever the frames' headers weigh. */
+const MAX_BATCH_BYTES = 256 * 1024;
+
+/**
+ * Sends exchange frames to other nodes, one NATS message per subject per
+ * event-loop turn (a small request's head, body and end travel together), in
+ * the tunnel's own encoding.
+ */
+export function createFramePublisher(nc: NatsConnection): { push(subject: string, frame: Frame): void } {
+  const pending = new Map<string, { frames: Frame[]; bytes: number }>();
+  let scheduled = false;
+
+  const publish = (subject: string, frames: Frame[]) => {
+    const bytes = encodeTunnelMessage({ $typeName: "ferry.tunnel.v1.ConnectResponse", message: { case: "frames", value: { $typeName: "ferry.tunnel.v1.FrameBatch", frames } } });
+    try {
+      nc.publish(subject, bytes);
+    } catch {
+      // Closed connection: the exchanges fail by their deadline or when the peer's heartbeat stops.
+    }
+  };
+  const flush = () => {
+    scheduled = false;
+    for (const [subject, batch] of pending) publish(subject, batch.frames);
+    pending.clear();
+  };
+
+  return {
+    push(subject, frame) {
+      let batch = pending.get(subject);
+      if (!batch) pending.set(subject, (batch = { frames: [], bytes: 0 }));
+      batch.frames.push(frame);
+      batch.bytes += frameBytes(frame);
+      if (batch.bytes >= MAX_BATCH_BYTES) {
+        pending.delete(subject);
+        publish(subject, batch.frames);
+      }
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    },
+  };
+}

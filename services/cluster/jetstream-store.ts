@@ -1,0 +1,83 @@
+import type { JsonValue } from "@bufbuild/protobuf";
+import { FerryError } from "../../clients/sdk/errors.js";
+import type { KvChange, KvStore } from "../state/kv-store.js";
+import type { KvMirror } from "./kv-mirror.js";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * The cluster's KvStore: the "ferry_state" JetStream KV bucket, read from
+ * memory. Every write is a compare-and-set against the revision this node last
+ * saw, so two nodes changing one record at once cannot silently lose either
+ * change: the loser gets "concurrent_change" and the catalog retries it on
+ * fresh data.
+ */
+export function createJetStreamStore(mirror: KvMirror): KvStore {
+  const listeners = new Set<(change: KvChange) => void>();
+  const decoded = new Map<string, { revision: number; value: JsonValue }>();
+  const read = (key: string): JsonValue | undefined => {
+    const e = mirror.get(key);
+    if (!e) return undefined;
+    const hit = decoded.get(key);
+    if (hit && hit.revision === e.revision) return hit.value;
+    const value = JSON.parse(decoder.decode(e.value)) as JsonValue;
+    decoded.set(key, { revision: e.revision, value });
+    return value;
+  };
+  mirror.onChange((key, entry) => {
+    decoded.delete(key);
+    const value = entry ? read(key) : undefined;
+    for (const l of listeners) l({ key, value });
+  });
+
+  /** A refused compare-and-set means another node wrote first: fetch its version so a retry starts from it. */
+  const conflict = async (key: string, err: unknown): Promise<FerryError> => {
+    const text = String(err);
+    if (/wrong last sequence|key exists/i.test(text)) {
+      const e = await mirror.kv.get(key).catch(() => null);
+      if (e) mirror.applyLocal(key, e.revision, e.operation === "PUT" ? { value: e.value, revision: e.revision, created: e.created } : undefined);
+      return new FerryError("failed_precondition", "concurrent_change", `"${key}" was changed on another node at the same time; try again`);
+    }
+    return new FerryError("unavailable", "state_unavailable", `cannot write "${key}" to the cluster's state: ${text}`, { cause: err });
+  };
+
+  return {
+    get: read,
+    list(prefix) {
+      const out: Array<[string, JsonValue]> = [];
+      for (const [key] of mirror.entries()) if (key.startsWith(prefix)) out.push([key, read(key)!]);
+      return out.sort(([a], [b]) => (a < b ? -1 : 1));
+    },
+    async put(key, value) {
+      const bytes = encoder.encode(JSON.stringify(value));
+      const known = mirror.get(key)?.revision;
+      let revision: number;
+      try {
+        revision = known === undefined ? await mirror.kv.create(key, bytes) : await mirror.kv.update(key, bytes, known);
+      } catch (err) {
+        throw await conflict(key, err);
+      }
+      mirror.applyLocal(key, revision, { value: bytes, revision, created: new Date() });
+    },
+    async delete(key) {
+      const known = mirror.get(key)?.revision;
+      if (known === undefined) return;
+      try {
+        await mirror.kv.delete(key, { previousSeq: known });
+      } catch (err) {
+        throw await conflict(key, err);
+      }
+      // delete() does not say at which revision; the marker does.
+      const marker = await mirror.kv.get(key).catch(() => null);
+      mirror.applyLocal(key, marker?.revision ?? known + 1, undefined);
+    },
+    watch(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    async close() {
+      mirror.close();
+    },
+  };
+}

@@ -1,0 +1,269 @@
+import { request as httpRequest } from "node:http";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type AdminClient, createAdminClient } from "../../clients/admin/admin-client.js";
+import { download, request, upload } from "../helpers/http.js";
+import { type NatsCluster, type NatsServer, startNatsCluster, startNatsServer } from "../helpers/nats-server.js";
+import {
+  ADMIN_TOKEN,
+  type FerryProcess,
+  type RelayProcess,
+  spawnFerry,
+  startConnectorProcess,
+  startRelayProcess,
+  tempDir,
+} from "../helpers/processes.js";
+import { patternSha256, startTestTarget, type TestTarget } from "../helpers/targets.js";
+import { eventually } from "../helpers/wait.js";
+
+// Real relay processes on real nats-servers: what happens when nodes or NATS servers die or restart.
+const MB = 1024 * 1024;
+let target: TestTarget;
+const cleanups: Array<() => Promise<unknown>> = [];
+
+beforeAll(async () => {
+  target = await startTestTarget();
+});
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+});
+afterAll(async () => {
+  await target?.close();
+});
+
+async function relayNode(nats: string, nodeId: string, extra: { port?: number; args?: string[] } = {}): Promise<RelayProcess> {
+  const r = await startRelayProcess({ port: extra.port, args: ["--nats", nats, "--node-id", nodeId, "--drain-delay", "100ms", ...(extra.args ?? [])] });
+  cleanups.push(() => r.stop("SIGKILL"));
+  return r;
+}
+
+function connector(relays: string[], key: string, tunnels: number): FerryProcess {
+  const c = startConnectorProcess(relays, key, { app: target.url }, { args: ["--tunnels", String(tunnels)] });
+  cleanups.push(() => c.stop("SIGKILL"));
+  return c;
+}
+
+async function tenantKey(admin: AdminClient, tenant: string): Promise<string> {
+  await admin.createTenant({ name: tenant });
+  return (await admin.createKey({ tenant })).secret;
+}
+
+/** How many live tunnels the cluster lists for a tenant (any node answers for all). */
+async function tunnelsOf(admin: AdminClient, tenant: string): Promise<number> {
+  const { connectors } = await admin.listConnectors({ tenant });
+  return connectors.reduce((n, c) => n + c.tunnels, 0);
+}
+
+/**
+ * What a load balancer in front of the nodes does: it sends requests only to nodes whose /readyz says ready
+ * (checked continuously, as HAProxy or nginx health checks would), and a refused connection was never sent,
+ * so it goes to the next node. Each request gets a fresh connection.
+ */
+function loadBalancer(urls: string[]) {
+  const ready = new Set<string>(urls);
+  let checking = true;
+  const check = async () => {
+    while (checking) {
+      await Promise.all(
+        urls.map(async (u) => {
+          const ok = await request(`${u}/readyz`, { headers: { connection: "close" } }).then((r) => r.status === 200, () => false);
+          if (ok) ready.add(u);
+          else ready.delete(u);
+        }),
+      );
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const checker = check();
+  let next = 0;
+  const get = (path: string, tries = 0): Promise<{ status: number; body: string; node: string }> =>
+    new Promise((resolve, reject) => {
+      const candidates = urls.filter((u) => ready.has(u));
+      if (candidates.length === 0 || tries > 50) return reject(new Error("no node is ready"));
+      const node = candidates[next++ % candidates.length]!;
+      const req = httpRequest(`${node}${path}`, { agent: false, headers: { connection: "close" } }, (res) => {
+        let body = "";
+        res.on("data", (c: Buffer) => (body += c.toString()));
+        res.on("end", () => resolve({ status: res.statusCode!, body, node }));
+        res.on("error", reject);
+      });
+      req.on("error", (err: NodeJS.ErrnoException) => {
+        // Refused or reset while connecting (a node closing its port): the request was never sent.
+        if (err.code !== "ECONNREFUSED" && err.syscall !== "connect") return reject(err);
+        ready.delete(node);
+        setImmediate(() => get(path, tries + 1).then(resolve, reject));
+      });
+      req.end();
+    });
+  return {
+    get,
+    async close() {
+      checking = false;
+      await checker;
+    },
+  };
+}
+
+describe("cluster failures", () => {
+  it("reports not-ready until NATS is up, then serves", async () => {
+    const nats: NatsServer = await startNatsServer();
+    cleanups.push(() => nats.close());
+    await nats.stop(); // keeps its port: the relay is pointed at a server that is not there yet
+    const relay = spawnFerry(["relay", "--listen", "127.0.0.1:0", "--data", tempDir(), "--nats", nats.url, "--node-id", "early"], {
+      FERRY_ADMIN_TOKEN: ADMIN_TOKEN,
+    });
+    cleanups.push(() => relay.stop("SIGKILL"));
+    const url = String((await relay.waitFor((l) => l.msg === "waiting for NATS")).url);
+    const early = await request(`${url}/readyz`);
+    expect(early.status).toBe(503);
+    expect(JSON.parse(early.body.toString())).toEqual({ status: "not ready", reason: "waiting for NATS" });
+    expect((await request(`${url}/healthz`)).status).toBe(200);
+    const refused = await request(`${url}/relay/acme/app/x`);
+    expect(refused.status).toBe(503);
+    expect(JSON.parse(refused.body.toString()).error.code).toBe("starting");
+
+    await nats.restart();
+    await relay.waitFor((l) => l.msg === "relay listening");
+    expect((await request(`${url}/readyz`)).status).toBe(200);
+    const admin = createAdminClient(url, ADMIN_TOKEN);
+    expect((await admin.listNodes({})).nodes.map((n) => n.nodeId)).toEqual(["early"]);
+  });
+
+  it("moves 200 MB each way between nodes intact, with memory bounded on both", async () => {
+    const nats = await startNatsServer();
+    cleanups.push(() => nats.close());
+    const a = await relayNode(nats.url, "a");
+    const c = await relayNode(nats.url, "c");
+    const key = await tenantKey(createAdminClient(a.url, ADMIN_TOKEN), "bulk");
+    const conn = connector([c.url], key, 1);
+    await conn.waitForCount("tunnel connected", 1);
+    const base = `${a.url}/relay/bulk/app`;
+    const size = 200 * MB;
+    expect(await download(`${base}/bytes?size=${size}`)).toEqual({ status: 200, bytes: size, sha256: patternSha256(size) });
+    expect(await upload(`${base}/sink`, size)).toEqual({ bytes: size, sha256: patternSha256(size) });
+    // Nothing buffers a body: far below 200 MB on the ingress and the egress node alike.
+    expect(a.peakRss()).toBeLessThan(160e6);
+    expect(c.peakRss()).toBeLessThan(160e6);
+  });
+
+  it("kill -9 of the node holding the connector fails only its exchanges, clearly and promptly; the connector moves", async () => {
+    const nats = await startNatsServer();
+    cleanups.push(() => nats.close());
+    const a = await relayNode(nats.url, "a", { args: ["--request-timeout", "60s"] });
+    const b = await relayNode(nats.url, "b");
+    const c = await relayNode(nats.url, "c");
+    const admin = createAdminClient(a.url, ADMIN_TOKEN);
+    const key = await tenantKey(admin, "crash");
+    // Only C holds the connector at first; B is its second address.
+    const conn = connector([c.url, b.url], key, 1);
+    await conn.waitForCount("tunnel connected", 1);
+    await eventually(async () => (await tunnelsOf(admin, "crash")) === 1, "tunnel listed");
+
+    const seenBefore = target.seen.length;
+    const inFlight = Array.from({ length: 10 }, (_, i) => request(`${a.url}/relay/crash/app/slow?ms=20000&i=${i}`));
+    await eventually(() => target.seen.length >= seenBefore + 10, "requests reached the target");
+    const killedAt = Date.now();
+    await c.stop("SIGKILL");
+    const replies = await Promise.all(inFlight);
+    const failedWithin = Date.now() - killedAt;
+    // Every exchange C carried fails with a clear 502, long before the 20 s answer or the 60 s deadline.
+    for (const r of replies) {
+      expect(r.status).toBe(502);
+      expect(JSON.parse(r.body.toString()).error.message).toMatch(/relay node c|stopped answering|tunnel closed/);
+    }
+    expect(failedWithin).toBeLessThan(15_000);
+    // The connector comes back through its other address, and traffic flows again.
+    await conn.waitForCount("tunnel connected", 2);
+    await eventually(async () => (await request(`${a.url}/relay/crash/app/json`)).status === 200, "served again via B");
+  });
+
+  it("survives the loss of one of three NATS servers", async () => {
+    const cluster: NatsCluster = await startNatsCluster(3);
+    cleanups.push(() => cluster.stop());
+    const a = await relayNode(cluster.url, "a");
+    const c = await relayNode(cluster.url, "c");
+    const admin = createAdminClient(a.url, ADMIN_TOKEN);
+    const key = await eventuallyValue(() => tenantKey(admin, "natsdown"));
+    const conn = connector([c.url], key, 2);
+    await conn.waitForCount("tunnel connected", 2);
+    expect((await request(`${a.url}/relay/natsdown/app/json`)).status).toBe(200);
+
+    await cluster.servers[0]!.kill();
+    const killedAt = Date.now();
+    await eventually(async () => (await request(`${a.url}/relay/natsdown/app/json`).catch(() => undefined))?.status === 200, "routing again", 15_000);
+    const recoveredMs = Date.now() - killedAt;
+    expect(recoveredMs).toBeLessThan(15_000);
+    // Shared state still takes writes (R3: two of three servers are a majority).
+    await eventually(async () => {
+      try {
+        await admin.createTenant({ name: "after-nats-loss" });
+        return true;
+      } catch {
+        return false;
+      }
+    }, "state writable", 20_000);
+    const onC = createAdminClient(c.url, ADMIN_TOKEN);
+    await eventually(async () => (await onC.listTenants({})).tenants.some((t) => t.name === "after-nats-loss"), "seen on C", 15_000);
+  });
+
+  it("a rolling restart of three nodes under steady load loses no request", async () => {
+    const nats = await startNatsServer();
+    cleanups.push(() => nats.close());
+    const nodes = [await relayNode(nats.url, "r1"), await relayNode(nats.url, "r2"), await relayNode(nats.url, "r3")];
+    const urls = nodes.map((n) => n.url);
+    const ports = urls.map((u) => Number(new URL(u).port));
+    const admin = createAdminClient(urls[0]!, ADMIN_TOKEN);
+    const key = await tenantKey(admin, "rolling");
+    const conn = connector(urls, key, 3);
+    await conn.waitForCount("tunnel connected", 3);
+
+    const lb = loadBalancer(urls);
+    let sent = 0;
+    const failures: string[] = [];
+    let running = true;
+    const worker = async () => {
+      while (running) {
+        const i = sent++;
+        try {
+          const r = await lb.get(`/relay/rolling/app/json?i=${i}`);
+          if (r.status !== 200) failures.push(`request ${i} via ${r.node}: ${r.status} ${r.body.slice(0, 200)}`);
+        } catch (err) {
+          failures.push(`request ${i}: ${(err as Error).message}`);
+        }
+      }
+    };
+    const workers = Array.from({ length: 8 }, () => worker());
+
+    for (let i = 0; i < nodes.length; i++) {
+      const before = sent;
+      await eventually(() => sent > before + 50, "load flowing");
+      const stopped = await nodes[i]!.stop("SIGTERM");
+      expect(stopped.code).toBe(0);
+      nodes[i] = await relayNode(nats.url, `r${i + 1}`, { port: ports[i] });
+      // The connector keeps three tunnels open somewhere in the cluster throughout.
+      await eventually(async () => (await tunnelsOf(createAdminClient(nodes[i]!.url, ADMIN_TOKEN), "rolling")) === 3, "tunnels back", 15_000);
+    }
+    const before = sent;
+    await eventually(() => sent > before + 50, "load after the restarts");
+    running = false;
+    await Promise.all(workers);
+    await lb.close();
+    if (failures.length > 0) for (const n of nodes) console.log(n.lines.filter((l) => (l.level ?? 0) >= 40).map((l) => JSON.stringify(l)).join("\n"));
+    expect(failures).toEqual([]);
+    expect(sent).toBeGreaterThan(200);
+  });
+});
+
+/** Retries a call that JetStream may refuse while it elects its leaders. */
+async function eventuallyValue<T>(fn: () => Promise<T>): Promise<T> {
+  let last: unknown;
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    try {
+      return await fn();
+    } catch (err) {
+      last = err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw last;
+}
