@@ -3,6 +3,7 @@ import { timestampFromDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   AdminService,
+  type AuditEvent,
   type Connector,
   ConnectorSchema,
   type Key,
@@ -20,7 +21,7 @@ import type { AdminTokenRecord, KeyRecord, TenantRecord } from "../../gen/ferry/
 import { durationFromMs, msFromDuration } from "../../clients/sdk/duration.js";
 import { FerryError } from "../../clients/sdk/errors.js";
 import { checkDnsLabel } from "../../clients/sdk/names.js";
-import type { AuditLog } from "../audit/audit-log.js";
+import type { AuditLog, AuditQuery } from "../audit/audit-log.js";
 import type { Catalog } from "../state/catalog.js";
 import { settingsOf, type TenantSettings } from "../state/tenant-settings.js";
 import { OTHER_TARGET, type TrafficFigures, type TrafficStats as Stats } from "../stats/traffic-stats.js";
@@ -32,6 +33,8 @@ export interface AdminServiceDeps {
   /** Live nodes and tunnels (this node's, or the cluster's). */
   directory: Directory;
   audit: AuditLog;
+  /** ListAuditEvents: this node's files, or the cluster's audit stream. */
+  queryAudit(q: AuditQuery): Promise<{ events: AuditEvent[]; nextPageToken: string }>;
   stats: Stats;
 }
 
@@ -196,7 +199,7 @@ export function createAdminService(deps: AdminServiceDeps): ServiceImpl<typeof A
       const start = req.startTime ? new Date(timestampMs(req.startTime)) : undefined;
       const end = req.endTime ? new Date(timestampMs(req.endTime)) : undefined;
       if (start && end && start >= end) throw new FerryError("invalid_argument", "invalid_time_range", "start_time must be before end_time");
-      return audit.query({
+      return deps.queryAudit({
         tenant: only ?? (req.tenant || undefined),
         actor: req.actor || undefined,
         action: req.action || undefined,

@@ -49,6 +49,8 @@ export interface AuditLogOptions {
   retentionDays?: number;
   /** Clock for tests (default () => new Date()). */
   now?: () => Date;
+  /** Also hands every event's JSON line here (a cluster publishes them to its audit stream). */
+  mirror?: (line: string) => void;
 }
 
 const DAY_MS = 86_400_000;
@@ -83,6 +85,7 @@ interface Pending {
 
 class FileAuditLog implements AuditLog {
   private readonly now: () => Date;
+  private readonly mirror: ((line: string) => void) | undefined;
   private readonly retentionDays: number;
   private lastId = 0n;
   /** Time of the last event; a clock stepping back never makes time go back (see stamp). */
@@ -103,6 +106,7 @@ class FileAuditLog implements AuditLog {
     options: AuditLogOptions,
   ) {
     this.now = options.now ?? (() => new Date());
+    this.mirror = options.mirror;
     this.retentionDays = options.retentionDays ?? 30;
     if (!Number.isInteger(this.retentionDays) || this.retentionDays < 1) {
       throw new Error(`audit retention must be a whole number of days, at least 1 (got ${this.retentionDays})`);
@@ -135,8 +139,10 @@ class FileAuditLog implements AuditLog {
     this.log.info({ audit: json }, input.action);
     // Buffered request events have smaller ids: they go first, so the file stays in id order.
     this.flushRequests();
+    const line = JSON.stringify(json);
+    this.mirror?.(line);
     try {
-      this.append(day, `${JSON.stringify(json)}\n`);
+      this.append(day, `${line}\n`);
     } catch (err) {
       this.log.error({ err, audit: json }, "audit event not written");
     }
@@ -144,7 +150,9 @@ class FileAuditLog implements AuditLog {
 
   recordRequest(input: AuditInput): void {
     try {
-      const line = `${this.requestLine(input)}\n`;
+      const json = this.requestLine(input);
+      this.mirror?.(json);
+      const line = `${json}\n`;
       this.pending.push({ day: dayOf(this.lastMs), line });
       this.pendingBytes += Buffer.byteLength(line);
     } catch (err) {
@@ -413,10 +421,16 @@ function parseLine(line: string | undefined): AuditEvent | undefined {
 }
 
 /** The filters that need no decoding. A line they cannot judge (odd id) passes, for decode() to reject. */
-function rawMatches(raw: Record<string, unknown>, q: AuditQuery, below: bigint | undefined): boolean {
+/** The query's tenant, actor and action filters, on an event's proto JSON (cheap: before the full decode). */
+export function auditFieldsMatch(raw: Record<string, unknown>, q: AuditQuery): boolean {
   if (q.tenant && (raw.tenant ?? "") !== q.tenant) return false;
   if (q.actor && (raw.actor ?? "") !== q.actor) return false;
   if (q.action && !(typeof raw.action === "string" && raw.action.startsWith(q.action))) return false;
+  return true;
+}
+
+function rawMatches(raw: Record<string, unknown>, q: AuditQuery, below: bigint | undefined): boolean {
+  if (!auditFieldsMatch(raw, q)) return false;
   if (below !== undefined && typeof raw.id === "string" && /^[0-9]{1,20}$/.test(raw.id) && BigInt(raw.id) >= below) {
     return false;
   }

@@ -6,6 +6,7 @@ import { type Directory, type NodeFacts, nodeOf, viewOfTunnel } from "../admin/d
 import type { ExchangeBus } from "../bus/exchange-bus.js";
 import type { KvStore } from "../state/kv-store.js";
 import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
+import { type AuditStream, openAuditStream } from "./audit-stream.js";
 import { type ClusterBus, createClusterBus } from "./cluster-bus.js";
 import { createJetStreamStore } from "./jetstream-store.js";
 import { openKvMirror } from "./kv-mirror.js";
@@ -18,6 +19,8 @@ import { controlSubject, NODE_ID_PATTERN, STATE_BUCKET } from "./subjects.js";
 export interface ClusterMembership {
   /** Tenants, keys and tokens, shared by every node. */
   store: KvStore;
+  /** The cluster-wide audit trail. */
+  audit: AuditStream;
   /** Connected to NATS right now (a node cut off from NATS is not ready). */
   readonly connected: boolean;
   /** Starts routing and presence once the node's registry and local bus exist. */
@@ -35,7 +38,13 @@ export interface ClusterMembership {
  * Joins the cluster: connects to NATS (waiting for it when it is not up yet),
  * loads the shared state bucket. Resolves once the node can serve.
  */
-export async function joinCluster(opts: { nats: NatsOptions; nodeId: string; log: Logger; signal: AbortSignal }): Promise<ClusterMembership> {
+export async function joinCluster(opts: {
+  nats: NatsOptions;
+  nodeId: string;
+  log: Logger;
+  auditRetentionDays: number;
+  signal: AbortSignal;
+}): Promise<ClusterMembership> {
   const { nodeId, log, signal } = opts;
   if (!NODE_ID_PATTERN.test(nodeId)) {
     throw new FerryError("invalid_argument", "invalid_node_id", `node id "${nodeId}" may use only letters, digits, '_' and '-' (at most 64) in a cluster`);
@@ -44,6 +53,7 @@ export async function joinCluster(opts: { nats: NatsOptions; nodeId: string; log
   const replicas = opts.nats.replicas ?? ((conn.nc.info?.connect_urls?.length ?? 1) >= 3 ? 3 : 1);
   const stateMirror = await openKvMirror(conn.nc, STATE_BUCKET, { history: 5, replicas }, log, signal, 2_000);
   const store = createJetStreamStore(stateMirror);
+  const audit = await openAuditStream({ nc: conn.nc, nodeId, replicas, retentionDays: opts.auditRetentionDays, log, signal });
   let presence: Presence | undefined;
   let bus: ClusterBus | undefined;
   conn.onReconnect(() => stateMirror.resync());
@@ -51,12 +61,13 @@ export async function joinCluster(opts: { nats: NatsOptions; nodeId: string; log
 
   return {
     store,
+    audit,
     get connected() {
       return conn.connected;
     },
     async start(deps) {
       const self = () => nodeOf(deps.node(), deps.registry.tunnels().length);
-      presence = await startPresence({ nc: conn.nc, nodeId, registry: deps.registry, replicas, self, isDraining: deps.isDraining, log, signal });
+      presence = await startPresence({ nc: conn.nc, nodeId, registry: deps.registry, replicas, self, isDraining: deps.isDraining, onReconnect: conn.onReconnect, log, signal });
       const p = presence;
       bus = createClusterBus({
         conn,

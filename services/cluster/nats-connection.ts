@@ -1,4 +1,5 @@
-import { connect, type ConnectionOptions, type NatsConnection } from "nats";
+import { connect, type ConnectionOptions, ErrorCode, type NatsConnection, type NatsError } from "nats";
+import { FerryError } from "../../clients/sdk/errors.js";
 import type { Logger } from "../../clients/sdk/logger.js";
 import type { NatsOptions } from "./nats-options.js";
 
@@ -44,7 +45,18 @@ export async function connectCluster(options: NatsOptions, nodeId: string, log: 
     if (signal.aborted) onAbort();
     else signal.addEventListener("abort", onAbort, { once: true });
   });
-  const nc = await Promise.race([pending, aborted]);
+  const nc = await Promise.race([pending, aborted]).catch((err: unknown) => {
+    const code = (err as NatsError).code;
+    // Wrong credentials do not get better by waiting: say so and stop.
+    if (code === ErrorCode.AuthorizationViolation || code === ErrorCode.AuthenticationExpired || code === ErrorCode.AuthenticationTimeout) {
+      throw new FerryError(
+        "failed_precondition",
+        "nats_auth",
+        `NATS refused this node's credentials (${(err as Error).message}): check --nats-user/--nats-password or --nats-token`,
+      );
+    }
+    throw err;
+  });
   let connected = true;
   const disconnects: Array<() => void> = [];
   const reconnects: Array<() => void> = [];
@@ -73,8 +85,12 @@ export async function connectCluster(options: NatsOptions, nodeId: string, log: 
     onReconnect: (l) => void reconnects.push(l),
     async close() {
       if (nc.isClosed()) return;
-      // drain() lets queued publishes go out; close() would drop them.
-      await nc.drain().catch(() => nc.close());
+      // drain() lets queued publishes go out; close() would drop them. Cut off from NATS, drain would wait forever.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, 3_000)));
+      await Promise.race([nc.drain().catch(() => {}), late]);
+      clearTimeout(timer);
+      if (!nc.isClosed()) await nc.close();
     },
   };
 }

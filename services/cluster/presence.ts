@@ -45,6 +45,7 @@ export async function startPresence(deps: {
   replicas: number;
   self(): Node;
   isDraining(): boolean;
+  onReconnect(listener: () => void): void;
   log: Logger;
   signal: AbortSignal;
 }): Promise<Presence> {
@@ -100,6 +101,13 @@ export async function startPresence(deps: {
   };
 
   deps.registry.onChange(() => syncTunnels(false));
+  // After a reconnect: catch up on what others wrote meanwhile, and rewrite our own entries (puts may have failed).
+  deps.onReconnect(() => {
+    nodes.resync();
+    tunnels.resync();
+    publishNode();
+    syncTunnels(true);
+  });
   publishNode();
   syncTunnels(true);
   const nodeTimer = setInterval(publishNode, NODE_REFRESH_MS);

@@ -16,6 +16,9 @@ export const heartbeatSubject = (node: string) => `ferry.heartbeat.${node}`;
 export const HEARTBEAT_ALL = "ferry.heartbeat.*";
 export const controlSubject = (node: string) => `ferry.control.${node}`;
 
+export const auditSubject = (node: string) => `ferry.audit.${node}`;
+export const AUDIT_STREAM = "FERRY_AUDIT";
+
 export const STATE_BUCKET = "ferry_state";
 export const NODES_BUCKET = "ferry_nodes";
 export const TUNNELS_BUCKET = "ferry_tunnels";

@@ -15,7 +15,7 @@ import { parseTrustedProxies } from "../gateway/forwarded.js";
 import { createGateway, type Gateway } from "../gateway/gateway.js";
 import type { NodeRequest, NodeResponse } from "../gateway/http-error.js";
 import { Catalog } from "../state/catalog.js";
-import { openFileStore } from "../state/file-store.js";
+import { lockDataDir, openFileStore } from "../state/file-store.js";
 import type { KvStore } from "../state/kv-store.js";
 import { createTunnelEndpoint } from "../tunnel/tunnel-endpoint.js";
 import { TunnelRegistry } from "../tunnel/tunnel-registry.js";
@@ -85,11 +85,22 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
   const startTime = new Date();
   let address = "";
   // In a cluster the data directory keeps only this node's audit log; tenants, keys and tokens live in JetStream.
+  const dataLock = options.nats ? await lockDataDir(options.dataDir) : undefined;
   const cluster = options.nats
-    ? await joinCluster({ nats: options.nats, nodeId, log, signal: options.signal ?? new AbortController().signal })
+    ? await joinCluster({
+        nats: options.nats,
+        nodeId,
+        log,
+        auditRetentionDays: options.auditRetentionDays ?? 30,
+        signal: options.signal ?? new AbortController().signal,
+      }).catch((err: unknown) => {
+        dataLock?.release();
+        throw err;
+      })
     : undefined;
   const store: KvStore = cluster ? cluster.store : await openFileStore(options.dataDir);
-  const audit: AuditLog = createAuditLog(options.dataDir, log, { retentionDays: options.auditRetentionDays });
+  // Each node keeps its own files; in a cluster every event also goes to the shared stream the admin API reads.
+  const audit: AuditLog = createAuditLog(options.dataDir, log, { retentionDays: options.auditRetentionDays, mirror: cluster?.audit.publish });
   const catalog = new Catalog(store);
   const mintedAdminToken = await catalog.bootstrapAdmin(options.adminToken);
   const registry = new TunnelRegistry();
@@ -168,6 +179,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
           catalog,
           directory,
           audit,
+          queryAudit: cluster ? cluster.audit.query : async (q) => audit.query(q),
           stats,
         }),
       ),
@@ -226,6 +238,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       await audit.close();
       if (cluster) await cluster.close();
       else await store.close();
+      dataLock?.release();
     },
   };
 }

@@ -15,9 +15,8 @@ const FORMAT = "ferry-state/1";
  * second relay from sharing the directory.
  */
 export async function openFileStore(dir: string): Promise<KvStore> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const lock = await lockDataDir(dir);
   const file = join(dir, "state.json");
-  const lock = acquireLock(join(dir, "LOCK"));
   const entries = new Map<string, JsonValue>(Object.entries(readState(file)));
   const listeners = new Set<(change: KvChange) => void>();
   let writing: Promise<void> = Promise.resolve();
@@ -94,6 +93,15 @@ async function writeAtomically(dir: string, file: string, text: string): Promise
   } finally {
     await dirHandle.close();
   }
+}
+
+/**
+ * Creates the data directory if needed and locks it, so no second relay (a
+ * cluster node's audit files included) ever writes to it at the same time.
+ */
+export async function lockDataDir(dir: string): Promise<{ release(): void }> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  return acquireLock(join(dir, "LOCK"));
 }
 
 /** An exclusive lock on the data directory; a lock left by a dead process is taken over. */

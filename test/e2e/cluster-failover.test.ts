@@ -128,6 +128,25 @@ describe("cluster failures", () => {
     expect((await admin.listNodes({})).nodes.map((n) => n.nodeId)).toEqual(["early"]);
   });
 
+  it("passes NATS credentials through, and stops with a clear message when NATS refuses them", async () => {
+    const nats = await startNatsServer({ user: "ferry", password: "s3cret-nats-pass" });
+    cleanups.push(() => nats.close());
+    const good = await startRelayProcess({ args: ["--nats", nats.url, "--nats-user", "ferry", "--node-id", "auth"], env: { FERRY_NATS_PASSWORD: "s3cret-nats-pass" } });
+    cleanups.push(() => good.stop("SIGKILL"));
+    expect((await request(`${good.url}/readyz`)).status).toBe(200);
+
+    const bad = spawnFerry(["relay", "--listen", "127.0.0.1:0", "--data", tempDir(), "--nats", nats.url, "--nats-user", "ferry"], {
+      FERRY_ADMIN_TOKEN: ADMIN_TOKEN,
+      FERRY_NATS_PASSWORD: "wrong-password",
+    });
+    cleanups.push(() => bad.stop("SIGKILL"));
+    expect((await bad.exited).code).toBe(1);
+    expect(bad.stderr.join("\n")).toMatch(/NATS refused this node's credentials .*--nats-user\/--nats-password/);
+    // The password is never printed, right or wrong.
+    expect([...bad.stderr, ...bad.lines.map((l) => JSON.stringify(l))].join("\n")).not.toMatch(/wrong-password|s3cret/);
+    expect(good.lines.map((l) => JSON.stringify(l)).join("\n")).not.toMatch(/s3cret/);
+  });
+
   it("moves 200 MB each way between nodes intact, with memory bounded on both", async () => {
     const nats = await startNatsServer();
     cleanups.push(() => nats.close());

@@ -144,6 +144,38 @@ describe("cluster over NATS", () => {
     }
   });
 
+  it("lists audit events of every node from any node, newest first, paged", async () => {
+    const { conn } = await tenantOn("audited", c);
+    try {
+      expect((await request(`${b.url}/relay/audited/app/json`)).status).toBe(200);
+      // Made on A, the request served via B and the connector's connect on C: all visible from C.
+      await eventually(async () => {
+        const { events } = await c.admin.listAuditEvents({ tenant: "audited", pageSize: 100 });
+        const actions = events.map((e) => e.action);
+        // Both tunnels' connects, so nothing more arrives while the pages are walked.
+        return actions.includes("tenant.create") && actions.includes("request") && actions.filter((x) => x === "connector.connect").length === 2;
+      }, "events from every node");
+      const { events } = await c.admin.listAuditEvents({ tenant: "audited", pageSize: 100 });
+      const ids = events.map((e) => e.id);
+      expect([...ids].sort((x, y) => (x < y ? 1 : -1))).toEqual(ids);
+      expect(events.find((e) => e.action === "request")!.details).toMatchObject({ target: "app", method: "GET", path: "/json", status: 200 });
+
+      // Paging: one event per page walks the same events in the same order (reading is audited too: those
+      // admin.read events, new while we walk, are left out of the comparison).
+      const changes = (list: typeof events) => list.filter((e) => e.action !== "admin.read").map((e) => e.id);
+      const walked: typeof events = [];
+      let pageToken = "";
+      do {
+        const page = await a.admin.listAuditEvents({ tenant: "audited", pageSize: 1, pageToken });
+        walked.push(...page.events);
+        pageToken = page.nextPageToken;
+      } while (pageToken && walked.length < 100);
+      expect(changes(walked)).toEqual(changes(events));
+    } finally {
+      await conn.stop();
+    }
+  });
+
   it("keeps both of two concurrent changes made on different nodes", async () => {
     await a.admin.createTenant({ name: "race" });
     await eventually(() => c.relay.catalog.getTenant("race") !== undefined, "tenant replicated");
