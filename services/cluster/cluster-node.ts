@@ -51,7 +51,7 @@ export async function joinCluster(opts: {
   }
   const conn: ClusterConnection = await connectCluster(opts.nats, nodeId, log, signal);
   const replicas = opts.nats.replicas ?? ((conn.nc.info?.connect_urls?.length ?? 1) >= 3 ? 3 : 1);
-  const stateMirror = await openKvMirror(conn.nc, STATE_BUCKET, { history: 5, replicas }, log, signal, 2_000);
+  const stateMirror = await openKvMirror(conn.nc, STATE_BUCKET, { history: 5, replicas }, log, signal, 1_000);
   const store = createJetStreamStore(stateMirror);
   const audit = await openAuditStream({ nc: conn.nc, nodeId, replicas, retentionDays: opts.auditRetentionDays, log, signal });
   let presence: Presence | undefined;

@@ -4,7 +4,7 @@ import type { NatsConnection } from "nats";
 import { type Node, NodeSchema } from "../../gen/ferry/admin/v1/admin_service_pb.js";
 import { type TunnelPresence, TunnelPresenceSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import type { Logger } from "../../clients/sdk/logger.js";
-import type { TunnelView } from "../admin/directory.js";
+import { type TunnelView, viewOfTunnel } from "../admin/directory.js";
 import type { RelayTunnel } from "../tunnel/relay-tunnel.js";
 import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
 import { type KvMirror, openKvMirror } from "./kv-mirror.js";
@@ -61,23 +61,14 @@ export async function startPresence(deps: {
     nodes.kv.put(nodeId, toBinary(NodeSchema, deps.self())).catch(warn("publish this node"));
   };
   const putTunnel = (t: RelayTunnel) => {
-    const i = t.info;
+    const v = viewOfTunnel(t);
     const entry = create(TunnelPresenceSchema, {
-      nodeId,
-      tunnelId: i.id,
-      tenant: i.tenant,
-      keyId: i.keyId,
-      connectorId: i.connectorId,
-      connectorVersion: i.connectorVersion,
-      hostname: i.hostname,
-      remoteAddress: i.remoteAddress,
-      connectTime: timestampFromDate(i.connectTime),
-      targets: [...i.targets],
-      inFlight: t.inFlight,
-      rttMs: Math.round(t.keepalive.lastRttMs ?? 0),
-      draining: t.draining,
+      ...v,
+      targets: [...v.targets],
+      connectTime: timestampFromDate(v.connectTime),
+      rttMs: Math.round(v.rttMs ?? 0),
     });
-    tunnels.kv.put(`${nodeId}.${i.id}`, toBinary(TunnelPresenceSchema, entry)).catch(warn("publish a tunnel"));
+    tunnels.kv.put(`${nodeId}.${v.tunnelId}`, toBinary(TunnelPresenceSchema, entry)).catch(warn("publish a tunnel"));
   };
   /** Puts new or changed tunnels, deletes gone ones. */
   const syncTunnels = (all: boolean) => {
@@ -176,18 +167,8 @@ export async function startPresence(deps: {
 
 function viewOf(p: TunnelPresence): TunnelView {
   return {
-    nodeId: p.nodeId,
-    tunnelId: p.tunnelId,
-    tenant: p.tenant,
-    keyId: p.keyId,
-    connectorId: p.connectorId,
-    connectorVersion: p.connectorVersion,
-    hostname: p.hostname,
-    remoteAddress: p.remoteAddress,
+    ...p,
     connectTime: p.connectTime ? timestampDate(p.connectTime) : new Date(0),
-    targets: p.targets,
-    inFlight: p.inFlight,
     rttMs: p.rttMs || undefined,
-    draining: p.draining,
   };
 }

@@ -193,6 +193,7 @@ describe("cluster failures", () => {
     // The connector comes back through its other address, and traffic flows again.
     await conn.waitForCount("tunnel connected", 2);
     await eventually(async () => (await request(`${a.url}/relay/crash/app/json`)).status === 200, "served again via B");
+    if (process.env.FIGURES) console.log(`FIGURE kill9: failed within ${failedWithin} ms, served again after ${Date.now() - killedAt} ms`);
   });
 
   it("survives the loss of one of three NATS servers", async () => {
@@ -206,11 +207,14 @@ describe("cluster failures", () => {
     await conn.waitForCount("tunnel connected", 2);
     expect((await request(`${a.url}/relay/natsdown/app/json`)).status).toBe(200);
 
-    await cluster.servers[0]!.kill();
+    // Kill the NATS server node A is connected to, so A itself must reconnect.
+    const holder = await serverOf(cluster, "ferry-relay-a");
+    await holder.kill();
     const killedAt = Date.now();
     await eventually(async () => (await request(`${a.url}/relay/natsdown/app/json`).catch(() => undefined))?.status === 200, "routing again", 15_000);
     const recoveredMs = Date.now() - killedAt;
     expect(recoveredMs).toBeLessThan(15_000);
+    if (process.env.FIGURES) console.log(`FIGURE nats-loss: routing back after ${recoveredMs} ms`);
     // Shared state still takes writes (R3: two of three servers are a majority).
     await eventually(async () => {
       try {
@@ -220,8 +224,10 @@ describe("cluster failures", () => {
         return false;
       }
     }, "state writable", 20_000);
+    if (process.env.FIGURES) console.log(`FIGURE nats-loss: state writable after ${Date.now() - killedAt} ms`);
     const onC = createAdminClient(c.url, ADMIN_TOKEN);
     await eventually(async () => (await onC.listTenants({})).tenants.some((t) => t.name === "after-nats-loss"), "seen on C", 15_000);
+    if (process.env.FIGURES) console.log(`FIGURE nats-loss: write seen on C after ${Date.now() - killedAt} ms`);
   });
 
   it("a rolling restart of three nodes under steady load loses no request", async () => {
@@ -269,8 +275,18 @@ describe("cluster failures", () => {
     if (failures.length > 0) for (const n of nodes) console.log(n.lines.filter((l) => (l.level ?? 0) >= 40).map((l) => JSON.stringify(l)).join("\n"));
     expect(failures).toEqual([]);
     expect(sent).toBeGreaterThan(200);
+    if (process.env.FIGURES) console.log(`FIGURE rolling: ${sent} requests, ${failures.length} failed`);
   });
 });
+
+/** The NATS server a client (by connection name) is connected to, from the servers' monitoring endpoints. */
+async function serverOf(cluster: NatsCluster, client: string): Promise<NatsServer> {
+  for (const s of cluster.servers) {
+    const connz = (await (await fetch(`${s.monitorUrl}/connz`)).json()) as { connections?: Array<{ name?: string }> };
+    if (connz.connections?.some((c) => c.name === client)) return s;
+  }
+  throw new Error(`no NATS server has a client named ${client}`);
+}
 
 /** Retries a call that JetStream may refuse while it elects its leaders. */
 async function eventuallyValue<T>(fn: () => Promise<T>): Promise<T> {

@@ -19,7 +19,7 @@ const results: BenchResults = {
         nginx: { rps: 40000, p99Ms: 3, resources: { nginx: { cpuSeconds: 18.2, peakRssMB: 15 } } },
         "node-proxy": { rps: 20000, p99Ms: 6 },
         "ferry-1": { rps: 10000, p99Ms: 12, resources: { relay: { cpuSeconds: 14, peakRssMB: 101.4 }, connector: { cpuSeconds: 16.9, peakRssMB: 172 } } },
-        "ferry-2": { note: "not yet: needs the cluster (issue 5)" },
+        "ferry-2": { note: "not measured: nats-server is missing (apt-get install nats-server)" },
       },
     },
     bulk: {
@@ -43,8 +43,8 @@ describe("benchmark report", () => {
     expect(md).toContain("| direct | 80,000 | 1.50 |  |");
   });
 
-  it("says 'not yet' or 'failed' instead of inventing a number", () => {
-    expect(md).toContain("| ferry-2 | not yet: needs the cluster (issue 5) |");
+  it("says why a setup was not measured, or that it failed, instead of inventing a number", () => {
+    expect(md).toContain("| ferry-2 | not measured: nats-server is missing (apt-get install nats-server) |");
     expect(md).toContain("| ferry-1 | failed: connector exited |");
   });
 
@@ -53,11 +53,71 @@ describe("benchmark report", () => {
     expect(md).toContain("| cores | 2 |");
   });
 
+  it("compares ferry-2 with ferry-1 from the same run: figures, CPU, CPU per request and peak RSS", () => {
+    const run: BenchResults = {
+      ...results,
+      scenarios: {
+        small: {
+          ...results.scenarios.small!,
+          results: {
+            nginx: { rps: 40000, p99Ms: 3, requests: 1_000_000 },
+            "node-proxy": { rps: 20000, p99Ms: 6 },
+            "ferry-1": { rps: 10000, p99Ms: 12, requests: 260_000, resources: { relay: { cpuSeconds: 14, peakRssMB: 100 }, connector: { cpuSeconds: 16, peakRssMB: 150 } } },
+            "ferry-2": {
+              rps: 4000,
+              p99Ms: 30,
+              requests: 104_000,
+              resources: {
+                "relay-a": { cpuSeconds: 12, peakRssMB: 110 },
+                "relay-b": { cpuSeconds: 9, peakRssMB: 100 },
+                connector: { cpuSeconds: 6, peakRssMB: 140 },
+                "nats-server": { cpuSeconds: 3, peakRssMB: 25 },
+              },
+            },
+          },
+        },
+        "head-of-line": {
+          title: "Head-of-line blocking",
+          method: "8 downloads",
+          headline: [{ key: "ratio", unit: "x", higherIsBetter: true, ratios: false }],
+          results: { "ferry-1": { ratio: 1, aloneMBs: 250, stalledMBs: 250 }, "ferry-2": { ratio: 0.9, aloneMBs: 100, stalledMBs: 90 } },
+        },
+        idle: {
+          title: "Idle capacity",
+          method: "2000 tunnels",
+          headline: [
+            { key: "perTunnelKB", unit: "KB/tunnel", higherIsBetter: false, ratios: false },
+            { key: "perExchangeKB", unit: "KB/exchange", higherIsBetter: false, ratios: false },
+          ],
+          results: {
+            "ferry-1": { n: 2000, baseMB: 72.4, perTunnelKB: 29, perExchangeKB: 14 },
+            "ferry-2": {
+              n: 2000, baseMB: 150, perTunnelKB: 58, perExchangeKB: 21,
+              tunnelKBa: 20, tunnelKBb: 38, tunnelKBnats: 5, exchangeKBa: 14, exchangeKBb: 7, exchangeKBnats: 1,
+            },
+          },
+        },
+      },
+    };
+    const out = markdown(run);
+    expect(out).toContain(
+      "| ferry-2 | 4,000 (0.10x · 0.20x) | 30.0 (10.00x · 5.00x) | relay-a 12.0 s, 110 MB; relay-b 9.0 s, 100 MB; connector 6.0 s, 140 MB; nats-server 3.0 s, 25 MB |",
+    );
+    // CPU 30 s vs 30 s, for 0.4x the requests: 2.5x per request; RSS 375 MB vs 250 MB.
+    expect(out).toContain("ferry-2 / ferry-1 (same run): req/s 0.40x · ms p99 2.50x · CPU s 1.00x · CPU per request 2.50x · peak RSS 1.50x");
+    // A ratio of ratios means nothing: head-of-line has no such line, only its MB/s.
+    expect(out).not.toMatch(/ferry-2 \/ ferry-1 \(same run\): x /);
+    expect(out).toContain("ferry-1 250 → 250, ferry-2 100 → 90");
+    expect(out).toContain(
+      "ferry-2: 2000 tunnels on node b and 2000 exchanges through node a; both nodes together started at 150 MB RSS. Per tunnel node a 20 + node b 38 KB (nats-server 5 KB); per exchange node a 14 + node b 7 KB (nats-server 1 KB). ferry-2 / ferry-1: KB/tunnel 2.00x · KB/exchange 1.50x.",
+    );
+  });
+
   it("charts requests/s and MB/s per setup", () => {
     const svg = chart(results);
     expect(svg.startsWith("<svg")).toBe(true);
     expect(svg).toContain("Small requests: requests/s");
     expect(svg).toContain(">10,000<");
-    expect(svg).toContain("not yet: needs the cluster (issue 5)");
+    expect(svg).toContain("not measured: nats-server is missing (apt-get install nats-server)");
   });
 });
