@@ -1,4 +1,4 @@
-import { request as httpRequest } from "node:http";
+import { type IncomingMessage, request as httpRequest } from "node:http";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type AdminClient, createAdminClient } from "../../clients/admin/admin-client.js";
 import { download, request, upload } from "../helpers/http.js";
@@ -162,6 +162,18 @@ describe("cluster failures", () => {
     // Nothing buffers a body: far below 200 MB on the ingress and the egress node alike.
     expect(a.peakRss()).toBeLessThan(160e6);
     expect(c.peakRss()).toBeLessThan(160e6);
+
+    // Across nodes too, a client that stops reading holds back only its own exchange.
+    const stalled = await new Promise<IncomingMessage>((resolve, reject) =>
+      httpRequest(`${base}/stall?size=${1024 * MB}`, resolve).on("error", reject).end(),
+    );
+    stalled.pause();
+    expect(await download(`${base}/bytes?size=${50 * MB}`)).toEqual({ status: 200, bytes: 50 * MB, sha256: patternSha256(50 * MB) });
+    expect(target.stalledBytesWritten()).toBeGreaterThan(0);
+    expect(target.stalledBytesWritten()).toBeLessThan(64 * MB);
+    const aborted = target.nextAbort();
+    stalled.destroy();
+    expect(await aborted).toBe(`/stall?size=${1024 * MB}`);
   });
 
   it("kill -9 of the node holding the connector fails only its exchanges, clearly and promptly; the connector moves", async () => {
