@@ -1,5 +1,5 @@
 import { fromJson, type JsonObject } from "@bufbuild/protobuf";
-import { DeliverPolicy, type NatsConnection, RetentionPolicy, StorageType } from "nats";
+import { DeliverPolicy, DiscardPolicy, type NatsConnection, RetentionPolicy, StorageType } from "nats";
 import { type AuditEvent, AuditEventSchema } from "../../gen/ferry/admin/v1/admin_service_pb.js";
 import { FerryError } from "../../clients/sdk/errors.js";
 import type { Logger } from "../../clients/sdk/logger.js";
@@ -13,6 +13,8 @@ const WINDOW = 512;
 /** Most messages one query call reads before it returns a page (maybe short) to continue from. */
 const MAX_SCAN = 20_000;
 const MAX_PAGE_SIZE = 1000;
+/** The stream's size cap; each node's own files keep the full retention period. */
+const MAX_BYTES = 2 * 1024 ** 3;
 
 export interface AuditStream {
   /** Publishes one audit event (its proto JSON line); fire and forget, the node's own file keeps it too. */
@@ -44,6 +46,9 @@ export async function openAuditStream(opts: {
     storage: StorageType.File,
     num_replicas: opts.replicas,
     max_age: opts.retentionDays * DAY_MS * 1_000_000, // nanoseconds
+    // One event per request adds up (~400 bytes each, on every server holding a replica): the oldest go first.
+    max_bytes: MAX_BYTES,
+    discard: DiscardPolicy.Old,
   };
   await retry(`open stream ${AUDIT_STREAM}`, log, opts.signal, async () => {
     try {

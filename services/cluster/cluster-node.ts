@@ -50,10 +50,18 @@ export async function joinCluster(opts: {
     throw new FerryError("invalid_argument", "invalid_node_id", `node id "${nodeId}" may use only letters, digits, '_' and '-' (at most 64) in a cluster`);
   }
   const conn: ClusterConnection = await connectCluster(opts.nats, nodeId, log, signal);
-  const replicas = opts.nats.replicas ?? ((conn.nc.info?.connect_urls?.length ?? 1) >= 3 ? 3 : 1);
-  const stateMirror = await openKvMirror(conn.nc, STATE_BUCKET, { history: 5, replicas }, log, signal, 1_000);
+  // Three copies when there are three servers to hold them: those we were given, or those NATS tells us of.
+  const servers = Math.max(opts.nats.servers.length, conn.nc.info?.connect_urls?.length ?? 1);
+  const replicas = opts.nats.replicas ?? (servers >= 3 ? 3 : 1);
+  const opened = await Promise.all([
+    openKvMirror(conn.nc, STATE_BUCKET, { history: 5, replicas }, log, signal, 1_000),
+    openAuditStream({ nc: conn.nc, nodeId, replicas, retentionDays: opts.auditRetentionDays, log, signal }),
+  ]).catch(async (err: unknown) => {
+    await conn.close();
+    throw err;
+  });
+  const [stateMirror, audit] = opened;
   const store = createJetStreamStore(stateMirror);
-  const audit = await openAuditStream({ nc: conn.nc, nodeId, replicas, retentionDays: opts.auditRetentionDays, log, signal });
   let presence: Presence | undefined;
   let bus: ClusterBus | undefined;
   conn.onReconnect(() => stateMirror.resync());

@@ -4,6 +4,23 @@ import type { KvChange, KvStore } from "../state/kv-store.js";
 import type { KvMirror } from "./kv-mirror.js";
 
 const encoder = new TextEncoder();
+/** How long a write waits out JetStream electing a leader (it answers 503 or not at all meanwhile). */
+const TRANSIENT_MS = 10_000;
+
+/** Retries a write that failed because JetStream could not take it yet; a refused compare-and-set is not retried here. */
+async function transient<T>(write: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + TRANSIENT_MS;
+  for (let delay = 100; ; delay = Math.min(delay * 2, 1_000)) {
+    try {
+      return await write();
+    } catch (err) {
+      const text = String(err);
+      if (/wrong last sequence|key exists/i.test(text) || Date.now() + delay > deadline) throw err;
+      if (!/503|timeout|no responders|not ready|leader/i.test(text)) throw err;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
 const decoder = new TextDecoder();
 
 /**
@@ -54,7 +71,7 @@ export function createJetStreamStore(mirror: KvMirror): KvStore {
       const known = mirror.get(key)?.revision;
       let revision: number;
       try {
-        revision = known === undefined ? await mirror.kv.create(key, bytes) : await mirror.kv.update(key, bytes, known);
+        revision = await transient(() => (known === undefined ? mirror.kv.create(key, bytes) : mirror.kv.update(key, bytes, known)));
       } catch (err) {
         throw await conflict(key, err);
       }
@@ -64,7 +81,7 @@ export function createJetStreamStore(mirror: KvMirror): KvStore {
       const known = mirror.get(key)?.revision;
       if (known === undefined) return;
       try {
-        await mirror.kv.delete(key, { previousSeq: known });
+        await transient(() => mirror.kv.delete(key, { previousSeq: known }));
       } catch (err) {
         throw await conflict(key, err);
       }

@@ -98,147 +98,158 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
         throw err;
       })
     : undefined;
-  const store: KvStore = cluster ? cluster.store : await openFileStore(options.dataDir);
-  // Each node keeps its own files; in a cluster every event also goes to the shared stream the admin API reads.
-  const audit: AuditLog = createAuditLog(options.dataDir, log, { retentionDays: options.auditRetentionDays, mirror: cluster?.audit.publish });
-  const catalog = new Catalog(store);
-  const mintedAdminToken = await catalog.bootstrapAdmin(options.adminToken);
-  const registry = new TunnelRegistry();
-  const stats = createTrafficStats();
-  let draining = false;
+  // Whatever fails from here on must not leave a NATS connection (and the process) hanging.
+  try {
+    return await buildNode();
+  } catch (err) {
+    await cluster?.close().catch(() => {});
+    dataLock?.release();
+    throw err;
+  }
 
-  // Live enforcement: a revoked key, a deleted or disabled tenant loses its tunnels at once.
-  const unwatch = catalog.watch((event) => {
-    for (const tunnel of registry.tunnels(event.tenant || undefined)) {
-      if (event.type === "tenant-deleted") tunnel.close("tenant deleted", { status: "unauthenticated" });
-      else if (event.type === "tenant-updated") {
-        if (event.disabled) tunnel.close(`tenant "${event.tenant}" is disabled`, { status: "permission_denied" });
-      } else if (tunnel.info.keyId === event.keyId) tunnel.close("connector key was revoked", { status: "unauthenticated" });
-    }
-    if (event.type === "tenant-deleted") {
-      registry.forgetTenant(event.tenant);
-      stats.forgetTenant(event.tenant);
-      void metrics.forgetTenant(event.tenant);
-    }
-  });
-  // A rotated key stops working at its expire time: its tunnels close within a second of it.
-  const expirySweep = setInterval(() => {
-    const now = Date.now();
-    for (const tunnel of registry.tunnels()) {
-      const expire = catalog.getKey(tunnel.info.keyId)?.expireTime;
-      if (expire && timestampMs(expire) <= now) tunnel.close("connector key has expired (it was rotated)", { status: "unauthenticated" });
-    }
-  }, 1000);
-  expirySweep.unref();
+  async function buildNode(): Promise<Relay> {
+    const store: KvStore = cluster ? cluster.store : await openFileStore(options.dataDir);
+    // Each node keeps its own files; in a cluster every event also goes to the shared stream the admin API reads.
+    const audit: AuditLog = createAuditLog(options.dataDir, log, { retentionDays: options.auditRetentionDays, mirror: cluster?.audit.publish });
+    const catalog = new Catalog(store);
+    const mintedAdminToken = await catalog.bootstrapAdmin(options.adminToken);
+    const registry = new TunnelRegistry();
+    const stats = createTrafficStats();
+    let draining = false;
 
-  let gatewayRef: Gateway | undefined;
-  const nodeFacts = (): NodeFacts => ({ nodeId, version: FERRY_VERSION, address, startTime, inFlight: gatewayRef?.active ?? 0, draining });
-  const localBus = createLocalBus(registry);
-  const { bus, directory } = cluster
-    ? await cluster.start({ registry, local: localBus, node: nodeFacts, isDraining: () => draining })
-    : { bus: localBus, directory: localDirectory(registry, nodeFacts) };
-  const metrics = createMetrics({ registry, activeFor: (tenant) => gatewayRef?.activeFor(tenant) ?? 0 });
-  const gateway = createGateway({
-    catalog,
-    bus,
-    log,
-    requestTimeoutMs: options.requestTimeoutMs ?? 100_000,
-    responseWindow: options.responseWindow ?? DEFAULT_WINDOW,
-    trustedProxies: parseTrustedProxies(options.trustedProxies ?? []),
-    isDraining: () => draining,
-    serveWhileDraining: cluster !== undefined,
-    onDone: createExchangeObserver({
+    // Live enforcement: a revoked key, a deleted or disabled tenant loses its tunnels at once.
+    const unwatch = catalog.watch((event) => {
+      for (const tunnel of registry.tunnels(event.tenant || undefined)) {
+        if (event.type === "tenant-deleted") tunnel.close("tenant deleted", { status: "unauthenticated" });
+        else if (event.type === "tenant-updated") {
+          if (event.disabled) tunnel.close(`tenant "${event.tenant}" is disabled`, { status: "permission_denied" });
+        } else if (tunnel.info.keyId === event.keyId) tunnel.close("connector key was revoked", { status: "unauthenticated" });
+      }
+      if (event.type === "tenant-deleted") {
+        registry.forgetTenant(event.tenant);
+        stats.forgetTenant(event.tenant);
+        void metrics.forgetTenant(event.tenant);
+      }
+    });
+    // A rotated key stops working at its expire time: its tunnels close within a second of it.
+    const expirySweep = setInterval(() => {
+      const now = Date.now();
+      for (const tunnel of registry.tunnels()) {
+        const expire = catalog.getKey(tunnel.info.keyId)?.expireTime;
+        if (expire && timestampMs(expire) <= now) tunnel.close("connector key has expired (it was rotated)", { status: "unauthenticated" });
+      }
+    }, 1000);
+    expirySweep.unref();
+
+    let gatewayRef: Gateway | undefined;
+    const nodeFacts = (): NodeFacts => ({ nodeId, version: FERRY_VERSION, address, startTime, inFlight: gatewayRef?.active ?? 0, draining });
+    const localBus = createLocalBus(registry);
+    const { bus, directory } = cluster
+      ? await cluster.start({ registry, local: localBus, node: nodeFacts, isDraining: () => draining })
+      : { bus: localBus, directory: localDirectory(registry, nodeFacts) };
+    const metrics = createMetrics({ registry, activeFor: (tenant) => gatewayRef?.activeFor(tenant) ?? 0 });
+    const gateway = createGateway({
       catalog,
-      stats,
-      metrics,
+      bus,
       log,
+      requestTimeoutMs: options.requestTimeoutMs ?? 100_000,
+      responseWindow: options.responseWindow ?? DEFAULT_WINDOW,
+      trustedProxies: parseTrustedProxies(options.trustedProxies ?? []),
+      isDraining: () => draining,
+      serveWhileDraining: cluster !== undefined,
+      onDone: createExchangeObserver({
+        catalog,
+        stats,
+        metrics,
+        log,
+        audit,
+        auditRequests: options.auditRequests ?? true,
+        serves: (tenant, target) => registry.serves(tenant, target),
+      }),
+    });
+    gatewayRef = gateway;
+
+    // No compression on the tunnel: payloads are opaque or already compressed, and gzip costs ~4x CPU.
+    const tunnelHandler = createTunnelEndpoint({
+      catalog,
+      registry,
       audit,
-      auditRequests: options.auditRequests ?? true,
-      serves: (tenant, target) => registry.serves(tenant, target),
-    }),
-  });
-  gatewayRef = gateway;
+      log,
+      nodeId,
+      keepaliveMs,
+      isDraining: () => draining,
+      refusals: createRefusalLimiter(),
+    });
 
-  // No compression on the tunnel: payloads are opaque or already compressed, and gzip costs ~4x CPU.
-  const tunnelHandler = createTunnelEndpoint({
-    catalog,
-    registry,
-    audit,
-    log,
-    nodeId,
-    keepaliveMs,
-    isDraining: () => draining,
-    refusals: createRefusalLimiter(),
-  });
+    const adminHandler = connectNodeAdapter({
+      routes: (router) =>
+        router.service(
+          AdminService,
+          createAdminService({
+            catalog,
+            directory,
+            audit,
+            queryAudit: cluster ? cluster.audit.query : async (q) => audit.query(q),
+            stats,
+          }),
+        ),
+      interceptors: [errorInterceptor(log), authInterceptor(catalog, audit)],
+      readMaxBytes: 1024 * 1024,
+    });
 
-  const adminHandler = connectNodeAdapter({
-    routes: (router) =>
-      router.service(
-        AdminService,
-        createAdminService({
-          catalog,
-          directory,
-          audit,
-          queryAudit: cluster ? cluster.audit.query : async (q) => audit.query(q),
-          stats,
-        }),
-      ),
-    interceptors: [errorInterceptor(log), authInterceptor(catalog, audit)],
-    readMaxBytes: 1024 * 1024,
-  });
+    const handle = createRouter({
+      tunnel: tunnelHandler,
+      admin: adminHandler,
+      gateway: gateway.handle,
+      metrics: metricsEndpoint(metrics, (token) => {
+        const role = catalog.checkAdminToken(token)?.role;
+        return role === "admin" || role === "viewer";
+      }),
+      ready: () => !draining && (cluster?.connected ?? true),
+    });
 
-  const handle = createRouter({
-    tunnel: tunnelHandler,
-    admin: adminHandler,
-    gateway: gateway.handle,
-    metrics: metricsEndpoint(metrics, (token) => {
-      const role = catalog.checkAdminToken(token)?.role;
-      return role === "admin" || role === "viewer";
-    }),
-    ready: () => !draining && (cluster?.connected ?? true),
-  });
-
-  return {
-    handle,
-    nodeId,
-    keepaliveMs,
-    mintedAdminToken,
-    catalog,
-    registry,
-    metrics,
-    get draining() {
-      return draining;
-    },
-    clustered: cluster !== undefined,
-    setAddress(url) {
-      address = url;
-    },
-    async drain(graceMs) {
-      draining = true;
-      cluster?.drain();
-      const tunnels = registry.tunnels();
-      // Each tunnel ends as soon as its own exchanges are done, so its connector can move on.
-      const ended = tunnels.map(async (t) => {
-        t.goAway("relay is shutting down");
-        await t.idle();
-        t.close("relay shut down", { graceful: true });
-      });
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
-      await Promise.race([Promise.all([gateway.idle(), ...ended]), deadline]);
-      clearTimeout(timer);
-      const unfinished = gateway.active + tunnels.reduce((n, t) => n + t.inFlight, 0);
-      for (const t of registry.tunnels()) t.close("relay shut down", { graceful: true });
-      return { unfinished };
-    },
-    async close() {
-      unwatch();
-      clearInterval(expirySweep);
-      for (const t of registry.tunnels()) t.close("relay closed");
-      await audit.close();
-      if (cluster) await cluster.close();
-      else await store.close();
-      dataLock?.release();
-    },
-  };
+    return {
+      handle,
+      nodeId,
+      keepaliveMs,
+      mintedAdminToken,
+      catalog,
+      registry,
+      metrics,
+      get draining() {
+        return draining;
+      },
+      clustered: cluster !== undefined,
+      setAddress(url) {
+        address = url;
+      },
+      async drain(graceMs) {
+        draining = true;
+        cluster?.drain();
+        const tunnels = registry.tunnels();
+        // Each tunnel ends as soon as its own exchanges are done, so its connector can move on.
+        const ended = tunnels.map(async (t) => {
+          t.goAway("relay is shutting down");
+          await t.idle();
+          t.close("relay shut down", { graceful: true });
+        });
+        let timer: NodeJS.Timeout | undefined;
+        const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+        await Promise.race([Promise.all([gateway.idle(), ...ended]), deadline]);
+        clearTimeout(timer);
+        const unfinished = gateway.active + tunnels.reduce((n, t) => n + t.inFlight, 0);
+        for (const t of registry.tunnels()) t.close("relay shut down", { graceful: true });
+        return { unfinished };
+      },
+      async close() {
+        unwatch();
+        clearInterval(expirySweep);
+        for (const t of registry.tunnels()) t.close("relay closed");
+        await audit.close();
+        if (cluster) await cluster.close();
+        else await store.close();
+        dataLock?.release();
+      },
+    };
+  }
 }

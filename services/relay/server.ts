@@ -8,7 +8,8 @@ import {
   type Http2Session,
   type Settings,
 } from "node:http2";
-import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
+import { createServer as createNetServer, type AddressInfo, Server as NetServerClass, type Server as NetServer, type Socket } from "node:net";
+import { TUNNEL_PATH } from "../../clients/sdk/tunnel-codec.js";
 import type { NodeRequest, NodeResponse } from "../gateway/http-error.js";
 
 export interface ListenOptions {
@@ -30,6 +31,8 @@ export interface RelayServer {
   close(forceAfterMs?: number): Promise<void>;
 }
 
+const NetServerClose = NetServerClass.prototype.close;
+
 /** HTTP/2 windows: 1 MiB per stream bounds what one client can park in the relay; 32 MiB per connection keeps tunnels fast. */
 const H2_SETTINGS: Settings = { initialWindowSize: 1024 * 1024, maxConcurrentStreams: 1000, enablePush: false };
 const H2_CONNECTION_WINDOW = 32 * 1024 * 1024;
@@ -41,16 +44,47 @@ const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
  * Cleartext Node ignores allowHTTP1, so the HTTP/2 connection preface is
  * sniffed and each socket handed to the HTTP/2 or the HTTP/1.1 server.
  */
-export async function listen(handler: (req: NodeRequest, res: NodeResponse) => void, opts: ListenOptions): Promise<RelayServer> {
+export async function listen(onRequest: (req: NodeRequest, res: NodeResponse) => void, opts: ListenOptions): Promise<RelayServer> {
+  // HTTP/1.1 connections (cleartext or TLS) that have carried a request, with the requests in progress on each:
+  // on close, idle ones go at once and busy ones right after their answer, so nothing in progress is cut.
+  const h1Busy = new Map<Socket, number>();
+  let closing = false;
+  const handler = (req: NodeRequest, res: NodeResponse) => {
+    if (!("stream" in req)) {
+      const socket = req.socket;
+      if (!h1Busy.has(socket)) socket.once("close", () => h1Busy.delete(socket));
+      h1Busy.set(socket, (h1Busy.get(socket) ?? 0) + 1);
+      res.once("close", () => {
+        const n = (h1Busy.get(socket) ?? 1) - 1;
+        h1Busy.set(socket, n);
+        if (closing && n === 0) socket.end();
+      });
+    }
+    onRequest(req, res);
+  };
   const sessions = new Set<Http2Session>();
+  /** Open tunnel streams per session: such a session is closed only once the relay has ended its tunnels. */
+  const tunnelStreams = new Map<Http2Session, number>();
+  const closeWhenNoTunnel = (session: Http2Session) => {
+    if (!tunnelStreams.get(session)) session.close();
+  };
   const trackSession = (session: Http2Session) => {
     sessions.add(session);
+    session.on("stream", (stream, headers) => {
+      if (headers[":path"] !== TUNNEL_PATH) return;
+      tunnelStreams.set(session, (tunnelStreams.get(session) ?? 0) + 1);
+      stream.once("close", () => {
+        tunnelStreams.set(session, (tunnelStreams.get(session) ?? 1) - 1);
+        if (closing) closeWhenNoTunnel(session);
+      });
+    });
     session.once("connect", () => session.setLocalWindowSize(H2_CONNECTION_WINDOW));
     const timer = setInterval(() => pingOrDestroy(session, opts.keepaliveMs), opts.keepaliveMs);
     timer.unref();
     session.once("close", () => {
       clearInterval(timer);
       sessions.delete(session);
+      tunnelStreams.delete(session);
     });
   };
 
@@ -89,14 +123,12 @@ export async function listen(handler: (req: NodeRequest, res: NodeResponse) => v
     outer = createNetServer({ noDelay: true, keepAlive: true }, (socket) => sniff(socket, http1, plain));
   }
   h2.on("session", trackSession);
-  // Every cleartext socket from accept to close, including those still being sniffed: close() waits for them all.
+  // Every socket from accept to close, including those still in their handshake or being sniffed: close() waits for them all.
   const accepted = new Set<Socket>();
-  if (!opts.tlsCert) {
-    outer.on("connection", (socket: Socket) => {
-      accepted.add(socket);
-      socket.once("close", () => accepted.delete(socket));
-    });
-  }
+  outer.on("connection", (socket: Socket) => {
+    accepted.add(socket);
+    socket.once("close", () => accepted.delete(socket));
+  });
 
   await new Promise<void>((resolve, reject) => {
     outer.once("error", reject);
@@ -105,6 +137,10 @@ export async function listen(handler: (req: NodeRequest, res: NodeResponse) => v
       resolve();
     });
   });
+  // Only the listening socket: Http2SecureServer.close() would also close every session at once, tunnels included.
+  const stopAccepting = () => {
+    if (outer.listening) NetServerClose.call(outer);
+  };
   const address = outer.address() as AddressInfo;
   const scheme = opts.tlsCert ? "https" : "http";
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
@@ -112,15 +148,16 @@ export async function listen(handler: (req: NodeRequest, res: NodeResponse) => v
   return {
     url: `${scheme}://${host}:${address.port}`,
     port: address.port,
-    stopAccepting() {
-      if (outer.listening) outer.close();
-    },
+    stopAccepting,
     async close(forceAfterMs = 5_000) {
-      if (outer.listening) outer.close();
-      for (const s of sessions) s.close();
-      // HTTP/1.1 connections go as soon as they are idle, so a request in progress (or one whose first bytes
-      // are still on their way) gets its answer instead of a reset.
-      const h1Idle = new Promise<void>((resolve) => {
+      closing = true;
+      stopAccepting();
+      // GOAWAY to clients now; a connector's session only once its tunnels have ended (the relay's drain ends them,
+      // after the relay's own GoAway has moved the connector): an HTTP/2 GOAWAY under a live tunnel helps nobody.
+      for (const s of sessions) closeWhenNoTunnel(s);
+      for (const [socket, inProgress] of h1Busy) if (inProgress === 0) socket.end();
+      // A connection whose first request is still on its way gets its answer instead of a reset.
+      const allClosed = new Promise<void>((resolve) => {
         const sweep = () => {
           h1?.closeIdleConnections();
           if (accepted.size === 0) resolve();
@@ -128,7 +165,7 @@ export async function listen(handler: (req: NodeRequest, res: NodeResponse) => v
         };
         sweep();
       });
-      const all = Promise.all([...[...sessions].map((s) => new Promise((r) => s.once("close", r))), h1Idle]);
+      const all = Promise.all([...[...sessions].map((s) => new Promise((r) => s.once("close", r))), allClosed]);
       const force = setTimeout(() => {
         h1?.closeAllConnections();
         for (const s of sessions) s.destroy();
