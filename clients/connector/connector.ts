@@ -43,9 +43,32 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
     }
   };
 
+  /** The relay each slot is on (or dialing). */
+  const slotRelay: number[] = Array.from({ length: slotCount }, (_, i) => i % settings.relays.length);
+  /**
+   * Where a slot goes when it must leave its relay: the relay (other than this one) that the fewest slots are on,
+   * nearest after it in the list. Tunnels stay spread over the relays after a rolling restart, instead of piling
+   * up on whichever came back first.
+   */
+  const nextRelay = (slot: number): number => {
+    const n = settings.relays.length;
+    const from = slotRelay[slot]!;
+    let best = (from + 1) % n;
+    let bestLoad = Number.POSITIVE_INFINITY;
+    for (let step = 1; step < n; step++) {
+      const candidate = (from + step) % n;
+      const load = slotRelay.filter((r, i) => i !== slot && r === candidate).length;
+      if (load < bestLoad) {
+        best = candidate;
+        bestLoad = load;
+      }
+    }
+    return best;
+  };
+
   const runSlot = async (index: number) => {
     const backoff = createBackoff({ minMs: settings.reconnectMinMs, maxMs: settings.reconnectMaxMs });
-    let relayIndex = index % settings.relays.length;
+    let relayIndex = slotRelay[index]!;
     while (!stopping) {
       const relay = settings.relays[relayIndex]!;
       const hello = create(HelloSchema, {
@@ -79,7 +102,7 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
             live.delete(conn);
             notify();
           });
-          relayIndex = (relayIndex + 1) % settings.relays.length;
+          relayIndex = slotRelay[index] = nextRelay(index);
           backoff.succeeded(Date.now() - started);
           delayMs = settings.relays.length > 1 ? 0 : backoff.next();
         } else {
@@ -94,7 +117,7 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
         notify();
         if (stopping) break;
         const e = err as TunnelError;
-        relayIndex = (relayIndex + 1) % settings.relays.length;
+        relayIndex = slotRelay[index] = nextRelay(index);
         // A tunnel that was up long enough resets the backoff; a dial that never got a Welcome
         // does not, however long it took (a relay that accepts and hangs).
         if (conn.welcome) backoff.succeeded(Date.now() - started);

@@ -317,6 +317,9 @@ async function rollingRestart(opts: { path: string; clients: number; checkEveryM
   if (failures.length > 0) for (const n of nodes) console.log(n.lines.filter((l) => (l.level ?? 0) >= 40).map((l) => JSON.stringify(l)).join("\n"));
   expect(failures).toEqual([]);
   expect(answered).toBe(sent);
+  // The connector's tunnels did not all pile up on one node.
+  const { connectors } = await adminOf(nodes[0]!.url).listConnectors({ tenant: "rolling" });
+  expect(connectors[0]!.nodeIds.length).toBeGreaterThanOrEqual(2);
   if (process.env.FIGURES) console.log(`FIGURE rolling ${opts.pki ? "tls" : "cleartext"}: ${sent} requests, ${failures.length} failed`);
 }
 

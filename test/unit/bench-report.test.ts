@@ -113,6 +113,33 @@ describe("benchmark report", () => {
     );
   });
 
+  it("names the transfers that failed and keeps the figures that did not", () => {
+    const run: BenchResults = {
+      ...results,
+      scenarios: {
+        bulk: {
+          title: "Bulk transfer",
+          method: "200 MB",
+          headline: [
+            { key: "downMBs", unit: "MB/s down", higherIsBetter: true },
+            { key: "upMBs", unit: "MB/s up", higherIsBetter: true },
+          ],
+          results: {
+            nginx: { downMBs: 400, upMBs: 800 },
+            "ferry-1": { downMBs: 200, upMBs: 400, resources: { relay: { cpuSeconds: 5, peakRssMB: 100 } } },
+            "ferry-2": { downMBs: 100, failed: "upload: HTTP 502 target_error from http://x/sink", resources: { "relay-a": { cpuSeconds: 5, peakRssMB: 100 } } },
+          },
+        },
+      },
+    };
+    const out = markdown(run);
+    expect(out).toContain("| ferry-2 | 100 (0.25x · —) | — | relay-a 5.0 s, 100 MB |");
+    expect(out).toContain("ferry-2 failed (figures left out): upload: HTTP 502 target_error from http://x/sink");
+    // Different work done: no CPU or memory comparison.
+    expect(out).toContain("ferry-2 / ferry-1 (same run): MB/s down 0.50x\n");
+    expect(chart(run)).toContain("failed (see benchmarks.md)");
+  });
+
   it("charts requests/s and MB/s per setup", () => {
     const svg = chart(results);
     expect(svg.startsWith("<svg")).toBe(true);
