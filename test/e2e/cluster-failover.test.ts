@@ -222,8 +222,8 @@ describe("cluster failures", () => {
   it("survives the loss of one of three NATS servers", async () => {
     const cluster: NatsCluster = await startNatsCluster(3);
     cleanups.push(() => cluster.stop());
-    const a = await relayNode(cluster.url, "a");
-    const c = await relayNode(cluster.url, "c");
+    // Both at once on a brand-new cluster: they race to create the buckets and the bootstrap token.
+    const [a, c] = await Promise.all([relayNode(cluster.url, "a"), relayNode(cluster.url, "c")]);
     const admin = createAdminClient(a.url, ADMIN_TOKEN);
     const key = await eventuallyValue(() => tenantKey(admin, "natsdown"));
     const conn = connector([c.url], key, 2);
