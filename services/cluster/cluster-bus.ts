@@ -48,7 +48,8 @@ interface CrossExchange {
   /** Fails the exchange locally because the path to the peer is gone. */
   fail(reason: string): void;
   start: number;
-  heard: boolean;
+  /** When a frame of it last came from the peer (0: never). */
+  lastFrame: number;
 }
 
 export interface ClusterBusDeps {
@@ -105,10 +106,11 @@ export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
       log.warn({ err: String(e) }, "dropping a malformed frame batch from the cluster");
       return;
     }
+    const now = Date.now();
     for (const frame of frames) {
       const ex = into.get(exchangeKey(frame.exchangeId));
       if (!ex) continue; // late frame of a finished exchange
-      ex.heard = true;
+      ex.lastFrame = now;
       ex.receive(frame);
     }
   };
@@ -139,11 +141,12 @@ export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
     beat();
     const now = Date.now();
     for (const [key, ex, exchanges] of all()) {
-      const heard = Math.max(lastHeard.get(ex.peer) ?? 0, ex.start);
+      // Its frames count as signs of life too: under bulk traffic a heartbeat can queue behind megabytes of them.
+      const heard = Math.max(lastHeard.get(ex.peer) ?? 0, ex.lastFrame, ex.start);
       if (now - heard > PEER_DEAD_MS) {
         exchanges.delete(key);
         ex.fail(`relay node ${ex.peer} stopped answering`);
-      } else if (!ex.heard && now - ex.start > ORPHAN_MS) {
+      } else if (ex.lastFrame === 0 && now - ex.start > ORPHAN_MS) {
         exchanges.delete(key);
         ex.fail(`relay node ${ex.peer} never used the exchange`);
       }
@@ -201,7 +204,7 @@ export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
         receive: (frame) => send(frame),
         fail: (reason) => send(resetFrame(open.exchangeId, ResetCode.CANCELLED, reason)),
         start: Date.now(),
-        heard: false,
+        lastFrame: 0,
       };
       const toClient = responseFramesSubject(ingressNode);
       const send = tunnel.attach(open.exchangeId, (frame) => publisher.push(toClient, frame), () => egress.delete(key));
@@ -308,7 +311,8 @@ export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
         },
         fail: (reason) => deliver(resetFrame(exchangeId, ResetCode.UNAVAILABLE, reason)),
         start: Date.now(),
-        heard: true,
+        // The accept was the peer's first word: an ingress never counts as orphaned.
+        lastFrame: Date.now(),
       };
       ingress.set(key, ex);
       return {

@@ -297,6 +297,8 @@ function mergeCookies(headers: Header[]): Header[] {
 function sendBody(req: NodeRequest, ex: Exchange, p: Progress, maxBody: bigint): void {
   let complete = false;
   let dropping = false;
+  /** The chunk waiting for credit, if any. */
+  let writing: Promise<void> | undefined;
   const cancel = () => ex.reset(ResetCode.CANCELLED, "the client aborted the request body");
   req.on("data", (chunk: Buffer) => {
     if (dropping) return;
@@ -309,12 +311,16 @@ function sendBody(req: NodeRequest, ex: Exchange, p: Progress, maxBody: bigint):
       return;
     }
     if (ex.writeNow(chunk)) return;
-    req.pause(); // 'data' and 'end' wait until the exchange took this chunk
-    ex.write(chunk).then(
-      () => req.resume(),
+    req.pause(); // no more 'data' until the exchange took this chunk
+    writing = ex.write(chunk).then(
+      () => {
+        writing = undefined;
+        req.resume();
+      },
       () => {
         // The exchange is over (maybe after a complete early answer, which must still reach
         // the client): read the rest of the upload and drop it, never cut the connection here.
+        writing = undefined;
         dropping = true;
         req.resume();
       },
@@ -322,7 +328,9 @@ function sendBody(req: NodeRequest, ex: Exchange, p: Progress, maxBody: bigint):
   });
   req.once("end", () => {
     complete = true;
-    ex.end();
+    // A paused request with nothing left to read still ends: the last chunk may be waiting for credit.
+    if (writing) void writing.then(() => ex.end());
+    else ex.end();
   });
   // A write may be parked waiting for credit (the response may even be finished already), so
   // a client that goes away must cancel the exchange itself. `req.complete`: the whole body
