@@ -7,7 +7,7 @@ import { cpus, release } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { childrenOf, cpuSeconds, peakRss, resetPeak } from "./lib/proc.js";
-import { ensureTools, versionOf } from "./lib/tools.js";
+import { ensureTools, findNatsServer, versionOf } from "./lib/tools.js";
 import type { RunOptions, Scenario } from "./lib/types.js";
 import { type BenchResults, chart, markdown, type Resources } from "./report.js";
 import { bulk } from "./scenarios/bulk.js";
@@ -15,32 +15,43 @@ import { fixedRate } from "./scenarios/fixed-rate.js";
 import { headOfLine } from "./scenarios/head-of-line.js";
 import { idle } from "./scenarios/idle.js";
 import { small } from "./scenarios/small.js";
-import { NOT_YET, ROOT, SETUPS, type Setup, startSetup, startTarget } from "./setups.js";
+import { cannotRun, ROOT, SETUPS, type Setup, type SetupName, startSetup, startTarget } from "./setups.js";
 
 const SCENARIOS: Scenario[] = [small, fixedRate, bulk, headOfLine, idle];
 
 const HELP = `Usage: npm run bench [-- options]
 
-Measures Ferry against direct, nginx and node-proxy setups in one run.
+Measures Ferry (one relay: ferry-1; two relays clustered over NATS: ferry-2) against
+direct, nginx and node-proxy setups in one run.
 
 Options:
   --quick            short runs and small sizes (smoke test, under 2 minutes)
   --only <ids>       comma-separated scenarios: ${SCENARIOS.map((s) => s.id).join(", ")}
+  --setups <names>   comma-separated setups: ${SETUPS.join(", ")} (default: all)
   -h, --help         this help
 
-Needs nginx and wrk (Debian packages; installed automatically when running as root).
+Needs nginx and wrk, and nats-server for ferry-2 (Debian packages; installed automatically
+when running as root; without nats-server, ferry-2 is reported as not measured).
 Results: bench/results/latest.json; a full run also writes docs/benchmarks.md and docs/benchmarks.svg.
 `;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { quick: { type: "boolean", default: false }, only: { type: "string" }, help: { type: "boolean", short: "h" } },
+    options: {
+      quick: { type: "boolean", default: false },
+      only: { type: "string" },
+      setups: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
   });
   if (values.help) return void process.stdout.write(HELP);
   const only = values.only?.split(",").map((s) => s.trim()).filter(Boolean);
   const unknown = only?.filter((id) => !SCENARIOS.some((s) => s.id === id)) ?? [];
   if (unknown.length > 0) throw new Error(`unknown scenario ${unknown.join(", ")}; choose from ${SCENARIOS.map((s) => s.id).join(", ")}`);
   const scenarios = SCENARIOS.filter((s) => !only || only.includes(s.id));
+  const setups = values.setups?.split(",").map((s) => s.trim()).filter(Boolean);
+  const unknownSetups = setups?.filter((name) => !(SETUPS as string[]).includes(name)) ?? [];
+  if (unknownSetups.length > 0) throw new Error(`unknown setup ${unknownSetups.join(", ")}; choose from ${SETUPS.join(", ")}`);
   const o: RunOptions = { quick: values.quick };
   const log = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -56,25 +67,39 @@ async function main(): Promise<void> {
 
   // Scenario by scenario, each setup started fresh for it: no scenario inherits another's
   // heap, connections or caches, and every setup sees the same machine state.
-  const plan = scenarios.flatMap((s) => SETUPS.filter((setup) => !s.only || s.only.includes(setup)).map((setup) => ({ setup, s })));
-  let left = plan.reduce((n, p) => n + (NOT_YET[p.setup] ? 0 : p.s.seconds(o) + 2), 0);
+  const plan = scenarios.flatMap((s) =>
+    SETUPS.filter((setup) => (!s.only || s.only.includes(setup)) && (!setups || setups.includes(setup))).map((setup) => ({ setup, s })),
+  );
+  // Why a setup gets a note instead of figures: the scenario does not apply to it, or it cannot run here.
+  const noteFor = (setup: SetupName, s: Scenario) => s.skip?.[setup] ?? cannotRun(setup);
+  let left = plan.reduce((n, p) => n + (noteFor(p.setup, p.s) ? 0 : p.s.seconds(o) + 2), 0);
   const target = await startTarget();
   let step = 0;
   try {
     for (const { setup: name, s } of plan) {
       step++;
-      if (NOT_YET[name]) {
-        results.scenarios[s.id]!.results[name] = { note: NOT_YET[name]! };
-        log(`[${step}/${plan.length}] ${s.title} · ${name}: ${NOT_YET[name]}`);
+      const note = noteFor(name, s);
+      if (note) {
+        results.scenarios[s.id]!.results[name] = { note };
+        log(`[${step}/${plan.length}] ${s.title} · ${name}: ${note}`);
         continue;
       }
       log(`[${step}/${plan.length}] ${s.title} · ${name} (~${s.seconds(o)} s; ~${clock(left)} left)`);
       if (s.standalone) {
-        results.scenarios[s.id]!.results[name] = await measure(undefined, s, o, log);
+        results.scenarios[s.id]!.results[name] = await measure(name, undefined, s, o, log);
       } else {
-        const setup = await startSetup(name, target.port);
+        let setup: Setup;
         try {
-          results.scenarios[s.id]!.results[name] = await measure(setup, s, o, log);
+          setup = await startSetup(name, target.port);
+        } catch (e) {
+          // A setup that does not come up is that setup's failure, not the run's.
+          log(`  failed to start: ${(e as Error).message}`);
+          results.scenarios[s.id]!.results[name] = { error: `did not start: ${(e as Error).message.split("\n")[0]!}` };
+          left -= s.seconds(o) + 2;
+          continue;
+        }
+        try {
+          results.scenarios[s.id]!.results[name] = await measure(name, setup, s, o, log);
         } finally {
           await setup.stop();
         }
@@ -88,7 +113,7 @@ async function main(): Promise<void> {
   mkdirSync(join(ROOT, "bench/results"), { recursive: true });
   writeFileSync(join(ROOT, "bench/results/latest.json"), `${JSON.stringify(results, null, 2)}\n`);
   const md = markdown(results);
-  if (!o.quick && !only) {
+  if (!o.quick && !only && !setups) {
     writeFileSync(join(ROOT, "docs/benchmarks.md"), md);
     writeFileSync(join(ROOT, "docs/benchmarks.svg"), chart(results));
     log("\nwrote bench/results/latest.json, docs/benchmarks.md, docs/benchmarks.svg");
@@ -99,13 +124,13 @@ async function main(): Promise<void> {
 }
 
 /** Runs one scenario on one setup, with CPU seconds and peak RSS of the setup's own processes. */
-async function measure(setup: Setup | undefined, s: Scenario, o: RunOptions, log: (l: string) => void): Promise<Record<string, unknown>> {
+async function measure(name: SetupName, setup: Setup | undefined, s: Scenario, o: RunOptions, log: (l: string) => void): Promise<Record<string, unknown>> {
   // A process and its direct children: nginx does its work in a worker.
   const watched = (setup?.watched ?? []).flatMap((w) => [w.pid, ...childrenOf(w.pid)].map((pid) => ({ role: w.role, pid })));
   for (const w of watched) resetPeak(w.pid);
   const cpuBefore = watched.map((w) => cpuSeconds(w.pid));
   try {
-    const figures = await s.run(setup, o, log);
+    const figures = await s.run(setup, o, log, name);
     const resources: Resources = {};
     watched.forEach((w, i) => {
       const r = (resources[w.role] ??= { cpuSeconds: 0, peakRssMB: 0 });
@@ -121,6 +146,7 @@ async function measure(setup: Setup | undefined, s: Scenario, o: RunOptions, log
 
 function machine(): Record<string, string | number> {
   const cpuInfo = cpus();
+  const natsServer = findNatsServer();
   let os = release();
   try {
     os = /PRETTY_NAME="([^"]+)"/.exec(readFileSync("/etc/os-release", "utf8"))?.[1] ?? os;
@@ -134,6 +160,7 @@ function machine(): Record<string, string | number> {
     node: process.version,
     nginx: versionOf("nginx", ["-v"]).replace(/^nginx version: /, ""),
     wrk: versionOf("wrk", ["--version"]).split(" [")[0]!,
+    "nats-server": natsServer ? versionOf(natsServer, ["--version"]).replace(/^nats-server: /, "") : "missing",
   };
 }
 

@@ -1,10 +1,12 @@
-import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createAdminClient } from "../clients/admin/admin-client.js";
+import { download } from "./lib/load.js";
+import { type NatsServer, startNatsServer } from "./lib/nats-server.js";
 import { childrenOf, type Proc, portLine, startProc } from "./lib/proc.js";
-import { freePort } from "./lib/tools.js";
+import { findNatsServer, freePort, natsServerNote } from "./lib/tools.js";
 
 export const ROOT = resolve(import.meta.dirname, "..");
 const CLI = join(ROOT, "dist/clients/cli/main.js");
@@ -15,7 +17,7 @@ export interface Setup {
   name: SetupName;
   /** Base URL: append "/1k", "/bytes?size=N", "/sink". */
   base: string;
-  /** Processes whose CPU and memory the report shows (proxies, relay, connector). */
+  /** Processes whose CPU and memory the report shows (proxies, relays, connector, nats-server). */
   watched: Array<{ role: string; pid: number }>;
   stop(): Promise<void>;
 }
@@ -23,10 +25,10 @@ export interface Setup {
 export type SetupName = "direct" | "nginx" | "node-proxy" | "ferry-1" | "ferry-2";
 export const SETUPS: SetupName[] = ["direct", "nginx", "node-proxy", "ferry-1", "ferry-2"];
 
-/** Setups that cannot run yet, with the reason the report prints instead of a number. */
-export const NOT_YET: Partial<Record<SetupName, string>> = {
-  "ferry-2": "not yet: needs the cluster (issue 5)",
-};
+/** Setups that cannot run on this machine, with the reason the report prints instead of a number. */
+export function cannotRun(name: SetupName): string | undefined {
+  return name === "ferry-2" ? natsServerNote() : undefined;
+}
 
 /** The one target server every setup forwards to. */
 export async function startTarget(): Promise<{ port: number; proc: Proc }> {
@@ -47,8 +49,8 @@ export async function startSetup(name: SetupName, targetPort: number): Promise<S
       return startNginx(targetPort);
     case "ferry-1":
       return startFerry(targetPort);
-    default:
-      throw new Error(`setup ${name} cannot run: ${NOT_YET[name] ?? "unknown"}`);
+    case "ferry-2":
+      return startFerryCluster(targetPort);
   }
 }
 
@@ -94,48 +96,170 @@ http {
   await waitForPort(port, proc);
   // The worker does the proxying; its CPU and memory count only once it exists.
   while (childrenOf(proc.pid).length === 0) await new Promise((r) => setImmediate(r));
-  return { name: "nginx", base: `http://127.0.0.1:${port}`, watched: [{ role: "nginx", pid: proc.pid }], stop: proc.stop };
+  const stop = async () => {
+    await proc.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { name: "nginx", base: `http://127.0.0.1:${port}`, watched: [{ role: "nginx", pid: proc.pid }], stop };
 }
 
 /** One relay node and one connector (default settings: two tunnels), tenant "bench", target "app". */
 export async function startFerry(targetPort: number, extraConnectorArgs: string[] = []): Promise<Setup> {
   const relay = await startRelay();
-  const admin = createAdminClient(relay.url, ADMIN_TOKEN);
-  await admin.createTenant({ name: "bench" });
-  const { secret } = await admin.createKey({ tenant: "bench" });
+  try {
+    const connector = await startConnector(relay, targetPort, extraConnectorArgs);
+    return {
+      name: "ferry-1",
+      base: `${relay.url}/relay/bench/app`,
+      watched: [
+        { role: "relay", pid: relay.proc.pid },
+        { role: "connector", pid: connector.pid },
+      ],
+      stop: async () => {
+        await connector.stop();
+        await relay.stop();
+      },
+    };
+  } catch (e) {
+    await relay.stop();
+    throw e;
+  }
+}
+
+/**
+ * Two relay nodes ("a" and "b") clustered over one nats-server (JetStream, one replica),
+ * the connector on node b only and the load on node a: every request goes
+ * a → NATS → b → tunnel → connector → target. Tenant, key, connector and target as in ferry-1.
+ */
+export async function startFerryCluster(targetPort: number): Promise<Setup> {
+  const cluster = await startCluster();
+  const { a, b, nats } = cluster;
+  let connector: Proc | undefined;
+  const stop = async () => {
+    await connector?.stop();
+    await cluster.stop();
+  };
+  try {
+    // Tenant and key are made on node b, so the node the connector dials knows the key at once.
+    connector = await startConnector(b, targetPort);
+    // Node a routes once it knows where the connector is (presence over NATS): poll until a
+    // request through it comes back whole.
+    await untilOk(`${a.url}/relay/bench/app/1k`, 30_000);
+    return {
+      name: "ferry-2",
+      base: `${a.url}/relay/bench/app`,
+      watched: [
+        { role: "relay-a", pid: a.proc.pid },
+        { role: "relay-b", pid: b.proc.pid },
+        { role: "connector", pid: connector.pid },
+        { role: "nats-server", pid: nats.proc.pid },
+      ],
+      stop,
+    };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/** A nats-server (JetStream) and relay nodes "a" and "b" joined to it; stop() stops all three. */
+export async function startCluster(): Promise<{ nats: NatsServer; a: Relay; b: Relay; stop(): Promise<void> }> {
+  const bin = findNatsServer();
+  if (!bin) throw new Error(natsServerNote());
+  const nats = await startNatsServer(bin);
+  const relays: Relay[] = [];
+  const stop = async () => {
+    await Promise.all(relays.map((r) => r.stop()));
+    await nats.stop();
+  };
+  try {
+    // The nodes start together, as a cluster's nodes would; both bootstrap the same admin token.
+    const started = await Promise.allSettled(["a", "b"].map((nodeId) => startRelay({ nats: nats.url, nodeId })));
+    for (const r of started) if (r.status === "fulfilled") relays.push(r.value);
+    const failed = started.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+    return { nats, a: relays[0]!, b: relays[1]!, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/**
+ * Tenant "bench", one key and a connector on `relay` serving target "app"; resolves once
+ * the relay has logged every tunnel of it (default settings: two tunnels).
+ */
+export async function startConnector(relay: Relay, targetPort: number, extraArgs: string[] = []): Promise<Proc> {
+  await relay.admin.createTenant({ name: "bench" });
+  const { secret } = await relay.admin.createKey({ tenant: "bench" });
   const connector = startProc(
     "connector",
     process.execPath,
     [CLI, "connector", "--relay", relay.url, "--key", secret, "--target", `app=http://127.0.0.1:${targetPort}`,
-      "--max-concurrent", "2048", "--log-level", "warn", ...extraConnectorArgs],
+      "--max-concurrent", "2048", "--log-level", "warn", ...extraArgs],
     { env: { ...process.env, FERRY_LOG_FORMAT: "json" } },
   );
   let connected = 0;
-  const tunnels = Number(extraConnectorArgs[extraConnectorArgs.indexOf("--tunnels") + 1]) || 2;
+  const tunnels = Number(extraArgs[extraArgs.indexOf("--tunnels") + 1]) || 2;
   // Warn level hides "tunnel connected"; the relay's audit lines say when each tunnel is up.
-  await relay.proc.waitLine((l) => (l.includes('"connector.connect"') && ++connected >= tunnels ? true : undefined));
-  return {
-    name: "ferry-1",
-    base: `${relay.url}/relay/bench/app`,
-    watched: [
-      { role: "relay", pid: relay.proc.pid },
-      { role: "connector", pid: connector.pid },
-    ],
-    stop: async () => {
-      await connector.stop();
-      await relay.proc.stop();
-    },
-  };
+  const up = relay.proc.waitLine((l) => (l.includes('"connector.connect"') && ++connected >= tunnels ? true : undefined));
+  // Never resolves; rejects (with the connector's last lines) if the connector exits, now or when stopped later.
+  const died = connector.waitLine<never>(() => undefined);
+  died.catch(() => {});
+  try {
+    await Promise.race([up, died]);
+  } catch (e) {
+    await connector.stop();
+    throw e;
+  }
+  return connector;
 }
 
-/** A relay on a port of its own, in a fresh data directory, logging at info (audit lines only at this volume). */
-export async function startRelay(): Promise<{ url: string; proc: Proc; admin: ReturnType<typeof createAdminClient> }> {
+/** Resolves once a GET of `url` answers 200 with its whole body; polls until then. */
+async function untilOk(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await download(url);
+      return;
+    } catch (e) {
+      if (Date.now() > deadline) throw new Error(`${url} not ready after ${timeoutMs / 1000} s: ${(e as Error).message}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export interface Relay {
+  url: string;
+  proc: Proc;
+  admin: ReturnType<typeof createAdminClient>;
+  /** Stops the relay and removes its data directory. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A relay on a port of its own, in a fresh data directory, logging at info (audit lines
+ * only at this volume). With `nats` it joins that cluster as `nodeId`, with no drain delay
+ * on stop (nothing balances load in front of it here).
+ */
+export async function startRelay(cluster?: { nats: string; nodeId: string }): Promise<Relay> {
   const dataDir = mkdtempSync(join(tmpdir(), "ferry-bench-relay-"));
-  const proc = startProc("relay", process.execPath, [CLI, "relay", "--listen", "127.0.0.1:0", "--data", dataDir], {
+  const args = [CLI, "relay", "--listen", "127.0.0.1:0", "--data", dataDir];
+  if (cluster) args.push("--nats", cluster.nats, "--node-id", cluster.nodeId, "--drain-delay", "0s");
+  const proc = startProc(cluster ? `relay-${cluster.nodeId}` : "relay", process.execPath, args, {
     env: { ...process.env, FERRY_ADMIN_TOKEN: ADMIN_TOKEN, FERRY_LOG_FORMAT: "json" },
   });
-  const url = await proc.waitLine((l) => (l.includes('"relay listening"') ? (JSON.parse(l) as { url: string }).url : undefined));
-  return { url, proc, admin: createAdminClient(url, ADMIN_TOKEN) };
+  const stop = async () => {
+    await proc.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  try {
+    const url = await proc.waitLine((l) => (l.includes('"relay listening"') ? (JSON.parse(l) as { url: string }).url : undefined));
+    return { url, proc, admin: createAdminClient(url, ADMIN_TOKEN), stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
 }
 
 /** Resolves once something accepts connections on the port (nginx cannot tell us when it is ready). */

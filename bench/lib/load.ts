@@ -4,6 +4,8 @@ import { run } from "./proc.js";
 
 export interface WrkResult {
   rps: number;
+  /** Requests completed in the run. */
+  requests: number;
   p50Ms: number;
   p99Ms: number;
   errors: number;
@@ -13,8 +15,9 @@ export interface WrkResult {
 export async function wrk(url: string, connections: number, seconds: number): Promise<WrkResult> {
   const out = await run("wrk", ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", url]);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+  const requests = Number(/(\d+) requests in /.exec(out)?.[1]);
   const errors = [...out.matchAll(/(?:Non-2xx or 3xx responses|Socket errors: .*?timeout) (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
-  return { rps, p50Ms: latencyMs(out, "50%"), p99Ms: latencyMs(out, "99%"), errors };
+  return { rps, requests, p50Ms: latencyMs(out, "50%"), p99Ms: latencyMs(out, "99%"), errors };
 }
 
 function latencyMs(out: string, pct: string): number {
@@ -87,9 +90,10 @@ const agent = new Agent({ keepAlive: false });
 export function download(url: string): Promise<number> {
   return new Promise((resolve, reject) => {
     request(url, { agent }, (res) => {
+      if (res.statusCode !== 200) return void failure(url, res).then(reject, reject);
       let bytes = 0;
       res.on("data", (c: Buffer) => (bytes += c.length));
-      res.on("end", () => (res.statusCode === 200 ? resolve(bytes) : reject(new Error(`HTTP ${res.statusCode} from ${url}`))));
+      res.on("end", () => resolve(bytes));
       res.on("error", reject);
     })
       .on("error", reject)
@@ -103,8 +107,10 @@ const UPLOAD_CHUNK = Buffer.alloc(64 * 1024, "u");
 export function upload(url: string, size: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: "POST", agent, headers: { "content-length": String(size) } }, (res) => {
+      // Answered early with an error: stop sending the rest.
+      if (res.statusCode !== 200) return void failure(url, res).then((e) => (req.destroy(), reject(e)), reject);
       res.resume();
-      res.on("end", () => (res.statusCode === 200 ? resolve() : reject(new Error(`HTTP ${res.statusCode} from ${url}`))));
+      res.on("end", () => resolve());
     });
     req.on("error", reject);
     let sent = 0;
@@ -118,6 +124,23 @@ export function upload(url: string, size: number): Promise<void> {
     };
     write();
   });
+}
+
+/** An error for a non-200 answer, with the relay's error code when the body is Ferry's JSON error. */
+async function failure(url: string, res: IncomingMessage): Promise<Error> {
+  let body = "";
+  try {
+    for await (const c of res) if (body.length < 2048) body += String(c);
+  } catch {
+    // cut off: the status is what matters
+  }
+  let code = "";
+  try {
+    code = ` ${(JSON.parse(body) as { error?: { code?: string } }).error?.code ?? ""}`.trimEnd();
+  } catch {
+    // not Ferry's JSON error
+  }
+  return new Error(`HTTP ${res.statusCode}${code} from ${url}`);
 }
 
 /** Starts a download and stops reading after its first bytes: a client that stalls. */

@@ -17,9 +17,12 @@ export interface Scenario {
   seconds(o: RunOptions): number;
   /** Setups this scenario applies to (default: all). */
   only?: SetupName[];
+  /** Setups this scenario does not measure, with the reason the report prints in their row. */
+  skip?: Partial<Record<SetupName, string>>;
   /** The figures the report shows per setup; `ratios: false` where a ratio to the baselines means nothing. */
   headline: { key: string; unit: string; higherIsBetter: boolean; ratios?: boolean }[];
   /** The scenario starts what it measures itself (no setup is started for it). */
   standalone?: boolean;
-  run(setup: Setup | undefined, o: RunOptions, log: (line: string) => void): Promise<Figures>;
+  /** `setup` is undefined for a standalone scenario, which starts what `name` stands for itself. */
+  run(setup: Setup | undefined, o: RunOptions, log: (line: string) => void, name: SetupName): Promise<Figures>;
 }
