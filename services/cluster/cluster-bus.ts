@@ -58,6 +58,8 @@ export interface ClusterBusDeps {
   registry: TunnelRegistry;
   /** This node's own tunnels, used first: no NATS hop when the connector is here. */
   local: ExchangeBus;
+  /** Closes a connector's tunnels on this node (asked by another node's admin API). */
+  disconnectHere(tenant: string, connectorId: string, reason: string): Promise<number>;
   log: Logger;
   /** Whether some node holds a tunnel of the tenant serving the target (from presence), and whether the tenant has any. */
   known(tenant: string, target: string): { serving: boolean; tenantOnline: boolean };
@@ -169,9 +171,9 @@ export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
       if (err) return;
       try {
         const req = fromBinary(DisconnectRequestSchema, msg.data);
-        const tunnels = deps.registry.tunnels(req.tenant).filter((t) => t.info.connectorId === req.connectorId);
-        for (const t of tunnels) t.close(req.reason, { status: "unavailable" });
-        msg.respond(toBinary(DisconnectResponseSchema, create(DisconnectResponseSchema, { tunnels: tunnels.length })));
+        void deps.disconnectHere(req.tenant, req.connectorId, req.reason).then((tunnels) => {
+          msg.respond(toBinary(DisconnectResponseSchema, create(DisconnectResponseSchema, { tunnels })));
+        });
       } catch (e) {
         log.warn({ err: String(e) }, "bad control request from the cluster");
       }

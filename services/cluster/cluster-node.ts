@@ -2,7 +2,7 @@ import { FerryError } from "../../clients/sdk/errors.js";
 import type { Logger } from "../../clients/sdk/logger.js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { DisconnectRequestSchema, DisconnectResponseSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
-import { type Directory, type NodeFacts, nodeOf, viewOfTunnel } from "../admin/directory.js";
+import { type Directory, localDirectory, type NodeFacts, nodeOf } from "../admin/directory.js";
 import type { ExchangeBus } from "../bus/exchange-bus.js";
 import type { KvStore } from "../state/kv-store.js";
 import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
@@ -77,11 +77,13 @@ export async function joinCluster(opts: {
       const self = () => nodeOf(deps.node(), deps.registry.tunnels().length);
       presence = await startPresence({ nc: conn.nc, nodeId, registry: deps.registry, replicas, self, isDraining: deps.isDraining, onReconnect: conn.onReconnect, log, signal });
       const p = presence;
+      const here = localDirectory(deps.registry, deps.node);
       bus = createClusterBus({
         conn,
         nodeId,
         registry: deps.registry,
         local: deps.local,
+        disconnectHere: here.disconnect,
         log,
         isDraining: deps.isDraining,
         known(tenant, target) {
@@ -96,14 +98,9 @@ export async function joinCluster(opts: {
       });
       const directory: Directory = {
         nodes: () => p.nodes(),
-        tunnels: (tenant) => [...deps.registry.tunnels(tenant).map(viewOfTunnel), ...p.remoteTunnels(tenant)],
+        tunnels: (tenant) => [...here.tunnels(tenant), ...p.remoteTunnels(tenant)],
         async disconnect(tenant, connectorId, reason) {
-          let closed = 0;
-          for (const t of deps.registry.tunnels(tenant)) {
-            if (t.info.connectorId !== connectorId) continue;
-            t.close(reason, { status: "unavailable" });
-            closed++;
-          }
+          let closed = await here.disconnect(tenant, connectorId, reason);
           const remote = new Set(p.remoteTunnels(tenant).filter((t) => t.connectorId === connectorId).map((t) => t.nodeId));
           const request = toBinary(DisconnectRequestSchema, create(DisconnectRequestSchema, { tenant, connectorId, reason }));
           const answers = await Promise.allSettled(
