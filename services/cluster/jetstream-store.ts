@@ -7,6 +7,9 @@ const encoder = new TextEncoder();
 /** How long a write waits out JetStream electing a leader (it answers 503 or not at all meanwhile). */
 const TRANSIENT_MS = 10_000;
 
+/** JetStream's answers to a compare-and-set that lost: another node wrote first. */
+const isConflict = (err: unknown) => /wrong last sequence|key exists/i.test(String(err));
+
 /** Retries a write that failed because JetStream could not take it yet; a refused compare-and-set is not retried here. */
 async function transient<T>(write: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + TRANSIENT_MS;
@@ -15,7 +18,7 @@ async function transient<T>(write: () => Promise<T>): Promise<T> {
       return await write();
     } catch (err) {
       const text = String(err);
-      if (/wrong last sequence|key exists/i.test(text) || Date.now() + delay > deadline) throw err;
+      if (isConflict(err) || Date.now() + delay > deadline) throw err;
       if (!/503|timeout|no responders|not ready|leader/i.test(text)) throw err;
       await new Promise((r) => setTimeout(r, delay));
     }
@@ -50,13 +53,12 @@ export function createJetStreamStore(mirror: KvMirror): KvStore {
 
   /** A refused compare-and-set means another node wrote first: fetch its version so a retry starts from it. */
   const conflict = async (key: string, err: unknown): Promise<FerryError> => {
-    const text = String(err);
-    if (/wrong last sequence|key exists/i.test(text)) {
+    if (isConflict(err)) {
       const e = await mirror.kv.get(key).catch(() => null);
       if (e) mirror.applyLocal(key, e.revision, e.operation === "PUT" ? { value: e.value, revision: e.revision, created: e.created } : undefined);
       return new FerryError("failed_precondition", "concurrent_change", `"${key}" was changed on another node at the same time; try again`);
     }
-    return new FerryError("unavailable", "state_unavailable", `cannot write "${key}" to the cluster's state: ${text}`, { cause: err });
+    return new FerryError("unavailable", "state_unavailable", `cannot write "${key}" to the cluster's state: ${String(err)}`, { cause: err });
   };
 
   return {

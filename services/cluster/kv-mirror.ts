@@ -93,6 +93,12 @@ export async function openKvMirror(
 
   await startWatch(false);
 
+  /** Starts the watch over from a full snapshot; changes found on the way reach the listeners. */
+  const resync = () => {
+    if (closed) return;
+    startWatch(true).catch((err: unknown) => log.warn({ bucket, err: String(err) }, "KV resync failed"));
+  };
+
   // The watch runs on a consumer held by one NATS server; if that server dies, nats.js notices only after two
   // missed 5 s heartbeats. Comparing the bucket's last sequence with what we have seen finds a stalled watch
   // within two checks, so a change made elsewhere still arrives within seconds after losing a NATS server.
@@ -106,7 +112,7 @@ export async function openKvMirror(
             if (behind >= 2 && !closed) {
               behind = 0;
               log.warn({ bucket, last, seen: highest }, "KV watch fell behind; resynchronising");
-              startWatch(true).catch((err: unknown) => log.warn({ bucket, err: String(err) }, "KV resync failed"));
+              resync();
             }
           })
           .catch(() => {});
@@ -128,10 +134,7 @@ export async function openKvMirror(
       apply(key, revision, entry, true);
     },
     onChange: (l) => void listeners.push(l),
-    resync() {
-      if (closed) return;
-      startWatch(true).catch((err: unknown) => log.warn({ bucket, err: String(err) }, "KV resync failed"));
-    },
+    resync,
     close() {
       closed = true;
       clearInterval(verify);
