@@ -11,7 +11,7 @@ export function connectorCommand(): Command {
     .option("--config <file>", "YAML or JSON file with the same settings (flags override it)")
     .option("--tunnels <n>", "tunnel streams to keep open (default 2)")
     .option("--id <id>", "stable connector id (default: random per start)")
-    .option("--max-concurrent <n>", "most exchanges at once per tunnel (default 256)")
+    .option("--max-concurrent <n>", "most exchanges at once per tunnel, open WebSockets included (default 1024)")
     .option("--reconnect-min <duration>", "first reconnect delay ceiling (default 500ms)")
     .option("--reconnect-max <duration>", "reconnect delay cap (default 20s)")
     .option("--grace <duration>", "on SIGTERM, how long in-flight exchanges may take (default 30s)")

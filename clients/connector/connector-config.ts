@@ -1,18 +1,25 @@
 import { create } from "@bufbuild/protobuf";
-import { type ConnectorConfig, ConnectorConfigSchema } from "../../gen/ferry/config/v1/connector_config_pb.js";
+import { type ConnectorConfig, ConnectorConfigSchema, TargetConfigSchema } from "../../gen/ferry/config/v1/connector_config_pb.js";
 import { invalidConfig as invalid, pickDuration, pickWholeNumber, readConfigFile } from "../sdk/config-file.js";
 import { msFromDuration } from "../sdk/duration.js";
 import { shortId } from "../sdk/ids.js";
 import { isDnsLabel } from "../sdk/names.js";
 import { LOG_LEVELS } from "../sdk/logger.js";
+import { type CorsPolicy, corsPolicy } from "./cors.js";
 
 /** A validated target: the only places the connector will ever send requests. */
 export interface TargetSpec {
   name: string;
-  /** Scheme, host and port. */
+  /** http:// or https://, host and port (an h2c:// target's origin is http://). */
   origin: string;
   /** Path prefix with no trailing "/" ("" for the root). */
   basePath: string;
+  /** "http1": HTTP/1.1; "h2c": cleartext HTTP/2 by prior knowledge; "tls": HTTP/2 or HTTP/1.1, as ALPN decides. */
+  transport: "http1" | "h2c" | "tls";
+  /** Host the target sees: its own (target), the client's (original), or a fixed one. */
+  host: { kind: "target" } | { kind: "original" } | { kind: "fixed"; value: string };
+  /** Cross-origin policy; undefined leaves CORS to the target. */
+  cors: CorsPolicy | undefined;
 }
 
 /** The connector's settings after merging file, flags and defaults, and validating. */
@@ -54,7 +61,7 @@ export function loadConnectorSettings(flags: ConnectorFlags, env: NodeJS.Process
     config.targets = flags.target.map((spec) => {
       const eq = spec.indexOf("=");
       if (eq <= 0) throw invalid(`--target "${spec}" must be NAME=URL, e.g. --target app=http://127.0.0.1:8080`);
-      return { $typeName: "ferry.config.v1.TargetConfig", name: spec.slice(0, eq), url: spec.slice(eq + 1) };
+      return create(TargetConfigSchema, { name: spec.slice(0, eq), url: spec.slice(eq + 1) });
     });
   }
   const where = flags.config ? `${flags.config}: ` : "";
@@ -78,15 +85,26 @@ function validate(c: ConnectorConfig, flags: ConnectorFlags, where: string): Con
     if (!isDnsLabel(t.name)) throw invalid(`${where}targets[${i}].name "${t.name}" is not a DNS label (a-z, 0-9, '-')`);
     if (seen.has(t.name)) throw invalid(`${where}targets[${i}].name "${t.name}" is listed twice`);
     seen.add(t.name);
-    const url = parseUrl(t.url, `targets[${i}].url`, where);
+    const field = `${where}targets[${i}]`;
+    const url = parseUrl(t.url, `targets[${i}].url`, where, TARGET_SCHEMES);
     if (url.search || url.hash || url.username || url.password) {
-      throw invalid(`${where}targets[${i}].url "${t.url}" must not have a query, fragment or credentials`);
+      throw invalid(`${field}.url "${t.url}" must not have a query, fragment or credentials`);
     }
-    return { name: t.name, origin: url.origin, basePath: url.pathname.replace(/\/+$/, "") };
+    const h2c = url.protocol === "h2c:";
+    // WHATWG URLs give non-special schemes no origin (and keep the port as written): rebuild it as http://.
+    const origin = h2c ? `http://${url.host}` : url.origin;
+    const transport = h2c ? "h2c" : url.protocol === "https:" ? "tls" : "http1";
+    let cors: CorsPolicy | undefined;
+    try {
+      cors = t.cors ? corsPolicy(t.cors) : undefined;
+    } catch (e) {
+      throw invalid(`${field}.cors: ${(e as Error).message}`);
+    }
+    return { name: t.name, origin, basePath: url.pathname.replace(/\/+$/, ""), transport, host: hostSetting(t.hostHeader, field), cors } satisfies TargetSpec;
   });
   const tunnels = pickWholeNumber(flags.tunnels, c.tunnels, 2, `${where}tunnels`);
   if (tunnels < 1 || tunnels > 16) throw invalid(`${where}tunnels must be between 1 and 16`);
-  const maxConcurrentExchanges = pickWholeNumber(flags.maxConcurrent, c.maxConcurrentExchanges, 256, `${where}max concurrent exchanges`);
+  const maxConcurrentExchanges = pickWholeNumber(flags.maxConcurrent, c.maxConcurrentExchanges, 1024, `${where}max concurrent exchanges`);
   if (maxConcurrentExchanges < 1 || maxConcurrentExchanges > 10_000) {
     throw invalid(`${where}max concurrent exchanges must be between 1 and 10000`);
   }
@@ -105,15 +123,29 @@ function validate(c: ConnectorConfig, flags: ConnectorFlags, where: string): Con
   return { relays, key: c.key, targets, tunnels, id, maxConcurrentExchanges, reconnectMinMs, reconnectMaxMs, graceMs, logLevel };
 }
 
-function parseUrl(text: string, field: string, where: string): URL {
+const RELAY_SCHEMES = ["http:", "https:"];
+const TARGET_SCHEMES = ["http:", "https:", "h2c:"];
+
+function parseUrl(text: string, field: string, where: string, schemes = RELAY_SCHEMES): URL {
   let url: URL;
   try {
     url = new URL(text);
   } catch {
     throw invalid(`${where}${field} "${text}" is not a URL`);
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw invalid(`${where}${field} "${text}" must start with http:// or https://`);
+  if (!schemes.includes(url.protocol)) {
+    throw invalid(`${where}${field} "${text}" must start with ${schemes.map((s) => `${s}//`).join(", ").replace(/, ([^,]*)$/, " or $1")}`);
   }
+  if (!url.hostname) throw invalid(`${where}${field} "${text}" has no host`);
   return url;
+}
+
+/** host_header: "" or "target", "original", or a fixed host[:port]. */
+function hostSetting(value: string, field: string): TargetSpec["host"] {
+  if (value === "" || value === "target") return { kind: "target" };
+  if (value === "original") return { kind: "original" };
+  if (!/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(value)) {
+    throw invalid(`${field}.hostHeader "${value}" must be "target", "original" or a host[:port]`);
+  }
+  return { kind: "fixed", value };
 }

@@ -1,10 +1,13 @@
 import { Agent, type Dispatcher } from "undici";
-import { type RequestHead, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import { type Header, type RequestHead, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { msFromDuration } from "../sdk/duration.js";
 import type { Exchange } from "../sdk/exchange.js";
-import { endToEndHeaders, headersFromObject, toFlatList } from "../sdk/headers.js";
+import { endToEndHeaders, header, headersFromObject, toFlatList } from "../sdk/headers.js";
 import type { Logger } from "../sdk/logger.js";
 import type { TargetSpec } from "./connector-config.js";
+import type { PreflightAnswer } from "./cors.js";
+import { createH2Transport } from "./h2-transport.js";
+import { forwardUpgrade } from "./upgrade-transport.js";
 
 export interface TargetForwarder {
   /** Whether the connector serves this target. */
@@ -14,17 +17,33 @@ export interface TargetForwarder {
   close(): Promise<void>;
 }
 
+/** One exchange, checked and ready for whichever transport reaches its target. */
+export interface TargetRequest {
+  target: TargetSpec;
+  ex: Exchange;
+  head: RequestHead;
+  /** Base path + relay path + query. */
+  path: string;
+  /** End-to-end request headers, Host included when the target's setting asks for one. */
+  headers: Header[];
+  /** Applied to the response head's headers (the target's CORS policy). */
+  decorate(headers: Header[]): Header[];
+}
+
 const DEFAULT_TIMEOUT_MS = 100_000;
 
 /**
- * Sends exchanges to the configured targets with undici. The request URL is
- * built from the target's own origin and base path plus the relay-supplied
- * path, which must start with "/": the relay can choose a path below a target,
- * never another host.
+ * Sends exchanges to the configured targets: HTTP/1.1 with undici, HTTP/2
+ * (h2c, or TLS with ALPN) with node:http2, upgrades over a raw HTTP/1.1
+ * connection. The request URL is built from the target's own origin and base
+ * path plus the relay-supplied path, which must start with "/": the relay can
+ * choose a path below a target, never another host.
  */
 export function createTargetForwarder(targets: readonly TargetSpec[], log: Logger): TargetForwarder {
   const byName = new Map(targets.map((t) => [t.name, t]));
   const agent = new Agent({ keepAliveTimeout: 30_000, connections: 256, allowH2: false });
+  const h2 = createH2Transport(log);
+  const http1 = (req: TargetRequest) => forwardHttp1(agent, req, log);
 
   return {
     has: (name) => byName.has(name),
@@ -37,24 +56,73 @@ export function createTargetForwarder(targets: readonly TargetSpec[], log: Logge
         log.warn({ target: head.target, path: head.path, problem: badPath }, "refused a request path from the relay");
         return ex.reset(ResetCode.PROTOCOL_ERROR, `request path refused by the connector: ${badPath}`);
       }
-      agent.dispatch(
-        {
-          origin: target.origin,
-          path: target.basePath + head.path + (head.query ? `?${head.query}` : ""),
-          method: head.method as Dispatcher.HttpMethod,
-          // Filtered again here: even a compromised relay cannot set Host or per-hop fields.
-          headers: toFlatList(endToEndHeaders(toFlatList(head.headers))),
-          body: head.endStream ? null : ex.body,
-          headersTimeout: msFromDuration(head.timeout) || DEFAULT_TIMEOUT_MS,
-          // Long downloads and event streams may pause for as long as they like.
-          bodyTimeout: 0,
-        },
-        responder(ex, head, log),
-      );
+      // Filtered again here: even a compromised relay cannot set Host or per-hop fields.
+      const headers = endToEndHeaders(toFlatList(head.headers), { upgrade: head.upgrade });
+      const cors = target.cors;
+      if (cors) {
+        const answer = cors.preflight(head.method, headers);
+        if (answer) return answerLocally(ex, head, answer);
+      }
+      const host = hostFor(target, head);
+      if (host) headers.push(header("host", host));
+      const req: TargetRequest = {
+        target,
+        ex,
+        head,
+        path: target.basePath + head.path + (head.query ? `?${head.query}` : ""),
+        headers,
+        decorate: cors ? (h) => cors.decorate(headers, h) : (h) => h,
+      };
+      if (head.upgrade) return forwardUpgrade(agent, req, log);
+      if (target.transport === "http1") return http1(req);
+      h2.forward(req, () => http1(req));
     },
 
-    close: () => agent.close(),
+    close: async () => {
+      await Promise.all([agent.close(), h2.close()]);
+    },
   };
+}
+
+/** The Host a target sees, or undefined for the default (the target URL's host and port). */
+function hostFor(target: TargetSpec, head: RequestHead): string | undefined {
+  switch (target.host.kind) {
+    case "target":
+      return undefined;
+    case "original":
+      return head.authority || undefined;
+    case "fixed":
+      return target.host.value;
+  }
+}
+
+/** Answers without the target (a CORS preflight); the request had no body worth reading. */
+function answerLocally(ex: Exchange, head: RequestHead, answer: PreflightAnswer): void {
+  if (!head.endStream) ex.body.resume();
+  const body = answer.body ? Buffer.from(answer.body) : undefined;
+  const headers = body ? [...answer.headers, header("content-length", String(body.length))] : answer.headers;
+  ex.sendResponseHead({ $typeName: "ferry.tunnel.v1.ResponseHead", status: answer.status, headers, endStream: !body });
+  if (body) {
+    ex.writeNow(body);
+    ex.end();
+  }
+}
+
+function forwardHttp1(agent: Agent, req: TargetRequest, log: Logger): void {
+  const { target, ex, head } = req;
+  agent.dispatch(
+    {
+      origin: target.origin,
+      path: req.path,
+      method: head.method as Dispatcher.HttpMethod,
+      headers: toFlatList(req.headers),
+      body: head.endStream ? null : ex.body,
+      headersTimeout: msFromDuration(head.timeout) || DEFAULT_TIMEOUT_MS,
+      // Long downloads and event streams may pause for as long as they like.
+      bodyTimeout: 0,
+    },
+    responder(req, log),
+  );
 }
 
 /**
@@ -62,7 +130,8 @@ export function createTargetForwarder(targets: readonly TargetSpec[], log: Logge
  * exchange has no credit for a chunk, undici is paused until it has, so a slow
  * client holds the target back instead of the connector buffering.
  */
-function responder(ex: Exchange, head: RequestHead, log: Logger): Dispatcher.DispatchHandler {
+function responder(req: TargetRequest, log: Logger): Dispatcher.DispatchHandler {
+  const { ex, head } = req;
   let started = false;
   let failed = false;
   return {
@@ -77,7 +146,7 @@ function responder(ex: Exchange, head: RequestHead, log: Logger): Dispatcher.Dis
       ex.sendResponseHead({
         $typeName: "ferry.tunnel.v1.ResponseHead",
         status: statusCode,
-        headers: headersFromObject(headers),
+        headers: req.decorate(headersFromObject(headers)),
         endStream: bodyless,
       });
     },
@@ -99,11 +168,16 @@ function responder(ex: Exchange, head: RequestHead, log: Logger): Dispatcher.Dis
         log.warn({ target: head.target, err: describe(err) }, "target response failed mid-body");
         return ex.reset(ResetCode.TARGET_ERROR, `target "${head.target}" failed while sending its response`);
       }
-      const [code, reason] = classify(err);
-      log.warn({ target: head.target, err: describe(err) }, "target request failed");
-      ex.reset(code, `target "${head.target}" ${reason}`);
+      failTarget(ex, head, err, log);
     },
   };
+}
+
+/** Resets an exchange whose target failed before answering, with a reason safe to show clients. */
+export function failTarget(ex: Exchange, head: RequestHead, err: unknown, log: Logger): void {
+  const [code, reason] = classify(err);
+  log.warn({ target: head.target, err: describe(err) }, "target request failed");
+  ex.reset(code, `target "${head.target}" ${reason}`);
 }
 
 /**
@@ -156,7 +230,7 @@ function errorCode(err: unknown): string | undefined {
   return undefined;
 }
 
-function describe(err: unknown): string {
+export function describe(err: unknown): string {
   const e = err as Error & { code?: string; cause?: Error & { code?: string } };
   return [e.message, e.code, e.cause?.message, e.cause?.code].filter(Boolean).join(" / ");
 }

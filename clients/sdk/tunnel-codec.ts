@@ -116,7 +116,8 @@ function requestHeadLength(h: RequestHead): number {
     (h.timeout ? msgField(durationLength(h.timeout)) : 0) +
     (h.upgrade ? 2 : 0) +
     (h.endStream ? 2 : 0) +
-    (h.responseWindow ? 1 + varintSize(h.responseWindow) : 0)
+    (h.responseWindow ? 1 + varintSize(h.responseWindow) : 0) +
+    strField(h.authority)
   );
 }
 
@@ -249,6 +250,7 @@ class Writer {
         this.bool(8, h.upgrade);
         this.bool(9, h.endStream);
         this.uint(10, h.responseWindow);
+        this.str(11, h.authority);
         return;
       }
       case "responseHead": {
@@ -450,6 +452,7 @@ class Reader {
       upgrade: false,
       endStream: false,
       responseWindow: 0,
+      authority: "",
     };
     while (this.more(end)) {
       const [field, wire] = this.tag();
@@ -460,12 +463,15 @@ class Reader {
         else h.responseWindow = v >>> 0;
         continue;
       }
-      if (wire !== 2 || field < 1 || field > 7) {
+      if (wire !== 2 || field < 1 || (field > 7 && field !== 11)) {
         this.skip(wire);
         continue;
       }
       const fend = this.lengthEnd(end);
       switch (field) {
+        case 11:
+          h.authority = this.str(fend);
+          break;
         case 1:
           h.target = this.str(fend);
           break;

@@ -270,6 +270,7 @@ function requestHead(opts: GatewayOptions, req: NodeRequest, where: RelayPath, t
     upgrade: false,
     endStream: !hasBody(req),
     responseWindow: opts.responseWindow,
+    authority: String(host),
   };
 }
 

@@ -1,4 +1,5 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { createAdminClient, type AdminClient } from "../../clients/admin/admin-client.js";
 import { type Connector, startConnector } from "../../clients/connector/connector.js";
 import { loadConnectorSettings } from "../../clients/connector/connector-config.js";
@@ -55,18 +56,32 @@ export async function startTestRelay(
   };
 }
 
-/** A connector in this process; resolves once `tunnels` tunnels are up. */
+/** A target's settings as the config file takes them (proto JSON names): url, hostHeader, cors... */
+export type TestTargetConfig = string | ({ url: string } & Record<string, unknown>);
+
+/**
+ * A connector in this process; resolves once `tunnels` tunnels are up. Targets
+ * given as objects go through a config file, as an operator would write them.
+ */
 export async function startTestConnector(
   relayUrl: string | string[],
   key: string,
-  targets: Record<string, string>,
+  targets: Record<string, TestTargetConfig>,
   extra: { tunnels?: number; grace?: string; maxConcurrent?: number } = {},
 ): Promise<Connector> {
+  const detailed = Object.values(targets).some((t) => typeof t !== "string");
+  let config: string | undefined;
+  if (detailed) {
+    config = join(tempDir(), "connector.json");
+    const list = Object.entries(targets).map(([name, t]) => (typeof t === "string" ? { name, url: t } : { name, ...t }));
+    writeFileSync(config, JSON.stringify({ targets: list }));
+  }
   const settings = loadConnectorSettings(
     {
+      config,
       relay: Array.isArray(relayUrl) ? relayUrl : [relayUrl],
       key,
-      target: Object.entries(targets).map(([n, u]) => `${n}=${u}`),
+      target: detailed ? undefined : Object.entries(targets).map(([n, u]) => `${n}=${u as string}`),
       tunnels: String(extra.tunnels ?? 2),
       reconnectMin: "50ms",
       reconnectMax: "500ms",

@@ -36,10 +36,12 @@ describe("loadConnectorSettings from flags", () => {
     const s = load(base);
     expect(s.relays.map(String)).toEqual(["http://relay.example:8080/"]);
     expect(s.key).toBe(KEY);
-    expect(s.targets).toEqual([{ name: "app", origin: "http://127.0.0.1:3000", basePath: "" }]);
+    expect(s.targets).toEqual([
+      { name: "app", origin: "http://127.0.0.1:3000", basePath: "", transport: "http1", host: { kind: "target" }, cors: undefined },
+    ]);
     expect(s).toMatchObject({
       tunnels: 2,
-      maxConcurrentExchanges: 256,
+      maxConcurrentExchanges: 1024,
       reconnectMinMs: 500,
       reconnectMaxMs: 20_000,
       graceMs: 30_000,
@@ -55,8 +57,8 @@ describe("loadConnectorSettings from flags", () => {
       target: ["api=https://10.0.0.5:8443/v1/", "root=http://svc/", "deep=http://svc:80/a/b//", "eq=http://svc/x?"],
     });
     expect(s.relays.map((u) => u.href)).toEqual(["https://a.example/", "http://b.example:81/"]);
-    expect(s.targets).toEqual([
-      { name: "api", origin: "https://10.0.0.5:8443", basePath: "/v1" },
+    expect(s.targets).toMatchObject([
+      { name: "api", origin: "https://10.0.0.5:8443", basePath: "/v1", transport: "tls" },
       { name: "root", origin: "http://svc", basePath: "" },
       { name: "deep", origin: "http://svc", basePath: "/a/b" },
       { name: "eq", origin: "http://svc", basePath: "/x" },
@@ -65,7 +67,7 @@ describe("loadConnectorSettings from flags", () => {
 
   it("splits a target spec at the first '='", () => {
     const s = load({ ...base, target: ["app=http://svc/p=1"] });
-    expect(s.targets[0]).toEqual({ name: "app", origin: "http://svc", basePath: "/p=1" });
+    expect(s.targets[0]).toMatchObject({ name: "app", origin: "http://svc", basePath: "/p=1" });
   });
 
   it("takes the key from FERRY_CONNECTOR_KEY when no flag gives one; the flag wins", () => {
@@ -114,7 +116,7 @@ describe("loadConnectorSettings from flags", () => {
     ["target name not a DNS label", { ...base, target: ["ok=http://a", "My_App=http://svc"] }, /^targets\[1\]\.name "My_App" is not a DNS label/],
     ["target name too long", { ...base, target: [`${"a".repeat(64)}=http://svc`] }, /is not a DNS label/],
     ["duplicate target", { ...base, target: ["app=http://a", "app=http://b"] }, /^targets\[1\]\.name "app" is listed twice$/],
-    ["target not http(s)", { ...base, target: ["app=ftp://svc"] }, /^targets\[0\]\.url "ftp:\/\/svc" must start with http:\/\/ or https:\/\//],
+    ["target not http(s)", { ...base, target: ["app=ftp://svc"] }, /^targets\[0\]\.url "ftp:\/\/svc" must start with http:\/\/, https:\/\/ or h2c:\/\//],
     ["target not a URL", { ...base, target: ["app=svc:80"] }, /^targets\[0\]\.url "svc:80" must start with http/],
     ["target with a query", { ...base, target: ["app=http://svc/?a=1"] }, /must not have a query, fragment or credentials/],
     ["target with credentials", { ...base, target: ["app=http://u:p@svc/"] }, /must not have a query, fragment or credentials/],
@@ -233,9 +235,42 @@ logLevel: warn
     expect(load({ config: file("json", JSON.stringify(json)) })).toMatchObject(expected);
   });
 
+  it("reads h2c:// targets, Host settings and CORS policies", () => {
+    const s = load({
+      config: file(
+        "yaml",
+        [
+          "relays: [http://r]",
+          `key: ${KEY}`,
+          "targets:",
+          "  - {name: grpc, url: 'h2c://10.0.0.7:50051/'}",
+          "  - {name: web, url: 'https://crm.local', hostHeader: original, cors: {allowedOrigins: ['https://app.example.com'], allowCredentials: true, maxAge: 10m}}",
+          "  - {name: fixed, url: 'http://svc', host_header: 'crm.internal:8080'}",
+        ].join("\n"),
+      ),
+    });
+    expect(s.targets).toMatchObject([
+      { name: "grpc", origin: "http://10.0.0.7:50051", basePath: "", transport: "h2c", host: { kind: "target" }, cors: undefined },
+      { name: "web", origin: "https://crm.local", transport: "tls", host: { kind: "original" } },
+      { name: "fixed", transport: "http1", host: { kind: "fixed", value: "crm.internal:8080" } },
+    ]);
+    expect(s.targets[1]!.cors).toBeDefined();
+  });
+
+  it.each([
+    ["a bad Host setting", "{name: a, url: 'http://a', hostHeader: 'evil.com/path'}", /targets\[0\]\.hostHeader "evil\.com\/path" must be "target", "original" or a host\[:port\]/],
+    ["CORS without origins", "{name: a, url: 'http://a', cors: {allowCredentials: true}}", /targets\[0\]\.cors: allowedOrigins is empty/],
+    ["CORS '*' with credentials", "{name: a, url: 'http://a', cors: {allowedOrigins: ['*'], allowCredentials: true}}", /"\*" cannot be combined with allowCredentials/],
+    ["a CORS origin with a path", "{name: a, url: 'http://a', cors: {allowedOrigins: ['https://x.example/app']}}", /allowedOrigins "https:\/\/x\.example\/app" must be/],
+    ["a bad CORS header name", "{name: a, url: 'http://a', cors: {allowedOrigins: ['*'], allowedHeaders: ['x y']}}", /allowedHeaders "x y" is not a header name/],
+    ["an h2c target without a host", "{name: a, url: 'h2c:///x'}", /targets\[0\]\.url "h2c:\/\/\/x" has no host/],
+  ])("rejects %s", (_name, target, message) => {
+    expect(invalid(() => load({ config: file("yaml", `relays: [http://r]\nkey: ${KEY}\ntargets: [${target}]\n`) }))).toMatch(message);
+  });
+
   it("applies defaults for what the file leaves out", () => {
     const s = load({ config: file("yaml", `relays: [http://r]\nkey: ${KEY}\ntargets: [{name: a, url: "http://a"}]\n`) });
-    expect(s).toMatchObject({ tunnels: 2, maxConcurrentExchanges: 256, reconnectMinMs: 500, reconnectMaxMs: 20_000, graceMs: 30_000, logLevel: "info" });
+    expect(s).toMatchObject({ tunnels: 2, maxConcurrentExchanges: 1024, reconnectMinMs: 500, reconnectMaxMs: 20_000, graceMs: 30_000, logLevel: "info" });
   });
 
   it("lets flags override file values", () => {

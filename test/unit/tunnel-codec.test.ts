@@ -34,6 +34,7 @@ function frames(): Frame[] {
           upgrade: true,
           endStream: false,
           responseWindow: 524_288,
+          authority: "app.acme.relay.example.com:8443",
         },
       },
     }),

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ferry/config/v1/connector_config.proto.
  */
 export const file_ferry_config_v1_connector_config: GenFile = /*@__PURE__*/
-  fileDesc("CiZmZXJyeS9jb25maWcvdjEvY29ubmVjdG9yX2NvbmZpZy5wcm90bxIPZmVycnkuY29uZmlnLnYxIsUCCg9Db25uZWN0b3JDb25maWcSDgoGcmVsYXlzGAEgAygJEgsKA2tleRgCIAEoCRIuCgd0YXJnZXRzGAMgAygLMh0uZmVycnkuY29uZmlnLnYxLlRhcmdldENvbmZpZxIPCgd0dW5uZWxzGAQgASgNEgoKAmlkGAUgASgJEiAKGG1heF9jb25jdXJyZW50X2V4Y2hhbmdlcxgGIAEoDRIwCg1yZWNvbm5lY3RfbWluGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDXJlY29ubmVjdF9tYXgYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoMZ3JhY2VfcGVyaW9kGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCWxvZ19sZXZlbBgKIAEoCSIpCgxUYXJnZXRDb25maWcSDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAliBnByb3RvMw", [file_google_protobuf_duration]);
+  fileDesc("CiZmZXJyeS9jb25maWcvdjEvY29ubmVjdG9yX2NvbmZpZy5wcm90bxIPZmVycnkuY29uZmlnLnYxIsUCCg9Db25uZWN0b3JDb25maWcSDgoGcmVsYXlzGAEgAygJEgsKA2tleRgCIAEoCRIuCgd0YXJnZXRzGAMgAygLMh0uZmVycnkuY29uZmlnLnYxLlRhcmdldENvbmZpZxIPCgd0dW5uZWxzGAQgASgNEgoKAmlkGAUgASgJEiAKGG1heF9jb25jdXJyZW50X2V4Y2hhbmdlcxgGIAEoDRIwCg1yZWNvbm5lY3RfbWluGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDXJlY29ubmVjdF9tYXgYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoMZ3JhY2VfcGVyaW9kGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCWxvZ19sZXZlbBgKIAEoCSJpCgxUYXJnZXRDb25maWcSDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSEwoLaG9zdF9oZWFkZXIYAyABKAkSKQoEY29ycxgEIAEoCzIbLmZlcnJ5LmNvbmZpZy52MS5Db3JzQ29uZmlnIrcBCgpDb3JzQ29uZmlnEhcKD2FsbG93ZWRfb3JpZ2lucxgBIAMoCRIXCg9hbGxvd2VkX21ldGhvZHMYAiADKAkSFwoPYWxsb3dlZF9oZWFkZXJzGAMgAygJEhcKD2V4cG9zZWRfaGVhZGVycxgEIAMoCRIZChFhbGxvd19jcmVkZW50aWFscxgFIAEoCBIqCgdtYXhfYWdlGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uYgZwcm90bzM", [file_google_protobuf_duration]);
 
 /**
  * ConnectorConfig is the connector's configuration file (YAML or JSON, using
@@ -59,7 +59,7 @@ export type ConnectorConfig = Message<"ferry.config.v1.ConnectorConfig"> & {
   id: string;
 
   /**
-   * Most exchanges at once per tunnel (default 256).
+   * Most exchanges at once per tunnel (default 1024); an open WebSocket is one.
    *
    * @generated from field: uint32 max_concurrent_exchanges = 6;
    */
@@ -115,11 +115,30 @@ export type TargetConfig = Message<"ferry.config.v1.TargetConfig"> & {
   name: string;
 
   /**
-   * Base URL: http://host:port[/base] or https://host:port[/base].
+   * Base URL: http://host:port[/base] (HTTP/1.1), h2c://host:port[/base]
+   * (cleartext HTTP/2, e.g. gRPC servers) or https://host:port[/base] (HTTP/2
+   * when the target offers it by ALPN, else HTTP/1.1).
    *
    * @generated from field: string url = 2;
    */
   url: string;
+
+  /**
+   * Host header the target sees: "target" (default: the host and port of
+   * url), "original" (the host the client addressed at the relay, for apps
+   * that build absolute links from it) or a fixed host[:port].
+   *
+   * @generated from field: string host_header = 3;
+   */
+  hostHeader: string;
+
+  /**
+   * Cross-origin access for browsers; without it the connector adds no CORS
+   * headers and passes preflight requests to the target.
+   *
+   * @generated from field: ferry.config.v1.CorsConfig cors = 4;
+   */
+  cors?: CorsConfig | undefined;
 };
 
 /**
@@ -128,4 +147,64 @@ export type TargetConfig = Message<"ferry.config.v1.TargetConfig"> & {
  */
 export const TargetConfigSchema: GenMessage<TargetConfig> = /*@__PURE__*/
   messageDesc(file_ferry_config_v1_connector_config, 1);
+
+/**
+ * CorsConfig answers CORS preflight requests at the connector and adds the
+ * Access-Control-* headers to the target's responses.
+ *
+ * @generated from message ferry.config.v1.CorsConfig
+ */
+export type CorsConfig = Message<"ferry.config.v1.CorsConfig"> & {
+  /**
+   * Origins allowed to call the target, e.g. "https://app.example.com"; "*"
+   * allows any origin (not together with allow_credentials).
+   *
+   * @generated from field: repeated string allowed_origins = 1;
+   */
+  allowedOrigins: string[];
+
+  /**
+   * Methods allowed (default GET, HEAD, POST, PUT, PATCH, DELETE).
+   *
+   * @generated from field: repeated string allowed_methods = 2;
+   */
+  allowedMethods: string[];
+
+  /**
+   * Request headers allowed besides the CORS-safelisted ones (default: the
+   * headers Connect, gRPC-Web and common JSON APIs send).
+   *
+   * @generated from field: repeated string allowed_headers = 3;
+   */
+  allowedHeaders: string[];
+
+  /**
+   * Response headers scripts may read (default: the ones Connect and
+   * gRPC-Web need, e.g. grpc-status, grpc-message).
+   *
+   * @generated from field: repeated string exposed_headers = 4;
+   */
+  exposedHeaders: string[];
+
+  /**
+   * Allow cookies and HTTP authentication (Access-Control-Allow-Credentials).
+   *
+   * @generated from field: bool allow_credentials = 5;
+   */
+  allowCredentials: boolean;
+
+  /**
+   * How long browsers may cache a preflight answer (default 2h).
+   *
+   * @generated from field: google.protobuf.Duration max_age = 6;
+   */
+  maxAge?: Duration | undefined;
+};
+
+/**
+ * Describes the message ferry.config.v1.CorsConfig.
+ * Use `create(CorsConfigSchema)` to create a new message.
+ */
+export const CorsConfigSchema: GenMessage<CorsConfig> = /*@__PURE__*/
+  messageDesc(file_ferry_config_v1_connector_config, 2);
 

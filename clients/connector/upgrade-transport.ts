@@ -1,0 +1,132 @@
+import type { Duplex } from "node:stream";
+import type { Agent, Dispatcher } from "undici";
+import { ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import { msFromDuration } from "../sdk/duration.js";
+import type { Exchange } from "../sdk/exchange.js";
+import { headersFromObject, toFlatList } from "../sdk/headers.js";
+import type { Logger } from "../sdk/logger.js";
+import { describe, failTarget, type TargetRequest } from "./target-forwarder.js";
+
+const DEFAULT_TIMEOUT_MS = 100_000;
+
+/**
+ * Forwards an HTTP/1.1 Upgrade (WebSocket and friends). undici sends the
+ * request and hands over the raw socket on 101; from then on the exchange
+ * carries the upgraded protocol's bytes both ways, unparsed, with the same
+ * credit windows as any body: a slow reader on either side holds back the
+ * writer on the other, and nothing in between buffers beyond the windows.
+ * Any other answer (a 401, a 404) is passed on as an ordinary response.
+ */
+export function forwardUpgrade(agent: Agent, req: TargetRequest, log: Logger): void {
+  const { target, ex, head } = req;
+  const protocol = req.headers.find((h) => h.name === "upgrade")?.value;
+  if (!protocol) return ex.reset(ResetCode.PROTOCOL_ERROR, "an upgrade exchange without an Upgrade header");
+  // undici writes Connection and Upgrade itself (and refuses them among the headers).
+  const headers = req.headers.filter((h) => h.name !== "upgrade" && h.name !== "connection");
+  let started = false;
+  agent.dispatch(
+    {
+      origin: target.origin,
+      path: req.path,
+      method: head.method as Dispatcher.HttpMethod,
+      headers: toFlatList(headers),
+      upgrade: protocol,
+      headersTimeout: msFromDuration(head.timeout) || DEFAULT_TIMEOUT_MS,
+      bodyTimeout: 0,
+    },
+    {
+      onRequestStart(controller) {
+        ex.onReset = (reset) => controller.abort(reset);
+      },
+      onRequestUpgrade(_controller, statusCode, upgradeHeaders, socket) {
+        started = true;
+        ex.sendResponseHead({
+          $typeName: "ferry.tunnel.v1.ResponseHead",
+          status: statusCode,
+          headers: req.decorate(headersFromObject(upgradeHeaders, { upgrade: true })),
+          endStream: false,
+        });
+        splice(ex, socket, log, head.target);
+      },
+      // Not upgraded: an ordinary answer, and the client's side carries nothing more worth reading.
+      onResponseStart(_controller, statusCode, responseHeaders) {
+        if (statusCode < 200) return;
+        started = true;
+        ex.body.resume();
+        ex.sendResponseHead({
+          $typeName: "ferry.tunnel.v1.ResponseHead",
+          status: statusCode,
+          headers: req.decorate(headersFromObject(responseHeaders)),
+          endStream: head.method === "HEAD" || statusCode === 204 || statusCode === 304,
+        });
+      },
+      onResponseData(controller, chunk) {
+        if (ex.writeNow(chunk)) return;
+        controller.pause();
+        ex.write(chunk).then(
+          () => controller.resume(),
+          () => {},
+        );
+      },
+      onResponseEnd() {
+        ex.end();
+      },
+      onResponseError(_controller, err) {
+        if (ex.isReset) return;
+        if (started) {
+          log.warn({ target: head.target, err: describe(err) }, "target upgrade response failed mid-body");
+          return ex.reset(ResetCode.TARGET_ERROR, `target "${head.target}" failed while sending its response`);
+        }
+        failTarget(ex, head, err, log);
+      },
+    },
+  );
+}
+
+/**
+ * Joins the target's upgraded socket and the exchange. Each direction ends
+ * on its own (FIN becomes End and End becomes FIN), so a WebSocket closing
+ * handshake completes in both directions before anything is torn down.
+ */
+function splice(ex: Exchange, socket: Duplex, log: Logger, target: string): void {
+  let ended = false;
+  let writing: Promise<void> | undefined;
+  const endOurSide = () => {
+    if (ended) return;
+    ended = true;
+    if (writing) void writing.then(() => ex.end(), () => {});
+    else ex.end();
+  };
+  ex.onReset = () => socket.destroy();
+  // Target to client.
+  socket.on("data", (chunk: Buffer) => {
+    if (ex.writeNow(chunk)) return;
+    socket.pause();
+    writing = ex.write(chunk).then(
+      () => {
+        writing = undefined;
+        socket.resume();
+      },
+      () => {
+        socket.destroy();
+      },
+    );
+  });
+  socket.once("end", endOurSide);
+  socket.once("close", () => {
+    if (ex.isClosed || ex.isReset) return;
+    if (!socket.readableEnded) {
+      log.debug({ target }, "target dropped an upgraded connection");
+      return ex.reset(ResetCode.TARGET_ERROR, `target "${target}" dropped the upgraded connection`);
+    }
+    endOurSide();
+  });
+  socket.on("error", () => {}); // 'close' follows and decides
+  // Client to target: bytes written as they come, the exchange paused while the target is slow.
+  socket.on("drain", () => ex.resume());
+  ex.consume({
+    data: (chunk) => (socket.destroyed ? true : socket.write(chunk)),
+    end: () => socket.end(),
+    error: () => socket.destroy(),
+  });
+}
