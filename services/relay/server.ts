@@ -44,6 +44,12 @@ const NetServerClose = NetServerClass.prototype.close;
 const H2_SETTINGS: Settings = { initialWindowSize: 1024 * 1024, maxConcurrentStreams: 1000, enablePush: false };
 const H2_CONNECTION_WINDOW = 32 * 1024 * 1024;
 const SNIFF_TIMEOUT_MS = 30_000;
+const H1_OPTIONS = {
+  // Bodies stream for as long as they need; the relay enforces its own time limits.
+  requestTimeout: 0,
+  headersTimeout: 60_000,
+  keepAliveTimeout: 65_000,
+};
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 /**
@@ -117,15 +123,7 @@ export async function listen(handlers: Listeners, opts: ListenOptions): Promise<
   } else {
     const plain = createHttp2Server({ settings: H2_SETTINGS }, handler);
     h2 = plain;
-    h1 = createHttp1Server(
-      {
-        // Bodies stream for as long as they need; the relay enforces its own time limits.
-        requestTimeout: 0,
-        headersTimeout: 60_000,
-        keepAliveTimeout: 65_000,
-      },
-      handler,
-    );
+    h1 = createHttp1Server(H1_OPTIONS, handler);
     const http1 = h1;
     // noDelay: see above; keepAlive: TCP probes find half-open connections of clients that vanished.
     outer = createNetServer({ noDelay: true, keepAlive: true }, (socket) => sniff(socket, http1, plain));
@@ -133,7 +131,10 @@ export async function listen(handlers: Listeners, opts: ListenOptions): Promise<
   h2.on("session", trackSession);
   // HTTP/1.1 Upgrade (WebSocket): Node lets go of the socket. It is no longer an HTTP connection to end when idle,
   // but it stays in `accepted`, so close() still waits for it (and forces it after the grace).
+  // Without an upgrade listener, Node serves an Upgrade request as a plain one: where the relay ignores an upgrade.
+  const plain = createHttp1Server(H1_OPTIONS, handler);
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (!forwardsAsUpgrade(req)) return replayWithoutUpgrade(req, socket, head, plain);
     h1Busy.delete(req.socket);
     handlers.upgrade(req, socket, head);
   };
@@ -175,6 +176,7 @@ export async function listen(handlers: Listeners, opts: ListenOptions): Promise<
       const allClosed = new Promise<void>((resolve) => {
         const sweep = () => {
           h1?.closeIdleConnections();
+          plain.closeIdleConnections();
           if (accepted.size === 0) resolve();
           else setTimeout(sweep, 50);
         };
@@ -183,6 +185,7 @@ export async function listen(handlers: Listeners, opts: ListenOptions): Promise<
       const all = Promise.all([...[...sessions].map((s) => new Promise((r) => s.once("close", r))), allClosed]);
       const force = setTimeout(() => {
         h1?.closeAllConnections();
+        plain.closeAllConnections();
         for (const s of sessions) s.destroy();
         for (const socket of accepted) socket.destroy();
       }, forceAfterMs);
@@ -223,6 +226,37 @@ function sniff(socket: Socket, h1: Http1Server, h2: Http2Server): void {
   socket.on("error", onError);
   // A connection that never says anything is dropped instead of held forever.
   socket.setTimeout(SNIFF_TIMEOUT_MS, () => socket.destroy());
+}
+
+/**
+ * Which Upgrade requests travel as upgrades. Not `h2c`: that asks to switch
+ * this very connection to cleartext HTTP/2, which the relay offers by prior
+ * knowledge and ALPN instead (curl --http2 sends it on http:// URLs). Not one
+ * with a body either: a WebSocket handshake has none, and a body before the
+ * switch would have to be parsed here, so such a request is served as a plain
+ * one, which a server may always do (RFC 9110 §7.8).
+ */
+function forwardsAsUpgrade(req: IncomingMessage): boolean {
+  const protocol = String(req.headers.upgrade ?? "").trim().toLowerCase();
+  const body = req.headers["transfer-encoding"] !== undefined || (req.headers["content-length"] ?? "0") !== "0";
+  return protocol !== "h2c" && !body;
+}
+
+/**
+ * Serves an Upgrade request as a plain HTTP/1.1 one: rebuilt without its
+ * upgrade fields and handed, with whatever followed it, to a server without an
+ * upgrade listener. This runs inside Node's 'upgrade' event, before anything
+ * else has read the socket, so nothing is lost.
+ */
+function replayWithoutUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, plain: Http1Server): void {
+  const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i]!.toLowerCase();
+    if (name !== "upgrade" && name !== "connection" && name !== "http2-settings") lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+  }
+  plain.emit("connection", socket);
+  // As in sniff(): Node's parser reads the handle itself, so the first bytes are replayed as an event.
+  socket.emit("data", Buffer.concat([Buffer.from(`${lines.join("\r\n")}\r\n\r\n`, "latin1"), head]));
 }
 
 function pingOrDestroy(session: Http2Session, timeoutMs: number): void {

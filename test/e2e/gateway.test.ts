@@ -1,11 +1,15 @@
+import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { request as httpRequest } from "node:http";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector } from "../../clients/connector/connector.js";
 import { startTestConnector, startTestRelay, type TestRelay } from "../helpers/in-process.js";
 import { h2c, h2request, json, request } from "../helpers/http.js";
 import { startTestTarget, type TestTarget } from "../helpers/targets.js";
 import { until } from "../helpers/wait.js";
+
+const execFileAsync = promisify(execFile);
 
 // One relay, one connector with target "app", exercised the way plain clients use it.
 let relay: TestRelay;
@@ -35,6 +39,24 @@ describe("methods and bodies", () => {
     expect(res.headers.get("x-method")).toBe(method);
     expect(await res.text()).toBe(body ?? "");
     expect(target.seen.at(-1)).toMatchObject({ method, url: "/echo?q=1" });
+  });
+
+  it("serves an h2c upgrade request (curl --http2 on http://) as HTTP/1.1, body included", async () => {
+    const body = randomBytes(200_000);
+    const res = await request(`${base}/echo`, {
+      method: "POST",
+      headers: { upgrade: "h2c", connection: "Upgrade, HTTP2-Settings", "http2-settings": "AAMAAABkAARAAAAAAAIAAAAA" },
+      body,
+    });
+    expect(res.status).toBe(200);
+    expect(res.body.equals(body)).toBe(true);
+    const seen = target.seen.at(-1)!;
+    expect(seen.headers.upgrade).toBeUndefined();
+    expect(seen.headers["http2-settings"]).toBeUndefined();
+    // And the real thing, from Debian's curl.
+    // Not spawnSync: the relay runs in this process and must answer while curl waits.
+    const curl = await execFileAsync("curl", ["-sS", "-m", "20", "--http2", "--data-binary", "hello from curl", `${base}/echo`]);
+    expect(curl.stdout).toBe("hello from curl");
   });
 
   it("forwards HEAD without a body", async () => {

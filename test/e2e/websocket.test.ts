@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector } from "../../clients/connector/connector.js";
+import { request } from "../helpers/http.js";
 import { startTestConnector, startTestRelay, type TestRelay } from "../helpers/in-process.js";
 import { until } from "../helpers/wait.js";
 import {
@@ -25,7 +26,7 @@ let relayPort: number;
 
 beforeAll(async () => {
   [target, python] = await Promise.all([startWebSocketTarget(), startPythonWebSocketEcho()]);
-  relay = await startTestRelay({ baseDomain: "relay.test", keepaliveMs: 200 });
+  relay = await startTestRelay({ baseDomain: "relay.test" });
   const key = await relay.tenantWithKey("acme");
   connector = await startTestConnector(relay.url, key, {
     chat: target.url,
@@ -60,12 +61,13 @@ describe("WebSockets through the relay", () => {
     const ws = await openWebSocket(`${base}/big`);
     const messages = Array.from({ length: 8 }, () => randomBytes(MiB));
     const received: Buffer[] = [];
-    const all = new Promise<void>((resolve) =>
+    const all = new Promise<void>((resolve, reject) => {
       ws.on("message", (data: Buffer) => {
         received.push(data);
         if (received.length === messages.length) resolve();
-      }),
-    );
+      });
+      ws.once("close", (code) => reject(new Error(`closed with ${code} after ${received.length} messages`)));
+    });
     for (const m of messages) ws.send(m);
     await all;
     expect(received.map(sha)).toEqual(messages.map(sha));
@@ -137,6 +139,17 @@ describe("WebSockets through the relay", () => {
     socket.destroy();
   });
 
+  it("serves an upgrade request that carries a body as a plain request", async () => {
+    const res = await request(`${relay.url}/relay/acme/chat/upload`, {
+      method: "POST",
+      headers: { upgrade: "websocket", connection: "upgrade", "content-type": "text/plain" },
+      body: "not a handshake",
+    });
+    // The target's plain-HTTP answer, not a hung handshake.
+    expect(res.status).toBe(426);
+    expect(res.body.toString()).toBe("websocket only");
+  });
+
   it("passes a target's refusal through as an ordinary response", async () => {
     const err = await openWebSocket(`${base}/forbidden`).catch((e: { status: number; body: string }) => e);
     expect(err).toMatchObject({ status: 403, body: '{"error":"go away"}' });
@@ -191,12 +204,13 @@ describe("WebSockets through the relay", () => {
     // windows (and the kernel its socket buffers, a few MiB per hop on loopback).
     await until(() => server.bufferedAmount > 96 * MiB);
     const received: number[] = [];
-    const all = new Promise<void>((resolve) =>
+    const all = new Promise<void>((resolve, reject) => {
       ws.on("message", (data: Buffer) => {
         received.push(data[0]!);
         if (received.length === 128) resolve();
-      }),
-    );
+      });
+      ws.once("close", (code) => reject(new Error(`closed with ${code} after ${received.length} messages`)));
+    });
     socket.resume();
     await all;
     expect(received).toEqual(Array.from({ length: 128 }, (_, i) => i % 251));
@@ -204,12 +218,20 @@ describe("WebSockets through the relay", () => {
   });
 
   it("keeps an idle WebSocket open across many tunnel keepalive intervals", async () => {
-    const ws = await openWebSocket(`${base}/idle`);
-    // Idle for 10 keepalive intervals (200 ms here): nothing may time the upgraded connection out.
-    await new Promise((resolve) => setTimeout(resolve, 2_000));
-    ws.send("still here");
-    expect((await nextMessage(ws)).data.toString()).toBe("still here");
-    ws.close();
+    // A relay of its own with a short keepalive (300 ms): one that is not noisy with other tests' exchanges.
+    const quick = await startTestRelay({ keepaliveMs: 300 });
+    const conn = await startTestConnector(quick.url, await quick.tenantWithKey("acme"), { chat: target.url });
+    try {
+      const ws = await openWebSocket(`${quick.url.replace(/^http/, "ws")}/relay/acme/chat/idle`);
+      // Idle for 8 keepalive intervals: nothing may time the upgraded connection out.
+      await new Promise((resolve) => setTimeout(resolve, 2_400));
+      ws.send("still here");
+      expect((await nextMessage(ws)).data.toString()).toBe("still here");
+      ws.close();
+    } finally {
+      await conn.stop();
+      await quick.close();
+    }
   });
 
   it("ends the target's connection when the client vanishes", async () => {
