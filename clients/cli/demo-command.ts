@@ -24,7 +24,7 @@ export function demoCommand(): Command {
       const dataDir = mkdtempSync(join(tmpdir(), "ferry-demo-"));
       const target = await sampleTarget();
       const relay = await createRelay({ dataDir, log, adminToken: `demo-${Math.random().toString(36).slice(2)}-token` });
-      const server = await listen(relay.handle, { host, port, keepaliveMs: relay.keepaliveMs });
+      const server = await listen(relay.listeners, { host, port, keepaliveMs: relay.keepaliveMs });
       await relay.catalog.createTenant("demo");
       const { secret } = await relay.catalog.createKey("demo", "ferry demo");
       const connector = startConnector(

@@ -2,7 +2,7 @@ import { Command, Option } from "commander";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Metrics } from "../../services/observability/metrics.js";
-import type { NodeRequest, NodeResponse } from "../../services/gateway/http-error.js";
+import type { Listeners } from "../../services/relay/server.js";
 import { FerryError } from "../sdk/errors.js";
 import { createLogger } from "../sdk/logger.js";
 import type { RelayFlags } from "./relay-config.js";
@@ -22,6 +22,7 @@ export function relayCommand(): Command {
     .option("--keepalive <duration>", "tunnel keepalive interval; a silent peer is dropped after 1.5x (default 15s)")
     .option("--grace <duration>", "on SIGTERM, how long in-flight exchanges may take to finish (default 30s)")
     .option("--drain-delay <duration>", "on SIGTERM, how long a cluster node keeps its port open after /readyz turns 503, so load balancers move first (default 2s with --nats, else 0)")
+    .option("--base-domain <domain>", "route {target}.{tenant}.DOMAIN to that target with the path untouched (needs wildcard DNS and certificate)")
     .option("--trust-proxy <cidr>", "believe X-Forwarded-* from this address or range (repeatable)", collect)
     .option("--node-id <id>", "name of this node in logs and the admin API (default: random)")
     .option("--audit-retention <days>", "days of audit log kept in the data directory (default 30)")
@@ -51,6 +52,7 @@ Config file (YAML or JSON; unknown keys are rejected):
   tlsCert: /etc/ferry/fullchain.pem
   tlsKey: /etc/ferry/key.pem
   requestTimeout: 60s
+  baseDomain: relay.example.com   # https://{target}.{tenant}.relay.example.com/
   nats:
     servers: [nats://10.0.0.11:4222, nats://10.0.0.12:4222, nats://10.0.0.13:4222]
     user: ferry        # password from FERRY_NATS_PASSWORD
@@ -70,7 +72,7 @@ Config file (YAML or JSON; unknown keys are rejected):
       const { host, port } = settings.listen;
       const { keepaliveMs, graceMs, dataDir } = settings;
       // A cluster node listens before NATS is reachable, so load balancers see it alive but not ready.
-      let handler: (req: NodeRequest, res: NodeResponse) => void = startingRouter(settings.nats ? "waiting for NATS" : "opening the data directory");
+      let listeners: Listeners = startingRouter(settings.nats ? "waiting for NATS" : "opening the data directory");
       const starting = new AbortController();
       let stop: ((signal: string) => Promise<void>) | undefined;
       onShutdown(async (signal) => {
@@ -78,7 +80,8 @@ Config file (YAML or JSON; unknown keys are rejected):
         starting.abort();
         log.info({ signal }, "stopped while starting");
       });
-      const server = await listen((req, res) => handler(req, res), { host, port, tlsCert: settings.tlsCert, tlsKey: settings.tlsKey, keepaliveMs }).catch(
+      const forward: Listeners = { request: (req, res) => listeners.request(req, res), upgrade: (req, socket, head) => listeners.upgrade(req, socket, head) };
+      const server = await listen(forward, { host, port, tlsCert: settings.tlsCert, tlsKey: settings.tlsKey, keepaliveMs }).catch(
         (err: NodeJS.ErrnoException) => {
           throw err.code === "EADDRINUSE" || err.code === "EACCES" || err.code === "EADDRNOTAVAIL"
             ? new FerryError("failed_precondition", "listen_failed", `cannot listen on ${host.includes(":") ? `[${host}]` : host}:${port}: ${err.code}`)
@@ -101,13 +104,14 @@ Config file (YAML or JSON; unknown keys are rejected):
           auditRequests: settings.auditRequests,
           nats: settings.nats,
           signal: starting.signal,
+          baseDomain: settings.baseDomain,
         }),
       ).catch(async (err: unknown) => {
         await server.close(100);
         if (starting.signal.aborted) process.exit(0);
         throw err;
       });
-      handler = relay.handle;
+      listeners = relay.listeners;
       relay.setAddress(server.url);
       const metricsServer = settings.metricsListen ? await serveMetrics(relay.metrics, settings.metricsListen) : undefined;
       if (metricsServer) log.info({ url: `${metricsServer.url}/metrics` }, "metrics listening");

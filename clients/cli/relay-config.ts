@@ -36,6 +36,7 @@ export interface RelayFlags {
   grace?: string;
   drainDelay?: string;
   trustProxy?: string[];
+  baseDomain?: string;
   nodeId?: string;
   auditRetention?: string;
   /** Undefined unless --no-audit-requests was given (commander's implied `true` must not beat the file). */
@@ -65,6 +66,8 @@ export interface RelaySettings {
   /** How long a draining node keeps its port open after /readyz turned 503 (0 for a single node). */
   drainDelayMs: number;
   trustedProxies: string[];
+  /** Host-based routing: {target}.{tenant}.<baseDomain>; lower case, no trailing dot. */
+  baseDomain?: string;
   nodeId?: string;
   auditRetentionDays: number;
   auditRequests: boolean;
@@ -111,6 +114,7 @@ export function resolveRelaySettings(flags: RelayFlags, env: NodeJS.ProcessEnv):
     throw invalid(`${name("--log-level", flags.logLevel !== undefined, "logLevel")} "${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
   }
   const metricsListen = flags.metricsListen ?? (file.metricsListen || undefined);
+  const baseDomain = domain(flags.baseDomain ?? (file.baseDomain || undefined), name("--base-domain", flags.baseDomain !== undefined, "baseDomain"));
   return {
     listen: address(flags.listen ?? (file.listen || RELAY_DEFAULTS.listen), name("--listen", flags.listen !== undefined, "listen")),
     dataDir: flags.data ?? (file.data || RELAY_DEFAULTS.data),
@@ -120,6 +124,7 @@ export function resolveRelaySettings(flags: RelayFlags, env: NodeJS.ProcessEnv):
     graceMs,
     drainDelayMs,
     trustedProxies: flags.trustProxy?.length ? flags.trustProxy : file.trustProxy,
+    ...optional("baseDomain", baseDomain),
     ...optional("nodeId", flags.nodeId ?? (file.nodeId || undefined)),
     auditRetentionDays,
     auditRequests: flags.auditRequests ?? file.auditRequests ?? RELAY_DEFAULTS.auditRequests,
@@ -230,4 +235,15 @@ function address(text: string, name: string): { host: string; port: number } {
 /** `{ [key]: value }` when value is set, else `{}`: keeps unset settings out of the result. */
 function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}
+
+/** A DNS name of two or more labels (relay.example.com), lower-cased; no port, scheme or wildcard. */
+function domain(value: string | undefined, what: string): string | undefined {
+  if (value === undefined) return undefined;
+  const name = value.toLowerCase().replace(/\.$/, "");
+  const labels = name.split(".");
+  if (labels.length < 2 || !labels.every((l) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(l))) {
+    throw invalid(`${what} "${value}" is not a domain name like relay.example.com (no scheme, port or wildcard)`);
+  }
+  return name;
 }

@@ -20,6 +20,13 @@ const DEFAULT_HEADERS = [
 /** Response headers Connect and gRPC-Web clients must read; X-Request-Id for support tickets. */
 const DEFAULT_EXPOSED = ["grpc-status", "grpc-message", "grpc-status-details-bin", "x-request-id"];
 const DEFAULT_MAX_AGE_S = 7200;
+/**
+ * Request headers a preflight may list that are always allowed: the
+ * CORS-safelisted names. Browsers still list them when the value is unusual
+ * (Content-Type: application/json is), and an operator who lists only their
+ * own headers means "besides these".
+ */
+const SAFELISTED_HEADERS = ["accept", "accept-language", "content-language", "content-type"];
 
 /** A preflight's answer, given by the connector without bothering the target. */
 export interface PreflightAnswer {
@@ -48,9 +55,16 @@ export function corsPolicy(config: CorsConfig): CorsPolicy {
     if (!/^[A-Za-z]+$/.test(m)) throw new Error(`allowedMethods "${m}" is not an HTTP method`);
     return m.toUpperCase();
   });
-  const allowedHeaders = new Set((config.allowedHeaders.length ? config.allowedHeaders : DEFAULT_HEADERS).map(token("allowedHeaders")));
+  const allowedHeaders = new Set([...(config.allowedHeaders.length ? config.allowedHeaders : DEFAULT_HEADERS).map(token("allowedHeaders")), ...SAFELISTED_HEADERS]);
+  // "*" allows any request header; the answer names the requested ones, which browsers honour with credentials too.
+  const anyHeader = allowedHeaders.has("*");
   const exposed = (config.exposedHeaders.length ? config.exposedHeaders : DEFAULT_EXPOSED).map(token("exposedHeaders"));
-  const maxAgeS = config.maxAge ? Math.round((msFromDuration(config.maxAge) ?? 0) / 1000) : DEFAULT_MAX_AGE_S;
+  if (exposed.includes("*") && config.allowCredentials) {
+    throw new Error('exposedHeaders "*" means a header named "*" to browsers when allowCredentials is set: list the headers instead');
+  }
+  const maxAgeMs = config.maxAge ? (msFromDuration(config.maxAge) ?? 0) : DEFAULT_MAX_AGE_S * 1000;
+  if (maxAgeMs < 0) throw new Error("maxAge must not be negative");
+  const maxAgeS = Math.round(maxAgeMs / 1000);
   const allows = (origin: string) => matchers.some((m) => m(origin));
 
   /** Allow-Origin (and credentials) for an allowed origin. */
@@ -77,7 +91,7 @@ export function corsPolicy(config: CorsConfig): CorsPolicy {
         .split(",")
         .map((h) => h.trim().toLowerCase())
         .filter(Boolean);
-      const refused = requested.filter((h) => !allowedHeaders.has(h));
+      const refused = anyHeader ? [] : requested.filter((h) => !allowedHeaders.has(h));
       if (refused.length > 0) return refuse(`request header(s) ${refused.join(", ")} not allowed`);
       const out = [...originHeaders(origin), vary, header("access-control-allow-methods", methods.join(", "))];
       if (requested.length > 0) out.push(header("access-control-allow-headers", requested.join(", ")));
@@ -98,15 +112,24 @@ export function corsPolicy(config: CorsConfig): CorsPolicy {
   };
 }
 
-/** "*", an exact origin, or one with a wildcard first label (https://*.example.com). */
+/**
+ * "*", an exact origin, or one with a wildcard first label
+ * (https://*.example.com matches https://a.example.com, not
+ * https://a.b.example.com nor https://example.com).
+ */
 function originMatcher(pattern: string): (origin: string) => boolean {
   if (pattern === "*") return () => true;
   const m = /^(https?):\/\/(\*\.)?([a-z0-9.-]+|\[[0-9a-f:.]+\])(:\d{1,5})?$/i.exec(pattern);
   if (!m) throw new Error(`allowedOrigins "${pattern}" must be "*" or scheme://host[:port] with no path (e.g. https://app.example.com)`);
-  const exact = pattern.toLowerCase();
-  if (!m[2]) return (origin) => origin.toLowerCase() === exact;
   const scheme = `${m[1]!.toLowerCase()}://`;
-  const suffix = `.${m[3]!.toLowerCase()}${m[4] ?? ""}`;
+  // Browsers serialise an origin without its scheme's default port: https://x:443 arrives as https://x.
+  const port = m[4] === (scheme === "https://" ? ":443" : ":80") ? "" : (m[4] ?? "");
+  const host = m[3]!.toLowerCase();
+  if (!m[2]) {
+    const exact = `${scheme}${host}${port}`;
+    return (origin) => origin.toLowerCase() === exact;
+  }
+  const suffix = `.${host}${port}`;
   return (origin) => {
     const o = origin.toLowerCase();
     return o.startsWith(scheme) && o.endsWith(suffix) && /^[a-z0-9-]+$/.test(o.slice(scheme.length, o.length - suffix.length));

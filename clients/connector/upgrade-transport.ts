@@ -1,10 +1,9 @@
-import type { Duplex } from "node:stream";
 import type { Agent, Dispatcher } from "undici";
 import { ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { msFromDuration } from "../sdk/duration.js";
-import type { Exchange } from "../sdk/exchange.js";
 import { headersFromObject, toFlatList } from "../sdk/headers.js";
 import type { Logger } from "../sdk/logger.js";
+import { spliceSocket } from "../sdk/splice.js";
 import { describe, failTarget, type TargetRequest } from "./target-forwarder.js";
 
 const DEFAULT_TIMEOUT_MS = 100_000;
@@ -46,7 +45,7 @@ export function forwardUpgrade(agent: Agent, req: TargetRequest, log: Logger): v
           headers: req.decorate(headersFromObject(upgradeHeaders, { upgrade: true })),
           endStream: false,
         });
-        splice(ex, socket, log, head.target);
+        void spliceSocket(ex, socket, { dropped: `target "${head.target}" dropped the upgraded connection` });
       },
       // Not upgraded: an ordinary answer, and the client's side carries nothing more worth reading.
       onResponseStart(_controller, statusCode, responseHeaders) {
@@ -81,52 +80,4 @@ export function forwardUpgrade(agent: Agent, req: TargetRequest, log: Logger): v
       },
     },
   );
-}
-
-/**
- * Joins the target's upgraded socket and the exchange. Each direction ends
- * on its own (FIN becomes End and End becomes FIN), so a WebSocket closing
- * handshake completes in both directions before anything is torn down.
- */
-function splice(ex: Exchange, socket: Duplex, log: Logger, target: string): void {
-  let ended = false;
-  let writing: Promise<void> | undefined;
-  const endOurSide = () => {
-    if (ended) return;
-    ended = true;
-    if (writing) void writing.then(() => ex.end(), () => {});
-    else ex.end();
-  };
-  ex.onReset = () => socket.destroy();
-  // Target to client.
-  socket.on("data", (chunk: Buffer) => {
-    if (ex.writeNow(chunk)) return;
-    socket.pause();
-    writing = ex.write(chunk).then(
-      () => {
-        writing = undefined;
-        socket.resume();
-      },
-      () => {
-        socket.destroy();
-      },
-    );
-  });
-  socket.once("end", endOurSide);
-  socket.once("close", () => {
-    if (ex.isClosed || ex.isReset) return;
-    if (!socket.readableEnded) {
-      log.debug({ target }, "target dropped an upgraded connection");
-      return ex.reset(ResetCode.TARGET_ERROR, `target "${target}" dropped the upgraded connection`);
-    }
-    endOurSide();
-  });
-  socket.on("error", () => {}); // 'close' follows and decides
-  // Client to target: bytes written as they come, the exchange paused while the target is slow.
-  socket.on("drain", () => ex.resume());
-  ex.consume({
-    data: (chunk) => (socket.destroyed ? true : socket.write(chunk)),
-    end: () => socket.end(),
-    error: () => socket.destroy(),
-  });
 }

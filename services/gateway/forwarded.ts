@@ -74,16 +74,11 @@ export function forwardingHeaders(input: ForwardedInput, trusted: BlockList | un
     if (input.incoming.host) host = input.incoming.host;
   }
   const forNode = isIPv6(clientAddress) ? `"[${clientAddress}]"` : clientAddress;
-  return {
-    clientAddress,
-    headers: [
-      header("x-forwarded-for", chain.join(", ")),
-      header("x-forwarded-proto", proto),
-      header("x-forwarded-host", host),
-      header("x-forwarded-prefix", input.prefix),
-      header("forwarded", `for=${forNode};proto=${proto};host="${host.replace(/["\\]/g, "")}"`),
-    ],
-  };
+  const headers = [header("x-forwarded-for", chain.join(", ")), header("x-forwarded-proto", proto), header("x-forwarded-host", host)];
+  // Host-routed requests keep their whole path: there is no prefix to announce.
+  if (input.prefix) headers.push(header("x-forwarded-prefix", input.prefix));
+  headers.push(header("forwarded", `for=${forNode};proto=${proto};host="${host.replace(/["\\]/g, "")}"`));
+  return { clientAddress, headers };
 }
 
 function unmapIPv4(address: string): string {

@@ -1,17 +1,21 @@
-import type { BlockList } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
+import type { BlockList, Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { type Header, type RequestHead, ResetCode, type ResponseHead } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { durationFromMs, formatDuration, msFromDuration } from "../../clients/sdk/duration.js";
 import { FerryError } from "../../clients/sdk/errors.js";
 import { Exchange } from "../../clients/sdk/exchange.js";
 import { endToEndHeaders, header, toFlatList, toNodeHeaders } from "../../clients/sdk/headers.js";
 import { newExchangeId } from "../../clients/sdk/ids.js";
+import { spliceSocket } from "../../clients/sdk/splice.js";
 import type { Logger } from "../../clients/sdk/logger.js";
 import type { ExchangeBus } from "../bus/exchange-bus.js";
 import type { ExchangeRecord } from "../observability/exchange-record.js";
 import type { Catalog } from "../state/catalog.js";
 import { FORWARDING_HEADERS, forwardingHeaders } from "./forwarded.js";
-import { type NodeRequest, type NodeResponse, sendError, toFerryError } from "./http-error.js";
+import { type NodeRequest, type NodeResponse, responseOnSocket, sendError, toFerryError } from "./http-error.js";
+import type { HostRouting } from "./host-route.js";
 import { parseRelayPath, type RelayPath } from "./relay-path.js";
 import { type Trace, traceFor } from "./trace.js";
 
@@ -35,16 +39,29 @@ export interface GatewayOptions {
   serveWhileDraining?: boolean;
   /** Called once per request when it is over (statistics, metrics, the exchange log, the audit trail). */
   onDone?(record: ExchangeRecord): void;
+  /** Routing by {target}.{tenant}.<base domain>, when the relay has a base domain. */
+  hostRouting?: HostRouting;
 }
 
 export interface Gateway {
   handle(req: NodeRequest, res: NodeResponse): void;
+  /** An HTTP/1.1 Upgrade request (WebSocket): Node has handed over the socket and the bytes read past the head. */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** Whether the request's authority is a host-routed name: then every path of it belongs to the gateway. */
+  routesByHost(req: NodeRequest): boolean;
   /** Exchanges in progress. */
   readonly active: number;
   /** Exchanges in progress for one tenant. */
   activeFor(tenant: string): number;
   /** Resolves when no exchange is in progress. */
   idle(): Promise<void>;
+}
+
+/** The client's connection, taken over from Node's HTTP server for an Upgrade request. */
+interface Upgrade {
+  socket: Duplex;
+  /** Bytes the client sent after the request head (may already be upgraded protocol). */
+  head: Buffer;
 }
 
 /** What serve() learns about a request as it goes, for the record at the end. */
@@ -85,75 +102,83 @@ export function createGateway(opts: GatewayOptions): Gateway {
     }
   };
 
-  return {
-    handle(req, res) {
-      active++;
-      const started = performance.now();
-      const trace = traceFor(single(req.headers.traceparent), single(req.headers["x-request-id"]));
-      res.setHeader("x-request-id", trace.requestId);
-      const p: Progress = {
-        tenant: "",
-        target: "",
-        path: "",
-        exchangeId: "",
-        clientAddress: "",
-        bytesIn: 0,
-        bytesOut: 0,
-        tooLarge: undefined,
-        clientGone: false,
-        onClientGone: undefined,
-      };
-      // Before any await: an HTTP/2 client can reset its stream in the same packet as the request.
-      res.once("close", () => {
-        p.clientGone = true;
-        p.onClientGone?.();
-      });
-      let code: string | undefined;
-      let counted = "";
-      serve(opts, req, res, trace, p, (tenant) => {
-        // The tenant's concurrency limit: counted from routing to the end of the response.
-        const limit = opts.catalog.getTenant(tenant)?.maxConcurrentExchanges ?? 0;
-        const n = activeByTenant.get(tenant) ?? 0;
-        if (limit > 0 && n >= limit) {
-          throw new FerryError("unavailable", "tenant_busy", `tenant "${tenant}" has ${limit} exchanges in progress, its limit`, {
-            retryAfterSeconds: 1,
-          });
-        }
-        activeByTenant.set(tenant, n + 1);
-        counted = tenant;
-      })
-        .catch((err) => {
-          let error = toFerryError(err);
-          if (p.tooLarge !== undefined) {
-            error = new FerryError("too_large", "body_too_large", `the request body is larger than ${p.tooLarge} bytes, the tenant's limit`);
-          }
-          code = error.code;
-          if (error.kind === "internal") opts.log.error({ err }, "gateway failure");
-          sendError(res, error);
-        })
-        .finally(() => {
-          if (counted) {
-            const n = (activeByTenant.get(counted) ?? 1) - 1;
-            if (n === 0) activeByTenant.delete(counted);
-            else activeByTenant.set(counted, n);
-          }
-          done();
-          opts.onDone?.({
-            tenant: p.tenant,
-            target: p.target,
-            status: res.headersSent ? res.statusCode : 0,
-            code,
-            bytesIn: p.bytesIn,
-            bytesOut: p.bytesOut,
-            durationMs: performance.now() - started,
-            exchangeId: p.exchangeId || trace.requestId,
-            requestId: trace.requestId,
-            method: req.method ?? "",
-            path: p.path,
-            clientAddress: p.clientAddress || (req.socket.remoteAddress ?? ""),
-          });
+  const run = (req: NodeRequest, res: NodeResponse, upgrade: Upgrade | undefined) => {
+    active++;
+    const started = performance.now();
+    const trace = traceFor(single(req.headers.traceparent), single(req.headers["x-request-id"]));
+    res.setHeader("x-request-id", trace.requestId);
+    const p: Progress = {
+      tenant: "",
+      target: "",
+      path: "",
+      exchangeId: "",
+      clientAddress: "",
+      bytesIn: 0,
+      bytesOut: 0,
+      tooLarge: undefined,
+      clientGone: false,
+      onClientGone: undefined,
+    };
+    // Before any await: an HTTP/2 client can reset its stream in the same packet as the request.
+    res.once("close", () => {
+      p.clientGone = true;
+      p.onClientGone?.();
+    });
+    let code: string | undefined;
+    let counted = "";
+    serve(opts, req, res, upgrade, trace, p, (tenant) => {
+      // The tenant's concurrency limit: counted from routing to the end of the response.
+      const limit = opts.catalog.getTenant(tenant)?.maxConcurrentExchanges ?? 0;
+      const n = activeByTenant.get(tenant) ?? 0;
+      if (limit > 0 && n >= limit) {
+        throw new FerryError("unavailable", "tenant_busy", `tenant "${tenant}" has ${limit} exchanges in progress, its limit`, {
+          retryAfterSeconds: 1,
         });
+      }
+      activeByTenant.set(tenant, n + 1);
+      counted = tenant;
+    })
+      .catch((err) => {
+        let error = toFerryError(err);
+        if (p.tooLarge !== undefined) {
+          error = new FerryError("too_large", "body_too_large", `the request body is larger than ${p.tooLarge} bytes, the tenant's limit`);
+        }
+        code = error.code;
+        if (error.kind === "internal") opts.log.error({ err }, "gateway failure");
+        sendError(res, error);
+      })
+      .finally(() => {
+        if (counted) {
+          const n = (activeByTenant.get(counted) ?? 1) - 1;
+          if (n === 0) activeByTenant.delete(counted);
+          else activeByTenant.set(counted, n);
+        }
+        done();
+        opts.onDone?.({
+          tenant: p.tenant,
+          target: p.target,
+          status: res.headersSent ? res.statusCode : 0,
+          code,
+          bytesIn: p.bytesIn,
+          bytesOut: p.bytesOut,
+          durationMs: performance.now() - started,
+          exchangeId: p.exchangeId || trace.requestId,
+          requestId: trace.requestId,
+          method: req.method ?? "",
+          path: p.path,
+          clientAddress: p.clientAddress || (req.socket.remoteAddress ?? ""),
+        });
+      });
+  };
+
+  return {
+    handle: (req, res) => run(req, res, undefined),
+    upgrade(req, socket, head) {
+      // Nothing reads the socket until the target has switched protocols; a flowing socket without a reader drops bytes.
+      socket.pause();
+      run(req, responseOnSocket(req, socket), { socket, head });
     },
+    routesByHost: (req) => opts.hostRouting?.owns(authorityOf(req)) ?? false,
     get active() {
       return active;
     },
@@ -170,6 +195,7 @@ async function serve(
   opts: GatewayOptions,
   req: NodeRequest,
   res: NodeResponse,
+  upgrade: Upgrade | undefined,
   trace: Trace,
   p: Progress,
   admit: (tenant: string) => void,
@@ -180,7 +206,8 @@ async function serve(
     // A cluster node reaches connectors through the others until it exits: serving beats a 503 the client must retry.
     if (!opts.serveWhileDraining) throw new FerryError("unavailable", "draining", "the relay is shutting down; retry", { retryAfterSeconds: 1 });
   }
-  const where = parseRelayPath(req.url ?? "/");
+  const authority = authorityOf(req);
+  const where = opts.hostRouting?.owns(authority) ? opts.hostRouting.route(authority!, req.url ?? "/") : parseRelayPath(req.url ?? "/");
   p.tenant = where.tenant;
   p.target = where.target;
   p.path = where.path;
@@ -211,7 +238,7 @@ async function serve(
   exchange = ex;
   p.exchangeId = ex.key;
 
-  const head = requestHead(opts, req, where, trace, timeoutMs);
+  const head = requestHead(opts, req, where, trace, timeoutMs, upgrade !== undefined);
   p.clientAddress = head.clientAddress;
   let finished = false;
   // A client that goes away cancels the exchange, and with it the target's request.
@@ -229,19 +256,34 @@ async function serve(
   );
   try {
     ex.sendRequestHead(head);
-    if (!head.endStream) sendBody(req, ex, p, maxBody);
+    /** Bytes that came with an upgrade's head: they go first; the rest is read once the target has switched protocols. */
+    let early: Promise<void> | undefined;
+    if (upgrade) {
+      if (upgrade.head.length > 0 && !ex.writeNow(upgrade.head)) {
+        early = ex.write(upgrade.head);
+        early.catch(() => {}); // awaited only after a 101; a refused upgrade ends the exchange without it
+      }
+    } else if (!head.endStream) {
+      sendBody(req, ex, p, maxBody);
+    }
     const response = (await ex.remoteHead) as ResponseHead;
     clearTimeout(timer);
-    await sendResponse(res, ex, response, p);
+    if (upgrade && response.status === 101) {
+      await early;
+      await switchProtocols(res, upgrade.socket, ex, response, p);
+    } else {
+      // Not upgraded: this direction has nothing more to send.
+      if (upgrade) ex.end();
+      await sendResponse(res, ex, response, p);
+    }
     finished = true;
   } finally {
     clearTimeout(timer);
   }
 }
 
-function requestHead(opts: GatewayOptions, req: NodeRequest, where: RelayPath, trace: Trace, timeoutMs: number): RequestHead {
-  const http2 = "stream" in req;
-  const host = (http2 ? req.headers[":authority"] : req.headers.host) ?? "";
+function requestHead(opts: GatewayOptions, req: NodeRequest, where: RelayPath, trace: Trace, timeoutMs: number, upgrade: boolean): RequestHead {
+  const host = authorityOf(req) ?? "";
   const forwarded = forwardingHeaders(
     {
       remoteAddress: req.socket.remoteAddress ?? "",
@@ -256,7 +298,7 @@ function requestHead(opts: GatewayOptions, req: NodeRequest, where: RelayPath, t
     },
     opts.trustedProxies,
   );
-  const headers = mergeCookies(endToEndHeaders(req.rawHeaders, { drop: RELAY_SET_HEADERS }));
+  const headers = mergeCookies(endToEndHeaders(req.rawHeaders, { drop: RELAY_SET_HEADERS, upgrade }));
   headers.push(...forwarded.headers, header("traceparent", trace.traceparent), header("x-request-id", trace.requestId));
   return {
     $typeName: "ferry.tunnel.v1.RequestHead",
@@ -267,8 +309,9 @@ function requestHead(opts: GatewayOptions, req: NodeRequest, where: RelayPath, t
     headers,
     clientAddress: forwarded.clientAddress,
     timeout: durationFromMs(timeoutMs),
-    upgrade: false,
-    endStream: !hasBody(req),
+    upgrade,
+    // An upgrade's client side stays open: after a 101 it carries the new protocol.
+    endStream: !upgrade && !hasBody(req),
     responseWindow: opts.responseWindow,
     authority: String(host),
   };
@@ -372,6 +415,32 @@ function sendResponse(res: NodeResponse, ex: Exchange, head: ResponseHead, p: Pr
       },
     });
   });
+}
+
+/**
+ * Sends the target's 101 and joins the client's socket to the exchange, until
+ * both are closed. The upgraded protocol's bytes are not parsed: WebSocket
+ * messages, pings and close frames pass through unchanged.
+ */
+async function switchProtocols(res: NodeResponse, socket: Duplex, ex: Exchange, head: ResponseHead, p: Progress): Promise<void> {
+  const response = res as ServerResponse;
+  response.writeHead(101, toNodeHeaders(endToEndHeaders(toFlatList(head.headers), { drop: TARGET_DROPPED, upgrade: true })));
+  await new Promise<void>((resolve) => response.end(resolve));
+  response.detachSocket(socket as Socket);
+  p.onClientGone = undefined; // the splice below sees the socket close itself
+  // An idle WebSocket is not an idle HTTP connection: no timeout; TCP keepalive finds vanished clients.
+  if ("setTimeout" in socket) (socket as Socket).setTimeout(0);
+  await spliceSocket(ex, socket, {
+    dropped: "the client dropped the upgraded connection",
+    onRead: (n) => (p.bytesIn += n),
+    onWrite: (n) => (p.bytesOut += n),
+  });
+}
+
+/** The authority the client addressed: HTTP/2 :authority, else Host. */
+function authorityOf(req: NodeRequest): string | undefined {
+  const value = ("stream" in req ? req.headers[":authority"] : undefined) ?? req.headers.host;
+  return Array.isArray(value) ? value[0] : value;
 }
 
 function single(value: string | string[] | undefined): string | undefined {

@@ -1,5 +1,7 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { type IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { FerryError, HTTP_STATUS } from "../../clients/sdk/errors.js";
 import { ExchangeReset } from "../../clients/sdk/exchange.js";
@@ -50,4 +52,20 @@ export function sendError(res: NodeResponse, err: FerryError): void {
   if (err.extra.retryAfterSeconds !== undefined) headers["retry-after"] = err.extra.retryAfterSeconds;
   res.writeHead(HTTP_STATUS[err.kind], headers);
   res.end(body);
+}
+
+/**
+ * A response written straight to a socket Node's HTTP server has let go of
+ * (an Upgrade request): errors and the 101 use the same code as every other
+ * answer. Anything but a 101 is the connection's last answer.
+ */
+export function responseOnSocket(req: IncomingMessage, socket: Duplex): ServerResponse {
+  const res = new ServerResponse(req);
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket as Socket);
+  res.once("finish", () => {
+    if (res.statusCode !== 101) socket.end();
+  });
+  socket.on("error", () => socket.destroy());
+  return res;
 }

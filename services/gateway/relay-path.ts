@@ -23,13 +23,9 @@ export const RELAY_PREFIX = "/relay/";
  * rules), as is any ".." that would climb out of the target's prefix.
  */
 export function parseRelayPath(url: string): RelayPath {
-  const q = url.indexOf("?");
-  const rawPath = q < 0 ? url : url.slice(0, q);
-  const query = q < 0 ? "" : url.slice(q + 1);
+  const [rawPath, query] = splitUrl(url);
   if (!rawPath.startsWith(RELAY_PREFIX)) throw bad("the path must start with /relay/");
-  if (/%(2f|5c|00)/i.test(rawPath) || rawPath.includes("\\")) {
-    throw bad("the path contains an encoded '/', '\\' or NUL, or a raw '\\'");
-  }
+  refuseSmuggling(rawPath);
   const segments = rawPath.slice(RELAY_PREFIX.length).split("/");
   const tenant = segments[0] ?? "";
   const target = segments[1];
@@ -37,8 +33,34 @@ export function parseRelayPath(url: string): RelayPath {
   if (target === undefined || !isDnsLabel(target)) {
     throw bad(`"${target ?? ""}" is not a target name: use /relay/{tenant}/{target}/{path}`);
   }
+  return { tenant, target, path: normaliseSegments(segments.slice(2)), query, prefix: `/relay/${tenant}/${target}` };
+}
+
+/**
+ * The path of a host-routed request ({target}.{tenant}.<base domain>): all of
+ * it goes to the target, normalised the same way, and ".." cannot climb above "/".
+ */
+export function parseHostPath(url: string, tenant: string, target: string): RelayPath {
+  const [rawPath, query] = splitUrl(url);
+  if (!rawPath.startsWith("/")) throw bad("the request target must be a path starting with '/'");
+  refuseSmuggling(rawPath);
+  return { tenant, target, path: normaliseSegments(rawPath.slice(1).split("/")), query, prefix: "" };
+}
+
+function splitUrl(url: string): [path: string, query: string] {
+  const q = url.indexOf("?");
+  return q < 0 ? [url, ""] : [url.slice(0, q), url.slice(q + 1)];
+}
+
+function refuseSmuggling(rawPath: string): void {
+  if (/%(2f|5c|00)/i.test(rawPath) || rawPath.includes("\\")) {
+    throw bad("the path contains an encoded '/', '\\' or NUL, or a raw '\\'");
+  }
+}
+
+/** Decodes each segment once, resolves dot segments, re-encodes: "/a/b" from ["a", "b"]. */
+function normaliseSegments(rest: string[]): string {
   const out: string[] = [];
-  const rest = segments.slice(2);
   for (let i = 0; i < rest.length; i++) {
     let segment: string;
     try {
@@ -61,7 +83,7 @@ export function parseRelayPath(url: string): RelayPath {
     }
     out.push(encodePathSegment(segment));
   }
-  return { tenant, target, path: `/${out.join("/")}`, query, prefix: `/relay/${tenant}/${target}` };
+  return `/${out.join("/")}`;
 }
 
 /** Percent-encodes a decoded segment, keeping the characters RFC 3986 allows in a segment. */

@@ -13,7 +13,7 @@ import { createRefusalLimiter } from "../audit/refusal-limiter.js";
 import { createLocalBus } from "../bus/local-bus.js";
 import { parseTrustedProxies } from "../gateway/forwarded.js";
 import { createGateway, type Gateway } from "../gateway/gateway.js";
-import type { NodeRequest, NodeResponse } from "../gateway/http-error.js";
+import { createHostRouting } from "../gateway/host-route.js";
 import { Catalog } from "../state/catalog.js";
 import { lockDataDir, openFileStore } from "../state/file-store.js";
 import type { KvStore } from "../state/kv-store.js";
@@ -23,7 +23,7 @@ import { createExchangeObserver } from "../observability/exchange-observer.js";
 import { createMetrics, type Metrics } from "../observability/metrics.js";
 import { createTrafficStats } from "../stats/traffic-stats.js";
 import { metricsEndpoint } from "./metrics-endpoint.js";
-import { createRouter } from "./routes.js";
+import { createRouter, type Router } from "./routes.js";
 import { localDirectory, type NodeFacts } from "../admin/directory.js";
 import { joinCluster } from "../cluster/cluster-node.js";
 import type { NatsOptions } from "../cluster/nats-options.js";
@@ -51,11 +51,13 @@ export interface RelayOptions {
   nats?: NatsOptions;
   /** Aborts start-up (a relay waiting for NATS that is told to stop). */
   signal?: AbortSignal;
+  /** Host-based routing: {target}.{tenant}.<baseDomain> reaches that target with its path untouched. */
+  baseDomain?: string;
 }
 
 export interface Relay {
-  /** The request listener for HTTP/1.1 and HTTP/2; the caller owns the sockets. */
-  handle(req: NodeRequest, res: NodeResponse): void;
+  /** The request and upgrade listeners for HTTP/1.1 and HTTP/2; the caller owns the sockets. */
+  readonly listeners: Router;
   readonly nodeId: string;
   readonly keepaliveMs: number;
   /** The admin token minted at first start, to show once; undefined otherwise. */
@@ -157,6 +159,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       trustedProxies: parseTrustedProxies(options.trustedProxies ?? []),
       isDraining: () => draining,
       serveWhileDraining: cluster !== undefined,
+      hostRouting: options.baseDomain ? createHostRouting(options.baseDomain) : undefined,
       onDone: createExchangeObserver({
         catalog,
         stats,
@@ -197,10 +200,12 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       readMaxBytes: 1024 * 1024,
     });
 
-    const handle = createRouter({
+    const listeners = createRouter({
       tunnel: tunnelHandler,
       admin: adminHandler,
       gateway: gateway.handle,
+      gatewayUpgrade: gateway.upgrade,
+      routesByHost: gateway.routesByHost,
       metrics: metricsEndpoint(metrics, (token) => {
         const role = catalog.checkAdminToken(token)?.role;
         return role === "admin" || role === "viewer";
@@ -209,7 +214,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
     });
 
     return {
-      handle,
+      listeners,
       nodeId,
       keepaliveMs,
       mintedAdminToken,

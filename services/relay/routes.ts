@@ -1,25 +1,49 @@
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
 import { FerryError } from "../../clients/sdk/errors.js";
 import { RELAY_PREFIX } from "../gateway/relay-path.js";
-import { type NodeRequest, type NodeResponse, sendError } from "../gateway/http-error.js";
+import { type NodeRequest, type NodeResponse, responseOnSocket, sendError } from "../gateway/http-error.js";
 
 type Handler = (req: NodeRequest, res: NodeResponse) => void;
+/** An HTTP/1.1 Upgrade request, with the socket Node's HTTP server has let go of. */
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
 export interface RouteTable {
   tunnel: Handler;
   admin: Handler;
   gateway: Handler;
+  gatewayUpgrade: UpgradeHandler;
   metrics: Handler;
+  /** A host-routed name ({target}.{tenant}.<base domain>): all of its paths belong to the target. */
+  routesByHost(req: NodeRequest): boolean;
   ready(): boolean;
 }
 
+export interface Router {
+  request: Handler;
+  upgrade: UpgradeHandler;
+}
+
 /**
- * The relay's one request listener, for HTTP/1.1 and HTTP/2 alike: each path
- * space goes to its own handler.
+ * The relay's listeners, for HTTP/1.1 and HTTP/2 alike: each path space goes
+ * to its own handler; a host-routed name goes to the gateway whatever its path.
  */
-export function createRouter(routes: RouteTable): Handler {
+export function createRouter(routes: RouteTable): Router {
+  return { request: requestRouter(routes), upgrade: upgradeRouter(routes) };
+}
+
+function upgradeRouter(routes: RouteTable): UpgradeHandler {
+  return (req, socket, head) => {
+    if (routes.routesByHost(req) || (req.url ?? "/").startsWith(RELAY_PREFIX)) return routes.gatewayUpgrade(req, socket, head);
+    const path = (req.url ?? "/").split("?", 1)[0];
+    sendError(responseOnSocket(req, socket), new FerryError("not_found", "not_found", `nothing to upgrade at ${path}; clients use /relay/{tenant}/{target}/{path}`));
+  };
+}
+
+function requestRouter(routes: RouteTable): Handler {
   return (req, res) => {
     const url = req.url ?? "/";
-    if (url.startsWith(RELAY_PREFIX)) return routes.gateway(req, res);
+    if (url.startsWith(RELAY_PREFIX) || routes.routesByHost(req)) return routes.gateway(req, res);
     if (url.startsWith("/ferry.tunnel.v1.TunnelService/")) return routes.tunnel(req, res);
     if (url.startsWith("/ferry.admin.v1.AdminService/")) return routes.admin(req, res);
     const path = url.split("?", 1)[0];
@@ -31,12 +55,16 @@ export function createRouter(routes: RouteTable): Handler {
 }
 
 /** What the port answers before the node can serve (waiting for NATS): alive, not ready, come back later. */
-export function startingRouter(reason: string): Handler {
-  return (req, res) => {
-    const path = (req.url ?? "/").split("?", 1)[0];
-    if (path === "/healthz") return json(res, 200, { status: "ok" });
-    if (path === "/readyz") return json(res, 503, { status: "not ready", reason });
-    sendError(res, new FerryError("unavailable", "starting", `the relay is starting: ${reason}`, { retryAfterSeconds: 1 }));
+export function startingRouter(reason: string): Router {
+  const starting = () => new FerryError("unavailable", "starting", `the relay is starting: ${reason}`, { retryAfterSeconds: 1 });
+  return {
+    request(req, res) {
+      const path = (req.url ?? "/").split("?", 1)[0];
+      if (path === "/healthz") return json(res, 200, { status: "ok" });
+      if (path === "/readyz") return json(res, 503, { status: "not ready", reason });
+      sendError(res, starting());
+    },
+    upgrade: (req, socket) => sendError(responseOnSocket(req, socket), starting()),
   };
 }
 

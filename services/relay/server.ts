@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { createServer as createHttp1Server, type Server as Http1Server } from "node:http";
+import { createServer as createHttp1Server, type IncomingMessage, type Server as Http1Server } from "node:http";
 import {
   createServer as createHttp2Server,
   createSecureServer,
@@ -9,6 +9,7 @@ import {
   type Settings,
 } from "node:http2";
 import { createServer as createNetServer, type AddressInfo, Server as NetServerClass, type Server as NetServer, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { TUNNEL_PATH } from "../../clients/sdk/tunnel-codec.js";
 import type { NodeRequest, NodeResponse } from "../gateway/http-error.js";
 
@@ -31,6 +32,12 @@ export interface RelayServer {
   close(forceAfterMs?: number): Promise<void>;
 }
 
+/** What the port serves: requests (HTTP/1.1 and HTTP/2), and HTTP/1.1 Upgrade requests with their sockets. */
+export interface Listeners {
+  request(req: NodeRequest, res: NodeResponse): void;
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+}
+
 const NetServerClose = NetServerClass.prototype.close;
 
 /** HTTP/2 windows: 1 MiB per stream bounds what one client can park in the relay; 32 MiB per connection keeps tunnels fast. */
@@ -44,7 +51,8 @@ const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
  * Cleartext Node ignores allowHTTP1, so the HTTP/2 connection preface is
  * sniffed and each socket handed to the HTTP/2 or the HTTP/1.1 server.
  */
-export async function listen(onRequest: (req: NodeRequest, res: NodeResponse) => void, opts: ListenOptions): Promise<RelayServer> {
+export async function listen(handlers: Listeners, opts: ListenOptions): Promise<RelayServer> {
+  const onRequest = handlers.request;
   // HTTP/1.1 connections (cleartext or TLS) that have carried a request, with the requests in progress on each:
   // on close, idle ones go at once and busy ones right after their answer, so nothing in progress is cut.
   const h1Busy = new Map<Socket, number>();
@@ -123,6 +131,13 @@ export async function listen(onRequest: (req: NodeRequest, res: NodeResponse) =>
     outer = createNetServer({ noDelay: true, keepAlive: true }, (socket) => sniff(socket, http1, plain));
   }
   h2.on("session", trackSession);
+  // HTTP/1.1 Upgrade (WebSocket): Node lets go of the socket. It is no longer an HTTP connection to end when idle,
+  // but it stays in `accepted`, so close() still waits for it (and forces it after the grace).
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    h1Busy.delete(req.socket);
+    handlers.upgrade(req, socket, head);
+  };
+  (h1 ?? h2).on("upgrade", onUpgrade);
   // Every socket from accept to close, including those still in their handshake or being sniffed: close() waits for them all.
   const accepted = new Set<Socket>();
   outer.on("connection", (socket: Socket) => {

@@ -104,7 +104,7 @@ describe("ferry connector configuration", () => {
     [["--relay", "http://r", "--key", key], "no target"],
     [["--relay", "http://r", "--key", key, "--target", "app"], '--target "app" must be NAME=URL'],
     [["--relay", "http://r", "--key", key, "--target", "App=http://x"], 'targets[0].name "App" is not a DNS label'],
-    [["--relay", "http://r", "--key", key, "--target", "a=ftp://x"], 'targets[0].url "ftp://x" must start with http:// or https://'],
+    [["--relay", "http://r", "--key", key, "--target", "a=ftp://x"], 'targets[0].url "ftp://x" must start with http://, https:// or h2c://'],
     [["--relay", "http://r", "--key", key, "--target", "a=http://x", "--tunnels", "0"], "tunnels must be between 1 and 16"],
     [["--relay", "http://r", "--key", key, "--target", "a=http://x", "--reconnect-max", "soon"], '"soon" is not a duration'],
   ])("ferry connector %j fails clearly", async (args, message) => {

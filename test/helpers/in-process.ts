@@ -27,7 +27,7 @@ export async function startTestRelay(
 ): Promise<TestRelay> {
   const dataDir = options.dataDir ?? tempDir();
   const relay = await createRelay({ log: quietLog, adminToken: ADMIN_TOKEN, ...options, dataDir });
-  const server = await listen(relay.handle, {
+  const server = await listen(relay.listeners, {
     host: "127.0.0.1",
     port: 0,
     keepaliveMs: relay.keepaliveMs,
