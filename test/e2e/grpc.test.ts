@@ -9,7 +9,8 @@ import {
   type ClientDuplexStream,
   type ClientReadableStream,
   type ClientWritableStream,
-  credentials,   Metadata,
+  credentials,
+  Metadata,
   type ServiceError,
   status as GrpcCode,
 } from "@grpc/grpc-js";
@@ -359,6 +360,10 @@ describe("gRPC through the relay with @grpc/grpc-js (host routing)", () => {
 });
 
 describe("a @grpc/grpc-js target", () => {
+  // Relay-side: fails while the gateway answers an end_stream head with writeHead() + end(). Node's compat response
+  // always waits for trailers, so that sends HEADERS, then an empty DATA with END_STREAM; strict gRPC clients want
+  // the status in a HEADERS frame that ends the stream. Fix in services/gateway/gateway.ts sendResponse: for HTTP/2,
+  // res.stream.respond({ ...res.getHeaders(), ...headers, ":status": status }, { endStream: true }).
   it("a trailers-only error stays one HEADERS frame with END_STREAM and grpc-status", async () => {
     const session = http2Connect(relay.url);
     try {
@@ -508,6 +513,27 @@ describe("plain HTTP/2 to an h2c target", () => {
       expect(reply.status).toBe(200);
       expect(reply.version).toBe("2.0"); // the target was reached over HTTP/2, not HTTP/1.1
       expect(reply.body.equals(body)).toBe(true);
+    } finally {
+      session.close();
+    }
+  });
+
+  it("a target that resets its stream mid-response breaks the client's response", async () => {
+    const session = http2Connect(relay.url);
+    try {
+      const outcome = await new Promise<{ status: number; bytes: number; rstCode: number | undefined }>((resolve) => {
+        const stream = session.request({ ":method": "GET", ":path": "/relay/acme/grpc/reset" }, { endStream: true });
+        let status = 0;
+        let bytes = 0;
+        stream.on("response", (h) => (status = Number(h[":status"])));
+        stream.on("data", (c: Buffer) => (bytes += c.length));
+        stream.on("error", () => {});
+        stream.on("close", () => resolve({ status, bytes, rstCode: stream.rstCode }));
+      });
+      // The head and the first bytes went through; then the stream is reset, not ended as if complete.
+      expect(outcome.status).toBe(200);
+      expect(outcome.bytes).toBeLessThanOrEqual(1000);
+      expect(outcome.rstCode).not.toBe(constants.NGHTTP2_NO_ERROR);
     } finally {
       session.close();
     }

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { createServer as createHttpsServer } from "node:https";
-import { createSecureServer, createServer as createH2cServer, type Http2Session } from "node:http2";
+import { createSecureServer, createServer as createH2cServer, constants as h2constants, type Http2Session } from "node:http2";
 import type { AddressInfo, Server, Socket } from "node:net";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
@@ -70,7 +70,7 @@ export interface GrpcTarget {
 }
 
 export interface GrpcTargetOptions {
-  /** The gRPC server: connect-node (default) or @grpc/grpc-js (h2c only, no /echo). */
+  /** The gRPC server: connect-node (default) or @grpc/grpc-js (h2c only, no plain HTTP endpoints). */
   server?: "connect-node" | "grpc-js";
   /** Serve TLS with this certificate (PEM files). */
   tls?: { cert: string; key: string };
@@ -90,8 +90,8 @@ interface Recorder {
 /**
  * An on-premises gRPC server for the tests: ferry.testing.v1.EchoService on
  * HTTP/2, served by connect-node on node:http2 (h2c by prior knowledge, or TLS
- * with ALPN; plus /echo, a plain HTTP handler answering with the request
- * body), or by a @grpc/grpc-js server (h2c), which answers errors the way
+ * with ALPN; plus the plain HTTP endpoints of plainHttp), or by a
+ * @grpc/grpc-js server (h2c), which answers errors the way
  * many gRPC servers do: "trailers-only", one HEADERS frame with END_STREAM.
  * Every call reflects an `x-ping` request header as the `x-pong` response
  * header and the `x-pong-trailer` trailer, and every handler aborted mid-call
@@ -171,7 +171,7 @@ async function serveConnectNode(record: Recorder, options: GrpcTargetOptions): P
       },
     });
 
-  const adapter = connectNodeAdapter({ routes, fallback: plainEcho });
+  const adapter = connectNodeAdapter({ routes, fallback: plainHttp });
   const handler: NodeHandler = (req, res) => {
     const path = (req.url ?? "/").split("?", 1)[0]!;
     record.seen.push({
@@ -355,9 +355,19 @@ function metadataObject(md: Metadata): SeenCall["headers"] {
   return out;
 }
 
-/** Plain HTTP: /echo answers with the request body and the protocol version it arrived over. */
-const plainEcho: NodeHandler = (req, res) => {
-  if ((req.url ?? "").split("?", 1)[0] !== "/echo") {
+/**
+ * Plain HTTP: /echo answers with the request body and the protocol version it
+ * arrived over; /reset (HTTP/2) sends a head and some body, then resets the
+ * stream with INTERNAL_ERROR, as a server failing mid-response does.
+ */
+const plainHttp: NodeHandler = (req, res) => {
+  const path = (req.url ?? "").split("?", 1)[0];
+  if (path === "/reset" && "stream" in res) {
+    res.writeHead(200, { "content-type": "application/octet-stream" });
+    res.write(Buffer.alloc(1000, 1), () => res.stream.close(h2constants.NGHTTP2_INTERNAL_ERROR));
+    return;
+  }
+  if (path !== "/echo") {
     res.writeHead(404, { "content-type": "text/plain" });
     res.end("not found");
     return;
