@@ -14,7 +14,7 @@ import type { ExchangeBus } from "../bus/exchange-bus.js";
 import type { ExchangeRecord } from "../observability/exchange-record.js";
 import type { Catalog } from "../state/catalog.js";
 import { FORWARDING_HEADERS, forwardingHeaders } from "./forwarded.js";
-import { type NodeRequest, type NodeResponse, responseOnSocket, sendError, toFerryError } from "./http-error.js";
+import { type NodeRequest, type NodeResponse, respondHeadOnly, responseOnSocket, sendError, toFerryError } from "./http-error.js";
 import type { HostRouting } from "./host-route.js";
 import { parseRelayPath, type RelayPath } from "./relay-path.js";
 import { type Trace, traceFor } from "./trace.js";
@@ -390,11 +390,13 @@ function sendBody(req: NodeRequest, ex: Exchange, p: Progress, maxBody: bigint):
 /** Writes the response head, then the body as it arrives, pausing the exchange while the client is slow. */
 function sendResponse(res: NodeResponse, ex: Exchange, head: ResponseHead, p: Progress): Promise<void> {
   // The relay's X-Request-Id (set earlier) is the one the client, the logs and the target share.
-  res.writeHead(head.status, toNodeHeaders(endToEndHeaders(toFlatList(head.headers), { drop: TARGET_DROPPED })));
+  const headers = toNodeHeaders(endToEndHeaders(toFlatList(head.headers), { drop: TARGET_DROPPED }));
   if (head.endStream) {
-    res.end();
+    // A trailers-only gRPC answer (how gRPC servers send errors) stays one HEADERS frame that ends the stream.
+    respondHeadOnly(res, head.status, headers);
     return Promise.resolve();
   }
+  res.writeHead(head.status, headers);
   return new Promise((resolve, reject) => {
     const resume = () => ex.resume();
     res.on("drain", resume);

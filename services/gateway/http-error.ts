@@ -1,9 +1,10 @@
-import { type IncomingMessage, ServerResponse } from "node:http";
+import { type IncomingMessage, type OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { FerryError, HTTP_STATUS } from "../../clients/sdk/errors.js";
+import { type ErrorKind, FerryError, HTTP_STATUS } from "../../clients/sdk/errors.js";
+import { encodeGrpcMessage, GrpcStatus } from "../tunnel/grpc-call.js";
 import { ExchangeReset } from "../../clients/sdk/exchange.js";
 
 export type NodeRequest = IncomingMessage | Http2ServerRequest;
@@ -36,12 +37,40 @@ function fromReset(reset: ExchangeReset): FerryError {
   }
 }
 
-/** Writes `{"error": {"code", "message"}}` with the status of the error's kind. */
+/** The gRPC status a gRPC client gets for each kind of Ferry failure. */
+const GRPC_CODE: Record<ErrorKind, number> = {
+  invalid_argument: GrpcStatus.INVALID_ARGUMENT,
+  unauthenticated: GrpcStatus.UNAUTHENTICATED,
+  permission_denied: GrpcStatus.PERMISSION_DENIED,
+  // No such tenant or target: to a gRPC client, the service is not there.
+  not_found: GrpcStatus.UNIMPLEMENTED,
+  already_exists: GrpcStatus.ALREADY_EXISTS,
+  failed_precondition: GrpcStatus.FAILED_PRECONDITION,
+  too_large: GrpcStatus.RESOURCE_EXHAUSTED,
+  internal: GrpcStatus.INTERNAL,
+  bad_gateway: GrpcStatus.UNAVAILABLE,
+  unavailable: GrpcStatus.UNAVAILABLE,
+  deadline_exceeded: GrpcStatus.DEADLINE_EXCEEDED,
+};
+
+/**
+ * Writes `{"error": {"code", "message"}}` with the status of the error's kind;
+ * to a gRPC or gRPC-Web client, a trailers-only gRPC status instead (an HTTP
+ * 504 would reach it as UNAVAILABLE, not DEADLINE_EXCEEDED).
+ */
 export function sendError(res: NodeResponse, err: FerryError): void {
   if (res.headersSent) {
     // Too late for a status: break the response so the client cannot take it for complete.
     res.destroy(err);
     return;
+  }
+  const contentType = res.req?.headers["content-type"];
+  if (contentType?.startsWith("application/grpc")) {
+    return respondHeadOnly(res, 200, {
+      "content-type": contentType,
+      "grpc-status": String(GRPC_CODE[err.kind]),
+      "grpc-message": encodeGrpcMessage(`${err.code}: ${err.message}`),
+    });
   }
   const body = JSON.stringify({ error: { code: err.code, message: err.message } });
   const headers: Record<string, string | number> = {
@@ -52,6 +81,21 @@ export function sendError(res: NodeResponse, err: FerryError): void {
   if (err.extra.retryAfterSeconds !== undefined) headers["retry-after"] = err.extra.retryAfterSeconds;
   res.writeHead(HTTP_STATUS[err.kind], headers);
   res.end(body);
+}
+
+/**
+ * A response without a body. On HTTP/2 it is one HEADERS frame that ends the
+ * stream: Node's compatibility response would add an empty DATA frame, and a
+ * trailers-only gRPC answer must not have one.
+ */
+export function respondHeadOnly(res: NodeResponse, status: number, headers: OutgoingHttpHeaders): void {
+  if ("stream" in res) {
+    res.statusCode = status;
+    if (!res.stream.destroyed) res.stream.respond({ ...res.getHeaders(), ...headers, ":status": status }, { endStream: true });
+    return;
+  }
+  res.writeHead(status, headers);
+  res.end();
 }
 
 /**

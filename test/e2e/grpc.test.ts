@@ -97,11 +97,11 @@ interface EchoStub {
   close(): void;
 }
 
-/** A grpc-js client to the relay's address, naming {target}.acme.relay.test as :authority (host routing). */
-function grpcJsClient(targetName = "grpc"): EchoStub {
+/** A grpc-js client to the relay's address, naming {target}.{tenant}.relay.test as :authority (host routing). */
+function grpcJsClient(targetName = "grpc", tenant = "acme"): EchoStub {
   const Ctor = grpcClientConstructor(EchoService);
   return new Ctor(new URL(relay.url).host, credentials.createInsecure(), {
-    "grpc.default_authority": `${targetName}.acme.relay.test`,
+    "grpc.default_authority": `${targetName}.${tenant}.relay.test`,
   }) as unknown as EchoStub;
 }
 
@@ -360,10 +360,8 @@ describe("gRPC through the relay with @grpc/grpc-js (host routing)", () => {
 });
 
 describe("a @grpc/grpc-js target", () => {
-  // Relay-side: fails while the gateway answers an end_stream head with writeHead() + end(). Node's compat response
-  // always waits for trailers, so that sends HEADERS, then an empty DATA with END_STREAM; strict gRPC clients want
-  // the status in a HEADERS frame that ends the stream. Fix in services/gateway/gateway.ts sendResponse: for HTTP/2,
-  // res.stream.respond({ ...res.getHeaders(), ...headers, ":status": status }, { endStream: true }).
+  // Node's compatibility response would send HEADERS, then an empty DATA frame with END_STREAM; strict gRPC
+  // clients want the status in the one HEADERS frame that ends the stream.
   it("a trailers-only error stays one HEADERS frame with END_STREAM and grpc-status", async () => {
     const session = http2Connect(relay.url);
     try {
@@ -474,6 +472,7 @@ describe("sessions to targets", () => {
       .echo({ message: "anyone?" })
       .catch((e: unknown) => ConnectError.from(e));
     expect((err as ConnectError).code).toBe(Code.Unavailable);
+    expect((err as ConnectError).rawMessage).toBe('target_unreachable: target "down" refused the connection');
     const session = http2Connect(relay.url);
     try {
       const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
@@ -491,6 +490,32 @@ describe("sessions to targets", () => {
       expect(JSON.parse(reply.body)).toMatchObject({ error: { code: "target_unreachable", message: 'target "down" refused the connection' } });
     } finally {
       session.close();
+    }
+  });
+});
+
+describe("the relay's own errors, to gRPC clients", () => {
+  it("arrive as gRPC statuses, trailers-only, with the Ferry error code in the message", async () => {
+    const nowhere = await connectClient("nothere")
+      .echo({ message: "x" })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect(nowhere).toMatchObject({ code: Code.Unimplemented, rawMessage: expect.stringMatching(/^target_not_found: /) });
+
+    const noTenant = await unary(grpcJsClient("grpc", "nobody"), { message: "x" });
+    expect(noTenant.err).toMatchObject({ code: GrpcCode.UNIMPLEMENTED, details: expect.stringMatching(/^tenant_not_found: /) });
+
+    await relay.admin.createTenant({ name: "offline" });
+    const offline = await unary(grpcJsClient("grpc", "offline"), { message: "x" });
+    expect(offline.err).toMatchObject({ code: GrpcCode.UNAVAILABLE, details: expect.stringMatching(/^no_connector: /) });
+  });
+
+  it("a relay-side timeout is DEADLINE_EXCEEDED, not UNAVAILABLE", async () => {
+    await relay.admin.updateTenant({ tenant: { name: "acme", requestTimeout: { seconds: 0n, nanos: 300_000_000 } }, updateMask: { paths: ["request_timeout"] } });
+    try {
+      const slow = await unary(grpcJsClient(), { message: "x", delayMs: 5_000 });
+      expect(slow.err).toMatchObject({ code: GrpcCode.DEADLINE_EXCEEDED, details: expect.stringMatching(/^timeout: /) });
+    } finally {
+      await relay.admin.updateTenant({ tenant: { name: "acme" }, updateMask: { paths: ["request_timeout"] } });
     }
   });
 });
