@@ -3,7 +3,8 @@ import { msFromDuration } from "../sdk/duration.js";
 import type { Logger } from "../sdk/logger.js";
 import { createH2SessionPool } from "./h2-session-pool.js";
 import { carryOverStream, requestHeaders } from "./h2-stream.js";
-import { describe, failTarget, type TargetRequest } from "./target-forwarder.js";
+import { describe, failTarget } from "./target-errors.js";
+import type { TargetRequest } from "./target-forwarder.js";
 
 export interface H2Transport {
   /** Sends the request over HTTP/2, or calls `http1` when the target turns out to speak only HTTP/1.1. */

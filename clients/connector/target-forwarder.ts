@@ -1,12 +1,12 @@
-import { Agent, type Dispatcher } from "undici";
+import { Agent } from "undici";
 import { type Header, type RequestHead, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { msFromDuration } from "../sdk/duration.js";
 import type { Exchange } from "../sdk/exchange.js";
-import { endToEndHeaders, header, headersFromObject, toFlatList } from "../sdk/headers.js";
+import { endToEndHeaders, header, toFlatList } from "../sdk/headers.js";
 import type { Logger } from "../sdk/logger.js";
 import type { TargetSpec } from "./connector-config.js";
 import type { PreflightAnswer } from "./cors.js";
 import { createH2Transport } from "./h2-transport.js";
+import { forwardHttp1 } from "./http1-transport.js";
 import { forwardUpgrade } from "./upgrade-transport.js";
 
 export interface TargetForwarder {
@@ -29,8 +29,6 @@ export interface TargetRequest {
   /** Applied to the response head's headers (the target's CORS policy). */
   decorate(headers: Header[]): Header[];
 }
-
-const DEFAULT_TIMEOUT_MS = 100_000;
 
 /**
  * Sends exchanges to the configured targets: HTTP/1.1 with undici, HTTP/2
@@ -108,78 +106,6 @@ function answerLocally(ex: Exchange, head: RequestHead, answer: PreflightAnswer)
   }
 }
 
-function forwardHttp1(agent: Agent, req: TargetRequest, log: Logger): void {
-  const { target, ex, head } = req;
-  agent.dispatch(
-    {
-      origin: target.origin,
-      path: req.path,
-      method: head.method as Dispatcher.HttpMethod,
-      headers: toFlatList(req.headers),
-      body: head.endStream ? null : ex.body,
-      headersTimeout: msFromDuration(head.timeout) || DEFAULT_TIMEOUT_MS,
-      // Long downloads and event streams may pause for as long as they like.
-      bodyTimeout: 0,
-    },
-    responder(req, log),
-  );
-}
-
-/**
- * Carries undici's answer into the exchange. undici pushes the body; when the
- * exchange has no credit for a chunk, undici is paused until it has, so a slow
- * client holds the target back instead of the connector buffering.
- */
-function responder(req: TargetRequest, log: Logger): Dispatcher.DispatchHandler {
-  const { ex, head } = req;
-  let started = false;
-  let failed = false;
-  return {
-    onRequestStart(controller) {
-      // The relay reset the exchange (client gone, deadline): stop the target's request too.
-      ex.onReset = (reset) => controller.abort(reset);
-    },
-    onResponseStart(_controller, statusCode, headers) {
-      if (statusCode < 200) return; // 1xx interim answers stay on this hop
-      started = true;
-      const bodyless = head.method === "HEAD" || statusCode === 204 || statusCode === 304;
-      ex.sendResponseHead({
-        $typeName: "ferry.tunnel.v1.ResponseHead",
-        status: statusCode,
-        headers: req.decorate(headersFromObject(headers)),
-        endStream: bodyless,
-      });
-    },
-    onResponseData(controller, chunk) {
-      if (ex.writeNow(chunk)) return;
-      controller.pause();
-      ex.write(chunk).then(
-        () => controller.resume(),
-        () => {}, // reset: onReset has aborted the request
-      );
-    },
-    onResponseEnd(_controller, trailers) {
-      ex.end(headersFromObject(trailers));
-    },
-    onResponseError(_controller, err) {
-      if (ex.isReset || failed) return; // the relay reset it, or we already did
-      failed = true;
-      if (started) {
-        log.warn({ target: head.target, err: describe(err) }, "target response failed mid-body");
-        return ex.reset(ResetCode.TARGET_ERROR, `target "${head.target}" failed while sending its response`);
-      }
-      failTarget(ex, head, err, log);
-    },
-  };
-}
-
-/** Resets an exchange whose target failed before answering, with a reason safe to show clients. */
-export function failTarget(ex: Exchange, head: RequestHead, err: unknown, log: Logger): void {
-  const [code, reason] = classify(err);
-  log.warn({ target: head.target, err: describe(err) }, "target request failed");
-  ex.reset(code, `target "${head.target}" ${reason}`);
-}
-
 /**
  * Checks a path from the relay before it is appended to a target's base path.
  * The relay normalises paths already; this is the connector's own guarantee
@@ -198,39 +124,4 @@ export function pathProblem(path: string): string | undefined {
     if (segment === "." || segment === ".." || /^\.\.?;/.test(segment)) return "it contains a dot segment";
   }
   return undefined;
-}
-
-/** Maps undici and socket errors to a reset code and a message safe to show clients (no internal addresses). */
-function classify(err: unknown): [ResetCode, string] {
-  const code = errorCode(err);
-  switch (code) {
-    case "ECONNREFUSED":
-      return [ResetCode.TARGET_UNREACHABLE, "refused the connection"];
-    case "ENOTFOUND":
-    case "EAI_AGAIN":
-      return [ResetCode.TARGET_UNREACHABLE, "has a host name that does not resolve"];
-    case "EHOSTUNREACH":
-    case "ENETUNREACH":
-    case "UND_ERR_CONNECT_TIMEOUT":
-    case "ETIMEDOUT":
-      return [ResetCode.TARGET_UNREACHABLE, "could not be reached (timeout or no route)"];
-    case "UND_ERR_HEADERS_TIMEOUT":
-      return [ResetCode.DEADLINE_EXCEEDED, "did not respond in time"];
-    default:
-      if (code?.startsWith("ERR_TLS") || code?.includes("CERT")) return [ResetCode.TARGET_UNREACHABLE, "failed the TLS handshake"];
-      return [ResetCode.TARGET_ERROR, "failed before responding"];
-  }
-}
-
-function errorCode(err: unknown): string | undefined {
-  for (let e = err as { code?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    if (typeof e.code === "string" && e.code !== "UND_ERR_SOCKET") return e.code;
-    if (typeof e.code === "string" && !e.cause) return e.code;
-  }
-  return undefined;
-}
-
-export function describe(err: unknown): string {
-  const e = err as Error & { code?: string; cause?: Error & { code?: string } };
-  return [e.message, e.code, e.cause?.message, e.cause?.code].filter(Boolean).join(" / ");
 }

@@ -4,7 +4,8 @@ import { msFromDuration } from "../sdk/duration.js";
 import { headersFromObject, toFlatList } from "../sdk/headers.js";
 import type { Logger } from "../sdk/logger.js";
 import { spliceSocket } from "../sdk/splice.js";
-import { describe, failTarget, type TargetRequest } from "./target-forwarder.js";
+import { responder } from "./http1-transport.js";
+import type { TargetRequest } from "./target-forwarder.js";
 
 const DEFAULT_TIMEOUT_MS = 100_000;
 
@@ -22,7 +23,7 @@ export function forwardUpgrade(agent: Agent, req: TargetRequest, log: Logger): v
   if (!protocol) return ex.reset(ResetCode.PROTOCOL_ERROR, "an upgrade exchange without an Upgrade header");
   // undici writes Connection and Upgrade itself (and refuses them among the headers).
   const headers = req.headers.filter((h) => h.name !== "upgrade" && h.name !== "connection");
-  let started = false;
+  const plain = responder(req, log);
   agent.dispatch(
     {
       origin: target.origin,
@@ -34,11 +35,8 @@ export function forwardUpgrade(agent: Agent, req: TargetRequest, log: Logger): v
       bodyTimeout: 0,
     },
     {
-      onRequestStart(controller) {
-        ex.onReset = (reset) => controller.abort(reset);
-      },
+      ...plain,
       onRequestUpgrade(_controller, statusCode, upgradeHeaders, socket) {
-        started = true;
         ex.sendResponseHead({
           $typeName: "ferry.tunnel.v1.ResponseHead",
           status: statusCode,
@@ -48,35 +46,9 @@ export function forwardUpgrade(agent: Agent, req: TargetRequest, log: Logger): v
         void spliceSocket(ex, socket, { dropped: `target "${head.target}" dropped the upgraded connection` });
       },
       // Not upgraded: an ordinary answer, and the client's side carries nothing more worth reading.
-      onResponseStart(_controller, statusCode, responseHeaders) {
-        if (statusCode < 200) return;
-        started = true;
-        ex.body.resume();
-        ex.sendResponseHead({
-          $typeName: "ferry.tunnel.v1.ResponseHead",
-          status: statusCode,
-          headers: req.decorate(headersFromObject(responseHeaders)),
-          endStream: head.method === "HEAD" || statusCode === 204 || statusCode === 304,
-        });
-      },
-      onResponseData(controller, chunk) {
-        if (ex.writeNow(chunk)) return;
-        controller.pause();
-        ex.write(chunk).then(
-          () => controller.resume(),
-          () => {},
-        );
-      },
-      onResponseEnd() {
-        ex.end();
-      },
-      onResponseError(_controller, err) {
-        if (ex.isReset) return;
-        if (started) {
-          log.warn({ target: head.target, err: describe(err) }, "target upgrade response failed mid-body");
-          return ex.reset(ResetCode.TARGET_ERROR, `target "${head.target}" failed while sending its response`);
-        }
-        failTarget(ex, head, err, log);
+      onResponseStart(controller, statusCode, responseHeaders, statusMessage) {
+        if (statusCode >= 200) ex.body.resume();
+        plain.onResponseStart?.(controller, statusCode, responseHeaders, statusMessage);
       },
     },
   );

@@ -1,0 +1,75 @@
+import type { Agent, Dispatcher } from "undici";
+import { ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import { msFromDuration } from "../sdk/duration.js";
+import { headersFromObject, toFlatList } from "../sdk/headers.js";
+import type { Logger } from "../sdk/logger.js";
+import { describe, failTarget } from "./target-errors.js";
+import type { TargetRequest } from "./target-forwarder.js";
+
+const DEFAULT_TIMEOUT_MS = 100_000;
+
+/** Sends one exchange to its target over HTTP/1.1 with undici. */
+export function forwardHttp1(agent: Agent, req: TargetRequest, log: Logger): void {
+  const { target, ex, head } = req;
+  agent.dispatch(
+    {
+      origin: target.origin,
+      path: req.path,
+      method: head.method as Dispatcher.HttpMethod,
+      headers: toFlatList(req.headers),
+      body: head.endStream ? null : ex.body,
+      headersTimeout: msFromDuration(head.timeout) || DEFAULT_TIMEOUT_MS,
+      // Long downloads and event streams may pause for as long as they like.
+      bodyTimeout: 0,
+    },
+    responder(req, log),
+  );
+}
+
+/**
+ * Carries undici's answer into the exchange. undici pushes the body; when the
+ * exchange has no credit for a chunk, undici is paused until it has, so a slow
+ * client holds the target back instead of the connector buffering.
+ */
+export function responder(req: TargetRequest, log: Logger): Dispatcher.DispatchHandler {
+  const { ex, head } = req;
+  let started = false;
+  let failed = false;
+  return {
+    onRequestStart(controller) {
+      // The relay reset the exchange (client gone, deadline): stop the target's request too.
+      ex.onReset = (reset) => controller.abort(reset);
+    },
+    onResponseStart(_controller, statusCode, headers) {
+      if (statusCode < 200) return; // 1xx interim answers stay on this hop
+      started = true;
+      const bodyless = head.method === "HEAD" || statusCode === 204 || statusCode === 304;
+      ex.sendResponseHead({
+        $typeName: "ferry.tunnel.v1.ResponseHead",
+        status: statusCode,
+        headers: req.decorate(headersFromObject(headers)),
+        endStream: bodyless,
+      });
+    },
+    onResponseData(controller, chunk) {
+      if (ex.writeNow(chunk)) return;
+      controller.pause();
+      ex.write(chunk).then(
+        () => controller.resume(),
+        () => {}, // reset: onReset has aborted the request
+      );
+    },
+    onResponseEnd(_controller, trailers) {
+      ex.end(headersFromObject(trailers));
+    },
+    onResponseError(_controller, err) {
+      if (ex.isReset || failed) return; // the relay reset it, or we already did
+      failed = true;
+      if (started) {
+        log.warn({ target: head.target, err: describe(err) }, "target response failed mid-body");
+        return ex.reset(ResetCode.TARGET_ERROR, `target "${head.target}" failed while sending its response`);
+      }
+      failTarget(ex, head, err, log);
+    },
+  };
+}
