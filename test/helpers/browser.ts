@@ -29,12 +29,15 @@ export function findChromium(env: NodeJS.ProcessEnv = process.env): string {
   );
 }
 
-/** Headless chromium through playwright-core; root needs --no-sandbox (chromium refuses to sandbox as root). */
-export function launchChromium(): Promise<Browser> {
+/**
+ * Headless chromium through playwright-core; root needs --no-sandbox (chromium refuses to sandbox as root).
+ * `args` adds command-line switches, e.g. --host-resolver-rules to give test host names an address.
+ */
+export function launchChromium(args: string[] = []): Promise<Browser> {
   return chromium.launch({
     executablePath: findChromium(),
     headless: true,
-    args: process.getuid?.() === 0 ? ["--no-sandbox"] : [],
+    args: [...(process.getuid?.() === 0 ? ["--no-sandbox"] : []), ...args],
   });
 }
 
