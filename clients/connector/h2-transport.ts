@@ -1,5 +1,9 @@
+import { ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import { msFromDuration } from "../sdk/duration.js";
 import type { Logger } from "../sdk/logger.js";
-import type { TargetRequest } from "./target-forwarder.js";
+import { createH2SessionPool } from "./h2-session-pool.js";
+import { carryOverStream, requestHeaders } from "./h2-stream.js";
+import { describe, failTarget, type TargetRequest } from "./target-forwarder.js";
 
 export interface H2Transport {
   /** Sends the request over HTTP/2, or calls `http1` when the target turns out to speak only HTTP/1.1. */
@@ -7,10 +11,47 @@ export interface H2Transport {
   close(): Promise<void>;
 }
 
-// Interim: every request goes over HTTP/1.1 until the HTTP/2 transport lands.
-export function createH2Transport(_log: Logger): H2Transport {
+const DEFAULT_TIMEOUT_MS = 100_000;
+
+/**
+ * Sends exchanges to h2c:// and https:// targets over HTTP/2 (node:http2),
+ * which gRPC needs: trailers, full duplex, RST_STREAM to cancel a call. An
+ * https:// target that picks HTTP/1.1 by ALPN is handed to the HTTP/1.1 path.
+ */
+export function createH2Transport(log: Logger): H2Transport {
+  const pool = createH2SessionPool(log);
   return {
-    forward: (_req, http1) => http1(),
-    close: async () => {},
+    forward(req, http1) {
+      void forward(req, http1);
+    },
+    close: () => pool.close(),
   };
+
+  async function forward(req: TargetRequest, http1: () => void): Promise<void> {
+    const { ex, head, target } = req;
+    // The time limit covers connecting too, as undici's headersTimeout does on the HTTP/1.1 path.
+    const deadline = performance.now() + (msFromDuration(head.timeout) || DEFAULT_TIMEOUT_MS);
+    ex.onReset = () => {}; // reset while connecting: checked below, nothing to cancel yet
+    let slot;
+    try {
+      slot = await pool.acquire(target);
+    } catch (err) {
+      if (!ex.isReset) failTarget(ex, head, err, log);
+      return;
+    }
+    if (ex.isReset) {
+      if (slot !== "http1") slot.release();
+      return;
+    }
+    if (slot === "http1") return http1();
+    let stream;
+    try {
+      stream = slot.request(requestHeaders(req), { endStream: head.endStream, waitForTrailers: !head.endStream });
+    } catch (err) {
+      // Headers HTTP/2 refuses (a repeated single-value field, an invalid value): the request, not the target, is at fault.
+      log.warn({ target: head.target, err: describe(err) }, "request refused by the HTTP/2 client");
+      return ex.reset(ResetCode.PROTOCOL_ERROR, `the request cannot be sent to target "${head.target}" over HTTP/2: ${(err as Error).message}`);
+    }
+    carryOverStream(stream, req, deadline, log);
+  }
 }

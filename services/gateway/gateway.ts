@@ -256,15 +256,20 @@ async function serve(
   );
   try {
     ex.sendRequestHead(head);
+    /** Bytes that came with an upgrade's head: they go first; the rest is read once the target has switched protocols. */
+    let early: Promise<void> | undefined;
     if (upgrade) {
-      // Bytes that came with the head go first; the rest is read only once the target has switched protocols.
-      if (upgrade.head.length > 0) ex.writeNow(upgrade.head);
+      if (upgrade.head.length > 0 && !ex.writeNow(upgrade.head)) {
+        early = ex.write(upgrade.head);
+        early.catch(() => {}); // awaited only after a 101; a refused upgrade ends the exchange without it
+      }
     } else if (!head.endStream) {
       sendBody(req, ex, p, maxBody);
     }
     const response = (await ex.remoteHead) as ResponseHead;
     clearTimeout(timer);
     if (upgrade && response.status === 101) {
+      await early;
       await switchProtocols(res, upgrade.socket, ex, response, p);
     } else {
       // Not upgraded: this direction has nothing more to send.

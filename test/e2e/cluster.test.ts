@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector } from "../../clients/connector/connector.js";
 import { request } from "../helpers/http.js";
@@ -5,6 +6,7 @@ import { startTestConnector, startTestRelay, type TestRelay } from "../helpers/i
 import { type NatsServer, startNatsServer } from "../helpers/nats-server.js";
 import { startTestTarget, type TestTarget } from "../helpers/targets.js";
 import { eventually } from "../helpers/wait.js";
+import { closed, nextMessage, openWebSocket, startWebSocketTarget } from "../helpers/websocket-targets.js";
 
 // Three relay nodes in this process on one real nats-server: routing, shared state and presence across nodes.
 let nats: NatsServer;
@@ -53,6 +55,29 @@ describe("cluster over NATS", () => {
       }
     } finally {
       await conn.stop();
+    }
+  });
+
+  it("carries a WebSocket from one node to the connector on another, 1 MiB messages and close code included", async () => {
+    const chat = await startWebSocketTarget();
+    await a.admin.createTenant({ name: "wsx" });
+    const { secret } = await a.admin.createKey({ tenant: "wsx" });
+    await eventually(() => c.relay.catalog.getKey(secret.split("_")[1]!) !== undefined, "key replicated");
+    const conn = await startTestConnector(c.url, secret, { chat: chat.url });
+    try {
+      await eventually(async () => (await a.admin.listConnectors({ tenant: "wsx" })).connectors.length === 1, "connector visible on A");
+      const ws = await openWebSocket(`${a.url.replace(/^http/, "ws")}/relay/wsx/chat/ws/client/websocket`);
+      ws.send("across nodes");
+      expect((await nextMessage(ws)).data.toString()).toBe("across nodes");
+      const big = randomBytes(1024 * 1024);
+      ws.send(big);
+      expect((await nextMessage(ws)).data.equals(big)).toBe(true);
+      ws.send("close 4003 bye from the target");
+      expect(await closed(ws)).toEqual({ code: 4003, reason: "bye from the target" });
+      expect(chat.seen[0]!.url).toBe("/ws/client/websocket");
+    } finally {
+      await conn.stop();
+      await chat.close();
     }
   });
 

@@ -5,6 +5,7 @@ import { json, request } from "../helpers/http.js";
 import { ADMIN_TOKEN, type FerryProcess, startConnectorProcess, startRelayProcess } from "../helpers/processes.js";
 import { startTestTarget, type TestTarget } from "../helpers/targets.js";
 import { until } from "../helpers/wait.js";
+import { closed, nextMessage, openWebSocket, startWebSocketTarget } from "../helpers/websocket-targets.js";
 
 // Start, stop, restart and drain real relay and connector processes.
 const cleanup: Array<() => Promise<unknown>> = [];
@@ -91,6 +92,25 @@ describe("lifecycle", () => {
     expect(done.status).toBe(200);
     expect(done.body.toString()).toBe("slow done");
     expect(await relay.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it("SIGTERM on the relay keeps open WebSockets working through the grace period, then closes them and exits 0", async () => {
+    const chat = await startWebSocketTarget();
+    cleanup.push(() => chat.close());
+    const { relay, secret } = await relayWithKey({ args: ["--grace", "1s"] });
+    const connector = track(startConnectorProcess(relay.url, secret, { chat: chat.url }));
+    await connector.waitForCount("tunnel connected", 2);
+    const ws = await openWebSocket(`${relay.url.replace(/^http/, "ws")}/relay/acme/chat/live`);
+    const wsClosed = closed(ws);
+
+    relay.child.kill("SIGTERM");
+    await relay.waitFor((l) => String(l.msg).startsWith("draining"));
+    ws.send("still served while draining");
+    expect((await nextMessage(ws)).data.toString()).toBe("still served while draining");
+    // A WebSocket never finishes by itself: the grace period ends it, and the relay exits.
+    expect((await wsClosed).code).toBe(1006);
+    expect(await relay.exited).toEqual({ code: 0, signal: null });
+    await until(() => chat.open === 0);
   });
 
   it("SIGTERM on the connector finishes in-flight exchanges, then exits 0", async () => {

@@ -7,25 +7,29 @@ import { startTestRelay, type TestRelay } from "../helpers/in-process.js";
 import { type FerryProcess, startConnectorProcess } from "../helpers/processes.js";
 import { h2request } from "../helpers/http.js";
 import { startTestTarget, type TestTarget } from "../helpers/targets.js";
+import { closed, nextMessage, openWebSocket, startWebSocketTarget, type WebSocketTarget } from "../helpers/websocket-targets.js";
 
 let pki: TestPki;
 let relay: TestRelay;
 let target: TestTarget;
 let connector: FerryProcess;
+let chat: WebSocketTarget;
 
 beforeAll(async () => {
   pki = makeTestPki();
   target = await startTestTarget();
+  chat = await startWebSocketTarget();
   relay = await startTestRelay({ tlsCert: pki.cert, tlsKey: pki.key, ca: pki.ca });
   const key = await relay.tenantWithKey("acme");
   // The connector trusts the test CA the standard Node way.
-  connector = startConnectorProcess(relay.url, key, { app: target.url }, { env: { NODE_EXTRA_CA_CERTS: pki.ca } });
+  connector = startConnectorProcess(relay.url, key, { app: target.url, chat: chat.url }, { env: { NODE_EXTRA_CA_CERTS: pki.ca } });
 });
 
 afterAll(async () => {
   await connector?.stop();
   await relay?.close();
   await target?.close();
+  await chat?.close();
 });
 
 describe("TLS", () => {
@@ -60,6 +64,15 @@ describe("TLS", () => {
     } finally {
       session.close();
     }
+  });
+
+  it("carries WebSockets over TLS (wss://)", async () => {
+    await connector.waitForCount("tunnel connected", 2);
+    const ws = await openWebSocket(`${relay.url.replace(/^https/, "wss")}/relay/acme/chat/secure`, { ca: readFileSync(pki.ca) });
+    ws.send("over tls");
+    expect((await nextMessage(ws)).data.toString()).toBe("over tls");
+    ws.close(1000, "done");
+    expect(await closed(ws)).toEqual({ code: 1000, reason: "done" });
   });
 
   it("refuses clients that do not trust the certificate", async () => {

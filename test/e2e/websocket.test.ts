@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
+import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector } from "../../clients/connector/connector.js";
 import { startTestConnector, startTestRelay, type TestRelay } from "../helpers/in-process.js";
@@ -108,6 +109,32 @@ describe("WebSockets through the relay", () => {
     expect(seen.headers["x-tenant-user"]).toBe("ann");
     expect(seen.headers["x-forwarded-prefix"]).toBe("/relay/acme/chat");
     ws.close();
+  });
+
+  it("forwards bytes the client sent together with the handshake", async () => {
+    // A client that does not wait for the 101: its first frame arrives in the same packet as the request head.
+    const socket = connect(relayPort, "127.0.0.1");
+    await new Promise((resolve) => socket.once("connect", resolve));
+    const payload = Buffer.from("early bird");
+    const mask = randomBytes(4);
+    const frame = Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, payload.map((b, i) => b ^ mask[i % 4]!)]);
+    const head = [
+      "GET /relay/acme/chat/early HTTP/1.1",
+      `Host: 127.0.0.1:${relayPort}`,
+      "Upgrade: websocket",
+      "Connection: Upgrade",
+      `Sec-WebSocket-Key: ${randomBytes(16).toString("base64")}`,
+      "Sec-WebSocket-Version: 13",
+      "",
+      "",
+    ].join("\r\n");
+    let got = Buffer.alloc(0);
+    socket.on("data", (c: Buffer) => (got = Buffer.concat([got, c])));
+    socket.write(Buffer.concat([Buffer.from(head), frame]));
+    const echoed = Buffer.concat([Buffer.from([0x81, payload.length]), payload]);
+    await until(() => got.includes(echoed));
+    expect(got.toString().startsWith("HTTP/1.1 101 Switching Protocols\r\n")).toBe(true);
+    socket.destroy();
   });
 
   it("passes a target's refusal through as an ordinary response", async () => {

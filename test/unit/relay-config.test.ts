@@ -212,6 +212,15 @@ nats:
     expect(invalid(() => resolve(flags))).toMatch(message);
   });
 
+  it("reads the base domain for host routing from flag or file, lower-cased, without a trailing dot", () => {
+    expect(resolve({}).baseDomain).toBeUndefined();
+    expect(resolve({ baseDomain: "Relay.Example.COM." }).baseDomain).toBe("relay.example.com");
+    const path = file("yaml", "baseDomain: apps.example.org\n");
+    expect(resolve({ config: path }).baseDomain).toBe("apps.example.org");
+    expect(resolve({ config: path, baseDomain: "other.example.org" }).baseDomain).toBe("other.example.org");
+    expect(invalid(() => resolve({ config: file("yaml", "base_domain: 'x y'\n") }))).toMatch(/: baseDomain "x y" is not a domain name/);
+  });
+
   it("rejects a zero keepalive in the file, naming the file and key", () => {
     const path = file("yaml", "keepalive: 0s\n");
     expect(invalid(() => resolve({ config: path }))).toBe(`${path}: keepalive must be more than 0`);
@@ -225,6 +234,10 @@ nats:
     ["log level", { logLevel: "loud" }, /^--log-level "loud" is not one of trace, debug, info, warn, error$/],
     ["tls cert alone", { tlsCert: "c.pem" }, /^--tls-cert needs a private key: give --tls-key \(or tlsKey in the config file\)$/],
     ["tls key alone", { tlsKey: "k.pem" }, /^--tls-key needs a certificate: give --tls-cert/],
+    ["base domain with a scheme", { baseDomain: "https://relay.example.com" }, /^--base-domain "https:\/\/relay\.example\.com" is not a domain name/],
+    ["base domain with a port", { baseDomain: "relay.example.com:443" }, /^--base-domain "relay\.example\.com:443" is not a domain name/],
+    ["base domain with a wildcard", { baseDomain: "*.example.com" }, /^--base-domain "\*\.example\.com" is not a domain name/],
+    ["single-label base domain", { baseDomain: "localhost" }, /^--base-domain "localhost" is not a domain name like relay\.example\.com/],
   ])("rejects a bad flag (%s)", (_name, flags, message) => {
     expect(invalid(() => resolve(flags))).toMatch(message);
   });
