@@ -103,6 +103,20 @@ function extras(id: string, s: ScenarioResult): string | undefined {
         .map((x) => `${x} ${fmt(s.results[x]!.p999Ms as number)} / ${fmt(s.results[x]!.maxMs as number)}` + (s.results[x]!.errors ? ` (${s.results[x]!.errors} errors)` : ""))
         .join(", ");
   }
+  if (id === "websocket") return versusDirect(s);
+  if (id === "grpc") {
+    const direct = s.results.direct?.aloneP50Ms;
+    const overhead = typeof direct !== "number" ? [] :
+      SETUPS.filter((x) => x !== "direct" && typeof s.results[x]?.aloneP50Ms === "number").map(
+        (x) => `${x} +${fmt((s.results[x]!.aloneP50Ms as number) - direct)} ms`,
+      );
+    const lines = [versusDirect(s), overhead.length > 0 ? `Per-call overhead (ms p50 alone, minus direct's): ${overhead.join(", ")}.` : undefined];
+    return lines.filter(Boolean).join("\n\n") || undefined;
+  }
+  if (id === "websocket-idle") {
+    const f = s.results["ferry-1"];
+    if (f && typeof f.n === "number") return `${f.n} WebSockets; the relay started at ${f.relayBaseMB} MB RSS and the connector at ${f.connectorBaseMB} MB.`;
+  }
   if (id === "idle") {
     const lines: string[] = [];
     const f = s.results["ferry-1"];
@@ -120,6 +134,24 @@ function extras(id: string, s: ScenarioResult): string | undefined {
     if (lines.length > 0) return lines.join("\n\n");
   }
   return undefined;
+}
+
+/** Each setup's headline figures (those with ratios) against direct's from the same run: what the hop costs. */
+function versusDirect(s: ScenarioResult): string | undefined {
+  const direct = s.results.direct;
+  if (!direct) return undefined;
+  const rows = SETUPS.filter((x) => x !== "direct").flatMap((x) => {
+    const f = s.results[x];
+    const parts = s.headline
+      .filter((h) => h.ratios !== false)
+      .flatMap((h) => {
+        const v = f?.[h.key];
+        const base = direct[h.key];
+        return typeof v === "number" && typeof base === "number" && base > 0 && !Number.isNaN(v) ? [`${h.unit} ${(v / base).toFixed(2)}x`] : [];
+      });
+    return parts.length > 0 ? [`${x} ${parts.join(" · ")}`] : [];
+  });
+  return rows.length > 0 ? `Against direct (same run): ${rows.join("; ")}.` : undefined;
 }
 
 /**

@@ -13,11 +13,14 @@ import { type BenchResults, chart, markdown, type Resources } from "./report.js"
 import { bulk } from "./scenarios/bulk.js";
 import { fixedRate } from "./scenarios/fixed-rate.js";
 import { headOfLine } from "./scenarios/head-of-line.js";
+import { grpc } from "./scenarios/grpc.js";
 import { idle } from "./scenarios/idle.js";
 import { small } from "./scenarios/small.js";
-import { cannotRun, ROOT, SETUPS, type Setup, type SetupName, startSetup, startTarget } from "./setups.js";
+import { websocketIdle } from "./scenarios/websocket-idle.js";
+import { websocket } from "./scenarios/websocket.js";
+import { cannotRun, ROOT, SETUPS, type Setup, type SetupName, startGrpcTarget, startSetup, startTarget, type Target } from "./setups.js";
 
-const SCENARIOS: Scenario[] = [small, fixedRate, bulk, headOfLine, idle];
+const SCENARIOS: Scenario[] = [small, fixedRate, bulk, headOfLine, idle, websocket, websocketIdle, grpc];
 
 const HELP = `Usage: npm run bench [-- options]
 
@@ -25,10 +28,13 @@ Measures Ferry (one relay: ferry-1; two relays clustered over NATS: ferry-2) aga
 direct, nginx and node-proxy setups in one run.
 
 Options:
-  --quick            short runs and small sizes (smoke test, under 2 minutes)
-  --only <ids>       comma-separated scenarios: ${SCENARIOS.map((s) => s.id).join(", ")}
+  --quick            short runs and small sizes (smoke test, a few minutes)
+  --only <ids>       comma-separated scenarios (default: all)
   --setups <names>   comma-separated setups: ${SETUPS.join(", ")} (default: all)
   -h, --help         this help
+
+Scenarios:
+${SCENARIOS.map((s) => `  ${s.id.padEnd(17)}  ${s.title}${s.only ? ` (${s.only.join(", ")})` : ""}`).join("\n")}
 
 Needs nginx and wrk, and nats-server for ferry-2 (Debian packages; installed automatically
 when running as root; without nats-server, ferry-2 is reported as not measured).
@@ -74,8 +80,11 @@ async function main(): Promise<void> {
   const noteFor = (setup: SetupName, s: Scenario) => s.skip?.[setup] ?? cannotRun(setup);
   let left = plan.reduce((n, p) => n + (noteFor(p.setup, p.s) ? 0 : p.s.seconds(o) + 2), 0);
   const target = await startTarget();
+  // The gRPC target only when a gRPC scenario runs somewhere.
+  let grpcTarget: Target | undefined;
   let step = 0;
   try {
+    if (plan.some((p) => p.s.target === "grpc" && !p.s.standalone && !noteFor(p.setup, p.s))) grpcTarget = await startGrpcTarget();
     for (const { setup: name, s } of plan) {
       step++;
       const note = noteFor(name, s);
@@ -90,7 +99,7 @@ async function main(): Promise<void> {
       } else {
         let setup: Setup;
         try {
-          setup = await startSetup(name, target.port);
+          setup = await startSetup(name, s.target === "grpc" ? grpcTarget! : target);
         } catch (e) {
           // A setup that does not come up is that setup's failure, not the run's.
           log(`  failed to start: ${(e as Error).message}`);
@@ -107,6 +116,7 @@ async function main(): Promise<void> {
       left -= s.seconds(o) + 2;
     }
   } finally {
+    await grpcTarget?.proc.stop();
     await target.proc.stop();
   }
 

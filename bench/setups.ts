@@ -15,7 +15,7 @@ const ADMIN_TOKEN = "bench-admin-token-0123456789";
 /** One way of reaching the target, ready to take load. */
 export interface Setup {
   name: SetupName;
-  /** Base URL: append "/1k", "/bytes?size=N", "/sink". */
+  /** Base URL: append "/1k", "/bytes?size=N", "/sink", "/ws" (or a gRPC method, for the gRPC target). */
   base: string;
   /** Processes whose CPU and memory the report shows (proxies, relays, connector, nats-server). */
   watched: Array<{ role: string; pid: number }>;
@@ -30,27 +30,43 @@ export function cannotRun(name: SetupName): string | undefined {
   return name === "ferry-2" ? natsServerNote() : undefined;
 }
 
-/** The one target server every setup forwards to. */
-export async function startTarget(): Promise<{ port: number; proc: Proc }> {
-  const proc = startProc("target", process.execPath, [join(ROOT, "bench/target.mjs")]);
-  return { port: await proc.waitLine(portLine), proc };
+/** A target server the setups forward to; "h2c" speaks cleartext HTTP/2 only (the connector's h2c:// targets). */
+export interface Target {
+  port: number;
+  scheme: "http" | "h2c";
+  proc: Proc;
 }
 
-export async function startSetup(name: SetupName, targetPort: number): Promise<Setup> {
+/** The HTTP/1.1 target server every setup forwards to (with a WebSocket echo at /ws). */
+export async function startTarget(): Promise<Target> {
+  const proc = startProc("target", process.execPath, [join(ROOT, "bench/target.mjs")]);
+  return { port: await proc.waitLine(portLine), scheme: "http", proc };
+}
+
+/** The gRPC target: EchoService on h2c (TypeScript, so through tsx like the simulated connectors). */
+export async function startGrpcTarget(): Promise<Target> {
+  const tsx = join(ROOT, "node_modules/tsx/dist/cli.mjs");
+  const proc = startProc("grpc-target", process.execPath, [tsx, join(ROOT, "bench/grpc-target.ts")]);
+  return { port: await proc.waitLine(portLine), scheme: "h2c", proc };
+}
+
+export async function startSetup(name: SetupName, target: Pick<Target, "port" | "scheme">): Promise<Setup> {
+  // The proxies here are HTTP/1.1 proxies; a gRPC scenario leaves them out (`only`).
+  if (target.scheme === "h2c" && (name === "nginx" || name === "node-proxy")) throw new Error(`${name} is not set up for an h2c target`);
   switch (name) {
     case "direct":
-      return { name, base: `http://127.0.0.1:${targetPort}`, watched: [], stop: async () => {} };
+      return { name, base: `http://127.0.0.1:${target.port}`, watched: [], stop: async () => {} };
     case "node-proxy": {
-      const proc = startProc("node-proxy", process.execPath, [join(ROOT, "bench/node-proxy.mjs"), String(targetPort)]);
+      const proc = startProc("node-proxy", process.execPath, [join(ROOT, "bench/node-proxy.mjs"), String(target.port)]);
       const port = await proc.waitLine(portLine);
       return { name, base: `http://127.0.0.1:${port}`, watched: [{ role: "node-proxy", pid: proc.pid }], stop: proc.stop };
     }
     case "nginx":
-      return startNginx(targetPort);
+      return startNginx(target.port);
     case "ferry-1":
-      return startFerry(targetPort);
+      return startFerry(target);
     case "ferry-2":
-      return startFerryCluster(targetPort);
+      return startFerryCluster(target);
   }
 }
 
@@ -88,6 +104,16 @@ http {
       client_max_body_size 0;
       proxy_read_timeout 300s;
     }
+    # WebSockets: Upgrade and Connection are hop-by-hop, so nginx passes them on only when told to.
+    # A location of its own keeps keep-alive upstream (Connection "") for every other request.
+    location = /ws {
+      proxy_pass http://target;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_buffering off;
+      proxy_read_timeout 300s;
+    }
   }
 }
 `,
@@ -104,10 +130,10 @@ http {
 }
 
 /** One relay node and one connector (default settings: two tunnels), tenant "bench", target "app". */
-export async function startFerry(targetPort: number, extraConnectorArgs: string[] = []): Promise<Setup> {
+export async function startFerry(target: Pick<Target, "port" | "scheme">, extraConnectorArgs: string[] = []): Promise<Setup> {
   const relay = await startRelay();
   try {
-    const connector = await startConnector(relay, targetPort, extraConnectorArgs);
+    const connector = await startConnector(relay, target, extraConnectorArgs);
     return {
       name: "ferry-1",
       base: `${relay.url}/relay/bench/app`,
@@ -131,7 +157,7 @@ export async function startFerry(targetPort: number, extraConnectorArgs: string[
  * the connector on node b only and the load on node a: every request goes
  * a → NATS → b → tunnel → connector → target. Tenant, key, connector and target as in ferry-1.
  */
-export async function startFerryCluster(targetPort: number): Promise<Setup> {
+export async function startFerryCluster(target: Pick<Target, "port" | "scheme">): Promise<Setup> {
   const cluster = await startCluster();
   const { a, b, nats } = cluster;
   let connector: Proc | undefined;
@@ -141,10 +167,12 @@ export async function startFerryCluster(targetPort: number): Promise<Setup> {
   };
   try {
     // Tenant and key are made on node b, so the node the connector dials knows the key at once.
-    connector = await startConnector(b, targetPort);
+    connector = await startConnector(b, target);
     // Node a routes once it knows where the connector is (presence over NATS): poll until a
-    // request through it comes back whole.
-    await untilOk(`${a.url}/relay/bench/app/1k`, 30_000);
+    // request through it comes back whole. The gRPC target has no /1k: there, until node a
+    // lists both tunnels.
+    if (target.scheme === "http") await untilOk(`${a.url}/relay/bench/app/1k`, 30_000);
+    else await untilTunnels(a, 2, 30_000);
     return {
       name: "ferry-2",
       base: `${a.url}/relay/bench/app`,
@@ -189,13 +217,13 @@ export async function startCluster(): Promise<{ nats: NatsServer; a: Relay; b: R
  * Tenant "bench", one key and a connector on `relay` serving target "app"; resolves once
  * the relay has logged every tunnel of it (default settings: two tunnels).
  */
-export async function startConnector(relay: Relay, targetPort: number, extraArgs: string[] = []): Promise<Proc> {
+export async function startConnector(relay: Relay, target: Pick<Target, "port" | "scheme">, extraArgs: string[] = []): Promise<Proc> {
   await relay.admin.createTenant({ name: "bench" });
   const { secret } = await relay.admin.createKey({ tenant: "bench" });
   const connector = startProc(
     "connector",
     process.execPath,
-    [CLI, "connector", "--relay", relay.url, "--key", secret, "--target", `app=http://127.0.0.1:${targetPort}`,
+    [CLI, "connector", "--relay", relay.url, "--key", secret, "--target", `app=${target.scheme}://127.0.0.1:${target.port}`,
       "--max-concurrent", "2048", "--log-level", "warn", ...extraArgs],
     { env: { ...process.env, FERRY_LOG_FORMAT: "json" } },
   );
@@ -226,6 +254,17 @@ async function untilOk(url: string, timeoutMs: number): Promise<void> {
       if (Date.now() > deadline) throw new Error(`${url} not ready after ${timeoutMs / 1000} s: ${(e as Error).message}`);
     }
     await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Resolves once `relay` lists `n` tunnels for tenant "bench" (a clustered node: those of other nodes too). */
+export async function untilTunnels(relay: Relay, n: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { targets } = await relay.admin.listTargets({ tenant: "bench" });
+    if (targets.reduce((sum, t) => sum + t.tunnels, 0) >= n) return;
+    if (Date.now() > deadline) throw new Error(`${relay.url} does not list ${n} tunnels after ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 

@@ -4,8 +4,10 @@
 //   /bytes?size=N       N bytes, streamed with back-pressure
 //   /sink               reads the request body, answers {"bytes": N}
 //   /hang               never answers (idle exchanges)
+//   /ws                 WebSocket (HTTP/1.1 Upgrade): echoes every message as it came
 // Usage: node bench/target.mjs  -> prints {"port": N} on stdout when listening.
 import { createServer } from "node:http";
+import { WebSocketServer } from "ws";
 
 const ONE_K = Buffer.alloc(1024, "x");
 const CHUNK = Buffer.alloc(64 * 1024, "y");
@@ -52,6 +54,12 @@ const server = createServer((req, res) => {
   req.resume();
   res.writeHead(404);
   res.end();
+});
+// No compression: the benchmark measures carrying frames, not deflating them.
+const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
+server.on("upgrade", (req, socket, head) => {
+  if (req.url !== "/ws") return void socket.end("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+  wss.handleUpgrade(req, socket, head, (ws) => ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary })));
 });
 server.keepAliveTimeout = 120_000;
 server.listen(0, "127.0.0.1", () => process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`));

@@ -77,6 +77,18 @@ export function rss(pid: number): number {
   return statusField(pid, "VmRSS");
 }
 
+/** RSS once it stops moving (allocation settles within a second or two after a burst). */
+export async function settledRss(pid: number): Promise<number> {
+  let last = rss(pid);
+  for (let i = 0; i < 20; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    const now = rss(pid);
+    if (Math.abs(now - last) < 256 * 1024) return now;
+    last = now;
+  }
+  return last;
+}
+
 /** Peak resident memory since start or the last resetPeak(), in bytes. */
 export function peakRss(pid: number): number {
   return statusField(pid, "VmHWM");

@@ -21,6 +21,8 @@ export interface Scenario {
   skip?: Partial<Record<SetupName, string>>;
   /** The figures the report shows per setup; `ratios: false` where a ratio to the baselines means nothing. */
   headline: { key: string; unit: string; higherIsBetter: boolean; ratios?: boolean }[];
+  /** What the setups forward to: the HTTP/1.1 target (default) or the gRPC target (h2c). */
+  target?: "http" | "grpc";
   /** The scenario starts what it measures itself (no setup is started for it). */
   standalone?: boolean;
   /** `setup` is undefined for a standalone scenario, which starts what `name` stands for itself. */

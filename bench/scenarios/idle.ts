@@ -1,8 +1,8 @@
 import { Agent, type ClientRequest, request } from "node:http";
 import { join } from "node:path";
-import { type Proc, rss, startProc } from "../lib/proc.js";
+import { type Proc, settledRss, startProc } from "../lib/proc.js";
 import type { Figures, Scenario } from "../lib/types.js";
-import { type Relay, ROOT, startCluster, startRelay } from "../setups.js";
+import { type Relay, ROOT, startCluster, startRelay, untilTunnels } from "../setups.js";
 
 /**
  * What a relay pays to hold idle tunnels and idle exchanges: a fresh relay,
@@ -67,11 +67,7 @@ async function clustered(n: number): Promise<Figures> {
     try {
       await sim.waitLine((l) => (l.includes('"tunnels"') ? true : undefined));
       // Node a routes (and holds presence entries) once it has seen every tunnel of node b.
-      for (;;) {
-        const { targets } = await a.admin.listTargets({ tenant: "bench" });
-        if (targets.reduce((sum, t) => sum + t.tunnels, 0) >= n) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await untilTunnels(a, n, 120_000);
       const withTunnels = await all();
       const exchanges = await openExchanges(a.url, sim, n);
       const withExchanges = await all();
@@ -148,16 +144,4 @@ function kb(bytes: number, n: number): number {
 
 function count(quick: boolean): number {
   return quick ? 500 : 2000;
-}
-
-/** RSS once it stops moving (allocation settles within a second or two after a burst). */
-async function settledRss(pid: number): Promise<number> {
-  let last = rss(pid);
-  for (let i = 0; i < 20; i++) {
-    await new Promise((r) => setTimeout(r, 250));
-    const now = rss(pid);
-    if (Math.abs(now - last) < 256 * 1024) return now;
-    last = now;
-  }
-  return last;
 }

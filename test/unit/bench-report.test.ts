@@ -140,6 +140,56 @@ describe("benchmark report", () => {
     expect(chart(run)).toContain("failed (see benchmarks.md)");
   });
 
+  it("gives WebSocket and gRPC figures against direct, the per-call overhead and the idle WebSocket start", () => {
+    const run: BenchResults = {
+      ...results,
+      scenarios: {
+        websocket: {
+          title: "WebSocket echo",
+          method: "50 WebSockets",
+          headline: [
+            { key: "msgsPerSecond", unit: "msgs/s", higherIsBetter: true },
+            { key: "p99Ms", unit: "ms p99", higherIsBetter: false },
+          ],
+          results: {
+            direct: { msgsPerSecond: 40000, p99Ms: 2 },
+            "node-proxy": { note: "not measured" },
+            "ferry-1": { msgsPerSecond: 10000, p99Ms: 8 },
+          },
+        },
+        grpc: {
+          title: "gRPC unary calls",
+          method: "Echo",
+          headline: [
+            { key: "callsPerSecond", unit: "calls/s", higherIsBetter: true },
+            { key: "aloneP50Ms", unit: "ms p50 alone", higherIsBetter: false },
+          ],
+          results: {
+            direct: { callsPerSecond: 5000, aloneP50Ms: 0.5 },
+            "ferry-1": { callsPerSecond: 2000, aloneP50Ms: 1.75 },
+            "ferry-2": { note: "not measured: the connector forwarded the call to the h2c:// target over HTTP/1.1" },
+          },
+        },
+        "websocket-idle": {
+          title: "Idle WebSockets",
+          method: "1000 WebSockets",
+          headline: [
+            { key: "relayKB", unit: "KB/WebSocket relay", higherIsBetter: false, ratios: false },
+            { key: "connectorKB", unit: "KB/WebSocket connector", higherIsBetter: false, ratios: false },
+          ],
+          results: { "ferry-1": { n: 1000, relayBaseMB: 80.5, connectorBaseMB: 90, relayKB: 12.5, connectorKB: 20 } },
+        },
+      },
+    };
+    const out = markdown(run);
+    expect(out).toContain("Against direct (same run): ferry-1 msgs/s 0.25x · ms p99 4.00x.");
+    expect(out).toContain("Against direct (same run): ferry-1 calls/s 0.40x · ms p50 alone 3.50x.");
+    expect(out).toContain("Per-call overhead (ms p50 alone, minus direct's): ferry-1 +1.25 ms.");
+    expect(out).toContain("| ferry-2 | not measured: the connector forwarded the call to the h2c:// target over HTTP/1.1 |");
+    expect(out).toContain("| ferry-1 | 12.5 | 20.0 |");
+    expect(out).toContain("1000 WebSockets; the relay started at 80.5 MB RSS and the connector at 90 MB.");
+  });
+
   it("charts requests/s and MB/s per setup", () => {
     const svg = chart(results);
     expect(svg.startsWith("<svg")).toBe(true);
