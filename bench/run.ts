@@ -38,7 +38,8 @@ ${SCENARIOS.map((s) => `  ${s.id.padEnd(17)}  ${s.title}${s.only ? ` (${s.only.j
 
 Needs nginx and wrk, and nats-server for ferry-2 (Debian packages; installed automatically
 when running as root; without nats-server, ferry-2 is reported as not measured).
-Results: bench/results/latest.json; a full run also writes docs/benchmarks.md and docs/benchmarks.svg.
+Results: a full run writes bench/results/latest.json, docs/benchmarks.md and docs/benchmarks.svg;
+a partial one (--quick, --only, --setups) writes bench/results/tmp/partial.json.
 `;
 
 async function main(): Promise<void> {
@@ -120,15 +121,18 @@ async function main(): Promise<void> {
     await target.proc.stop();
   }
 
-  mkdirSync(join(ROOT, "bench/results"), { recursive: true });
-  writeFileSync(join(ROOT, "bench/results/latest.json"), `${JSON.stringify(results, null, 2)}\n`);
+  // Only a full run replaces the committed figures; a partial one goes where git does not look.
+  const full = !o.quick && !only && !setups;
+  const json = full ? "bench/results/latest.json" : "bench/results/tmp/partial.json";
+  mkdirSync(join(ROOT, json, ".."), { recursive: true });
+  writeFileSync(join(ROOT, json), `${JSON.stringify(results, null, 2)}\n`);
   const md = markdown(results);
-  if (!o.quick && !only && !setups) {
+  if (full) {
     writeFileSync(join(ROOT, "docs/benchmarks.md"), md);
     writeFileSync(join(ROOT, "docs/benchmarks.svg"), chart(results));
-    log("\nwrote bench/results/latest.json, docs/benchmarks.md, docs/benchmarks.svg");
+    log(`\nwrote ${json}, docs/benchmarks.md, docs/benchmarks.svg`);
   } else {
-    log("\nwrote bench/results/latest.json (docs/ is only rewritten by a full run)");
+    log(`\nwrote ${json} (latest.json and docs/ are only rewritten by a full run)`);
   }
   log(`\n${md}`);
 }
