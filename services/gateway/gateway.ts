@@ -206,8 +206,7 @@ async function serve(
     // A cluster node reaches connectors through the others until it exits: serving beats a 503 the client must retry.
     if (!opts.serveWhileDraining) throw new FerryError("unavailable", "draining", "the relay is shutting down; retry", { retryAfterSeconds: 1 });
   }
-  const authority = authorityOf(req);
-  const where = opts.hostRouting?.owns(authority) ? opts.hostRouting.route(authority!, req.url ?? "/") : parseRelayPath(req.url ?? "/");
+  const where = routeOf(opts, req);
   p.tenant = where.tenant;
   p.target = where.target;
   p.path = where.path;
@@ -437,6 +436,13 @@ async function switchProtocols(res: NodeResponse, socket: Duplex, ex: Exchange, 
     onRead: (n) => (p.bytesIn += n),
     onWrite: (n) => (p.bytesOut += n),
   });
+}
+
+/** Where a request goes: by its host name when that is below the base domain, else by its /relay/ path. */
+function routeOf(opts: GatewayOptions, req: NodeRequest): RelayPath {
+  const authority = authorityOf(req);
+  const url = req.url ?? "/";
+  return authority && opts.hostRouting?.owns(authority) ? opts.hostRouting.route(authority, url) : parseRelayPath(url);
 }
 
 /** The authority the client addressed: HTTP/2 :authority, else Host. */

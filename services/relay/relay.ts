@@ -23,7 +23,8 @@ import { createExchangeObserver } from "../observability/exchange-observer.js";
 import { createMetrics, type Metrics } from "../observability/metrics.js";
 import { createTrafficStats } from "../stats/traffic-stats.js";
 import { metricsEndpoint } from "./metrics-endpoint.js";
-import { createRouter, type Router } from "./routes.js";
+import { createRouter } from "./routes.js";
+import type { Listeners } from "./server.js";
 import { localDirectory, type NodeFacts } from "../admin/directory.js";
 import { joinCluster } from "../cluster/cluster-node.js";
 import type { NatsOptions } from "../cluster/nats-options.js";
@@ -57,7 +58,7 @@ export interface RelayOptions {
 
 export interface Relay {
   /** The request and upgrade listeners for HTTP/1.1 and HTTP/2; the caller owns the sockets. */
-  readonly listeners: Router;
+  readonly listeners: Listeners;
   readonly nodeId: string;
   readonly keepaliveMs: number;
   /** The admin token minted at first start, to show once; undefined otherwise. */

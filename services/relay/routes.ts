@@ -1,12 +1,11 @@
-import type { IncomingMessage } from "node:http";
-import type { Duplex } from "node:stream";
 import { FerryError } from "../../clients/sdk/errors.js";
 import { RELAY_PREFIX } from "../gateway/relay-path.js";
 import { type NodeRequest, type NodeResponse, responseOnSocket, sendError } from "../gateway/http-error.js";
+import type { Listeners } from "./server.js";
 
 type Handler = (req: NodeRequest, res: NodeResponse) => void;
 /** An HTTP/1.1 Upgrade request, with the socket Node's HTTP server has let go of. */
-export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+type UpgradeHandler = Listeners["upgrade"];
 
 export interface RouteTable {
   tunnel: Handler;
@@ -19,16 +18,11 @@ export interface RouteTable {
   ready(): boolean;
 }
 
-export interface Router {
-  request: Handler;
-  upgrade: UpgradeHandler;
-}
-
 /**
  * The relay's listeners, for HTTP/1.1 and HTTP/2 alike: each path space goes
  * to its own handler; a host-routed name goes to the gateway whatever its path.
  */
-export function createRouter(routes: RouteTable): Router {
+export function createRouter(routes: RouteTable): Listeners {
   return { request: requestRouter(routes), upgrade: upgradeRouter(routes) };
 }
 
@@ -55,7 +49,7 @@ function requestRouter(routes: RouteTable): Handler {
 }
 
 /** What the port answers before the node can serve (waiting for NATS): alive, not ready, come back later. */
-export function startingRouter(reason: string): Router {
+export function startingRouter(reason: string): Listeners {
   const starting = () => new FerryError("unavailable", "starting", `the relay is starting: ${reason}`, { retryAfterSeconds: 1 });
   return {
     request(req, res) {
