@@ -16,6 +16,14 @@ export function connectorCommand(): Command {
     .option("--reconnect-max <duration>", "reconnect delay cap (default 20s)")
     .option("--grace <duration>", "on SIGTERM, how long in-flight exchanges may take (default 30s)")
     .option("--log-level <level>", "trace, debug, info, warn or error (default info)")
+    .option("--proxy <url>", "HTTP proxy for the tunnels: http://[user:pass@]host:port (default: HTTPS_PROXY/HTTP_PROXY, NO_PROXY honoured)")
+    .option("--ca <file>", "PEM CA certificate(s) to trust for the relays instead of the system's")
+    .option("--insecure-skip-verify", "accept any relay certificate (testing only; warned at every connect)")
+    .option("--tls-cert <file>", "PEM client certificate for relays that authenticate connectors by mTLS (with --tls-key)")
+    .option("--tls-key <file>", "PEM private key for --tls-cert")
+    .option("--for <duration>", "stay connected this long (e.g. 2h), then disconnect and exit")
+    .option("--audit-log <file>", "append a JSON line per exchange forwarded (time, id, target, method, path, status, bytes, client)")
+    .option("--control-listen <host:port>", "loopback address for local control: GET /status, POST /pause, POST /resume")
     .addHelpText(
       "after",
       `
@@ -28,8 +36,13 @@ Config file (YAML; unknown keys are rejected):
   targets:
     - name: crm
       url: http://10.0.0.5:8080
+      allowedPaths: [/auth/, /rest/, /webclient/]   # everything else: 403 at the connector
+      allowedMethods: [GET, POST]
   tunnels: 2
   reconnectMax: 20s
+  auditLog: /var/log/ferry/exchanges.jsonl
+
+Signals: SIGUSR1 pauses (no new exchanges), SIGUSR2 resumes; SIGTERM drains and exits.
 `,
     )
     .action(async (o) => {

@@ -22,6 +22,7 @@ export function relayCommand(): Command {
     .option("--keepalive <duration>", "tunnel keepalive interval; a silent peer is dropped after 1.5x (default 15s)")
     .option("--grace <duration>", "on SIGTERM, how long in-flight exchanges may take to finish (default 30s)")
     .option("--drain-delay <duration>", "on SIGTERM, how long a cluster node keeps its port open after /readyz turns 503, so load balancers move first (default 2s with --nats, else 0)")
+    .option("--connector-ca <file>", "PEM CA whose client certificates authenticate connectors (mTLS; SAN/CN names the tenant)")
     .option("--base-domain <domain>", "route {target}.{tenant}.DOMAIN to that target with the path untouched (needs wildcard DNS and certificate)")
     .option("--trust-proxy <cidr>", "believe X-Forwarded-* from this address or range (repeatable)", collect)
     .option("--node-id <id>", "name of this node in logs and the admin API (default: random)")

@@ -37,6 +37,7 @@ export interface RelayFlags {
   drainDelay?: string;
   trustProxy?: string[];
   baseDomain?: string;
+  connectorCa?: string;
   nodeId?: string;
   auditRetention?: string;
   /** Undefined unless --no-audit-requests was given (commander's implied `true` must not beat the file). */
@@ -68,6 +69,8 @@ export interface RelaySettings {
   trustedProxies: string[];
   /** Host-based routing: {target}.{tenant}.<baseDomain>; lower case, no trailing dot. */
   baseDomain?: string;
+  /** PEM CA file for connector client certificates (mTLS); needs TLS. */
+  connectorCa?: string;
   nodeId?: string;
   auditRetentionDays: number;
   auditRequests: boolean;
@@ -114,6 +117,10 @@ export function resolveRelaySettings(flags: RelayFlags, env: NodeJS.ProcessEnv):
     throw invalid(`${name("--log-level", flags.logLevel !== undefined, "logLevel")} "${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
   }
   const metricsListen = flags.metricsListen ?? (file.metricsListen || undefined);
+  const connectorCa = flags.connectorCa ?? (file.connectorCa || undefined);
+  if (connectorCa && !tlsCert) {
+    throw invalid(`${name("--connector-ca", flags.connectorCa !== undefined, "connectorCa")} needs TLS: give --tls-cert and --tls-key too`);
+  }
   const baseDomain = domain(flags.baseDomain ?? (file.baseDomain || undefined), name("--base-domain", flags.baseDomain !== undefined, "baseDomain"));
   return {
     listen: address(flags.listen ?? (file.listen || RELAY_DEFAULTS.listen), name("--listen", flags.listen !== undefined, "listen")),
@@ -125,6 +132,7 @@ export function resolveRelaySettings(flags: RelayFlags, env: NodeJS.ProcessEnv):
     drainDelayMs,
     trustedProxies: flags.trustProxy?.length ? flags.trustProxy : file.trustProxy,
     ...optional("baseDomain", baseDomain),
+    ...optional("connectorCa", connectorCa),
     ...optional("nodeId", flags.nodeId ?? (file.nodeId || undefined)),
     auditRetentionDays,
     auditRequests: flags.auditRequests ?? file.auditRequests ?? RELAY_DEFAULTS.auditRequests,

@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { accessSync, constants } from "node:fs";
 import { type ConnectorConfig, ConnectorConfigSchema, TargetConfigSchema } from "../../gen/ferry/config/v1/connector_config_pb.js";
 import { invalidConfig as invalid, pickDuration, pickWholeNumber, readConfigFile } from "../sdk/config-file.js";
 import { msFromDuration } from "../sdk/duration.js";
@@ -20,6 +21,10 @@ export interface TargetSpec {
   host: { kind: "target" } | { kind: "original" } | { kind: "fixed"; value: string };
   /** Cross-origin policy; undefined leaves CORS to the target. */
   cors: CorsPolicy | undefined;
+  /** Path prefixes clients may reach ("/auth/"); empty: every path. Checked at the connector, whatever the relay allows. */
+  allowedPaths: string[];
+  /** Methods clients may use, upper case; empty: every method. */
+  allowedMethods: string[];
 }
 
 /** The connector's settings after merging file, flags and defaults, and validating. */
@@ -34,6 +39,21 @@ export interface ConnectorSettings {
   reconnectMaxMs: number;
   graceMs: number;
   logLevel: string;
+  /** HTTP proxy for the tunnels from --proxy or the file; undefined: HTTPS_PROXY/HTTP_PROXY/NO_PROXY decide. */
+  proxy?: URL;
+  /** PEM CA file to trust for the relays instead of the system's. */
+  ca?: string;
+  /** Accept any relay certificate (tests only; warned at every connect). */
+  insecureSkipVerify: boolean;
+  /** Disconnect and exit after this long (--for). */
+  runForMs?: number;
+  /** JSON-lines file recording every exchange forwarded. */
+  auditLog?: string;
+  /** Loopback address of the local control endpoint (pause/resume/status). */
+  controlListen?: { host: string; port: number };
+  /** Client certificate and key for relays that authenticate connectors by mTLS. */
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 /** Flag values; each one given overrides the file. */
@@ -49,6 +69,14 @@ export interface ConnectorFlags {
   reconnectMax?: string;
   grace?: string;
   logLevel?: string;
+  proxy?: string;
+  ca?: string;
+  insecureSkipVerify?: boolean;
+  for?: string;
+  auditLog?: string;
+  controlListen?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 /** Reads --config (YAML or JSON, proto JSON field names; unknown keys rejected), applies flags, validates. */
@@ -100,7 +128,26 @@ function validate(c: ConnectorConfig, flags: ConnectorFlags, where: string): Con
     } catch (e) {
       throw invalid(`${field}.cors: ${(e as Error).message}`);
     }
-    return { name: t.name, origin, basePath: url.pathname.replace(/\/+$/, ""), transport, host: hostSetting(t.hostHeader, field), cors } satisfies TargetSpec;
+    const allowedPaths = t.allowedPaths.map((prefix, j) => {
+      if (!prefix.startsWith("/") || /[?#\\]|%2f|%5c|(^|\/)\.\.?(\/|$)/i.test(prefix)) {
+        throw invalid(`${field}.allowedPaths[${j}] "${prefix}" must be a path prefix starting with '/' (e.g. /rest/), without '..', '?', '#' or encoded slashes`);
+      }
+      return prefix;
+    });
+    const allowedMethods = t.allowedMethods.map((m, j) => {
+      if (!/^[A-Za-z]+$/.test(m)) throw invalid(`${field}.allowedMethods[${j}] "${m}" is not an HTTP method`);
+      return m.toUpperCase();
+    });
+    return {
+      name: t.name,
+      origin,
+      basePath: url.pathname.replace(/\/+$/, ""),
+      transport,
+      host: hostSetting(t.hostHeader, field),
+      cors,
+      allowedPaths,
+      allowedMethods,
+    } satisfies TargetSpec;
   });
   const tunnels = pickWholeNumber(flags.tunnels, c.tunnels, 2, `${where}tunnels`);
   if (tunnels < 1 || tunnels > 16) throw invalid(`${where}tunnels must be between 1 and 16`);
@@ -120,7 +167,72 @@ function validate(c: ConnectorConfig, flags: ConnectorFlags, where: string): Con
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw invalid(`${where}log level "${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
   }
-  return { relays, key: c.key, targets, tunnels, id, maxConcurrentExchanges, reconnectMinMs, reconnectMaxMs, graceMs, logLevel };
+  let proxy: URL | undefined;
+  const proxyText = flags.proxy ?? (c.proxy || undefined);
+  if (proxyText !== undefined) {
+    proxy = parseUrl(proxyText, "proxy", where, ["http:"]);
+    if (proxy.pathname !== "/" || proxy.search) throw invalid(`${where}proxy "${redact(proxy)}" must be http://[user:pass@]host:port with no path`);
+  }
+  const ca = flags.ca ?? (c.ca || undefined);
+  if (ca !== undefined) readable(ca, `${where}ca`);
+  const tlsCert = flags.tlsCert ?? (c.tlsCert || undefined);
+  const tlsKey = flags.tlsKey ?? (c.tlsKey || undefined);
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    throw invalid(`${where}a client certificate needs both --tls-cert and --tls-key (tlsCert and tlsKey in the config file)`);
+  }
+  if (tlsCert) readable(tlsCert, `${where}tls cert`);
+  if (tlsKey) readable(tlsKey, `${where}tls key`);
+  const forText = flags.for;
+  const runForMs = forText !== undefined || c.runFor ? pickDuration(forText, msFromDuration(c.runFor), 0, `${where}--for`) : undefined;
+  if (runForMs !== undefined && runForMs <= 0) throw invalid(`${where}--for must be more than 0`);
+  const controlText = flags.controlListen ?? (c.controlListen || undefined);
+  const controlListen = controlText === undefined ? undefined : loopbackAddress(controlText, `${where}control listen`);
+  return {
+    relays,
+    key: c.key,
+    targets,
+    tunnels,
+    id,
+    maxConcurrentExchanges,
+    reconnectMinMs,
+    reconnectMaxMs,
+    graceMs,
+    logLevel,
+    insecureSkipVerify: flags.insecureSkipVerify ?? c.insecureSkipVerify,
+    ...(proxy ? { proxy } : {}),
+    ...(ca ? { ca } : {}),
+    ...(runForMs !== undefined ? { runForMs } : {}),
+    ...(flags.auditLog ?? c.auditLog ? { auditLog: flags.auditLog ?? c.auditLog } : {}),
+    ...(controlListen ? { controlListen } : {}),
+    ...(tlsCert && tlsKey ? { tlsCert, tlsKey } : {}),
+  };
+}
+
+/** A URL with its password masked, for messages. */
+function redact(url: URL): string {
+  const copy = new URL(url);
+  if (copy.password) copy.password = "***";
+  return copy.href;
+}
+
+function readable(file: string, what: string): void {
+  try {
+    accessSync(file, constants.R_OK);
+  } catch {
+    throw invalid(`${what}: cannot read ${file}`);
+  }
+}
+
+/** HOST:PORT on the loopback interface only: the control endpoint must never face the network. */
+function loopbackAddress(text: string, what: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  const host = m?.[1] ?? m?.[2];
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) throw invalid(`${what} "${text}" must be HOST:PORT, e.g. 127.0.0.1:7070`);
+  if (host !== "127.0.0.1" && host !== "::1" && host !== "localhost") {
+    throw invalid(`${what} "${text}" must be on the loopback interface (127.0.0.1, ::1 or localhost): the control endpoint has no authentication`);
+  }
+  return { host: host!, port };
 }
 
 const RELAY_SCHEMES = ["http:", "https:"];

@@ -4,6 +4,7 @@ import type { Frame, Header, RequestHead, ResponseHead } from "../../gen/ferry/t
 import {
   type ConnectRequest,
   type ConnectResponse,
+  ConnectorStatusSchema,
   GoAwaySchema,
   HelloSchema,
   PingSchema,
@@ -34,6 +35,7 @@ const CONTROL: Record<string, { field: number; schema: DescMessage }> = {
   ping: { field: 3, schema: PingSchema },
   pong: { field: 4, schema: PongSchema },
   goAway: { field: 5, schema: GoAwaySchema },
+  status: { field: 6, schema: ConnectorStatusSchema },
 };
 const FRAMES_FIELD = 2;
 
@@ -299,11 +301,13 @@ export function decodeConnectResponse(bytes: Uint8Array): ConnectResponse {
 /** `firstCase`: what field 1 is in this direction (Hello to the relay, Welcome from it). */
 function decode(bytes: Uint8Array, typeName: string, firstCase: "hello" | "welcome"): Message {
   const byField: Record<number, string> = { 1: firstCase, 3: "ping", 4: "pong", 5: "goAway" };
+  // Only the connector reports its status.
+  if (firstCase === "hello") byField[6] = "status";
   const r = new Reader(bytes, 0, bytes.length);
   let message: Oneof = { case: undefined } as Oneof;
   while (r.more()) {
     const [field, wire] = r.tag();
-    if (wire !== 2 || field < 1 || field > 5) {
+    if (wire !== 2 || (field !== FRAMES_FIELD && byField[field] === undefined)) {
       r.skip(wire);
       continue;
     }

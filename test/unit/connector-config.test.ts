@@ -37,7 +37,16 @@ describe("loadConnectorSettings from flags", () => {
     expect(s.relays.map(String)).toEqual(["http://relay.example:8080/"]);
     expect(s.key).toBe(KEY);
     expect(s.targets).toEqual([
-      { name: "app", origin: "http://127.0.0.1:3000", basePath: "", transport: "http1", host: { kind: "target" }, cors: undefined },
+      {
+        name: "app",
+        origin: "http://127.0.0.1:3000",
+        basePath: "",
+        transport: "http1",
+        host: { kind: "target" },
+        cors: undefined,
+        allowedPaths: [],
+        allowedMethods: [],
+      },
     ]);
     expect(s).toMatchObject({
       tunnels: 2,
@@ -266,6 +275,44 @@ logLevel: warn
     ["an h2c target without a host", "{name: a, url: 'h2c:///x'}", /targets\[0\]\.url "h2c:\/\/\/x" has no host/],
   ])("rejects %s", (_name, target, message) => {
     expect(invalid(() => load({ config: file("yaml", `relays: [http://r]\nkey: ${KEY}\ntargets: [${target}]\n`) }))).toMatch(message);
+  });
+
+  it("reads the corporate-network and local-control settings", () => {
+    const ca = file("pem", "ca");
+    const s = load({
+      config: file(
+        "yaml",
+        [
+          "relays: [https://r]",
+          `key: ${KEY}`,
+          "targets: [{name: crm, url: 'http://c', allowedPaths: [/auth/, /rest/], allowedMethods: [get, POST]}]",
+          "proxy: http://user:secret@proxy.corp:3128",
+          `ca: ${ca}`,
+          "runFor: 2h",
+          "auditLog: /tmp/ferry-audit.jsonl",
+          "controlListen: 127.0.0.1:7070",
+        ].join("\n"),
+      ),
+    });
+    expect(s.targets[0]).toMatchObject({ allowedPaths: ["/auth/", "/rest/"], allowedMethods: ["GET", "POST"] });
+    expect(s.proxy?.href).toBe("http://user:secret@proxy.corp:3128/");
+    expect(s).toMatchObject({ ca, runForMs: 7_200_000, auditLog: "/tmp/ferry-audit.jsonl", controlListen: { host: "127.0.0.1", port: 7070 }, insecureSkipVerify: false });
+    expect(load({ ...base, for: "90m", insecureSkipVerify: true })).toMatchObject({ runForMs: 5_400_000, insecureSkipVerify: true });
+  });
+
+  it.each([
+    ["a path prefix without '/'", { targets: "[{name: a, url: 'http://a', allowedPaths: [rest]}]" }, /targets\[0\]\.allowedPaths\[0\] "rest" must be a path prefix/],
+    ["a path prefix with '..'", { targets: "[{name: a, url: 'http://a', allowedPaths: [/a/../b]}]" }, /allowedPaths\[0\] "\/a\/\.\.\/b" must be a path prefix/],
+    ["a bad method", { targets: "[{name: a, url: 'http://a', allowedMethods: ['GET /']}]" }, /allowedMethods\[0\] "GET \/" is not an HTTP method/],
+    ["a control endpoint off loopback", { controlListen: "0.0.0.0:7070" }, /control listen "0\.0\.0\.0:7070" must be on the loopback interface/],
+    ["a proxy that is not http://", { proxy: "socks5://p:1080" }, /proxy "socks5:\/\/p:1080" must start with http:\/\//],
+    ["an unreadable CA file", { ca: "/nonexistent/ca.pem" }, /ca: cannot read \/nonexistent\/ca\.pem/],
+    ["a client certificate without a key", { tlsCert: "/etc/hostname" }, /needs both --tls-cert and --tls-key/],
+  ])("rejects %s", (_name, extra, message) => {
+    const { targets, ...rest } = extra as Record<string, string>;
+    const lines = ["relays: [https://r]", `key: ${KEY}`, `targets: ${targets ?? "[{name: a, url: 'http://a'}]"}`];
+    for (const [k, v] of Object.entries(rest)) lines.push(`${k}: '${v}'`);
+    expect(invalid(() => load({ config: file("yaml", lines.join("\n")) }))).toMatch(message);
   });
 
   it("applies defaults for what the file leaves out", () => {

@@ -55,7 +55,7 @@ const requests: ConnectRequest[] = [
   create(ConnectRequestSchema, {
     message: {
       case: "hello",
-      value: { protocolVersion: 1, connectorId: "c1", connectorVersion: "0.1.0", targets: [{ name: "app" }], maxConcurrentExchanges: 256, requestWindow: 1 << 19, hostname: "h", tunnelIndex: 1 },
+      value: { protocolVersion: 1, connectorId: "c1", connectorVersion: "0.1.0", targets: [{ name: "app" }], maxConcurrentExchanges: 256, requestWindow: 1 << 19, hostname: "h", tunnelIndex: 1, status: { paused: false }, probe: true },
     },
   }),
   create(ConnectRequestSchema, { message: { case: "frames", value: { frames: frames() } } }),
@@ -63,6 +63,7 @@ const requests: ConnectRequest[] = [
   create(ConnectRequestSchema, { message: { case: "ping", value: { nonce: 2n ** 63n + 5n } } }),
   create(ConnectRequestSchema, { message: { case: "pong", value: { nonce: 7n } } }),
   create(ConnectRequestSchema, { message: { case: "goAway", value: { reason: "bye" } } }),
+  create(ConnectRequestSchema, { message: { case: "status", value: { paused: true, leaveTime: { seconds: 1_900_000_000n, nanos: 0 } } } }),
   create(ConnectRequestSchema, {}),
 ];
 

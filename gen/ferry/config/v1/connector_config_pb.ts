@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ferry/config/v1/connector_config.proto.
  */
 export const file_ferry_config_v1_connector_config: GenFile = /*@__PURE__*/
-  fileDesc("CiZmZXJyeS9jb25maWcvdjEvY29ubmVjdG9yX2NvbmZpZy5wcm90bxIPZmVycnkuY29uZmlnLnYxIsUCCg9Db25uZWN0b3JDb25maWcSDgoGcmVsYXlzGAEgAygJEgsKA2tleRgCIAEoCRIuCgd0YXJnZXRzGAMgAygLMh0uZmVycnkuY29uZmlnLnYxLlRhcmdldENvbmZpZxIPCgd0dW5uZWxzGAQgASgNEgoKAmlkGAUgASgJEiAKGG1heF9jb25jdXJyZW50X2V4Y2hhbmdlcxgGIAEoDRIwCg1yZWNvbm5lY3RfbWluGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDXJlY29ubmVjdF9tYXgYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoMZ3JhY2VfcGVyaW9kGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCWxvZ19sZXZlbBgKIAEoCSJpCgxUYXJnZXRDb25maWcSDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSEwoLaG9zdF9oZWFkZXIYAyABKAkSKQoEY29ycxgEIAEoCzIbLmZlcnJ5LmNvbmZpZy52MS5Db3JzQ29uZmlnIrcBCgpDb3JzQ29uZmlnEhcKD2FsbG93ZWRfb3JpZ2lucxgBIAMoCRIXCg9hbGxvd2VkX21ldGhvZHMYAiADKAkSFwoPYWxsb3dlZF9oZWFkZXJzGAMgAygJEhcKD2V4cG9zZWRfaGVhZGVycxgEIAMoCRIZChFhbGxvd19jcmVkZW50aWFscxgFIAEoCBIqCgdtYXhfYWdlGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uYgZwcm90bzM", [file_google_protobuf_duration]);
+  fileDesc("CiZmZXJyeS9jb25maWcvdjEvY29ubmVjdG9yX2NvbmZpZy5wcm90bxIPZmVycnkuY29uZmlnLnYxIvgDCg9Db25uZWN0b3JDb25maWcSDgoGcmVsYXlzGAEgAygJEgsKA2tleRgCIAEoCRIuCgd0YXJnZXRzGAMgAygLMh0uZmVycnkuY29uZmlnLnYxLlRhcmdldENvbmZpZxIPCgd0dW5uZWxzGAQgASgNEgoKAmlkGAUgASgJEiAKGG1heF9jb25jdXJyZW50X2V4Y2hhbmdlcxgGIAEoDRIwCg1yZWNvbm5lY3RfbWluGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDXJlY29ubmVjdF9tYXgYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoMZ3JhY2VfcGVyaW9kGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCWxvZ19sZXZlbBgKIAEoCRINCgVwcm94eRgLIAEoCRIKCgJjYRgMIAEoCRIcChRpbnNlY3VyZV9za2lwX3ZlcmlmeRgNIAEoCBIqCgdydW5fZm9yGA4gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCWF1ZGl0X2xvZxgPIAEoCRIWCg5jb250cm9sX2xpc3RlbhgQIAEoCRIQCgh0bHNfY2VydBgRIAEoCRIPCgd0bHNfa2V5GBIgASgJIpkBCgxUYXJnZXRDb25maWcSDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSEwoLaG9zdF9oZWFkZXIYAyABKAkSKQoEY29ycxgEIAEoCzIbLmZlcnJ5LmNvbmZpZy52MS5Db3JzQ29uZmlnEhUKDWFsbG93ZWRfcGF0aHMYBSADKAkSFwoPYWxsb3dlZF9tZXRob2RzGAYgAygJIrcBCgpDb3JzQ29uZmlnEhcKD2FsbG93ZWRfb3JpZ2lucxgBIAMoCRIXCg9hbGxvd2VkX21ldGhvZHMYAiADKAkSFwoPYWxsb3dlZF9oZWFkZXJzGAMgAygJEhcKD2V4cG9zZWRfaGVhZGVycxgEIAMoCRIZChFhbGxvd19jcmVkZW50aWFscxgFIAEoCBIqCgdtYXhfYWdlGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uYgZwcm90bzM", [file_google_protobuf_duration]);
 
 /**
  * ConnectorConfig is the connector's configuration file (YAML or JSON, using
@@ -92,6 +92,69 @@ export type ConnectorConfig = Message<"ferry.config.v1.ConnectorConfig"> & {
    * @generated from field: string log_level = 10;
    */
   logLevel: string;
+
+  /**
+   * HTTP proxy for the tunnels (http://[user:pass@]host:port), used with
+   * CONNECT for http:// and https:// relays alike. Default: HTTPS_PROXY (or
+   * HTTP_PROXY for http:// relays), with NO_PROXY honoured.
+   *
+   * @generated from field: string proxy = 11;
+   */
+  proxy: string;
+
+  /**
+   * PEM file of the CA(s) to trust for the relays instead of the system's.
+   *
+   * @generated from field: string ca = 12;
+   */
+  ca: string;
+
+  /**
+   * Accept any relay certificate. For tests only: logs a warning at every connect.
+   *
+   * @generated from field: bool insecure_skip_verify = 13;
+   */
+  insecureSkipVerify: boolean;
+
+  /**
+   * Stay connected this long, then disconnect and exit (customer-controlled
+   * access windows, e.g. 2h). Unset: until stopped.
+   *
+   * @generated from field: google.protobuf.Duration run_for = 14;
+   */
+  runFor?: Duration | undefined;
+
+  /**
+   * JSON-lines file where the connector records every exchange it forwarded
+   * (time, exchange id, target, method, path, status, bytes, client address).
+   *
+   * @generated from field: string audit_log = 15;
+   */
+  auditLog: string;
+
+  /**
+   * Loopback HOST:PORT of the local control endpoint (GET /status, POST
+   * /pause, POST /resume). Unset: no endpoint (SIGUSR1/SIGUSR2 still pause
+   * and resume).
+   *
+   * @generated from field: string control_listen = 16;
+   */
+  controlListen: string;
+
+  /**
+   * PEM client certificate for relays that authenticate connectors by mTLS;
+   * needs tls_key.
+   *
+   * @generated from field: string tls_cert = 17;
+   */
+  tlsCert: string;
+
+  /**
+   * PEM private key for tls_cert.
+   *
+   * @generated from field: string tls_key = 18;
+   */
+  tlsKey: string;
 };
 
 /**
@@ -139,6 +202,22 @@ export type TargetConfig = Message<"ferry.config.v1.TargetConfig"> & {
    * @generated from field: ferry.config.v1.CorsConfig cors = 4;
    */
   cors?: CorsConfig | undefined;
+
+  /**
+   * Path prefixes clients may reach (e.g. /auth/, /rest/); others are refused
+   * at the connector with 403, whatever the relay allows. Empty: every path.
+   *
+   * @generated from field: repeated string allowed_paths = 5;
+   */
+  allowedPaths: string[];
+
+  /**
+   * Methods clients may use (e.g. GET, POST); others are refused with 403.
+   * Empty: every method.
+   *
+   * @generated from field: repeated string allowed_methods = 6;
+   */
+  allowedMethods: string[];
 };
 
 /**

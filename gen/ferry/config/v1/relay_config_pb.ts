@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ferry/config/v1/relay_config.proto.
  */
 export const file_ferry_config_v1_relay_config: GenFile = /*@__PURE__*/
-  fileDesc("CiJmZXJyeS9jb25maWcvdjEvcmVsYXlfY29uZmlnLnByb3RvEg9mZXJyeS5jb25maWcudjEi6QMKC1JlbGF5Q29uZmlnEg4KBmxpc3RlbhgBIAEoCRIMCgRkYXRhGAIgASgJEhAKCHRsc19jZXJ0GAMgASgJEg8KB3Rsc19rZXkYBCABKAkSMgoPcmVxdWVzdF90aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCWtlZXBhbGl2ZRgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIoCgVncmFjZRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgt0cnVzdF9wcm94eRgIIAMoCRIPCgdub2RlX2lkGAkgASgJEhwKFGF1ZGl0X3JldGVudGlvbl9kYXlzGAogASgNEhsKDmF1ZGl0X3JlcXVlc3RzGAsgASgISACIAQESFgoObWV0cmljc19saXN0ZW4YDCABKAkSEQoJbG9nX2xldmVsGA0gASgJEikKBG5hdHMYDiABKAsyGy5mZXJyeS5jb25maWcudjEuTmF0c0NvbmZpZxIuCgtkcmFpbl9kZWxheRgPIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtiYXNlX2RvbWFpbhgQIAEoCUIRCg9fYXVkaXRfcmVxdWVzdHMikQEKCk5hdHNDb25maWcSDwoHc2VydmVycxgBIAMoCRIMCgR1c2VyGAIgASgJEhAKCHBhc3N3b3JkGAMgASgJEg0KBXRva2VuGAQgASgJEg4KBnRsc19jYRgFIAEoCRIQCgh0bHNfY2VydBgGIAEoCRIPCgd0bHNfa2V5GAcgASgJEhAKCHJlcGxpY2FzGAggASgNYgZwcm90bzM", [file_google_protobuf_duration]);
+  fileDesc("CiJmZXJyeS9jb25maWcvdjEvcmVsYXlfY29uZmlnLnByb3RvEg9mZXJyeS5jb25maWcudjEi/wMKC1JlbGF5Q29uZmlnEg4KBmxpc3RlbhgBIAEoCRIMCgRkYXRhGAIgASgJEhAKCHRsc19jZXJ0GAMgASgJEg8KB3Rsc19rZXkYBCABKAkSMgoPcmVxdWVzdF90aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCWtlZXBhbGl2ZRgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIoCgVncmFjZRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgt0cnVzdF9wcm94eRgIIAMoCRIPCgdub2RlX2lkGAkgASgJEhwKFGF1ZGl0X3JldGVudGlvbl9kYXlzGAogASgNEhsKDmF1ZGl0X3JlcXVlc3RzGAsgASgISACIAQESFgoObWV0cmljc19saXN0ZW4YDCABKAkSEQoJbG9nX2xldmVsGA0gASgJEikKBG5hdHMYDiABKAsyGy5mZXJyeS5jb25maWcudjEuTmF0c0NvbmZpZxIuCgtkcmFpbl9kZWxheRgPIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtiYXNlX2RvbWFpbhgQIAEoCRIUCgxjb25uZWN0b3JfY2EYESABKAlCEQoPX2F1ZGl0X3JlcXVlc3RzIpEBCgpOYXRzQ29uZmlnEg8KB3NlcnZlcnMYASADKAkSDAoEdXNlchgCIAEoCRIQCghwYXNzd29yZBgDIAEoCRINCgV0b2tlbhgEIAEoCRIOCgZ0bHNfY2EYBSABKAkSEAoIdGxzX2NlcnQYBiABKAkSDwoHdGxzX2tleRgHIAEoCRIQCghyZXBsaWNhcxgIIAEoDWIGcHJvdG8z", [file_google_protobuf_duration]);
 
 /**
  * RelayConfig is the relay's configuration file (YAML or JSON, using the proto
@@ -142,6 +142,15 @@ export type RelayConfig = Message<"ferry.config.v1.RelayConfig"> & {
    * @generated from field: string base_domain = 16;
    */
   baseDomain: string;
+
+  /**
+   * PEM file of the CA(s) that sign connector client certificates. With it,
+   * connectors may authenticate by mTLS: the certificate's SAN or CN names the
+   * tenant (tenant or connector-id.tenant). Needs tls_cert.
+   *
+   * @generated from field: string connector_ca = 17;
+   */
+  connectorCa: string;
 };
 
 /**

@@ -6,15 +6,15 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { FrameBatch } from "./exchange_pb.js";
 import { file_ferry_tunnel_v1_exchange } from "./exchange_pb.js";
-import type { Duration } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file ferry/tunnel/v1/tunnel_service.proto.
  */
 export const file_ferry_tunnel_v1_tunnel_service: GenFile = /*@__PURE__*/
-  fileDesc("CiRmZXJyeS90dW5uZWwvdjEvdHVubmVsX3NlcnZpY2UucHJvdG8SD2ZlcnJ5LnR1bm5lbC52MSLtAQoOQ29ubmVjdFJlcXVlc3QSJwoFaGVsbG8YASABKAsyFi5mZXJyeS50dW5uZWwudjEuSGVsbG9IABItCgZmcmFtZXMYAiABKAsyGy5mZXJyeS50dW5uZWwudjEuRnJhbWVCYXRjaEgAEiUKBHBpbmcYAyABKAsyFS5mZXJyeS50dW5uZWwudjEuUGluZ0gAEiUKBHBvbmcYBCABKAsyFS5mZXJyeS50dW5uZWwudjEuUG9uZ0gAEioKB2dvX2F3YXkYBSABKAsyFy5mZXJyeS50dW5uZWwudjEuR29Bd2F5SABCCQoHbWVzc2FnZSLyAQoPQ29ubmVjdFJlc3BvbnNlEisKB3dlbGNvbWUYASABKAsyGC5mZXJyeS50dW5uZWwudjEuV2VsY29tZUgAEi0KBmZyYW1lcxgCIAEoCzIbLmZlcnJ5LnR1bm5lbC52MS5GcmFtZUJhdGNoSAASJQoEcGluZxgDIAEoCzIVLmZlcnJ5LnR1bm5lbC52MS5QaW5nSAASJQoEcG9uZxgEIAEoCzIVLmZlcnJ5LnR1bm5lbC52MS5Qb25nSAASKgoHZ29fYXdheRgFIAEoCzIXLmZlcnJ5LnR1bm5lbC52MS5Hb0F3YXlIAEIJCgdtZXNzYWdlIuIBCgVIZWxsbxIYChBwcm90b2NvbF92ZXJzaW9uGAEgASgNEhQKDGNvbm5lY3Rvcl9pZBgCIAEoCRIZChFjb25uZWN0b3JfdmVyc2lvbhgDIAEoCRIsCgd0YXJnZXRzGAQgAygLMhsuZmVycnkudHVubmVsLnYxLlRhcmdldEluZm8SIAoYbWF4X2NvbmN1cnJlbnRfZXhjaGFuZ2VzGAUgASgNEhYKDnJlcXVlc3Rfd2luZG93GAYgASgNEhAKCGhvc3RuYW1lGAcgASgJEhQKDHR1bm5lbF9pbmRleBgIIAEoDSIaCgpUYXJnZXRJbmZvEgwKBG5hbWUYASABKAkivQEKB1dlbGNvbWUSGAoQcHJvdG9jb2xfdmVyc2lvbhgBIAEoDRIRCgl0dW5uZWxfaWQYAiABKAkSDwoHbm9kZV9pZBgDIAEoCRIOCgZ0ZW5hbnQYBCABKAkSNQoSa2VlcGFsaXZlX2ludGVydmFsGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhYKDm1heF9mcmFtZV9zaXplGAYgASgNEhUKDXJlbGF5X3ZlcnNpb24YByABKAkiFQoEUGluZxINCgVub25jZRgBIAEoBCIVCgRQb25nEg0KBW5vbmNlGAEgASgEIhgKBkdvQXdheRIOCgZyZWFzb24YASABKAkyYQoNVHVubmVsU2VydmljZRJQCgdDb25uZWN0Eh8uZmVycnkudHVubmVsLnYxLkNvbm5lY3RSZXF1ZXN0GiAuZmVycnkudHVubmVsLnYxLkNvbm5lY3RSZXNwb25zZSgBMAFiBnByb3RvMw", [file_ferry_tunnel_v1_exchange, file_google_protobuf_duration]);
+  fileDesc("CiRmZXJyeS90dW5uZWwvdjEvdHVubmVsX3NlcnZpY2UucHJvdG8SD2ZlcnJ5LnR1bm5lbC52MSKhAgoOQ29ubmVjdFJlcXVlc3QSJwoFaGVsbG8YASABKAsyFi5mZXJyeS50dW5uZWwudjEuSGVsbG9IABItCgZmcmFtZXMYAiABKAsyGy5mZXJyeS50dW5uZWwudjEuRnJhbWVCYXRjaEgAEiUKBHBpbmcYAyABKAsyFS5mZXJyeS50dW5uZWwudjEuUGluZ0gAEiUKBHBvbmcYBCABKAsyFS5mZXJyeS50dW5uZWwudjEuUG9uZ0gAEioKB2dvX2F3YXkYBSABKAsyFy5mZXJyeS50dW5uZWwudjEuR29Bd2F5SAASMgoGc3RhdHVzGAYgASgLMiAuZmVycnkudHVubmVsLnYxLkNvbm5lY3RvclN0YXR1c0gAQgkKB21lc3NhZ2Ui8gEKD0Nvbm5lY3RSZXNwb25zZRIrCgd3ZWxjb21lGAEgASgLMhguZmVycnkudHVubmVsLnYxLldlbGNvbWVIABItCgZmcmFtZXMYAiABKAsyGy5mZXJyeS50dW5uZWwudjEuRnJhbWVCYXRjaEgAEiUKBHBpbmcYAyABKAsyFS5mZXJyeS50dW5uZWwudjEuUGluZ0gAEiUKBHBvbmcYBCABKAsyFS5mZXJyeS50dW5uZWwudjEuUG9uZ0gAEioKB2dvX2F3YXkYBSABKAsyFy5mZXJyeS50dW5uZWwudjEuR29Bd2F5SABCCQoHbWVzc2FnZSKjAgoFSGVsbG8SGAoQcHJvdG9jb2xfdmVyc2lvbhgBIAEoDRIUCgxjb25uZWN0b3JfaWQYAiABKAkSGQoRY29ubmVjdG9yX3ZlcnNpb24YAyABKAkSLAoHdGFyZ2V0cxgEIAMoCzIbLmZlcnJ5LnR1bm5lbC52MS5UYXJnZXRJbmZvEiAKGG1heF9jb25jdXJyZW50X2V4Y2hhbmdlcxgFIAEoDRIWCg5yZXF1ZXN0X3dpbmRvdxgGIAEoDRIQCghob3N0bmFtZRgHIAEoCRIUCgx0dW5uZWxfaW5kZXgYCCABKA0SMAoGc3RhdHVzGAkgASgLMiAuZmVycnkudHVubmVsLnYxLkNvbm5lY3RvclN0YXR1cxINCgVwcm9iZRgKIAEoCCJRCg9Db25uZWN0b3JTdGF0dXMSDgoGcGF1c2VkGAEgASgIEi4KCmxlYXZlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhoKClRhcmdldEluZm8SDAoEbmFtZRgBIAEoCSK9AQoHV2VsY29tZRIYChBwcm90b2NvbF92ZXJzaW9uGAEgASgNEhEKCXR1bm5lbF9pZBgCIAEoCRIPCgdub2RlX2lkGAMgASgJEg4KBnRlbmFudBgEIAEoCRI1ChJrZWVwYWxpdmVfaW50ZXJ2YWwYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFgoObWF4X2ZyYW1lX3NpemUYBiABKA0SFQoNcmVsYXlfdmVyc2lvbhgHIAEoCSIVCgRQaW5nEg0KBW5vbmNlGAEgASgEIhUKBFBvbmcSDQoFbm9uY2UYASABKAQiGAoGR29Bd2F5Eg4KBnJlYXNvbhgBIAEoCTJhCg1UdW5uZWxTZXJ2aWNlElAKB0Nvbm5lY3QSHy5mZXJyeS50dW5uZWwudjEuQ29ubmVjdFJlcXVlc3QaIC5mZXJyeS50dW5uZWwudjEuQ29ubmVjdFJlc3BvbnNlKAEwAWIGcHJvdG8z", [file_ferry_tunnel_v1_exchange, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * ConnectRequest is a message from the connector to the relay.
@@ -65,6 +65,14 @@ export type ConnectRequest = Message<"ferry.tunnel.v1.ConnectRequest"> & {
      */
     value: GoAway;
     case: "goAway";
+  } | {
+    /**
+     * The connector's state changed (paused or resumed by its local admin).
+     *
+     * @generated from field: ferry.tunnel.v1.ConnectorStatus status = 6;
+     */
+    value: ConnectorStatus;
+    case: "status";
   } | { case: undefined; value?: undefined };
 };
 
@@ -195,6 +203,21 @@ export type Hello = Message<"ferry.tunnel.v1.Hello"> & {
    * @generated from field: uint32 tunnel_index = 8;
    */
   tunnelIndex: number;
+
+  /**
+   * The connector's state when the tunnel opens.
+   *
+   * @generated from field: ferry.tunnel.v1.ConnectorStatus status = 9;
+   */
+  status?: ConnectorStatus | undefined;
+
+  /**
+   * A diagnostic probe (ferry doctor): authenticate and answer Welcome and
+   * Pings, but route no exchanges here.
+   *
+   * @generated from field: bool probe = 10;
+   */
+  probe: boolean;
 };
 
 /**
@@ -203,6 +226,34 @@ export type Hello = Message<"ferry.tunnel.v1.Hello"> & {
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
   messageDesc(file_ferry_tunnel_v1_tunnel_service, 2);
+
+/**
+ * ConnectorStatus is what the connector's local admin decided.
+ *
+ * @generated from message ferry.tunnel.v1.ConnectorStatus
+ */
+export type ConnectorStatus = Message<"ferry.tunnel.v1.ConnectorStatus"> & {
+  /**
+   * Paused: the connector takes no new exchanges until resumed.
+   *
+   * @generated from field: bool paused = 1;
+   */
+  paused: boolean;
+
+  /**
+   * When the connector will disconnect by itself (--for); unset: never.
+   *
+   * @generated from field: google.protobuf.Timestamp leave_time = 2;
+   */
+  leaveTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message ferry.tunnel.v1.ConnectorStatus.
+ * Use `create(ConnectorStatusSchema)` to create a new message.
+ */
+export const ConnectorStatusSchema: GenMessage<ConnectorStatus> = /*@__PURE__*/
+  messageDesc(file_ferry_tunnel_v1_tunnel_service, 3);
 
 /**
  * TargetInfo describes one target a connector serves.
@@ -223,7 +274,7 @@ export type TargetInfo = Message<"ferry.tunnel.v1.TargetInfo"> & {
  * Use `create(TargetInfoSchema)` to create a new message.
  */
 export const TargetInfoSchema: GenMessage<TargetInfo> = /*@__PURE__*/
-  messageDesc(file_ferry_tunnel_v1_tunnel_service, 3);
+  messageDesc(file_ferry_tunnel_v1_tunnel_service, 4);
 
 /**
  * Welcome accepts a tunnel.
@@ -286,7 +337,7 @@ export type Welcome = Message<"ferry.tunnel.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_ferry_tunnel_v1_tunnel_service, 4);
+  messageDesc(file_ferry_tunnel_v1_tunnel_service, 5);
 
 /**
  * Ping is an application-level keepalive probe.
@@ -307,7 +358,7 @@ export type Ping = Message<"ferry.tunnel.v1.Ping"> & {
  * Use `create(PingSchema)` to create a new message.
  */
 export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
-  messageDesc(file_ferry_tunnel_v1_tunnel_service, 5);
+  messageDesc(file_ferry_tunnel_v1_tunnel_service, 6);
 
 /**
  * Pong answers a Ping.
@@ -326,7 +377,7 @@ export type Pong = Message<"ferry.tunnel.v1.Pong"> & {
  * Use `create(PongSchema)` to create a new message.
  */
 export const PongSchema: GenMessage<Pong> = /*@__PURE__*/
-  messageDesc(file_ferry_tunnel_v1_tunnel_service, 6);
+  messageDesc(file_ferry_tunnel_v1_tunnel_service, 7);
 
 /**
  * GoAway announces that the sender will take no new exchanges on this tunnel.
@@ -347,7 +398,7 @@ export type GoAway = Message<"ferry.tunnel.v1.GoAway"> & {
  * Use `create(GoAwaySchema)` to create a new message.
  */
 export const GoAwaySchema: GenMessage<GoAway> = /*@__PURE__*/
-  messageDesc(file_ferry_tunnel_v1_tunnel_service, 7);
+  messageDesc(file_ferry_tunnel_v1_tunnel_service, 8);
 
 /**
  * TunnelService is what a connector dials, outbound, to carry exchanges.
