@@ -4,6 +4,7 @@ import { FERRY_VERSION } from "../sdk/version.js";
 import { adminCommand } from "./admin-command.js";
 import { connectorCommand } from "./connector-command.js";
 import { demoCommand } from "./demo-command.js";
+import { doctorCommand } from "./doctor-command.js";
 import { relayCommand } from "./relay-command.js";
 import { runMain } from "./run.js";
 
@@ -14,6 +15,7 @@ const program = new Command("ferry")
   .addCommand(relayCommand())
   .addCommand(connectorCommand())
   .addCommand(adminCommand())
+  .addCommand(doctorCommand())
   .addCommand(demoCommand());
 
 await runMain(() => program.parseAsync(process.argv));

@@ -1,4 +1,6 @@
 import { FerryError } from "../../clients/sdk/errors.js";
+import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from "../../clients/sdk/protocol.js";
+import { FERRY_VERSION } from "../../clients/sdk/version.js";
 import { RELAY_PREFIX } from "../gateway/relay-path.js";
 import { type NodeRequest, type NodeResponse, responseOnSocket, sendError } from "../gateway/http-error.js";
 import type { Listeners } from "./server.js";
@@ -41,7 +43,8 @@ function requestRouter(routes: RouteTable): Handler {
     if (url.startsWith("/ferry.tunnel.v1.TunnelService/")) return routes.tunnel(req, res);
     if (url.startsWith("/ferry.admin.v1.AdminService/")) return routes.admin(req, res);
     const path = url.split("?", 1)[0];
-    if (path === "/healthz") return json(res, 200, { status: "ok" });
+    // Version and protocol tell `ferry doctor` (and operators) whether a connector can talk to this relay.
+    if (path === "/healthz") return json(res, 200, { status: "ok", version: FERRY_VERSION, protocols: [MIN_PROTOCOL_VERSION, PROTOCOL_VERSION] });
     if (path === "/metrics") return routes.metrics(req, res);
     if (path === "/readyz") return routes.ready() ? json(res, 200, { status: "ready" }) : json(res, 503, { status: "not ready" });
     sendError(res, new FerryError("not_found", "not_found", `nothing at ${path}; clients use /relay/{tenant}/{target}/{path}`));

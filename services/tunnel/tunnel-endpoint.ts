@@ -100,6 +100,7 @@ async function serve(deps: TunnelEndpointDeps, call: GrpcCall, req: Http2ServerR
       log: deps.log,
       keepaliveMs: deps.keepaliveMs,
       onClose: (t, reason) => {
+        if (hello.probe) return;
         deps.registry.remove(t);
         deps.audit.record({
           action: "connector.disconnect",
@@ -125,9 +126,10 @@ async function serve(deps: TunnelEndpointDeps, call: GrpcCall, req: Http2ServerR
       relayVersion: FERRY_VERSION,
     },
   });
-  deps.registry.add(tunnel);
+  // A probe (ferry doctor) is authenticated and answers pings, but it is never a place to send exchanges.
+  if (!hello.probe) deps.registry.add(tunnel);
   deps.audit.record({
-    action: "connector.connect",
+    action: hello.probe ? "connector.probe" : "connector.connect",
     actor: `connector:${key.keyId}`,
     tenant: key.tenant,
     details: {
@@ -246,7 +248,8 @@ function validateHello(hello: Hello): Hello {
     );
   }
   const invalid = (message: string) => new GrpcError(GrpcStatus.INVALID_ARGUMENT, message);
-  if (hello.targets.length === 0) throw invalid("Hello lists no targets");
+  if (hello.targets.length === 0 && !hello.probe) throw invalid("Hello lists no targets");
+  if (hello.targets.length > 0 && hello.probe) throw invalid("a probe Hello lists no targets");
   if (hello.targets.length > MAX_TARGETS) throw invalid(`Hello lists ${hello.targets.length} targets; at most ${MAX_TARGETS}`);
   for (const t of hello.targets) {
     if (!isDnsLabel(t.name)) throw invalid(`target name "${t.name}" is not a DNS label`);

@@ -1,0 +1,159 @@
+import { lookup } from "node:dns/promises";
+import { connect as netConnect, type Socket } from "node:net";
+import { checkServerIdentity, connect as tlsConnect, type DetailedPeerCertificate, type TLSSocket } from "node:tls";
+import { StepFailure } from "./report.js";
+
+const DAY_MS = 86_400_000;
+
+/** Resolves a host name as the connector would (the system resolver, /etc/hosts included). */
+export async function resolveHost(host: string): Promise<string[]> {
+  try {
+    return (await lookup(host, { all: true })).map((a) => a.address);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new StepFailure(
+      `${host} does not resolve (${code})`,
+      code === "EAI_AGAIN" ? "the DNS server did not answer: check /etc/resolv.conf or the network" : `check the spelling of ${host}, or its DNS record`,
+    );
+  }
+}
+
+/** A TCP connection, failing with what the error means for someone at a firewall. */
+export function tcpConnect(host: string, port: number, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host, port });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new StepFailure(`no answer from ${host}:${port} within ${timeoutMs} ms`, "a firewall probably drops outbound traffic to this port: allow it, or use --proxy"));
+    }, timeoutMs);
+    socket.once("connect", () => {
+      clearTimeout(timer);
+      resolve(socket);
+    });
+    socket.once("error", (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      const fixes: Record<string, string> = {
+        ECONNREFUSED: `nothing listens on ${host}:${port}: is the relay running, and is this its port?`,
+        EHOSTUNREACH: "no route to the host: check the network or the firewall",
+        ENETUNREACH: "no route to the network: check the network configuration",
+      };
+      reject(new StepFailure(`cannot connect to ${host}:${port} (${err.code})`, fixes[err.code ?? ""] ?? "check the network between here and the relay"));
+    });
+  });
+}
+
+/**
+ * Opens a tunnel through an HTTP proxy with CONNECT, as corporate networks
+ * require, with basic credentials from the proxy URL.
+ */
+export async function proxyConnect(proxy: URL, host: string, port: number, timeoutMs: number): Promise<Socket> {
+  const socket = await tcpConnect(proxy.hostname, Number(proxy.port || 80), timeoutMs);
+  const auth = proxy.username
+    ? `Proxy-Authorization: Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString("base64")}\r\n`
+    : "";
+  socket.write(`CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\n${auth}\r\n`);
+  const head = await new Promise<Buffer>((resolve, reject) => {
+    let seen = Buffer.alloc(0);
+    const timer = setTimeout(() => fail(new StepFailure("the proxy did not answer CONNECT", "check that --proxy names an HTTP proxy")), timeoutMs);
+    const fail = (e: Error) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(e);
+    };
+    const onData = (chunk: Buffer) => {
+      seen = Buffer.concat([seen, chunk]);
+      const end = seen.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      clearTimeout(timer);
+      socket.off("data", onData);
+      socket.pause();
+      if (seen.length > end + 4) socket.unshift(seen.subarray(end + 4));
+      resolve(seen.subarray(0, end));
+    };
+    socket.on("data", onData);
+    socket.once("close", () => fail(new StepFailure("the proxy closed the connection during CONNECT", "check the proxy's logs and rules")));
+  });
+  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head.toString("latin1"))?.[1] ?? 0);
+  if (status === 200) return socket;
+  socket.destroy();
+  const fix =
+    status === 407
+      ? "the proxy wants credentials: --proxy http://user:password@host:port"
+      : status === 403
+        ? `the proxy's rules forbid ${host}:${port}: ask for the relay to be allowed`
+        : "check the proxy's logs";
+  throw new StepFailure(`the proxy refused CONNECT to ${host}:${port} with ${status || "a malformed answer"}`, fix);
+}
+
+export interface TlsResult {
+  socket: TLSSocket;
+  detail: string;
+  warnings: string[];
+}
+
+/**
+ * The TLS handshake, verified here rather than by Node so that a failure can
+ * say which name, which chain and which date: the common ways an on-prem
+ * network breaks TLS (an unknown company CA, a TLS-inspecting proxy, an expired
+ * or misnamed certificate) each get their own explanation.
+ */
+export function tlsHandshake(socket: Socket, servername: string, opts: { ca?: Buffer; insecure?: boolean }, now = Date.now()): Promise<TlsResult> {
+  return new Promise((resolve, reject) => {
+    const tls = tlsConnect({ socket, servername, ALPNProtocols: ["h2", "http/1.1"], ca: opts.ca, rejectUnauthorized: false });
+    tls.once("error", (err: NodeJS.ErrnoException) =>
+      reject(new StepFailure(`TLS handshake failed: ${err.message}`, "the server may not speak TLS on this port (an http:// relay?), or a proxy interferes")),
+    );
+    tls.once("secureConnect", () => {
+      const peer = tls.getPeerCertificate(true);
+      const chain = describeChain(peer);
+      const problem = verification(tls, servername, peer, opts.insecure === true, now);
+      if (problem) {
+        tls.destroy();
+        return reject(new StepFailure(`${problem.detail}; chain: ${chain}`, problem.fix));
+      }
+      const warnings: string[] = [];
+      const validTo = Date.parse(peer.valid_to);
+      const days = Math.floor((validTo - now) / DAY_MS);
+      if (days < 30) warnings.push(`the certificate expires in ${days} days (${peer.valid_to}): renew it`);
+      const lifetime = Math.round((validTo - Date.parse(peer.valid_from)) / DAY_MS);
+      if (lifetime > 398) warnings.push(`the certificate is valid for ${lifetime} days; Apple and browser clients refuse more than 398`);
+      if (opts.insecure) warnings.push("certificate checks are off (--insecure-skip-verify): for tests only");
+      resolve({ socket: tls, detail: `${tls.getProtocol()}, ${tls.getCipher().name}, certificate ${chain}, expires in ${days} days`, warnings });
+    });
+  });
+}
+
+function verification(tls: TLSSocket, servername: string, peer: DetailedPeerCertificate, insecure: boolean, now: number): { detail: string; fix: string } | undefined {
+  if (insecure) return undefined;
+  const code = String(tls.authorizationError ?? "");
+  if (code === "CERT_HAS_EXPIRED" || Date.parse(peer.valid_to) < now) {
+    return { detail: `the certificate expired on ${peer.valid_to}`, fix: "renew the relay's certificate (or check this machine's clock)" };
+  }
+  if (code === "CERT_NOT_YET_VALID") return { detail: `the certificate is valid only from ${peer.valid_from}`, fix: "check this machine's clock" };
+  if (code) {
+    const issuer = peer.issuer?.CN ?? peer.issuer?.O ?? "an unknown issuer";
+    return {
+      detail: `the certificate is not trusted (${code}): signed by "${issuer}", which this machine does not trust`,
+      fix: `give the CA that signed it with --ca FILE; if "${issuer}" is your company's TLS-inspecting proxy, ask to exempt the relay's host from inspection`,
+    };
+  }
+  const mismatch = checkServerIdentity(servername, peer);
+  if (mismatch) {
+    return {
+      detail: `the certificate is for ${peer.subjectaltname || peer.subject?.CN}, not ${servername}`,
+      fix: "use the relay URL with a name the certificate covers, or have the certificate reissued with this name",
+    };
+  }
+  return undefined;
+}
+
+/** "CN (SANs) ← issuer ← ..." up to the root or as far as the server sent. */
+function describeChain(peer: DetailedPeerCertificate): string {
+  const parts: string[] = [];
+  const seen = new Set<string>();
+  for (let c: DetailedPeerCertificate | undefined = peer; c && !seen.has(c.fingerprint256); c = c.issuerCertificate) {
+    seen.add(c.fingerprint256);
+    parts.push(`"${c.subject?.CN ?? c.subject?.O ?? "?"}"`);
+  }
+  return parts.join(" ← ");
+}
