@@ -36,7 +36,11 @@ export async function diagnoseRelay(relay: URL, network: RelayNetwork, env: Node
     return { ok: false, ...via, ...notHttp2Problem(answer === "http/1.1" ? "http/1.1" : "nothing: the HTTP/2 preface was refused") };
   }
   const tls = await diagnoseTls({ host, port, servername: host, socket, ...(network.ca ? { ca: network.ca } : {}), ...(network.tlsCert && network.tlsKey ? { cert: network.tlsCert, key: network.tlsKey } : {}) });
-  if (network.insecureSkipVerify && tls.problem && tls.chain.length > 0 && tls.alpn === "h2") return { ok: true, ...via, tls };
+  // With --insecure-skip-verify only the handshake and HTTP/2 count, not the certificate.
+  if (network.insecureSkipVerify && tls.chain.length > 0) {
+    if (tls.alpn === "h2") return { ok: true, ...via, tls };
+    if (tls.alpn === "http/1.1") return { ok: false, ...via, tls, ...notHttp2Problem("http/1.1") };
+  }
   return { ok: tls.ok, ...via, tls, ...(tls.problem ? { problem: tls.problem } : {}), ...(tls.fix ? { fix: tls.fix } : {}) };
 }
 

@@ -93,6 +93,20 @@ describe("connector through an HTTP CONNECT proxy (tinyproxy)", () => {
     expect(c.lines.some((l) => l.msg === "tunnel connected")).toBe(false);
   });
 
+  it("says HTTP/2 is impossible when what answers behind the proxy speaks only HTTP/1.1 (h2c preface refused)", async () => {
+    const { createServer } = await import("node:http");
+    const server = createServer((_req, res) => res.end("hello"));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const c = connector(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, FAKE_KEY, ["--proxy", proxy.url]);
+      const line = await c.waitFor(failed, "tunnel failed");
+      expect(line.msg).toContain("the relay connection does not speak HTTP/2 (negotiated http/1.1)");
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   it("goes direct for hosts in NO_PROXY", async () => {
     const key = await tlsRelay.tenantWithKey("acme");
     // A proxy that does not exist: only bypassing it can connect.
