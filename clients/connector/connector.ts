@@ -136,7 +136,7 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
         // grpc-js says little more than "no connection": when the dial got nowhere, walk the path and say why.
         const cause = conn.welcome || (e instanceof TunnelError && e.permanent) ? undefined : await explain(relay);
         if (stopping) break;
-        log[level]({ relay: relay.origin, slot: index, err: e.message, ...(cause ? { cause } : {}), retryIn: formatDuration(delayMs) }, cause ? `tunnel failed: ${cause}` : "tunnel failed");
+        log[level]({ relay: relay.origin, slot: index, err: e.message, ...(cause ? { cause } : {}), retryIn: formatDuration(delayMs) }, "tunnel failed");
       }
       if (stopping) break;
       if (delayMs > 0) await sleep(delayMs, stopSignal.signal);
