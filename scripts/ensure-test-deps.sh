@@ -2,7 +2,8 @@
 # Makes sure the system programs the test suite starts or drives are installed:
 # chromium (browser tests), nginx and python3-websockets (third-party clients and
 # proxies in front of the relay), nats-server (cluster tests), openssl (the TLS
-# tests' throw-away CA). As root it apt-get installs what is missing; otherwise it
+# tests' throw-away CA), tinyproxy (the connector's HTTP CONNECT proxy tests).
+# As root it apt-get installs what is missing; otherwise it
 # names the packages and fails, so a missing program is never a skipped test.
 # Usage: scripts/ensure-test-deps.sh [--check]   (--check: report only, never install)
 set -euo pipefail
@@ -16,6 +17,7 @@ find_missing() {
   # Debian installs these two in /usr/sbin, often not on a user's PATH.
   [ -x /usr/sbin/nats-server ] || have nats-server || missing+=(nats-server)
   [ -x /usr/sbin/nginx ] || have nginx || missing+=(nginx)
+  [ -x /usr/bin/tinyproxy ] || missing+=(tinyproxy)
   # The browser helper looks at FERRY_CHROMIUM first, then these (test/helpers/browser.ts).
   if ! { [ -n "${FERRY_CHROMIUM:-}" ] && [ -x "$FERRY_CHROMIUM" ]; }; then
     [ -x /usr/bin/chromium ] || have chromium || have chromium-browser || missing+=(chromium)
@@ -28,7 +30,7 @@ find_missing() {
 find_missing
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "ensure-test-deps: chromium, nginx, nats-server, openssl, python3-websockets present"
+  echo "ensure-test-deps: chromium, nginx, nats-server, openssl, python3-websockets, tinyproxy present"
   exit 0
 fi
 

@@ -7,6 +7,9 @@ import type { Logger } from "../sdk/logger.js";
 import { DEFAULT_WINDOW, PROTOCOL_VERSION } from "../sdk/protocol.js";
 import { FERRY_VERSION } from "../sdk/version.js";
 import type { ConnectorSettings } from "./connector-config.js";
+import { describeProxy, proxyFor } from "./proxy.js";
+import { relayNetwork } from "./relay-channel.js";
+import { describeDiagnosis, diagnoseRelay } from "./relay-diagnosis.js";
 import { createTargetForwarder } from "./target-forwarder.js";
 import { TunnelConnection, TunnelError } from "./tunnel-connection.js";
 
@@ -32,6 +35,9 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
   const stopSignal = new AbortController();
   const connectedWaiters: Array<{ n: number; resolve(): void }> = [];
   const slotCount = Math.max(settings.tunnels, 1);
+  const network = relayNetwork(settings);
+  // Resolved once up front so a malformed HTTPS_PROXY fails the start, not every dial.
+  const proxies = settings.relays.map((r) => proxyFor(r, network.proxy));
 
   /** Tunnels that take new exchanges: welcomed, and not asked to move. */
   const openCount = () => [...live].filter((c) => c.welcome && !c.relayDraining).length;
@@ -81,7 +87,10 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
         hostname: hostname(),
         tunnelIndex: index,
       });
-      const conn = new TunnelConnection({ relay, key: settings.key, hello, forwarder, log });
+      if (network.insecureSkipVerify && relay.protocol === "https:") {
+        log.warn({ relay: relay.origin, slot: index }, "--insecure-skip-verify: not checking the relay's certificate; anyone on the path can read and change the tunnel");
+      }
+      const conn = new TunnelConnection({ relay, key: settings.key, hello, forwarder, log, network });
       const started = Date.now();
       let delayMs: number;
       live.add(conn); // while dialing too, so stop() can abort the attempt
@@ -124,16 +133,35 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
         // A refused key or protocol version will not get better in a second; wait the longest delay.
         delayMs = e instanceof TunnelError && e.permanent ? settings.reconnectMaxMs : backoff.next();
         const level = e instanceof TunnelError && e.permanent ? "error" : "warn";
-        log[level]({ relay: relay.origin, slot: index, err: e.message, retryIn: formatDuration(delayMs) }, "tunnel failed");
+        // grpc-js says little more than "no connection": when the dial got nowhere, walk the path and say why.
+        const cause = conn.welcome || (e instanceof TunnelError && e.permanent) ? undefined : await explain(relay);
+        if (stopping) break;
+        log[level]({ relay: relay.origin, slot: index, err: e.message, ...(cause ? { cause } : {}), retryIn: formatDuration(delayMs) }, "tunnel failed");
       }
       if (stopping) break;
       if (delayMs > 0) await sleep(delayMs, stopSignal.signal);
     }
   };
 
+  /** Why the relay cannot be reached, from a step-by-step check (relay-diagnosis.ts); undefined when the path looks fine. */
+  const explain = async (relay: URL): Promise<string | undefined> => {
+    try {
+      const d = await diagnoseRelay(relay, network);
+      return d.ok ? undefined : describeDiagnosis(d);
+    } catch (err) {
+      return `diagnosis failed: ${(err as Error).message}`;
+    }
+  };
+
   const slots = Array.from({ length: slotCount }, (_, i) => runSlot(i));
   log.info(
-    { id: settings.id, relays: settings.relays.map((r) => r.origin), targets: settings.targets.map((t) => t.name), tunnels: slotCount },
+    {
+      id: settings.id,
+      relays: settings.relays.map((r) => r.origin),
+      targets: settings.targets.map((t) => t.name),
+      tunnels: slotCount,
+      ...(proxies.some(Boolean) ? { proxies: proxies.map((p) => (p ? describeProxy(p) : "direct")) } : {}),
+    },
     "connector starting",
   );
 

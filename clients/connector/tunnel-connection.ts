@@ -1,5 +1,4 @@
-import { createSecureContext } from "node:tls";
-import { type ClientDuplexStream, credentials, makeGenericClientConstructor, Metadata, status as grpcStatus } from "@grpc/grpc-js";
+import { type ClientDuplexStream, makeGenericClientConstructor, Metadata, status as grpcStatus } from "@grpc/grpc-js";
 import { type Frame, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import {
   type ConnectRequest,
@@ -15,6 +14,7 @@ import { Keepalive } from "../sdk/keepalive.js";
 import { Outbox } from "../sdk/outbox.js";
 import { decodeConnectRequest, decodeConnectResponse, encodeTunnelMessage, TUNNEL_PATH } from "../sdk/tunnel-codec.js";
 import { DEFAULT_WINDOW, MAX_FRAME_SIZE, MAX_MESSAGE_BYTES, MAX_WINDOW } from "../sdk/protocol.js";
+import { relayChannel, type RelayNetwork } from "./relay-channel.js";
 import type { TargetForwarder } from "./target-forwarder.js";
 
 /** grpc-js client for TunnelService/Connect, on the tunnel's own codec (see tunnel-codec.ts). */
@@ -61,6 +61,8 @@ export interface TunnelConnectionOptions {
   hello: Hello;
   forwarder: TargetForwarder;
   log: Logger;
+  /** Proxy, trust and client certificate; default: direct, Node's trust store. */
+  network?: RelayNetwork;
 }
 
 /**
@@ -87,11 +89,9 @@ export class TunnelConnection {
   onGoAway: (reason: string) => void = () => {};
 
   constructor(private readonly opts: TunnelConnectionOptions) {
-    const { relay } = opts;
-    const port = relay.port || (relay.protocol === "https:" ? "443" : "80");
-    // Node's default trust (bundled roots plus NODE_EXTRA_CA_CERTS); grpc-js's createSsl() misses the extra CAs.
-    const creds = relay.protocol === "https:" ? credentials.createFromSecureContext(createSecureContext()) : credentials.createInsecure();
-    this.client = new TunnelClient(`${relay.hostname}:${port}`, creds, {
+    const channel = relayChannel(opts.relay, opts.network ?? { insecureSkipVerify: false });
+    this.client = new TunnelClient(channel.target, channel.credentials, {
+      ...channel.options,
       // Each tunnel gets its own TCP connection, so tunnels can land on different relay nodes.
       "grpc.use_local_subchannel_pool": 1,
       "grpc.keepalive_time_ms": INITIAL_KEEPALIVE_MS,
