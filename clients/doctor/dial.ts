@@ -1,6 +1,7 @@
 import { lookup } from "node:dns/promises";
 import { connect as netConnect, type Socket } from "node:net";
 import { checkServerIdentity, connect as tlsConnect, type DetailedPeerCertificate, type TLSSocket } from "node:tls";
+import { connectThroughProxy, ProxyError } from "../connector/proxy.js";
 import { StepFailure } from "./report.js";
 
 const DAY_MS = 86_400_000;
@@ -42,47 +43,15 @@ export function tcpConnect(host: string, port: number, timeoutMs: number): Promi
   });
 }
 
-/**
- * Opens a tunnel through an HTTP proxy with CONNECT, as corporate networks
- * require, with basic credentials from the proxy URL.
- */
+/** CONNECT through the proxy, with the connector's own code; its refusals already say what to check. */
 export async function proxyConnect(proxy: URL, host: string, port: number, timeoutMs: number): Promise<Socket> {
-  const socket = await tcpConnect(proxy.hostname, Number(proxy.port || 80), timeoutMs);
-  const auth = proxy.username
-    ? `Proxy-Authorization: Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString("base64")}\r\n`
-    : "";
-  socket.write(`CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\n${auth}\r\n`);
-  const head = await new Promise<Buffer>((resolve, reject) => {
-    let seen = Buffer.alloc(0);
-    const timer = setTimeout(() => fail(new StepFailure("the proxy did not answer CONNECT", "check that --proxy names an HTTP proxy")), timeoutMs);
-    const fail = (e: Error) => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(e);
-    };
-    const onData = (chunk: Buffer) => {
-      seen = Buffer.concat([seen, chunk]);
-      const end = seen.indexOf("\r\n\r\n");
-      if (end < 0) return;
-      clearTimeout(timer);
-      socket.off("data", onData);
-      socket.pause();
-      if (seen.length > end + 4) socket.unshift(seen.subarray(end + 4));
-      resolve(seen.subarray(0, end));
-    };
-    socket.on("data", onData);
-    socket.once("close", () => fail(new StepFailure("the proxy closed the connection during CONNECT", "check the proxy's logs and rules")));
-  });
-  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head.toString("latin1"))?.[1] ?? 0);
-  if (status === 200) return socket;
-  socket.destroy();
-  const fix =
-    status === 407
-      ? "the proxy wants credentials: --proxy http://user:password@host:port"
-      : status === 403
-        ? `the proxy's rules forbid ${host}:${port}: ask for the relay to be allowed`
-        : "check the proxy's logs";
-  throw new StepFailure(`the proxy refused CONNECT to ${host}:${port} with ${status || "a malformed answer"}`, fix);
+  try {
+    return await connectThroughProxy({ proxy, host, port, timeoutMs });
+  } catch (err) {
+    if (!(err instanceof ProxyError)) throw err;
+    const [detail, fix] = err.message.split(" — ");
+    throw new StepFailure(detail!, fix ?? "check --proxy");
+  }
 }
 
 export interface TlsResult {

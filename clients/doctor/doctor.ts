@@ -2,8 +2,8 @@ import { readFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import { request } from "undici";
 import type { TargetSpec } from "../connector/connector-config.js";
+import { proxyFor } from "../connector/proxy.js";
 import { proxyConnect, resolveHost, tcpConnect, tlsHandshake } from "./dial.js";
-import { proxyFor } from "./proxy-env.js";
 import { openHttp2, probeTunnel, relayVersion } from "./relay-probe.js";
 import { createRecorder, type Report, StepFailure } from "./report.js";
 

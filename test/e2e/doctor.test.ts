@@ -4,6 +4,7 @@ import { makeTestPki, type TestPki } from "../helpers/certs.js";
 import { startTestRelay, type TestRelay } from "../helpers/in-process.js";
 import { runFerry } from "../helpers/processes.js";
 import { startTestTarget, type TestTarget } from "../helpers/targets.js";
+import { startTinyproxy } from "../helpers/tinyproxy.js";
 
 // `ferry doctor` as an on-prem admin runs it: a real CLI process against real relays, for a healthy
 // setup and for each way a setup breaks.
@@ -80,6 +81,22 @@ describe("ferry doctor", () => {
     expect(code).toBe(2);
     expect(text).toContain(`✘ ${step}`);
     expect(text).toContain("1 check(s) failed.");
+  });
+
+  it("goes through an HTTP proxy with credentials, and explains a refused CONNECT", async () => {
+    const proxy = await startTinyproxy({ user: "ferry", password: "s3cret" });
+    try {
+      const good = await doctor("--relay", relay.url, "--key", key, "--proxy", `http://ferry:s3cret@127.0.0.1:${proxy.port}`);
+      expect(good.code).toBe(0);
+      expect(good.report.steps.map((s) => s.name)).toEqual(["DNS", "TCP via proxy", "HTTP/2", "relay", "key", "round trip"]);
+      const bad = await doctor("--relay", relay.url, "--proxy", `http://ferry:wrong@127.0.0.1:${proxy.port}`);
+      expect(bad.code).toBe(2);
+      const failed = bad.report.steps.find((s) => !s.ok)!;
+      expect(failed).toMatchObject({ name: "TCP via proxy", detail: expect.stringMatching(/refused CONNECT .*: 40[17]/), fix: expect.stringMatching(/credentials/) });
+      expect(bad.text).not.toContain("wrong"); // the password never appears
+    } finally {
+      await proxy.close();
+    }
   });
 
   it("refuses bad usage with exit 1", async () => {
