@@ -33,6 +33,7 @@ export async function startTestRelay(
     keepaliveMs: relay.keepaliveMs,
     tlsCert: options.tlsCert,
     tlsKey: options.tlsKey,
+    connectorCa: options.connectorCa,
     ...options.listen,
   });
   relay.setAddress(server.url);
