@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { X509Certificate } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "./processes.js";
@@ -41,7 +42,7 @@ export function makePki(rootName = "Ferry Test Root"): Pki {
   const newKey = (path: string, type: "ec" | "rsa") =>
     type === "rsa" ? run("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", path)
       : run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path);
-  const serialOf = (cert: string) => run("x509", "-in", cert, "-noout", "-serial").toString().trim().split("=")[1]!.toUpperCase();
+  const serialOf = (cert: string) => new X509Certificate(readFileSync(cert)).serialNumber;
 
   const rootKey = join(dir, "root.key");
   const rootCert = join(dir, "root.pem");
