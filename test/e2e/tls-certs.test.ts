@@ -6,7 +6,7 @@ import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type Issued, makePki, type Pki } from "../helpers/pki.js";
 import { startTestRelay, type TestRelay } from "../helpers/in-process.js";
-import { type FerryProcess, startConnectorProcess, tempDir } from "../helpers/processes.js";
+import { type FerryProcess, runFerry, startConnectorProcess, startRelayProcess, tempDir } from "../helpers/processes.js";
 import { startTestTarget, type TestTarget } from "../helpers/targets.js";
 import { until } from "../helpers/wait.js";
 
@@ -136,5 +136,27 @@ describe("relay certificate", () => {
         .end("after reload"),
     );
     expect(res).toBe("after reload");
+  });
+
+  it("warns at start about uncovered names and an incomplete chain, one line each", async () => {
+    const leaf = pki.issue({ cn: "localhost", sans: SANS }, intermediate);
+    const relay = await startRelayProcess({
+      args: ["--tls-cert", leaf.cert, "--tls-key", leaf.key, "--public-host", "relay.example.com", "--base-domain", "apps.example.com"],
+    });
+    procs.push(relay);
+    const loaded = await relay.waitFor((l) => l.msg === "certificate loaded");
+    expect(sameSerial(String(loaded.serial), leaf.serial)).toBe(true);
+    const warnings = relay.lines.filter((l) => l.level === 40 && String(l.msg).startsWith("certificate:")).map((l) => l.check);
+    expect(warnings).toEqual(["chain_incomplete", "host_not_covered", "base_domain_not_covered"]);
+  });
+
+  it("refuses to start with a key that does not match the certificate", async () => {
+    const a = pki.issue({ cn: "localhost", sans: SANS }, intermediate);
+    const b = pki.issue({ cn: "localhost", sans: SANS }, intermediate);
+    const r = await runFerry(["relay", "--listen", "127.0.0.1:0", "--data", tempDir(), "--tls-cert", a.chain, "--tls-key", b.key], {
+      FERRY_ADMIN_TOKEN: "test-admin-token-0123456789",
+    });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr + r.stdout).toContain("does not match the first certificate");
   });
 });
