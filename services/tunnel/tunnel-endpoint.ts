@@ -87,7 +87,7 @@ async function serve(deps: TunnelEndpointDeps, call: GrpcCall, req: Http2ServerR
     refuse(deps, key.actor, key.tenant, { reason: "connector id differs from the certificate's", connectorId: hello.connectorId, remoteAddress: call.remoteAddress });
     throw new GrpcError(
       GrpcStatus.PERMISSION_DENIED,
-      `the client certificate is for connector "${key.connectorId}" but Hello says "${hello.connectorId}": set --connector-id ${key.connectorId}`,
+      `the client certificate is for connector "${key.connectorId}" but Hello says "${hello.connectorId}": start the connector with --id ${key.connectorId}`,
     );
   }
 

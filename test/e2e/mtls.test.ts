@@ -110,7 +110,7 @@ describe("connector client certificates (mTLS)", () => {
   it("holds a connector-id certificate to its connector id", async () => {
     const wrong = await tunnel({ cert: certs.edge, connectorId: "edge-2" });
     expect(wrong.code).toBe(Code.PermissionDenied);
-    expect(wrong.details).toContain("--connector-id edge-1");
+    expect(wrong.details).toContain("--id edge-1");
     expect((await tunnel({ cert: certs.edge, connectorId: "edge-1" })).tenant).toBe("acme");
   });
 
