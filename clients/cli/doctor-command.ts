@@ -13,6 +13,11 @@ interface DoctorFlags {
   config?: string;
   timeout: string;
   json?: boolean;
+  certs?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  publicHost?: string[];
+  baseDomain?: string;
 }
 
 export function doctorCommand(): Command {
@@ -27,6 +32,11 @@ export function doctorCommand(): Command {
     .option("--config <file>", "a connector's config file: check its relays, key, proxy, CA and targets")
     .option("--timeout <duration>", "time each step may take", "5s")
     .option("--json", "print the report as JSON")
+    .option("--certs", "instead: check the relay's own certificate files (with --tls-cert and --tls-key)")
+    .option("--tls-cert <file>", "with --certs: the relay's PEM certificate chain")
+    .option("--tls-key <file>", "with --certs: its private key")
+    .option("--public-host <name>", "with --certs: a name clients use to reach the relay (repeatable)", collect)
+    .option("--base-domain <domain>", "with --certs: the relay's --base-domain")
     .addHelpText(
       "after",
       `
@@ -34,11 +44,13 @@ Exit code: 0 when every check passed, 2 when one failed, 1 for a usage error.
 
 Examples:
   ferry doctor --relay https://relay.example.com --key fck_...
+  ferry doctor --certs --tls-cert /etc/ferry/fullchain.pem --tls-key /etc/ferry/key.pem --public-host relay.example.com
   ferry doctor --config /etc/ferry/connector.yaml
   HTTPS_PROXY=http://proxy.corp:3128 ferry doctor --relay https://relay.example.com --ca company-root.pem
 `,
     )
     .action(async (o: DoctorFlags) => {
+      if (o.certs) return certs(o);
       const { runDoctor } = await import("../doctor/doctor.js");
       const { formatReport } = await import("../doctor/report.js");
       const timeoutMs = duration(o.timeout);
@@ -54,6 +66,15 @@ Examples:
       else process.stdout.write(`${reports.map((r) => `${reports.length > 1 ? `${r.relay}\n` : ""}${formatReport(r)}`).join("\n\n")}\n`);
       if (!ok) process.exitCode = EXIT_SERVER;
     });
+}
+
+/** The relay side: its own certificate files, checked as the relay checks them at start and on reload. */
+async function certs(o: DoctorFlags): Promise<void> {
+  if (!o.tlsCert || !o.tlsKey) throw usage("--certs needs --tls-cert and --tls-key");
+  const { checkCertFiles, formatCertFiles } = await import("../doctor/cert-files.js");
+  const report = checkCertFiles({ tlsCert: o.tlsCert, tlsKey: o.tlsKey, publicHost: o.publicHost, baseDomain: o.baseDomain });
+  process.stdout.write(`${formatCertFiles(report, o.json)}\n`);
+  if (!report.ok) process.exitCode = EXIT_SERVER;
 }
 
 /** One run per relay: from a connector's config file, or from the flags. */

@@ -23,6 +23,7 @@ export function relayCommand(): Command {
     .option("--grace <duration>", "on SIGTERM, how long in-flight exchanges may take to finish (default 30s)")
     .option("--drain-delay <duration>", "on SIGTERM, how long a cluster node keeps its port open after /readyz turns 503, so load balancers move first (default 2s with --nats, else 0)")
     .option("--connector-ca <file>", "PEM CA whose client certificates authenticate connectors (mTLS; SAN/CN names the tenant)")
+    .option("--public-host <name>", "host name clients and connectors use; the relay warns when its certificate does not cover it")
     .option("--base-domain <domain>", "route {target}.{tenant}.DOMAIN to that target with the path untouched (needs wildcard DNS and certificate)")
     .option("--trust-proxy <cidr>", "believe X-Forwarded-* from this address or range (repeatable)", collect)
     .option("--node-id <id>", "name of this node in logs and the admin API (default: random)")
@@ -54,6 +55,7 @@ Config file (YAML or JSON; unknown keys are rejected):
   tlsKey: /etc/ferry/key.pem
   requestTimeout: 60s
   baseDomain: relay.example.com   # https://{target}.{tenant}.relay.example.com/
+  publicHost: relay.example.com   # checked against the certificate
   nats:
     servers: [nats://10.0.0.11:4222, nats://10.0.0.12:4222, nats://10.0.0.13:4222]
     user: ferry        # password from FERRY_NATS_PASSWORD
@@ -82,12 +84,23 @@ Config file (YAML or JSON; unknown keys are rejected):
         log.info({ signal }, "stopped while starting");
       });
       const forward: Listeners = { request: (req, res) => listeners.request(req, res), upgrade: (req, socket, head) => listeners.upgrade(req, socket, head) };
-      const server = await listen(forward, { host, port, tlsCert: settings.tlsCert, tlsKey: settings.tlsKey, keepaliveMs }).catch(
+      const { certificateLog } = await import("../../services/relay/cert-log.js");
+      const certLog = certificateLog(log, { hosts: settings.publicHost ? [settings.publicHost] : [], baseDomain: settings.baseDomain });
+      const server = await listen(forward, {
+        host,
+        port,
+        tlsCert: settings.tlsCert,
+        tlsKey: settings.tlsKey,
+        connectorCa: settings.connectorCa,
+        onCertificate: certLog.onCertificate,
+        onCertificateError: certLog.onCertificateError,
+        keepaliveMs,
+      }).catch(
         (err: NodeJS.ErrnoException) => {
           throw err.code === "EADDRINUSE" || err.code === "EACCES" || err.code === "EADDRNOTAVAIL"
             ? new FerryError("failed_precondition", "listen_failed", `cannot listen on ${host.includes(":") ? `[${host}]` : host}:${port}: ${err.code}`)
-            : err.code === "ENOENT" || err.code?.startsWith("ERR_OSSL")
-              ? new FerryError("invalid_argument", "bad_tls_files", `cannot use --tls-cert/--tls-key: ${err.message}`)
+            : err.code === "ENOENT" || err.code === "ERR_TLS_FILES" || err.code?.startsWith("ERR_OSSL")
+              ? new FerryError("invalid_argument", "bad_tls_files", `cannot use --tls-cert/--tls-key${settings.connectorCa ? "/--connector-ca" : ""}: ${err.message}`)
               : err;
         },
       );
@@ -106,6 +119,7 @@ Config file (YAML or JSON; unknown keys are rejected):
           nats: settings.nats,
           signal: starting.signal,
           baseDomain: settings.baseDomain,
+          connectorCa: settings.connectorCa,
         }),
       ).catch(async (err: unknown) => {
         await server.close(100);

@@ -38,6 +38,7 @@ export interface RelayFlags {
   trustProxy?: string[];
   baseDomain?: string;
   connectorCa?: string;
+  publicHost?: string;
   nodeId?: string;
   auditRetention?: string;
   /** Undefined unless --no-audit-requests was given (commander's implied `true` must not beat the file). */
@@ -71,6 +72,8 @@ export interface RelaySettings {
   baseDomain?: string;
   /** PEM CA file for connector client certificates (mTLS); needs TLS. */
   connectorCa?: string;
+  /** Host name clients and connectors use; the certificate is checked against it. Lower case. */
+  publicHost?: string;
   nodeId?: string;
   auditRetentionDays: number;
   auditRequests: boolean;
@@ -122,6 +125,7 @@ export function resolveRelaySettings(flags: RelayFlags, env: NodeJS.ProcessEnv):
     throw invalid(`${name("--connector-ca", flags.connectorCa !== undefined, "connectorCa")} needs TLS: give --tls-cert and --tls-key too`);
   }
   const baseDomain = domain(flags.baseDomain ?? (file.baseDomain || undefined), name("--base-domain", flags.baseDomain !== undefined, "baseDomain"));
+  const publicHost = host(flags.publicHost ?? (file.publicHost || undefined), name("--public-host", flags.publicHost !== undefined, "publicHost"));
   return {
     listen: address(flags.listen ?? (file.listen || RELAY_DEFAULTS.listen), name("--listen", flags.listen !== undefined, "listen")),
     dataDir: flags.data ?? (file.data || RELAY_DEFAULTS.data),
@@ -133,6 +137,7 @@ export function resolveRelaySettings(flags: RelayFlags, env: NodeJS.ProcessEnv):
     trustedProxies: flags.trustProxy?.length ? flags.trustProxy : file.trustProxy,
     ...optional("baseDomain", baseDomain),
     ...optional("connectorCa", connectorCa),
+    ...optional("publicHost", publicHost),
     ...optional("nodeId", flags.nodeId ?? (file.nodeId || undefined)),
     auditRetentionDays,
     auditRequests: flags.auditRequests ?? file.auditRequests ?? RELAY_DEFAULTS.auditRequests,
@@ -252,6 +257,17 @@ function domain(value: string | undefined, what: string): string | undefined {
   const labels = name.split(".");
   if (labels.length < 2 || !labels.every((l) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(l))) {
     throw invalid(`${what} "${value}" is not a domain name like relay.example.com (no scheme, port or wildcard)`);
+  }
+  return name;
+}
+
+/** A host name or IP address as clients type it, without scheme or port. */
+function host(value: string | undefined, what: string): string | undefined {
+  if (value === undefined) return undefined;
+  const name = value.toLowerCase().replace(/\.$/, "");
+  const ip = /^[\d.]+$/.test(name) || /^[0-9a-f:]+$/.test(name);
+  if (!ip && !name.split(".").every((l) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(l))) {
+    throw invalid(`${what} "${value}" is not a host name like relay.example.com (no scheme, port or path)`);
   }
   return name;
 }

@@ -1,7 +1,9 @@
+import { X509Certificate } from "node:crypto";
 import { lookup } from "node:dns/promises";
 import { connect as netConnect, type Socket } from "node:net";
 import { checkServerIdentity, connect as tlsConnect, type DetailedPeerCertificate, type TLSSocket } from "node:tls";
 import { connectThroughProxy, ProxyError } from "../connector/proxy.js";
+import { checkCertificate } from "../sdk/cert-check.js";
 import { StepFailure } from "./report.js";
 
 const DAY_MS = 86_400_000;
@@ -80,13 +82,12 @@ export function tlsHandshake(socket: Socket, servername: string, opts: { ca?: Bu
         tls.destroy();
         return reject(new StepFailure(`${problem.detail}; chain: ${chain}`, problem.fix));
       }
-      const warnings: string[] = [];
-      const validTo = Date.parse(peer.valid_to);
-      const days = Math.floor((validTo - now) / DAY_MS);
-      if (days < 30) warnings.push(`the certificate expires in ${days} days (${peer.valid_to}): renew it`);
-      const lifetime = Math.round((validTo - Date.parse(peer.valid_from)) / DAY_MS);
-      if (lifetime > 398) warnings.push(`the certificate is valid for ${lifetime} days; Apple and browser clients refuse more than 398`);
+      // The same checks the relay runs on its own files: expiry soon, validity over 398 days, the chain, the name.
+      const x509 = chainOf(peer);
+      const check = checkCertificate({ chain: x509, hosts: [servername], now: new Date(now) });
+      const warnings = check.findings.filter((f) => f.severity === "warning" || f.severity === "error").map((f) => f.message);
       if (opts.insecure) warnings.push("certificate checks are off (--insecure-skip-verify): for tests only");
+      const days = Math.floor((Date.parse(peer.valid_to) - now) / DAY_MS);
       resolve({ socket: tls, detail: `${tls.getProtocol()}, ${tls.getCipher().name}, certificate ${chain}, expires in ${days} days`, warnings });
     });
   });
@@ -114,6 +115,17 @@ function verification(tls: TLSSocket, servername: string, peer: DetailedPeerCert
     };
   }
   return undefined;
+}
+
+/** The peer's certificates, leaf first, as far as the server sent and the local store completed them. */
+function chainOf(peer: DetailedPeerCertificate): X509Certificate[] {
+  const out: X509Certificate[] = [];
+  const seen = new Set<string>();
+  for (let c: DetailedPeerCertificate | undefined = peer; c?.raw && !seen.has(c.fingerprint256); c = c.issuerCertificate) {
+    seen.add(c.fingerprint256);
+    out.push(new X509Certificate(c.raw));
+  }
+  return out;
 }
 
 /** "CN (SANs) ← issuer ← ..." up to the root or as far as the server sent. */

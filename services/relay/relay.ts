@@ -54,6 +54,12 @@ export interface RelayOptions {
   signal?: AbortSignal;
   /** Host-based routing: {target}.{tenant}.<baseDomain> reaches that target with its path untouched. */
   baseDomain?: string;
+  /**
+   * PEM CA file for connector client certificates. The server (listen) asks
+   * for them; with this set, the tunnel endpoint takes a verified one as the
+   * connector's credential.
+   */
+  connectorCa?: string;
 }
 
 export interface Relay {
@@ -183,6 +189,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       keepaliveMs,
       isDraining: () => draining,
       refusals: createRefusalLimiter(),
+      acceptCertificates: options.connectorCa !== undefined,
     });
 
     const adminHandler = connectNodeAdapter({

@@ -1,3 +1,4 @@
+import type { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer as createHttp1Server, type IncomingMessage, type Server as Http1Server } from "node:http";
 import {
@@ -12,6 +13,8 @@ import { createServer as createNetServer, type AddressInfo, Server as NetServerC
 import type { Duplex } from "node:stream";
 import { TUNNEL_PATH } from "../../clients/sdk/tunnel-codec.js";
 import type { NodeRequest, NodeResponse } from "../gateway/http-error.js";
+import { type CertReloader, watchCertFiles } from "./cert-reload.js";
+import { loadTlsMaterial, secureContextOptions } from "./tls-files.js";
 
 export interface ListenOptions {
   host: string;
@@ -19,6 +22,17 @@ export interface ListenOptions {
   /** PEM files; with them the port speaks TLS (HTTP/2 or HTTP/1.1 by ALPN). */
   tlsCert?: string;
   tlsKey?: string;
+  /**
+   * PEM CA file: with it the TLS server asks for a client certificate (without
+   * requiring one) and the tunnel endpoint may authenticate connectors by it.
+   */
+  connectorCa?: string;
+  /** Called with the certificate chain in use: at start (reloaded false) and after each reload. */
+  onCertificate?(chain: X509Certificate[], reloaded: boolean): void;
+  /** A changed certificate or key that cannot be used; the old pair stays. */
+  onCertificateError?(err: Error): void;
+  /** How often the certificate files are read in case a file-system watch missed a change (default 60s). */
+  certPollMs?: number;
   /** HTTP/2 PING interval; a session that does not answer within it is destroyed. */
   keepaliveMs: number;
 }
@@ -28,6 +42,8 @@ export interface RelayServer {
   readonly port: number;
   /** Stops accepting connections; open ones keep working. */
   stopAccepting(): void;
+  /** Reads the certificate files now and switches to them if they changed and are valid; true when switched. */
+  reloadCertificate(): boolean;
   /** Closes every connection: gracefully first, then forcibly after `forceAfterMs`. */
   close(forceAfterMs?: number): Promise<void>;
 }
@@ -105,17 +121,34 @@ export async function listen(handlers: Listeners, opts: ListenOptions): Promise<
   let outer: NetServer | Http2SecureServer;
   let h1: Http1Server | undefined;
   let h2: Http2Server | Http2SecureServer;
+  let reloader: CertReloader | undefined;
   if (opts.tlsCert && opts.tlsKey) {
+    const material = loadTlsMaterial(opts.tlsCert, opts.tlsKey);
+    const clientCa = opts.connectorCa ? readFileSync(opts.connectorCa) : undefined;
     const secure = createSecureServer(
       {
-        cert: readFileSync(opts.tlsCert),
-        key: readFileSync(opts.tlsKey),
+        ...secureContextOptions(material, clientCa),
+        // Asked, never required: key-only connectors and browsers must still get in. A certificate that does not
+        // verify is not fatal either: the tunnel endpoint treats it as absent (socket.authorized is false).
+        ...(clientCa ? { requestCert: true, rejectUnauthorized: false } : {}),
         allowHTTP1: true,
-        minVersion: "TLSv1.2",
         settings: H2_SETTINGS,
       },
       handler,
     );
+    opts.onCertificate?.(material.chain, false);
+    // New handshakes get the new pair; connections already open (tunnels included) keep theirs.
+    reloader = watchCertFiles({
+      certFile: opts.tlsCert,
+      keyFile: opts.tlsKey,
+      current: material,
+      pollMs: opts.certPollMs,
+      apply: (next) => {
+        secure.setSecureContext(secureContextOptions(next, clientCa));
+        opts.onCertificate?.(next.chain, true);
+      },
+      onError: (err) => opts.onCertificateError?.(err),
+    });
     // Small frames (heads, credit) must leave at once: Nagle plus delayed ACKs costs ~40 ms a round trip.
     secure.on("connection", (socket: Socket) => socket.setNoDelay(true));
     h2 = secure;
@@ -147,9 +180,13 @@ export async function listen(handlers: Listeners, opts: ListenOptions): Promise<
   });
 
   await new Promise<void>((resolve, reject) => {
-    outer.once("error", reject);
+    const failed = (err: Error) => {
+      reloader?.close();
+      reject(err);
+    };
+    outer.once("error", failed);
     outer.listen(opts.port, opts.host, () => {
-      outer.off("error", reject);
+      outer.off("error", failed);
       resolve();
     });
   });
@@ -165,8 +202,10 @@ export async function listen(handlers: Listeners, opts: ListenOptions): Promise<
     url: `${scheme}://${host}:${address.port}`,
     port: address.port,
     stopAccepting,
+    reloadCertificate: () => reloader?.check() ?? false,
     async close(forceAfterMs = 5_000) {
       closing = true;
+      reloader?.close();
       stopAccepting();
       // GOAWAY to clients now; a connector's session only once its tunnels have ended (the relay's drain ends them,
       // after the relay's own GoAway has moved the connector): an HTTP/2 GOAWAY under a live tunnel helps nobody.

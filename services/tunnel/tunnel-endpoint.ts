@@ -20,6 +20,7 @@ import type { AuditLog } from "../audit/audit-log.js";
 import type { RefusalLimiter } from "../audit/refusal-limiter.js";
 import { type NodeRequest, type NodeResponse, sendError } from "../gateway/http-error.js";
 import type { Catalog } from "../state/catalog.js";
+import { type ConnectorCert, connectorCert } from "./connector-cert.js";
 import { GrpcCall, GrpcError, GrpcStatus } from "./grpc-call.js";
 import { RelayTunnel, type TunnelCloseStatus } from "./relay-tunnel.js";
 import type { TunnelRegistry } from "./tunnel-registry.js";
@@ -35,6 +36,8 @@ export interface TunnelEndpointDeps {
   isDraining(): boolean;
   /** Bounds audit events about refused keys (anyone can present a bad one). */
   refusals: RefusalLimiter;
+  /** Client certificates verified against --connector-ca authenticate connectors (mTLS). */
+  acceptCertificates?: boolean;
 }
 
 const HELLO_TIMEOUT_MS = 10_000;
@@ -75,10 +78,18 @@ export function createTunnelEndpoint(deps: TunnelEndpointDeps): (req: NodeReques
 async function serve(deps: TunnelEndpointDeps, call: GrpcCall, req: Http2ServerRequest): Promise<void> {
   if (deps.isDraining()) throw new GrpcError(GrpcStatus.UNAVAILABLE, "relay is draining; connect to another node");
   const secret = bearer(call.header("authorization"));
-  const key = authenticate(deps, secret, call.remoteAddress);
+  const cert: ConnectorCert = deps.acceptCertificates ? connectorCert(req) : { kind: "none" };
+  const key = authenticate(deps, secret, cert, call.remoteAddress);
   const hello = await readHello(call);
   // The key (or its tenant) may have gone while we waited for Hello; revocation only sees registered tunnels.
-  authenticate(deps, secret, call.remoteAddress);
+  authenticate(deps, secret, cert, call.remoteAddress);
+  if (key.connectorId !== undefined && hello.connectorId !== key.connectorId) {
+    refuse(deps, key.actor, key.tenant, { reason: "connector id differs from the certificate's", connectorId: hello.connectorId, remoteAddress: call.remoteAddress });
+    throw new GrpcError(
+      GrpcStatus.PERMISSION_DENIED,
+      `the client certificate is for connector "${key.connectorId}" but Hello says "${hello.connectorId}": start the connector with --id ${key.connectorId}`,
+    );
+  }
 
   const tunnel = new RelayTunnel(
     {
@@ -104,7 +115,7 @@ async function serve(deps: TunnelEndpointDeps, call: GrpcCall, req: Http2ServerR
         deps.registry.remove(t);
         deps.audit.record({
           action: "connector.disconnect",
-          actor: `connector:${t.info.keyId}`,
+          actor: key.actor,
           tenant: t.info.tenant,
           details: { tunnel: t.info.id, connectorId: t.info.connectorId, reason },
         });
@@ -130,10 +141,12 @@ async function serve(deps: TunnelEndpointDeps, call: GrpcCall, req: Http2ServerR
   if (!hello.probe) deps.registry.add(tunnel);
   deps.audit.record({
     action: hello.probe ? "connector.probe" : "connector.connect",
-    actor: `connector:${key.keyId}`,
+    actor: key.actor,
     tenant: key.tenant,
     details: {
       tunnel: tunnel.info.id,
+      auth: key.auth,
+      ...(key.certificate ? { certificate: key.certificate } : {}),
       connectorId: hello.connectorId,
       version: hello.connectorVersion,
       hostname: hello.hostname,
@@ -179,7 +192,73 @@ function bearer(header: string | undefined): string {
   return h.toLowerCase().startsWith("bearer ") ? h.slice(7).trim() : "";
 }
 
-function authenticate(deps: TunnelEndpointDeps, secret: string, remoteAddress: string) {
+/** Who a tunnel belongs to once authenticated. */
+interface Principal {
+  tenant: string;
+  /** The connector key's id; empty for a tunnel authenticated by certificate alone. */
+  keyId: string;
+  /** The audit actor: connector:KEYID, or connector-cert:NAME without a key. */
+  actor: string;
+  auth: "key" | "certificate" | "certificate+key";
+  /** The certificate's name (SAN or CN) when one authenticated the tunnel. */
+  certificate?: string;
+  /** The connector id the certificate names; Hello must carry the same. */
+  connectorId?: string;
+}
+
+/**
+ * A connector key, a client certificate (mTLS), or both. A certificate that
+ * does not verify counts as absent, so a key still gets in; with no key it is
+ * refused. Both together must name the same tenant.
+ */
+function authenticate(deps: TunnelEndpointDeps, secret: string, cert: ConnectorCert, remoteAddress: string): Principal {
+  if (cert.kind === "untrusted" && secret === "") {
+    const suppressed = deps.refusals.admit();
+    if (suppressed !== undefined) {
+      deps.audit.record({
+        action: "connector.refused",
+        actor: "anonymous",
+        details: { reason: "untrusted certificate", certificate: cert.subject, error: cert.reason, remoteAddress, ...(suppressed ? { suppressedBefore: suppressed } : {}) },
+      });
+    }
+    throw new GrpcError(GrpcStatus.UNAUTHENTICATED, `client certificate not accepted (${cert.reason}) and no connector key sent`);
+  }
+  if (cert.kind !== "valid") {
+    const key = authenticateKey(deps, secret, remoteAddress);
+    return { tenant: key.tenant, keyId: key.keyId, actor: `connector:${key.keyId}`, auth: "key" };
+  }
+  const actor = `connector-cert:${cert.name}`;
+  const details = { certificate: cert.name, serial: cert.serial, remoteAddress };
+  const key = secret === "" ? undefined : authenticateKey(deps, secret, remoteAddress);
+  if (key && key.tenant !== cert.tenant) {
+    refuse(deps, `connector:${key.keyId}`, key.tenant, { reason: "certificate and key name different tenants", ...details });
+    throw new GrpcError(GrpcStatus.UNAUTHENTICATED, `the client certificate names tenant "${cert.tenant}" but the connector key is another tenant's`);
+  }
+  const tenant = deps.catalog.getTenant(cert.tenant);
+  if (!tenant) {
+    refuse(deps, actor, cert.tenant, { reason: "unknown tenant", ...details });
+    throw new GrpcError(GrpcStatus.UNAUTHENTICATED, `the client certificate names tenant "${cert.tenant}", which does not exist`);
+  }
+  if (tenant.disabled) {
+    refuse(deps, actor, cert.tenant, { reason: "tenant disabled", ...details });
+    throw new GrpcError(GrpcStatus.PERMISSION_DENIED, `tenant "${cert.tenant}" is disabled`);
+  }
+  return {
+    tenant: cert.tenant,
+    keyId: key?.keyId ?? "",
+    actor: key ? `connector:${key.keyId}` : actor,
+    auth: key ? "certificate+key" : "certificate",
+    certificate: cert.name,
+    ...(cert.connectorId !== undefined ? { connectorId: cert.connectorId } : {}),
+  };
+}
+
+/** Refusals of a verified certificate: its holder is known, so they are recorded without the limiter. */
+function refuse(deps: TunnelEndpointDeps, actor: string, tenant: string, details: Record<string, unknown>): void {
+  deps.audit.record({ action: "connector.refused", actor, tenant, details });
+}
+
+function authenticateKey(deps: TunnelEndpointDeps, secret: string, remoteAddress: string) {
   const check = deps.catalog.checkConnectorKey(secret);
   if (!check.ok) {
     const suppressed = deps.refusals.admit();

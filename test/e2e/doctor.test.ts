@@ -99,6 +99,18 @@ describe("ferry doctor", () => {
     }
   });
 
+  it("checks the relay's own certificate files with --certs", async () => {
+    const good = await runFerry(["doctor", "--certs", "--tls-cert", pki.cert, "--tls-key", pki.key, "--public-host", "localhost"]);
+    expect(good.code).toBe(0);
+    expect(good.stdout).toContain("✔ chain: 2 certificate(s)");
+    expect(good.stdout).toContain("✔ covers localhost");
+    const other = makeTestPki();
+    const mismatch = await runFerry(["doctor", "--certs", "--json", "--tls-cert", pki.cert, "--tls-key", other.key]);
+    expect(mismatch.code).toBe(2);
+    expect(JSON.parse(mismatch.stdout)).toMatchObject({ ok: false, steps: expect.arrayContaining([expect.objectContaining({ status: "fail" })]) });
+    expect((await runFerry(["doctor", "--certs"])).stderr).toContain("--certs needs --tls-cert and --tls-key");
+  });
+
   it("refuses bad usage with exit 1", async () => {
     const r = await runFerry(["doctor"]);
     expect(r.code).toBe(1);

@@ -5,7 +5,7 @@ import { type Connector, startConnector } from "../../clients/connector/connecto
 import { loadConnectorSettings } from "../../clients/connector/connector-config.js";
 import { createLogger } from "../../clients/sdk/logger.js";
 import { createRelay, type Relay, type RelayOptions } from "../../services/relay/relay.js";
-import { listen, type RelayServer } from "../../services/relay/server.js";
+import { type ListenOptions, listen, type RelayServer } from "../../services/relay/server.js";
 import { ADMIN_TOKEN, tempDir } from "./processes.js";
 
 export const quietLog = createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent", pretty: false });
@@ -23,7 +23,7 @@ export interface TestRelay {
 
 /** A relay in this process on 127.0.0.1, port 0. */
 export async function startTestRelay(
-  options: Partial<RelayOptions> & { tlsCert?: string; tlsKey?: string; ca?: string } = {},
+  options: Partial<RelayOptions> & { tlsCert?: string; tlsKey?: string; ca?: string; listen?: Partial<ListenOptions> } = {},
 ): Promise<TestRelay> {
   const dataDir = options.dataDir ?? tempDir();
   const relay = await createRelay({ log: quietLog, adminToken: ADMIN_TOKEN, ...options, dataDir });
@@ -33,6 +33,8 @@ export async function startTestRelay(
     keepaliveMs: relay.keepaliveMs,
     tlsCert: options.tlsCert,
     tlsKey: options.tlsKey,
+    connectorCa: options.connectorCa,
+    ...options.listen,
   });
   relay.setAddress(server.url);
   const admin = createAdminClient(server.url, ADMIN_TOKEN, { ca: options.ca ? readFileSync(options.ca) : undefined });

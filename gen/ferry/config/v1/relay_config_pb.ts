@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ferry/config/v1/relay_config.proto.
  */
 export const file_ferry_config_v1_relay_config: GenFile = /*@__PURE__*/
-  fileDesc("CiJmZXJyeS9jb25maWcvdjEvcmVsYXlfY29uZmlnLnByb3RvEg9mZXJyeS5jb25maWcudjEi/wMKC1JlbGF5Q29uZmlnEg4KBmxpc3RlbhgBIAEoCRIMCgRkYXRhGAIgASgJEhAKCHRsc19jZXJ0GAMgASgJEg8KB3Rsc19rZXkYBCABKAkSMgoPcmVxdWVzdF90aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCWtlZXBhbGl2ZRgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIoCgVncmFjZRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgt0cnVzdF9wcm94eRgIIAMoCRIPCgdub2RlX2lkGAkgASgJEhwKFGF1ZGl0X3JldGVudGlvbl9kYXlzGAogASgNEhsKDmF1ZGl0X3JlcXVlc3RzGAsgASgISACIAQESFgoObWV0cmljc19saXN0ZW4YDCABKAkSEQoJbG9nX2xldmVsGA0gASgJEikKBG5hdHMYDiABKAsyGy5mZXJyeS5jb25maWcudjEuTmF0c0NvbmZpZxIuCgtkcmFpbl9kZWxheRgPIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtiYXNlX2RvbWFpbhgQIAEoCRIUCgxjb25uZWN0b3JfY2EYESABKAlCEQoPX2F1ZGl0X3JlcXVlc3RzIpEBCgpOYXRzQ29uZmlnEg8KB3NlcnZlcnMYASADKAkSDAoEdXNlchgCIAEoCRIQCghwYXNzd29yZBgDIAEoCRINCgV0b2tlbhgEIAEoCRIOCgZ0bHNfY2EYBSABKAkSEAoIdGxzX2NlcnQYBiABKAkSDwoHdGxzX2tleRgHIAEoCRIQCghyZXBsaWNhcxgIIAEoDWIGcHJvdG8z", [file_google_protobuf_duration]);
+  fileDesc("CiJmZXJyeS9jb25maWcvdjEvcmVsYXlfY29uZmlnLnByb3RvEg9mZXJyeS5jb25maWcudjEilAQKC1JlbGF5Q29uZmlnEg4KBmxpc3RlbhgBIAEoCRIMCgRkYXRhGAIgASgJEhAKCHRsc19jZXJ0GAMgASgJEg8KB3Rsc19rZXkYBCABKAkSMgoPcmVxdWVzdF90aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCWtlZXBhbGl2ZRgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIoCgVncmFjZRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgt0cnVzdF9wcm94eRgIIAMoCRIPCgdub2RlX2lkGAkgASgJEhwKFGF1ZGl0X3JldGVudGlvbl9kYXlzGAogASgNEhsKDmF1ZGl0X3JlcXVlc3RzGAsgASgISACIAQESFgoObWV0cmljc19saXN0ZW4YDCABKAkSEQoJbG9nX2xldmVsGA0gASgJEikKBG5hdHMYDiABKAsyGy5mZXJyeS5jb25maWcudjEuTmF0c0NvbmZpZxIuCgtkcmFpbl9kZWxheRgPIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtiYXNlX2RvbWFpbhgQIAEoCRIUCgxjb25uZWN0b3JfY2EYESABKAkSEwoLcHVibGljX2hvc3QYEiABKAlCEQoPX2F1ZGl0X3JlcXVlc3RzIpEBCgpOYXRzQ29uZmlnEg8KB3NlcnZlcnMYASADKAkSDAoEdXNlchgCIAEoCRIQCghwYXNzd29yZBgDIAEoCRINCgV0b2tlbhgEIAEoCRIOCgZ0bHNfY2EYBSABKAkSEAoIdGxzX2NlcnQYBiABKAkSDwoHdGxzX2tleRgHIAEoCRIQCghyZXBsaWNhcxgIIAEoDWIGcHJvdG8z", [file_google_protobuf_duration]);
 
 /**
  * RelayConfig is the relay's configuration file (YAML or JSON, using the proto
@@ -151,6 +151,15 @@ export type RelayConfig = Message<"ferry.config.v1.RelayConfig"> & {
    * @generated from field: string connector_ca = 17;
    */
   connectorCa: string;
+
+  /**
+   * Host name clients and connectors use to reach the relay (e.g.
+   * relay.example.com). Only checked: the relay warns at start and on
+   * certificate reload when the certificate does not cover it.
+   *
+   * @generated from field: string public_host = 18;
+   */
+  publicHost: string;
 };
 
 /**
