@@ -103,8 +103,12 @@ function validate(c: ConnectorConfig, flags: ConnectorFlags, where: string): Con
     if (url.pathname !== "/" || url.search) throw invalid(`${where}relays[${i}] "${r}" must not have a path or query`);
     return url;
   });
-  if (!c.key) throw invalid(`${where}no connector key: give --key, FERRY_CONNECTOR_KEY or "key" in the config file`);
-  if (!/^fck_[a-z0-9]{16}_[A-Za-z0-9_-]{43}$/.test(c.key)) {
+  // With mTLS the client certificate may authenticate alone (the relay maps it to the tenant).
+  const hasCert = Boolean(flags.tlsCert ?? c.tlsCert);
+  if (!c.key && !hasCert) {
+    throw invalid(`${where}no connector key: give --key, FERRY_CONNECTOR_KEY or "key" in the config file (or a client certificate with --tls-cert and --tls-key)`);
+  }
+  if (c.key && !/^fck_[a-z0-9]{16}_[A-Za-z0-9_-]{43}$/.test(c.key)) {
     throw invalid(`${where}the connector key is not a Ferry connector key (it starts with "fck_"; create one with "ferry admin keys create TENANT")`);
   }
   if (c.targets.length === 0) throw invalid(`${where}no target: give --target NAME=URL (or "targets" in the config file)`);

@@ -113,7 +113,7 @@ export class TunnelConnection {
   /** Connects and waits for Welcome. Rejects with TunnelError. */
   async open(): Promise<Welcome> {
     const metadata = new Metadata();
-    metadata.set("authorization", `Bearer ${this.opts.key}`);
+    if (this.opts.key) metadata.set("authorization", `Bearer ${this.opts.key}`);
     const call = (this.client as unknown as { connect(m: Metadata): Call }).connect(metadata);
     this.call = call;
     this.ended = new Promise<void>((resolve, reject) => {

@@ -8,6 +8,8 @@ import { grpcClientConstructor } from "../../clients/sdk/grpc-client.js";
 import { ConnectRequestSchema, type ConnectResponse, TunnelService } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
 import { startTestRelay, type TestRelay } from "../helpers/in-process.js";
 import { type Issued, makePki, type Pki } from "../helpers/pki.js";
+import { startConnectorProcess } from "../helpers/processes.js";
+import { startTestTarget } from "../helpers/targets.js";
 
 let server: Pki;
 let connectors: Pki;
@@ -70,6 +72,29 @@ async function audit() {
 }
 
 describe("connector client certificates (mTLS)", () => {
+  it("a real connector process authenticates with its certificate alone and carries traffic", async () => {
+    const target = await startTestTarget();
+    const connector = startConnectorProcess(relay.url, "", { app: target.url }, {
+      args: ["--ca", server.root.cert, "--tls-cert", certs.acme!.chain, "--tls-key", certs.acme!.key, "--tunnels", "1"],
+    });
+    try {
+      await connector.waitForCount("tunnel connected", 1);
+      const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        httpsRequest(`${relay.url}/relay/acme/app/echo`, { method: "POST", ca: readFileSync(server.root.cert) }, (r) => {
+          let body = "";
+          r.on("data", (c) => (body += c));
+          r.on("end", () => resolve({ status: r.statusCode!, body }));
+        })
+          .on("error", reject)
+          .end("via mTLS");
+      });
+      expect(res).toEqual({ status: 200, body: "via mTLS" });
+    } finally {
+      await connector.stop();
+      await target.close();
+    }
+  });
+
   it("a certificate alone authenticates its tenant, audited as such", async () => {
     const r = await tunnel({ cert: certs.acme });
     expect(r.tenant).toBe("acme");

@@ -153,7 +153,7 @@ export function startConnectorProcess(
   const relays = (Array.isArray(relayUrls) ? relayUrls : [relayUrls]).flatMap((r) => ["--relay", r]);
   const targetArgs = Object.entries(targets).flatMap(([name, url]) => ["--target", `${name}=${url}`]);
   return spawnFerry(
-    ["connector", ...relays, "--key", key, ...targetArgs, "--reconnect-min", "50ms", "--reconnect-max", "500ms", ...(opts.args ?? [])],
+    ["connector", ...relays, ...(key ? ["--key", key] : []), ...targetArgs, "--reconnect-min", "50ms", "--reconnect-max", "500ms", ...(opts.args ?? [])],
     opts.env,
   );
 }
