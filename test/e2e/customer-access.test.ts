@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector } from "../../clients/connector/connector.js";
@@ -108,6 +108,19 @@ describe("audit log", () => {
     expect(ok!.id).toMatch(/^[0-9a-f]+$/);
     expect(forbidden).toMatchObject({ method: "GET", path: "/secret?audit=2", status: 403, outcome: "forbidden" });
     expect(reset).toMatchObject({ path: "/hang?audit=3", status: 0, outcome: "reset: CANCELLED" });
+    expect(statSync(auditFile).mode & 0o777).toBe(0o600);
+  });
+
+
+  it("reopens the file after logrotate moved it away (SIGHUP)", async () => {
+    await eventually(() => existsSync(auditFile) && auditLines().length > 0, "audit lines");
+    const rotated = `${auditFile}.1`;
+    renameSync(auditFile, rotated);
+    const before = readFileSync(rotated, "utf8");
+    connector.reopenAuditLog();
+    expect((await request(url("crm", "/json?audit=rotated"))).status).toBe(200);
+    await eventually(() => existsSync(auditFile) && auditLines().some((l) => l.path === "/json?audit=rotated"), "a line in the new file");
+    expect(readFileSync(rotated, "utf8")).toBe(before);
     expect(statSync(auditFile).mode & 0o777).toBe(0o600);
   });
 });
