@@ -15,7 +15,8 @@ let conn: Connector;
 
 beforeAll(async () => {
   nats = await startNatsServer();
-  [a, b] = await Promise.all(["a", "b"].map((nodeId) => startTestRelay({ nats: { servers: [nats.url] }, nodeId })));
+  const node = (nodeId: string) => startTestRelay({ nats: { servers: [nats.url] }, nodeId });
+  [a, b] = await Promise.all([node("a"), node("b")]);
   target = await startTestTarget();
   await a.admin.createTenant({ name: "acme" });
   const { secret } = await a.admin.createKey({ tenant: "acme" });
