@@ -52,8 +52,21 @@ Signals: SIGUSR1 pauses (no new exchanges), SIGUSR2 resumes; SIGTERM drains and 
       const settings = loadConnectorSettings(o);
       const log = createLogger({ level: settings.logLevel, name: "connector" });
       const connector = startConnector(settings, log);
-      onShutdown(async () => {
-        await connector.stop();
-      });
+      let stopped: Promise<void> | undefined;
+      const stop = () => (stopped ??= connector.stop());
+      onShutdown(stop);
+      // The local admin's switches: pause/resume without a restart, and a fresh audit file after logrotate.
+      process.on("SIGUSR1", () => connector.pause("SIGUSR1"));
+      process.on("SIGUSR2", () => connector.resume("SIGUSR2"));
+      if (settings.auditLog) process.on("SIGHUP", () => connector.reopenAuditLog());
+      const exitAfter = (code: number) => () =>
+        stop().then(
+          () => process.exit(code),
+          () => process.exit(1),
+        );
+      // --for: the window ended; drain like SIGTERM, and exit 0 (it went as planned).
+      void connector.windowEnded.then(exitAfter(0));
+      // No control endpoint when one was asked for is no pause switch: stop rather than run without it.
+      connector.controlUrl.catch(exitAfter(1));
     });
 }

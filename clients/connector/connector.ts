@@ -6,7 +6,11 @@ import { formatDuration } from "../sdk/duration.js";
 import type { Logger } from "../sdk/logger.js";
 import { DEFAULT_WINDOW, PROTOCOL_VERSION } from "../sdk/protocol.js";
 import { FERRY_VERSION } from "../sdk/version.js";
+import { createAccessStatus } from "./access-status.js";
+import { type AccessWindow, startAccessWindow } from "./access-window.js";
 import type { ConnectorSettings } from "./connector-config.js";
+import { type ConnectorStatusView, type ControlEndpoint, startControlEndpoint } from "./control-endpoint.js";
+import { createExchangeAudit } from "./exchange-audit.js";
 import { describeProxy, proxyFor } from "./proxy.js";
 import { relayNetwork } from "./relay-channel.js";
 import { describeDiagnosis, diagnoseRelay } from "./relay-diagnosis.js";
@@ -20,6 +24,17 @@ export interface Connector {
   waitConnected(n?: number): Promise<void>;
   /** Finishes in-flight exchanges (at most the grace period), closes tunnels, stops. */
   stop(): Promise<void>;
+  /** What the local control endpoint shows. */
+  status(): ConnectorStatusView;
+  /** Refuses new exchanges (the relay is told and routes none here); those in flight go on. */
+  pause(by: string): void;
+  resume(by: string): void;
+  /** Resolves when the --for window ends (never without --for); the owner then stops the connector. */
+  readonly windowEnded: Promise<void>;
+  /** The control endpoint's URL once it listens (undefined without --control-listen); rejects if it cannot bind. */
+  readonly controlUrl: Promise<string | undefined>;
+  /** Reopens the audit log (SIGHUP after logrotate). */
+  reopenAuditLog(): void;
 }
 
 /**
@@ -29,7 +44,13 @@ export interface Connector {
  * drains, so tunnels spread over relay nodes.
  */
 export function startConnector(settings: ConnectorSettings, log: Logger): Connector {
-  const forwarder = createTargetForwarder(settings.targets, log);
+  const audit = settings.auditLog ? createExchangeAudit(settings.auditLog, log) : undefined;
+  const forwarder = createTargetForwarder(settings.targets, log, audit ? (ex) => audit.forbidden(ex) : undefined);
+  const access = createAccessStatus(settings.runForMs === undefined ? undefined : new Date(Date.now() + settings.runForMs));
+  access.onChange(() => {
+    const status = access.toProto();
+    for (const c of live) c.sendStatus(status);
+  });
   const live = new Set<TunnelConnection>();
   let stopping = false;
   const stopSignal = new AbortController();
@@ -86,11 +107,21 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
         requestWindow: DEFAULT_WINDOW,
         hostname: hostname(),
         tunnelIndex: index,
+        status: access.toProto(),
+      });
+      const conn = new TunnelConnection({
+        relay,
+        key: settings.key,
+        hello,
+        forwarder,
+        log,
+        network,
+        isPaused: () => access.paused,
+        ...(audit ? { observe: (head, key) => audit.observe(head, key) } : {}),
       });
       if (network.insecureSkipVerify && relay.protocol === "https:") {
         log.warn({ relay: relay.origin, slot: index }, "--insecure-skip-verify: not checking the relay's certificate; anyone on the path can read and change the tunnel");
       }
-      const conn = new TunnelConnection({ relay, key: settings.key, hello, forwarder, log, network });
       const started = Date.now();
       let delayMs: number;
       live.add(conn); // while dialing too, so stop() can abort the attempt
@@ -100,6 +131,9 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
           { tunnel: welcome.tunnelId, node: welcome.nodeId, tenant: welcome.tenant, relay: relay.origin, slot: index },
           "tunnel connected",
         );
+        // The status in Hello may be stale if the admin paused or resumed while we dialed.
+        conn.sendStatus(access.toProto());
+        accessWindow?.remind();
         notify();
         // Either the stream ends, or the relay asks us to move (GoAway): then dial a
         // replacement at once while this connection finishes what it carries.
@@ -153,6 +187,9 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
     }
   };
 
+  let endWindow: () => void = () => {};
+  const windowEnded = new Promise<void>((resolve) => (endWindow = resolve));
+  let accessWindow: AccessWindow | undefined;
   const slots = Array.from({ length: slotCount }, (_, i) => runSlot(i));
   log.info(
     {
@@ -164,11 +201,44 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
     },
     "connector starting",
   );
+  if (access.leaveTime) accessWindow = startAccessWindow(access.leaveTime, log, endWindow);
+  const status = (): ConnectorStatusView => {
+    const open = [...live].filter((c) => c.welcome && !c.relayDraining);
+    return {
+      id: settings.id,
+      paused: access.paused,
+      leaveTime: access.leaveTime?.toISOString() ?? null,
+      tunnels: open.length,
+      inFlight: [...live].reduce((n, c) => n + c.inFlight, 0),
+      targets: settings.targets.map((t) => ({ name: t.name, allowedPaths: t.allowedPaths, allowedMethods: t.allowedMethods })),
+    };
+  };
+  const pause = (by: string) => {
+    if (access.pause()) log.info({ by }, "connector paused: new exchanges are refused");
+  };
+  const resume = (by: string) => {
+    if (access.resume()) log.info({ by }, "connector resumed");
+  };
+  let control: ControlEndpoint | undefined;
+  const controlUrl = settings.controlListen
+    ? startControlEndpoint(settings.controlListen, { status, pause, resume }, log).then((c) => {
+        control = c;
+        if (stopping) void c.close();
+        return c.url;
+      })
+    : Promise.resolve(undefined);
+  controlUrl.catch((err: Error) => log.error({ err: err.message }, "cannot start the control endpoint"));
 
   return {
     get connectedTunnels() {
       return openCount();
     },
+    windowEnded,
+    controlUrl,
+    status,
+    pause,
+    resume,
+    reopenAuditLog: () => audit?.reopen(),
     waitConnected(n = 1) {
       return new Promise<void>((resolve) => {
         connectedWaiters.push({ n, resolve });
@@ -178,6 +248,7 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
     async stop() {
       stopping = true;
       stopSignal.abort();
+      accessWindow?.stop();
       const conns = [...live].filter((c) => c.welcome);
       for (const c of live) if (!c.welcome) c.abort("connector stopped while dialing");
       log.info({ tunnels: conns.length, inFlight: conns.reduce((n, c) => n + c.inFlight, 0) }, "connector draining");
@@ -186,6 +257,7 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
       await Promise.all(conns.map((c) => withTimeout(c.closed().catch(() => {}), 2_000).then(() => c.abort("connector stopped"))));
       await Promise.all(slots);
       await forwarder.close();
+      await Promise.all([control?.close(), audit?.close()]);
       log.info("connector stopped");
     },
   };

@@ -6,6 +6,7 @@ import type { Logger } from "../sdk/logger.js";
 import type { TargetSpec } from "./connector-config.js";
 import type { PreflightAnswer } from "./cors.js";
 import { createH2Transport } from "./h2-transport.js";
+import { allowlistProblem } from "./target-allowlist.js";
 import { forwardHttp1 } from "./http1-transport.js";
 import { forwardUpgrade } from "./upgrade-transport.js";
 
@@ -37,7 +38,12 @@ export interface TargetRequest {
  * path plus the relay-supplied path, which must start with "/": the relay can
  * choose a path below a target, never another host.
  */
-export function createTargetForwarder(targets: readonly TargetSpec[], log: Logger): TargetForwarder {
+export function createTargetForwarder(
+  targets: readonly TargetSpec[],
+  log: Logger,
+  /** Told of each request the target's allowlist refused (the audit log records it as such). */
+  onForbidden: (ex: Exchange) => void = () => {},
+): TargetForwarder {
   const byName = new Map(targets.map((t) => [t.name, t]));
   const agent = new Agent({ keepAliveTimeout: 30_000, connections: 256, allowH2: false });
   const h2 = createH2Transport(log);
@@ -53,6 +59,15 @@ export function createTargetForwarder(targets: readonly TargetSpec[], log: Logge
       if (badPath) {
         log.warn({ target: head.target, path: head.path, problem: badPath }, "refused a request path from the relay");
         return ex.reset(ResetCode.PROTOCOL_ERROR, `request path refused by the connector: ${badPath}`);
+      }
+      // Before CORS: a preflight for a path or method the admin closed is refused too.
+      // A CORS preflight is judged by the method it asks about: GET/POST-only targets still answer browsers.
+      const preflightFor = target.cors && head.method === "OPTIONS" ? head.headers.find((h) => h.name.toLowerCase() === "access-control-request-method") : undefined;
+      const forbidden = allowlistProblem(target, preflightFor?.value ?? head.method, head.path);
+      if (forbidden) {
+        log.warn({ target: head.target, method: head.method, path: head.path, clientAddress: head.clientAddress }, `refused by the allowlist: ${forbidden}`);
+        onForbidden(ex);
+        return answerLocally(ex, head, forbiddenAnswer(forbidden));
       }
       // Filtered again here: even a compromised relay cannot set Host or per-hop fields.
       const headers = endToEndHeaders(toFlatList(head.headers), { upgrade: head.upgrade });
@@ -94,7 +109,16 @@ function hostFor(target: TargetSpec, head: RequestHead): string | undefined {
   }
 }
 
-/** Answers without the target (a CORS preflight); the request had no body worth reading. */
+/** 403 in the relay's error shape, so clients and logs tell the connector's refusal from the target's own. */
+function forbiddenAnswer(reason: string): PreflightAnswer {
+  return {
+    status: 403,
+    headers: [header("content-type", "application/json")],
+    body: JSON.stringify({ error: { code: "connector_forbidden", message: `refused by the connector: ${reason}` } }),
+  };
+}
+
+/** Answers without the target (a CORS preflight, a refusal); the request had no body worth reading. */
 function answerLocally(ex: Exchange, head: RequestHead, answer: PreflightAnswer): void {
   if (!head.endStream) ex.body.resume();
   const body = answer.body ? Buffer.from(answer.body) : undefined;

@@ -1,8 +1,9 @@
 import { type ClientDuplexStream, makeGenericClientConstructor, Metadata, status as grpcStatus } from "@grpc/grpc-js";
-import { type Frame, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import { type Frame, type RequestHead, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import {
   type ConnectRequest,
   type ConnectResponse,
+  type ConnectorStatus,
   type Hello,
   type Welcome,
 } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
@@ -14,6 +15,7 @@ import { Keepalive } from "../sdk/keepalive.js";
 import { Outbox } from "../sdk/outbox.js";
 import { decodeConnectRequest, decodeConnectResponse, encodeTunnelMessage, TUNNEL_PATH } from "../sdk/tunnel-codec.js";
 import { DEFAULT_WINDOW, MAX_FRAME_SIZE, MAX_MESSAGE_BYTES, MAX_WINDOW } from "../sdk/protocol.js";
+import type { ExchangeTap } from "./exchange-audit.js";
 import { relayChannel, type RelayNetwork } from "./relay-channel.js";
 import type { TargetForwarder } from "./target-forwarder.js";
 
@@ -63,6 +65,10 @@ export interface TunnelConnectionOptions {
   log: Logger;
   /** Proxy, trust and client certificate; default: direct, Node's trust store. */
   network?: RelayNetwork;
+  /** The local admin paused the connector: new exchanges are refused (the relay should not send any). */
+  isPaused?(): boolean;
+  /** Watches each exchange (the audit log); undefined keeps the hot path bare. */
+  observe?(head: RequestHead, exchangeKey: string): ExchangeTap;
 }
 
 /**
@@ -77,6 +83,8 @@ export class TunnelConnection {
   relayDraining = false;
 
   private readonly exchanges = new Map<string, Exchange>();
+  /** Taps of exchanges in flight, only when the connector observes them. */
+  private readonly taps = new Map<string, ExchangeTap>();
   private readonly client: InstanceType<typeof TunnelClient>;
   private call: Call | undefined;
   private draining = false;
@@ -164,6 +172,11 @@ export class TunnelConnection {
     }
   }
 
+  /** Tells the relay what the local admin decided (pause, resume). */
+  sendStatus(status: ConnectorStatus): void {
+    if (this.welcome && !this.torndown) this.outbox.pushControl({ case: "status", value: status });
+  }
+
   /** Resolves when the stream ends normally; rejects with TunnelError when it fails. */
   closed(): Promise<void> {
     return this.ended ?? Promise.resolve();
@@ -231,20 +244,39 @@ export class TunnelConnection {
   private onFrame(frame: Frame): void {
     const key = exchangeKey(frame.exchangeId);
     const existing = this.exchanges.get(key);
-    if (existing) return existing.receive(frame);
+    if (existing) {
+      if (this.taps.size > 0) this.taps.get(key)?.received(frame);
+      return existing.receive(frame);
+    }
     if (frame.kind.case !== "requestHead") return; // late frame of a finished exchange
     const head = frame.kind.value;
+    const tap = this.opts.observe?.(head, key);
+    if (tap) this.taps.set(key, tap);
     const ex = new Exchange({
       id: frame.exchangeId,
-      send: (f) => this.outbox.pushFrame(f),
+      send: tap
+        ? (f) => {
+            tap.sent(f);
+            this.outbox.pushFrame(f);
+          }
+        : (f) => this.outbox.pushFrame(f),
       sendWindow: Math.min(head.responseWindow || DEFAULT_WINDOW, MAX_WINDOW),
       receiveWindow: this.opts.hello.requestWindow || DEFAULT_WINDOW,
       maxFrameSize: Math.min(this.welcome?.maxFrameSize || MAX_FRAME_SIZE, MAX_FRAME_SIZE),
       transportReady: () => this.outbox.ready(),
-      onClose: () => this.release(key),
+      onClose: (closed) => {
+        this.release(key);
+        if (tap) {
+          this.taps.delete(key);
+          tap.closed(closed);
+        }
+      },
     });
-    if (this.draining || this.exchanges.size >= this.opts.hello.maxConcurrentExchanges) {
-      ex.reset(ResetCode.REFUSED, this.draining ? "connector is shutting down" : "connector is at its exchange limit");
+    const paused = this.opts.isPaused?.() ?? false;
+    if (this.draining || paused || this.exchanges.size >= this.opts.hello.maxConcurrentExchanges) {
+      // Paused: the relay sent this before it heard of the pause.
+      const why = this.draining ? "connector is shutting down" : paused ? "connector is paused by its admin" : "connector is at its exchange limit";
+      ex.reset(ResetCode.REFUSED, why);
       return;
     }
     this.exchanges.set(key, ex);

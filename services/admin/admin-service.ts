@@ -305,6 +305,9 @@ function connectorsOf(tunnels: readonly TunnelView[], tenant: string): Connector
     if (!c.nodeIds.includes(t.nodeId)) c.nodeIds.push(t.nodeId);
     for (const target of t.targets) if (!c.targets.includes(target)) c.targets.push(target);
     if (t.connectTime < e.since) e.since = t.connectTime;
+    // Paused once every tunnel has heard of it: only then does the relay route nothing to it.
+    c.paused = (c.tunnels === 1 || c.paused) && t.paused;
+    if (t.leaveTime) c.leaveTime = timestampFromDate(t.leaveTime);
     if (t.rttMs !== undefined && (e.rtt === undefined || t.rttMs > e.rtt)) e.rtt = t.rttMs;
   }
   return [...byId.values()]

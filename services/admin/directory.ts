@@ -19,6 +19,10 @@ export interface TunnelView {
   inFlight: number;
   rttMs: number | undefined;
   draining: boolean;
+  /** The connector's local admin paused it. */
+  paused: boolean;
+  /** When the connector leaves by itself (--for). */
+  leaveTime: Date | undefined;
 }
 
 /** What ListNodes reports about this node. */
@@ -58,6 +62,8 @@ export function viewOfTunnel(t: RelayTunnel): TunnelView {
     inFlight: t.inFlight,
     rttMs: t.keepalive.lastRttMs,
     draining: t.draining,
+    paused: t.paused,
+    leaveTime: t.leaveTime,
   };
 }
 

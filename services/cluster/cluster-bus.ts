@@ -62,7 +62,7 @@ export interface ClusterBusDeps {
   disconnectHere(tenant: string, connectorId: string, reason: string): Promise<number>;
   log: Logger;
   /** Whether some node holds a tunnel of the tenant serving the target (from presence), and whether the tenant has any. */
-  known(tenant: string, target: string): { serving: boolean; tenantOnline: boolean };
+  known(tenant: string, target: string): { serving: boolean; tenantOnline: boolean; paused?: boolean };
   isDraining(): boolean;
 }
 
@@ -229,7 +229,7 @@ export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
     const wanted = new Set<string>();
     if (!routesStopped) {
       for (const t of deps.registry.tunnels()) {
-        if (t.draining || t.closed) continue;
+        if (t.draining || t.closed || t.paused) continue;
         for (const target of t.info.targets) wanted.add(routeSubject(t.info.tenant, target));
       }
     }
@@ -261,6 +261,11 @@ export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
         const code = (err as NatsError).code;
         if (code === ErrorCode.NoResponders) {
           const known = deps.known(tenant, target);
+          if (known.paused) {
+            throw new FerryError("unavailable", "connector_paused", `the connector of target "${target}" is paused by its admin`, {
+              retryAfterSeconds: 30,
+            });
+          }
           // A connector on its way from a draining node to another: worth a short wait, not a 503.
           if (known.serving && Date.now() < waitUntil) {
             await new Promise((r) => setTimeout(r, 100));

@@ -2,7 +2,7 @@ import { FerryError } from "../../clients/sdk/errors.js";
 import type { Logger } from "../../clients/sdk/logger.js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { DisconnectRequestSchema, DisconnectResponseSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
-import { type Directory, localDirectory, type NodeFacts, nodeOf } from "../admin/directory.js";
+import { type Directory, localDirectory, type NodeFacts, nodeOf, viewOfTunnel } from "../admin/directory.js";
 import type { ExchangeBus } from "../bus/exchange-bus.js";
 import type { KvStore } from "../state/kv-store.js";
 import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
@@ -89,11 +89,17 @@ export async function joinCluster(opts: {
         known(tenant, target) {
           let serving = deps.registry.serves(tenant, target);
           let tenantOnline = deps.registry.tunnels(tenant).length > 0;
-          for (const t of p.remoteTunnels(tenant, true)) {
+          // Paused: every tunnel of the target that could take exchanges is paused (none is on its way elsewhere).
+          let pausedOnly = false;
+          let active = false;
+          for (const t of [...deps.registry.tunnels(tenant).map(viewOfTunnel), ...p.remoteTunnels(tenant, true)]) {
             tenantOnline = true;
-            if (t.targets.includes(target)) serving = true;
+            if (!t.targets.includes(target)) continue;
+            serving = true;
+            if (t.paused && !t.draining) pausedOnly = true;
+            else active = true;
           }
-          return { serving, tenantOnline };
+          return { serving, tenantOnline, paused: pausedOnly && !active };
         },
       });
       const directory: Directory = {

@@ -54,6 +54,8 @@ export async function startPresence(deps: {
   const tunnels: KvMirror = await openKvMirror(deps.nc, TUNNELS_BUCKET, { ttl: TUNNEL_TTL_MS, history: 1, replicas: deps.replicas }, log, deps.signal);
   const written = new Map<string, RelayTunnel>();
   const tunnelWasDraining = new Set<string>();
+  /** Whether each tunnel was paused when last written: a pause or resume is re-announced at once. */
+  const tunnelWasPaused = new Map<string, boolean>();
   const decoded = new Map<string, { revision: number; view: TunnelView }>();
 
   const warn = (what: string) => (err: unknown) => log.warn({ err: String(err) }, `presence: cannot ${what}`);
@@ -66,6 +68,7 @@ export async function startPresence(deps: {
       ...v,
       targets: [...v.targets],
       connectTime: timestampFromDate(v.connectTime),
+      leaveTime: v.leaveTime ? timestampFromDate(v.leaveTime) : undefined,
       rttMs: Math.round(v.rttMs ?? 0),
     });
     tunnels.kv.put(`${nodeId}.${v.tunnelId}`, toBinary(TunnelPresenceSchema, entry)).catch(warn("publish a tunnel"));
@@ -82,13 +85,15 @@ export async function startPresence(deps: {
     }
     for (const [id, t] of live) {
       const known = written.get(id);
-      if (all || !known || (t.draining && !tunnelWasDraining.has(id))) {
+      if (all || !known || (t.draining && !tunnelWasDraining.has(id)) || tunnelWasPaused.get(id) !== t.paused) {
         written.set(id, t);
         if (t.draining) tunnelWasDraining.add(id);
+        tunnelWasPaused.set(id, t.paused);
         putTunnel(t);
       }
     }
     for (const id of tunnelWasDraining) if (!live.has(id)) tunnelWasDraining.delete(id);
+    for (const id of tunnelWasPaused.keys()) if (!live.has(id)) tunnelWasPaused.delete(id);
   };
 
   deps.registry.onChange(() => syncTunnels(false));
@@ -169,6 +174,7 @@ function viewOf(p: TunnelPresence): TunnelView {
   return {
     ...p,
     connectTime: p.connectTime ? timestampDate(p.connectTime) : new Date(0),
+    leaveTime: p.leaveTime ? timestampDate(p.leaveTime) : undefined,
     rttMs: p.rttMs || undefined,
   };
 }

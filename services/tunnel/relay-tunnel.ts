@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { type Frame, FrameSchema, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import type { ConnectRequest, ConnectResponse } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import type { ConnectorStatus, ConnectRequest, ConnectResponse } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
 import { exchangeKey } from "../../clients/sdk/ids.js";
 import type { Logger } from "../../clients/sdk/logger.js";
 import { Keepalive } from "../../clients/sdk/keepalive.js";
@@ -44,6 +45,8 @@ export interface RelayTunnelOptions {
   onClose(tunnel: RelayTunnel, reason: string): void;
   /** Called once when the tunnel starts draining (it takes no new exchanges). */
   onDraining?(tunnel: RelayTunnel): void;
+  /** Called when the connector's admin paused or resumed it. */
+  onStatus?(tunnel: RelayTunnel): void;
 }
 
 type Control = ConnectResponse["message"];
@@ -60,6 +63,10 @@ export class RelayTunnel {
   closed = false;
   closeReason = "";
   closeStatus: TunnelCloseStatus | undefined;
+  /** The connector's local admin paused it: route no new exchanges here. */
+  paused = false;
+  /** When the connector leaves by itself (--for). */
+  leaveTime: Date | undefined;
 
   private readonly slots = new Map<string, Slot>();
   readonly keepalive: Keepalive;
@@ -128,12 +135,23 @@ export class RelayTunnel {
         // It ends the stream itself once its exchanges are done; route nothing new here meanwhile.
         this.startDraining();
         return;
+      case "status":
+        this.applyStatus(m.value);
+        this.opts.log.info({ tunnel: this.info.id, paused: this.paused }, this.paused ? "connector paused by its admin" : "connector resumed");
+        this.opts.onStatus?.(this);
+        return;
       case "hello":
         this.opts.log.warn({ tunnel: this.info.id }, "ignoring a second Hello");
         return;
       default:
         return;
     }
+  }
+
+  /** Takes what the connector's admin decided (from Hello, then from each status message). */
+  applyStatus(status: ConnectorStatus | undefined): void {
+    this.paused = status?.paused ?? false;
+    this.leaveTime = status?.leaveTime ? timestampDate(status.leaveTime) : undefined;
   }
 
   /** Asks the connector to move: it reconnects elsewhere and finishes what is in flight here. */

@@ -122,8 +122,10 @@ async function serve(deps: TunnelEndpointDeps, call: GrpcCall, req: Http2ServerR
         if (reason === "keepalive timeout") call.kill();
       },
       onDraining: () => deps.registry.changed(),
+      onStatus: () => deps.registry.changed(),
     },
   );
+  tunnel.applyStatus(hello.status);
   tunnel.outbox.pushControl({
     case: "welcome",
     value: {
@@ -152,6 +154,8 @@ async function serve(deps: TunnelEndpointDeps, call: GrpcCall, req: Http2ServerR
       hostname: hello.hostname,
       remoteAddress: call.remoteAddress,
       targets: [...tunnel.info.targets],
+      ...(tunnel.paused ? { paused: true } : {}),
+      ...(tunnel.leaveTime ? { leaveTime: tunnel.leaveTime.toISOString() } : {}),
     },
   });
 

@@ -6,7 +6,7 @@ const MAX_SEEN_TARGETS = 1000;
 /**
  * The live tunnels of this node, by tenant, and the choice of a tunnel for a
  * new exchange: among the tenant's tunnels that serve the target and are not
- * draining or full, the least loaded (ties broken at random, so several
+ * draining, paused or full, the least loaded (ties broken at random, so several
  * connectors of one tenant share the load).
  */
 export class TunnelRegistry {
@@ -74,11 +74,16 @@ export class TunnelRegistry {
     const all = this.byTenant.get(tenant);
     let serving = 0;
     let open = 0;
+    let paused = 0;
     let best: RelayTunnel[] = [];
     for (const t of all ?? []) {
       if (!t.info.targets.has(target)) continue;
       serving++;
       if (t.draining || t.closed) continue;
+      if (t.paused) {
+        paused++;
+        continue;
+      }
       open++;
       if (t.inFlight >= t.info.capacity || t.outbox.congested) continue;
       if (best.length === 0 || t.inFlight < best[0]!.inFlight) best = [t];
@@ -88,6 +93,11 @@ export class TunnelRegistry {
     if (open > 0) {
       throw new FerryError("unavailable", "connector_busy", `every connector of target "${target}" is at its exchange limit`, {
         retryAfterSeconds: 1,
+      });
+    }
+    if (paused > 0) {
+      throw new FerryError("unavailable", "connector_paused", `the connector of target "${target}" is paused by its admin`, {
+        retryAfterSeconds: 30,
       });
     }
     if (serving === 0 && all && all.size > 0 && !this.seenTargets.get(tenant)?.has(target)) {

@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createAdminClient, type AdminClient } from "../../clients/admin/admin-client.js";
 import { type Connector, startConnector } from "../../clients/connector/connector.js";
-import { loadConnectorSettings } from "../../clients/connector/connector-config.js";
+import { type ConnectorFlags, loadConnectorSettings } from "../../clients/connector/connector-config.js";
 import { createLogger } from "../../clients/sdk/logger.js";
 import { createRelay, type Relay, type RelayOptions } from "../../services/relay/relay.js";
 import { type ListenOptions, listen, type RelayServer } from "../../services/relay/server.js";
@@ -69,7 +69,7 @@ export async function startTestConnector(
   relayUrl: string | string[],
   key: string,
   targets: Record<string, TestTargetConfig>,
-  extra: { tunnels?: number; grace?: string; maxConcurrent?: number } = {},
+  extra: { tunnels?: number; grace?: string; maxConcurrent?: number; flags?: ConnectorFlags } = {},
 ): Promise<Connector> {
   const detailed = Object.values(targets).some((t) => typeof t !== "string");
   let config: string | undefined;
@@ -89,6 +89,7 @@ export async function startTestConnector(
       reconnectMax: "500ms",
       grace: extra.grace ?? "5s",
       maxConcurrent: extra.maxConcurrent === undefined ? undefined : String(extra.maxConcurrent),
+      ...extra.flags,
     },
     {},
   );
