@@ -1,6 +1,6 @@
 import { X509Certificate } from "node:crypto";
 import { lookup } from "node:dns/promises";
-import { connect as netConnect, type Socket } from "node:net";
+import { isIP, connect as netConnect, type Socket } from "node:net";
 import { checkServerIdentity, connect as tlsConnect, type DetailedPeerCertificate, type TLSSocket } from "node:tls";
 import { connectThroughProxy, ProxyError } from "../connector/proxy.js";
 import { checkCertificate } from "../sdk/cert-check.js";
@@ -70,7 +70,9 @@ export interface TlsResult {
  */
 export function tlsHandshake(socket: Socket, servername: string, opts: { ca?: Buffer; insecure?: boolean }, now = Date.now()): Promise<TlsResult> {
   return new Promise((resolve, reject) => {
-    const tls = tlsConnect({ socket, servername, ALPNProtocols: ["h2", "http/1.1"], ca: opts.ca, rejectUnauthorized: false });
+    // SNI carries names only (RFC 6066); an address is still checked against the certificate below.
+    const sni = isIP(servername) ? undefined : servername;
+    const tls = tlsConnect({ socket, servername: sni, ALPNProtocols: ["h2", "http/1.1"], ca: opts.ca, rejectUnauthorized: false });
     tls.once("error", (err: NodeJS.ErrnoException) =>
       reject(new StepFailure(`TLS handshake failed: ${err.message}`, "the server may not speak TLS on this port (an http:// relay?), or a proxy interferes")),
     );
