@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { isIP, type Socket } from "node:net";
-import { checkServerIdentity, connect, type DetailedPeerCertificate, type PeerCertificate } from "node:tls";
+import { checkServerIdentity, connect, type DetailedPeerCertificate, type PeerCertificate, type TLSSocket } from "node:tls";
 import { checkH2Preface, notHttp2Problem } from "./h2-check.js";
 
 export interface TlsDiagnosisOptions {
@@ -109,6 +109,13 @@ export function diagnoseTls(opts: TlsDiagnosisOptions): Promise<TlsDiagnosis> {
       );
     });
   });
+}
+
+/** What is wrong with the certificate on an open TLS connection, as problem and fix; undefined when it is fine. */
+export function judgeCertificate(socket: TLSSocket, servername: string, ca?: string): { problem: string; fix: string } | undefined {
+  const peer = socket.getPeerCertificate(true);
+  const trustSource = ca ? `--ca ${ca}` : "the system store (and NODE_EXTRA_CA_CERTS)";
+  return judge(socket.authorizationError as (Error & { code?: string }) | null, peer, chainOf(peer), servername, trustSource);
 }
 
 /** The first thing wrong with the certificate, as problem and fix; undefined when it is fine. */

@@ -1,8 +1,9 @@
 import { X509Certificate } from "node:crypto";
 import { lookup } from "node:dns/promises";
 import { isIP, connect as netConnect, type Socket } from "node:net";
-import { checkServerIdentity, connect as tlsConnect, type DetailedPeerCertificate, type TLSSocket } from "node:tls";
+import { connect as tlsConnect, type DetailedPeerCertificate, type TLSSocket } from "node:tls";
 import { connectThroughProxy, ProxyError } from "../connector/proxy.js";
+import { judgeCertificate } from "../connector/tls-diagnosis.js";
 import { checkCertificate } from "../sdk/cert-check.js";
 import { StepFailure } from "./report.js";
 
@@ -68,7 +69,7 @@ export interface TlsResult {
  * network breaks TLS (an unknown company CA, a TLS-inspecting proxy, an expired
  * or misnamed certificate) each get their own explanation.
  */
-export function tlsHandshake(socket: Socket, servername: string, opts: { ca?: Buffer; insecure?: boolean }, now = Date.now()): Promise<TlsResult> {
+export function tlsHandshake(socket: Socket, servername: string, opts: { ca?: Buffer; caFile?: string; insecure?: boolean }, now = Date.now()): Promise<TlsResult> {
   return new Promise((resolve, reject) => {
     // SNI carries names only (RFC 6066); an address is still checked against the certificate below.
     const sni = isIP(servername) ? undefined : servername;
@@ -79,10 +80,11 @@ export function tlsHandshake(socket: Socket, servername: string, opts: { ca?: Bu
     tls.once("secureConnect", () => {
       const peer = tls.getPeerCertificate(true);
       const chain = describeChain(peer);
-      const problem = verification(tls, servername, peer, opts.insecure === true, now);
-      if (problem) {
+      // The connector's own explanation of a refused certificate: the name checked, the issuer, the dates.
+      const verdict = opts.insecure ? undefined : judgeCertificate(tls, servername, opts.caFile);
+      if (verdict) {
         tls.destroy();
-        return reject(new StepFailure(`${problem.detail}; chain: ${chain}`, problem.fix));
+        return reject(new StepFailure(`${verdict.problem}; chain: ${chain}`, verdict.fix));
       }
       // The same checks the relay runs on its own files: expiry soon, validity over 398 days, the chain, the name.
       const x509 = chainOf(peer);
@@ -93,30 +95,6 @@ export function tlsHandshake(socket: Socket, servername: string, opts: { ca?: Bu
       resolve({ socket: tls, detail: `${tls.getProtocol()}, ${tls.getCipher().name}, certificate ${chain}, expires in ${days} days`, warnings });
     });
   });
-}
-
-function verification(tls: TLSSocket, servername: string, peer: DetailedPeerCertificate, insecure: boolean, now: number): { detail: string; fix: string } | undefined {
-  if (insecure) return undefined;
-  const code = String(tls.authorizationError ?? "");
-  if (code === "CERT_HAS_EXPIRED" || Date.parse(peer.valid_to) < now) {
-    return { detail: `the certificate expired on ${peer.valid_to}`, fix: "renew the relay's certificate (or check this machine's clock)" };
-  }
-  if (code === "CERT_NOT_YET_VALID") return { detail: `the certificate is valid only from ${peer.valid_from}`, fix: "check this machine's clock" };
-  if (code) {
-    const issuer = peer.issuer?.CN ?? peer.issuer?.O ?? "an unknown issuer";
-    return {
-      detail: `the certificate is not trusted (${code}): signed by "${issuer}", which this machine does not trust`,
-      fix: `give the CA that signed it with --ca FILE; if "${issuer}" is your company's TLS-inspecting proxy, ask to exempt the relay's host from inspection`,
-    };
-  }
-  const mismatch = checkServerIdentity(servername, peer);
-  if (mismatch) {
-    return {
-      detail: `the certificate is for ${peer.subjectaltname || peer.subject?.CN}, not ${servername}`,
-      fix: "use the relay URL with a name the certificate covers, or have the certificate reissued with this name",
-    };
-  }
-  return undefined;
 }
 
 /** The peer's certificates, leaf first, as far as the server sent and the local store completed them. */

@@ -83,7 +83,7 @@ async function checkRelay(o: DoctorOptions, r: ReturnType<typeof createRecorder>
     const tls = await r.run(
       "TLS",
       async () => {
-        const result = await tlsHandshake(socket!, host, { ca, insecure: o.insecureSkipVerify });
+        const result = await tlsHandshake(socket!, host, { ca, caFile: o.ca, insecure: o.insecureSkipVerify });
         return { detail: result.detail, value: result.socket, warnings: result.warnings };
       },
       "check the relay's certificate",
