@@ -107,8 +107,20 @@ Exit codes: 0 done, 1 usage error, 2 the relay refused or failed the call (its c
     if (o.json) return out({ connectors: list.map((x) => toJson(ConnectorSchema, x)) });
     out(
       table([
-        ["CONNECTOR", "HOST", "VERSION", "TUNNELS", "IN FLIGHT", "RTT", "TARGETS", "SINCE"],
-        ...list.map((x) => [x.connectorId, x.hostname, x.version, String(x.tunnels), String(x.inFlight), rtt(x.lastPingRtt), x.targets.join(","), when(x.connectTime)]),
+        ["CONNECTOR", "HOST", "VERSION", "TUNNELS", "IN FLIGHT", "RTT", "STATE", "UNTIL", "TARGETS", "SINCE"],
+        ...list.map((x) => [
+          x.connectorId,
+          x.hostname,
+          x.version,
+          String(x.tunnels),
+          String(x.inFlight),
+          rtt(x.lastPingRtt),
+          // Paused by its local admin; UNTIL: the end of its --for window.
+          x.paused ? "paused" : "open",
+          when(x.leaveTime) || "-",
+          x.targets.join(","),
+          when(x.connectTime),
+        ]),
       ]),
     );
   });

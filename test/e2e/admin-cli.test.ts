@@ -408,8 +408,8 @@ describe("ferry admin connectors, targets, stats and nodes (a live connector)", 
       adminJson("connectors", "list", "vault"),
     ]);
     expect(human.code).toBe(0);
-    expect(human.stdout).toMatch(/^CONNECTOR\s+HOST\s+VERSION\s+TUNNELS\s+IN FLIGHT\s+RTT\s+TARGETS\s+SINCE$/m);
-    expect(human.stdout).toMatch(new RegExp(`^site-a\\s+\\S+\\s+${FERRY_VERSION.replaceAll(".", "\\.")}\\s+2\\s+0\\s+\\S+\\s+app,web\\s+${ISO}$`, "m"));
+    expect(human.stdout).toMatch(/^CONNECTOR\s+HOST\s+VERSION\s+TUNNELS\s+IN FLIGHT\s+RTT\s+STATE\s+UNTIL\s+TARGETS\s+SINCE$/m);
+    expect(human.stdout).toMatch(new RegExp(`^site-a\\s+\\S+\\s+${FERRY_VERSION.replaceAll(".", "\\.")}\\s+2\\s+0\\s+\\S+\\s+open\\s+-\\s+app,web\\s+${ISO}$`, "m"));
 
     expect(connectors).toHaveLength(1);
     expect(connectors[0]).toMatchObject({
