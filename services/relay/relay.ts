@@ -18,6 +18,7 @@ import { Catalog } from "../state/catalog.js";
 import { lockDataDir, openFileStore } from "../state/file-store.js";
 import type { KvStore } from "../state/kv-store.js";
 import { createTunnelEndpoint } from "../tunnel/tunnel-endpoint.js";
+import { expiredCredential } from "../tunnel/credential-expiry.js";
 import { TunnelRegistry } from "../tunnel/tunnel-registry.js";
 import { createExchangeObserver } from "../observability/exchange-observer.js";
 import { createMetrics, type Metrics } from "../observability/metrics.js";
@@ -140,12 +141,13 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
         void metrics.forgetTenant(event.tenant);
       }
     });
-    // A rotated key stops working at its expire time: its tunnels close within a second of it.
+    // A rotated key or a client certificate stops working at its expire time: its tunnels close within a second of it.
     const expirySweep = setInterval(() => {
       const now = Date.now();
       for (const tunnel of registry.tunnels()) {
-        const expire = catalog.getKey(tunnel.info.keyId)?.expireTime;
-        if (expire && timestampMs(expire) <= now) tunnel.close("connector key has expired (it was rotated)", { status: "unauthenticated" });
+        const expire = tunnel.info.keyId ? catalog.getKey(tunnel.info.keyId)?.expireTime : undefined;
+        const why = expiredCredential(tunnel.info, expire ? timestampMs(expire) : undefined, now);
+        if (why) tunnel.close(why, { status: "unauthenticated" });
       }
     }, 1000);
     expirySweep.unref();

@@ -9,7 +9,7 @@ export type ConnectorCert =
   /** Presented but not usable: not signed by --connector-ca, expired, or naming no tenant. */
   | { kind: "untrusted"; reason: string; subject: string }
   /** Verified against --connector-ca; `name` is the SAN or CN it was read from. */
-  | { kind: "valid"; tenant: string; connectorId?: string; name: string; serial: string };
+  | { kind: "valid"; tenant: string; connectorId?: string; name: string; serial: string; notAfter: Date };
 
 /**
  * Reads the tunnel's client certificate. The TLS server asks for one without
@@ -33,7 +33,7 @@ export function connectorCert(req: Http2ServerRequest): ConnectorCert {
   if (parsed.length === 0) return { kind: "untrusted", reason: `names no tenant (${names.join(", ") || "no names"})`, subject };
   if (tenants.size > 1) return { kind: "untrusted", reason: `names several tenants (${[...tenants].join(", ")})`, subject };
   const first = parsed[0]!;
-  return { kind: "valid", ...first, serial: cert.serialNumber };
+  return { kind: "valid", ...first, serial: cert.serialNumber, notAfter: new Date(cert.valid_to) };
 }
 
 function certNames(cert: PeerCertificate): string[] {

@@ -29,6 +29,8 @@ export interface TunnelInfo {
   capacity: number;
   /** Receive window the connector grants for each request body. */
   requestWindow: number;
+  /** The client certificate that authenticated the tunnel stops being valid then. */
+  certificateExpires?: Date;
 }
 
 /** An exchange passing through: where its response frames go, and when it is over. */

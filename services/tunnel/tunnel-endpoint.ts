@@ -106,6 +106,7 @@ async function serve(deps: TunnelEndpointDeps, call: GrpcCall, req: Http2ServerR
       targets: new Set(hello.targets.map((t) => t.name)),
       capacity: hello.maxConcurrentExchanges || DEFAULT_CAPACITY,
       requestWindow: hello.requestWindow || DEFAULT_WINDOW,
+      ...(key.certificateExpires ? { certificateExpires: key.certificateExpires } : {}),
     },
     {
       log: deps.log,
@@ -208,6 +209,8 @@ interface Principal {
   certificate?: string;
   /** The connector id the certificate names; Hello must carry the same. */
   connectorId?: string;
+  /** When the certificate stops being valid: the tunnel closes then (see the relay's expiry sweep). */
+  certificateExpires?: Date;
 }
 
 /**
@@ -253,6 +256,7 @@ function authenticate(deps: TunnelEndpointDeps, secret: string, cert: ConnectorC
     actor: key ? `connector:${key.keyId}` : actor,
     auth: key ? "certificate+key" : "certificate",
     certificate: cert.name,
+    certificateExpires: cert.notAfter,
     ...(cert.connectorId !== undefined ? { connectorId: cert.connectorId } : {}),
   };
 }

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { credentials, Metadata } from "@grpc/grpc-js";
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -79,6 +80,10 @@ describe("connector client certificates (mTLS)", () => {
     });
     try {
       await connector.waitForCount("tunnel connected", 1);
+      // The relay knows when the certificate ends: the tunnel closes then, not at the next reconnect.
+      const [t] = relay.relay.registry.tunnels("acme").filter((x) => x.info.keyId === "");
+      const notAfter = new X509Certificate(readFileSync(certs.acme!.chain)).validTo;
+      expect(t!.info.certificateExpires?.getTime()).toBe(Date.parse(notAfter));
       const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
         httpsRequest(`${relay.url}/relay/acme/app/echo`, { method: "POST", ca: readFileSync(server.root.cert) }, (r) => {
           let body = "";
