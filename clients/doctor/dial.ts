@@ -4,7 +4,7 @@ import { isIP, connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type DetailedPeerCertificate, type TLSSocket } from "node:tls";
 import { connectThroughProxy, ProxyError } from "../connector/proxy.js";
 import { judgeCertificate } from "../connector/tls-diagnosis.js";
-import { checkCertificate } from "../sdk/cert-check.js";
+import { checkCertificate, commonName } from "../sdk/cert-check.js";
 import { StepFailure } from "./report.js";
 
 const DAY_MS = 86_400_000;
@@ -79,7 +79,8 @@ export function tlsHandshake(socket: Socket, servername: string, opts: { ca?: Bu
     );
     tls.once("secureConnect", () => {
       const peer = tls.getPeerCertificate(true);
-      const chain = describeChain(peer);
+      const x509 = chainOf(peer);
+      const chain = x509.map((c) => `"${commonName(c) ?? "?"}"`).join(" ← ");
       // The connector's own explanation of a refused certificate: the name checked, the issuer, the dates.
       const verdict = opts.insecure ? undefined : judgeCertificate(tls, servername, opts.caFile);
       if (verdict) {
@@ -87,7 +88,6 @@ export function tlsHandshake(socket: Socket, servername: string, opts: { ca?: Bu
         return reject(new StepFailure(`${verdict.problem}; chain: ${chain}`, verdict.fix));
       }
       // The same checks the relay runs on its own files: expiry soon, validity over 398 days, the chain, the name.
-      const x509 = chainOf(peer);
       const check = checkCertificate({ chain: x509, hosts: [servername], now: new Date(now) });
       const warnings = check.findings.filter((f) => f.severity === "warning" || f.severity === "error").map((f) => f.message);
       if (opts.insecure) warnings.push("certificate checks are off (--insecure-skip-verify): for tests only");
@@ -106,15 +106,4 @@ function chainOf(peer: DetailedPeerCertificate): X509Certificate[] {
     out.push(new X509Certificate(c.raw));
   }
   return out;
-}
-
-/** "CN (SANs) ← issuer ← ..." up to the root or as far as the server sent. */
-function describeChain(peer: DetailedPeerCertificate): string {
-  const parts: string[] = [];
-  const seen = new Set<string>();
-  for (let c: DetailedPeerCertificate | undefined = peer; c && !seen.has(c.fingerprint256); c = c.issuerCertificate) {
-    seen.add(c.fingerprint256);
-    parts.push(`"${c.subject?.CN ?? c.subject?.O ?? "?"}"`);
-  }
-  return parts.join(" ← ");
 }

@@ -1,7 +1,6 @@
-import { execFileSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { tempDir } from "./processes.js";
+import { makePki, type Pki } from "./pki.js";
 
 export interface TestPki {
   dir: string;
@@ -10,23 +9,18 @@ export interface TestPki {
   /** Leaf chain (leaf + CA) and key for localhost / 127.0.0.1. */
   cert: string;
   key: string;
+  /** The CA itself, for more certificates (issueCert). */
+  pki: Pki;
 }
 
 /** A throw-away CA (named `caName`) and a server certificate for 127.0.0.1 and localhost, made with openssl. */
 export function makeTestPki(caName = "Ferry Test CA"): TestPki {
-  const dir = tempDir("ferry-pki-");
-  const p = (name: string) => join(dir, name);
-  const run = (...args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
-  run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", p("ca.key"), "-out", p("ca.pem"),
-    "-days", "30", "-subj", `/CN=${caName}`);
-  run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", p("server.key"), "-out", p("server.csr"),
-    "-subj", "/CN=localhost");
-  writeFileSync(p("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
-  run("x509", "-req", "-in", p("server.csr"), "-CA", p("ca.pem"), "-CAkey", p("ca.key"), "-CAcreateserial", "-out", p("server.pem"),
-    "-days", "30", "-extfile", p("ext.cnf"));
-  const chain = execFileSync("cat", [p("server.pem"), p("ca.pem")]);
-  writeFileSync(p("chain.pem"), chain);
-  return { dir, ca: p("ca.pem"), cert: p("chain.pem"), key: p("server.key") };
+  const pki = makePki(caName);
+  const leaf = pki.issue({ cn: "localhost", sans: ["DNS:localhost", "IP:127.0.0.1"], days: 30 });
+  // Leaf and CA in one file, as many servers are (mis)configured: the tests trust the CA separately anyway.
+  const chain = join(pki.dir, "chain.pem");
+  writeFileSync(chain, readFileSync(leaf.cert, "utf8") + readFileSync(pki.root.cert, "utf8"));
+  return { dir: pki.dir, ca: pki.root.cert, cert: chain, key: leaf.key, pki };
 }
 
 /**
@@ -34,12 +28,6 @@ export function makeTestPki(caName = "Ferry Test CA"): TestPki {
  * for other names (e.g. one that does not name 127.0.0.1, to test the name check).
  */
 export function issueCert(pki: TestPki, opts: { name: string; usage: "clientAuth" | "serverAuth"; san?: string[] }): { cert: string; key: string } {
-  const p = (file: string) => join(pki.dir, `${opts.name}.${file}`);
-  const run = (...args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
-  run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", p("key"), "-out", p("csr"), "-subj", `/CN=${opts.name}`);
-  const san = opts.san?.length ? `subjectAltName=${opts.san.join(",")}\n` : "";
-  writeFileSync(p("cnf"), `${san}extendedKeyUsage=${opts.usage}\n`);
-  run("x509", "-req", "-in", p("csr"), "-CA", pki.ca, "-CAkey", join(pki.dir, "ca.key"), "-CAcreateserial", "-out", p("pem"), "-days", "30",
-    "-extfile", p("cnf"));
-  return { cert: p("pem"), key: p("key") };
+  const issued = pki.pki.issue({ cn: opts.name, sans: opts.san, usage: opts.usage === "clientAuth" ? "client" : "server", days: 30 });
+  return { cert: issued.cert, key: issued.key };
 }
