@@ -39,6 +39,7 @@ export function relayCommand(): Command {
     .option("--nats-cert <file>", "PEM client certificate for mutual TLS with NATS (with --nats-key)")
     .option("--nats-key <file>", "PEM private key for --nats-cert")
     .option("--nats-replicas <n>", "JetStream replicas, 1 to 5 (default 3 with 3 or more NATS servers, else 1)")
+    .option("--limit <name=value>", "set one resource limit, e.g. maxConnectionsPerIp=1000 or tenantBufferBytes=128MiB (repeatable; all of them, with defaults: docs/security.md)", collect)
     .addHelpText(
       "after",
       `
@@ -86,9 +87,16 @@ Config file (YAML or JSON; unknown keys are rejected):
       const forward: Listeners = { request: (req, res) => listeners.request(req, res), upgrade: (req, socket, head) => listeners.upgrade(req, socket, head) };
       const { certificateLog } = await import("../../services/relay/cert-log.js");
       const certLog = certificateLog(log, { hosts: settings.publicHost ? [settings.publicHost] : [], baseDomain: settings.baseDomain });
+      // Counted from the first connection on: the server exists before the relay does.
+      const { createPeerFaults } = await import("../../services/observability/peer-faults.js");
+      const { parseTrustedProxies } = await import("../../services/gateway/forwarded.js");
+      const faults = createPeerFaults(log);
       const server = await listen(forward, {
         host,
         port,
+        limits: settings.limits,
+        faults,
+        trustedProxies: parseTrustedProxies(settings.trustedProxies),
         tlsCert: settings.tlsCert,
         tlsKey: settings.tlsKey,
         connectorCa: settings.connectorCa,
@@ -119,7 +127,10 @@ Config file (YAML or JSON; unknown keys are rejected):
           nats: settings.nats,
           signal: starting.signal,
           baseDomain: settings.baseDomain,
+          publicHost: settings.publicHost,
           connectorCa: settings.connectorCa,
+          limits: settings.limits,
+          faults,
         }),
       ).catch(async (err: unknown) => {
         await server.close(100);

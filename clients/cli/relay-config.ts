@@ -1,8 +1,16 @@
 import { create } from "@bufbuild/protobuf";
 import { statSync } from "node:fs";
-import { type NatsConfig, NatsConfigSchema, RelayConfigSchema } from "../../gen/ferry/config/v1/relay_config_pb.js";
+import { fromJson, type JsonObject } from "@bufbuild/protobuf";
+import {
+  type NatsConfig,
+  NatsConfigSchema,
+  RelayConfigSchema,
+  type RelayLimits,
+  RelayLimitsSchema,
+} from "../../gen/ferry/config/v1/relay_config_pb.js";
 import type { NatsOptions } from "../../services/cluster/nats-options.js";
-import { invalidConfig as invalid, pickDuration, pickWholeNumber, readConfigFile } from "../sdk/config-file.js";
+import { type Limits, limitsFrom } from "../../services/relay/limits.js";
+import { invalidConfig as invalid, normalise, pickDuration, pickWholeNumber, readConfigFile } from "../sdk/config-file.js";
 import { msFromDuration } from "../sdk/duration.js";
 import { parseListen } from "./listen-address.js";
 
@@ -54,6 +62,8 @@ export interface RelayFlags {
   natsCert?: string;
   natsKey?: string;
   natsReplicas?: string;
+  /** --limit NAME=VALUE, repeatable; NAME is a RelayLimits JSON name. */
+  limit?: string[];
 }
 
 /** The relay's settings after merging flags, file, environment and defaults, and validating. */
@@ -83,6 +93,8 @@ export interface RelaySettings {
   adminToken?: string;
   /** Set when NATS servers are given: the relay joins a cluster. */
   nats?: NatsOptions;
+  /** Resource limits: the file's `limits`, each --limit over it, defaults for the rest. */
+  limits: Limits;
 }
 
 /**
@@ -145,7 +157,37 @@ export function resolveRelaySettings(flags: RelayFlags, env: NodeJS.ProcessEnv):
     logLevel,
     ...optional("adminToken", env.FERRY_ADMIN_TOKEN || undefined),
     ...optional("nats", nats),
+    limits: limitsFrom(mergeLimits(file.limits, limitFlags(flags.limit ?? []))),
   };
+}
+
+/** --limit NAME=VALUE entries as a RelayLimits message, read like the file's `limits` (sizes, durations). */
+function limitFlags(entries: readonly string[]): RelayLimits | undefined {
+  if (entries.length === 0) return undefined;
+  const json: JsonObject = {};
+  for (const entry of entries) {
+    const m = /^([A-Za-z_]+)=(.+)$/.exec(entry);
+    if (!m) throw invalid(`--limit "${entry}" must be NAME=VALUE, e.g. --limit maxConnectionsPerIp=1000`);
+    const value = m[2]!.trim();
+    json[m[1]!] = /^\d+$/.test(value) ? Number(value) : value;
+  }
+  try {
+    return fromJson(RelayLimitsSchema, normalise(RelayLimitsSchema, json, "--limit"));
+  } catch (e) {
+    const names = RelayLimitsSchema.fields.map((f) => f.jsonName).join(", ");
+    throw invalid(`${(e as Error).message.replace(/^cannot decode message [\w.]+ from JSON: /, "--limit: ")} (limits: ${names})`);
+  }
+}
+
+/** The file's limits with each limit a flag sets taken from the flag (unset proto fields are zero). */
+function mergeLimits(file: RelayLimits | undefined, flags: RelayLimits | undefined): RelayLimits | undefined {
+  if (!flags) return file;
+  if (!file) return flags;
+  const merged = { ...file } as Record<string, unknown>;
+  for (const [key, value] of Object.entries(flags)) {
+    if (key !== "$typeName" && value !== undefined && value !== 0 && value !== 0n) merged[key] = value;
+  }
+  return merged as unknown as RelayLimits;
 }
 
 type Namer = (flag: string, fromFlag: boolean, key: string) => string;

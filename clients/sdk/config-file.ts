@@ -4,6 +4,7 @@ import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { parseDuration } from "./duration.js";
 import { FerryError } from "./errors.js";
+import { parseSize } from "./size.js";
 
 /**
  * Reads a YAML or JSON settings file (".json" is JSON, anything else YAML) into
@@ -42,7 +43,7 @@ export function readConfigFile<Desc extends DescMessage>(schema: Desc, file: str
  * which nested message), and lets files say "500ms" or "2m" — or a bare number
  * of seconds — where proto JSON insists on "0.5s" or "120s".
  */
-function normalise(schema: DescMessage, json: JsonObject, path: string): JsonObject {
+export function normalise(schema: DescMessage, json: JsonObject, path: string): JsonObject {
   const out: JsonObject = {};
   for (const [key, value] of Object.entries(json)) {
     const field = schema.fields.find((f) => f.jsonName === key || f.name === key);
@@ -52,6 +53,13 @@ function normalise(schema: DescMessage, json: JsonObject, path: string): JsonObj
       out[key] = normaliseMessage(field.message, value, at);
     } else if (field.fieldKind === "list" && field.listKind === "message" && Array.isArray(value)) {
       out[key] = value.map((item, i) => normaliseMessage(field.message, item, `${at}[${i}]`));
+    } else if (field.fieldKind === "scalar" && field.name.endsWith("_bytes") && typeof value === "string") {
+      // Byte counts may be written as sizes ("64MiB"): proto JSON wants a plain number.
+      try {
+        out[key] = parseSize(value).toString();
+      } catch (e) {
+        throw invalidConfig(`${at}: ${(e as Error).message}`);
+      }
     } else {
       out[key] = value;
     }

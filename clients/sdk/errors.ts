@@ -11,6 +11,7 @@ export type ErrorKind =
   | "already_exists"
   | "failed_precondition"
   | "too_large"
+  | "resource_exhausted"
   | "unavailable"
   | "bad_gateway"
   | "deadline_exceeded"
@@ -36,6 +37,8 @@ export const HTTP_STATUS: Record<ErrorKind, number> = {
   already_exists: 409,
   failed_precondition: 412,
   too_large: 413,
+  // Too many attempts or requests from one source: wait Retry-After and try again.
+  resource_exhausted: 429,
   internal: 500,
   bad_gateway: 502,
   unavailable: 503,

@@ -10,6 +10,7 @@ const CONNECT_CODE: Record<ErrorKind, Code> = {
   already_exists: Code.AlreadyExists,
   failed_precondition: Code.FailedPrecondition,
   too_large: Code.ResourceExhausted,
+  resource_exhausted: Code.ResourceExhausted,
   unavailable: Code.Unavailable,
   bad_gateway: Code.Unavailable,
   deadline_exceeded: Code.DeadlineExceeded,

@@ -1,4 +1,5 @@
 import { create, type JsonObject, toJson } from "@bufbuild/protobuf";
+import type { Limits } from "../relay/limits.js";
 import { timestampFromDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
@@ -36,6 +37,7 @@ export interface AdminServiceDeps {
   /** ListAuditEvents: this node's files, or the cluster's audit stream. */
   queryAudit(q: AuditQuery): Promise<{ events: AuditEvent[]; nextPageToken: string }>;
   stats: Stats;
+  limits: Limits;
 }
 
 const DEFAULT_PAGE = 100;

@@ -51,6 +51,8 @@ export interface AuditLogOptions {
   now?: () => Date;
   /** Also hands every event's JSON line here (a cluster publishes them to its audit stream). */
   mirror?: (line: string) => void;
+  /** Most bytes of audit files kept; the oldest days go first beyond it (default: no limit but retention). */
+  maxBytes?: number;
 }
 
 const DAY_MS = 86_400_000;

@@ -1,4 +1,5 @@
 import { FerryError } from "../../clients/sdk/errors.js";
+import type { PeerFaults } from "../observability/peer-faults.js";
 import type { Logger } from "../../clients/sdk/logger.js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { DisconnectRequestSchema, DisconnectResponseSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
@@ -24,7 +25,7 @@ export interface ClusterMembership {
   /** Connected to NATS right now (a node cut off from NATS is not ready). */
   readonly connected: boolean;
   /** Starts routing and presence once the node's registry and local bus exist. */
-  start(deps: { registry: TunnelRegistry; local: ExchangeBus; node: () => NodeFacts; isDraining(): boolean }): Promise<{
+  start(deps: { registry: TunnelRegistry; local: ExchangeBus; node: () => NodeFacts; isDraining(): boolean; faults: PeerFaults }): Promise<{
     bus: ClusterBus;
     directory: Directory;
   }>;

@@ -13,6 +13,8 @@ import type { Logger } from "../../clients/sdk/logger.js";
 import type { ExchangeBus } from "../bus/exchange-bus.js";
 import type { ExchangeRecord } from "../observability/exchange-record.js";
 import type { Catalog } from "../state/catalog.js";
+import type { PeerFaults } from "../observability/peer-faults.js";
+import type { Limits } from "../relay/limits.js";
 import { FORWARDING_HEADERS, forwardingHeaders } from "./forwarded.js";
 import { type NodeRequest, type NodeResponse, respondHeadOnly, responseOnSocket, sendError, toFerryError } from "./http-error.js";
 import type { HostRouting } from "./host-route.js";
@@ -41,6 +43,10 @@ export interface GatewayOptions {
   onDone?(record: ExchangeRecord): void;
   /** Routing by {target}.{tenant}.<base domain>, when the relay has a base domain. */
   hostRouting?: HostRouting;
+  /** The host name clients use (--public-host), when the operator named it. */
+  publicHost?: string;
+  limits: Limits;
+  faults: PeerFaults;
 }
 
 export interface Gateway {

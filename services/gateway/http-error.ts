@@ -47,6 +47,7 @@ const GRPC_CODE: Record<ErrorKind, number> = {
   already_exists: GrpcStatus.ALREADY_EXISTS,
   failed_precondition: GrpcStatus.FAILED_PRECONDITION,
   too_large: GrpcStatus.RESOURCE_EXHAUSTED,
+  resource_exhausted: GrpcStatus.RESOURCE_EXHAUSTED,
   internal: GrpcStatus.INTERNAL,
   bad_gateway: GrpcStatus.UNAVAILABLE,
   unavailable: GrpcStatus.UNAVAILABLE,

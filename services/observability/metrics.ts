@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
 import type { ExchangeRecord } from "./exchange-record.js";
+import type { PeerFaults } from "./peer-faults.js";
 
 export interface Metrics {
   /** Counts one finished exchange. */
@@ -17,7 +18,7 @@ export interface Metrics {
  * a few label lookups; gauges about tunnels are read from the registry at
  * scrape time, so nothing is updated on the hot path for them.
  */
-export function createMetrics(deps: { registry: TunnelRegistry; activeFor(tenant: string): number }): Metrics {
+export function createMetrics(deps: { registry: TunnelRegistry; activeFor(tenant: string): number; faults: PeerFaults }): Metrics {
   const register = new Registry();
   collectDefaultMetrics({ register, prefix: "ferry_" });
   const requests = new Counter({
@@ -83,6 +84,28 @@ export function createMetrics(deps: { registry: TunnelRegistry; activeFor(tenant
     labelNames: ["tenant"] as const,
     registers: [register],
     collect: perTenant((_, tunnels) => Math.max(0, ...tunnels.map((t) => t.keepalive.lastRttMs ?? 0)) / 1000),
+  });
+
+  // Counters kept by PeerFaults (shared with the server, which exists before the relay), read at scrape time.
+  new Counter({
+    name: "ferry_peer_faults_total",
+    help: "Malformed or hostile input that ended one exchange, stream or connection and nothing else, by source (client, connector, target, cluster, store) and reason",
+    labelNames: ["source", "reason"] as const,
+    registers: [register],
+    collect() {
+      this.reset();
+      for (const f of deps.faults.faults().values()) this.inc({ source: f.source, reason: f.reason }, f.count);
+    },
+  });
+  new Counter({
+    name: "ferry_limit_refusals_total",
+    help: "Connections, streams, exchanges, tunnels or calls refused or cut by a resource limit, by limit",
+    labelNames: ["limit"] as const,
+    registers: [register],
+    collect() {
+      this.reset();
+      for (const [limit, n] of deps.faults.limits()) this.inc({ limit }, n);
+    },
   });
 
   return {

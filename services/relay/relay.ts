@@ -23,6 +23,8 @@ import { TunnelRegistry } from "../tunnel/tunnel-registry.js";
 import { createExchangeObserver } from "../observability/exchange-observer.js";
 import { createMetrics, type Metrics } from "../observability/metrics.js";
 import { createTrafficStats } from "../stats/traffic-stats.js";
+import { createPeerFaults, type PeerFaults } from "../observability/peer-faults.js";
+import { type Limits, withLimits } from "./limits.js";
 import { metricsEndpoint } from "./metrics-endpoint.js";
 import { createRouter } from "./routes.js";
 import type { Listeners } from "./server.js";
@@ -55,12 +57,18 @@ export interface RelayOptions {
   signal?: AbortSignal;
   /** Host-based routing: {target}.{tenant}.<baseDomain> reaches that target with its path untouched. */
   baseDomain?: string;
+  /** The host name clients and connectors use (--public-host); forwarding headers name it. */
+  publicHost?: string;
   /**
    * PEM CA file for connector client certificates. The server (listen) asks
    * for them; with this set, the tunnel endpoint takes a verified one as the
    * connector's credential.
    */
   connectorCa?: string;
+  /** Resource limits; unset ones take their defaults (limits.ts). */
+  limits?: Partial<Limits>;
+  /** Fault and limit counters, shared with the server when it was made first; else the relay makes its own. */
+  faults?: PeerFaults;
 }
 
 export interface Relay {
@@ -73,6 +81,8 @@ export interface Relay {
   readonly catalog: Catalog;
   readonly registry: TunnelRegistry;
   readonly metrics: Metrics;
+  readonly limits: Limits;
+  readonly faults: PeerFaults;
   readonly draining: boolean;
   /** Whether the node is part of a cluster over NATS. */
   readonly clustered: boolean;
@@ -90,6 +100,8 @@ export interface Relay {
 /** Builds a relay node without listening: the CLI (or a test) owns the server. */
 export async function createRelay(options: RelayOptions): Promise<Relay> {
   const log = options.log;
+  const limits = withLimits(options.limits);
+  const faults = options.faults ?? createPeerFaults(log);
   const nodeId = options.nodeId ?? shortId(6);
   const keepaliveMs = options.keepaliveMs ?? 15_000;
   const startTime = new Date();
@@ -120,7 +132,11 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
   async function buildNode(): Promise<Relay> {
     const store: KvStore = cluster ? cluster.store : await openFileStore(options.dataDir);
     // Each node keeps its own files; in a cluster every event also goes to the shared stream the admin API reads.
-    const audit: AuditLog = createAuditLog(options.dataDir, log, { retentionDays: options.auditRetentionDays, mirror: cluster?.audit.publish });
+    const audit: AuditLog = createAuditLog(options.dataDir, log, {
+      retentionDays: options.auditRetentionDays,
+      mirror: cluster?.audit.publish,
+      maxBytes: limits.auditMaxBytes,
+    });
     const catalog = new Catalog(store);
     const mintedAdminToken = await catalog.bootstrapAdmin(options.adminToken);
     const registry = new TunnelRegistry();
@@ -156,9 +172,9 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
     const nodeFacts = (): NodeFacts => ({ nodeId, version: FERRY_VERSION, address, startTime, inFlight: gatewayRef?.active ?? 0, draining });
     const localBus = createLocalBus(registry);
     const { bus, directory } = cluster
-      ? await cluster.start({ registry, local: localBus, node: nodeFacts, isDraining: () => draining })
+      ? await cluster.start({ registry, local: localBus, node: nodeFacts, isDraining: () => draining, faults })
       : { bus: localBus, directory: localDirectory(registry, nodeFacts) };
-    const metrics = createMetrics({ registry, activeFor: (tenant) => gatewayRef?.activeFor(tenant) ?? 0 });
+    const metrics = createMetrics({ registry, activeFor: (tenant) => gatewayRef?.activeFor(tenant) ?? 0, faults });
     const gateway = createGateway({
       catalog,
       bus,
@@ -169,6 +185,9 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       isDraining: () => draining,
       serveWhileDraining: cluster !== undefined,
       hostRouting: options.baseDomain ? createHostRouting(options.baseDomain) : undefined,
+      publicHost: options.publicHost,
+      limits,
+      faults,
       onDone: createExchangeObserver({
         catalog,
         stats,
@@ -192,6 +211,8 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       isDraining: () => draining,
       refusals: createRefusalLimiter(),
       acceptCertificates: options.connectorCa !== undefined,
+      limits,
+      faults,
     });
 
     const adminHandler = connectNodeAdapter({
@@ -204,6 +225,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
             audit,
             queryAudit: cluster ? cluster.audit.query : async (q) => audit.query(q),
             stats,
+            limits,
           }),
         ),
       interceptors: [errorInterceptor(log), authInterceptor(catalog, audit)],
@@ -231,6 +253,8 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       catalog,
       registry,
       metrics,
+      limits,
+      faults,
       get draining() {
         return draining;
       },

@@ -10,7 +10,10 @@ import {
   type Settings,
 } from "node:http2";
 import { createServer as createNetServer, type AddressInfo, Server as NetServerClass, type Server as NetServer, type Socket } from "node:net";
+import type { BlockList } from "node:net";
 import type { Duplex } from "node:stream";
+import type { PeerFaults } from "../observability/peer-faults.js";
+import type { Limits } from "./limits.js";
 import { TUNNEL_PATH } from "../../clients/sdk/tunnel-codec.js";
 import type { NodeRequest, NodeResponse } from "../gateway/http-error.js";
 import { type CertReloader, watchCertFiles } from "./cert-reload.js";
@@ -35,6 +38,12 @@ export interface ListenOptions {
   certPollMs?: number;
   /** HTTP/2 PING interval; a session that does not answer within it is destroyed. */
   keepaliveMs: number;
+  /** Connection limits and timeouts; unset ones take their defaults. */
+  limits?: Partial<Limits>;
+  /** Where refusals by a limit and bad peers are counted (shared with the relay's /metrics). */
+  faults?: PeerFaults;
+  /** --trust-proxy addresses: exempt from the per-address connection limit (they carry many clients). */
+  trustedProxies?: BlockList;
 }
 
 export interface RelayServer {

@@ -20,6 +20,8 @@ import type { AuditLog } from "../audit/audit-log.js";
 import type { RefusalLimiter } from "../audit/refusal-limiter.js";
 import { type NodeRequest, type NodeResponse, sendError } from "../gateway/http-error.js";
 import type { Catalog } from "../state/catalog.js";
+import type { PeerFaults } from "../observability/peer-faults.js";
+import type { Limits } from "../relay/limits.js";
 import { type ConnectorCert, connectorCert } from "./connector-cert.js";
 import { GrpcCall, GrpcError, GrpcStatus } from "./grpc-call.js";
 import { RelayTunnel, type TunnelCloseStatus } from "./relay-tunnel.js";
@@ -38,6 +40,8 @@ export interface TunnelEndpointDeps {
   refusals: RefusalLimiter;
   /** Client certificates verified against --connector-ca authenticate connectors (mTLS). */
   acceptCertificates?: boolean;
+  limits: Limits;
+  faults: PeerFaults;
 }
 
 const HELLO_TIMEOUT_MS = 10_000;

@@ -34,6 +34,8 @@ export async function startTestRelay(
     tlsCert: options.tlsCert,
     tlsKey: options.tlsKey,
     connectorCa: options.connectorCa,
+    limits: relay.limits,
+    faults: relay.faults,
     ...options.listen,
   });
   relay.setAddress(server.url);

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { relayCommand } from "../../clients/cli/relay-command.js";
 import { RELAY_DEFAULTS, type RelayFlags, resolveRelaySettings } from "../../clients/cli/relay-config.js";
 import { FerryError } from "../../clients/sdk/errors.js";
+import { DEFAULT_LIMITS } from "../../services/relay/limits.js";
 
 const dir = mkdtempSync(join(tmpdir(), "ferry-relay-config-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -42,6 +43,7 @@ const DEFAULTS = {
   auditRetentionDays: 30,
   auditRequests: true,
   logLevel: "info",
+  limits: DEFAULT_LIMITS,
 };
 
 describe("resolveRelaySettings defaults", () => {
@@ -116,6 +118,7 @@ nats:
     metricsListen: { host: "127.0.0.1", port: 9100 },
     logLevel: "warn",
     nats: { servers: ["nats://n1:4222", "tls://n2:4223"], user: "ferry", password: "from-file", tls: { caFile: ca }, replicas: 3 },
+    limits: DEFAULT_LIMITS,
   };
 
   it("reads every setting from YAML with friendly durations (a bare number is seconds)", () => {
@@ -249,6 +252,36 @@ nats:
     expect(invalid(() => resolve({ config: level }))).toMatch(new RegExp(`^${escape(level)}: logLevel "fatal" is not one of`));
     const tls = file("yaml", "tlsKey: k.pem\n");
     expect(invalid(() => resolve({ config: tls }))).toBe(`${tls}: tlsKey needs a certificate: give --tls-cert (or tlsCert in the config file)`);
+  });
+});
+
+describe("resolveRelaySettings limits", () => {
+  it("reads limits from the file, with sizes and durations written for people", () => {
+    const config = file("yaml", "limits:\n  maxConnectionsPerIp: 64\n  tenantBufferBytes: 128MiB\n  headersTimeout: 5s\n  clientStreamWindowBytes: 1MiB\n");
+    const { limits } = resolve({ config });
+    expect(limits).toEqual({
+      ...DEFAULT_LIMITS,
+      maxConnectionsPerIp: 64,
+      tenantBufferBytes: 128 * 1024 * 1024,
+      headersTimeoutMs: 5_000,
+      clientStreamWindow: 1024 * 1024,
+    });
+  });
+
+  it("lays each --limit over the file's limits", () => {
+    const config = file("yaml", "limits:\n  maxConnectionsPerIp: 64\n  maxTunnelsPerKey: 4\n");
+    const { limits } = resolve({ config, limit: ["maxConnectionsPerIp=1000", "authBackoffMax=2m", "auditMaxBytes=1GiB"] });
+    expect(limits).toMatchObject({ maxConnectionsPerIp: 1000, maxTunnelsPerKey: 4, authBackoffMaxMs: 120_000, auditMaxBytes: 1024 ** 3 });
+  });
+
+  it("names the bad limit, whether from a flag or the file", () => {
+    expect(invalid(() => resolve({ limit: ["maxConnectionsPerIP=5"] }))).toMatch(/--limit: key "maxConnectionsPerIP" is unknown.*maxConnectionsPerIp/);
+    expect(invalid(() => resolve({ limit: ["maxConnections"] }))).toMatch(/must be NAME=VALUE/);
+    expect(invalid(() => resolve({ limit: ["tenantBufferBytes=lots"] }))).toMatch(/--limit\.tenantBufferBytes: "lots" is not a size/);
+    expect(invalid(() => resolve({ limit: ["clientSharePercent=150"] }))).toMatch(/limits\.clientSharePercent is a percentage/);
+    expect(invalid(() => resolve({ limit: ["maxConnections=10", "maxConnectionsPerIp=20"] }))).toMatch(/maxConnectionsPerIp must not exceed maxConnections/);
+    expect(invalid(() => resolve({ limit: ["clientStreamWindowBytes=1000"] }))).toMatch(/clientStreamWindowBytes must be between 65535/);
+    expect(invalid(() => resolve({ config: file("yaml", "limits:\n  maxStreams: 5\n") }))).toMatch(/limits: key "maxStreams" is unknown/);
   });
 });
 

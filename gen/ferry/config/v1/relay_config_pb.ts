@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ferry/config/v1/relay_config.proto.
  */
 export const file_ferry_config_v1_relay_config: GenFile = /*@__PURE__*/
-  fileDesc("CiJmZXJyeS9jb25maWcvdjEvcmVsYXlfY29uZmlnLnByb3RvEg9mZXJyeS5jb25maWcudjEilAQKC1JlbGF5Q29uZmlnEg4KBmxpc3RlbhgBIAEoCRIMCgRkYXRhGAIgASgJEhAKCHRsc19jZXJ0GAMgASgJEg8KB3Rsc19rZXkYBCABKAkSMgoPcmVxdWVzdF90aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCWtlZXBhbGl2ZRgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIoCgVncmFjZRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgt0cnVzdF9wcm94eRgIIAMoCRIPCgdub2RlX2lkGAkgASgJEhwKFGF1ZGl0X3JldGVudGlvbl9kYXlzGAogASgNEhsKDmF1ZGl0X3JlcXVlc3RzGAsgASgISACIAQESFgoObWV0cmljc19saXN0ZW4YDCABKAkSEQoJbG9nX2xldmVsGA0gASgJEikKBG5hdHMYDiABKAsyGy5mZXJyeS5jb25maWcudjEuTmF0c0NvbmZpZxIuCgtkcmFpbl9kZWxheRgPIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtiYXNlX2RvbWFpbhgQIAEoCRIUCgxjb25uZWN0b3JfY2EYESABKAkSEwoLcHVibGljX2hvc3QYEiABKAlCEQoPX2F1ZGl0X3JlcXVlc3RzIpEBCgpOYXRzQ29uZmlnEg8KB3NlcnZlcnMYASADKAkSDAoEdXNlchgCIAEoCRIQCghwYXNzd29yZBgDIAEoCRINCgV0b2tlbhgEIAEoCRIOCgZ0bHNfY2EYBSABKAkSEAoIdGxzX2NlcnQYBiABKAkSDwoHdGxzX2tleRgHIAEoCRIQCghyZXBsaWNhcxgIIAEoDWIGcHJvdG8z", [file_google_protobuf_duration]);
+  fileDesc("CiJmZXJyeS9jb25maWcvdjEvcmVsYXlfY29uZmlnLnByb3RvEg9mZXJyeS5jb25maWcudjEiwgQKC1JlbGF5Q29uZmlnEg4KBmxpc3RlbhgBIAEoCRIMCgRkYXRhGAIgASgJEhAKCHRsc19jZXJ0GAMgASgJEg8KB3Rsc19rZXkYBCABKAkSMgoPcmVxdWVzdF90aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCWtlZXBhbGl2ZRgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIoCgVncmFjZRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgt0cnVzdF9wcm94eRgIIAMoCRIPCgdub2RlX2lkGAkgASgJEhwKFGF1ZGl0X3JldGVudGlvbl9kYXlzGAogASgNEhsKDmF1ZGl0X3JlcXVlc3RzGAsgASgISACIAQESFgoObWV0cmljc19saXN0ZW4YDCABKAkSEQoJbG9nX2xldmVsGA0gASgJEikKBG5hdHMYDiABKAsyGy5mZXJyeS5jb25maWcudjEuTmF0c0NvbmZpZxIuCgtkcmFpbl9kZWxheRgPIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtiYXNlX2RvbWFpbhgQIAEoCRIUCgxjb25uZWN0b3JfY2EYESABKAkSEwoLcHVibGljX2hvc3QYEiABKAkSLAoGbGltaXRzGBMgASgLMhwuZmVycnkuY29uZmlnLnYxLlJlbGF5TGltaXRzQhEKD19hdWRpdF9yZXF1ZXN0cyLnBAoLUmVsYXlMaW1pdHMSMgoPaGVhZGVyc190aW1lb3V0GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KDGlkbGVfdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIXCg9tYXhfY29ubmVjdGlvbnMYAyABKA0SHgoWbWF4X2Nvbm5lY3Rpb25zX3Blcl9pcBgEIAEoDRIiChptYXhfc3RyZWFtc19wZXJfY29ubmVjdGlvbhgFIAEoDRIiChpjbGllbnRfc3RyZWFtX3dpbmRvd19ieXRlcxgGIAEoDRImCh5jbGllbnRfY29ubmVjdGlvbl93aW5kb3dfYnl0ZXMYByABKA0SHAoUdGVuYW50X21heF9leGNoYW5nZXMYCCABKA0SHAoUY2xpZW50X3NoYXJlX3BlcmNlbnQYCSABKA0SGwoTdGVuYW50X2J1ZmZlcl9ieXRlcxgKIAEoBBIbChNtYXhfdHVubmVsc19wZXJfa2V5GAsgASgNEh4KFm1heF90dW5uZWxzX3Blcl90ZW5hbnQYDCABKA0SHgoWbWF4X3RhcmdldHNfcGVyX3R1bm5lbBgNIAEoDRIXCg9hdWRpdF9tYXhfYnl0ZXMYDiABKAQSIAoYYXVkaXRfcXVlcmllc19wZXJfbWludXRlGA8gASgNEiQKHGF1dGhfZmFpbHVyZXNfYmVmb3JlX2JhY2tvZmYYECABKA0SMwoQYXV0aF9iYWNrb2ZmX21heBgRIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKRAQoKTmF0c0NvbmZpZxIPCgdzZXJ2ZXJzGAEgAygJEgwKBHVzZXIYAiABKAkSEAoIcGFzc3dvcmQYAyABKAkSDQoFdG9rZW4YBCABKAkSDgoGdGxzX2NhGAUgASgJEhAKCHRsc19jZXJ0GAYgASgJEg8KB3Rsc19rZXkYByABKAkSEAoIcmVwbGljYXMYCCABKA1iBnByb3RvMw", [file_google_protobuf_duration]);
 
 /**
  * RelayConfig is the relay's configuration file (YAML or JSON, using the proto
@@ -160,6 +160,15 @@ export type RelayConfig = Message<"ferry.config.v1.RelayConfig"> & {
    * @generated from field: string public_host = 18;
    */
   publicHost: string;
+
+  /**
+   * Resource limits, each with a safe default (docs/security.md lists them
+   * all and what each protects). Also settable one by one with
+   * --limit NAME=VALUE, NAME being the JSON name below (e.g. maxConnectionsPerIp).
+   *
+   * @generated from field: ferry.config.v1.RelayLimits limits = 19;
+   */
+  limits?: RelayLimits | undefined;
 };
 
 /**
@@ -168,6 +177,152 @@ export type RelayConfig = Message<"ferry.config.v1.RelayConfig"> & {
  */
 export const RelayConfigSchema: GenMessage<RelayConfig> = /*@__PURE__*/
   messageDesc(file_ferry_config_v1_relay_config, 0);
+
+/**
+ * RelayLimits bounds what peers can make a relay node hold. Zero or unset
+ * means the default. Sizes (the *_bytes fields) may be written "64MiB" in a
+ * file or flag; durations "20s".
+ *
+ * @generated from message ferry.config.v1.RelayLimits
+ */
+export type RelayLimits = Message<"ferry.config.v1.RelayLimits"> & {
+  /**
+   * Time a client connection has to finish its TLS handshake, its HTTP/2
+   * preface, or each HTTP/1.1 request head (default 20s; 408 or closed).
+   *
+   * @generated from field: google.protobuf.Duration headers_timeout = 1;
+   */
+  headersTimeout?: Duration | undefined;
+
+  /**
+   * An HTTP/1.1 keep-alive connection, or an HTTP/2 connection without a
+   * stream, is closed after this long without a request (default 65s).
+   *
+   * @generated from field: google.protobuf.Duration idle_timeout = 2;
+   */
+  idleTimeout?: Duration | undefined;
+
+  /**
+   * Open connections on the port, every peer together (default 20000).
+   *
+   * @generated from field: uint32 max_connections = 3;
+   */
+  maxConnections: number;
+
+  /**
+   * Open connections from one IP address (default 512); --trust-proxy
+   * addresses are exempt (they carry many clients).
+   *
+   * @generated from field: uint32 max_connections_per_ip = 4;
+   */
+  maxConnectionsPerIp: number;
+
+  /**
+   * Concurrent streams on one HTTP/2 client connection (default 100).
+   *
+   * @generated from field: uint32 max_streams_per_connection = 5;
+   */
+  maxStreamsPerConnection: number;
+
+  /**
+   * HTTP/2 receive window of each client stream (default 256KiB); tunnels
+   * get their own, wider windows once they are authenticated.
+   *
+   * @generated from field: uint32 client_stream_window_bytes = 6;
+   */
+  clientStreamWindowBytes: number;
+
+  /**
+   * HTTP/2 receive window of each client connection (default 2MiB).
+   *
+   * @generated from field: uint32 client_connection_window_bytes = 7;
+   */
+  clientConnectionWindowBytes: number;
+
+  /**
+   * Exchanges in progress at once per tenant on this node, for tenants whose
+   * max_concurrent_exchanges is unset (default 1000; 503 tenant_busy beyond).
+   *
+   * @generated from field: uint32 tenant_max_exchanges = 8;
+   */
+  tenantMaxExchanges: number;
+
+  /**
+   * Share of a tenant's exchange limit one client address may hold, in
+   * percent (default 25; 503 client_busy beyond).
+   *
+   * @generated from field: uint32 client_share_percent = 9;
+   */
+  clientSharePercent: number;
+
+  /**
+   * Response body bytes this node queues for one tenant's exchanges while
+   * their clients read slowly (default 64MiB; the exchange that would pass
+   * it is reset).
+   *
+   * @generated from field: uint64 tenant_buffer_bytes = 10;
+   */
+  tenantBufferBytes: bigint;
+
+  /**
+   * Live tunnels on this node per connector key (default 16).
+   *
+   * @generated from field: uint32 max_tunnels_per_key = 11;
+   */
+  maxTunnelsPerKey: number;
+
+  /**
+   * Live tunnels on this node per tenant (default 128).
+   *
+   * @generated from field: uint32 max_tunnels_per_tenant = 12;
+   */
+  maxTunnelsPerTenant: number;
+
+  /**
+   * Targets one connector Hello may announce (default 256).
+   *
+   * @generated from field: uint32 max_targets_per_tunnel = 13;
+   */
+  maxTargetsPerTunnel: number;
+
+  /**
+   * Bytes of audit files kept in the data directory; the oldest days go
+   * first beyond it (default 4GiB).
+   *
+   * @generated from field: uint64 audit_max_bytes = 14;
+   */
+  auditMaxBytes: bigint;
+
+  /**
+   * Audit queries (ListAuditEvents) one admin token may make per minute
+   * (default 60; ResourceExhausted beyond).
+   *
+   * @generated from field: uint32 audit_queries_per_minute = 15;
+   */
+  auditQueriesPerMinute: number;
+
+  /**
+   * Failed credentials (admin tokens, connector keys) from one address
+   * before it must wait between attempts (default 5).
+   *
+   * @generated from field: uint32 auth_failures_before_backoff = 16;
+   */
+  authFailuresBeforeBackoff: number;
+
+  /**
+   * The longest such wait; it doubles with each further failure (default 60s).
+   *
+   * @generated from field: google.protobuf.Duration auth_backoff_max = 17;
+   */
+  authBackoffMax?: Duration | undefined;
+};
+
+/**
+ * Describes the message ferry.config.v1.RelayLimits.
+ * Use `create(RelayLimitsSchema)` to create a new message.
+ */
+export const RelayLimitsSchema: GenMessage<RelayLimits> = /*@__PURE__*/
+  messageDesc(file_ferry_config_v1_relay_config, 1);
 
 /**
  * NatsConfig is how a relay node reaches NATS. Give either user and password,
@@ -239,5 +394,5 @@ export type NatsConfig = Message<"ferry.config.v1.NatsConfig"> & {
  * Use `create(NatsConfigSchema)` to create a new message.
  */
 export const NatsConfigSchema: GenMessage<NatsConfig> = /*@__PURE__*/
-  messageDesc(file_ferry_config_v1_relay_config, 1);
+  messageDesc(file_ferry_config_v1_relay_config, 2);
 

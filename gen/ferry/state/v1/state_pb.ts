@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ferry/state/v1/state.proto.
  */
 export const file_ferry_state_v1_state: GenFile = /*@__PURE__*/
-  fileDesc("ChpmZXJyeS9zdGF0ZS92MS9zdGF0ZS5wcm90bxIOZmVycnkuc3RhdGUudjEiygIKDFRlbmFudFJlY29yZBIMCgRuYW1lGAEgASgJEi8KC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxkaXNwbGF5X25hbWUYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSEAoIZGlzYWJsZWQYBSABKAgSMgoPcmVxdWVzdF90aW1lb3V0GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEh4KFm1heF9yZXF1ZXN0X2JvZHlfYnl0ZXMYByABKAQSIAoYbWF4X2NvbmN1cnJlbnRfZXhjaGFuZ2VzGAggASgNEhcKD2FsbG93ZWRfdGFyZ2V0cxgJIAMoCRIvCgt1cGRhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi/wEKCUtleVJlY29yZBIOCgZrZXlfaWQYASABKAkSDgoGdGVuYW50GAIgASgJEhUKDXNlY3JldF9zaGEyNTYYAyABKAwSEwoLZGVzY3JpcHRpb24YBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmVwbGFjZWRfYnkYCCABKAkiwAEKEEFkbWluVG9rZW5SZWNvcmQSEAoIdG9rZW5faWQYASABKAkSFQoNc2VjcmV0X3NoYTI1NhgCIAEoDBIMCgRyb2xlGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChpmZXJyeS9zdGF0ZS92MS9zdGF0ZS5wcm90bxIOZmVycnkuc3RhdGUudjEigQMKDFRlbmFudFJlY29yZBIMCgRuYW1lGAEgASgJEi8KC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxkaXNwbGF5X25hbWUYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSEAoIZGlzYWJsZWQYBSABKAgSMgoPcmVxdWVzdF90aW1lb3V0GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEh4KFm1heF9yZXF1ZXN0X2JvZHlfYnl0ZXMYByABKAQSIAoYbWF4X2NvbmN1cnJlbnRfZXhjaGFuZ2VzGAggASgNEhcKD2FsbG93ZWRfdGFyZ2V0cxgJIAMoCRIvCgt1cGRhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJdGVuYW50X2lkGAsgASgJEiIKGmRlbmllZF9jZXJ0aWZpY2F0ZV9zZXJpYWxzGAwgAygJIv8BCglLZXlSZWNvcmQSDgoGa2V5X2lkGAEgASgJEg4KBnRlbmFudBgCIAEoCRIVCg1zZWNyZXRfc2hhMjU2GAMgASgMEhMKC2Rlc2NyaXB0aW9uGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3JlcGxhY2VkX2J5GAggASgJIsABChBBZG1pblRva2VuUmVjb3JkEhAKCHRva2VuX2lkGAEgASgJEhUKDXNlY3JldF9zaGEyNTYYAiABKAwSDAoEcm9sZRgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * TenantRecord is a tenant as stored.
@@ -71,6 +71,23 @@ export type TenantRecord = Message<"ferry.state.v1.TenantRecord"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 10;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * Random id minted when the tenant is created, never reused: a tenant
+   * created later under the same name has another, so it never inherits the
+   * old one's audit trail. Records written before it existed have none.
+   *
+   * @generated from field: string tenant_id = 11;
+   */
+  tenantId: string;
+
+  /**
+   * Serial numbers (upper-case hex, no separators) of connector client
+   * certificates that must no longer authenticate, though their CA signed them.
+   *
+   * @generated from field: repeated string denied_certificate_serials = 12;
+   */
+  deniedCertificateSerials: string[];
 };
 
 /**
