@@ -6,6 +6,7 @@ import {
   type ResponseHead,
   ResetCode,
 } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import type { ByteBudget } from "./byte-budget.js";
 import { exchangeKey } from "./ids.js";
 import { MAX_WINDOW } from "./protocol.js";
 
@@ -35,6 +36,13 @@ export interface ExchangeOptions {
   transportReady?(): Promise<void> | undefined;
   /** Called once when the exchange is finished in both directions or reset. */
   onClose?(exchange: Exchange): void;
+  /**
+   * Memory shared with other exchanges (a tenant's, on a relay node) that the
+   * incoming body takes while it waits for its consumer: taken as Data is
+   * queued, given back as it is handed on or dropped. When it runs out the
+   * exchange is reset (INTERNAL) instead of queueing more.
+   */
+  budget?: ByteBudget;
 }
 
 /**
