@@ -284,6 +284,10 @@ export interface Relay {
 export async function startRelay(cluster?: { nats: string; nodeId: string }): Promise<Relay> {
   const dataDir = mkdtempSync(join(tmpdir(), "ferry-bench-relay-"));
   const args = [CLI, "relay", "--listen", "127.0.0.1:0", "--data", dataDir];
+  // All load comes from 127.0.0.1 and one tenant, thousands of connections and exchanges at once in the idle
+  // scenarios: limits per address and per tenant are lifted (they are still checked on every request, so
+  // their cost is measured), or the scenarios would measure refusals.
+  args.push("--limit", "maxConnectionsPerIp=20000", "--limit", "tenantMaxExchanges=100000", "--limit", "clientSharePercent=100");
   if (cluster) args.push("--nats", cluster.nats, "--node-id", cluster.nodeId, "--drain-delay", "0s");
   const proc = startProc(cluster ? `relay-${cluster.nodeId}` : "relay", process.execPath, args, {
     env: { ...process.env, FERRY_ADMIN_TOKEN: ADMIN_TOKEN, FERRY_LOG_FORMAT: "json" },

@@ -15,14 +15,18 @@ import {
   type TrafficStats,
 } from "../../gen/ferry/admin/v1/admin_service_pb.js";
 import { type AdminClient, createAdminClient } from "../admin/admin-client.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { normalizeCertSerial } from "../sdk/cert-serial.js";
 import { durationFromMs, formatDuration, msFromDuration, parseDuration } from "../sdk/duration.js";
 import { FerryError } from "../sdk/errors.js";
+import { argvSecretWarning, readSecretFile } from "../sdk/secret-file.js";
 import { formatSize, parseSize } from "../sdk/size.js";
 import { collect } from "./run.js";
 
 interface Globals {
   relay: string;
   token?: string;
+  tokenFile?: string;
   json?: boolean;
 }
 type Opts = Globals & Record<string, unknown>;
@@ -33,13 +37,16 @@ export function adminCommand(): Command {
   const admin = new Command("admin")
     .description("Manage a relay through its admin API.")
     .option("--relay <url>", "relay URL (or FERRY_RELAY)", process.env.FERRY_RELAY ?? "http://127.0.0.1:8080")
-    .option("--token <token>", "admin token (or FERRY_TOKEN)")
+    .option("--token-file <file>", "file holding the admin token (or set FERRY_TOKEN)")
+    .option("--token <token>", "admin token on the command line (visible in ps: prefer FERRY_TOKEN or --token-file)")
     .addHelpText(
       "after",
       `
 Examples:
-  ferry admin --relay https://relay.example.com --token $T tenants create acme
-  FERRY_RELAY=https://relay.example.com FERRY_TOKEN=$T ferry admin keys create acme --json
+  export FERRY_RELAY=https://relay.example.com FERRY_TOKEN=fat_...   # or --token-file ~/.ferry/token (chmod 600)
+  ferry admin tenants create acme
+  ferry admin --token-file /etc/ferry/admin.token keys create acme --json
+  ferry admin tenants update acme --deny-cert-serial 0A:1B:2C:3D   # a connector certificate no longer accepted
 
 Exit codes: 0 done, 1 usage error, 2 the relay refused or failed the call (its code and message on stderr).
 `,
@@ -67,10 +74,19 @@ Exit codes: 0 done, 1 usage error, 2 the relay refused or failed the call (its c
   });
   verb(tenants, "update <name>", "Change a tenant's settings (only the flags given).", async (c, o, [name]) => {
     const { values, paths } = settings(o);
+    const serials = await deniedSerials(c, o, name!);
+    if (serials) {
+      values.deniedCertificateSerials = serials;
+      paths.push("denied_certificate_serials");
+    }
     if (paths.length === 0) throw usage("nothing to change: give at least one setting flag (see --help)");
     const { tenant } = await c.updateTenant({ tenant: create(TenantSchema, { ...values, name: name! }), updateMask: { paths } });
     print(o, TenantSchema, tenant!, () => `updated tenant ${tenant!.name}: ${paths.join(", ")}`);
-  }, settingsFlags);
+  }, (cmd) =>
+    settingsFlags(cmd)
+      .option("--deny-cert-serial <serial>", "refuse the connector client certificate with this serial (hex, e.g. from openssl x509 -serial; repeatable)", collect)
+      .option("--allow-cert-serial <serial>", "take a serial off the deny list again (repeatable)", collect),
+  );
   verb(tenants, "delete <name>", "Delete a tenant, its keys, and disconnect its connectors.", async (c, o, [name]) => {
     await c.deleteTenant({ name });
     out(o.json ? { deleted: name } : `deleted tenant ${name}`);
@@ -149,7 +165,7 @@ Exit codes: 0 done, 1 usage error, 2 the relay refused or failed the call (its c
     const events = [];
     let pageToken = "";
     do {
-      const page = await c.listAuditEvents({
+      const page = await rationed(() => c.listAuditEvents({
         tenant: (o.tenant as string | undefined) ?? "",
         actor: (o.actor as string | undefined) ?? "",
         action: (o.action as string | undefined) ?? "",
@@ -157,7 +173,7 @@ Exit codes: 0 done, 1 usage error, 2 the relay refused or failed the call (its c
         endTime: o.until === undefined ? undefined : timeArg(String(o.until), "--until"),
         pageSize: Math.min(1000, limit - events.length),
         pageToken,
-      });
+      }));
       events.push(...page.events);
       pageToken = page.nextPageToken;
     } while (pageToken && events.length < limit);
@@ -210,9 +226,7 @@ function verb(parent: Command, spec: string, description: string, action: Action
   cmd.action(async (...params: unknown[]) => {
     const self = params[params.length - 1] as Command;
     const o = self.optsWithGlobals() as Opts;
-    // An empty variable counts as unset, as the relay treats FERRY_ADMIN_TOKEN.
-    const token = o.token || process.env.FERRY_TOKEN || process.env.FERRY_ADMIN_TOKEN;
-    if (!token) throw usage("no admin token: pass --token or set FERRY_TOKEN");
+    const token = adminToken(o);
     let relay: URL;
     try {
       relay = new URL(o.relay);
@@ -221,6 +235,66 @@ function verb(parent: Command, spec: string, description: string, action: Action
     }
     await action(createAdminClient(relay.origin, token), o, self.args);
   });
+}
+
+/**
+ * The admin token: FERRY_TOKEN (or FERRY_ADMIN_TOKEN, the relay's own), a
+ * file, or --token, which still works but every local user can read it in
+ * the process list, so it warns. An empty variable counts as unset, as the
+ * relay treats FERRY_ADMIN_TOKEN.
+ */
+function adminToken(o: Opts): string {
+  if (o.token && o.tokenFile) throw usage("--token and --token-file contradict each other: give one");
+  const warn = (line: string) => process.stderr.write(`${line}\n`);
+  if (o.token) {
+    warn(argvSecretWarning("--token", "FERRY_TOKEN or --token-file"));
+    return o.token;
+  }
+  if (o.tokenFile) return readSecretFile(o.tokenFile, "--token-file", warn);
+  const token = process.env.FERRY_TOKEN || process.env.FERRY_ADMIN_TOKEN;
+  if (!token) throw usage("no admin token: set FERRY_TOKEN or pass --token-file FILE");
+  return token;
+}
+
+/**
+ * The tenant's deny list after --deny-cert-serial and --allow-cert-serial, or
+ * undefined when neither is given. Read, changed and written back whole
+ * (the API sets lists as a whole): two operators changing it at the same
+ * moment can lose one change; `tenants get` shows the result.
+ */
+async function deniedSerials(c: AdminClient, o: Opts, name: string): Promise<string[] | undefined> {
+  const deny = (o.denyCertSerial as string[] | undefined) ?? [];
+  const allow = (o.allowCertSerial as string[] | undefined) ?? [];
+  if (deny.length === 0 && allow.length === 0) return undefined;
+  const canonical = (flag: string) => (text: string) => {
+    const serial = normalizeCertSerial(text);
+    if (serial === undefined) throw usage(`${flag} "${text}" is not a certificate serial (hex, e.g. 0A:1B:2C or 0A1B2C)`);
+    return serial;
+  };
+  const add = deny.map(canonical("--deny-cert-serial"));
+  const remove = new Set(allow.map(canonical("--allow-cert-serial")));
+  const both = add.find((s) => remove.has(s));
+  if (both) throw usage(`--deny-cert-serial and --allow-cert-serial both name ${both}`);
+  const { tenant } = await c.getTenant({ name });
+  const current = tenant?.deniedCertificateSerials ?? [];
+  return [...new Set([...current, ...add])].filter((s) => !remove.has(s));
+}
+
+/**
+ * Runs an audit query, waiting out the relay's per-token rate limit
+ * (ResourceExhausted) a few times: paging through a large log with a narrow
+ * filter can take more calls than a minute allows.
+ */
+async function rationed<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 0, waitMs = 2_000; ; attempt++, waitMs *= 2) {
+    try {
+      return await call();
+    } catch (err) {
+      if (!(err instanceof ConnectError && err.code === Code.ResourceExhausted) || attempt >= 4) throw err;
+      process.stderr.write(`ferry: the relay limits audit queries (${err.rawMessage}); waiting ${waitMs / 1000}s\n`);
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+    }
+  }
 }
 
 /** The settings part of a Tenant, as create() takes it. */
@@ -274,6 +348,8 @@ function tenantDetail(t: Tenant): string {
     ["MAX BODY", t.maxRequestBodyBytes ? formatSize(t.maxRequestBodyBytes) : "no limit"],
     ["MAX CONCURRENT", t.maxConcurrentExchanges ? String(t.maxConcurrentExchanges) : "no limit"],
     ["ALLOWED TARGETS", t.allowedTargets.length ? t.allowedTargets.join(", ") : "all"],
+    ["DENIED CERT SERIALS", t.deniedCertificateSerials.length ? t.deniedCertificateSerials.join(", ") : "none"],
+    ["ID", t.id],
     ["CREATED", when(t.createTime)],
     ["UPDATED", when(t.updateTime)],
   ]);

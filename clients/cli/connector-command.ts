@@ -1,12 +1,14 @@
 import { Command } from "commander";
 import { createLogger } from "../sdk/logger.js";
+import { argvSecretWarning } from "../sdk/secret-file.js";
 import { collect, onShutdown } from "./run.js";
 
 export function connectorCommand(): Command {
   return new Command("connector")
     .description("Run a connector on-premises: dials the relay (outbound only) and forwards its requests to local targets.")
     .option("--relay <url>", "relay URL, http:// or https:// (repeatable; tunnels spread over them)", collect)
-    .option("--key <secret>", "connector key (fck_...); or set FERRY_CONNECTOR_KEY")
+    .option("--key-file <file>", "file holding the connector key (fck_...); or set FERRY_CONNECTOR_KEY")
+    .option("--key <secret>", "connector key on the command line (visible in ps: prefer FERRY_CONNECTOR_KEY or --key-file)")
     .option("--target <name=url>", "a target: NAME=http://host:port[/base] (repeatable)", collect)
     .option("--config <file>", "YAML or JSON file with the same settings (flags override it)")
     .option("--tunnels <n>", "tunnel streams to keep open (default 2)")
@@ -28,11 +30,12 @@ export function connectorCommand(): Command {
       "after",
       `
 Example:
-  ferry connector --relay https://relay.example.com --key fck_... --target crm=http://10.0.0.5:8080
+  export FERRY_CONNECTOR_KEY=fck_...     # or --key-file /etc/ferry/connector.key (mode 600)
+  ferry connector --relay https://relay.example.com --target crm=http://10.0.0.5:8080
 
 Config file (YAML; unknown keys are rejected):
   relays: [https://relay-a.example.com, https://relay-b.example.com]
-  key: fck_...
+  key: fck_...          # this file is then a secret: chmod 600 (or leave it out and set FERRY_CONNECTOR_KEY)
   targets:
     - name: crm
       url: http://10.0.0.5:8080
@@ -49,6 +52,7 @@ Signals: SIGUSR1 pauses (no new exchanges), SIGUSR2 resumes; SIGTERM drains and 
       // Loaded here so `ferry relay` never pays for the connector's modules (memory).
       const { startConnector } = await import("../connector/connector.js");
       const { loadConnectorSettings } = await import("../connector/connector-config.js");
+      if (o.key) process.stderr.write(`${argvSecretWarning("--key", "FERRY_CONNECTOR_KEY or --key-file")}\n`);
       const settings = loadConnectorSettings(o);
       const log = createLogger({ level: settings.logLevel, name: "connector" });
       const connector = startConnector(settings, log);

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { Command } from "commander";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
@@ -23,7 +24,7 @@ export function demoCommand(): Command {
       const { host, port } = parseListen(o.listen);
       const dataDir = mkdtempSync(join(tmpdir(), "ferry-demo-"));
       const target = await sampleTarget();
-      const relay = await createRelay({ dataDir, log, adminToken: `demo-${Math.random().toString(36).slice(2)}-token` });
+      const relay = await createRelay({ dataDir, log, adminToken: randomBytes(24).toString("hex") });
       const server = await listen(relay.listeners, { host, port, keepaliveMs: relay.keepaliveMs });
       await relay.catalog.createTenant("demo");
       const { secret } = await relay.catalog.createKey("demo", "ferry demo");

@@ -1,11 +1,13 @@
 import { Command } from "commander";
 import { FerryError } from "../sdk/errors.js";
 import { parseDuration } from "../sdk/duration.js";
+import { argvSecretWarning, readSecretFile } from "../sdk/secret-file.js";
 import { collect, EXIT_SERVER } from "./run.js";
 
 interface DoctorFlags {
   relay?: string;
   key?: string;
+  keyFile?: string;
   proxy?: string;
   ca?: string;
   insecureSkipVerify?: boolean;
@@ -24,7 +26,8 @@ export function doctorCommand(): Command {
   return new Command("doctor")
     .description("Check the connection to a relay step by step (DNS, TCP, proxy, TLS, HTTP/2, version, key, round trip) and the targets.")
     .option("--relay <url>", "relay URL, http:// or https://")
-    .option("--key <secret>", "connector key to check (no traffic is taken); or set FERRY_CONNECTOR_KEY")
+    .option("--key-file <file>", "file holding the connector key to check (no traffic is taken); or set FERRY_CONNECTOR_KEY")
+    .option("--key <secret>", "the key on the command line (visible in ps: prefer FERRY_CONNECTOR_KEY or --key-file)")
     .option("--proxy <url>", "HTTP proxy: http://[user:pass@]host:port (default: HTTPS_PROXY/HTTP_PROXY, NO_PROXY honoured)")
     .option("--ca <file>", "PEM CA certificate(s) to trust for the relay instead of the system's")
     .option("--insecure-skip-verify", "do not verify the relay's certificate (reported as a warning)")
@@ -43,7 +46,7 @@ export function doctorCommand(): Command {
 Exit code: 0 when every check passed, 2 when one failed, 1 for a usage error.
 
 Examples:
-  ferry doctor --relay https://relay.example.com --key fck_...
+  FERRY_CONNECTOR_KEY=fck_... ferry doctor --relay https://relay.example.com
   ferry doctor --certs --tls-cert /etc/ferry/fullchain.pem --tls-key /etc/ferry/key.pem --public-host relay.example.com
   ferry doctor --config /etc/ferry/connector.yaml
   HTTPS_PROXY=http://proxy.corp:3128 ferry doctor --relay https://relay.example.com --ca company-root.pem
@@ -51,6 +54,7 @@ Examples:
     )
     .action(async (o: DoctorFlags) => {
       if (o.certs) return certs(o);
+      if (o.key) process.stderr.write(`${argvSecretWarning("--key", "FERRY_CONNECTOR_KEY or --key-file")}\n`);
       const { runDoctor } = await import("../doctor/doctor.js");
       const { formatReport } = await import("../doctor/report.js");
       const timeoutMs = duration(o.timeout);
@@ -80,6 +84,8 @@ async function certs(o: DoctorFlags): Promise<void> {
 /** One run per relay: from a connector's config file, or from the flags. */
 async function doctorRuns(o: DoctorFlags) {
   const { loadConnectorSettings } = await import("../connector/connector-config.js");
+  if (o.key && o.keyFile) throw usage("give --key or --key-file, not both");
+  if (o.keyFile) o = { ...o, key: readSecretFile(o.keyFile, "--key-file", (line) => process.stderr.write(`${line}\n`)) };
   if (o.config) {
     const s = loadConnectorSettings({ config: o.config, relay: o.relay ? [o.relay] : undefined, key: o.key, proxy: o.proxy, ca: o.ca, target: o.target });
     return s.relays.map((relay) => ({ relay, key: s.key, proxy: s.proxy, ca: s.ca, insecureSkipVerify: s.insecureSkipVerify || o.insecureSkipVerify, targets: s.targets }));

@@ -5,6 +5,7 @@ import type { Metrics } from "../../services/observability/metrics.js";
 import type { Listeners } from "../../services/relay/server.js";
 import { FerryError } from "../sdk/errors.js";
 import { createLogger } from "../sdk/logger.js";
+import { argvSecretWarning } from "../sdk/secret-file.js";
 import type { RelayFlags } from "./relay-config.js";
 import { collect, onShutdown } from "./run.js";
 
@@ -33,8 +34,8 @@ export function relayCommand(): Command {
     .addOption(new Option("--log-level <level>", "log level (default info)").choices(["trace", "debug", "info", "warn", "error"]))
     .option("--nats <urls>", "join a relay cluster through these NATS servers: nats://HOST:PORT or tls://HOST:PORT, comma-separated")
     .option("--nats-user <name>", "NATS user (with --nats-password)")
-    .option("--nats-password <secret>", "NATS password; better set FERRY_NATS_PASSWORD, which the process list does not show")
-    .option("--nats-token <secret>", "NATS token instead of user and password; or set FERRY_NATS_TOKEN")
+    .option("--nats-password <secret>", "NATS password (visible in ps: prefer FERRY_NATS_PASSWORD)")
+    .option("--nats-token <secret>", "NATS token instead of user and password (visible in ps: prefer FERRY_NATS_TOKEN)")
     .option("--nats-ca <file>", "PEM CA certificate(s) to trust for the NATS servers")
     .option("--nats-cert <file>", "PEM client certificate for mutual TLS with NATS (with --nats-key)")
     .option("--nats-key <file>", "PEM private key for --nats-cert")
@@ -44,8 +45,9 @@ export function relayCommand(): Command {
       "after",
       `
 Environment:
-  FERRY_ADMIN_TOKEN    bootstrap admin token (at least 16 characters); without it the first
-                       start mints one and prints it once
+  FERRY_ADMIN_TOKEN    bootstrap admin token, random (at least 24 characters and ~96 bits,
+                       e.g. openssl rand -hex 24); without it the first start mints one
+                       and prints it once
   FERRY_NATS_PASSWORD  NATS password, when neither --nats-password nor the file gives one
   FERRY_NATS_TOKEN     NATS token, when neither --nats-token nor the file gives one
 
@@ -72,6 +74,8 @@ Config file (YAML or JSON; unknown keys are rejected):
       // Commander makes --no-audit-requests imply `true` when absent; only a given flag may beat the file.
       const auditRequests = cmd.getOptionValueSource("auditRequests") === "cli" ? o.auditRequests : undefined;
       const settings = resolveRelaySettings({ ...o, auditRequests }, process.env);
+      if (o.natsPassword) process.stderr.write(`${argvSecretWarning("--nats-password", "FERRY_NATS_PASSWORD")}\n`);
+      if (o.natsToken) process.stderr.write(`${argvSecretWarning("--nats-token", "FERRY_NATS_TOKEN")}\n`);
       const log = createLogger({ level: settings.logLevel, name: "relay" });
       const { host, port } = settings.listen;
       const { keepaliveMs, graceMs, dataDir } = settings;

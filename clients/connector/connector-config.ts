@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { readSecretFile } from "../sdk/secret-file.js";
 import { accessSync, constants } from "node:fs";
 import { type ConnectorConfig, ConnectorConfigSchema, TargetConfigSchema } from "../../gen/ferry/config/v1/connector_config_pb.js";
 import { invalidConfig as invalid, pickDuration, pickWholeNumber, readConfigFile } from "../sdk/config-file.js";
@@ -9,6 +10,9 @@ import { LOG_LEVELS } from "../sdk/logger.js";
 import { type CorsPolicy, corsPolicy } from "./cors.js";
 
 /** A validated target: the only places the connector will ever send requests. */
+
+/** Longest --for window: the relay accepts leave times up to 366 days ahead. */
+const MAX_RUN_FOR_MS = 365 * 86_400_000;
 export interface TargetSpec {
   name: string;
   /** http:// or https://, host and port (an h2c:// target's origin is http://). */
@@ -61,6 +65,8 @@ export interface ConnectorFlags {
   config?: string;
   relay?: string[];
   key?: string;
+  /** A file holding the key (systemd credentials, Kubernetes secrets): kept out of the process list. */
+  keyFile?: string;
   target?: string[];
   tunnels?: string;
   id?: string;
@@ -80,10 +86,16 @@ export interface ConnectorFlags {
 }
 
 /** Reads --config (YAML or JSON, proto JSON field names; unknown keys rejected), applies flags, validates. */
-export function loadConnectorSettings(flags: ConnectorFlags, env: NodeJS.ProcessEnv = process.env): ConnectorSettings {
+export function loadConnectorSettings(
+  flags: ConnectorFlags,
+  env: NodeJS.ProcessEnv = process.env,
+  warn: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
+): ConnectorSettings {
   const config = flags.config ? readConfigFile(ConnectorConfigSchema, flags.config) : create(ConnectorConfigSchema);
   if (flags.relay?.length) config.relays = flags.relay;
+  if (flags.key && flags.keyFile) throw invalid("give --key or --key-file, not both");
   if (flags.key) config.key = flags.key;
+  if (flags.keyFile) config.key = readSecretFile(flags.keyFile, "--key-file", warn);
   if (!config.key && env.FERRY_CONNECTOR_KEY) config.key = env.FERRY_CONNECTOR_KEY;
   if (flags.target?.length) {
     config.targets = flags.target.map((spec) => {
@@ -106,7 +118,7 @@ function validate(c: ConnectorConfig, flags: ConnectorFlags, where: string): Con
   // With mTLS the client certificate may authenticate alone (the relay maps it to the tenant).
   const hasCert = Boolean(flags.tlsCert ?? c.tlsCert);
   if (!c.key && !hasCert) {
-    throw invalid(`${where}no connector key: give --key, FERRY_CONNECTOR_KEY or "key" in the config file (or a client certificate with --tls-cert and --tls-key)`);
+    throw invalid(`${where}no connector key: set FERRY_CONNECTOR_KEY, or give --key-file FILE or "key" in the config file (or a client certificate with --tls-cert and --tls-key)`);
   }
   if (c.key && !/^fck_[a-z0-9]{16}_[A-Za-z0-9_-]{43}$/.test(c.key)) {
     throw invalid(`${where}the connector key is not a Ferry connector key (it starts with "fck_"; create one with "ferry admin keys create TENANT")`);
@@ -189,6 +201,8 @@ function validate(c: ConnectorConfig, flags: ConnectorFlags, where: string): Con
   const forText = flags.for;
   const runForMs = forText !== undefined || c.runFor ? pickDuration(forText, msFromDuration(c.runFor), 0, `${where}--for`) : undefined;
   if (runForMs !== undefined && runForMs <= 0) throw invalid(`${where}--for must be more than 0`);
+  // The relay takes a leave time at most a year ahead (it refuses dates it could not represent or mean).
+  if (runForMs !== undefined && runForMs > MAX_RUN_FOR_MS) throw invalid(`${where}--for must be at most 365 days (leave it out to stay connected)`);
   const controlText = flags.controlListen ?? (c.controlListen || undefined);
   const controlListen = controlText === undefined ? undefined : loopbackAddress(controlText, `${where}control listen`);
   return {

@@ -2,6 +2,7 @@ import { type ClientHttp2Stream, constants, type IncomingHttpHeaders, type Outgo
 import { type Header, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { endToEndHeaders, headersFromObject, toFlatList, toNodeHeaders } from "../sdk/headers.js";
 import type { Logger } from "../sdk/logger.js";
+import { cancelOnReset } from "./cancel-on-reset.js";
 import type { TargetRequest } from "./target-forwarder.js";
 
 const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_REFUSED_STREAM } = constants;
@@ -41,10 +42,11 @@ export function carryOverStream(stream: ClientHttp2Stream, req: TargetRequest, d
   }, Math.max(0, deadline - performance.now()));
   // The relay reset the exchange (client gone, its deadline passed): cancel the target's call too.
   // A gRPC server sees RST_STREAM(CANCEL) and aborts the handler.
-  ex.onReset = () => {
+  const cancel = () => {
     clearTimeout(timer);
     if (!stream.closed) stream.close(NGHTTP2_CANCEL);
   };
+  cancelOnReset(ex, cancel);
 
   if (!head.endStream) sendBody(stream, req);
 
@@ -73,7 +75,7 @@ export function carryOverStream(stream: ClientHttp2Stream, req: TargetRequest, d
         writing = undefined;
         stream.resume();
       },
-      () => {}, // reset: onReset has cancelled the stream
+      cancel, // the exchange is over: a paused stream would hold its window on the session
     );
   });
   stream.once("end", () => {

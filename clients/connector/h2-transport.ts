@@ -7,8 +7,11 @@ import { describe, failTarget } from "./target-errors.js";
 import type { TargetRequest } from "./target-forwarder.js";
 
 export interface H2Transport {
-  /** Sends the request over HTTP/2, or calls `http1` when the target turns out to speak only HTTP/1.1. */
-  forward(req: TargetRequest, http1: () => void): void;
+  /**
+   * Sends the request over HTTP/2, or calls `http1` when the target turns out to speak only HTTP/1.1.
+   * Resolves once the stream is open (or the exchange failed or was reset meanwhile).
+   */
+  forward(req: TargetRequest, http1: () => void): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -22,9 +25,7 @@ const DEFAULT_TIMEOUT_MS = 100_000;
 export function createH2Transport(log: Logger): H2Transport {
   const pool = createH2SessionPool(log);
   return {
-    forward(req, http1) {
-      void forward(req, http1);
-    },
+    forward,
     close: () => pool.close(),
   };
 
@@ -32,7 +33,7 @@ export function createH2Transport(log: Logger): H2Transport {
     const { ex, head, target } = req;
     // The time limit covers connecting too, as undici's headersTimeout does on the HTTP/1.1 path.
     const deadline = performance.now() + (msFromDuration(head.timeout) || DEFAULT_TIMEOUT_MS);
-    ex.onReset = () => {}; // reset while connecting: checked below, nothing to cancel yet
+    // A reset while connecting has nothing to cancel yet: it is checked once there is a slot.
     let slot;
     try {
       slot = await pool.acquire(target);
@@ -41,7 +42,7 @@ export function createH2Transport(log: Logger): H2Transport {
       return;
     }
     if (ex.isReset) {
-      if (slot !== "http1") slot.release();
+      if (slot !== "http1") slot.release(); // the session stays for others, and idles out if nobody comes
       return;
     }
     if (slot === "http1") return http1();

@@ -3,6 +3,7 @@ import { ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { msFromDuration } from "../sdk/duration.js";
 import { headersFromObject, toFlatList } from "../sdk/headers.js";
 import type { Logger } from "../sdk/logger.js";
+import { cancelOnReset } from "./cancel-on-reset.js";
 import { describe, failTarget } from "./target-errors.js";
 import type { TargetRequest } from "./target-forwarder.js";
 
@@ -11,6 +12,7 @@ const DEFAULT_TIMEOUT_MS = 100_000;
 /** Sends one exchange to its target over HTTP/1.1 with undici. */
 export function forwardHttp1(agent: Agent, req: TargetRequest, log: Logger): void {
   const { target, ex, head } = req;
+  if (ex.isReset) return; // reset while an HTTP/2 attempt found the target speaks HTTP/1.1: nothing to start
   agent.dispatch(
     {
       origin: target.origin,
@@ -30,15 +32,25 @@ export function forwardHttp1(agent: Agent, req: TargetRequest, log: Logger): voi
  * Carries undici's answer into the exchange. undici pushes the body; when the
  * exchange has no credit for a chunk, undici is paused until it has, so a slow
  * client holds the target back instead of the connector buffering.
+ *
+ * Every way the exchange ends lets go of the target's connection at once: a
+ * reset aborts the request (undici closes the connection), whether it comes
+ * before undici started the request (it may wait for a connection: it is
+ * aborted the moment undici hands it over, before a byte is sent), during the
+ * head, or while undici is paused on credit; a write that fails aborts too,
+ * so undici is never left paused.
  */
 export function responder(req: TargetRequest, log: Logger): Dispatcher.DispatchHandler {
   const { ex, head } = req;
+  let controller: Dispatcher.DispatchController | undefined;
   let started = false;
   let failed = false;
+  // Before the dispatch: undici gives us its controller only once it starts the request.
+  cancelOnReset(ex, (reset) => controller?.abort(reset));
   return {
-    onRequestStart(controller) {
-      // The relay reset the exchange (client gone, deadline): stop the target's request too.
-      ex.onReset = (reset) => controller.abort(reset);
+    onRequestStart(c) {
+      controller = c;
+      if (ex.isReset) c.abort(ex.isReset);
     },
     onResponseStart(_controller, statusCode, headers) {
       if (statusCode < 200) return; // 1xx interim answers stay on this hop
@@ -51,12 +63,12 @@ export function responder(req: TargetRequest, log: Logger): Dispatcher.DispatchH
         endStream: bodyless,
       });
     },
-    onResponseData(controller, chunk) {
+    onResponseData(c, chunk) {
       if (ex.writeNow(chunk)) return;
-      controller.pause();
+      c.pause();
       ex.write(chunk).then(
-        () => controller.resume(),
-        () => {}, // reset: onReset has aborted the request
+        () => c.resume(),
+        (err: Error) => c.abort(err),
       );
     },
     onResponseEnd(_controller, trailers) {

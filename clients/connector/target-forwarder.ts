@@ -8,6 +8,7 @@ import type { PreflightAnswer } from "./cors.js";
 import { createH2Transport } from "./h2-transport.js";
 import { allowlistProblem } from "./target-allowlist.js";
 import { forwardHttp1 } from "./http1-transport.js";
+import { describe } from "./target-errors.js";
 import { forwardUpgrade } from "./upgrade-transport.js";
 
 export interface TargetForwarder {
@@ -48,6 +49,11 @@ export function createTargetForwarder(
   const agent = new Agent({ keepAliveTimeout: 30_000, connections: 256, allowH2: false });
   const h2 = createH2Transport(log);
   const http1 = (req: TargetRequest) => forwardHttp1(agent, req, log);
+  const start = (req: TargetRequest): void | Promise<void> => {
+    if (req.head.upgrade) return forwardUpgrade(agent, req, log);
+    if (req.target.transport === "http1") return http1(req);
+    return h2.forward(req, () => http1(req));
+  };
 
   return {
     has: (name) => byName.has(name),
@@ -86,9 +92,15 @@ export function createTargetForwarder(
         headers,
         decorate: cors ? (h) => cors.decorate(headers, h) : (h) => h,
       };
-      if (head.upgrade) return forwardUpgrade(agent, req, log);
-      if (target.transport === "http1") return http1(req);
-      h2.forward(req, () => http1(req));
+      // Started once the frames that came with the head are read: a Reset in the same batch (a
+      // client that sent its request and gave up at once) then costs the target nothing. Nothing a
+      // transport throws, now or later, may get past its own exchange.
+      void Promise.resolve()
+        .then(() => (ex.isReset ? undefined : start(req)))
+        .catch((err: unknown) => {
+          log.error({ target: head.target, err: describe(err) }, "forwarding failed");
+          ex.reset(ResetCode.INTERNAL, "connector failure");
+        });
     },
 
     close: async () => {

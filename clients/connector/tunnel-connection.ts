@@ -8,15 +8,17 @@ import {
   type Welcome,
 } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
 import { msFromDuration } from "../sdk/duration.js";
+import { eachContained } from "../sdk/each-contained.js";
 import { Exchange, ExchangeReset } from "../sdk/exchange.js";
 import { exchangeKey } from "../sdk/ids.js";
 import type { Logger } from "../sdk/logger.js";
 import { Keepalive } from "../sdk/keepalive.js";
 import { Outbox } from "../sdk/outbox.js";
 import { decodeConnectRequest, decodeConnectResponse, encodeTunnelMessage, TUNNEL_PATH } from "../sdk/tunnel-codec.js";
-import { DEFAULT_WINDOW, MAX_FRAME_SIZE, MAX_MESSAGE_BYTES, MAX_WINDOW } from "../sdk/protocol.js";
+import { DEFAULT_WINDOW, EXCHANGE_ID_BYTES, MAX_FRAME_SIZE, MAX_MESSAGE_BYTES, MAX_WINDOW } from "../sdk/protocol.js";
 import type { ExchangeTap } from "./exchange-audit.js";
 import { relayChannel, type RelayNetwork } from "./relay-channel.js";
+import { requestHeadProblem } from "./request-head-problem.js";
 import type { TargetForwarder } from "./target-forwarder.js";
 
 /** grpc-js client for TunnelService/Connect, on the tunnel's own codec (see tunnel-codec.ts). */
@@ -41,6 +43,13 @@ const WELCOME_TIMEOUT_MS = 10_000;
  * the application keepalive follows the interval the relay's Welcome names.
  */
 const INITIAL_KEEPALIVE_MS = 15_000;
+/** The keepalive interval a relay may ask for: a tiny one would be a ping flood, a huge one no keepalive. */
+const MIN_KEEPALIVE_MS = 100;
+const MAX_KEEPALIVE_MS = 10 * 60_000;
+/** Smallest Data chunk a relay may ask us to split into. */
+const MIN_FRAME_SIZE = 1024;
+/** What the relay sent that we could not use is logged at most this often (with how many there were). */
+const FAULT_LOG_EVERY_MS = 60_000;
 
 type Call = ClientDuplexStream<ConnectRequest, ConnectResponse>;
 type Control = ConnectRequest["message"];
@@ -92,6 +101,8 @@ export class TunnelConnection {
   private idleWaiters: Array<() => void> = [];
   private ended: Promise<void> | undefined;
   private torndown = false;
+  private faults = 0;
+  private faultLoggedAt = Number.NEGATIVE_INFINITY;
 
   /** Called when the relay sends GoAway, so the owner can dial a replacement. */
   onGoAway: (reason: string) => void = () => {};
@@ -154,14 +165,21 @@ export class TunnelConnection {
           resolve(this.welcome);
           return;
         }
-        this.handle(message);
+        // Nothing the relay sends may throw out of here: grpc-js calls us from its own stream handling.
+        try {
+          this.handle(message);
+        } catch (err) {
+          this.opts.log.error({ relay: this.opts.relay.origin, err }, "failed to handle a message from the relay; dropping the tunnel");
+          this.abort("failed to handle a message from the relay");
+        }
       });
     });
     void this.pump(call);
     this.outbox.pushControl({ case: "hello", value: this.opts.hello });
     try {
       const w = await welcome;
-      this.startKeepalive(msFromDuration(w.keepaliveInterval) || INITIAL_KEEPALIVE_MS);
+      const keepaliveMs = msFromDuration(w.keepaliveInterval) || INITIAL_KEEPALIVE_MS;
+      this.startKeepalive(Math.min(Math.max(keepaliveMs, MIN_KEEPALIVE_MS), MAX_KEEPALIVE_MS) || INITIAL_KEEPALIVE_MS);
       return w;
     } catch (err) {
       call.cancel();
@@ -219,7 +237,14 @@ export class TunnelConnection {
     const m = message.message;
     switch (m.case) {
       case "frames":
-        for (const frame of m.value.frames) this.onFrame(frame);
+        eachContained(
+          m.value.frames,
+          (frame) => this.onFrame(frame),
+          (frame, err) => {
+            this.relayFault("a frame could not be handled", { err: String(err) });
+            this.exchanges.get(exchangeKey(frame.exchangeId))?.reset(ResetCode.INTERNAL, "connector failure");
+          },
+        );
         return;
       case "ping":
         if (this.keepalive?.shouldAnswer()) {
@@ -249,11 +274,24 @@ export class TunnelConnection {
       return existing.receive(frame);
     }
     if (frame.kind.case !== "requestHead") return; // late frame of a finished exchange
+    if (frame.exchangeId.length !== EXCHANGE_ID_BYTES) return this.relayFault("a request with a bad exchange id");
     const head = frame.kind.value;
+    const problem = requestHeadProblem(head);
+    // Its own copy of the id: a view would keep the whole message it came in alive as long as the exchange.
+    const id = Uint8Array.from(frame.exchangeId);
+    if (problem) {
+      this.relayFault("a request the connector cannot use", { problem });
+      this.outbox.pushFrame({
+        $typeName: "ferry.tunnel.v1.Frame",
+        exchangeId: id,
+        kind: { case: "reset", value: { $typeName: "ferry.tunnel.v1.Reset", code: ResetCode.PROTOCOL_ERROR, message: `protocol error: ${problem}` } },
+      });
+      return;
+    }
     const tap = this.opts.observe?.(head, key);
     if (tap) this.taps.set(key, tap);
     const ex = new Exchange({
-      id: frame.exchangeId,
+      id,
       send: tap
         ? (f) => {
             tap.sent(f);
@@ -262,7 +300,7 @@ export class TunnelConnection {
         : (f) => this.outbox.pushFrame(f),
       sendWindow: Math.min(head.responseWindow || DEFAULT_WINDOW, MAX_WINDOW),
       receiveWindow: this.opts.hello.requestWindow || DEFAULT_WINDOW,
-      maxFrameSize: Math.min(this.welcome?.maxFrameSize || MAX_FRAME_SIZE, MAX_FRAME_SIZE),
+      maxFrameSize: Math.max(Math.min(this.welcome?.maxFrameSize || MAX_FRAME_SIZE, MAX_FRAME_SIZE), MIN_FRAME_SIZE),
       transportReady: () => this.outbox.ready(),
       onClose: (closed) => {
         this.release(key);
@@ -287,6 +325,15 @@ export class TunnelConnection {
       this.opts.log.error({ err }, "forwarding failed");
       ex.reset(ResetCode.INTERNAL, "connector failure");
     }
+  }
+
+  /** The relay sent something we cannot use: logged once, then at most once a minute with the count. */
+  private relayFault(reason: string, details: Record<string, unknown> = {}): void {
+    this.faults++;
+    const now = Date.now();
+    if (now - this.faultLoggedAt < FAULT_LOG_EVERY_MS) return;
+    this.faultLoggedAt = now;
+    this.opts.log.warn({ relay: this.opts.relay.origin, reason, faults: this.faults, ...details }, "the relay sent something this connector cannot use");
   }
 
   private release(key: string): void {

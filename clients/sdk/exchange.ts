@@ -7,8 +7,12 @@ import {
   ResetCode,
 } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import type { ByteBudget } from "./byte-budget.js";
+import { ChunkQueue } from "./chunk-queue.js";
 import { exchangeKey } from "./ids.js";
-import { MAX_WINDOW } from "./protocol.js";
+import { MAX_FRAME_SIZE, MAX_WINDOW } from "./protocol.js";
+
+/** The reset message (INTERNAL, not remote) of an exchange whose ExchangeOptions.budget ran out: owners count it as a limit. */
+export const BUDGET_SPENT = "no room left to buffer the body (the buffer limit shared by the tenant's exchanges)";
 
 /** Why an exchange ended early; `remote` tells whether the peer sent the Reset. */
 export class ExchangeReset extends Error {
@@ -43,12 +47,19 @@ export interface ExchangeOptions {
    * exchange is reset (INTERNAL) instead of queueing more.
    */
   budget?: ByteBudget;
+  /**
+   * A callback of ours (the body's consumer, onReset, onClose) threw. The
+   * exchange has been reset (INTERNAL) and goes no further; this is for
+   * counting and logging it. Never called for anything the peer did wrong.
+   */
+  onFault?(what: string, err: unknown): void;
 }
 
 /**
  * Where the incoming body goes, pushed as it arrives. `data` returns false to
  * pause delivery until resume(); credit goes back to the peer only for chunks
- * handed over, so a consumer that pauses holds the peer to its window.
+ * handed over, so a consumer that pauses holds the peer to its window. A sink
+ * that throws resets its exchange (INTERNAL); if end() threw, error() follows.
  */
 export interface BodySink {
   data(chunk: Uint8Array): boolean;
@@ -90,8 +101,10 @@ export class Exchange {
   private creditWaiter: Waiter<void> | undefined;
   private receiveCredit: number;
   private unacked = 0;
-  private queue: Uint8Array[] = [];
+  private readonly queue = new ChunkQueue();
   private sink: BodySink | undefined;
+  /** The sink was told error() (or must not be told anything more). */
+  private sinkErrored = false;
   private paused = false;
   private delivering = false;
   private bodyDone = false;
@@ -104,6 +117,8 @@ export class Exchange {
   private resetError: ExchangeReset | undefined;
   /** This end answers a request (it received the RequestHead). */
   private responder = false;
+  /** This end asks (it sent the RequestHead). */
+  private requester = false;
   /** The incoming body was given up while our answer goes on (see abandonBody). */
   private abandoned = false;
 
@@ -151,7 +166,7 @@ export class Exchange {
     this.sink = sink;
     if (this.resetError && !this.remoteEnded) {
       this.bodyDone = true;
-      sink.error(this.resetError);
+      this.tellSinkError(this.resetError);
       return;
     }
     this.deliver();
@@ -189,6 +204,11 @@ export class Exchange {
     return this.trailersPromise;
   }
 
+  /** Body bytes received and not yet handed to the consumer: never more than the window we granted. */
+  get buffered(): number {
+    return this.queue.bytes;
+  }
+
   get isReset(): ExchangeReset | undefined {
     return this.resetError;
   }
@@ -203,6 +223,7 @@ export class Exchange {
   }
 
   sendRequestHead(head: RequestHead): void {
+    this.requester = true;
     this.sendHead({ case: "requestHead", value: head }, head.endStream);
   }
 
@@ -256,14 +277,16 @@ export class Exchange {
 
   /** Aborts the exchange in both directions and tells the peer why. */
   reset(code: ResetCode, message: string): void {
-    if (this.resetError || this.closed) return;
+    if (this.closed) return this.dropUnread(new ExchangeReset(code, message, false));
+    if (this.resetError) return;
     this.emit({ case: "reset", value: { $typeName: "ferry.tunnel.v1.Reset", code, message } });
     this.fail(new ExchangeReset(code, message, false));
   }
 
   /** Fails the exchange locally without telling the peer (the path to it is gone). */
   fail(error: ExchangeReset): void {
-    if (this.resetError || this.closed) return;
+    if (this.closed) return this.dropUnread(error);
+    if (this.resetError) return;
     this.resetError = error;
     this.headWaiter?.reject(error);
     this.headWaiter = undefined;
@@ -274,34 +297,57 @@ export class Exchange {
     // A body that arrived complete (End before the Reset, e.g. an early answer
     // followed by "stop sending") is still delivered; only our sending stops.
     if (!this.remoteEnded) {
-      this.queue = [];
+      this.dropQueue();
       if (this.sink && !this.bodyDone) {
         this.bodyDone = true;
-        this.sink.error(error);
+        this.tellSinkError(error);
       }
     }
-    this.onReset?.(error);
+    if (this.onReset) {
+      try {
+        this.onReset(error);
+      } catch (err) {
+        this.opts.onFault?.("onReset threw", err);
+      }
+    }
     this.finish();
   }
 
-  /** Feeds a frame from the peer. Protocol violations reset the exchange, never throw. */
+  /**
+   * Feeds a frame from the peer. Never throws: protocol violations reset the
+   * exchange (PROTOCOL_ERROR), and so does a consumer of ours that throws
+   * (INTERNAL); nothing reaches other exchanges or the caller.
+   */
   receive(frame: Frame): void {
     if (this.closed) return;
     const kind = frame.kind;
     switch (kind.case) {
       case "requestHead":
+        // A RequestHead goes to the end that answers, a ResponseHead to the end that asked.
+        if (this.headReceived || this.requester) return this.violation("unexpected request head");
+        this.onHead(kind.value);
+        return;
       case "responseHead":
-        if (this.headReceived) return this.violation("second head");
+        if (this.headReceived || !this.requester) return this.violation("unexpected response head");
         this.onHead(kind.value);
         return;
       case "data": {
         if (!this.headReceived || this.remoteEnded) return this.violation("data outside the body");
         const chunk = kind.value.chunk;
-        if (chunk.byteLength > this.receiveCredit) return this.violation("flow-control window exceeded");
-        this.receiveCredit -= chunk.byteLength;
-        if (this.abandoned) return; // nobody reads it; no credit goes back, so the peer stops soon
+        const n = chunk.byteLength;
+        if (n > this.receiveCredit) return this.violation("flow-control window exceeded");
+        // Bigger chunks are never sent (both ends split at MAX_FRAME_SIZE); the limit bounds what a view keeps alive.
+        if (n > MAX_FRAME_SIZE) return this.violation("data chunk larger than the frame limit");
+        this.receiveCredit -= n;
+        // Abandoned: nobody reads it, and no credit goes back, so the peer stops soon.
+        if (this.abandoned || this.bodyDone || n === 0) return;
+        // The common case: a consumer ready for it takes it at once, nothing is queued.
+        if (this.sink && !this.paused && !this.delivering && this.queue.empty) return this.deliver(chunk);
+        if (this.opts.budget && !this.opts.budget.take(n)) {
+          return this.reset(ResetCode.INTERNAL, BUDGET_SPENT);
+        }
         this.queue.push(chunk);
-        this.deliver();
+        // Re-entered from inside the consumer (or no consumer yet): the running delivery, or consume(), takes it.
         return;
       }
       case "end":
@@ -374,7 +420,7 @@ export class Exchange {
     this.bodyDone = true;
     if (this.responder && !this.localEnded) {
       this.abandoned = true;
-      this.queue = [];
+      this.dropQueue();
       return;
     }
     this.reset(ResetCode.CANCELLED, "the receiver stopped reading the body");
@@ -384,19 +430,30 @@ export class Exchange {
     this.reset(ResetCode.PROTOCOL_ERROR, `protocol error: ${what}`);
   }
 
-  /** Hands queued chunks to the sink as fast as it takes them, returning credit. */
-  private deliver(): void {
+  /**
+   * Hands `first` (a chunk just received, when nothing is queued) and then the
+   * queued chunks to the sink as fast as it takes them, returning credit.
+   */
+  private deliver(first?: Uint8Array): void {
     const sink = this.sink;
     if (!sink || this.delivering || this.bodyDone) return;
     this.delivering = true;
+    // One try around the whole loop: a throwing sink ends only its own exchange, and the loop stays optimisable.
     try {
-      while (!this.paused && this.queue.length > 0) {
-        const chunk = this.queue.shift()!;
+      if (first) {
+        this.unacked += first.byteLength;
+        this.paused = !sink.data(first);
+        if (this.bodyDone) return;
+      }
+      while (!this.paused) {
+        const chunk = this.queue.shift();
+        if (!chunk) break;
+        this.opts.budget?.give(chunk.byteLength);
         this.unacked += chunk.byteLength;
         this.paused = !sink.data(chunk);
         if (this.bodyDone) return; // the sink gave up inside data()
       }
-      if (this.queue.length === 0 && this.remoteEnded) {
+      if (this.queue.empty && this.remoteEnded) {
         this.bodyDone = true;
         sink.end(this.receivedTrailers ?? EMPTY);
         return;
@@ -409,9 +466,52 @@ export class Exchange {
         this.receiveCredit += increment;
         this.emit({ case: "windowUpdate", value: { $typeName: "ferry.tunnel.v1.WindowUpdate", increment } });
       }
+    } catch (err) {
+      this.sinkThrew(err);
     } finally {
       this.delivering = false;
     }
+  }
+
+  /** The body's consumer threw: this exchange cannot go on, and nothing else may notice. */
+  private sinkThrew(err: unknown): void {
+    this.opts.onFault?.("the body's consumer threw", err);
+    this.bodyDone = true;
+    this.dropQueue();
+    const message = "the receiving end failed to take the body";
+    this.reset(ResetCode.INTERNAL, message);
+    // The sink hears of it whichever callback threw (after end(), the reset alone would not tell it).
+    this.tellSinkError(this.resetError ?? new ExchangeReset(ResetCode.INTERNAL, message, false));
+  }
+
+  /** Tells the sink the body will not complete; once, and a sink that throws again is not asked twice. */
+  private tellSinkError(reset: ExchangeReset): void {
+    const sink = this.sink;
+    if (!sink || this.sinkErrored) return;
+    this.sinkErrored = true;
+    try {
+      sink.error(reset);
+    } catch (err) {
+      this.opts.onFault?.("the body's consumer threw", err);
+    }
+  }
+
+  /** Drops what is queued for the consumer, giving its bytes back to the budget. */
+  private dropQueue(): void {
+    const dropped = this.queue.clear();
+    if (dropped > 0) this.opts.budget?.give(dropped);
+  }
+
+  /**
+   * The exchange is over in both directions but its consumer gave up before
+   * taking the whole body (a client that went away): drop the rest, so the
+   * bytes and their budget do not wait for a reader that never comes.
+   */
+  private dropUnread(reset: ExchangeReset): void {
+    this.dropQueue();
+    if (this.bodyDone) return;
+    this.bodyDone = true;
+    this.tellSinkError(reset);
   }
 
   private emit(kind: Frame["kind"]): void {
@@ -426,6 +526,10 @@ export class Exchange {
   private finish(): void {
     if (this.closed) return;
     this.closed = true;
-    this.opts.onClose?.(this);
+    try {
+      this.opts.onClose?.(this);
+    } catch (err) {
+      this.opts.onFault?.("onClose threw", err);
+    }
   }
 }

@@ -74,9 +74,13 @@ export function headersFromObject(headers: IncomingHttpHeaders | Record<string, 
   return endToEndHeaders(raw, options);
 }
 
-/** Headers for a Node response: repeated names become arrays (Set-Cookie must never be joined). */
+/**
+ * Headers for a Node response: repeated names become arrays (Set-Cookie must
+ * never be joined). No prototype: names come from peers, and on a plain object
+ * "__proto__" would set the prototype and "constructor" would find a function.
+ */
 export function toNodeHeaders(headers: readonly Header[]): OutgoingHttpHeaders {
-  const out: Record<string, string | string[]> = {};
+  const out = Object.create(null) as Record<string, string | string[]>;
   for (const { name, value } of headers) {
     const prev = out[name];
     if (prev === undefined) out[name] = value;
@@ -91,6 +95,83 @@ export function toFlatList(headers: readonly Header[]): string[] {
   const out: string[] = [];
   for (const { name, value } of headers) out.push(name, value);
   return out;
+}
+
+/** A field name is a token (RFC 9110 §5.6.2): what Node and nghttp2 accept, so nothing else may reach them. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Node's rule for a field value (RFC 9110 §5.5 field-content in latin1): no control characters but tab, nothing above U+00FF. */
+const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+
+export function isFieldName(name: string): boolean {
+  return TOKEN.test(name);
+}
+
+export function isFieldValue(value: string): boolean {
+  return !INVALID_VALUE.test(value);
+}
+
+/**
+ * Fields defined with a single value. HTTP/2 cannot carry one twice (Node
+ * throws ERR_HTTP2_HEADER_SINGLE_VALUE); over HTTP/1.1 two of them are
+ * ambiguous (which Content-Type, which Location?). This is Node's list.
+ */
+const SINGLE_VALUE = new Set([
+  "access-control-allow-credentials",
+  "access-control-max-age",
+  "access-control-request-method",
+  "age",
+  "authorization",
+  "content-encoding",
+  "content-language",
+  "content-length",
+  "content-location",
+  "content-md5",
+  "content-range",
+  "content-type",
+  "date",
+  "dnt",
+  "etag",
+  "expires",
+  "from",
+  "host",
+  "if-match",
+  "if-modified-since",
+  "if-none-match",
+  "if-range",
+  "if-unmodified-since",
+  "last-modified",
+  "location",
+  "max-forwards",
+  "proxy-authorization",
+  "range",
+  "referer",
+  "retry-after",
+  "tk",
+  "upgrade-insecure-requests",
+  "user-agent",
+  "x-content-type-options",
+]);
+
+/** Keeps the first of each repeated single-value field (lower-case names), every other field as it is. */
+export function firstOfSingleValue(headers: Header[]): Header[] {
+  let seen: Set<string> | undefined;
+  let out: Header[] | undefined;
+  for (let i = 0; i < headers.length; i++) {
+    const h = headers[i]!;
+    if (!SINGLE_VALUE.has(h.name)) {
+      out?.push(h);
+      continue;
+    }
+    seen ??= new Set();
+    if (!seen.has(h.name)) {
+      seen.add(h.name);
+      out?.push(h);
+    } else {
+      // Copy only once there is something to leave out: the common answer has no repeats.
+      out ??= headers.slice(0, i);
+    }
+  }
+  return out ?? headers;
 }
 
 export function header(name: string, value: string): Header {

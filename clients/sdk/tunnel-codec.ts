@@ -19,7 +19,8 @@ export const TUNNEL_PATH = `/${TunnelService.typeName}/${TunnelService.method.co
 /**
  * The tunnel's wire codec. Every byte of every exchange crosses it twice per
  * hop, so FrameBatch and everything inside a Frame is encoded and decoded by
- * hand (one exact-size buffer, body chunks decoded as views, no reflection).
+ * hand (one exact-size buffer, body chunks decoded as views where that is
+ * safe, no reflection).
  * The rare control messages (Hello, Welcome, Ping, Pong, GoAway) go through
  * protobuf-es. The bytes are exactly those of proto/ferry/tunnel/v1; tests
  * check both directions against protobuf-es.
@@ -40,6 +41,15 @@ const CONTROL: Record<string, { field: number; schema: DescMessage }> = {
 const FRAMES_FIELD = 2;
 
 export class CodecError extends Error {}
+
+/**
+ * A Data chunk is decoded as a view into the message only when it is at least
+ * this share of the buffer the view keeps alive; smaller chunks are copied out.
+ * A view pins its whole message, and flow control counts only the chunk: a
+ * peer could otherwise make a one-byte chunk hold an 8 MiB message. Normal bulk
+ * batches (64 KiB chunks in messages of up to ~1 MiB, 1/16) stay zero-copy.
+ */
+const VIEW_MIN_SHARE = 1 / 20;
 
 // ---------------------------------------------------------------- encoding
 
@@ -134,13 +144,30 @@ function headersLength(headers: readonly Header[]): number {
 }
 
 function resetLength(code: number, message: string): number {
-  return (code ? 1 + varintSize(code) : 0) + strField(message);
+  return (code ? 1 + int32Size(code) : 0) + strField(message);
 }
 
 function durationLength(d: Duration): number {
-  const s = Number(d.seconds);
-  return (s ? 1 + varintSize(s) : 0) + (d.nanos ? 1 + varintSize(d.nanos) : 0);
+  return (d.seconds ? 1 + int64Size(d.seconds) : 0) + (d.nanos ? 1 + int32Size(d.nanos) : 0);
 }
+
+/** int32 and enum fields: a negative value is sign-extended to 64 bits (ten bytes), as protobuf says. */
+function int32Size(v: number): number {
+  return v < 0 ? 10 : varintSize(v);
+}
+
+function int64Size(v: bigint): number {
+  if (v >= 0n && v <= MAX_SAFE) return varintSize(Number(v));
+  let u = BigInt.asUintN(64, v);
+  let n = 1;
+  while (u >= 0x80n) {
+    u >>= 7n;
+    n++;
+  }
+  return n;
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** Size of a length-delimited field holding `len` bytes (0 when the field is left out as empty). */
 function bytesField(len: number): number {
@@ -210,6 +237,28 @@ class Writer {
     this.varint(v);
   }
 
+  int32(field: number, v: number): void {
+    if (!v) return;
+    this.tag(field, 0);
+    if (v > 0) this.varint(v);
+    else this.varint64(BigInt.asUintN(64, BigInt(v)));
+  }
+
+  int64(field: number, v: bigint): void {
+    if (!v) return;
+    this.tag(field, 0);
+    if (v > 0n && v <= MAX_SAFE) this.varint(Number(v));
+    else this.varint64(BigInt.asUintN(64, v));
+  }
+
+  private varint64(v: bigint): void {
+    while (v >= 0x80n) {
+      this.buf[this.pos++] = Number(v & 0x7fn) | 0x80;
+      v >>= 7n;
+    }
+    this.buf[this.pos++] = Number(v);
+  }
+
   bool(field: number, v: boolean): void {
     if (!v) return;
     this.tag(field, 0);
@@ -246,8 +295,8 @@ class Writer {
         this.str(6, h.clientAddress);
         if (h.timeout) {
           this.message(7, durationLength(h.timeout));
-          this.uint(1, Number(h.timeout.seconds));
-          this.uint(2, h.timeout.nanos);
+          this.int64(1, h.timeout.seconds);
+          this.int32(2, h.timeout.nanos);
         }
         this.bool(8, h.upgrade);
         this.bool(9, h.endStream);
@@ -273,7 +322,7 @@ class Writer {
         return;
       case "reset":
         this.message(6, resetLength(k.value.code, k.value.message));
-        this.uint(1, k.value.code);
+        this.int32(1, k.value.code);
         this.str(2, k.value.message);
         return;
       case "windowUpdate":
@@ -331,12 +380,26 @@ function parse<D extends DescMessage>(schema: D, bytes: Uint8Array): MessageShap
   }
 }
 
+const EMPTY_BYTES = new Uint8Array(0);
+
+/** `buf[start, end)` in a buffer of its own: not a slice of Node's shared pool, which would keep 8 KiB alive. */
+function copyOf(buf: Uint8Array, start: number, end: number): Buffer {
+  const out = Buffer.allocUnsafeSlow(end - start);
+  out.set(buf.subarray(start, end));
+  return out;
+}
+
 class Reader {
+  /** Chunks shorter than this are copied out (see VIEW_MIN_SHARE). */
+  private readonly minView: number;
+
   constructor(
     private readonly buf: Uint8Array,
     public pos: number,
     private readonly limit: number,
-  ) {}
+  ) {
+    this.minView = buf.buffer.byteLength * VIEW_MIN_SHARE;
+  }
 
   more(end = this.limit): boolean {
     return this.pos < end;
@@ -356,6 +419,35 @@ class Reader {
       result += (b & 0x7f) * scale;
       if (b < 0x80) return result;
       scale *= 128;
+    }
+    throw new CodecError("varint too long");
+  }
+
+  /** The low 32 bits of a varint of any length, unsigned (uint32 fields; `| 0` makes them int32). */
+  varint32(): number {
+    let v = 0;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.limit) throw new CodecError("truncated varint");
+      const b = this.buf[this.pos++]!;
+      if (i < 5) v |= (b & 0x7f) << (7 * i);
+      if (b < 0x80) return v >>> 0;
+    }
+    throw new CodecError("varint too long");
+  }
+
+  /** A varint as a signed 64-bit integer (int64 fields). */
+  varint64(): bigint {
+    let lo = 0;
+    let hi = 0;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.limit) throw new CodecError("truncated varint");
+      const b = this.buf[this.pos++]!;
+      if (i < 4) lo |= (b & 0x7f) << (7 * i);
+      else if (i === 4) {
+        lo |= (b & 0x0f) << 28;
+        hi = (b & 0x7f) >> 4;
+      } else hi |= (b & 0x7f) << (7 * i - 32);
+      if (b < 0x80) return hi === 0 ? BigInt(lo >>> 0) : BigInt.asIntN(64, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0));
     }
     throw new CodecError("varint too long");
   }
@@ -461,10 +553,9 @@ class Reader {
     while (this.more(end)) {
       const [field, wire] = this.tag();
       if (wire === 0 && field >= 8 && field <= 10) {
-        const v = this.varint();
-        if (field === 8) h.upgrade = v !== 0;
-        else if (field === 9) h.endStream = v !== 0;
-        else h.responseWindow = v >>> 0;
+        if (field === 10) h.responseWindow = this.varint32();
+        else if (field === 8) h.upgrade = this.varint() !== 0;
+        else h.endStream = this.varint() !== 0;
         continue;
       }
       if (wire !== 2 || field < 1 || (field > 7 && field !== 11)) {
@@ -507,7 +598,7 @@ class Reader {
     const h: ResponseHead = { $typeName: "ferry.tunnel.v1.ResponseHead", status: 0, headers: [], endStream: false };
     while (this.more(end)) {
       const [field, wire] = this.tag();
-      if (field === 1 && wire === 0) h.status = this.varint() >>> 0;
+      if (field === 1 && wire === 0) h.status = this.varint32();
       else if (field === 3 && wire === 0) h.endStream = this.varint() !== 0;
       else if (field === 2 && wire === 2) {
         const fend = this.lengthEnd(end);
@@ -551,7 +642,7 @@ class Reader {
     let message = "";
     while (this.more(end)) {
       const [field, wire] = this.tag();
-      if (field === 1 && wire === 0) code = this.varint();
+      if (field === 1 && wire === 0) code = this.varint32() | 0;
       else if (field === 2 && wire === 2) {
         const fend = this.lengthEnd(end);
         message = this.str(fend);
@@ -562,25 +653,25 @@ class Reader {
   }
 
   private duration(end: number): Duration {
-    let seconds = 0;
+    let seconds = 0n;
     let nanos = 0;
     while (this.more(end)) {
       const [field, wire] = this.tag();
-      if (field === 1 && wire === 0) seconds = this.varint();
-      else if (field === 2 && wire === 0) nanos = this.varint() | 0;
+      if (field === 1 && wire === 0) seconds = this.varint64();
+      else if (field === 2 && wire === 0) nanos = this.varint32() | 0;
       else this.skip(wire);
     }
-    return { $typeName: "google.protobuf.Duration", seconds: BigInt(seconds), nanos };
+    return { $typeName: "google.protobuf.Duration", seconds, nanos };
   }
 
-  /** The one bytes field (1) of a message such as Data, as a view into the buffer. */
+  /** The one bytes field (1) of a message such as Data: a view into the buffer, or a copy when small (see VIEW_MIN_SHARE). */
   private singleBytes(end: number): Uint8Array {
-    let out: Uint8Array = new Uint8Array(0);
+    let out: Uint8Array = EMPTY_BYTES;
     while (this.more(end)) {
       const [field, wire] = this.tag();
       if (field === 1 && wire === 2) {
         const fend = this.lengthEnd(end);
-        out = this.buf.subarray(this.pos, fend);
+        out = fend - this.pos >= this.minView ? this.buf.subarray(this.pos, fend) : copyOf(this.buf, this.pos, fend);
         this.pos = fend;
       } else this.skip(wire);
     }
@@ -591,7 +682,7 @@ class Reader {
     let v = 0;
     while (this.more(end)) {
       const [field, wire] = this.tag();
-      if (field === 1 && wire === 0) v = this.varint() >>> 0;
+      if (field === 1 && wire === 0) v = this.varint32();
       else this.skip(wire);
     }
     return v;

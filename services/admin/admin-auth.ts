@@ -1,6 +1,10 @@
-import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, createContextValues, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
 import type { AuditLog } from "../audit/audit-log.js";
-import { createRefusalLimiter } from "../audit/refusal-limiter.js";
+import { createRefusalLimiter, type RefusalLimiter } from "../audit/refusal-limiter.js";
+import type { SourceBackoff } from "../auth/source-backoff.js";
+import type { PeerFaults } from "../observability/peer-faults.js";
 import type { Catalog } from "../state/catalog.js";
 
 /** Who is calling the admin API. */
@@ -11,6 +15,27 @@ export interface AdminPrincipal {
 }
 
 export const principalKey = createContextKey<AdminPrincipal | undefined>(undefined);
+
+/** The caller's socket address ("" when unknown): what back-off and refusal records are keyed by. */
+export const peerAddressKey = createContextKey<string>("");
+
+/**
+ * For connectNodeAdapter's `contextValues`: hands the interceptors the
+ * address of the socket the call came on (the Connect request itself does not
+ * carry it). The socket's, never a header's: a caller cannot choose it.
+ */
+export function adminContextValues(req: IncomingMessage | Http2ServerRequest): ContextValues {
+  return createContextValues().set(peerAddressKey, req.socket?.remoteAddress ?? "");
+}
+
+export interface AdminAuthOptions {
+  /** Back-off on failed tokens per source, shared with the tunnel endpoint (one per node). Without it, none. */
+  backoff?: SourceBackoff;
+  /** Counts refusals by the back-off. */
+  faults?: PeerFaults;
+  /** Bounds audit records of refused calls per source; one of its own when not given. */
+  refusals?: RefusalLimiter;
+}
 
 /**
  * What each RPC needs. `write` calls change something; `tenant` calls are about
@@ -73,26 +98,45 @@ export function denial(p: AdminPrincipal, rpc: string, message: Record<string, u
 /**
  * Authenticates every admin call with "authorization: Bearer <token>",
  * authorises it by the token's role, and audits it: changes in detail where
- * the service records them, reads and refusals here.
+ * the service records them, reads and refusals here. A source address that
+ * keeps presenting wrong tokens is made to wait (options.backoff): meanwhile
+ * its calls are refused with ResourceExhausted before the token is looked at.
  */
-export function authInterceptor(catalog: Catalog, audit: AuditLog): Interceptor {
-  const refusals = createRefusalLimiter();
+export function authInterceptor(catalog: Catalog, audit: AuditLog, options: AdminAuthOptions = {}): Interceptor {
+  const refusals = options.refusals ?? createRefusalLimiter();
+  const refused = (source: string, details: Record<string, unknown>) => {
+    const suppressed = refusals.admit(source);
+    if (suppressed === undefined) return;
+    audit.record({
+      action: "admin.refused",
+      actor: "anonymous",
+      details: { ...details, ...(source ? { remoteAddress: source } : {}), ...(suppressed ? { suppressedBefore: suppressed } : {}) },
+    });
+  };
   return (next) => async (req) => {
     const rpc = req.method.name;
+    const source = req.contextValues.get(peerAddressKey);
+    const wait = options.backoff?.waitMs(source) ?? 0;
+    if (wait > 0) {
+      options.faults?.limited("authFailuresBeforeBackoff");
+      refused(source, { rpc, reason: "too many failed attempts" });
+      const seconds = Math.ceil(wait / 1000);
+      throw new ConnectError(`too many failed attempts from this address: retry in ${seconds}s`, Code.ResourceExhausted, {
+        "retry-after": String(seconds),
+      });
+    }
     const header = req.header.get("authorization") ?? "";
     const token = header.toLowerCase().startsWith("bearer ") ? header.slice(7).trim() : "";
     const record = token === "" ? undefined : catalog.checkAdminToken(token);
     if (!record) {
-      const suppressed = refusals.admit();
-      if (suppressed !== undefined) {
-        const details = { rpc, reason: token === "" ? "missing token" : "invalid token", ...(suppressed ? { suppressedBefore: suppressed } : {}) };
-        audit.record({ action: "admin.refused", actor: "anonymous", details });
-      }
+      options.backoff?.failed(source);
+      refused(source, { rpc, reason: token === "" ? "missing token" : "invalid token" });
       throw new ConnectError(
         token === "" ? "admin token missing: send authorization: Bearer <token>" : "admin token is not valid",
         Code.Unauthenticated,
       );
     }
+    options.backoff?.succeeded(source);
     const principal = { tokenId: record.tokenId, role: record.role };
     const message = (req as unknown as { message?: Record<string, unknown> }).message ?? {};
     const why = denial(principal, rpc, message);

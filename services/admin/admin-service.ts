@@ -22,11 +22,13 @@ import type { AdminTokenRecord, KeyRecord, TenantRecord } from "../../gen/ferry/
 import { durationFromMs, msFromDuration } from "../../clients/sdk/duration.js";
 import { FerryError } from "../../clients/sdk/errors.js";
 import { checkDnsLabel } from "../../clients/sdk/names.js";
-import type { AuditLog, AuditQuery } from "../audit/audit-log.js";
+import type { AuditLog, AuditQuery, TenantScope } from "../audit/audit-log.js";
+import type { PeerFaults } from "../observability/peer-faults.js";
 import type { Catalog } from "../state/catalog.js";
 import { settingsOf, type TenantSettings } from "../state/tenant-settings.js";
 import { OTHER_TARGET, type TrafficFigures, type TrafficStats as Stats } from "../stats/traffic-stats.js";
 import { type AdminPrincipal, boundTenant, principalKey } from "./admin-auth.js";
+import { createAuditQueryGate } from "./audit-query-gate.js";
 import type { Directory, TunnelView } from "./directory.js";
 
 export interface AdminServiceDeps {
@@ -38,6 +40,8 @@ export interface AdminServiceDeps {
   queryAudit(q: AuditQuery): Promise<{ events: AuditEvent[]; nextPageToken: string }>;
   stats: Stats;
   limits: Limits;
+  /** Counts refusals by limits (audit queries). */
+  faults?: PeerFaults;
 }
 
 const DEFAULT_PAGE = 100;
@@ -49,11 +53,12 @@ export function createAdminService(deps: AdminServiceDeps): ServiceImpl<typeof A
   const { catalog, audit, directory } = deps;
   const principal = (ctx: HandlerContext): AdminPrincipal => ctx.values.get(principalKey)!;
   const actor = (ctx: HandlerContext) => `admin:${principal(ctx).tokenId}`;
+  const auditGate = createAuditQueryGate({ perMinute: deps.limits.auditQueriesPerMinute, faults: deps.faults });
 
   return {
     async createTenant(req, ctx) {
       const record = await catalog.createTenant(req.name, req.settings ? settingsFrom(req.settings) : {});
-      audit.record({ action: "tenant.create", actor: actor(ctx), tenant: record.name, after: json(TenantSchema, tenantOf(record)) });
+      audit.record({ action: "tenant.create", actor: actor(ctx), tenant: record.name, tenantId: record.tenantId, after: json(TenantSchema, tenantOf(record)) });
       return { tenant: tenantOf(record) };
     },
 
@@ -91,7 +96,8 @@ export function createAdminService(deps: AdminServiceDeps): ServiceImpl<typeof A
     async deleteTenant(req, ctx) {
       const before = catalog.requireTenant(req.name);
       await catalog.deleteTenant(req.name);
-      audit.record({ action: "tenant.delete", actor: actor(ctx), tenant: req.name, before: json(TenantSchema, tenantOf(before)) });
+      // Its id from the record: the name no longer finds it.
+      audit.record({ action: "tenant.delete", actor: actor(ctx), tenant: req.name, tenantId: before.tenantId, before: json(TenantSchema, tenantOf(before)) });
       return {};
     },
 
@@ -201,15 +207,28 @@ export function createAdminService(deps: AdminServiceDeps): ServiceImpl<typeof A
       const start = req.startTime ? new Date(timestampMs(req.startTime)) : undefined;
       const end = req.endTime ? new Date(timestampMs(req.endTime)) : undefined;
       if (start && end && start >= end) throw new FerryError("invalid_argument", "invalid_time_range", "start_time must be before end_time");
-      return deps.queryAudit({
-        tenant: only ?? (req.tenant || undefined),
-        actor: req.actor || undefined,
-        action: req.action || undefined,
-        startTime: start,
-        endTime: end,
-        pageSize: req.pageSize || DEFAULT_PAGE,
-        pageToken: req.pageToken || undefined,
-      });
+      const tenant = only ?? (req.tenant || undefined);
+      // The tenant of that name now, never an earlier one of the same name. A name no tenant has now
+      // shows an admin the trail of the deleted ones (a tenant token's tenant always exists).
+      let tenantScope: TenantScope | undefined;
+      if (tenant !== undefined) {
+        const current = catalog.getTenant(tenant);
+        if (current) tenantScope = { id: current.tenantId, createMs: current.createTime ? timestampMs(current.createTime) : 0 };
+        else if (only !== undefined) return { events: [], nextPageToken: "" };
+      }
+      return auditGate.run(principal(ctx).tokenId, () =>
+        deps.queryAudit({
+          tenant,
+          tenantScope,
+          actor: req.actor || undefined,
+          action: req.action || undefined,
+          startTime: start,
+          endTime: end,
+          pageSize: req.pageSize || DEFAULT_PAGE,
+          pageToken: req.pageToken || undefined,
+        }),
+        ctx.signal,
+      );
     },
 
     async createToken(req, ctx) {
@@ -244,11 +263,18 @@ function settingsFrom(t: Tenant): TenantSettings {
     maxRequestBodyBytes: t.maxRequestBodyBytes,
     maxConcurrentExchanges: t.maxConcurrentExchanges,
     allowedTargets: [...t.allowedTargets],
+    deniedCertificateSerials: [...t.deniedCertificateSerials],
   };
 }
 
 function tenantOf(record: TenantRecord): Tenant {
-  return create(TenantSchema, { ...settingsOf(record), name: record.name, createTime: record.createTime, updateTime: record.updateTime });
+  return create(TenantSchema, {
+    ...settingsOf(record),
+    name: record.name,
+    id: record.tenantId,
+    createTime: record.createTime,
+    updateTime: record.updateTime,
+  });
 }
 
 function keyOf(record: KeyRecord): Key {

@@ -79,13 +79,18 @@ export function nodeOf(n: NodeFacts, tunnels: number): Node {
   });
 }
 
-/** This node alone. */
+/**
+ * This node alone. Probe tunnels (ferry doctor) are not listed: they carry no
+ * traffic, and a Connector has no way to say it is a probe (their connect and
+ * disconnect are audited, as connector.probe). DisconnectConnector ends them
+ * like any tunnel of the connector id it names.
+ */
 export function localDirectory(registry: TunnelRegistry, node: () => NodeFacts): Directory {
   return {
     nodes: () => [nodeOf(node(), registry.tunnels().length)],
     tunnels: (tenant) => registry.tunnels(tenant).map(viewOfTunnel),
     async disconnect(tenant, connectorId, reason) {
-      const tunnels = registry.tunnels(tenant).filter((t) => t.info.connectorId === connectorId);
+      const tunnels = registry.held(tenant).filter((t) => t.info.connectorId === connectorId);
       for (const t of tunnels) t.close(reason, { status: "unavailable" });
       return tunnels.length;
     },

@@ -1,10 +1,17 @@
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, mkdirSync, openSync, readSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { create, fromJson, type JsonObject, toJson } from "@bufbuild/protobuf";
+import { create, type JsonObject, toJson } from "@bufbuild/protobuf";
 import { timestampFromDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import { FerryError } from "../../clients/sdk/errors.js";
 import type { Logger } from "../../clients/sdk/logger.js";
 import { type AuditEvent, AuditEventSchema } from "../../gen/ferry/admin/v1/admin_service_pb.js";
+import type { PeerFaults } from "../observability/peer-faults.js";
+import { type AuditBudget, type AuditTier, createAuditBudget } from "./audit-budget.js";
+import { type AuditFileKind, auditFileName, listAuditFiles, readLinesBackward } from "./audit-files.js";
+import { parseLine, type TenantScope } from "./audit-scan.js";
+import { scanInWorker } from "./audit-scan-worker.js";
+
+export { auditFieldsMatch, type TenantScope } from "./audit-scan.js";
 
 /** An event to audit. details/before/after are plain JSON objects (never secrets). */
 export interface AuditInput {
@@ -13,6 +20,8 @@ export interface AuditInput {
   /** "admin:<token id>", "connector:<key id>", "client:<address>" or "anonymous". */
   actor: string;
   tenant?: string;
+  /** The tenant's id (Tenant.id); looked up by name (options.tenantIdOf) when not given. */
+  tenantId?: string;
   details?: Record<string, unknown>;
   before?: Record<string, unknown>;
   after?: Record<string, unknown>;
@@ -20,6 +29,8 @@ export interface AuditInput {
 
 export interface AuditQuery {
   tenant?: string;
+  /** Only events of the tenant that has the name now (see TenantScope); set with `tenant`. */
+  tenantScope?: TenantScope;
   actor?: string;
   /** Prefix match: "key." matches key.create and key.revoke. */
   action?: string;
@@ -38,8 +49,8 @@ export interface AuditLog {
   record(event: AuditInput): void;
   /** Per-request summaries: high volume, so buffered and appended at most ~100 ms later (or when 64 KiB are pending); not mirrored to the log. */
   recordRequest(event: AuditInput): void;
-  /** Newest first. Throws FerryError("invalid_argument", "invalid_page_token", ...) for a token it did not issue. */
-  query(q: AuditQuery): { events: AuditEvent[]; nextPageToken: string };
+  /** Newest first, read in a worker thread. Rejects with FerryError("invalid_argument", "invalid_page_token", ...) for a token it did not issue. */
+  query(q: AuditQuery): Promise<{ events: AuditEvent[]; nextPageToken: string }>;
   /** Writes what is buffered and stops timers. */
   close(): Promise<void>;
 }
@@ -51,28 +62,29 @@ export interface AuditLogOptions {
   now?: () => Date;
   /** Also hands every event's JSON line here (a cluster publishes them to its audit stream). */
   mirror?: (line: string) => void;
-  /** Most bytes of audit files kept; the oldest days go first beyond it (default: no limit but retention). */
+  /** Most bytes of audit files kept (limits.auditMaxBytes): see audit-budget.ts (default: no limit but retention). */
   maxBytes?: number;
+  /** The id of the tenant of that name now, or undefined; called once per event about a tenant, so it must be cheap (a map lookup). */
+  tenantIdOf?: (tenant: string) => string | undefined;
+  /** Counts events the disk budget left out (ferry_limit_refusals_total{limit="auditMaxBytes"}). */
+  faults?: PeerFaults;
 }
 
 const DAY_MS = 86_400_000;
 const FLUSH_MS = 100;
 const FLUSH_BYTES = 64 * 1024;
-const READ_CHUNK = 64 * 1024;
-/** Most bytes of audit lines one query call reads before it returns a page (maybe short, maybe empty) to continue from. */
-const MAX_SCAN_BYTES = 16 * 1024 * 1024;
 const MAX_PAGE_SIZE = 1000;
-const FILE_NAME = /^(\d{4}-\d{2}-\d{2})\.jsonl$/;
 
 /**
- * The audit trail: one JSON-lines file per UTC day under <dir>/audit, each
- * line an AuditEvent in proto JSON, so the stored format is the API's format
- * and needs no schema of its own.
+ * The audit trail: JSON-lines files per UTC day under <dir>/audit
+ * (audit-files.ts: events, and request summaries apart), each line an
+ * AuditEvent in proto JSON, so the stored format is the API's format and
+ * needs no schema of its own.
  *
  * Ids and times only grow, and a file holds one day: so file order, line
  * order, id order and time order are all the same order. Queries rely on
- * that to read newest first (files from newest, lines from the end) and to
- * skip whole files; the page token is just the last id returned.
+ * that to read newest first and to skip whole days; the page token is just
+ * the last id returned. They run in a worker thread (audit-scan-worker.ts).
  *
  * One writer per directory (the relay's state LOCK sees to that).
  */
@@ -85,17 +97,24 @@ interface Pending {
   line: string;
 }
 
+/** An open file being appended to. */
+interface Appender {
+  name: string;
+  fd: number;
+  /** The file does not end in a newline (a torn write): start the next write on a line of its own. */
+  needsNewline: boolean;
+}
+
 class FileAuditLog implements AuditLog {
   private readonly now: () => Date;
   private readonly mirror: ((line: string) => void) | undefined;
+  private readonly tenantIdOf: ((tenant: string) => string | undefined) | undefined;
   private readonly retentionDays: number;
+  private readonly budget: AuditBudget;
   private lastId = 0n;
   /** Time of the last event; a clock stepping back never makes time go back (see stamp). */
   private lastMs = Number.NEGATIVE_INFINITY;
-  private fd: number | undefined;
-  private fdDay = "";
-  /** The open file does not end in a newline (a torn write): start the next write on a line of its own. */
-  private needsNewline = false;
+  private readonly open: Partial<Record<AuditFileKind, Appender>> = {};
   private pending: Pending[] = [];
   private pendingBytes = 0;
   private flushTimer: NodeJS.Timeout | undefined;
@@ -109,6 +128,7 @@ class FileAuditLog implements AuditLog {
   ) {
     this.now = options.now ?? (() => new Date());
     this.mirror = options.mirror;
+    this.tenantIdOf = options.tenantIdOf;
     this.retentionDays = options.retentionDays ?? 30;
     if (!Number.isInteger(this.retentionDays) || this.retentionDays < 1) {
       throw new Error(`audit retention must be a whole number of days, at least 1 (got ${this.retentionDays})`);
@@ -121,6 +141,14 @@ class FileAuditLog implements AuditLog {
       this.lastId = last.id;
       if (last.time) this.lastMs = timestampMs(last.time);
     }
+    this.budget = createAuditBudget({
+      dir,
+      maxBytes: options.maxBytes ?? Number.POSITIVE_INFINITY,
+      remove: (name) => this.deleteFile(name),
+      log,
+      faults: options.faults,
+      now: () => this.now().getTime(),
+    });
     this.prune();
     this.pruneTimer = setInterval(() => this.prune(), DAY_MS);
     this.pruneTimer.unref();
@@ -137,15 +165,16 @@ class FileAuditLog implements AuditLog {
       this.log.error({ err, action: input.action }, "audit event not recorded");
       return;
     }
-    // The log line first: if the disk fails, the event is still somewhere.
+    // The log line first: if the disk fails (or its budget is spent), the event is still somewhere.
     this.log.info({ audit: json }, input.action);
-    // Buffered request events have smaller ids: they go first, so the file stays in id order.
-    this.flushRequests();
     const line = JSON.stringify(json);
     this.mirror?.(line);
+    const text = `${line}\n`;
+    if (!this.budget.admit(Buffer.byteLength(text), tierOf(input), day, "events")) return;
     try {
-      this.append(day, `${line}\n`);
+      this.append(day, "events", text);
     } catch (err) {
+      this.budget.unwrite(auditFileName(day, "events"), Buffer.byteLength(text));
       this.log.error({ err, audit: json }, "audit event not written");
     }
   }
@@ -155,7 +184,9 @@ class FileAuditLog implements AuditLog {
       const json = this.requestLine(input);
       this.mirror?.(json);
       const line = `${json}\n`;
-      this.pending.push({ day: dayOf(this.lastMs), line });
+      const day = dayOf(this.lastMs);
+      if (!this.budget.admit(Buffer.byteLength(line), "request", day, "requests")) return;
+      this.pending.push({ day, line });
       this.pendingBytes += Buffer.byteLength(line);
     } catch (err) {
       this.log.error({ err, action: input.action }, "audit request event not recorded");
@@ -169,55 +200,44 @@ class FileAuditLog implements AuditLog {
     }
   }
 
-  query(q: AuditQuery): { events: AuditEvent[]; nextPageToken: string } {
+  async query(q: AuditQuery): Promise<{ events: AuditEvent[]; nextPageToken: string }> {
     if (!Number.isInteger(q.pageSize) || q.pageSize < 1 || q.pageSize > MAX_PAGE_SIZE) {
       throw new FerryError("invalid_argument", "invalid_page_size", `page size must be 1..${MAX_PAGE_SIZE}`);
     }
     const below = q.pageToken ? this.decodeToken(q.pageToken) : undefined;
-    const startMs = q.startTime?.getTime();
-    const endMs = q.endTime?.getTime();
     this.flushRequests();
-    const events: AuditEvent[] = [];
-    let scanned = 0;
-    for (const day of this.days().reverse()) {
-      const dayStartMs = Date.parse(`${day}T00:00:00Z`);
-      if (startMs !== undefined && dayStartMs + DAY_MS <= startMs) break; // this file and all older ones end before the range
-      if (endMs !== undefined && dayStartMs >= endMs) continue;
-      const path = join(this.dir, `${day}.jsonl`);
-      // Paging on: a file whose first event is already at or past the cursor has nothing for this page.
-      const first = below === undefined ? undefined : parseLine(readFirstLine(path));
-      if (first && below !== undefined && first.id >= below) continue;
-      let warned = false;
-      for (const line of readLinesBackward(path)) {
-        const raw = parseJson(line);
-        // Each call reads a bounded amount (the event loop serves every tenant's traffic
-        // meanwhile); a selective filter over a large log pages on where the scan stopped.
-        scanned += line.length;
-        const rawId = typeof raw?.id === "string" && /^[0-9]{1,20}$/.test(raw.id) ? BigInt(raw.id) : undefined;
-        if (scanned > MAX_SCAN_BYTES && rawId !== undefined && (below === undefined || rawId < below)) {
-          return { events, nextPageToken: encodeToken(rawId + 1n) };
-        }
-        if (raw !== undefined && !rawMatches(raw, q, below)) continue; // cheap filters before the full decode
-        const event = raw === undefined ? undefined : decode(raw);
-        if (!event) {
-          if (!warned) this.log.warn({ file: path }, "audit file has unreadable lines; skipping them");
-          warned = true;
-          continue;
-        }
-        const ms = event.time ? timestampMs(event.time) : 0;
-        if ((startMs !== undefined && ms < startMs) || (endMs !== undefined && ms >= endMs)) continue;
-        events.push(event);
-        if (events.length === q.pageSize) return { events, nextPageToken: encodeToken(event.id) };
-      }
-    }
-    return { events, nextPageToken: "" };
+    const r = await scanInWorker({
+      dir: this.dir,
+      tenant: q.tenant,
+      tenantScope: q.tenantScope,
+      actor: q.actor,
+      action: q.action,
+      startMs: q.startTime?.getTime(),
+      endMs: q.endTime?.getTime(),
+      pageSize: q.pageSize,
+      below,
+      maxId: this.lastId,
+    });
+    for (const file of r.unreadable) this.log.warn({ file }, "audit file has unreadable lines; skipping them");
+    return { events: r.events, nextPageToken: r.next === undefined ? "" : encodeToken(r.next) };
   }
 
   async close(): Promise<void> {
     this.flushRequests();
     clearInterval(this.pruneTimer);
     this.closed = true;
-    this.closeFile();
+    this.closeFile("events");
+    this.closeFile("requests");
+  }
+
+  /** The tenant id an event carries: given, or the current tenant of its name. */
+  private tenantIdFor(input: AuditInput): string {
+    if (input.tenantId !== undefined || !input.tenant || !this.tenantIdOf) return input.tenantId ?? "";
+    try {
+      return this.tenantIdOf(input.tenant) ?? "";
+    } catch {
+      return ""; // an event without its tenant's id still beats no event
+    }
   }
 
   /**
@@ -233,6 +253,7 @@ class FileAuditLog implements AuditLog {
       action: input.action,
       actor: input.actor,
       tenant: input.tenant ?? "",
+      tenantId: this.tenantIdFor(input),
       details: toStruct(input.details),
       before: toStruct(input.before),
       after: toStruct(input.after),
@@ -243,7 +264,8 @@ class FileAuditLog implements AuditLog {
    * The proto JSON of a request summary, written by hand: one is made per
    * request, and building an AuditEvent message to convert it costs more than
    * the rest of the audit path. Same shape as toJson(AuditEventSchema, ...):
-   * uint64 id as a string, RFC 3339 time, empty fields left out.
+   * uint64 id as a string, RFC 3339 time, empty fields left out, fields in
+   * proto order (id first: readers merge files by it without parsing lines).
    */
   private requestLine(input: AuditInput): string {
     this.lastMs = Math.max(this.now().getTime(), this.lastMs);
@@ -255,6 +277,8 @@ class FileAuditLog implements AuditLog {
     };
     if (input.tenant) line.tenant = input.tenant;
     if (input.details) line.details = input.details;
+    const tenantId = this.tenantIdFor(input);
+    if (tenantId) line.tenantId = tenantId;
     try {
       // Without a replacer: V8's fast path, several times faster, and request details are plain numbers and strings.
       return JSON.stringify(line);
@@ -280,75 +304,85 @@ class FileAuditLog implements AuditLog {
     }
     for (const run of runs) {
       try {
-        this.append(run.day, run.line);
+        this.append(run.day, "requests", run.line);
       } catch (err) {
+        this.budget.unwrite(auditFileName(run.day, "requests"), Buffer.byteLength(run.line));
         this.log.error({ err, day: run.day }, "audit request events not written");
       }
     }
   }
 
   /** Writes whole lines to a day's file; throws on failure. After close() each write opens and closes the file, so late events (tunnels ending during shutdown) are not lost. */
-  private append(day: string, text: string): void {
-    if (this.fd === undefined || this.fdDay !== day) this.openFile(day);
-    const fd = this.fd as number;
-    const bytes = Buffer.from(this.needsNewline ? `\n${text}` : text);
-    this.needsNewline = true; // until the last byte is down
+  private append(day: string, kind: AuditFileKind, text: string): void {
+    const name = auditFileName(day, kind);
+    let file = this.open[kind];
+    if (file?.name !== name) file = this.openFile(kind, name);
+    const bytes = Buffer.from(file.needsNewline ? `\n${text}` : text);
+    file.needsNewline = true; // until the last byte is down
     try {
-      for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off);
-      this.needsNewline = false;
+      for (let off = 0; off < bytes.length; ) off += writeSync(file.fd, bytes, off);
+      file.needsNewline = false;
     } finally {
-      if (this.closed) this.closeFile();
+      if (this.closed) this.closeFile(kind);
     }
   }
 
-  private openFile(day: string): void {
-    this.closeFile();
+  private openFile(kind: AuditFileKind, name: string): Appender {
+    this.closeFile(kind);
     // a+: appends, and lets us read the last byte to see whether a crash left a torn line.
-    const fd = openSync(join(this.dir, `${day}.jsonl`), "a+", 0o600);
+    const fd = openSync(join(this.dir, name), "a+", 0o600);
+    let needsNewline: boolean;
     try {
       const size = fstatSync(fd).size;
       const last = Buffer.alloc(1);
-      this.needsNewline = size > 0 && readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a;
+      needsNewline = size > 0 && readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a;
     } catch (err) {
       closeSync(fd);
       throw err;
     }
-    this.fd = fd;
-    this.fdDay = day;
+    const file = { name, fd, needsNewline };
+    this.open[kind] = file;
+    return file;
   }
 
-  private closeFile(): void {
-    if (this.fd === undefined) return;
+  private closeFile(kind: AuditFileKind): void {
+    const file = this.open[kind];
+    if (!file) return;
     try {
-      closeSync(this.fd);
+      closeSync(file.fd);
     } catch (err) {
       this.log.warn({ err }, "audit file close failed");
     }
-    this.fd = undefined;
-    this.fdDay = "";
+    this.open[kind] = undefined;
   }
 
-  /** Days with a file, oldest first. */
-  private days(): string[] {
-    return readdirSync(this.dir)
-      .map((name) => FILE_NAME.exec(name)?.[1])
-      .filter((day): day is string => day !== undefined)
-      .sort();
+  private deleteFile(name: string): void {
+    for (const kind of ["events", "requests"] as const) if (this.open[kind]?.name === name) this.closeFile(kind);
+    unlinkSync(join(this.dir, name));
   }
 
-  /** The newest readable event on disk: the last line, or before it if a crash tore the last write. */
+  /** The newest readable event on disk: the last line of a day's files, or before it if a crash tore the last write. */
   private findLast(): AuditEvent | undefined {
-    for (const day of this.days().reverse()) {
-      const path = join(this.dir, `${day}.jsonl`);
-      let skipped = 0;
-      for (const line of readLinesBackward(path)) {
-        const event = parseLine(line);
-        if (event) {
-          if (skipped > 0) this.log.warn({ file: path, skipped }, "audit file ends in unreadable lines; skipping them");
-          return event;
-        }
-        skipped++;
+    const files = listAuditFiles(this.dir);
+    for (const day of [...new Set(files.map((f) => f.day))].reverse()) {
+      const newest = files
+        .filter((f) => f.day === day)
+        .map((f) => this.lastIn(join(this.dir, f.name)))
+        .reduce((a, b) => (b && (!a || b.id > a.id) ? b : a), undefined);
+      if (newest) return newest;
+    }
+    return undefined;
+  }
+
+  private lastIn(path: string): AuditEvent | undefined {
+    let skipped = 0;
+    for (const line of readLinesBackward(path)) {
+      const event = parseLine(line);
+      if (event) {
+        if (skipped > 0) this.log.warn({ file: path, skipped }, "audit file ends in unreadable lines; skipping them");
+        return event;
       }
+      skipped++;
     }
     return undefined;
   }
@@ -358,13 +392,12 @@ class FileAuditLog implements AuditLog {
     try {
       const cutoff = dayOf(this.now().getTime() - this.retentionDays * DAY_MS);
       const deleted: string[] = [];
-      for (const day of this.days()) {
-        if (day >= cutoff) break;
-        if (day === this.fdDay) this.closeFile();
-        unlinkSync(join(this.dir, `${day}.jsonl`));
-        deleted.push(day);
+      for (const f of this.budget.files()) {
+        if (f.day >= cutoff) break;
+        this.budget.delete(f.name);
+        deleted.push(f.day);
       }
-      if (deleted.length > 0) this.log.info({ days: deleted }, "audit files past retention deleted");
+      if (deleted.length > 0) this.log.info({ days: [...new Set(deleted)] }, "audit files past retention deleted");
     } catch (err) {
       this.log.error({ err }, "audit retention failed");
     }
@@ -373,11 +406,16 @@ class FileAuditLog implements AuditLog {
   /** A token is an id this log returned: canonical base64url of a decimal id no larger than the last id. */
   private decodeToken(token: string): bigint {
     const text = /^[A-Za-z0-9_-]{1,28}$/.test(token) ? Buffer.from(token, "base64url").toString("latin1") : "";
-    if (!/^[1-9][0-9]{0,19}$/.test(text) || encodeToken(BigInt(text)) !== token || BigInt(text) > this.lastId) {
+    if (!/^[1-9][0-9]{0,19}$/.test(text) || encodeToken(BigInt(text)) !== token || BigInt(text) > this.lastId + 1n) {
       throw new FerryError("invalid_argument", "invalid_page_token", "page token is not one this server issued");
     }
     return BigInt(text);
   }
+}
+
+/** Admin changes are what an operator did; denials, refusals and connector events are what peers caused. */
+function tierOf(input: AuditInput): AuditTier {
+  return input.actor.startsWith("admin:") && !input.action.startsWith("admin.") ? "admin" : "event";
 }
 
 function encodeToken(id: bigint): string {
@@ -396,96 +434,5 @@ function toStruct(value: Record<string, unknown> | undefined): JsonObject | unde
   } catch (err) {
     // A cycle or a throwing toJSON: keep the event, say why its object is missing.
     return { unserializable: String(err) };
-  }
-}
-
-function parseJson(line: string): Record<string, unknown> | undefined {
-  try {
-    const raw: unknown = JSON.parse(line);
-    return typeof raw === "object" && raw !== null && !Array.isArray(raw) ? (raw as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function decode(raw: Record<string, unknown>): AuditEvent | undefined {
-  try {
-    // Unknown fields ignored: files written by a newer relay stay readable.
-    return fromJson(AuditEventSchema, raw as JsonObject, { ignoreUnknownFields: true });
-  } catch {
-    return undefined;
-  }
-}
-
-function parseLine(line: string | undefined): AuditEvent | undefined {
-  const raw = line === undefined ? undefined : parseJson(line);
-  return raw === undefined ? undefined : decode(raw);
-}
-
-/** The filters that need no decoding. A line they cannot judge (odd id) passes, for decode() to reject. */
-/** The query's tenant, actor and action filters, on an event's proto JSON (cheap: before the full decode). */
-export function auditFieldsMatch(raw: Record<string, unknown>, q: AuditQuery): boolean {
-  if (q.tenant && (raw.tenant ?? "") !== q.tenant) return false;
-  if (q.actor && (raw.actor ?? "") !== q.actor) return false;
-  if (q.action && !(typeof raw.action === "string" && raw.action.startsWith(q.action))) return false;
-  return true;
-}
-
-function rawMatches(raw: Record<string, unknown>, q: AuditQuery, below: bigint | undefined): boolean {
-  if (!auditFieldsMatch(raw, q)) return false;
-  if (below !== undefined && typeof raw.id === "string" && /^[0-9]{1,20}$/.test(raw.id) && BigInt(raw.id) >= below) {
-    return false;
-  }
-  return true;
-}
-
-function readFully(fd: number, buf: Buffer, position: number): number {
-  let got = 0;
-  while (got < buf.length) {
-    const n = readSync(fd, buf, got, buf.length - got, position + got);
-    if (n === 0) break;
-    got += n;
-  }
-  return got;
-}
-
-function readFirstLine(path: string): string | undefined {
-  const fd = openSync(path, "r");
-  try {
-    const buf = Buffer.alloc(READ_CHUNK);
-    const n = readFully(fd, buf, 0);
-    const end = buf.subarray(0, n).indexOf(0x0a);
-    return end < 0 ? undefined : buf.toString("utf8", 0, end);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * Lines from the end of a file to its start, non-empty ones only, reading a
- * chunk at a time so a day's file is never in memory whole. Splits on the
- * newline byte, which never occurs inside a multi-byte UTF-8 character.
- */
-function* readLinesBackward(path: string): Generator<string> {
-  const fd = openSync(path, "r");
-  try {
-    let pos = fstatSync(fd).size;
-    let rest = Buffer.alloc(0); // the start of a line whose beginning is in an earlier chunk
-    while (pos > 0) {
-      const len = Math.min(READ_CHUNK, pos);
-      pos -= len;
-      const chunk = Buffer.alloc(len);
-      readFully(fd, chunk, pos);
-      const buf = rest.length > 0 ? Buffer.concat([chunk, rest]) : chunk;
-      let end = buf.length;
-      for (let nl = buf.lastIndexOf(0x0a, end - 1); nl >= 0; nl = nl > 0 ? buf.lastIndexOf(0x0a, nl - 1) : -1) {
-        if (nl + 1 < end) yield buf.toString("utf8", nl + 1, end);
-        end = nl;
-      }
-      rest = buf.subarray(0, end);
-    }
-    if (rest.length > 0) yield rest.toString("utf8");
-  } finally {
-    closeSync(fd);
   }
 }

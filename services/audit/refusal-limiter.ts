@@ -1,32 +1,68 @@
+import { sourceKey } from "../auth/source-backoff.js";
+
 /**
- * Keeps refusals of unauthenticated callers from filling the audit log: at
- * most `perWindow` are written per window; the rest are counted, and the next
- * one written says how many were left out. (Anyone on the internet can cause a
+ * Keeps refusals of unauthenticated callers from filling the audit log:
+ * per window, at most `perSource` are written for one source address (an
+ * IPv6 source by its /64) and at most `total` for all sources together; the
+ * rest are counted per source, and the next one written for that source says
+ * how many of its own were left out. So a flood from one address neither
+ * fills the disk nor hides the refusals of every other address, and each
+ * record names where it came from. (Anyone on the internet can cause a
  * refusal; nobody should be able to fill the disk with them.)
  */
 export interface RefusalLimiter {
-  /** Undefined: do not record this one. Otherwise the number suppressed since the last one recorded. */
-  admit(): number | undefined;
+  /** Undefined: do not record this one. Otherwise the number from this source suppressed since its last one recorded. */
+  admit(source: string): number | undefined;
 }
 
-export function createRefusalLimiter(perWindow = 60, windowMs = 60_000, now: () => number = Date.now): RefusalLimiter {
+export interface RefusalLimiterOptions {
+  perSource?: number;
+  total?: number;
+  windowMs?: number;
+  /** Sources whose counts are kept; the least recently refused are forgotten first (their suppressed counts with them). */
+  maxSources?: number;
+  now?: () => number;
+}
+
+interface SourceCount {
+  windowStart: number;
+  inWindow: number;
+  suppressed: number;
+}
+
+export function createRefusalLimiter(opts: RefusalLimiterOptions = {}): RefusalLimiter {
+  const { perSource = 10, total = 60, windowMs = 60_000, maxSources = 4096, now = Date.now } = opts;
   let windowStart = now();
   let inWindow = 0;
-  let suppressed = 0;
+  const sources = new Map<string, SourceCount>();
   return {
-    admit() {
+    admit(source) {
       const t = now();
       if (t - windowStart >= windowMs) {
         windowStart = t;
         inWindow = 0;
       }
-      if (inWindow >= perWindow) {
-        suppressed++;
+      const key = sourceKey(source) ?? "";
+      let s = sources.get(key);
+      if (s) sources.delete(key); // re-inserted below: the map stays in order of last refusal
+      else s = { windowStart: t, inWindow: 0, suppressed: 0 };
+      sources.set(key, s);
+      for (const oldest of sources.keys()) {
+        if (sources.size <= maxSources) break;
+        sources.delete(oldest);
+      }
+      if (t - s.windowStart >= windowMs) {
+        s.windowStart = t;
+        s.inWindow = 0;
+      }
+      if (s.inWindow >= perSource || inWindow >= total) {
+        s.suppressed++;
         return undefined;
       }
+      s.inWindow++;
       inWindow++;
-      const before = suppressed;
-      suppressed = 0;
+      const before = s.suppressed;
+      s.suppressed = 0;
       return before;
     },
   };

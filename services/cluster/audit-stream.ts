@@ -4,6 +4,7 @@ import { type AuditEvent, AuditEventSchema } from "../../gen/ferry/admin/v1/admi
 import { FerryError } from "../../clients/sdk/errors.js";
 import type { Logger } from "../../clients/sdk/logger.js";
 import { type AuditQuery, auditFieldsMatch } from "../audit/audit-log.js";
+import { parseJson } from "../audit/audit-scan.js";
 import { retry } from "./kv-mirror.js";
 import { AUDIT_STREAM, auditSubject } from "./subjects.js";
 
@@ -15,6 +16,14 @@ const MAX_SCAN = 20_000;
 const MAX_PAGE_SIZE = 1000;
 /** The stream's size cap; each node's own files keep the full retention period. */
 const MAX_BYTES = 2 * 1024 ** 3;
+/**
+ * Largest event the stream takes. The biggest legitimate one is a
+ * tenant.update with before and after at their limits (1,000 allowed targets,
+ * 1,000 denied serials: about 250 KB); request summaries are bounded by the
+ * request head. Below NATS's default max_payload (1 MiB), so an oversized
+ * line is refused here with a log line, not by the server in silence.
+ */
+export const MAX_EVENT_BYTES = 512 * 1024;
 
 export interface AuditStream {
   /** Publishes one audit event (its proto JSON line); fire and forget, the node's own file keeps it too. */
@@ -48,6 +57,7 @@ export async function openAuditStream(opts: {
     max_age: opts.retentionDays * DAY_MS * 1_000_000, // nanoseconds
     // One event per request adds up (~400 bytes each, on every server holding a replica): the oldest go first.
     max_bytes: MAX_BYTES,
+    max_msg_size: MAX_EVENT_BYTES,
     discard: DiscardPolicy.Old,
   };
   await retry(`open stream ${AUDIT_STREAM}`, log, opts.signal, async () => {
@@ -81,7 +91,12 @@ export async function openAuditStream(opts: {
   return {
     publish(line) {
       try {
-        nc.publish(subject, encoder.encode(line));
+        const data = encoder.encode(line);
+        if (data.byteLength > MAX_EVENT_BYTES) {
+          log.warn({ bytes: data.byteLength, max: MAX_EVENT_BYTES }, "audit event too large for the cluster's stream (kept in this node's file)");
+          return;
+        }
+        nc.publish(subject, data);
       } catch (err) {
         log.warn({ err: String(err) }, "audit event not published to the cluster (kept in this node's file)");
       }
@@ -103,12 +118,9 @@ export async function openAuditStream(opts: {
         let newestMs = 0;
         for (let i = batch.length - 1; i >= 0; i--) {
           const { seq, data } = batch[i]!;
-          let raw: JsonObject;
-          try {
-            raw = JSON.parse(decoder.decode(data)) as JsonObject;
-          } catch {
-            continue;
-          }
+          // Anything with NATS rights can publish here: a message that is not an event object is skipped.
+          const raw = parseJson(decoder.decode(data)) as JsonObject | undefined;
+          if (raw === undefined) continue;
           const ms = typeof raw.time === "string" ? Date.parse(raw.time) : Number.NaN;
           if (Number.isNaN(ms)) continue;
           newestMs = Math.max(newestMs, ms);

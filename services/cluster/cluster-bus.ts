@@ -1,7 +1,7 @@
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { ErrorCode, type Msg, type NatsError, type Subscription } from "nats";
 import {
-  DisconnectRequestSchema,
+  type Accepted,
   DisconnectResponseSchema,
   HeartbeatSchema,
   OpenExchangeSchema,
@@ -9,14 +9,17 @@ import {
   OpenResultSchema,
 } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import { type Frame, FrameSchema, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { type ErrorKind, FerryError } from "../../clients/sdk/errors.js";
+import { FerryError } from "../../clients/sdk/errors.js";
+import { eachContained } from "../../clients/sdk/each-contained.js";
 import { exchangeKey } from "../../clients/sdk/ids.js";
 import type { Logger } from "../../clients/sdk/logger.js";
 import { MAX_FRAME_SIZE } from "../../clients/sdk/protocol.js";
 import { decodeConnectResponse } from "../../clients/sdk/tunnel-codec.js";
 import type { ExchangeBus } from "../bus/exchange-bus.js";
 import { ExchangeLifetime } from "../bus/exchange-lifetime.js";
+import type { PeerFaults } from "../observability/peer-faults.js";
 import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
+import { readDisconnectRequest, readHeartbeat, readOpenExchange, readOpenResult } from "./cluster-messages.js";
 import { createFramePublisher } from "./frame-publisher.js";
 import type { ClusterConnection } from "./nats-connection.js";
 import {
@@ -38,6 +41,8 @@ const OPEN_TIMEOUT_MS = 1_500;
 const ORPHAN_MS = 10_000;
 /** While a tenant's connector moves between nodes (rolling restart), how long a request waits for it to come back. */
 const MOVE_WAIT_MS = 3_000;
+/** Nodes whose heartbeats are tracked at once: anyone on NATS could make up node ids without end. */
+const MAX_PEERS = 1024;
 
 /** One exchange crossing NATS, on either end. */
 interface CrossExchange {
@@ -50,6 +55,8 @@ interface CrossExchange {
   start: number;
   /** When a frame of it last came from the peer (0: never). */
   lastFrame: number;
+  /** Egress: what we answered the OpenExchange with, for a repeated ask (the answer was lost). */
+  accepted?: Accepted;
 }
 
 export interface ClusterBusDeps {
@@ -61,6 +68,8 @@ export interface ClusterBusDeps {
   /** Closes a connector's tunnels on this node (asked by another node's admin API). */
   disconnectHere(tenant: string, connectorId: string, reason: string): Promise<number>;
   log: Logger;
+  /** Counts what other nodes (or anyone on NATS) sent that could not be used. */
+  faults: PeerFaults;
   /** Whether some node holds a tunnel of the tenant serving the target (from presence), and whether the tenant has any. */
   known(tenant: string, target: string): { serving: boolean; tenantOnline: boolean; paused?: boolean };
   isDraining(): boolean;
@@ -89,6 +98,22 @@ export interface ClusterBus extends ExchangeBus {
 export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
   const { nc } = deps.conn;
   const log = deps.log;
+  const fault = (reason: string, details?: Record<string, unknown>) => deps.faults.fault("cluster", reason, details);
+  /**
+   * A NATS callback that cannot throw: nats.js treats an exception in a
+   * subscription callback as fatal to the connection, so one bad message
+   * would drop every cross-node exchange of this node.
+   */
+  const guarded =
+    (reason: string, fn: (msg: Msg) => void) =>
+    (err: Error | null, msg: Msg): void => {
+      if (err) return;
+      try {
+        fn(msg);
+      } catch (e) {
+        fault(reason, { err: String(e), subject: msg.subject });
+      }
+    };
   const publisher = createFramePublisher(nc);
   const lastHeard = new Map<string, number>();
   const routes = new Map<string, Subscription>();
@@ -97,27 +122,35 @@ export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
   // Frames for exchanges this node takes part in, from any node: as the egress (towards its tunnels) and as the ingress.
   const egress = new Map<string, CrossExchange>();
   const ingress = new Map<string, CrossExchange>();
-  const framesInto = (into: Map<string, CrossExchange>) => (err: Error | null, msg: Msg) => {
-    if (err) return;
+  const framesInto = (into: Map<string, CrossExchange>) => (msg: Msg) => {
     let frames: Frame[];
     try {
       const m = decodeConnectResponse(msg.data).message;
-      if (m.case !== "frames") return;
+      if (m.case !== "frames") return fault("message without frames on a frames subject");
       frames = m.value.frames;
     } catch (e) {
-      log.warn({ err: String(e) }, "dropping a malformed frame batch from the cluster");
-      return;
+      return fault("malformed frame batch", { err: String(e) });
     }
     const now = Date.now();
-    for (const frame of frames) {
-      const ex = into.get(exchangeKey(frame.exchangeId));
-      if (!ex) continue; // late frame of a finished exchange
-      ex.lastFrame = now;
-      ex.receive(frame);
-    }
+    eachContained(
+      frames,
+      (frame) => {
+        const ex = into.get(exchangeKey(frame.exchangeId));
+        if (!ex) return; // late frame of a finished exchange
+        ex.lastFrame = now;
+        ex.receive(frame);
+      },
+      (frame, e) => {
+        const key = exchangeKey(frame.exchangeId);
+        const ex = into.get(key);
+        into.delete(key);
+        fault("frame handler threw", { err: String(e) });
+        ex?.fail("this relay node could not handle a frame of the exchange");
+      },
+    );
   };
-  const requestFramesSub = nc.subscribe(requestFramesSubject(deps.nodeId), { callback: framesInto(egress) });
-  const responseFramesSub = nc.subscribe(responseFramesSubject(deps.nodeId), { callback: framesInto(ingress) });
+  const requestFramesSub = nc.subscribe(requestFramesSubject(deps.nodeId), { callback: guarded("frames callback threw", framesInto(egress)) });
+  const responseFramesSub = nc.subscribe(responseFramesSubject(deps.nodeId), { callback: guarded("frames callback threw", framesInto(ingress)) });
 
   function* all(): Generator<[string, CrossExchange, Map<string, CrossExchange>]> {
     for (const map of [egress, ingress]) for (const [key, ex] of [...map]) yield [key, ex, map];
@@ -125,10 +158,12 @@ export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
 
   // Liveness of the other nodes.
   const heartbeatSub = nc.subscribe(HEARTBEAT_ALL, {
-    callback: (err, msg) => {
-      if (err) return;
-      lastHeard.set(msg.subject.slice(msg.subject.lastIndexOf(".") + 1), Date.now());
-    },
+    callback: guarded("heartbeat callback threw", (msg) => {
+      const hb = readHeartbeat(msg.subject, msg.data);
+      if (!hb.ok) return fault(hb.reason);
+      if (!lastHeard.has(hb.value) && lastHeard.size >= MAX_PEERS) return fault("heartbeat from too many nodes");
+      lastHeard.set(hb.value, Date.now());
+    }),
   });
   const beat = () => {
     if (!deps.conn.connected) return;
@@ -167,17 +202,15 @@ export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
 
   // Disconnect requests for tunnels this node holds (the admin API may be called on any node).
   const controlSub = nc.subscribe(controlSubject(deps.nodeId), {
-    callback: (err, msg) => {
-      if (err) return;
-      try {
-        const req = fromBinary(DisconnectRequestSchema, msg.data);
-        void deps.disconnectHere(req.tenant, req.connectorId, req.reason).then((tunnels) => {
-          msg.respond(toBinary(DisconnectResponseSchema, create(DisconnectResponseSchema, { tunnels })));
-        });
-      } catch (e) {
-        log.warn({ err: String(e) }, "bad control request from the cluster");
-      }
-    },
+    callback: guarded("control callback threw", (msg) => {
+      const req = readDisconnectRequest(msg.data);
+      if (!req.ok) return fault(req.reason);
+      const { tenant, connectorId, reason } = req.value;
+      deps
+        .disconnectHere(tenant, connectorId, reason)
+        .then((tunnels) => msg.respond(toBinary(DisconnectResponseSchema, create(DisconnectResponseSchema, { tunnels }))))
+        .catch((e: unknown) => log.warn({ err: String(e), tenant }, "could not answer a disconnect request from the cluster"));
+    }),
   });
 
   // ---------------------------------------------------------------- egress: take exchanges for our tunnels
@@ -190,13 +223,20 @@ export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
         // the asker is gone
       }
     };
-    let open;
-    try {
-      open = fromBinary(OpenExchangeSchema, msg.data);
-    } catch {
-      return;
+    const checked = readOpenExchange(msg.data);
+    if (!checked.ok) {
+      fault(checked.reason);
+      return reply({ case: "refused", value: { $typeName: "ferry.cluster.v1.Refused", kind: "invalid_argument", code: "bad_open_exchange", message: checked.reason, retryAfterSeconds: 0 } });
     }
+    const open = checked.value;
     const key = exchangeKey(open.exchangeId);
+    const known = egress.get(key);
+    if (known) {
+      // The same ask again (NATS lost our answer and the ingress retried): the same answer. Anyone else: no.
+      if (known.peer === open.ingressNode && known.accepted) return reply({ case: "accepted", value: known.accepted });
+      fault("open exchange for an exchange id in use");
+      return reply({ case: "refused", value: { $typeName: "ferry.cluster.v1.Refused", kind: "already_exists", code: "exchange_in_use", message: "exchange id in use", retryAfterSeconds: 0 } });
+    }
     try {
       if (deps.isDraining()) throw new FerryError("unavailable", "draining", "the relay node is shutting down", { retryAfterSeconds: 1 });
       const tunnel = deps.registry.pick(open.tenant, open.target);
@@ -210,11 +250,9 @@ export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
       };
       const toClient = responseFramesSubject(ingressNode);
       const send = tunnel.attach(open.exchangeId, (frame) => publisher.push(toClient, frame), () => egress.delete(key));
+      ex.accepted = { $typeName: "ferry.cluster.v1.Accepted", egressNode: deps.nodeId, requestWindow: tunnel.info.requestWindow, maxFrameSize: MAX_FRAME_SIZE };
       egress.set(key, ex);
-      reply({
-        case: "accepted",
-        value: { $typeName: "ferry.cluster.v1.Accepted", egressNode: deps.nodeId, requestWindow: tunnel.info.requestWindow, maxFrameSize: MAX_FRAME_SIZE },
-      });
+      reply({ case: "accepted", value: ex.accepted });
     } catch (err) {
       const e = err instanceof FerryError ? err : new FerryError("internal", "internal", String(err));
       reply({
@@ -242,7 +280,7 @@ export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
       }
     }
     for (const subject of wanted) {
-      if (!routes.has(subject)) routes.set(subject, nc.subscribe(subject, { queue: ROUTE_QUEUE, callback: (err, msg) => !err && takeExchange(msg) }));
+      if (!routes.has(subject)) routes.set(subject, nc.subscribe(subject, { queue: ROUTE_QUEUE, callback: guarded("route callback threw", takeExchange) }));
     }
   };
   deps.registry.onChange(refreshRoutes);
@@ -286,12 +324,16 @@ export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
           cause: err,
         });
       }
-      const result = fromBinary(OpenResultSchema, answer.data).result;
-      if (result.case === "accepted") return result.value;
-      const r = result.value!;
+      const result = readOpenResult(answer.data);
+      if (!result.ok) {
+        fault(result.reason);
+        throw new FerryError("unavailable", "cluster_unavailable", "a relay node sent an answer this node cannot use", { retryAfterSeconds: 1 });
+      }
+      const r = result.value;
+      if (!(r instanceof FerryError)) return r;
       // Another node of the queue group may have room, or a live tunnel where this one only had a draining one.
       if ((r.code === "connector_busy" || r.code === "no_connector" || r.code === "draining") && attempt < 3) continue;
-      throw new FerryError(r.kind as ErrorKind, r.code, r.message, r.retryAfterSeconds ? { retryAfterSeconds: r.retryAfterSeconds } : {});
+      throw r;
     }
   };
 

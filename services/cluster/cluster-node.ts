@@ -86,6 +86,7 @@ export async function joinCluster(opts: {
         local: deps.local,
         disconnectHere: here.disconnect,
         log,
+        faults: deps.faults,
         isDraining: deps.isDraining,
         known(tenant, target) {
           let serving = deps.registry.serves(tenant, target);
@@ -114,8 +115,15 @@ export async function joinCluster(opts: {
             [...remote].map((node) => conn.nc.request(controlSubject(node), request, { timeout: 2_000 })),
           );
           for (const a of answers) {
-            if (a.status === "fulfilled") closed += fromBinary(DisconnectResponseSchema, a.value.data).tunnels;
-            else log.warn({ err: String(a.reason) }, "a node did not answer a disconnect request");
+            if (a.status === "rejected") {
+              log.warn({ err: String(a.reason) }, "a node did not answer a disconnect request");
+              continue;
+            }
+            try {
+              closed += fromBinary(DisconnectResponseSchema, a.value.data).tunnels;
+            } catch {
+              deps.faults.fault("cluster", "malformed disconnect response");
+            }
           }
           return closed;
         },

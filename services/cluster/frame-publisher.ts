@@ -16,11 +16,11 @@ export function createFramePublisher(nc: NatsConnection): { push(subject: string
   let scheduled = false;
 
   const publish = (subject: string, frames: Frame[]) => {
-    const bytes = encodeTunnelMessage({ $typeName: "ferry.tunnel.v1.ConnectResponse", message: { case: "frames", value: { $typeName: "ferry.tunnel.v1.FrameBatch", frames } } });
+    // From a timer: nothing may throw out of here (a closed connection, or a frame that cannot be encoded).
     try {
-      nc.publish(subject, bytes);
+      nc.publish(subject, encodeTunnelMessage({ $typeName: "ferry.tunnel.v1.ConnectResponse", message: { case: "frames", value: { $typeName: "ferry.tunnel.v1.FrameBatch", frames } } }));
     } catch {
-      // Closed connection: the exchanges fail by their deadline or when the peer's heartbeat stops.
+      // The exchanges fail by their deadline or when the peer's heartbeat stops.
     }
   };
   const flush = () => {

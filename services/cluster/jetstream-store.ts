@@ -41,7 +41,13 @@ export function createJetStreamStore(mirror: KvMirror): KvStore {
     if (!e) return undefined;
     const hit = decoded.get(key);
     if (hit && hit.revision === e.revision) return hit.value;
-    const value = JSON.parse(decoder.decode(e.value)) as JsonValue;
+    let value: JsonValue;
+    try {
+      value = JSON.parse(decoder.decode(e.value)) as JsonValue;
+    } catch {
+      // Anything with NATS rights can put bytes here. null is no record's JSON: the catalog skips it and counts it.
+      value = null;
+    }
     decoded.set(key, { revision: e.revision, value });
     return value;
   };

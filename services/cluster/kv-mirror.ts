@@ -47,7 +47,14 @@ export async function openKvMirror(
   let highest = 0;
 
   const fire = (key: string, entry: MirrorEntry | undefined) => {
-    for (const l of listeners) l(key, entry);
+    for (const l of listeners) {
+      // Records come from anyone with NATS rights: a listener that chokes on one must not end the watch for all.
+      try {
+        l(key, entry);
+      } catch (err) {
+        log.warn({ bucket, key: key.slice(0, 200), err: String(err) }, "a KV change could not be applied");
+      }
+    }
   };
   /** Applies a change if it is newer than what we hold; listeners hear of each change once. */
   const apply = (key: string, revision: number, entry: MirrorEntry | undefined, notify: boolean) => {

@@ -1,14 +1,16 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { type Timestamp, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { NatsConnection } from "nats";
 import { type Node, NodeSchema } from "../../gen/ferry/admin/v1/admin_service_pb.js";
 import { type TunnelPresence, TunnelPresenceSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import type { Logger } from "../../clients/sdk/logger.js";
+import { isDnsLabel } from "../../clients/sdk/names.js";
 import { type TunnelView, viewOfTunnel } from "../admin/directory.js";
+import { timestampInRange } from "../tunnel/connector-status.js";
 import type { RelayTunnel } from "../tunnel/relay-tunnel.js";
 import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
 import { type KvMirror, openKvMirror } from "./kv-mirror.js";
-import { NODES_BUCKET, TUNNELS_BUCKET } from "./subjects.js";
+import { NODE_ID_PATTERN, NODES_BUCKET, TUNNELS_BUCKET } from "./subjects.js";
 
 /** A node that has not refreshed its entry for this long is gone (bucket TTL). */
 const NODE_TTL_MS = 15_000;
@@ -37,6 +39,11 @@ export interface Presence {
  * every node writes its own entries to and mirrors in memory, so the admin API
  * on any node lists every node and connector, and the ingress can tell a
  * connector that is moving (wait a moment) from none at all (503 at once).
+ *
+ * Nothing here throws: what it writes comes from connectors (checked at the
+ * tunnel endpoint, and written defensively anyway), and what it reads was
+ * written by any process on the NATS account, so every record is checked
+ * before the admin API or the router sees it, and a bad one is skipped.
  */
 export async function startPresence(deps: {
   nc: NatsConnection;
@@ -54,27 +61,38 @@ export async function startPresence(deps: {
   const tunnels: KvMirror = await openKvMirror(deps.nc, TUNNELS_BUCKET, { ttl: TUNNEL_TTL_MS, history: 1, replicas: deps.replicas }, log, deps.signal);
   const written = new Map<string, RelayTunnel>();
   const tunnelWasDraining = new Set<string>();
-  /** Whether each tunnel was paused when last written: a pause or resume is re-announced at once. */
-  const tunnelWasPaused = new Map<string, boolean>();
-  const decoded = new Map<string, { revision: number; view: TunnelView }>();
+  /** Each tunnel's status (paused, leave time) when last written: a change of it is re-announced at once. */
+  const tunnelWasStatus = new Map<string, string>();
+  /** Decoded tunnel records by key; `view` undefined: the record at that revision was not fit to use. */
+  const decoded = new Map<string, { revision: number; view: TunnelView | undefined }>();
 
   const warn = (what: string) => (err: unknown) => log.warn({ err: String(err) }, `presence: cannot ${what}`);
-  const publishNode = () => {
+  /** Runs a step of a timer or a listener: a failure is logged, never thrown into NATS or the registry. */
+  const guarded =
+    <A extends unknown[]>(what: string, step: (...args: A) => void) =>
+    (...args: A) => {
+      try {
+        step(...args);
+      } catch (err) {
+        warn(what)(err);
+      }
+    };
+  const publishNode = guarded("publish this node", () => {
     nodes.kv.put(nodeId, toBinary(NodeSchema, deps.self())).catch(warn("publish this node"));
-  };
+  });
   const putTunnel = (t: RelayTunnel) => {
     const v = viewOfTunnel(t);
     const entry = create(TunnelPresenceSchema, {
       ...v,
       targets: [...v.targets],
-      connectTime: timestampFromDate(v.connectTime),
-      leaveTime: v.leaveTime ? timestampFromDate(v.leaveTime) : undefined,
+      connectTime: timestampOf(v.connectTime),
+      leaveTime: timestampOf(v.leaveTime),
       rttMs: Math.round(v.rttMs ?? 0),
     });
     tunnels.kv.put(`${nodeId}.${v.tunnelId}`, toBinary(TunnelPresenceSchema, entry)).catch(warn("publish a tunnel"));
   };
   /** Puts new or changed tunnels, deletes gone ones. */
-  const syncTunnels = (all: boolean) => {
+  const syncTunnels = guarded("publish tunnels", (all: boolean) => {
     const live = new Map(deps.registry.tunnels().map((t) => [t.info.id, t]));
     for (const id of written.keys()) {
       // While this node drains, its departed tunnels stay listed (as draining) until it leaves: other nodes
@@ -85,25 +103,28 @@ export async function startPresence(deps: {
     }
     for (const [id, t] of live) {
       const known = written.get(id);
-      if (all || !known || (t.draining && !tunnelWasDraining.has(id)) || tunnelWasPaused.get(id) !== t.paused) {
+      const status = `${t.paused}/${t.leaveTime?.getTime() ?? ""}`;
+      if (all || !known || (t.draining && !tunnelWasDraining.has(id)) || tunnelWasStatus.get(id) !== status) {
         written.set(id, t);
         if (t.draining) tunnelWasDraining.add(id);
-        tunnelWasPaused.set(id, t.paused);
+        tunnelWasStatus.set(id, status);
         putTunnel(t);
       }
     }
     for (const id of tunnelWasDraining) if (!live.has(id)) tunnelWasDraining.delete(id);
-    for (const id of tunnelWasPaused.keys()) if (!live.has(id)) tunnelWasPaused.delete(id);
-  };
+    for (const id of tunnelWasStatus.keys()) if (!live.has(id)) tunnelWasStatus.delete(id);
+  });
 
   deps.registry.onChange(() => syncTunnels(false));
   // After a reconnect: catch up on what others wrote meanwhile, and rewrite our own entries (puts may have failed).
-  deps.onReconnect(() => {
-    nodes.resync();
-    tunnels.resync();
-    publishNode();
-    syncTunnels(true);
-  });
+  deps.onReconnect(
+    guarded("resynchronise presence", () => {
+      nodes.resync();
+      tunnels.resync();
+      publishNode();
+      syncTunnels(true);
+    }),
+  );
   publishNode();
   syncTunnels(true);
   const nodeTimer = setInterval(publishNode, NODE_REFRESH_MS);
@@ -116,11 +137,8 @@ export async function startPresence(deps: {
     const out = new Map<string, Node>();
     for (const [key, e] of nodes.entries()) {
       if (now - e.created.getTime() > NODE_TTL_MS) continue;
-      try {
-        out.set(key, fromBinary(NodeSchema, e.value));
-      } catch {
-        // not ours to read
-      }
+      const node = nodeOfRecord(key, e.value, now);
+      if (node) out.set(key, node);
     }
     return out;
   };
@@ -140,14 +158,10 @@ export async function startPresence(deps: {
         if ((node === nodeId && !includeSelf) || !alive.has(node)) continue;
         let hit = decoded.get(key);
         if (!hit || hit.revision !== e.revision) {
-          try {
-            hit = { revision: e.revision, view: viewOf(fromBinary(TunnelPresenceSchema, e.value)) };
-          } catch {
-            continue;
-          }
+          hit = { revision: e.revision, view: viewOfRecord(node, e.value, Date.now()) };
           decoded.set(key, hit);
         }
-        if (tenant === undefined || hit.view.tenant === tenant) out.push(hit.view);
+        if (hit.view && (tenant === undefined || hit.view.tenant === tenant)) out.push(hit.view);
       }
       for (const key of decoded.keys()) if (!tunnels.get(key)) decoded.delete(key);
       return out;
@@ -170,11 +184,73 @@ export async function startPresence(deps: {
   };
 }
 
-function viewOf(p: TunnelPresence): TunnelView {
+/** A Date as a Timestamp, or nothing for no date or one no Timestamp can hold (timestampFromDate would throw). */
+function timestampOf(d: Date | undefined): Timestamp | undefined {
+  return d && Number.isFinite(d.getTime()) ? timestampFromDate(d) : undefined;
+}
+
+/** Far enough ahead for any leave time a tunnel endpoint accepts (a year), short of what a Date cannot hold. */
+const LATEST_MS = 2 * 366 * 86_400_000;
+const MAX_RECORD_TARGETS = 1000;
+
+/** A Timestamp read from a record, as a Date when it lies between 1970 and LATEST_MS from now. */
+function dateOf(ts: Timestamp | undefined, now: number): Date | undefined {
+  const ms = ts ? timestampInRange(ts, 0, now + LATEST_MS) : undefined;
+  return ms === undefined ? undefined : new Date(ms);
+}
+
+/** A node's record from the bucket, when it decodes and says something sane about the node its key names. */
+function nodeOfRecord(key: string, bytes: Uint8Array, now: number): Node | undefined {
+  let n: Node;
+  try {
+    n = fromBinary(NodeSchema, bytes);
+  } catch {
+    return undefined;
+  }
+  const startOk = n.startTime === undefined || dateOf(n.startTime, now) !== undefined;
+  if (n.nodeId !== key || !NODE_ID_PATTERN.test(n.nodeId) || n.version.length > 64 || n.address.length > 512 || !startOk) return undefined;
+  return n;
+}
+
+/** A tunnel's record from the bucket, as a view, when it decodes and every field is one a node would write. */
+function viewOfRecord(node: string, bytes: Uint8Array, now: number): TunnelView | undefined {
+  let p: TunnelPresence;
+  try {
+    p = fromBinary(TunnelPresenceSchema, bytes);
+  } catch {
+    return undefined;
+  }
+  const connectTime = dateOf(p.connectTime, now);
+  const leaveTime = dateOf(p.leaveTime, now);
+  const sane =
+    p.nodeId === node &&
+    isDnsLabel(p.tenant) &&
+    connectTime !== undefined &&
+    (p.leaveTime === undefined || leaveTime !== undefined) &&
+    p.tunnelId.length <= 64 &&
+    p.keyId.length <= 64 &&
+    p.connectorId.length <= 128 &&
+    p.connectorVersion.length <= 64 &&
+    p.hostname.length <= 255 &&
+    p.remoteAddress.length <= 64 &&
+    p.targets.length <= MAX_RECORD_TARGETS &&
+    p.targets.every(isDnsLabel);
+  if (!sane) return undefined;
   return {
-    ...p,
-    connectTime: p.connectTime ? timestampDate(p.connectTime) : new Date(0),
-    leaveTime: p.leaveTime ? timestampDate(p.leaveTime) : undefined,
+    nodeId: p.nodeId,
+    tunnelId: p.tunnelId,
+    tenant: p.tenant,
+    keyId: p.keyId,
+    connectorId: p.connectorId,
+    connectorVersion: p.connectorVersion,
+    hostname: p.hostname,
+    remoteAddress: p.remoteAddress,
+    connectTime,
+    targets: p.targets,
+    inFlight: p.inFlight,
     rttMs: p.rttMs || undefined,
+    draining: p.draining,
+    paused: p.paused,
+    leaveTime,
   };
 }

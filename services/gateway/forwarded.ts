@@ -2,15 +2,24 @@ import { BlockList, isIP, isIPv6 } from "node:net";
 import { FerryError } from "../../clients/sdk/errors.js";
 import type { Header } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { header } from "../../clients/sdk/headers.js";
+import { unmapIPv4 } from "../auth/source-key.js";
 
-/** Headers that say who the client is; from an untrusted peer they are lies and are dropped. */
+/**
+ * The headers in which the relay tells the target who the client is and how
+ * it reached us: set by the relay on every request, the client's own dropped
+ * (believed only from a --trust-proxy peer, and only as forwardingHeaders
+ * reads them). Via is among them but the relay adds none of its own, as
+ * nginx, Envoy and Traefik add none by default: origin servers turn
+ * compression off for requests with Via (nginx's gzip_proxied, IIS's
+ * noCompressionForProxies), which would cost every tunnel its gzip.
+ */
 export const FORWARDING_HEADERS: ReadonlySet<string> = new Set([
   "forwarded",
   "x-forwarded-for",
   "x-forwarded-host",
   "x-forwarded-proto",
   "x-forwarded-prefix",
-  "x-real-ip",
+  "via",
 ]);
 
 export interface ForwardedInput {
@@ -18,10 +27,15 @@ export interface ForwardedInput {
   remoteAddress: string;
   /** True when the client reached us over TLS. */
   encrypted: boolean;
-  /** Host (HTTP/1.1) or :authority (HTTP/2) the client asked for. */
-  host: string;
+  /**
+   * The host name the relay itself vouches for: the host-routed name the client
+   * used, or --public-host. Undefined when it knows none: the client's own Host
+   * is then never repeated (it is whatever the client wrote, and apps build
+   * links, redirects and password-reset mails from X-Forwarded-Host).
+   */
+  host: string | undefined;
   /** The client's own forwarding headers (used only when the peer is a trusted proxy). */
-  incoming: { forwardedFor?: string; proto?: string; host?: string };
+  incoming: { forwardedFor?: string; proto?: string; host?: string; via?: string };
   prefix: string;
 }
 
@@ -46,18 +60,25 @@ export function parseTrustedProxies(entries: readonly string[]): BlockList | und
 }
 
 /**
- * The client address and the forwarding headers to send on. Incoming
- * X-Forwarded-* are believed only when the socket peer is a trusted proxy;
- * then the client is the right-most address in X-Forwarded-For that is not
- * itself a trusted proxy.
+ * The client address, the host the target is told about, and the forwarding
+ * headers to send on. Incoming X-Forwarded-* and Via are believed (and Via
+ * passed on) only when
+ * the socket peer is a trusted proxy; then the client is the right-most
+ * address in X-Forwarded-For that is not itself a trusted proxy, and its
+ * X-Forwarded-Host names the host. Without a host the relay can vouch for,
+ * there is no X-Forwarded-Host and no host= in Forwarded.
  */
-export function forwardingHeaders(input: ForwardedInput, trusted: BlockList | undefined): { clientAddress: string; headers: Header[] } {
+export function forwardingHeaders(
+  input: ForwardedInput,
+  trusted: BlockList | undefined,
+): { clientAddress: string; host: string | undefined; headers: Header[] } {
   const peer = unmapIPv4(input.remoteAddress);
   const peerTrusted = trusted !== undefined && matches(trusted, peer);
   let clientAddress = peer;
   let chain: string[] = [peer];
   let proto = input.encrypted ? "https" : "http";
   let host = input.host;
+  let via: string | undefined;
   if (peerTrusted) {
     const listed = (input.incoming.forwardedFor ?? "").split(",").map((s) => unmapIPv4(s.trim())).filter(Boolean);
     chain = [...listed, peer];
@@ -72,17 +93,17 @@ export function forwardingHeaders(input: ForwardedInput, trusted: BlockList | un
     }
     if (input.incoming.proto === "http" || input.incoming.proto === "https") proto = input.incoming.proto;
     if (input.incoming.host) host = input.incoming.host;
+    via = input.incoming.via;
   }
   const forNode = isIPv6(clientAddress) ? `"[${clientAddress}]"` : clientAddress;
-  const headers = [header("x-forwarded-for", chain.join(", ")), header("x-forwarded-proto", proto), header("x-forwarded-host", host)];
+  const headers = [header("x-forwarded-for", chain.join(", ")), header("x-forwarded-proto", proto)];
+  if (host !== undefined) headers.push(header("x-forwarded-host", host));
   // Host-routed requests keep their whole path: there is no prefix to announce.
   if (input.prefix) headers.push(header("x-forwarded-prefix", input.prefix));
-  headers.push(header("forwarded", `for=${forNode};proto=${proto};host="${host.replace(/["\\]/g, "")}"`));
-  return { clientAddress, headers };
-}
-
-function unmapIPv4(address: string): string {
-  return address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
+  const hostParam = host === undefined ? "" : `;host="${host.replace(/["\\]/g, "")}"`;
+  headers.push(header("forwarded", `for=${forNode};proto=${proto}${hostParam}`));
+  if (via) headers.push(header("via", via));
+  return { clientAddress, host, headers };
 }
 
 function matches(list: BlockList, address: string): boolean {

@@ -5,8 +5,9 @@ import type { Duplex } from "node:stream";
 import { type Header, type RequestHead, ResetCode, type ResponseHead } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { durationFromMs, formatDuration, msFromDuration } from "../../clients/sdk/duration.js";
 import { FerryError } from "../../clients/sdk/errors.js";
+import type { ByteBudget } from "../../clients/sdk/byte-budget.js";
 import { Exchange } from "../../clients/sdk/exchange.js";
-import { endToEndHeaders, header, toFlatList, toNodeHeaders } from "../../clients/sdk/headers.js";
+import { endToEndHeaders, header, toNodeHeaders } from "../../clients/sdk/headers.js";
 import { newExchangeId } from "../../clients/sdk/ids.js";
 import { spliceSocket } from "../../clients/sdk/splice.js";
 import type { Logger } from "../../clients/sdk/logger.js";
@@ -15,17 +16,24 @@ import type { ExchangeRecord } from "../observability/exchange-record.js";
 import type { Catalog } from "../state/catalog.js";
 import type { PeerFaults } from "../observability/peer-faults.js";
 import type { Limits } from "../relay/limits.js";
+import { authorityOf, canonicalAuthority, isAuthority, requestAuthority } from "./authority.js";
 import { FORWARDING_HEADERS, forwardingHeaders } from "./forwarded.js";
+import { guardedSink } from "./guarded-sink.js";
 import { type NodeRequest, type NodeResponse, respondHeadOnly, responseOnSocket, sendError, toFerryError } from "./http-error.js";
 import type { HostRouting } from "./host-route.js";
 import { parseRelayPath, type RelayPath } from "./relay-path.js";
+import { BadResponse, type BadResponseReason, type FramedResponse, frameResponse } from "./response-head.js";
+import { crossTenantRefusal, isolatePathRouted } from "./shared-origin.js";
+import { SPOOFABLE_HEADERS } from "./spoofable-headers.js";
+import { createTenantLoad, type TenantLoad } from "./tenant-load.js";
 import { type Trace, traceFor } from "./trace.js";
+import { clientTrailers } from "./trailers.js";
 
-/** Response headers of the target the relay replaces with its own. */
-const TARGET_DROPPED: ReadonlySet<string> = new Set(["x-request-id"]);
-
-/** Headers the relay sets itself on the way to the target; the client's own are dropped. */
-const RELAY_SET_HEADERS: ReadonlySet<string> = new Set([...FORWARDING_HEADERS, "traceparent", "x-request-id"]);
+/**
+ * Request headers the target never gets from the client: the relay sets its own
+ * forwarding and trace headers, and no one vouches for the client's claims.
+ */
+const CLIENT_DROPPED: ReadonlySet<string> = new Set([...FORWARDING_HEADERS, ...SPOOFABLE_HEADERS, "traceparent", "x-request-id"]);
 
 export interface GatewayOptions {
   catalog: Catalog;
@@ -97,7 +105,7 @@ interface Progress {
 export function createGateway(opts: GatewayOptions): Gateway {
   let active = 0;
   let idleWaiters: Array<() => void> = [];
-  const activeByTenant = new Map<string, number>();
+  const load = createTenantLoad(opts.limits, opts.faults);
 
   const done = () => {
     active--;
@@ -131,19 +139,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
       p.onClientGone?.();
     });
     let code: string | undefined;
-    let counted = "";
-    serve(opts, req, res, upgrade, trace, p, (tenant) => {
-      // The tenant's concurrency limit: counted from routing to the end of the response.
-      const limit = opts.catalog.getTenant(tenant)?.maxConcurrentExchanges ?? 0;
-      const n = activeByTenant.get(tenant) ?? 0;
-      if (limit > 0 && n >= limit) {
-        throw new FerryError("unavailable", "tenant_busy", `tenant "${tenant}" has ${limit} exchanges in progress, its limit`, {
-          retryAfterSeconds: 1,
-        });
-      }
-      activeByTenant.set(tenant, n + 1);
-      counted = tenant;
-    })
+    serve(opts, load, req, res, upgrade, trace, p)
       .catch((err) => {
         let error = toFerryError(err);
         if (p.tooLarge !== undefined) {
@@ -154,26 +150,25 @@ export function createGateway(opts: GatewayOptions): Gateway {
         sendError(res, error);
       })
       .finally(() => {
-        if (counted) {
-          const n = (activeByTenant.get(counted) ?? 1) - 1;
-          if (n === 0) activeByTenant.delete(counted);
-          else activeByTenant.set(counted, n);
-        }
         done();
-        opts.onDone?.({
-          tenant: p.tenant,
-          target: p.target,
-          status: res.headersSent ? res.statusCode : 0,
-          code,
-          bytesIn: p.bytesIn,
-          bytesOut: p.bytesOut,
-          durationMs: performance.now() - started,
-          exchangeId: p.exchangeId || trace.requestId,
-          requestId: trace.requestId,
-          method: req.method ?? "",
-          path: p.path,
-          clientAddress: p.clientAddress || (req.socket.remoteAddress ?? ""),
-        });
+        try {
+          opts.onDone?.({
+            tenant: p.tenant,
+            target: p.target,
+            status: res.headersSent ? res.statusCode : 0,
+            code,
+            bytesIn: p.bytesIn,
+            bytesOut: p.bytesOut,
+            durationMs: performance.now() - started,
+            exchangeId: p.exchangeId || trace.requestId,
+            requestId: trace.requestId,
+            method: req.method ?? "",
+            path: p.path,
+            clientAddress: p.clientAddress || (req.socket.remoteAddress ?? ""),
+          });
+        } catch (err) {
+          opts.log.error({ err }, "recording a request failed");
+        }
       });
   };
 
@@ -188,9 +183,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
     get active() {
       return active;
     },
-    activeFor(tenant) {
-      return activeByTenant.get(tenant) ?? 0;
-    },
+    activeFor: (tenant) => load.activeFor(tenant),
     idle() {
       return active === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve));
     },
@@ -199,12 +192,12 @@ export function createGateway(opts: GatewayOptions): Gateway {
 
 async function serve(
   opts: GatewayOptions,
+  load: TenantLoad,
   req: NodeRequest,
   res: NodeResponse,
   upgrade: Upgrade | undefined,
   trace: Trace,
   p: Progress,
-  admit: (tenant: string) => void,
 ): Promise<void> {
   if (opts.isDraining()) {
     // HTTP/1.1 clients should not reuse this connection; HTTP/2 has no such header (GOAWAY follows).
@@ -212,7 +205,9 @@ async function serve(
     // A cluster node reaches connectors through the others until it exits: serving beats a 503 the client must retry.
     if (!opts.serveWhileDraining) throw new FerryError("unavailable", "draining", "the relay is shutting down; retry", { retryAfterSeconds: 1 });
   }
-  const where = routeOf(opts, req);
+  const authority = requestAuthority(req);
+  const hostRouted = authority !== undefined && opts.hostRouting?.owns(authority) === true;
+  const where = hostRouted ? opts.hostRouting!.route(authority, req.url ?? "/") : parseRelayPath(req.url ?? "/");
   p.tenant = where.tenant;
   p.target = where.target;
   p.path = where.path;
@@ -221,17 +216,57 @@ async function serve(
   if (tenant.allowedTargets.length > 0 && !tenant.allowedTargets.includes(where.target)) {
     throw new FerryError("permission_denied", "target_not_allowed", `tenant "${tenant.name}" does not allow target "${where.target}"`);
   }
+  // Host-routed apps each have their own origin; path-routed ones share the relay's (shared-origin.ts).
+  const refusal = hostRouted ? undefined : crossTenantRefusal(req.headers, where.tenant);
+  if (refusal) {
+    opts.faults.fault("client", "cross_tenant_request");
+    throw refusal;
+  }
   const maxBody = tenant.maxRequestBodyBytes;
   const declared = req.headers["content-length"];
   if (maxBody > 0n && declared !== undefined && /^\d+$/.test(declared) && BigInt(declared) > maxBody) {
     throw new FerryError("too_large", "body_too_large", `the request body is larger than ${maxBody} bytes, the tenant's limit`);
   }
   const timeoutMs = msFromDuration(tenant.requestTimeout) ?? opts.requestTimeoutMs;
-  admit(tenant.name);
+  // The relay's own knowledge of the name the client used: the host-routed name (one spelling of it, for caches and
+  // apps), or --public-host.
+  const vouched = hostRouted ? canonicalAuthority(authority) : opts.publicHost;
+  const head = requestHead(opts, req, where, trace, timeoutMs, upgrade !== undefined, vouched);
+  p.clientAddress = head.clientAddress;
+  // Held from here to the end of the response: the tenant's limit and this client's share of it.
+  const admission = load.admit(tenant.name, tenant.maxConcurrentExchanges, head.clientAddress);
+  try {
+    await exchangeWith(opts, req, res, upgrade, p, { head, where, maxBody, timeoutMs, budget: admission.budget });
+  } finally {
+    admission.release();
+  }
+}
 
+/** What serve() decided about an admitted request. */
+interface Plan {
+  head: RequestHead;
+  where: RelayPath;
+  maxBody: bigint;
+  timeoutMs: number;
+  /** The tenant's shared buffer budget on this node. */
+  budget: ByteBudget;
+}
+
+/** Runs the exchange of an admitted request: its head and body to the connector, the answer framed back to the client. */
+async function exchangeWith(opts: GatewayOptions, req: NodeRequest, res: NodeResponse, upgrade: Upgrade | undefined, p: Progress, plan: Plan): Promise<void> {
+  const { head, where, timeoutMs } = plan;
+  const fault = (reason: string) => opts.faults.fault("connector", reason);
   const id = newExchangeId();
   let exchange: Exchange | undefined;
-  const route = await opts.bus.open(where.tenant, where.target, id, (frame) => exchange?.receive(frame));
+  const route = await opts.bus.open(where.tenant, where.target, id, (frame) => {
+    // Runs on the tunnel's (or NATS's) callback with a peer's frame: whatever happens stays in this exchange.
+    try {
+      exchange?.receive(frame);
+    } catch (err) {
+      opts.log.error({ err }, "an exchange failed on a frame");
+      exchange?.reset(ResetCode.INTERNAL, "the relay failed on a frame");
+    }
+  });
   const ex = new Exchange({
     id,
     send: route.send,
@@ -239,12 +274,13 @@ async function serve(
     receiveWindow: opts.responseWindow,
     maxFrameSize: route.maxFrameSize,
     transportReady: route.ready,
+    budget: plan.budget,
+    // Our own callbacks, reached by peer input: one that throws ends only this exchange, and is counted.
+    onFault: (what) => opts.faults.fault("connector", "exchange_callback_threw", { what }),
   });
   exchange = ex;
   p.exchangeId = ex.key;
 
-  const head = requestHead(opts, req, where, trace, timeoutMs, upgrade !== undefined);
-  p.clientAddress = head.clientAddress;
   let finished = false;
   // A client that goes away cancels the exchange, and with it the target's request.
   const cancel = () => {
@@ -269,41 +305,61 @@ async function serve(
         early.catch(() => {}); // awaited only after a 101; a refused upgrade ends the exchange without it
       }
     } else if (!head.endStream) {
-      sendBody(req, ex, p, maxBody);
+      sendBody(req, ex, p, plan.maxBody);
     }
-    const response = (await ex.remoteHead) as ResponseHead;
+    const remote = (await ex.remoteHead) as ResponseHead;
     clearTimeout(timer);
+    const response = frameResponse(remote, { method: head.method, upgrade: upgrade !== undefined });
+    // Path routing shares one origin between tenants: the target's cookies and referrer policy are kept to its own prefix.
+    if (where.prefix) response.headers = isolatePathRouted(response.headers, where.prefix);
     if (upgrade && response.status === 101) {
       await early;
       await switchProtocols(res, upgrade.socket, ex, response, p);
     } else {
       // Not upgraded: this direction has nothing more to send.
       if (upgrade) ex.end();
-      await sendResponse(res, ex, response, p);
+      await sendResponse(res, ex, response, remote.endStream, p, fault);
     }
     finished = true;
+  } catch (err) {
+    // The connector's answer broke HTTP: counted, and the connector told to stop; the client gets 502 or a broken response.
+    if (err instanceof BadResponse) {
+      fault(err.reason);
+      ex.reset(ResetCode.PROTOCOL_ERROR, err.message);
+    }
+    throw err;
   } finally {
     clearTimeout(timer);
   }
 }
 
-function requestHead(opts: GatewayOptions, req: NodeRequest, where: RelayPath, trace: Trace, timeoutMs: number, upgrade: boolean): RequestHead {
-  const host = authorityOf(req) ?? "";
+function requestHead(
+  opts: GatewayOptions,
+  req: NodeRequest,
+  where: RelayPath,
+  trace: Trace,
+  timeoutMs: number,
+  upgrade: boolean,
+  host: string | undefined,
+): RequestHead {
+  const incomingHost = single(req.headers["x-forwarded-host"])?.split(",")[0]!.trim();
   const forwarded = forwardingHeaders(
     {
       remoteAddress: req.socket.remoteAddress ?? "",
       encrypted: "encrypted" in req.socket && req.socket.encrypted === true,
-      host: String(host),
+      host,
       incoming: {
         forwardedFor: single(req.headers["x-forwarded-for"]),
         proto: single(req.headers["x-forwarded-proto"]),
-        host: single(req.headers["x-forwarded-host"]),
+        // Even a trusted proxy's name goes on as a Host only if it is one.
+        host: incomingHost && isAuthority(incomingHost) ? incomingHost : undefined,
+        via: single(req.headers.via),
       },
       prefix: where.prefix,
     },
     opts.trustedProxies,
   );
-  const headers = mergeCookies(endToEndHeaders(req.rawHeaders, { drop: RELAY_SET_HEADERS, upgrade }));
+  const headers = mergeCookies(endToEndHeaders(req.rawHeaders, { drop: CLIENT_DROPPED, upgrade }));
   headers.push(...forwarded.headers, header("traceparent", trace.traceparent), header("x-request-id", trace.requestId));
   return {
     $typeName: "ferry.tunnel.v1.RequestHead",
@@ -318,7 +374,8 @@ function requestHead(opts: GatewayOptions, req: NodeRequest, where: RelayPath, t
     // An upgrade's client side stays open: after a 101 it carries the new protocol.
     endStream: !upgrade && !hasBody(req),
     responseWindow: opts.responseWindow,
-    authority: String(host),
+    // The Host a `hostHeader: original` target gets: the same name as X-Forwarded-Host, or none (its own).
+    authority: forwarded.host ?? "",
   };
 }
 
@@ -349,7 +406,7 @@ function sendBody(req: NodeRequest, ex: Exchange, p: Progress, maxBody: bigint):
   /** The chunk waiting for credit, if any. */
   let writing: Promise<void> | undefined;
   const cancel = () => ex.reset(ResetCode.CANCELLED, "the client aborted the request body");
-  req.on("data", (chunk: Buffer) => {
+  const onData = (chunk: Buffer) => {
     if (dropping) return;
     p.bytesIn += chunk.length;
     if (maxBody > 0n && BigInt(p.bytesIn) > maxBody) {
@@ -374,6 +431,15 @@ function sendBody(req: NodeRequest, ex: Exchange, p: Progress, maxBody: bigint):
         req.resume();
       },
     );
+  };
+  // The client's bytes drive these: a throw ends this exchange, never the connection's other streams.
+  req.on("data", (chunk: Buffer) => {
+    try {
+      onData(chunk);
+    } catch {
+      dropping = true;
+      ex.reset(ResetCode.INTERNAL, "the relay failed on the request body");
+    }
   });
   req.once("end", () => {
     complete = true;
@@ -392,35 +458,96 @@ function sendBody(req: NodeRequest, ex: Exchange, p: Progress, maxBody: bigint):
   if (req.destroyed && !req.complete) cancel();
 }
 
-/** Writes the response head, then the body as it arrives, pausing the exchange while the client is slow. */
-function sendResponse(res: NodeResponse, ex: Exchange, head: ResponseHead, p: Progress): Promise<void> {
-  // The relay's X-Request-Id (set earlier) is the one the client, the logs and the target share.
-  const headers = toNodeHeaders(endToEndHeaders(toFlatList(head.headers), { drop: TARGET_DROPPED }));
-  if (head.endStream) {
+/**
+ * Writes the response head, then the body as it arrives, pausing the exchange
+ * while the client is slow. The body is framed here, not by the connector: at
+ * most its Content-Length (what a connector sends beyond it never reaches the
+ * client, whose next response it could be), and no less; no body at all for
+ * HEAD, 204 and 304. Rejects with BadResponse for a body that breaks that.
+ */
+function sendResponse(
+  res: NodeResponse,
+  ex: Exchange,
+  response: FramedResponse,
+  endStream: boolean,
+  p: Progress,
+  fault: (reason: BadResponseReason | "bad_trailer") => void,
+): Promise<void> {
+  const headers = toNodeHeaders(response.headers);
+  if (endStream || response.bodiless) {
     // A trailers-only gRPC answer (how gRPC servers send errors) stays one HEADERS frame that ends the stream.
-    respondHeadOnly(res, head.status, headers);
-    return Promise.resolve();
+    respondHeadOnly(res, response.status, headers);
+    return endStream ? Promise.resolve() : discardBody(ex, fault);
   }
-  res.writeHead(head.status, headers);
+  res.writeHead(response.status, headers);
+  const length = response.length;
   return new Promise((resolve, reject) => {
+    let sent = 0;
     const resume = () => ex.resume();
     res.on("drain", resume);
-    ex.consume({
-      data: (chunk) => {
-        p.bytesOut += chunk.byteLength;
-        return (res as NodeJS.WritableStream).write(chunk);
-      },
-      end: (trailers) => {
-        res.off("drain", resume);
-        if (trailers.length > 0) res.addTrailers(toNodeHeaders(trailers) as Record<string, string>);
-        res.end();
-        resolve();
-      },
-      error: (reset) => {
-        res.off("drain", resume);
-        reject(reset);
-      },
-    });
+    const fail = (err: unknown) => {
+      res.off("drain", resume);
+      reject(err);
+    };
+    ex.consume(
+      guardedSink(
+        {
+          data: (chunk) => {
+            if (length !== undefined && sent + chunk.byteLength > length) {
+              // Nothing past the declared length is written: the response is cut and broken (fail).
+              if (sent < length) (res as NodeJS.WritableStream).write(chunk.subarray(0, length - sent));
+              throw new BadResponse("body_longer_than_content_length", `the body is longer than its Content-Length (${length})`);
+            }
+            sent += chunk.byteLength;
+            p.bytesOut += chunk.byteLength;
+            return (res as NodeJS.WritableStream).write(chunk);
+          },
+          end: (trailers) => {
+            if (length !== undefined && sent < length) {
+              throw new BadResponse("body_shorter_than_content_length", `the body ended ${length - sent} bytes before its Content-Length`);
+            }
+            res.off("drain", resume);
+            const clean = clientTrailers(trailers, () => fault("bad_trailer"));
+            if (clean.length > 0) res.addTrailers(toNodeHeaders(clean) as Record<string, string>);
+            res.end();
+            resolve();
+          },
+          error: fail,
+        },
+        (err) => {
+          // The sink is dead: stop the connector too (the gateway's catch counts a BadResponse).
+          if (!(err instanceof BadResponse)) ex.reset(ResetCode.INTERNAL, "the relay failed to write the response");
+          fail(err);
+        },
+      ),
+    );
+  });
+}
+
+/**
+ * Waits out the body of a response that has none for the client (HEAD, 204,
+ * 304): the head is complete, so bytes the connector still sends are dropped
+ * (and the exchange reset), never written where a client would read them as
+ * the start of its next response.
+ */
+function discardBody(ex: Exchange, fault: (reason: BadResponseReason) => void): Promise<void> {
+  return new Promise((resolve) => {
+    ex.consume(
+      guardedSink(
+        {
+          data: (chunk) => {
+            if (chunk.byteLength === 0) return true;
+            fault("body_on_bodiless_response");
+            ex.reset(ResetCode.PROTOCOL_ERROR, "a body came with a response that has none");
+            return false;
+          },
+          end: () => resolve(),
+          error: () => resolve(),
+        },
+        // The client's response is complete already: nothing to break.
+        () => resolve(),
+      ),
+    );
   });
 }
 
@@ -429,9 +556,9 @@ function sendResponse(res: NodeResponse, ex: Exchange, head: ResponseHead, p: Pr
  * both are closed. The upgraded protocol's bytes are not parsed: WebSocket
  * messages, pings and close frames pass through unchanged.
  */
-async function switchProtocols(res: NodeResponse, socket: Duplex, ex: Exchange, head: ResponseHead, p: Progress): Promise<void> {
+async function switchProtocols(res: NodeResponse, socket: Duplex, ex: Exchange, head: FramedResponse, p: Progress): Promise<void> {
   const response = res as ServerResponse;
-  response.writeHead(101, toNodeHeaders(endToEndHeaders(toFlatList(head.headers), { drop: TARGET_DROPPED, upgrade: true })));
+  response.writeHead(101, toNodeHeaders(head.headers));
   await new Promise<void>((resolve) => response.end(resolve));
   response.detachSocket(socket as Socket);
   p.onClientGone = undefined; // the splice below sees the socket close itself
@@ -442,19 +569,6 @@ async function switchProtocols(res: NodeResponse, socket: Duplex, ex: Exchange, 
     onRead: (n) => (p.bytesIn += n),
     onWrite: (n) => (p.bytesOut += n),
   });
-}
-
-/** Where a request goes: by its host name when that is below the base domain, else by its /relay/ path. */
-function routeOf(opts: GatewayOptions, req: NodeRequest): RelayPath {
-  const authority = authorityOf(req);
-  const url = req.url ?? "/";
-  return authority && opts.hostRouting?.owns(authority) ? opts.hostRouting.route(authority, url) : parseRelayPath(url);
-}
-
-/** The authority the client addressed: HTTP/2 :authority, else Host. */
-function authorityOf(req: NodeRequest): string | undefined {
-  const value = ("stream" in req ? req.headers[":authority"] : undefined) ?? req.headers.host;
-  return Array.isArray(value) ? value[0] : value;
 }
 
 function single(value: string | string[] | undefined): string | undefined {

@@ -57,9 +57,31 @@ const GRPC_CODE: Record<ErrorKind, number> = {
 /**
  * Writes `{"error": {"code", "message"}}` with the status of the error's kind;
  * to a gRPC or gRPC-Web client, a trailers-only gRPC status instead (an HTTP
- * 504 would reach it as UNAVAILABLE, not DEADLINE_EXCEEDED).
+ * 504 would reach it as UNAVAILABLE, not DEADLINE_EXCEEDED). Never throws:
+ * it is the last thing done for a failed request, and a response that cannot
+ * take an answer any more is broken instead.
  */
 export function sendError(res: NodeResponse, err: FerryError): void {
+  try {
+    writeError(res, err);
+  } catch {
+    res.destroy();
+  }
+}
+
+/**
+ * Answers of the relay itself are data, never documents: no sniffing, and a
+ * browser that renders one anyway (a frame, a window opened by another
+ * tenant's page on the same origin) gives it an opaque origin and no frame.
+ */
+const ERROR_HEADERS = {
+  "content-type": "application/json",
+  "cache-control": "no-store",
+  "x-content-type-options": "nosniff",
+  "content-security-policy": "sandbox; frame-ancestors 'none'",
+};
+
+function writeError(res: NodeResponse, err: FerryError): void {
   if (res.headersSent) {
     // Too late for a status: break the response so the client cannot take it for complete.
     res.destroy(err);
@@ -74,11 +96,7 @@ export function sendError(res: NodeResponse, err: FerryError): void {
     });
   }
   const body = JSON.stringify({ error: { code: err.code, message: err.message } });
-  const headers: Record<string, string | number> = {
-    "content-type": "application/json",
-    "content-length": Buffer.byteLength(body),
-    "cache-control": "no-store",
-  };
+  const headers: Record<string, string | number> = { ...ERROR_HEADERS, "content-length": Buffer.byteLength(body) };
   if (err.extra.retryAfterSeconds !== undefined) headers["retry-after"] = err.extra.retryAfterSeconds;
   res.writeHead(HTTP_STATUS[err.kind], headers);
   res.end(body);

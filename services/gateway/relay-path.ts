@@ -53,8 +53,9 @@ function splitUrl(url: string): [path: string, query: string] {
 }
 
 function refuseSmuggling(rawPath: string): void {
-  if (/%(2f|5c|00)/i.test(rawPath) || rawPath.includes("\\")) {
-    throw bad("the path contains an encoded '/', '\\' or NUL, or a raw '\\'");
+  // Raw control characters never pass Node's HTTP/1.1 parser; checked here too, as a path may come from elsewhere.
+  if (/%(2f|5c|00)/i.test(rawPath) || rawPath.includes("\\") || /[\u0000-\u001f\u007f]/.test(rawPath)) {
+    throw bad("the path contains an encoded '/', '\\' or NUL, a raw '\\' or a control character");
   }
 }
 
@@ -81,7 +82,12 @@ function normaliseSegments(rest: string[]): string {
       if (i === rest.length - 1) out.push("");
       continue;
     }
-    out.push(encodePathSegment(segment));
+    try {
+      out.push(encodePathSegment(segment));
+    } catch {
+      // A lone surrogate (a request target is bytes, but a string may come from anywhere): not a path.
+      throw bad("the path has characters that are not valid text");
+    }
   }
   return `/${out.join("/")}`;
 }

@@ -55,6 +55,8 @@ export function createExchangeObserver(deps: ObserverDeps): (record: ExchangeRec
         action: "request",
         actor: `client:${r.clientAddress}`,
         tenant: r.tenant,
+        // The record is at hand: no lookup by name per request.
+        tenantId: tenant.tenantId,
         details: {
           exchange: r.exchangeId,
           requestId: r.requestId,

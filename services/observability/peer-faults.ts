@@ -1,4 +1,6 @@
 import type { Logger } from "../../clients/sdk/logger.js";
+import { LIMIT_NAMES } from "../relay/limits.js";
+import { createRateLimitedLog } from "./rate-limited-log.js";
 
 /** Where hostile or broken input came from. */
 export type FaultSource = "client" | "connector" | "target" | "cluster" | "store";
@@ -18,42 +20,42 @@ export interface PeerFaults {
    * in the log line only (keep them short; never secrets).
    */
   fault(source: FaultSource, reason: string, details?: Record<string, unknown>): void;
-  /** Counts one refusal by the named limit (a RelayLimits name, or another fixed name). */
-  limited(limit: string): void;
+  /**
+   * Counts one refusal by the named limit (a RelayLimits name, or another fixed
+   * name) and logs it like a fault: the first at once, then at most one line a
+   * minute per limit, so an operator whose users hit a default learns which
+   * limit to raise. `quiet`: the caller logs this refusal itself.
+   */
+  limited(limit: string, details?: Record<string, unknown>, options?: { quiet?: boolean }): void;
   /** Counts so far, for the metrics endpoint and tests. */
   faults(): ReadonlyMap<string, { source: FaultSource; reason: string; count: number }>;
   limits(): ReadonlyMap<string, number>;
 }
 
-const LOG_EVERY_MS = 60_000;
-
 export function createPeerFaults(log: Logger, now: () => number = Date.now): PeerFaults {
-  const faults = new Map<string, { source: FaultSource; reason: string; count: number; loggedAt: number; unlogged: number }>();
+  const faults = new Map<string, { source: FaultSource; reason: string; count: number }>();
   const limits = new Map<string, number>();
+  const warn = createRateLimitedLog(log, now);
   return {
     fault(source, reason, details) {
       const key = `${source}\u0000${reason}`;
       let f = faults.get(key);
-      if (!f) faults.set(key, (f = { source, reason, count: 0, loggedAt: Number.NEGATIVE_INFINITY, unlogged: 0 }));
+      if (!f) faults.set(key, (f = { source, reason, count: 0 }));
       f.count++;
-      const t = now();
-      if (t - f.loggedAt < LOG_EVERY_MS) {
-        f.unlogged++;
-        return;
-      }
-      const since = f.unlogged;
-      f.loggedAt = t;
-      f.unlogged = 0;
-      try {
-        log.warn({ source, reason, ...details, ...(since ? { sinceLastLine: since } : {}) }, `${source} fault: ${reason}`);
-      } catch {
-        // a logger failure must not turn one bad frame into a crash
-      }
+      warn(`fault\u0000${key}`, { source, reason, ...details }, `${source} fault: ${reason}`);
     },
-    limited(limit) {
+    limited(limit, details, options) {
       limits.set(limit, (limits.get(limit) ?? 0) + 1);
+      if (!options?.quiet) warn(`limit\u0000${limit}`, { limit, ...details }, `refused by limit ${limit}${hint(limit)}`);
     },
     faults: () => faults,
     limits: () => limits,
   };
+}
+
+/** Where an operator raises the limit, when it is one of the relay's settings. */
+function hint(limit: string): string {
+  if (LIMIT_NAMES.has(limit)) return ` (raise it with --limit ${limit}=N if this is legitimate load)`;
+  if (limit === "maxConcurrentExchanges") return " (the tenant's max_concurrent_exchanges setting)";
+  return "";
 }

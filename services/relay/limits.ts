@@ -84,6 +84,9 @@ const FIELD: Record<keyof Limits, string> = {
   authBackoffMaxMs: "authBackoffMax",
 };
 
+/** The names operators set limits by (the file's `limits:` keys and --limit NAME=VALUE). */
+export const LIMIT_NAMES: ReadonlySet<string> = new Set(Object.values(FIELD));
+
 /** The limits a RelayLimits message sets, over the defaults; throws invalid_config naming the field. */
 export function limitsFrom(proto: RelayLimits | undefined): Limits {
   const pick = (n: number | bigint | undefined, fallback: number) => (n ? Number(n) : fallback);
@@ -133,7 +136,14 @@ function checkLimits(l: Limits): void {
   if (l.idleTimeoutMs < 100) throw bad("idleTimeoutMs", "must be at least 100ms");
 }
 
+/**
+ * A client source always gets at least this many exchanges (up to the tenant's limit): one browser loads a page
+ * with a dozen requests at once, and a share of a small limit must not refuse it.
+ */
+export const MIN_CLIENT_SHARE = 16;
+
 /** The most exchanges one client address may hold in a tenant whose limit is `tenantLimit`. */
 export function clientShare(limits: Limits, tenantLimit: number): number {
-  return Math.max(1, Math.ceil((tenantLimit * limits.clientSharePercent) / 100));
+  const share = Math.ceil((tenantLimit * limits.clientSharePercent) / 100);
+  return Math.min(tenantLimit, Math.max(share, MIN_CLIENT_SHARE));
 }

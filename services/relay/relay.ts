@@ -5,7 +5,8 @@ import { shortId } from "../../clients/sdk/ids.js";
 import type { Logger } from "../../clients/sdk/logger.js";
 import { DEFAULT_WINDOW } from "../../clients/sdk/protocol.js";
 import { FERRY_VERSION } from "../../clients/sdk/version.js";
-import { authInterceptor } from "../admin/admin-auth.js";
+import { adminContextValues, authInterceptor } from "../admin/admin-auth.js";
+import { createSourceBackoff } from "../auth/source-backoff.js";
 import { errorInterceptor } from "../admin/admin-errors.js";
 import { createAdminService } from "../admin/admin-service.js";
 import { type AuditLog, createAuditLog } from "../audit/audit-log.js";
@@ -19,6 +20,7 @@ import { lockDataDir, openFileStore } from "../state/file-store.js";
 import type { KvStore } from "../state/kv-store.js";
 import { createTunnelEndpoint } from "../tunnel/tunnel-endpoint.js";
 import { expiredCredential } from "../tunnel/credential-expiry.js";
+import { serialDenied } from "../tunnel/connector-cert.js";
 import { TunnelRegistry } from "../tunnel/tunnel-registry.js";
 import { createExchangeObserver } from "../observability/exchange-observer.js";
 import { createMetrics, type Metrics } from "../observability/metrics.js";
@@ -136,19 +138,29 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       retentionDays: options.auditRetentionDays,
       mirror: cluster?.audit.publish,
       maxBytes: limits.auditMaxBytes,
+      faults,
+      // Events about a tenant carry its id; called only once the catalog below exists (nothing is audited before it).
+      tenantIdOf: (name) => catalog.getTenant(name)?.tenantId,
     });
-    const catalog = new Catalog(store);
+    const catalog = new Catalog(store, { faults });
+    // One per kind of credential: a connector retrying an old key from an office must not lock its admins out
+    // of the admin API, nor an admin's success reset the count of a key-guessing neighbour.
+    const tunnelBackoff = createSourceBackoff(limits);
+    const adminBackoff = createSourceBackoff(limits);
     const mintedAdminToken = await catalog.bootstrapAdmin(options.adminToken);
     const registry = new TunnelRegistry();
     const stats = createTrafficStats();
     let draining = false;
 
-    // Live enforcement: a revoked key, a deleted or disabled tenant loses its tunnels at once.
+    // Live enforcement: a revoked key, a deleted or disabled tenant, a denied certificate loses its tunnels at once
+    // (probe tunnels too: they are held apart from routing, not from revocation).
     const unwatch = catalog.watch((event) => {
-      for (const tunnel of registry.tunnels(event.tenant || undefined)) {
+      const denied = event.type === "tenant-updated" ? catalog.getTenant(event.tenant)?.deniedCertificateSerials : undefined;
+      for (const tunnel of registry.held(event.tenant || undefined)) {
         if (event.type === "tenant-deleted") tunnel.close("tenant deleted", { status: "unauthenticated" });
         else if (event.type === "tenant-updated") {
           if (event.disabled) tunnel.close(`tenant "${event.tenant}" is disabled`, { status: "permission_denied" });
+          else if (serialDenied(denied, tunnel.info.certificateSerial)) tunnel.close("connector certificate was denied", { status: "unauthenticated" });
         } else if (tunnel.info.keyId === event.keyId) tunnel.close("connector key was revoked", { status: "unauthenticated" });
       }
       if (event.type === "tenant-deleted") {
@@ -160,7 +172,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
     // A rotated key or a client certificate stops working at its expire time: its tunnels close within a second of it.
     const expirySweep = setInterval(() => {
       const now = Date.now();
-      for (const tunnel of registry.tunnels()) {
+      for (const tunnel of registry.held()) {
         const expire = tunnel.info.keyId ? catalog.getKey(tunnel.info.keyId)?.expireTime : undefined;
         const why = expiredCredential(tunnel.info, expire ? timestampMs(expire) : undefined, now);
         if (why) tunnel.close(why, { status: "unauthenticated" });
@@ -213,6 +225,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       acceptCertificates: options.connectorCa !== undefined,
       limits,
       faults,
+      backoff: tunnelBackoff,
     });
 
     const adminHandler = connectNodeAdapter({
@@ -223,12 +236,15 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
             catalog,
             directory,
             audit,
-            queryAudit: cluster ? cluster.audit.query : async (q) => audit.query(q),
+            queryAudit: cluster ? cluster.audit.query : (q) => audit.query(q),
             stats,
             limits,
+            faults,
           }),
         ),
-      interceptors: [errorInterceptor(log), authInterceptor(catalog, audit)],
+      // The socket's address, for per-source back-off and for refusals in the audit trail.
+      contextValues: adminContextValues,
+      interceptors: [errorInterceptor(log), authInterceptor(catalog, audit, { backoff: adminBackoff, faults })],
       readMaxBytes: 1024 * 1024,
     });
 
@@ -265,7 +281,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       async drain(graceMs) {
         draining = true;
         cluster?.drain();
-        const tunnels = registry.tunnels();
+        const tunnels = registry.held();
         // Each tunnel ends as soon as its own exchanges are done, so its connector can move on.
         const ended = tunnels.map(async (t) => {
           t.goAway("relay is shutting down");
@@ -277,13 +293,13 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
         await Promise.race([Promise.all([gateway.idle(), ...ended]), deadline]);
         clearTimeout(timer);
         const unfinished = gateway.active + tunnels.reduce((n, t) => n + t.inFlight, 0);
-        for (const t of registry.tunnels()) t.close("relay shut down", { graceful: true });
+        for (const t of registry.held()) t.close("relay shut down", { graceful: true });
         return { unfinished };
       },
       async close() {
         unwatch();
         clearInterval(expirySweep);
-        for (const t of registry.tunnels()) t.close("relay closed");
+        for (const t of registry.held()) t.close("relay closed");
         await audit.close();
         if (cluster) await cluster.close();
         else await store.close();

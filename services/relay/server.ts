@@ -12,11 +12,15 @@ import {
 import { createServer as createNetServer, type AddressInfo, Server as NetServerClass, type Server as NetServer, type Socket } from "node:net";
 import type { BlockList } from "node:net";
 import type { Duplex } from "node:stream";
-import type { PeerFaults } from "../observability/peer-faults.js";
-import type { Limits } from "./limits.js";
+import { createLogger } from "../../clients/sdk/logger.js";
+import { createPeerFaults, type PeerFaults } from "../observability/peer-faults.js";
+import { type Limits, withLimits } from "./limits.js";
 import { TUNNEL_PATH } from "../../clients/sdk/tunnel-codec.js";
 import type { NodeRequest, NodeResponse } from "../gateway/http-error.js";
 import { type CertReloader, watchCertFiles } from "./cert-reload.js";
+import { capConnections } from "./connection-cap.js";
+import { watchSessionTimeouts } from "./h2-session-timeouts.js";
+import { http1Timeouts, startHeadersChecker } from "./http1-timeouts.js";
 import { loadTlsMaterial, secureContextOptions } from "./tls-files.js";
 
 export interface ListenOptions {
@@ -65,16 +69,6 @@ export interface Listeners {
 
 const NetServerClose = NetServerClass.prototype.close;
 
-/** HTTP/2 windows: 1 MiB per stream bounds what one client can park in the relay; 32 MiB per connection keeps tunnels fast. */
-const H2_SETTINGS: Settings = { initialWindowSize: 1024 * 1024, maxConcurrentStreams: 1000, enablePush: false };
-const H2_CONNECTION_WINDOW = 32 * 1024 * 1024;
-const SNIFF_TIMEOUT_MS = 30_000;
-const H1_OPTIONS = {
-  // Bodies stream for as long as they need; the relay enforces its own time limits.
-  requestTimeout: 0,
-  headersTimeout: 60_000,
-  keepAliveTimeout: 65_000,
-};
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 /**
@@ -84,6 +78,14 @@ const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
  */
 export async function listen(handlers: Listeners, opts: ListenOptions): Promise<RelayServer> {
   const onRequest = handlers.request;
+  const limits = withLimits(opts.limits);
+  // Without the relay's shared counters (tests, embedders), its own, silent.
+  const faults = opts.faults ?? createPeerFaults(createLogger({ level: "silent" }));
+  const headersTimedOut = () => faults.limited("headersTimeout");
+  // Every session starts with a client's windows (what an anonymous client may park in the relay); a connector's
+  // session is widened once it has authenticated (widenTunnelSession, services/tunnel/tunnel-windows.ts).
+  const h2Settings: Settings = { initialWindowSize: limits.clientStreamWindow, maxConcurrentStreams: limits.maxStreamsPerConnection, enablePush: false };
+  const h1Options = http1Timeouts(limits);
   // HTTP/1.1 connections (cleartext or TLS) that have carried a request, with the requests in progress on each:
   // on close, idle ones go at once and busy ones right after their answer, so nothing in progress is cut.
   const h1Busy = new Map<Socket, number>();
@@ -117,7 +119,8 @@ export async function listen(handlers: Listeners, opts: ListenOptions): Promise<
         if (closing) closeWhenNoTunnel(session);
       });
     });
-    session.once("connect", () => session.setLocalWindowSize(H2_CONNECTION_WINDOW));
+    session.once("connect", () => session.setLocalWindowSize(limits.clientConnectionWindow));
+    watchSessionTimeouts(session, limits, headersTimedOut);
     const timer = setInterval(() => pingOrDestroy(session, opts.keepaliveMs), opts.keepaliveMs);
     timer.unref();
     session.once("close", () => {
@@ -130,6 +133,8 @@ export async function listen(handlers: Listeners, opts: ListenOptions): Promise<
   let outer: NetServer | Http2SecureServer;
   let h1: Http1Server | undefined;
   let h2: Http2Server | Http2SecureServer;
+  /** Cleartext: where each socket goes once its first bytes tell its protocol. */
+  let sniffing: Sniffing | undefined;
   let reloader: CertReloader | undefined;
   if (opts.tlsCert && opts.tlsKey) {
     const material = loadTlsMaterial(opts.tlsCert, opts.tlsKey);
@@ -141,10 +146,19 @@ export async function listen(handlers: Listeners, opts: ListenOptions): Promise<
         // verify is not fatal either: the tunnel endpoint treats it as absent (socket.authorized is false).
         ...(clientCa ? { requestCert: true, rejectUnauthorized: false } : {}),
         allowHTTP1: true,
-        settings: H2_SETTINGS,
+        settings: h2Settings,
+        // Node's handshake timer is not reset by handshake bytes (only application data reaches it), so a
+        // ClientHello trickled a byte at a time is cut at the deadline too.
+        handshakeTimeout: limits.headersTimeoutMs,
       },
       handler,
     );
+    // The secure server is its own HTTP/1.1 server (allowHTTP1) and runs Node's checker since it listens; its
+    // defaults (60s heads, 5 minutes per request, no keep-alive timeout) are replaced by ours.
+    Object.assign(secure, h1Options);
+    secure.on("tlsClientError", (err: NodeJS.ErrnoException) => {
+      if (err.code === "ERR_TLS_HANDSHAKE_TIMEOUT") headersTimedOut();
+    });
     opts.onCertificate?.(material.chain, false);
     // New handshakes get the new pair; connections already open (tunnels included) keep theirs.
     reloader = watchCertFiles({
@@ -158,23 +172,23 @@ export async function listen(handlers: Listeners, opts: ListenOptions): Promise<
       },
       onError: (err) => opts.onCertificateError?.(err),
     });
-    // Small frames (heads, credit) must leave at once: Nagle plus delayed ACKs costs ~40 ms a round trip.
-    secure.on("connection", (socket: Socket) => socket.setNoDelay(true));
     h2 = secure;
     outer = secure;
   } else {
-    const plain = createHttp2Server({ settings: H2_SETTINGS }, handler);
-    h2 = plain;
-    h1 = createHttp1Server(H1_OPTIONS, handler);
-    const http1 = h1;
-    // noDelay: see above; keepAlive: TCP probes find half-open connections of clients that vanished.
-    outer = createNetServer({ noDelay: true, keepAlive: true }, (socket) => sniff(socket, http1, plain));
+    const h2c = createHttp2Server({ settings: h2Settings }, handler);
+    h2 = h2c;
+    h1 = createHttp1Server(h1Options, handler);
+    startHeadersChecker(h1);
+    sniffing = { h1, h2: h2c, timeoutMs: limits.headersTimeoutMs, timedOut: headersTimedOut };
+    // keepAlive: TCP probes find half-open connections of clients that vanished.
+    outer = createNetServer({ keepAlive: true });
   }
   h2.on("session", trackSession);
   // HTTP/1.1 Upgrade (WebSocket): Node lets go of the socket. It is no longer an HTTP connection to end when idle,
   // but it stays in `accepted`, so close() still waits for it (and forces it after the grace).
   // Without an upgrade listener, Node serves an Upgrade request as a plain one: where the relay ignores an upgrade.
-  const plain = createHttp1Server(H1_OPTIONS, handler);
+  const plain = createHttp1Server(h1Options, handler);
+  startHeadersChecker(plain);
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (!forwardsAsUpgrade(req)) return replayWithoutUpgrade(req, socket, head, plain);
     h1Busy.delete(req.socket);
@@ -183,14 +197,22 @@ export async function listen(handlers: Listeners, opts: ListenOptions): Promise<
   (h1 ?? h2).on("upgrade", onUpgrade);
   // Every socket from accept to close, including those still in their handshake or being sniffed: close() waits for them all.
   const accepted = new Set<Socket>();
+  const admit = capConnections(outer, { limits, faults, trustedProxies: opts.trustedProxies });
+  // With TLS, Node has already wrapped the socket (its own 'connection' listener comes first), but not read from it.
   outer.on("connection", (socket: Socket) => {
+    if (!admit(socket)) return;
     accepted.add(socket);
     socket.once("close", () => accepted.delete(socket));
+    // Small frames (heads, credit) must leave at once: Nagle plus delayed ACKs costs ~40 ms a round trip.
+    socket.setNoDelay(true);
+    if (sniffing) sniff(socket, sniffing);
   });
 
   await new Promise<void>((resolve, reject) => {
     const failed = (err: Error) => {
       reloader?.close();
+      h1?.close();
+      plain.close();
       reject(err);
     };
     outer.once("error", failed);
@@ -240,8 +262,18 @@ export async function listen(handlers: Listeners, opts: ListenOptions): Promise<
       force.unref();
       await all;
       clearTimeout(force);
+      // Stops Node's connection checkers (with TLS, the secure server is the HTTP/1.1 one); every connection is gone by now.
+      for (const server of [h1 ?? outer, plain]) server.close();
     },
   };
+}
+
+interface Sniffing {
+  h1: Http1Server;
+  h2: Http2Server;
+  /** headersTimeout: the preface (or the first byte of an HTTP/1.1 head) must come within it. */
+  timeoutMs: number;
+  timedOut(): void;
 }
 
 /**
@@ -250,7 +282,14 @@ export async function listen(handlers: Listeners, opts: ListenOptions): Promise<
  * stream, so the bytes are put back; Node's HTTP/1 parser reads the socket
  * handle directly, so its first bytes are replayed as a 'data' event instead.
  */
-function sniff(socket: Socket, h1: Http1Server, h2: Http2Server): void {
+function sniff(socket: Socket, to: Sniffing): void {
+  // A deadline, not an idle timer: a silent socket and one that trickles the preface go alike. From the hand-over on,
+  // Node's header checker (HTTP/1.1) or watchSessionTimeouts (HTTP/2) keep the clock.
+  const deadline = setTimeout(() => {
+    to.timedOut();
+    socket.destroy();
+  }, to.timeoutMs);
+  socket.once("close", () => clearTimeout(deadline));
   let seen = Buffer.alloc(0);
   const onData = (chunk: Buffer) => {
     seen = Buffer.concat([seen, chunk]);
@@ -259,21 +298,19 @@ function sniff(socket: Socket, h1: Http1Server, h2: Http2Server): void {
     if (isH2 && seen.length < H2_PREFACE.length) return;
     socket.off("data", onData);
     socket.off("error", onError);
-    socket.setTimeout(0);
+    clearTimeout(deadline);
     if (isH2) {
       socket.pause();
       socket.unshift(seen);
-      h2.emit("connection", socket);
+      to.h2.emit("connection", socket);
     } else {
-      h1.emit("connection", socket);
+      to.h1.emit("connection", socket);
       socket.emit("data", seen);
     }
   };
   const onError = () => socket.destroy();
   socket.on("data", onData);
   socket.on("error", onError);
-  // A connection that never says anything is dropped instead of held forever.
-  socket.setTimeout(SNIFF_TIMEOUT_MS, () => socket.destroy());
 }
 
 /**

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { create, type DescMessage, fromJson, type JsonValue, type MessageShape, toJson } from "@bufbuild/protobuf";
 import { type Timestamp, timestampFromMs, timestampMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import {
@@ -9,15 +10,19 @@ import {
   TenantRecordSchema,
 } from "../../gen/ferry/state/v1/state_pb.js";
 import { FerryError } from "../../clients/sdk/errors.js";
-import { checkDnsLabel } from "../../clients/sdk/names.js";
+import { checkDnsLabel, isDnsLabel } from "../../clients/sdk/names.js";
 import { type MintedSecret, mintSecret, secretId, secretMatches, sha256 } from "../auth/secrets.js";
+import { weakTokenReason } from "../auth/token-entropy.js";
+import type { PeerFaults } from "../observability/peer-faults.js";
 import type { KvChange, KvStore } from "./kv-store.js";
-import { applyMask, settingsOf, type TenantSettings, validateSettings } from "./tenant-settings.js";
+import { applyMask, normalizeSettings, settingsOf, type TenantSettings, validateSettings } from "./tenant-settings.js";
 
 const TENANT = "tenant.";
 const KEY = "key.";
 const TOKEN = "admin-token.";
 const BOOTSTRAP_TOKEN_ID = "bootstrap";
+
+type RecordOf<P extends keyof typeof RECORDS> = Parameters<(typeof RECORDS)[P]["check"]>[0];
 
 /** What changed, for parts that must react (close tunnels of a revoked key...). */
 export type CatalogEvent =
@@ -30,6 +35,54 @@ export type KeyCheck = { ok: true; key: KeyRecord } | { ok: false; reason: "malf
 /** Roles of admin tokens: everything, read only, or one tenant's objects. */
 export const ROLE_PATTERN = /^(admin|viewer|tenant:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)$/;
 
+/** A tenant id: 128 random bits in hex. */
+const TENANT_ID_PATTERN = /^[0-9a-f]{32}$/;
+
+/**
+ * What a stored record must be, beyond decoding, to be used: the KV store is
+ * shared (a cluster's bucket can be written by anything with NATS rights, a
+ * state file by hand), so a record is checked where it enters like any
+ * other input. Each returns why a record is unusable, or undefined.
+ */
+const RECORDS = {
+  [TENANT]: {
+    schema: TenantRecordSchema,
+    check(r: TenantRecord, id: string): string | undefined {
+      if (r.name !== id) return "tenant_name_mismatch";
+      if (!isDnsLabel(r.name)) return "tenant_name_invalid";
+      if (r.tenantId !== "" && !TENANT_ID_PATTERN.test(r.tenantId)) return "tenant_id_invalid";
+      try {
+        validateSettings(settingsOf(r));
+      } catch {
+        return "tenant_setting_out_of_range";
+      }
+      return undefined;
+    },
+  },
+  [KEY]: {
+    schema: KeyRecordSchema,
+    check(r: KeyRecord, id: string): string | undefined {
+      if (r.keyId !== id) return "key_id_mismatch";
+      if (!isDnsLabel(r.tenant)) return "key_tenant_invalid";
+      if (r.secretSha256.byteLength !== 32) return "key_digest_invalid";
+      return undefined;
+    },
+  },
+  [TOKEN]: {
+    schema: AdminTokenRecordSchema,
+    check(r: AdminTokenRecord, id: string): string | undefined {
+      if (r.tokenId !== id) return "token_id_mismatch";
+      if (!ROLE_PATTERN.test(r.role)) return "token_role_invalid";
+      if (r.secretSha256.byteLength !== 32) return "token_digest_invalid";
+      if (!r.createTime) return "token_create_time_missing";
+      return undefined;
+    },
+  },
+} as const;
+
+/** A cached verdict on a record that is not usable, so a hostile record costs one decode and one fault, not one per request. */
+const UNUSABLE = Symbol("unusable");
+
 /** Whether a timestamp is set and already past. */
 function passed(ts: Timestamp | undefined, now = Date.now()): boolean {
   return ts !== undefined && timestampMs(ts) <= now;
@@ -41,13 +94,20 @@ function passed(ts: Timestamp | undefined, now = Date.now()): boolean {
  * (authenticating a tunnel, checking a tenant per request) does no I/O.
  */
 export class Catalog {
-  /** Decoded records by store key; the gateway checks a tenant on every request. */
+  /** Decoded records by store key (or UNUSABLE); the gateway checks a tenant on every request. */
   private readonly decoded = new Map<string, unknown>();
 
   /** Admin changes run one at a time: each reads, checks and writes without another change in between. */
   private writing: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly store: KvStore) {
+  private readonly faults: PeerFaults | undefined;
+
+  /** `faults` counts stored records that cannot be used (source "store"). */
+  constructor(
+    private readonly store: KvStore,
+    deps: { faults?: PeerFaults } = {},
+  ) {
+    this.faults = deps.faults;
     store.watch((change) => this.decoded.delete(change.key));
   }
 
@@ -84,21 +144,51 @@ export class Catalog {
     this.decoded.delete(key);
   }
 
-  /** A record decoded once and cached until its key changes. Treat it as read-only. */
-  private read<D extends DescMessage>(schema: D, key: string): MessageShape<D> | undefined {
-    const hit = this.decoded.get(key) as MessageShape<D> | undefined;
-    if (hit) return hit;
-    const json = this.store.get(key);
-    if (json === undefined) return undefined;
-    const record = fromJson(schema, json);
+  /**
+   * A record decoded and checked once, and cached until its key changes.
+   * Treat it as read-only. A record that does not decode or fails its check
+   * is as good as absent: skipped, counted, logged (rate-limited by faults).
+   * Never throws: this runs on every request and in store watch callbacks.
+   */
+  private read<P extends keyof typeof RECORDS>(prefix: P, key: string, json?: JsonValue): RecordOf<P> | undefined {
+    const hit = this.decoded.get(key);
+    if (hit === UNUSABLE) return undefined;
+    if (hit) return hit as RecordOf<P>;
+    const value = json ?? this.store.get(key);
+    if (value === undefined) return undefined;
+    const { schema, check } = RECORDS[prefix] as unknown as { schema: DescMessage; check(r: unknown, id: string): string | undefined };
+    let record: MessageShape<DescMessage> | undefined;
+    let why: string | undefined;
+    try {
+      // Unknown fields ignored: a newer node in the cluster may have written the record.
+      record = fromJson(schema, value, { ignoreUnknownFields: true });
+      why = check(record, key.slice(prefix.length));
+    } catch {
+      why = "record_undecodable";
+    }
+    if (why !== undefined || record === undefined) {
+      this.decoded.set(key, UNUSABLE);
+      this.faults?.fault("store", why ?? "record_undecodable", { key: key.slice(0, 100) });
+      return undefined;
+    }
     this.decoded.set(key, record);
-    return record;
+    return record as RecordOf<P>;
+  }
+
+  /** The usable records under a prefix, by key. */
+  private readAll<P extends keyof typeof RECORDS>(prefix: P): Array<RecordOf<P>> {
+    const out: Array<RecordOf<P>> = [];
+    for (const [key, json] of this.store.list(prefix)) {
+      const record = this.read(prefix, key, json);
+      if (record) out.push(record);
+    }
+    return out;
   }
 
   // Tenants
 
   getTenant(name: string): TenantRecord | undefined {
-    return this.read(TenantRecordSchema, TENANT + name);
+    return this.read(TENANT, TENANT + name);
   }
 
   requireTenant(name: string): TenantRecord {
@@ -108,16 +198,19 @@ export class Catalog {
   }
 
   listTenants(): TenantRecord[] {
-    return this.store.list(TENANT).map(([, json]) => fromJson(TenantRecordSchema, json));
+    return this.readAll(TENANT);
   }
 
   async createTenant(name: string, settings: Partial<TenantSettings> = {}): Promise<TenantRecord> {
     return this.serialized(async () => {
       checkDnsLabel("tenant", name);
-      validateSettings(settings);
+      const normalized = normalizeSettings(settings);
+      validateSettings(normalized);
       if (this.getTenant(name)) throw new FerryError("already_exists", "tenant_exists", `tenant "${name}" already exists`);
       const now = timestampNow();
-      const record = create(TenantRecordSchema, { ...settingsOf(undefined), ...settings, name, createTime: now, updateTime: now });
+      // A new id every time: a tenant created later under this name is another tenant (its audit trail starts empty).
+      const tenantId = randomBytes(16).toString("hex");
+      const record = create(TenantRecordSchema, { ...settingsOf(undefined), ...normalized, name, tenantId, createTime: now, updateTime: now });
       await this.put(TENANT + name, toJson(TenantRecordSchema, record));
       return record;
     });
@@ -151,9 +244,7 @@ export class Catalog {
   // Connector keys
 
   listKeys(tenant: string): KeyRecord[] {
-    return this.store
-      .list(KEY)
-      .map(([, json]) => fromJson(KeyRecordSchema, json))
+    return this.readAll(KEY)
       .filter((k) => k.tenant === tenant)
       .sort((a, b) => Number(a.createTime?.seconds ?? 0n) - Number(b.createTime?.seconds ?? 0n));
   }
@@ -176,7 +267,7 @@ export class Catalog {
   }
 
   getKey(keyId: string): KeyRecord | undefined {
-    return this.read(KeyRecordSchema, KEY + keyId);
+    return this.read(KEY, KEY + keyId);
   }
 
   /** A key of this tenant; a key of another tenant is reported as missing (tenants never learn of each other's objects). */
@@ -235,7 +326,7 @@ export class Catalog {
   checkConnectorKey(secret: string): KeyCheck {
     const id = secretId("fck", secret);
     if (!id) return { ok: false, reason: "malformed" };
-    const key = this.read(KeyRecordSchema, KEY + id);
+    const key = this.read(KEY, KEY + id);
     if (!key) return { ok: false, reason: "unknown" };
     if (!secretMatches(secret, key.secretSha256)) return { ok: false, reason: "unknown" };
     if (key.revokeTime) return { ok: false, reason: "revoked" };
@@ -255,9 +346,8 @@ export class Catalog {
     // Serialized: in a cluster, nodes starting together race for the same record.
     return this.serialized(async () => {
     if (envToken !== undefined) {
-      if (envToken.length < 16) {
-        throw new FerryError("invalid_argument", "weak_admin_token", "FERRY_ADMIN_TOKEN must be at least 16 characters");
-      }
+      const weak = weakTokenReason(envToken);
+      if (weak) throw new FerryError("invalid_argument", "weak_admin_token", `FERRY_ADMIN_TOKEN ${weak}`);
       const existing = this.getToken(BOOTSTRAP_TOKEN_ID);
       if (!existing || !secretMatches(envToken, existing.secretSha256)) {
         await this.putToken(BOOTSTRAP_TOKEN_ID, sha256(envToken), "bootstrap token from FERRY_ADMIN_TOKEN");
@@ -279,9 +369,7 @@ export class Catalog {
   }
 
   listTokens(): AdminTokenRecord[] {
-    return this.store
-      .list(TOKEN)
-      .map(([, json]) => fromJson(AdminTokenRecordSchema, json))
+    return this.readAll(TOKEN)
       .sort((a, b) => timestampMs(a.createTime!) - timestampMs(b.createTime!));
   }
 
@@ -314,15 +402,20 @@ export class Catalog {
     });
   }
 
-  /** Translates raw store changes into catalog events. */
+  /**
+   * Translates raw store changes into catalog events. A record that cannot be
+   * used counts as gone (fail closed): a tenant's tunnels close, a key's too.
+   */
   watch(listener: (event: CatalogEvent) => void): () => void {
     return this.store.watch((change: KvChange) => {
+      // The catalog's own watcher (constructor) ran first: the cache no longer holds this key.
       if (change.key.startsWith(TENANT)) {
         const tenant = change.key.slice(TENANT.length);
-        if (change.value === undefined) listener({ type: "tenant-deleted", tenant });
-        else listener({ type: "tenant-updated", tenant, disabled: fromJson(TenantRecordSchema, change.value as JsonValue).disabled });
+        const record = change.value === undefined ? undefined : this.read(TENANT, change.key, change.value);
+        if (!record) listener({ type: "tenant-deleted", tenant });
+        else listener({ type: "tenant-updated", tenant, disabled: record.disabled });
       } else if (change.key.startsWith(KEY)) {
-        const key = change.value === undefined ? undefined : fromJson(KeyRecordSchema, change.value as JsonValue);
+        const key = change.value === undefined ? undefined : this.read(KEY, change.key, change.value);
         if (!key || key.revokeTime) {
           listener({ type: "key-revoked", tenant: key?.tenant ?? "", keyId: change.key.slice(KEY.length) });
         }
@@ -331,7 +424,7 @@ export class Catalog {
   }
 
   private getToken(id: string): AdminTokenRecord | undefined {
-    return this.read(AdminTokenRecordSchema, TOKEN + id);
+    return this.read(TOKEN, TOKEN + id);
   }
 
   private async putToken(id: string, digest: Uint8Array, description: string, role = "admin"): Promise<AdminTokenRecord> {

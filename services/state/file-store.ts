@@ -66,12 +66,19 @@ function readState(file: string): Record<string, JsonValue> {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return {};
     throw e;
   }
-  const parsed = JSON.parse(text) as { format?: string; entries?: Record<string, JsonValue> };
-  if (parsed.format !== FORMAT || typeof parsed.entries !== "object" || parsed.entries === null) {
+  let parsed: { format?: string; entries?: Record<string, JsonValue> };
+  try {
+    parsed = JSON.parse(text) as typeof parsed;
+  } catch (e) {
+    // Nothing in it can be trusted to be whole: refuse to start rather than serve from part of it.
+    throw new FerryError("failed_precondition", "bad_state_file", `${file} is not valid JSON (${(e as Error).message}); restore it from a backup`);
+  }
+  // Records are checked one by one where they are used (catalog.ts): a bad one is skipped, not fatal.
+  if (typeof parsed !== "object" || parsed === null || parsed.format !== FORMAT || typeof parsed.entries !== "object" || parsed.entries === null || Array.isArray(parsed.entries)) {
     throw new FerryError(
       "failed_precondition",
       "bad_state_file",
-      `${file} is not a Ferry state file (format "${String(parsed.format)}", expected "${FORMAT}")`,
+      `${file} is not a Ferry state file (format "${String(parsed?.format)}", expected "${FORMAT}", with its entries)`,
     );
   }
   return parsed.entries;

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { type Duration, timestampNow } from "@bufbuild/protobuf/wkt";
 import { type TenantRecord, TenantRecordSchema } from "../../gen/ferry/state/v1/state_pb.js";
+import { normalizeCertSerial } from "../../clients/sdk/cert-serial.js";
 import { msFromDuration } from "../../clients/sdk/duration.js";
 import { FerryError } from "../../clients/sdk/errors.js";
 import { isDnsLabel } from "../../clients/sdk/names.js";
@@ -14,6 +15,8 @@ export interface TenantSettings {
   maxRequestBodyBytes: bigint;
   maxConcurrentExchanges: number;
   allowedTargets: string[];
+  /** Connector client certificates (by serial, canonical: normalizeCertSerial) refused though their CA signed them. */
+  deniedCertificateSerials: string[];
 }
 
 /** Update-mask paths (proto field names) and the settings field each one sets. */
@@ -25,11 +28,13 @@ export const SETTING_PATHS: Record<string, keyof TenantSettings> = {
   max_request_body_bytes: "maxRequestBodyBytes",
   max_concurrent_exchanges: "maxConcurrentExchanges",
   allowed_targets: "allowedTargets",
+  denied_certificate_serials: "deniedCertificateSerials",
 };
 
 const MAX_TIMEOUT_MS = 3_600_000;
 const MAX_CONCURRENT = 100_000;
 const MAX_ALLOWED_TARGETS = 1000;
+const MAX_DENIED_SERIALS = 1000;
 
 /** Throws invalid_argument naming the field when a setting is out of range. */
 export function validateSettings(s: Partial<TenantSettings>): void {
@@ -55,6 +60,34 @@ export function validateSettings(s: Partial<TenantSettings>): void {
       seen.add(t);
     }
   }
+  if (s.deniedCertificateSerials !== undefined) {
+    if (s.deniedCertificateSerials.length > MAX_DENIED_SERIALS) {
+      throw bad("denied_certificate_serials", `lists more than ${MAX_DENIED_SERIALS} serials`);
+    }
+    const seen = new Set<string>();
+    for (const serial of s.deniedCertificateSerials) {
+      if (normalizeCertSerial(serial) !== serial) throw bad("denied_certificate_serials", `entry "${serial.slice(0, 100)}" is not a serial in upper-case hex`);
+      if (seen.has(serial)) throw bad("denied_certificate_serials", `lists "${serial}" twice`);
+      seen.add(serial);
+    }
+  }
+}
+
+/**
+ * Settings as an operator may write them, in their stored form: serials in
+ * canonical hex ("0a:1b" becomes "A1B"), given twice kept once. Throws
+ * invalid_argument for a serial that is not hex.
+ */
+export function normalizeSettings<S extends Partial<TenantSettings>>(s: S): S {
+  if (s.deniedCertificateSerials === undefined) return s;
+  const serials = s.deniedCertificateSerials.map((text) => {
+    const serial = normalizeCertSerial(text);
+    if (serial === undefined) {
+      throw new FerryError("invalid_argument", "invalid_setting", `denied_certificate_serials entry "${text.slice(0, 100)}" is not a certificate serial (hex, at most 20 bytes)`);
+    }
+    return serial;
+  });
+  return { ...s, deniedCertificateSerials: [...new Set(serials)] };
 }
 
 /** The settings of a record (or the defaults). */
@@ -67,6 +100,7 @@ export function settingsOf(r: TenantRecord | undefined): TenantSettings {
     maxRequestBodyBytes: r?.maxRequestBodyBytes ?? 0n,
     maxConcurrentExchanges: r?.maxConcurrentExchanges ?? 0,
     allowedTargets: [...(r?.allowedTargets ?? [])],
+    deniedCertificateSerials: [...(r?.deniedCertificateSerials ?? [])],
   };
 }
 
@@ -90,6 +124,13 @@ export function applyMask(record: TenantRecord, update: TenantSettings, paths: r
     }
     (next as unknown as Record<string, unknown>)[field] = update[field];
   }
-  validateSettings(next);
-  return create(TenantRecordSchema, { ...next, name: record.name, createTime: record.createTime, updateTime: timestampNow() });
+  const normalized = normalizeSettings(next);
+  validateSettings(normalized);
+  return create(TenantRecordSchema, {
+    ...normalized,
+    name: record.name,
+    tenantId: record.tenantId,
+    createTime: record.createTime,
+    updateTime: timestampNow(),
+  });
 }

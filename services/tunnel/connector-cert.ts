@@ -1,14 +1,15 @@
 import type { Http2ServerRequest } from "node:http2";
 import type { PeerCertificate, TLSSocket } from "node:tls";
+import { normalizeCertSerial } from "../../clients/sdk/cert-serial.js";
 import { isDnsLabel } from "../../clients/sdk/names.js";
 
 /** What a connector's client certificate says about it. */
 export type ConnectorCert =
   /** No certificate, or a cleartext connection. */
   | { kind: "none" }
-  /** Presented but not usable: not signed by --connector-ca, expired, or naming no tenant. */
-  | { kind: "untrusted"; reason: string; subject: string }
-  /** Verified against --connector-ca; `name` is the SAN or CN it was read from. */
+  /** Presented but not usable: not signed by --connector-ca, expired, naming no tenant, or `denied` (its serial) by its tenant. */
+  | { kind: "untrusted"; reason: string; subject: string; denied?: string }
+  /** Verified against --connector-ca; `name` is the SAN or CN it was read from; `serial` normalised (normalizeCertSerial). */
   | { kind: "valid"; tenant: string; connectorId?: string; name: string; serial: string; notAfter: Date };
 
 /**
@@ -33,7 +34,17 @@ export function connectorCert(req: Http2ServerRequest): ConnectorCert {
   if (parsed.length === 0) return { kind: "untrusted", reason: `names no tenant (${names.join(", ") || "no names"})`, subject };
   if (tenants.size > 1) return { kind: "untrusted", reason: `names several tenants (${[...tenants].join(", ")})`, subject };
   const first = parsed[0]!;
-  return { kind: "valid", ...first, serial: cert.serialNumber, notAfter: new Date(cert.valid_to) };
+  return { kind: "valid", ...first, serial: normalizeCertSerial(String(cert.serialNumber ?? "")) ?? "", notAfter: new Date(cert.valid_to) };
+}
+
+/**
+ * Whether the tenant's deny list (TenantRecord.denied_certificate_serials)
+ * names `serial` (normalised). The admin API stores the list normalised; it is
+ * normalised again here because a stored record is input too.
+ */
+export function serialDenied(denied: readonly string[] | undefined, serial: string | undefined): boolean {
+  if (!serial || !denied || denied.length === 0) return false;
+  return denied.some((d) => normalizeCertSerial(d) === serial);
 }
 
 function certNames(cert: PeerCertificate): string[] {

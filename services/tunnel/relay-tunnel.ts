@@ -1,12 +1,14 @@
 import { create } from "@bufbuild/protobuf";
+import { eachContained } from "../../clients/sdk/each-contained.js";
 import { type Frame, FrameSchema, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
-import type { ConnectorStatus, ConnectRequest, ConnectResponse } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
+import type { ConnectRequest, ConnectResponse } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
 import { exchangeKey } from "../../clients/sdk/ids.js";
 import type { Logger } from "../../clients/sdk/logger.js";
 import { Keepalive } from "../../clients/sdk/keepalive.js";
 import { Outbox } from "../../clients/sdk/outbox.js";
 import { ExchangeLifetime } from "../bus/exchange-lifetime.js";
+import type { PeerFaults } from "../observability/peer-faults.js";
+import { checkStatus, type ValidStatus } from "./connector-status.js";
 
 /** What the connector is told when the relay ends a tunnel for a reason it must act on. */
 export type TunnelCloseStatus = "unauthenticated" | "permission_denied" | "unavailable";
@@ -18,6 +20,8 @@ export interface TunnelInfo {
   nodeId: string;
   tenant: string;
   keyId: string;
+  /** The credential the tunnel limits count by: "key:<keyId>", or "cert:<name>" for a certificate alone. */
+  principal: string;
   connectorId: string;
   connectorVersion: string;
   hostname: string;
@@ -31,6 +35,10 @@ export interface TunnelInfo {
   requestWindow: number;
   /** The client certificate that authenticated the tunnel stops being valid then. */
   certificateExpires?: Date;
+  /** Serial (normalised hex) of that certificate: the tenant's deny list can end the tunnel. */
+  certificateSerial?: string;
+  /** A diagnostic probe (ferry doctor): registered so revocation ends it, never routed to. */
+  probe?: boolean;
 }
 
 /** An exchange passing through: where its response frames go, and when it is over. */
@@ -42,6 +50,8 @@ interface Slot {
 
 export interface RelayTunnelOptions {
   log: Logger;
+  /** Counts what the connector sends that the relay ignores. */
+  faults: PeerFaults;
   keepaliveMs: number;
   /** Called once when the tunnel is gone, with the reason. */
   onClose(tunnel: RelayTunnel, reason: string): void;
@@ -122,7 +132,8 @@ export class RelayTunnel {
     const m = message.message;
     switch (m.case) {
       case "frames":
-        for (const frame of m.value.frames) this.fromConnector(frame);
+        // One frame whose handling throws costs only its own exchange, never the tunnel or the others in the batch.
+        eachContained(m.value.frames, (frame) => this.fromConnector(frame), (frame, err) => this.frameFailed(frame, err));
         return;
       case "ping":
         if (this.keepalive.shouldAnswer()) {
@@ -137,11 +148,18 @@ export class RelayTunnel {
         // It ends the stream itself once its exchanges are done; route nothing new here meanwhile.
         this.startDraining();
         return;
-      case "status":
-        this.applyStatus(m.value);
+      case "status": {
+        const status = checkStatus(m.value);
+        if ("invalid" in status) {
+          // Ignored, not fatal: the previous status stands, and a connector that lies about it hurts only itself.
+          this.opts.faults.fault("connector", "invalid_status", { tunnel: this.info.id, why: status.invalid });
+          return;
+        }
+        this.applyStatus(status);
         this.opts.log.info({ tunnel: this.info.id, paused: this.paused }, this.paused ? "connector paused by its admin" : "connector resumed");
         this.opts.onStatus?.(this);
         return;
+      }
       case "hello":
         this.opts.log.warn({ tunnel: this.info.id }, "ignoring a second Hello");
         return;
@@ -150,10 +168,10 @@ export class RelayTunnel {
     }
   }
 
-  /** Takes what the connector's admin decided (from Hello, then from each status message). */
-  applyStatus(status: ConnectorStatus | undefined): void {
-    this.paused = status?.paused ?? false;
-    this.leaveTime = status?.leaveTime ? timestampDate(status.leaveTime) : undefined;
+  /** Takes what the connector's admin decided (from Hello, then from each status message), once checked. */
+  applyStatus(status: ValidStatus): void {
+    this.paused = status.paused;
+    this.leaveTime = status.leaveTime;
   }
 
   /** Asks the connector to move: it reconnects elsewhere and finishes what is in flight here. */
@@ -203,6 +221,18 @@ export class RelayTunnel {
     if (!slot) return; // late frame of a finished exchange
     if (slot.lifetime.response(frame)) this.release(key, slot);
     slot.deliver(frame);
+  }
+
+  /** A frame from the connector that its exchange's handler could not take: that exchange ends, both ways. */
+  private frameFailed(frame: Frame, err: unknown): void {
+    const key = exchangeKey(frame.exchangeId);
+    this.opts.faults.fault("connector", "frame_handler_threw", { tunnel: this.info.id, err: String(err) });
+    const slot = this.slots.get(key);
+    if (!slot) return;
+    this.release(key, slot);
+    const reason = "the relay could not handle a frame of this exchange";
+    this.outbox.pushFrame(resetFrame(key, ResetCode.INTERNAL, reason));
+    slot.deliver(resetFrame(key, ResetCode.INTERNAL, reason));
   }
 
   private release(key: string, slot: Slot): void {

@@ -18,14 +18,18 @@ import { CodecError, decodeConnectRequest, encodeTunnelMessage, TUNNEL_PATH } fr
 import { FERRY_VERSION } from "../../clients/sdk/version.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { RefusalLimiter } from "../audit/refusal-limiter.js";
+import { createSourceBackoff, type SourceBackoff } from "../auth/source-backoff.js";
 import { type NodeRequest, type NodeResponse, sendError } from "../gateway/http-error.js";
 import type { Catalog } from "../state/catalog.js";
 import type { PeerFaults } from "../observability/peer-faults.js";
 import type { Limits } from "../relay/limits.js";
-import { type ConnectorCert, connectorCert } from "./connector-cert.js";
+import { type ConnectorCert, connectorCert, serialDenied } from "./connector-cert.js";
+import { checkStatus, type ValidStatus } from "./connector-status.js";
 import { GrpcCall, GrpcError, GrpcStatus } from "./grpc-call.js";
 import { RelayTunnel, type TunnelCloseStatus } from "./relay-tunnel.js";
+import { createTunnelAdmission, LimitRefusal, type TunnelAdmission } from "./tunnel-admission.js";
 import type { TunnelRegistry } from "./tunnel-registry.js";
+import { widenTunnelSession } from "./tunnel-windows.js";
 
 export interface TunnelEndpointDeps {
   catalog: Catalog;
@@ -36,8 +40,13 @@ export interface TunnelEndpointDeps {
   keepaliveMs: number;
   /** True once the relay drains: new tunnels are refused so connectors pick another node. */
   isDraining(): boolean;
-  /** Bounds audit events about refused keys (anyone can present a bad one). */
+  /** Bounds audit events about refusals, per source address (anyone can present a bad key). */
   refusals: RefusalLimiter;
+  /**
+   * Back-off on failed credentials per source address, shared with the admin
+   * API (one per node). Without it the endpoint keeps its own.
+   */
+  backoff?: SourceBackoff;
   /** Client certificates verified against --connector-ca authenticate connectors (mTLS). */
   acceptCertificates?: boolean;
   limits: Limits;
@@ -45,16 +54,30 @@ export interface TunnelEndpointDeps {
 }
 
 const HELLO_TIMEOUT_MS = 10_000;
-const MAX_TARGETS = 1000;
 const MAX_CAPACITY = 10_000;
 const DEFAULT_CAPACITY = 256;
+/** A probe (ferry doctor) needs seconds; past this it is closed, so a probe cannot become a hidden long-lived tunnel. */
+export const PROBE_MAX_MS = 60_000;
+/** Targets named in a connect audit event (and its log line); the rest are only counted. */
+const AUDIT_TARGETS = 16;
+
+/** The endpoint's dependencies with the per-node pieces it makes itself when not given. */
+interface Endpoint extends TunnelEndpointDeps {
+  backoff: SourceBackoff;
+  admission: TunnelAdmission;
+}
 
 /**
  * TunnelService/Connect (proto/ferry/tunnel/v1/tunnel_service.proto) served
  * straight on the HTTP/2 stream: authenticate the connector, read Hello, answer
  * Welcome, then pipe exchanges until either side ends the stream.
  */
-export function createTunnelEndpoint(deps: TunnelEndpointDeps): (req: NodeRequest, res: NodeResponse) => void {
+export function createTunnelEndpoint(options: TunnelEndpointDeps): (req: NodeRequest, res: NodeResponse) => void {
+  const deps: Endpoint = {
+    ...options,
+    backoff: options.backoff ?? createSourceBackoff(options.limits),
+    admission: createTunnelAdmission(options.limits),
+  };
   return (req, res) => {
     if (!("stream" in req)) {
       // A proxy on the way that speaks only HTTP/1.1 ends up here; say so instead of a bare 404.
@@ -79,50 +102,73 @@ export function createTunnelEndpoint(deps: TunnelEndpointDeps): (req: NodeReques
   };
 }
 
-async function serve(deps: TunnelEndpointDeps, call: GrpcCall, req: Http2ServerRequest): Promise<void> {
+async function serve(deps: Endpoint, call: GrpcCall, req: Http2ServerRequest): Promise<void> {
   if (deps.isDraining()) throw new GrpcError(GrpcStatus.UNAVAILABLE, "relay is draining; connect to another node");
+  const source = call.remoteAddress;
+  const wait = deps.backoff.waitMs(source);
+  if (wait > 0) {
+    // Refused before the credential is even looked at: a flood of guesses costs no hashing and little audit.
+    deps.faults.limited("authFailuresBeforeBackoff");
+    refuseAnonymous(deps, source, { reason: "too many failed attempts" });
+    throw new GrpcError(GrpcStatus.RESOURCE_EXHAUSTED, `too many failed attempts from this address: retry in ${Math.ceil(wait / 1000)}s`);
+  }
   const secret = bearer(call.header("authorization"));
   const cert: ConnectorCert = deps.acceptCertificates ? connectorCert(req) : { kind: "none" };
-  const key = authenticate(deps, secret, cert, call.remoteAddress);
-  const hello = await readHello(call);
-  // The key (or its tenant) may have gone while we waited for Hello; revocation only sees registered tunnels.
-  authenticate(deps, secret, cert, call.remoteAddress);
+  let key = authenticate(deps, secret, cert, source);
+  deps.backoff.succeeded(source);
+  // Before Hello: a key in a reconnect loop must not even hold streams waiting for one.
+  withinLimit(deps, key, source, () => deps.admission.takeOpen(key.principal));
+  const { hello, status: helloStatus } = await readHello(call, deps).catch((err: unknown) => {
+    throw limitRefused(deps, err, key, source);
+  });
+  // The key, its tenant or the certificate may have gone while we waited for Hello; revocation only sees registered tunnels.
+  key = authenticate(deps, secret, cert, source);
   if (key.connectorId !== undefined && hello.connectorId !== key.connectorId) {
-    refuse(deps, key.actor, key.tenant, { reason: "connector id differs from the certificate's", connectorId: hello.connectorId, remoteAddress: call.remoteAddress });
+    refuse(deps, key.actor, key.tenant, source, { reason: "connector id differs from the certificate's", connectorId: hello.connectorId });
     throw new GrpcError(
       GrpcStatus.PERMISSION_DENIED,
       `the client certificate is for connector "${key.connectorId}" but Hello says "${hello.connectorId}": start the connector with --id ${key.connectorId}`,
     );
   }
+  // From here to registry.add nothing waits: no other tunnel can pass the same room check meanwhile.
+  withinLimit(deps, key, source, () => deps.admission.checkRoom(deps.registry.held(key.tenant), key.principal, key.tenant));
+  // Authenticated, Hello valid, within its limits: only now may the session carry a tunnel's windows.
+  if (req.stream.session) widenTunnelSession(req.stream.session);
 
+  const targets = hello.targets.map((t) => t.name);
+  let probeTimer: NodeJS.Timeout | undefined;
   const tunnel = new RelayTunnel(
     {
       id: shortId(),
       nodeId: deps.nodeId,
       tenant: key.tenant,
       keyId: key.keyId,
+      principal: key.principal,
       connectorId: hello.connectorId,
       connectorVersion: hello.connectorVersion,
       hostname: hello.hostname,
       tunnelIndex: hello.tunnelIndex,
-      remoteAddress: call.remoteAddress,
+      remoteAddress: source,
       connectTime: new Date(),
-      targets: new Set(hello.targets.map((t) => t.name)),
+      targets: new Set(targets),
       capacity: hello.maxConcurrentExchanges || DEFAULT_CAPACITY,
       requestWindow: hello.requestWindow || DEFAULT_WINDOW,
       ...(key.certificateExpires ? { certificateExpires: key.certificateExpires } : {}),
+      ...(key.serial ? { certificateSerial: key.serial } : {}),
+      ...(hello.probe ? { probe: true } : {}),
     },
     {
       log: deps.log,
+      faults: deps.faults,
       keepaliveMs: deps.keepaliveMs,
       onClose: (t, reason) => {
-        if (hello.probe) return;
+        clearTimeout(probeTimer);
         deps.registry.remove(t);
         deps.audit.record({
           action: "connector.disconnect",
           actor: key.actor,
           tenant: t.info.tenant,
-          details: { tunnel: t.info.id, connectorId: t.info.connectorId, reason },
+          details: { tunnel: t.info.id, connectorId: t.info.connectorId, reason, ...(hello.probe ? { probe: true } : {}) },
         });
         if (reason === "keepalive timeout") call.kill();
       },
@@ -130,39 +176,49 @@ async function serve(deps: TunnelEndpointDeps, call: GrpcCall, req: Http2ServerR
       onStatus: () => deps.registry.changed(),
     },
   );
-  tunnel.applyStatus(hello.status);
-  tunnel.outbox.pushControl({
-    case: "welcome",
-    value: {
-      $typeName: "ferry.tunnel.v1.Welcome",
-      protocolVersion: PROTOCOL_VERSION,
-      tunnelId: tunnel.info.id,
-      nodeId: deps.nodeId,
+  // A probe is registered (revocation, tenant deletion and DisconnectConnector end it) but never routed to.
+  if (hello.probe) probeTimer = setTimeout(() => tunnel.close("probe time is up", { graceful: true }), PROBE_MAX_MS).unref();
+  // Nothing below should throw; if something does, the tunnel must not outlive this call (a zombie holding a
+  // registry entry and a keepalive timer).
+  try {
+    tunnel.applyStatus(helloStatus);
+    tunnel.outbox.pushControl({
+      case: "welcome",
+      value: {
+        $typeName: "ferry.tunnel.v1.Welcome",
+        protocolVersion: PROTOCOL_VERSION,
+        tunnelId: tunnel.info.id,
+        nodeId: deps.nodeId,
+        tenant: key.tenant,
+        keepaliveInterval: durationFromMs(deps.keepaliveMs),
+        maxFrameSize: MAX_FRAME_SIZE,
+        relayVersion: FERRY_VERSION,
+      },
+    });
+    deps.registry.add(tunnel);
+    deps.audit.record({
+      action: hello.probe ? "connector.probe" : "connector.connect",
+      actor: key.actor,
       tenant: key.tenant,
-      keepaliveInterval: durationFromMs(deps.keepaliveMs),
-      maxFrameSize: MAX_FRAME_SIZE,
-      relayVersion: FERRY_VERSION,
-    },
-  });
-  // A probe (ferry doctor) is authenticated and answers pings, but it is never a place to send exchanges.
-  if (!hello.probe) deps.registry.add(tunnel);
-  deps.audit.record({
-    action: hello.probe ? "connector.probe" : "connector.connect",
-    actor: key.actor,
-    tenant: key.tenant,
-    details: {
-      tunnel: tunnel.info.id,
-      auth: key.auth,
-      ...(key.certificate ? { certificate: key.certificate } : {}),
-      connectorId: hello.connectorId,
-      version: hello.connectorVersion,
-      hostname: hello.hostname,
-      remoteAddress: call.remoteAddress,
-      targets: [...tunnel.info.targets],
-      ...(tunnel.paused ? { paused: true } : {}),
-      ...(tunnel.leaveTime ? { leaveTime: tunnel.leaveTime.toISOString() } : {}),
-    },
-  });
+      details: {
+        tunnel: tunnel.info.id,
+        auth: key.auth,
+        ...(key.certificate ? { certificate: key.certificate } : {}),
+        connectorId: hello.connectorId,
+        version: hello.connectorVersion,
+        hostname: hello.hostname,
+        remoteAddress: source,
+        // A Hello may name hundreds of targets: the record (and its log line) names the first few and counts them all.
+        targets: targets.slice(0, AUDIT_TARGETS),
+        ...(targets.length > AUDIT_TARGETS ? { targetCount: targets.length } : {}),
+        ...(tunnel.paused ? { paused: true } : {}),
+        ...(tunnel.leaveTime ? { leaveTime: tunnel.leaveTime.toISOString() } : {}),
+      },
+    });
+  } catch (err) {
+    tunnel.close("internal error");
+    throw err;
+  }
 
   // Always read: exchanges' buffers are bounded by their windows, and a
   // stalled reader would stall every exchange on the tunnel.
@@ -171,10 +227,17 @@ async function serve(deps: TunnelEndpointDeps, call: GrpcCall, req: Http2ServerR
     try {
       message = decodeConnectRequest(bytes);
     } catch (e) {
+      deps.faults.fault("connector", "malformed_message", { tunnel: tunnel.info.id });
       tunnel.close(`malformed message: ${(e as CodecError).message}`);
       return;
     }
-    tunnel.handle(message);
+    try {
+      tunnel.handle(message);
+    } catch (err) {
+      // Nothing in handle() should throw (frames are contained one by one); if it does, this tunnel ends, not the process.
+      deps.faults.fault("connector", "message_handler_threw", { tunnel: tunnel.info.id, err: String(err) });
+      tunnel.close("the relay could not handle a message on this tunnel");
+    }
   });
   call.onClose(() => tunnel.close("stream aborted"));
   req.once("end", () => tunnel.close("connector closed the tunnel", { graceful: true }));
@@ -188,6 +251,26 @@ async function serve(deps: TunnelEndpointDeps, call: GrpcCall, req: Http2ServerR
   // Tell the connector why, when it is something it must act on (a revoked key, a disabled tenant).
   const status = tunnel.closeStatus ? CLOSE_STATUS[tunnel.closeStatus] : GrpcStatus.OK;
   call.finish(status, status === GrpcStatus.OK ? "" : tunnel.closeReason);
+}
+
+/** Runs a limit check; a refusal by it is counted and audited on its way out. */
+function withinLimit(deps: Endpoint, key: Principal, source: string, check: () => void): void {
+  try {
+    check();
+  } catch (err) {
+    throw limitRefused(deps, err, key, source);
+  }
+}
+
+/**
+ * Counts and audits a refusal by a tunnel limit (the audit bounded per source:
+ * a reconnect loop hits it again and again), and hands back the error.
+ */
+function limitRefused(deps: Endpoint, err: unknown, key: Principal, source: string): unknown {
+  if (!(err instanceof LimitRefusal)) return err;
+  deps.faults.limited(err.limit);
+  refuse(deps, key.actor, key.tenant, source, { reason: err.reason, limit: err.limit });
+  return err;
 }
 
 const CLOSE_STATUS: Record<TunnelCloseStatus, number> = {
@@ -206,11 +289,15 @@ interface Principal {
   tenant: string;
   /** The connector key's id; empty for a tunnel authenticated by certificate alone. */
   keyId: string;
+  /** What the tunnel limits count by: "key:<keyId>", or "cert:<name>" without a key. */
+  principal: string;
   /** The audit actor: connector:KEYID, or connector-cert:NAME without a key. */
   actor: string;
   auth: "key" | "certificate" | "certificate+key";
   /** The certificate's name (SAN or CN) when one authenticated the tunnel. */
   certificate?: string;
+  /** Its serial (normalised): the tenant's deny list ends the tunnel when it names it. */
+  serial?: string;
   /** The connector id the certificate names; Hello must carry the same. */
   connectorId?: string;
   /** When the certificate stops being valid: the tunnel closes then (see the relay's expiry sweep). */
@@ -219,78 +306,84 @@ interface Principal {
 
 /**
  * A connector key, a client certificate (mTLS), or both. A certificate that
- * does not verify counts as absent, so a key still gets in; with no key it is
- * refused. Both together must name the same tenant.
+ * does not verify, or whose serial its tenant denies, counts as absent, so a
+ * key still gets in; with no key it is refused. Both together must name the
+ * same tenant. A wrong credential counts against the source's back-off.
  */
-function authenticate(deps: TunnelEndpointDeps, secret: string, cert: ConnectorCert, remoteAddress: string): Principal {
+function authenticate(deps: Endpoint, secret: string, cert: ConnectorCert, source: string): Principal {
+  if (cert.kind === "valid" && serialDenied(deps.catalog.getTenant(cert.tenant)?.deniedCertificateSerials, cert.serial)) {
+    cert = { kind: "untrusted", reason: "its serial is on the tenant's deny list", subject: `CN=${cert.name}`, denied: cert.serial };
+  }
   if (cert.kind === "untrusted" && secret === "") {
-    const suppressed = deps.refusals.admit();
-    if (suppressed !== undefined) {
-      deps.audit.record({
-        action: "connector.refused",
-        actor: "anonymous",
-        details: { reason: "untrusted certificate", certificate: cert.subject, error: cert.reason, remoteAddress, ...(suppressed ? { suppressedBefore: suppressed } : {}) },
-      });
-    }
+    failed(deps, source, {
+      reason: cert.denied ? "certificate denied" : "untrusted certificate",
+      certificate: cert.subject,
+      ...(cert.denied ? { serial: cert.denied } : { error: cert.reason }),
+    });
     throw new GrpcError(GrpcStatus.UNAUTHENTICATED, `client certificate not accepted (${cert.reason}) and no connector key sent`);
   }
   if (cert.kind !== "valid") {
-    const key = authenticateKey(deps, secret, remoteAddress);
-    return { tenant: key.tenant, keyId: key.keyId, actor: `connector:${key.keyId}`, auth: "key" };
+    const key = authenticateKey(deps, secret, source);
+    return { tenant: key.tenant, keyId: key.keyId, principal: `key:${key.keyId}`, actor: `connector:${key.keyId}`, auth: "key" };
   }
   const actor = `connector-cert:${cert.name}`;
-  const details = { certificate: cert.name, serial: cert.serial, remoteAddress };
-  const key = secret === "" ? undefined : authenticateKey(deps, secret, remoteAddress);
+  const details = { certificate: cert.name, serial: cert.serial };
+  const key = secret === "" ? undefined : authenticateKey(deps, secret, source);
   if (key && key.tenant !== cert.tenant) {
-    refuse(deps, `connector:${key.keyId}`, key.tenant, { reason: "certificate and key name different tenants", ...details });
+    refuse(deps, `connector:${key.keyId}`, key.tenant, source, { reason: "certificate and key name different tenants", ...details });
     throw new GrpcError(GrpcStatus.UNAUTHENTICATED, `the client certificate names tenant "${cert.tenant}" but the connector key is another tenant's`);
   }
   const tenant = deps.catalog.getTenant(cert.tenant);
   if (!tenant) {
-    refuse(deps, actor, cert.tenant, { reason: "unknown tenant", ...details });
+    refuse(deps, actor, cert.tenant, source, { reason: "unknown tenant", ...details });
     throw new GrpcError(GrpcStatus.UNAUTHENTICATED, `the client certificate names tenant "${cert.tenant}", which does not exist`);
   }
   if (tenant.disabled) {
-    refuse(deps, actor, cert.tenant, { reason: "tenant disabled", ...details });
+    refuse(deps, actor, cert.tenant, source, { reason: "tenant disabled", ...details });
     throw new GrpcError(GrpcStatus.PERMISSION_DENIED, `tenant "${cert.tenant}" is disabled`);
   }
   return {
     tenant: cert.tenant,
     keyId: key?.keyId ?? "",
+    principal: key ? `key:${key.keyId}` : `cert:${cert.name}`,
     actor: key ? `connector:${key.keyId}` : actor,
     auth: key ? "certificate+key" : "certificate",
     certificate: cert.name,
+    serial: cert.serial,
     certificateExpires: cert.notAfter,
     ...(cert.connectorId !== undefined ? { connectorId: cert.connectorId } : {}),
   };
 }
 
-/** Refusals of a verified certificate: its holder is known, so they are recorded without the limiter. */
-function refuse(deps: TunnelEndpointDeps, actor: string, tenant: string, details: Record<string, unknown>): void {
-  deps.audit.record({ action: "connector.refused", actor, tenant, details });
+/**
+ * Audits a refusal, at most a few per source and window (refusal limiter):
+ * a connector in a reconnect loop, or anyone with a bad key, repeats it.
+ */
+function refuse(deps: Endpoint, actor: string, tenant: string | undefined, source: string, details: Record<string, unknown>): void {
+  const suppressed = deps.refusals.admit(source);
+  if (suppressed === undefined) return;
+  deps.audit.record({
+    action: "connector.refused",
+    actor,
+    ...(tenant ? { tenant } : {}),
+    details: { ...details, remoteAddress: source, ...(suppressed ? { suppressedBefore: suppressed } : {}) },
+  });
 }
 
-function authenticateKey(deps: TunnelEndpointDeps, secret: string, remoteAddress: string) {
+function refuseAnonymous(deps: Endpoint, source: string, details: Record<string, unknown>): void {
+  refuse(deps, "anonymous", undefined, source, details);
+}
+
+/** A wrong credential: audited, and counted against the source (its next attempts may have to wait). */
+function failed(deps: Endpoint, source: string, details: Record<string, unknown>): void {
+  deps.backoff.failed(source);
+  refuseAnonymous(deps, source, details);
+}
+
+function authenticateKey(deps: Endpoint, secret: string, source: string) {
   const check = deps.catalog.checkConnectorKey(secret);
   if (!check.ok) {
-    const suppressed = deps.refusals.admit();
-    if (suppressed !== undefined) {
-      deps.audit.record({
-        action: "connector.refused",
-        actor: "anonymous",
-        details: { reason: secret === "" ? "missing" : check.reason, remoteAddress, ...(suppressed ? { suppressedBefore: suppressed } : {}) },
-      });
-    }
-  } else if (deps.catalog.getTenant(check.key.tenant)?.disabled) {
-    deps.audit.record({
-      action: "connector.refused",
-      actor: `connector:${check.key.keyId}`,
-      tenant: check.key.tenant,
-      details: { reason: "tenant disabled", remoteAddress },
-    });
-    throw new GrpcError(GrpcStatus.PERMISSION_DENIED, `tenant "${check.key.tenant}" is disabled`);
-  }
-  if (!check.ok) {
+    failed(deps, source, { reason: secret === "" ? "missing" : check.reason });
     const message =
       secret === ""
         ? "connector key missing: send authorization: Bearer <key>"
@@ -301,16 +394,20 @@ function authenticateKey(deps: TunnelEndpointDeps, secret: string, remoteAddress
             : "connector key is not valid";
     throw new GrpcError(GrpcStatus.UNAUTHENTICATED, message);
   }
+  if (deps.catalog.getTenant(check.key.tenant)?.disabled) {
+    refuse(deps, `connector:${check.key.keyId}`, check.key.tenant, source, { reason: "tenant disabled" });
+    throw new GrpcError(GrpcStatus.PERMISSION_DENIED, `tenant "${check.key.tenant}" is disabled`);
+  }
   return check.key;
 }
 
-/** The first message, which must be a valid Hello, within HELLO_TIMEOUT_MS. */
-function readHello(call: GrpcCall): Promise<Hello> {
+/** The first message, which must be a valid Hello, within HELLO_TIMEOUT_MS; with its status checked. */
+function readHello(call: GrpcCall, deps: Endpoint): Promise<{ hello: Hello; status: ValidStatus }> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new GrpcError(GrpcStatus.DEADLINE_EXCEEDED, `no Hello within ${HELLO_TIMEOUT_MS / 1000}s`)),
-      HELLO_TIMEOUT_MS,
-    );
+    const timer = setTimeout(() => {
+      deps.faults.fault("connector", "hello_timeout");
+      reject(new GrpcError(GrpcStatus.DEADLINE_EXCEEDED, `no Hello within ${HELLO_TIMEOUT_MS / 1000}s`));
+    }, HELLO_TIMEOUT_MS);
     call.onClose(() => {
       clearTimeout(timer);
       reject(new GrpcError(GrpcStatus.UNAVAILABLE, "the connector went away before Hello"));
@@ -321,15 +418,21 @@ function readHello(call: GrpcCall): Promise<Hello> {
       try {
         const first = decodeConnectRequest(bytes);
         if (first.message.case !== "hello") throw new GrpcError(GrpcStatus.INVALID_ARGUMENT, "the first tunnel message must be Hello");
-        resolve(validateHello(first.message.value));
+        resolve(validateHello(first.message.value, deps.limits));
       } catch (e) {
-        reject(e instanceof CodecError ? new GrpcError(GrpcStatus.INVALID_ARGUMENT, `malformed Hello: ${e.message}`) : e);
+        const err = e instanceof CodecError ? new GrpcError(GrpcStatus.INVALID_ARGUMENT, `malformed Hello: ${e.message}`) : e;
+        if (err instanceof GrpcError && err.status === GrpcStatus.INVALID_ARGUMENT) deps.faults.fault("connector", "invalid_hello", { why: err.message });
+        reject(err);
       }
     });
   });
 }
 
-function validateHello(hello: Hello): Hello {
+/**
+ * Everything in a Hello is the connector's word: checked here, before any
+ * tunnel object or timer exists for it, so a bad one leaves nothing behind.
+ */
+function validateHello(hello: Hello, limits: Limits): { hello: Hello; status: ValidStatus } {
   const v = hello.protocolVersion;
   if (v < MIN_PROTOCOL_VERSION || v > PROTOCOL_VERSION) {
     const upgrade = v < MIN_PROTOCOL_VERSION ? "upgrade the connector" : "upgrade the relay";
@@ -341,9 +444,15 @@ function validateHello(hello: Hello): Hello {
   const invalid = (message: string) => new GrpcError(GrpcStatus.INVALID_ARGUMENT, message);
   if (hello.targets.length === 0 && !hello.probe) throw invalid("Hello lists no targets");
   if (hello.targets.length > 0 && hello.probe) throw invalid("a probe Hello lists no targets");
-  if (hello.targets.length > MAX_TARGETS) throw invalid(`Hello lists ${hello.targets.length} targets; at most ${MAX_TARGETS}`);
+  if (hello.targets.length > limits.maxTargetsPerTunnel) {
+    throw new LimitRefusal(
+      "maxTargetsPerTunnel",
+      "too many targets",
+      `Hello lists ${hello.targets.length} targets; this relay takes at most ${limits.maxTargetsPerTunnel} per tunnel`,
+    );
+  }
   for (const t of hello.targets) {
-    if (!isDnsLabel(t.name)) throw invalid(`target name "${t.name}" is not a DNS label`);
+    if (!isDnsLabel(t.name)) throw invalid(`target name "${t.name.slice(0, 64)}" is not a DNS label`);
   }
   if (hello.maxConcurrentExchanges > MAX_CAPACITY) throw invalid(`max_concurrent_exchanges is above ${MAX_CAPACITY}`);
   if (hello.requestWindow !== 0 && (hello.requestWindow < MIN_WINDOW || hello.requestWindow > MAX_WINDOW)) {
@@ -352,5 +461,7 @@ function validateHello(hello: Hello): Hello {
   if (hello.connectorId.length > 128 || hello.hostname.length > 255 || hello.connectorVersion.length > 64) {
     throw invalid("Hello has an over-long connector id, host name or version");
   }
-  return hello;
+  const status = checkStatus(hello.status);
+  if ("invalid" in status) throw invalid(`Hello status: ${status.invalid}`);
+  return { hello, status };
 }

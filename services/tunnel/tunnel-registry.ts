@@ -8,9 +8,14 @@ const MAX_SEEN_TARGETS = 1000;
  * new exchange: among the tenant's tunnels that serve the target and are not
  * draining, paused or full, the least loaded (ties broken at random, so several
  * connectors of one tenant share the load).
+ *
+ * Probe tunnels (ferry doctor) are held apart: they count against the
+ * tunnel limits and end with their credentials like any tunnel, but nothing
+ * that routes, lists or announces tunnels sees them.
  */
 export class TunnelRegistry {
   private readonly byTenant = new Map<string, Set<RelayTunnel>>();
+  private readonly probesByTenant = new Map<string, Set<RelayTunnel>>();
   /** Targets seen per tenant since start, to tell "connector offline" (503) from "no such target" (404). */
   private readonly seenTargets = new Map<string, Set<string>>();
   private readonly listeners: Array<() => void> = [];
@@ -27,9 +32,11 @@ export class TunnelRegistry {
 
   add(tunnel: RelayTunnel): void {
     const { tenant, targets } = tunnel.info;
-    let set = this.byTenant.get(tenant);
-    if (!set) this.byTenant.set(tenant, (set = new Set()));
-    set.add(tunnel);
+    if (tunnel.info.probe) {
+      addTo(this.probesByTenant, tenant, tunnel);
+      return;
+    }
+    addTo(this.byTenant, tenant, tunnel);
     let seen = this.seenTargets.get(tenant);
     if (!seen) this.seenTargets.set(tenant, (seen = new Set()));
     for (const t of targets) {
@@ -45,17 +52,26 @@ export class TunnelRegistry {
   }
 
   remove(tunnel: RelayTunnel): void {
-    const set = this.byTenant.get(tunnel.info.tenant);
-    if (!set) return;
-    if (!set.delete(tunnel)) return;
-    if (set.size === 0) this.byTenant.delete(tunnel.info.tenant);
-    this.changed();
+    if (tunnel.info.probe) {
+      removeFrom(this.probesByTenant, tunnel);
+      return;
+    }
+    if (removeFrom(this.byTenant, tunnel)) this.changed();
   }
 
-  /** Live tunnels of one tenant, or of all tenants. */
+  /** Live tunnels of one tenant, or of all tenants (probes not included: these are the ones that carry exchanges). */
   tunnels(tenant?: string): RelayTunnel[] {
-    if (tenant !== undefined) return [...(this.byTenant.get(tenant) ?? [])];
-    return [...this.byTenant.values()].flatMap((s) => [...s]);
+    return listOf(this.byTenant, tenant);
+  }
+
+  /** Live probe tunnels of one tenant, or of all. */
+  probes(tenant?: string): RelayTunnel[] {
+    return listOf(this.probesByTenant, tenant);
+  }
+
+  /** Every live tunnel, probes included: what a revoked credential or a tunnel limit must take into account. */
+  held(tenant?: string): RelayTunnel[] {
+    return [...this.tunnels(tenant), ...this.probes(tenant)];
   }
 
   /** Whether a live tunnel of the tenant serves the target. */
@@ -107,4 +123,23 @@ export class TunnelRegistry {
       retryAfterSeconds: 5,
     });
   }
+}
+
+function addTo(map: Map<string, Set<RelayTunnel>>, tenant: string, tunnel: RelayTunnel): void {
+  let set = map.get(tenant);
+  if (!set) map.set(tenant, (set = new Set()));
+  set.add(tunnel);
+}
+
+/** Whether the tunnel was there. */
+function removeFrom(map: Map<string, Set<RelayTunnel>>, tunnel: RelayTunnel): boolean {
+  const set = map.get(tunnel.info.tenant);
+  if (!set?.delete(tunnel)) return false;
+  if (set.size === 0) map.delete(tunnel.info.tenant);
+  return true;
+}
+
+function listOf(map: Map<string, Set<RelayTunnel>>, tenant: string | undefined): RelayTunnel[] {
+  if (tenant !== undefined) return [...(map.get(tenant) ?? [])];
+  return [...map.values()].flatMap((s) => [...s]);
 }

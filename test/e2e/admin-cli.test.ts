@@ -1,3 +1,5 @@
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,6 +13,7 @@ import {
   runFerry,
   startConnectorProcess,
   startRelayProcess,
+  tempDir,
 } from "../helpers/processes.js";
 import { startTestTarget, type TestTarget } from "../helpers/targets.js";
 
@@ -49,8 +52,13 @@ async function cli(args: string[], env: Record<string, string> = {}): Promise<Ra
   return r;
 }
 
+/** The token from the environment, as the docs say (--token shows it in ps, and warns). */
 function admin(...args: string[]): Promise<Ran> {
-  return cli(["admin", "--relay", relay.url, "--token", ADMIN_TOKEN, ...args]);
+  return as(ADMIN_TOKEN, ...args);
+}
+
+function as(token: string, ...args: string[]): Promise<Ran> {
+  return cli(["admin", "--relay", relay.url, ...args], { FERRY_TOKEN: token });
 }
 
 /** `admin` for a command that must succeed with --json: its parsed output. */
@@ -284,6 +292,25 @@ describe("ferry admin tenants", () => {
     expect(tooLong).toMatchObject({ code: 2, stdout: "", stderr: "ferry: invalid_argument: request_timeout must be between 1ms and 1h\n" });
     expect(unknown).toMatchObject({ code: 2, stderr: 'ferry: not_found: tenant "ghost" does not exist\n' });
     expect(await adminJson<TenantJson>("tenants", "get", "tset")).toEqual(before);
+  });
+
+  it("update --deny-cert-serial and --allow-cert-serial edit the tenant's deny list; get shows it", async () => {
+    expect((await admin("tenants", "create", "certs")).code).toBe(0);
+    const denied = await admin("tenants", "update", "certs", "--deny-cert-serial", "0a:1b:2c", "--deny-cert-serial", "DEADBEEF");
+    expect(denied).toMatchObject({ code: 0, stdout: "updated tenant certs: denied_certificate_serials\n" });
+    expect((await admin("tenants", "get", "certs")).stdout).toMatch(/^DENIED CERT SERIALS\s+A1B2C, DEADBEEF$/m);
+    // Adding one keeps the others; the same serial in another spelling is not added twice.
+    let t = await adminJson<TenantJson & { deniedCertificateSerials?: string[] }>("tenants", "update", "certs", "--deny-cert-serial", "serial=0A1B2C", "--deny-cert-serial", "ff");
+    expect(t.deniedCertificateSerials).toEqual(["A1B2C", "DEADBEEF", "FF"]);
+    t = await adminJson("tenants", "update", "certs", "--allow-cert-serial", "de:ad:be:ef", "--description", "pki");
+    expect(t).toMatchObject({ description: "pki", deniedCertificateSerials: ["A1B2C", "FF"] });
+    const [bad, both] = await Promise.all([
+      admin("tenants", "update", "certs", "--deny-cert-serial", "not-hex"),
+      admin("tenants", "update", "certs", "--deny-cert-serial", "ff", "--allow-cert-serial", "FF"),
+    ]);
+    expect(bad).toMatchObject({ code: 1, stdout: "", stderr: 'ferry: --deny-cert-serial "not-hex" is not a certificate serial (hex, e.g. 0A:1B:2C or 0A1B2C)\n' });
+    expect(both).toMatchObject({ code: 1, stderr: "ferry: --deny-cert-serial and --allow-cert-serial both name FF\n" });
+    expect((await admin("tenants", "get", "certs")).stdout).toMatch(/^DENIED CERT SERIALS\s+A1B2C, FF$/m);
   });
 
   it("delete --json names the tenant, which is then gone", async () => {
@@ -658,7 +685,6 @@ describe("ferry admin tokens", () => {
     expect(tokens.flatMap(Object.keys).filter((k) => /secret|sha/i.test(k))).toEqual([]);
 
     // What each role may do.
-    const as = (token: string, ...args: string[]) => cli(["admin", "--relay", relay.url, "--token", token, ...args]);
     const [viewerWrite, viewerRead, tenantList, tenantOther] = await Promise.all([
       as(viewer.secret, "tenants", "create", "by-viewer"),
       as(viewer.secret, "tenants", "list", "--json"),
@@ -680,7 +706,7 @@ describe("ferry admin tokens", () => {
     expect(t.revokeTime).toMatch(/^\d{4}-/);
     const [list, refused, unknown] = await Promise.all([
       admin("tokens", "list"),
-      cli(["admin", "--relay", relay.url, "--token", viewer.secret, "nodes", "list"]),
+      as(viewer.secret, "nodes", "list"),
       admin("tokens", "revoke", "0000000000000000"),
     ]);
     expect(list.stdout).toMatch(new RegExp(`^${viewer.tokenId}\\s+viewer\\s+revoked ${ISO}\\s+${ISO}\\s+dashboards$`, "m"));
@@ -729,25 +755,53 @@ describe("ferry admin global options", () => {
 
   it("takes --relay and --token from FERRY_RELAY and FERRY_TOKEN; flags win over them", async () => {
     const dead = await deadRelay();
-    const [fromEnv, flagsWin] = await Promise.all([
+    const file = join(tempDir(), "admin.token");
+    writeFileSync(file, `${ADMIN_TOKEN}\n`, { mode: 0o600 });
+    const [fromEnv, flagsWin, fromFile] = await Promise.all([
       cli(["admin", "nodes", "list", "--json"], { FERRY_RELAY: relay.url, FERRY_TOKEN: ADMIN_TOKEN, FERRY_ADMIN_TOKEN: "" }),
       cli(["admin", "--relay", relay.url, "--token", ADMIN_TOKEN, "nodes", "list", "--json"], {
         FERRY_RELAY: dead,
         FERRY_TOKEN: "not-the-token-0123456789",
       }),
+      cli(["admin", "--relay", relay.url, "--token-file", file, "nodes", "list", "--json"], { FERRY_TOKEN: "not-the-token-0123456789" }),
     ]);
-    for (const r of [fromEnv, flagsWin]) {
+    for (const r of [fromEnv, flagsWin, fromFile]) {
       expect(r.code).toBe(0);
       expect((JSON.parse(r.stdout) as { nodes: Array<{ address: string }> }).nodes[0]?.address).toBe(relay.url);
     }
+    expect(fromEnv.stderr).toBe("");
+    expect(fromFile.stderr).toBe("");
+  });
+
+  it("--token still works, but warns that the process list shows it and names the alternatives", async () => {
+    const r = await cli(["admin", "--relay", relay.url, "--token", ADMIN_TOKEN, "nodes", "list", "--json"], { FERRY_TOKEN: "" });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe(
+      "warning: --token puts the secret in the process list, where every local user can read it; use FERRY_TOKEN or --token-file instead\n",
+    );
+    const both = await cli(["admin", "--relay", relay.url, "--token", ADMIN_TOKEN, "--token-file", "/nonexistent", "nodes", "list"]);
+    expect(both).toMatchObject({ code: 1, stdout: "" });
+    expect(both.stderr).toMatch(/ferry: --token and --token-file contradict each other: give one\n$/);
+    const missing = await cli(["admin", "--relay", relay.url, "--token-file", "/nonexistent/admin.token", "nodes", "list"], { FERRY_TOKEN: ADMIN_TOKEN });
+    expect(missing).toMatchObject({ code: 1, stdout: "", stderr: "ferry: --token-file /nonexistent/admin.token: no such file\n" });
+    const none = await cli(["admin", "--relay", relay.url, "nodes", "list"], { FERRY_TOKEN: "", FERRY_ADMIN_TOKEN: "" });
+    expect(none).toMatchObject({ code: 1, stderr: "ferry: no admin token: set FERRY_TOKEN or pass --token-file FILE\n" });
+  });
+
+  it("--help's examples keep the token out of the command line", async () => {
+    const r = await cli(["admin", "--help"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("FERRY_TOKEN=");
+    expect(r.stdout).toContain("--token-file");
+    expect(r.stdout.split("Examples:")[1]).not.toMatch(/--token\s/);
   });
 
   it("an unreachable relay is exit 2 unavailable; a relay that is not a URL is exit 1", async () => {
     const dead = await deadRelay();
     const [byFlag, byEnv, notUrl] = await Promise.all([
-      cli(["admin", "--relay", dead, "--token", ADMIN_TOKEN, "tenants", "list"]),
+      cli(["admin", "--relay", dead, "tenants", "list"], { FERRY_TOKEN: ADMIN_TOKEN }),
       cli(["admin", "keys", "list", "acme", "--json"], { FERRY_RELAY: dead, FERRY_TOKEN: ADMIN_TOKEN }),
-      cli(["admin", "--relay", "not a url", "--token", ADMIN_TOKEN, "nodes", "list"]),
+      cli(["admin", "--relay", "not a url", "nodes", "list"], { FERRY_TOKEN: ADMIN_TOKEN }),
     ]);
     for (const r of [byFlag, byEnv]) {
       expect(r.code).toBe(2);

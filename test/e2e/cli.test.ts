@@ -10,7 +10,7 @@ let admin: (...args: string[]) => ReturnType<typeof runFerry>;
 
 beforeAll(async () => {
   relay = await startRelayProcess();
-  admin = (...args) => runFerry(["admin", "--relay", relay.url, "--token", ADMIN_TOKEN, ...args]);
+  admin = (...args) => runFerry(["admin", "--relay", relay.url, ...args], { FERRY_TOKEN: ADMIN_TOKEN });
 });
 afterAll(async () => {
   await relay?.stop();
@@ -82,8 +82,8 @@ describe("ferry admin", () => {
 
   it("explains a missing or wrong token", async () => {
     const missing = await runFerry(["admin", "--relay", relay.url, "tenants", "list"], { FERRY_ADMIN_TOKEN: "", FERRY_TOKEN: "" });
-    expect(missing).toMatchObject({ code: 1, stderr: "ferry: no admin token: pass --token or set FERRY_TOKEN\n" });
-    const wrong = await runFerry(["admin", "--relay", relay.url, "--token", "nope-nope-nope-nope", "tenants", "list"]);
+    expect(missing).toMatchObject({ code: 1, stderr: "ferry: no admin token: set FERRY_TOKEN or pass --token-file FILE\n" });
+    const wrong = await runFerry(["admin", "--relay", relay.url, "tenants", "list"], { FERRY_TOKEN: "nope-nope-nope-nope" });
     expect(wrong).toMatchObject({ code: 2, stderr: "ferry: unauthenticated: admin token is not valid\n" });
   });
 

@@ -96,7 +96,8 @@ describe("methods and bodies", () => {
     expect(t.body.toString()).toBe("part one;part two");
     expect(t.trailers).toMatchObject({ "x-checksum": "abc123", "x-status": "done" });
     const c = await fetch(`${base}/cookies`);
-    expect(c.headers.getSetCookie()).toEqual(["a=1; Path=/", "b=2; Path=/; HttpOnly"]);
+    // Path routing shares the relay's origin between tenants: each cookie is kept to its own target's prefix.
+    expect(c.headers.getSetCookie()).toEqual(["a=1; Path=/relay/acme/app/", "b=2; HttpOnly; Path=/relay/acme/app/"]);
     const q = json(await request(`${base}/json?a=1&b=%20x&a=2`));
     expect(q.url).toBe("/json?a=1&b=%20x&a=2");
   });
@@ -141,6 +142,10 @@ describe("headers", () => {
           "x-real-ip": "6.6.6.6",
           forwarded: "for=6.6.6.6",
           "x-forwarded-host": "evil.example",
+          "x-forwarded-port": "443",
+          "x-original-url": "/admin",
+          "true-client-ip": "6.6.6.6",
+          via: "1.1 evil",
         },
       }),
     ).headers;
@@ -154,9 +159,14 @@ describe("headers", () => {
     // Spoofed forwarding headers from an untrusted client are replaced by what the socket says.
     expect(seen["x-forwarded-for"]).toBe("127.0.0.1");
     expect(seen["x-forwarded-proto"]).toBe("http");
-    expect(seen["x-forwarded-host"]).toBe(new URL(relay.url).host);
     expect(seen["x-forwarded-prefix"]).toBe("/relay/acme/app");
-    expect(seen.forwarded).toBe(`for=127.0.0.1;proto=http;host="${new URL(relay.url).host}"`);
+    expect(seen["x-forwarded-port"]).toBeUndefined();
+    expect(seen["x-original-url"]).toBeUndefined();
+    expect(seen["true-client-ip"]).toBeUndefined();
+    expect(seen.via).toBeUndefined();
+    // Without --public-host the relay knows no name for itself: none is claimed (never the client's own Host).
+    expect(seen["x-forwarded-host"]).toBeUndefined();
+    expect(seen.forwarded).toBe("for=127.0.0.1;proto=http");
     // The target is addressed by its own authority, not the relay's.
     expect(seen.host).toBe(new URL(target.url).host);
   });
@@ -168,6 +178,23 @@ describe("headers", () => {
     expect(res.headers["proxy-authenticate"]).toBeUndefined();
     expect(res.headers["keep-alive"]).not.toBe("timeout=5");
     expect(res.headers["x-end-to-end"]).toBe("kept");
+  });
+
+  it("names --public-host in X-Forwarded-Host and Forwarded, whatever Host the client sent", async () => {
+    const named = await startTestRelay({ publicHost: "relay.example.com" });
+    const targets = { app: target.url, orig: { url: target.url, hostHeader: "original" } };
+    const c = await startTestConnector(named.url, await named.tenantWithKey("acme"), targets, { tunnels: 1 });
+    try {
+      const seen = json<{ headers: Record<string, string> }>(await request(`${named.url}/relay/acme/app/json`, { headers: { host: "evil.example" } })).headers;
+      expect(seen["x-forwarded-host"]).toBe("relay.example.com");
+      expect(seen.forwarded).toBe('for=127.0.0.1;proto=http;host="relay.example.com"');
+      // A target that wants the original Host gets the same name, never the client's.
+      const orig = json<{ headers: Record<string, string> }>(await request(`${named.url}/relay/acme/orig/json`, { headers: { host: "evil.example" } })).headers;
+      expect(orig.host).toBe("relay.example.com");
+    } finally {
+      await c.stop();
+      await named.close();
+    }
   });
 
   it("believes X-Forwarded-For only from a configured proxy", async () => {

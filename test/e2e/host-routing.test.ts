@@ -73,9 +73,11 @@ describe("host-based routing", () => {
     expect(target.seen.at(-1)!.headers.host).toBe(hostOf("orig.acme"));
     await request(`${relay.url}/json`, { headers: { host: hostOf("fixed.acme") } });
     expect(target.seen.at(-1)!.headers.host).toBe("crm.internal:8443");
-    // Path routing with the original Host: the relay's own name, as the client addressed it.
-    await request(`${relay.url}/relay/acme/orig/json`);
-    expect(target.seen.at(-1)!.headers.host).toBe(new URL(relay.url).host);
+    // Path routing with the original Host, on a relay without --public-host: it knows no name of its own to
+    // vouch for, and the client's Host is the client's word, so the target gets its own.
+    await request(`${relay.url}/relay/acme/orig/json`, { headers: { host: "evil.example" } });
+    expect(target.seen.at(-1)!.headers.host).toBe(new URL(target.url).host);
+    expect(target.seen.at(-1)!.headers["x-forwarded-host"]).toBeUndefined();
   });
 
   it("routes HTTP/2 requests by :authority", async () => {

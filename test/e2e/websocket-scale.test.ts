@@ -16,7 +16,9 @@ let target: WebSocketTarget;
 
 beforeAll(async () => {
   target = await startWebSocketTarget();
-  relay = await startRelayProcess();
+  // All 1,000 sockets come from 127.0.0.1 to one tenant: above the default per-address connection cap and a
+  // client's share of a tenant's exchanges, which are not what this test is about.
+  relay = await startRelayProcess({ args: ["--limit", "maxConnectionsPerIp=2000", "--limit", "clientSharePercent=100", "--limit", "tenantMaxExchanges=2000"] });
   const admin = createAdminClient(relay.url, ADMIN_TOKEN);
   await admin.createTenant({ name: "acme" });
   const { secret } = await admin.createKey({ tenant: "acme" });

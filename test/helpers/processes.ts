@@ -153,8 +153,9 @@ export function startConnectorProcess(
   const relays = (Array.isArray(relayUrls) ? relayUrls : [relayUrls]).flatMap((r) => ["--relay", r]);
   const targetArgs = Object.entries(targets).flatMap(([name, url]) => ["--target", `${name}=${url}`]);
   return spawnFerry(
-    ["connector", ...relays, ...(key ? ["--key", key] : []), ...targetArgs, "--reconnect-min", "50ms", "--reconnect-max", "500ms", ...(opts.args ?? [])],
-    opts.env,
+    ["connector", ...relays, ...targetArgs, "--reconnect-min", "50ms", "--reconnect-max", "500ms", ...(opts.args ?? [])],
+    // As the README says to: from the environment, never in the process list.
+    { ...(key ? { FERRY_CONNECTOR_KEY: key } : {}), ...opts.env },
   );
 }
 

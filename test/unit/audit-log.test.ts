@@ -32,13 +32,14 @@ describe("AuditLog", () => {
     open.push(audit);
     return audit;
   }
-  const file = (day: string) => join(dir, "audit", `${day}.jsonl`);
-  const lines = (day: string) =>
-    readFileSync(file(day), "utf8")
+  // Events and request summaries are kept in separate files per day.
+  const file = (day: string, kind: "events" | "requests" = "events") => join(dir, "audit", kind === "events" ? `${day}.jsonl` : `${day}.requests.jsonl`);
+  const lines = (day: string, kind: "events" | "requests" = "events") =>
+    readFileSync(file(day, kind), "utf8")
       .split("\n")
       .filter((l) => l !== "")
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-  const all = (audit: AuditLog) => audit.query({ pageSize: 1000 }).events;
+  const all = async (audit: AuditLog) => (await audit.query({ pageSize: 1000 })).events;
   const tick = (ms = 1) => (clockMs += ms);
 
   it("gives increasing ids that carry on after a restart", async () => {
@@ -49,12 +50,13 @@ describe("AuditLog", () => {
     tick();
     audit.record({ action: "key.create", actor: "admin:t1", tenant: "acme" });
     await audit.close();
-    expect(lines("2025-03-10").map((l) => l.id)).toEqual(["1", "2", "3"]);
+    expect(lines("2025-03-10").map((l) => l.id)).toEqual(["1", "3"]);
+    expect(lines("2025-03-10", "requests").map((l) => l.id)).toEqual(["2"]);
 
     audit = start();
     tick();
     audit.record({ action: "tenant.delete", actor: "admin:t1", tenant: "acme" });
-    expect(all(audit).map((e) => e.id)).toEqual([4n, 3n, 2n, 1n]);
+    expect((await all(audit)).map((e) => e.id)).toEqual([4n, 3n, 2n, 1n]);
   });
 
   it("has record() on disk when it returns, in proto JSON, and mirrored to the log at info", () => {
@@ -73,11 +75,11 @@ describe("AuditLog", () => {
     expect(logLines[0]).toMatchObject({ level: 30, msg: "key.revoke", audit: expected });
   });
 
-  it("keeps callers of the old interface working (no tenant, no options)", () => {
+  it("keeps callers of the old interface working (no tenant, no options)", async () => {
     const audit = createAuditLog(dir, logger);
     open.push(audit);
     audit.record({ action: "admin.refused", actor: "anonymous", details: { rpc: "ListTenants", reason: "missing token" } });
-    const [event] = all(audit);
+    const [event] = await all(audit);
     expect(event?.tenant).toBe("");
     expect(event?.details).toEqual({ rpc: "ListTenants", reason: "missing token" });
   });
@@ -85,11 +87,11 @@ describe("AuditLog", () => {
   it("buffers recordRequest(): not on disk at once, visible to queries, written by close(), not mirrored", async () => {
     const audit = start();
     audit.recordRequest({ action: "request", actor: "client:10.0.0.1", tenant: "acme", details: { status: 200 } });
-    expect(existsSync(file("2025-03-10"))).toBe(false);
-    expect(all(audit).map((e) => e.action)).toEqual(["request"]);
+    expect(existsSync(file("2025-03-10", "requests"))).toBe(false);
+    expect((await all(audit)).map((e) => e.action)).toEqual(["request"]);
     audit.recordRequest({ action: "request", actor: "client:10.0.0.1", tenant: "acme", details: { status: 404 } });
     await audit.close();
-    expect(lines("2025-03-10").map((l) => (l.details as { status: number }).status)).toEqual([200, 404]);
+    expect(lines("2025-03-10", "requests").map((l) => (l.details as { status: number }).status)).toEqual([200, 404]);
     expect(logLines).toEqual([]);
   });
 
@@ -97,7 +99,7 @@ describe("AuditLog", () => {
     const audit = start();
     audit.recordRequest({ action: "request", actor: "client:a", details: { bytesIn: 12345678901234567890n, status: 200 } });
     await audit.close();
-    expect(lines("2025-03-10")[0]!.details).toEqual({ bytesIn: "12345678901234567890", status: 200 });
+    expect(lines("2025-03-10", "requests")[0]!.details).toEqual({ bytesIn: "12345678901234567890", status: 200 });
   });
 
   it("flushes request events after 100 ms, or at once when 64 KiB are pending", () => {
@@ -105,34 +107,37 @@ describe("AuditLog", () => {
     const audit = start();
     audit.recordRequest({ action: "request", actor: "client:a" });
     vi.advanceTimersByTime(99);
-    expect(existsSync(file("2025-03-10"))).toBe(false);
+    expect(existsSync(file("2025-03-10", "requests"))).toBe(false);
     vi.advanceTimersByTime(1);
-    expect(lines("2025-03-10")).toHaveLength(1);
+    expect(lines("2025-03-10", "requests")).toHaveLength(1);
 
     const padding = "x".repeat(1024);
     let n = 0;
-    while (lines("2025-03-10").length === 1) {
+    while (lines("2025-03-10", "requests").length === 1) {
       audit.recordRequest({ action: "request", actor: "client:a", details: { padding } });
       n++;
     }
     expect(n).toBeGreaterThan(55);
     expect(n).toBeLessThan(70);
-    expect(lines("2025-03-10")).toHaveLength(1 + n);
+    expect(lines("2025-03-10", "requests")).toHaveLength(1 + n);
   });
 
-  it("keeps file order = id order when record() and recordRequest() interleave", async () => {
+  it("keeps each file in id order when record() and recordRequest() interleave, and merges them by id", async () => {
     const audit = start();
     for (let i = 0; i < 30; i++) {
       if (i % 4 === 0) audit.record({ action: "connector.connect", actor: "connector:k1" });
       else audit.recordRequest({ action: "request", actor: "client:a" });
       tick();
     }
+    const merged = (await all(audit)).map((e) => Number(e.id));
     await audit.close();
-    const ids = lines("2025-03-10").map((l) => Number(l.id));
-    expect(ids).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    const ids = (kind: "events" | "requests") => lines("2025-03-10", kind).map((l) => Number(l.id));
+    expect(ids("events")).toEqual(Array.from({ length: 8 }, (_, i) => 4 * i + 1));
+    expect(ids("requests")).toEqual(Array.from({ length: 30 }, (_, i) => i + 1).filter((i) => i % 4 !== 1));
+    expect(merged).toEqual(Array.from({ length: 30 }, (_, i) => 30 - i));
   });
 
-  it("filters by tenant, actor, action prefix and time range (start inclusive, end exclusive)", () => {
+  it("filters by tenant, actor, action prefix and time range (start inclusive, end exclusive)", async () => {
     const audit = start();
     const t0 = clockMs;
     audit.record({ action: "key.create", actor: "admin:t1", tenant: "acme" }); // t0
@@ -142,22 +147,22 @@ describe("AuditLog", () => {
     audit.record({ action: "keys.other", actor: "admin:t1", tenant: "globex" }); // t0+2s
     tick(1000);
     audit.recordRequest({ action: "request", actor: "client:10.0.0.1", tenant: "acme" }); // t0+3s
-    const ids = (q: Parameters<AuditLog["query"]>[0]) => audit.query(q).events.map((e) => Number(e.id));
+    const ids = async (q: Parameters<AuditLog["query"]>[0]) => (await audit.query(q)).events.map((e) => Number(e.id));
 
-    expect(ids({ pageSize: 10, tenant: "acme" })).toEqual([4, 2, 1]);
-    expect(ids({ pageSize: 10, actor: "admin:t1" })).toEqual([3, 1]);
-    expect(ids({ pageSize: 10, action: "key." })).toEqual([2, 1]);
-    expect(ids({ pageSize: 10, action: "key" })).toEqual([3, 2, 1]);
-    expect(ids({ pageSize: 10, tenant: "acme", actor: "admin:t2", action: "key." })).toEqual([2]);
-    expect(ids({ pageSize: 10, tenant: "", actor: "", action: "" })).toEqual([4, 3, 2, 1]);
-    expect(ids({ pageSize: 10, startTime: new Date(t0 + 1000) })).toEqual([4, 3, 2]);
-    expect(ids({ pageSize: 10, endTime: new Date(t0 + 2000) })).toEqual([2, 1]);
-    expect(ids({ pageSize: 10, startTime: new Date(t0 + 1000), endTime: new Date(t0 + 3000) })).toEqual([3, 2]);
-    expect(ids({ pageSize: 10, startTime: new Date(t0 + 1000), endTime: new Date(t0 + 1000) })).toEqual([]);
-    expect(ids({ pageSize: 10, startTime: new Date(t0 + 1001), endTime: new Date(t0 + 2001) })).toEqual([3]);
+    expect(await ids({ pageSize: 10, tenant: "acme" })).toEqual([4, 2, 1]);
+    expect(await ids({ pageSize: 10, actor: "admin:t1" })).toEqual([3, 1]);
+    expect(await ids({ pageSize: 10, action: "key." })).toEqual([2, 1]);
+    expect(await ids({ pageSize: 10, action: "key" })).toEqual([3, 2, 1]);
+    expect(await ids({ pageSize: 10, tenant: "acme", actor: "admin:t2", action: "key." })).toEqual([2]);
+    expect(await ids({ pageSize: 10, tenant: "", actor: "", action: "" })).toEqual([4, 3, 2, 1]);
+    expect(await ids({ pageSize: 10, startTime: new Date(t0 + 1000) })).toEqual([4, 3, 2]);
+    expect(await ids({ pageSize: 10, endTime: new Date(t0 + 2000) })).toEqual([2, 1]);
+    expect(await ids({ pageSize: 10, startTime: new Date(t0 + 1000), endTime: new Date(t0 + 3000) })).toEqual([3, 2]);
+    expect(await ids({ pageSize: 10, startTime: new Date(t0 + 1000), endTime: new Date(t0 + 1000) })).toEqual([]);
+    expect(await ids({ pageSize: 10, startTime: new Date(t0 + 1001), endTime: new Date(t0 + 2001) })).toEqual([3]);
   });
 
-  it("pages newest first with no gaps or duplicates", () => {
+  it("pages newest first with no gaps or duplicates", async () => {
     const audit = start();
     for (let i = 0; i < 250; i++) {
       if (i % 10 === 0) audit.record({ action: "tenant.update", actor: "admin:t1" });
@@ -168,7 +173,7 @@ describe("AuditLog", () => {
     const sizes: number[] = [];
     let token = "";
     do {
-      const page = audit.query({ pageSize: 100, pageToken: token });
+      const page = await audit.query({ pageSize: 100, pageToken: token });
       sizes.push(page.events.length);
       seen.push(...page.events.map((e) => e.id));
       token = page.nextPageToken;
@@ -177,7 +182,7 @@ describe("AuditLog", () => {
     expect(seen).toEqual(Array.from({ length: 250 }, (_, i) => BigInt(250 - i)));
   });
 
-  it("pages across files and with filters", () => {
+  it("pages across files and with filters", async () => {
     const audit = start();
     for (let i = 0; i < 60; i++) {
       audit.record({ action: i % 2 ? "key.create" : "request", actor: "admin:t1" });
@@ -186,25 +191,25 @@ describe("AuditLog", () => {
     const seen: bigint[] = [];
     let token: string | undefined;
     do {
-      const page = audit.query({ pageSize: 7, action: "key.", pageToken: token });
+      const page = await audit.query({ pageSize: 7, action: "key.", pageToken: token });
       seen.push(...page.events.map((e) => e.id));
       token = page.nextPageToken;
     } while (token !== "");
     expect(seen).toEqual(Array.from({ length: 30 }, (_, i) => BigInt(60 - 2 * i)));
   });
 
-  it("reads files larger than its read chunk: lines across chunk edges, multi-byte text, a line longer than a chunk", () => {
+  it("reads files larger than its read chunk: lines across chunk edges, multi-byte text, a line longer than a chunk", async () => {
     const audit = start();
     const text = "Grüße ✓ 🚢 ".repeat(10);
     for (let i = 1; i <= 2500; i++) {
       const details = i === 1234 ? { text: "🚢".repeat(50_000) } : { i, text };
       audit.recordRequest({ action: "request", actor: "client:a", details });
     }
-    expect(statSync(file("2025-03-10")).size).toBeGreaterThan(700_000);
+    expect(statSync(file("2025-03-10", "requests")).size).toBeGreaterThan(700_000);
     const seen: bigint[] = [];
     let token = "";
     do {
-      const page = audit.query({ pageSize: 1000, pageToken: token });
+      const page = await audit.query({ pageSize: 1000, pageToken: token });
       for (const e of page.events) {
         expect(e.details).toEqual(e.id === 1234n ? { text: "🚢".repeat(50_000) } : { i: Number(e.id), text });
         seen.push(e.id);
@@ -214,11 +219,11 @@ describe("AuditLog", () => {
     expect(seen).toEqual(Array.from({ length: 2500 }, (_, i) => BigInt(2500 - i)));
   });
 
-  it("rejects page tokens it did not issue, and page sizes outside 1..1000", () => {
+  it("rejects page tokens it did not issue, and page sizes outside 1..1000", async () => {
     const audit = start();
     for (let i = 0; i < 5; i++) audit.record({ action: "a", actor: "b" });
-    const good = audit.query({ pageSize: 2 }).nextPageToken;
-    expect(audit.query({ pageSize: 2, pageToken: good }).events.map((e) => e.id)).toEqual([3n, 2n]);
+    const good = (await audit.query({ pageSize: 2 })).nextPageToken;
+    expect((await audit.query({ pageSize: 2, pageToken: good })).events.map((e) => e.id)).toEqual([3n, 2n]);
     const bad = [
       "garbage!",
       "bm90LWEtbnVtYmVy", // "not-a-number"
@@ -230,7 +235,7 @@ describe("AuditLog", () => {
     for (const pageToken of bad) {
       let caught: unknown;
       try {
-        audit.query({ pageSize: 2, pageToken });
+        await audit.query({ pageSize: 2, pageToken });
       } catch (err) {
         caught = err;
       }
@@ -238,7 +243,7 @@ describe("AuditLog", () => {
       expect(caught).toMatchObject({ kind: "invalid_argument", code: "invalid_page_token" });
     }
     for (const pageSize of [0, 1001, 1.5, Number.NaN]) {
-      expect(() => audit.query({ pageSize })).toThrowError(expect.objectContaining({ kind: "invalid_argument" }));
+      await expect(audit.query({ pageSize })).rejects.toMatchObject({ kind: "invalid_argument" });
     }
   });
 
@@ -252,7 +257,7 @@ describe("AuditLog", () => {
 
     audit = start();
     audit.record({ action: "three", actor: "a" });
-    const events = all(audit);
+    const events = await all(audit);
     expect(events.map((e) => [e.id, e.action])).toEqual([
       [3n, "three"],
       [2n, "two"],
@@ -275,27 +280,30 @@ describe("AuditLog", () => {
     tick(100);
     audit.recordRequest({ action: "request.after", actor: "a" });
     audit.record({ action: "after", actor: "a" });
-    expect(lines("2025-03-10").map((l) => l.action)).toEqual(["before", "request.before"]);
-    expect(lines("2025-03-11").map((l) => l.action)).toEqual(["request.after", "after"]);
-    expect(all(audit).map((e) => e.action)).toEqual(["after", "request.after", "request.before", "before"]);
-    const day1 = audit.query({ pageSize: 10, endTime: new Date("2025-03-11T00:00:00Z") }).events;
+    await audit.close();
+    expect(lines("2025-03-10").map((l) => l.action)).toEqual(["before"]);
+    expect(lines("2025-03-10", "requests").map((l) => l.action)).toEqual(["request.before"]);
+    expect(lines("2025-03-11").map((l) => l.action)).toEqual(["after"]);
+    expect(lines("2025-03-11", "requests").map((l) => l.action)).toEqual(["request.after"]);
+    expect((await all(audit)).map((e) => e.action)).toEqual(["after", "request.after", "request.before", "before"]);
+    const day1 = (await audit.query({ pageSize: 10, endTime: new Date("2025-03-11T00:00:00Z") })).events;
     expect(day1.map((e) => e.action)).toEqual(["request.before", "before"]);
-    const day2 = audit.query({ pageSize: 10, startTime: new Date("2025-03-11T00:00:00Z") }).events;
+    const day2 = (await audit.query({ pageSize: 10, startTime: new Date("2025-03-11T00:00:00Z") })).events;
     expect(day2.map((e) => e.action)).toEqual(["after", "request.after"]);
   });
 
-  it("never lets time go back when the clock does", () => {
+  it("never lets time go back when the clock does", async () => {
     const audit = start();
     audit.record({ action: "a", actor: "x" });
     clockMs -= 2 * 86_400_000;
     audit.record({ action: "b", actor: "x" });
-    const [b, a] = all(audit);
+    const [b, a] = await all(audit);
     expect(b?.id).toBe(2n);
     expect(timestampMs(b!.time!)).toBe(timestampMs(a!.time!));
     expect(readdirSync(join(dir, "audit"))).toEqual(["2025-03-10.jsonl"]);
   });
 
-  it("deletes files past retention at start and then daily, by file name", () => {
+  it("deletes files past retention at start and then daily, by file name", async () => {
     vi.useFakeTimers();
     const auditDir = join(dir, "audit");
     mkdirSync(auditDir);
@@ -307,7 +315,7 @@ describe("AuditLog", () => {
     const audit = start({ retentionDays: 7 }); // today 2025-03-10: keeps 03-03 .. 03-10
     expect(readdirSync(auditDir).sort()).toEqual(["2025-03-03.jsonl", "notes.txt"]);
     audit.record({ action: "b", actor: "x" });
-    expect(all(audit).map((e) => e.id)).toEqual([42n]);
+    expect((await all(audit)).map((e) => e.id)).toEqual([42n]);
 
     tick(86_400_000);
     vi.advanceTimersByTime(86_400_000);
@@ -333,7 +341,7 @@ describe("AuditLog", () => {
     audit.recordRequest({ action: "request", actor: "client:a", details: { big: 2n ** 70n, gone: undefined } });
     await audit.close();
     audit = start();
-    const [req, update] = all(audit);
+    const [req, update] = await all(audit);
     expect(update?.before).toEqual(before);
     expect(update?.after).toEqual(after);
     expect(update?.details).toEqual({});
@@ -352,9 +360,7 @@ describe("AuditLog", () => {
     await audit.close();
     audit.record({ action: "late", actor: "x" });
     audit.recordRequest({ action: "late.request", actor: "x" });
-    expect(lines("2025-03-10").map((l) => [l.id, l.action])).toEqual([
-      ["2", "late"],
-      ["3", "late.request"],
-    ]);
+    expect(lines("2025-03-10").map((l) => [l.id, l.action])).toEqual([["2", "late"]]);
+    expect(lines("2025-03-10", "requests").map((l) => [l.id, l.action])).toEqual([["3", "late.request"]]);
   });
 });

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -84,6 +84,27 @@ describe("loadConnectorSettings from flags", () => {
     expect(load(base, { FERRY_CONNECTOR_KEY: KEY2 }).key).toBe(KEY);
   });
 
+  it("reads the key from --key-file, warning when other users can read the file", () => {
+    const path = file("key", `${KEY}\n`);
+    chmodSync(path, 0o600);
+    const warnings: string[] = [];
+    const flags = { ...base, key: undefined, keyFile: path };
+    expect(loadConnectorSettings(flags, {}, (l) => warnings.push(l)).key).toBe(KEY);
+    expect(warnings).toEqual([]);
+    chmodSync(path, 0o644);
+    loadConnectorSettings(flags, {}, (l) => warnings.push(l));
+    expect(warnings).toEqual([`warning: --key-file ${path} can be read by other users; chmod 600 it`]);
+    expect(invalid(() => load({ ...base, keyFile: path }))).toBe("give --key or --key-file, not both");
+    expect(invalid(() => load({ ...base, key: undefined, keyFile: join(dir, "nope") }))).toMatch(/--key-file .*nope: no such file/);
+    expect(invalid(() => load({ ...base, key: undefined, keyFile: file("key", "\n") }))).toMatch(/is empty/);
+    expect(invalid(() => load({ ...base, key: undefined, keyFile: file("key", `${KEY} ${KEY2}`) }))).toMatch(/must hold the secret alone/);
+  });
+
+  it("takes a --for window of at most 365 days, the most the relay accepts", () => {
+    expect(load({ ...base, for: "365d" }).runForMs).toBe(365 * 86_400_000);
+    expect(invalid(() => load({ ...base, for: "400d" }))).toBe("--for must be at most 365 days (leave it out to stay connected)");
+  });
+
   it("applies the numeric, duration, id and log level flags", () => {
     const s = load({
       ...base,
@@ -114,7 +135,7 @@ describe("loadConnectorSettings from flags", () => {
 
   it.each<[string, ConnectorFlags, RegExp]>([
     ["missing relay", { ...base, relay: undefined }, /^no relay: give --relay URL/],
-    ["missing key", { ...base, key: undefined }, /^no connector key: give --key, FERRY_CONNECTOR_KEY/],
+    ["missing key", { ...base, key: undefined }, /^no connector key: set FERRY_CONNECTOR_KEY, or give --key-file FILE/],
     ["relay with a path", { ...base, relay: ["http://relay.example/ferry"] }, /^relays\[0\] "http:\/\/relay\.example\/ferry" must not have a path or query$/],
     ["relay with a query", { ...base, relay: ["http://relay.example/?x=1"] }, /must not have a path or query/],
     ["relay not http(s)", { ...base, relay: ["http://ok", "ws://relay.example"] }, /^relays\[1\] "ws:\/\/relay\.example" must start with http:\/\/ or https:\/\//],

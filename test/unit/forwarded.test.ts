@@ -15,7 +15,7 @@ function asMap(headers: Header[]): Record<string, string> {
   return out;
 }
 
-const spoof = { forwardedFor: "6.6.6.6, 7.7.7.7", proto: "https", host: "evil.example" };
+const spoof = { forwardedFor: "6.6.6.6, 7.7.7.7", proto: "https", host: "evil.example", via: "1.1 evil" };
 
 describe("forwardingHeaders from an untrusted peer", () => {
   it.each([
@@ -32,6 +32,19 @@ describe("forwardingHeaders from an untrusted peer", () => {
       forwarded: 'for=203.0.113.5;proto=http;host="relay.example.com"',
     });
   });
+
+  it("names no host when the relay knows none: the client's own Host is never repeated", () => {
+    const { host, headers } = forwardingHeaders(input({ host: undefined, incoming: spoof }), undefined);
+    expect(host).toBeUndefined();
+    const h = asMap(headers);
+    expect(h["x-forwarded-host"]).toBeUndefined();
+    expect(h.forwarded).toBe("for=203.0.113.5;proto=http");
+  });
+
+  it("returns the host it vouches for, for the exchange's authority", () => {
+    expect(forwardingHeaders(input({ host: "app.acme.relay.example.com:8443" }), undefined).host).toBe("app.acme.relay.example.com:8443");
+  });
+
 
   it("takes the proto from the socket", () => {
     const { headers } = forwardingHeaders(input({ encrypted: true, incoming: { proto: "http" } }), undefined);
@@ -68,7 +81,7 @@ describe("forwardingHeaders from a trusted proxy", () => {
   it("believes X-Forwarded-* from an exactly listed proxy and appends the peer to the chain", () => {
     const trusted = parseTrustedProxies(["10.0.0.1"]);
     const { clientAddress, headers } = forwardingHeaders(
-      input({ remoteAddress: "10.0.0.1", incoming: { forwardedFor: "6.6.6.6, 198.51.100.9", proto: "https", host: "app.example" } }),
+      input({ remoteAddress: "10.0.0.1", incoming: { forwardedFor: "6.6.6.6, 198.51.100.9", proto: "https", host: "app.example", via: "1.1 lb" } }),
       trusted,
     );
     expect(clientAddress).toBe("198.51.100.9");
@@ -78,7 +91,14 @@ describe("forwardingHeaders from a trusted proxy", () => {
       "x-forwarded-host": "app.example",
       "x-forwarded-prefix": "/relay/acme/web",
       forwarded: 'for=198.51.100.9;proto=https;host="app.example"',
+      via: "1.1 lb",
     });
+  });
+
+  it("takes a trusted proxy's X-Forwarded-Host even when the relay knows no host itself", () => {
+    const trusted = parseTrustedProxies(["10.0.0.1"]);
+    const { host } = forwardingHeaders(input({ remoteAddress: "10.0.0.1", host: undefined, incoming: { host: "app.example" } }), trusted);
+    expect(host).toBe("app.example");
   });
 
   it("skips every trusted hop in a CIDR range to find the right-most untrusted address", () => {

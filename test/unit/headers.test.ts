@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Header } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { endToEndHeaders, header, headersFromObject, toFlatList, toNodeHeaders } from "../../clients/sdk/headers.js";
+import { endToEndHeaders, firstOfSingleValue, header, headersFromObject, isFieldName, isFieldValue, toFlatList, toNodeHeaders } from "../../clients/sdk/headers.js";
 
 const pairs = (headers: Header[]) => headers.map((h) => [h.name, h.value]);
 
@@ -131,5 +131,61 @@ describe("toNodeHeaders / toFlatList", () => {
 
   it("flattens to name, value pairs in order", () => {
     expect(toFlatList(list)).toEqual(["set-cookie", "a=1", "content-type", "text/plain", "set-cookie", "b=2", "set-cookie", "c=3"]);
+  });
+});
+
+describe("header maps of peer-supplied names", () => {
+  it("toNodeHeaders keeps __proto__, constructor and the like as ordinary names", () => {
+    const out = toNodeHeaders([header("__proto__", "a"), header("constructor", "b"), header("toString", "c"), header("constructor", "d")]);
+    expect(Object.getPrototypeOf(out)).toBeNull();
+    expect(Object.keys(out)).toEqual(["__proto__", "constructor", "toString"]);
+    expect(out.constructor).toEqual(["b", "d"]);
+    expect(Object.getOwnPropertyDescriptor(out, "__proto__")?.value).toBe("a");
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it("headersFromObject reads a __proto__ field of a prototype-less object", () => {
+    const obj = Object.create(null) as Record<string, string>;
+    obj["__proto__"] = "a";
+    obj["constructor"] = "b";
+    expect(pairs(headersFromObject(obj))).toEqual([
+      ["__proto__", "a"],
+      ["constructor", "b"],
+    ]);
+  });
+});
+
+describe("field syntax", () => {
+  it.each(["x-a", "Content-Type", "!#$%&'*+-.^_`|~09AZaz", "__proto__"])("%s is a field name", (name) => {
+    expect(isFieldName(name)).toBe(true);
+  });
+
+  it.each(["", "a b", "a:b", ":status", "a\r\n", "é", "a(b)", "a/b", "a\u0000"])("%j is not a field name", (name) => {
+    expect(isFieldName(name)).toBe(false);
+  });
+
+  it.each(["", "text/html; charset=utf-8", "a\tb", "caf\u00e9", "\u00ff"])("%j is a field value", (value) => {
+    expect(isFieldValue(value)).toBe(true);
+  });
+
+  it.each(["a\r\nb", "a\nb", "a\rb", "a\u0000b", "a\u007fb", "\u0100", "\u2028"])("%j is not a field value", (value) => {
+    expect(isFieldValue(value)).toBe(false);
+  });
+});
+
+describe("firstOfSingleValue", () => {
+  it("keeps the first of each repeated single-value field and every list field", () => {
+    const list = [header("content-type", "a"), header("vary", "x"), header("content-type", "b"), header("vary", "y"), header("location", "/1"), header("location", "/2")];
+    expect(pairs(firstOfSingleValue(list))).toEqual([
+      ["content-type", "a"],
+      ["vary", "x"],
+      ["vary", "y"],
+      ["location", "/1"],
+    ]);
+  });
+
+  it("returns the same list when nothing repeats", () => {
+    const list = [header("content-type", "a"), header("set-cookie", "a=1"), header("set-cookie", "b=2")];
+    expect(firstOfSingleValue(list)).toBe(list);
   });
 });

@@ -1,0 +1,100 @@
+import { fromBinary } from "@bufbuild/protobuf";
+import {
+  type Accepted,
+  type DisconnectRequest,
+  DisconnectRequestSchema,
+  HeartbeatSchema,
+  type OpenExchange,
+  OpenExchangeSchema,
+  OpenResultSchema,
+} from "../../gen/ferry/cluster/v1/cluster_pb.js";
+import { type ErrorKind, FerryError, HTTP_STATUS } from "../../clients/sdk/errors.js";
+import { isDnsLabel } from "../../clients/sdk/names.js";
+import { EXCHANGE_ID_BYTES, MAX_FRAME_SIZE, MAX_WINDOW, MIN_WINDOW } from "../../clients/sdk/protocol.js";
+import { NODE_ID_PATTERN } from "./subjects.js";
+
+/**
+ * Everything a node reads from NATS, checked where it enters. Anyone who can
+ * publish on the cluster's subjects can send anything, so each message is
+ * either a value the rest of the code may trust or a fixed reason (a metric
+ * label: never peer input) to count and drop it for.
+ */
+export type Checked<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+const ok = <T>(value: T): Checked<T> => ({ ok: true, value });
+const bad = <T>(reason: string): Checked<T> => ({ ok: false, reason });
+
+/** Smallest Data chunk a node may ask us to split into (ours always say MAX_FRAME_SIZE). */
+const MIN_FRAME_SIZE = 1024;
+/** Longest error message or reason passed on from another node (it reaches clients, logs and audit). */
+const MAX_TEXT = 1024;
+const MAX_RETRY_AFTER_SECONDS = 3600;
+const ERROR_CODE = /^[a-z][a-z0-9_]{0,63}$/;
+/** Connector ids come from Hello, which allows up to 128 characters; no control characters. */
+const CONNECTOR_ID = /^[^\x00-\x1f\x7f]{1,128}$/;
+const CONTROL_CHARS = /[\x00-\x1f\x7f]/;
+
+function decode<T>(what: string, parse: () => T): Checked<T> {
+  try {
+    return ok(parse());
+  } catch {
+    return bad(`malformed ${what}`);
+  }
+}
+
+/** An OpenExchange from the node where a client arrived; its exchange id is copied out of the NATS buffer. */
+export function readOpenExchange(bytes: Uint8Array): Checked<OpenExchange> {
+  const d = decode("open exchange", () => fromBinary(OpenExchangeSchema, bytes));
+  if (!d.ok) return d;
+  const open = d.value;
+  if (open.exchangeId.length !== EXCHANGE_ID_BYTES) return bad("open exchange with a bad exchange id");
+  if (!isDnsLabel(open.tenant) || !isDnsLabel(open.target)) return bad("open exchange with a bad tenant or target");
+  if (!NODE_ID_PATTERN.test(open.ingressNode)) return bad("open exchange with a bad node id");
+  open.exchangeId = Uint8Array.from(open.exchangeId);
+  return ok(open);
+}
+
+/**
+ * The answer to our OpenExchange: Accepted, or the node's refusal as the
+ * FerryError the client gets (a known kind, a code of ours, bounded text).
+ */
+export function readOpenResult(bytes: Uint8Array): Checked<Accepted | FerryError> {
+  const d = decode("open result", () => fromBinary(OpenResultSchema, bytes));
+  if (!d.ok) return d;
+  const result = d.value.result;
+  if (result.case === "accepted") {
+    const a = result.value;
+    // The egress node's id becomes a subject we publish on: a dot or a wildcard there would be someone else's.
+    if (!NODE_ID_PATTERN.test(a.egressNode)) return bad("accept with a bad node id");
+    if (a.requestWindow < MIN_WINDOW || a.requestWindow > MAX_WINDOW) return bad("accept with a bad window");
+    if (a.maxFrameSize !== 0 && (a.maxFrameSize < MIN_FRAME_SIZE || a.maxFrameSize > MAX_FRAME_SIZE)) return bad("accept with a bad frame size");
+    return ok(a);
+  }
+  if (result.case === "refused") {
+    const r = result.value;
+    if (!Object.hasOwn(HTTP_STATUS, r.kind) || !ERROR_CODE.test(r.code)) return bad("refusal with an unknown kind or code");
+    if (r.message.length > MAX_TEXT || r.retryAfterSeconds > MAX_RETRY_AFTER_SECONDS) return bad("refusal out of range");
+    return ok(new FerryError(r.kind as ErrorKind, r.code, r.message, r.retryAfterSeconds ? { retryAfterSeconds: r.retryAfterSeconds } : {}));
+  }
+  return bad("empty open result");
+}
+
+/** A heartbeat on ferry.heartbeat.<node>: the node it names must be the one in its subject. */
+export function readHeartbeat(subject: string, bytes: Uint8Array): Checked<string> {
+  const node = subject.slice(subject.lastIndexOf(".") + 1);
+  if (!NODE_ID_PATTERN.test(node)) return bad("heartbeat with a bad node id");
+  const d = decode("heartbeat", () => fromBinary(HeartbeatSchema, bytes));
+  if (!d.ok) return d;
+  if (d.value.nodeId !== node) return bad("heartbeat for another node");
+  return ok(node);
+}
+
+/** A DisconnectRequest from another node's admin API. */
+export function readDisconnectRequest(bytes: Uint8Array): Checked<DisconnectRequest> {
+  const d = decode("disconnect request", () => fromBinary(DisconnectRequestSchema, bytes));
+  if (!d.ok) return d;
+  const req = d.value;
+  if (!isDnsLabel(req.tenant) || !CONNECTOR_ID.test(req.connectorId)) return bad("disconnect request with a bad tenant or connector id");
+  if (req.reason.length > MAX_TEXT || CONTROL_CHARS.test(req.reason)) return bad("disconnect request with a bad reason");
+  return ok(req);
+}

@@ -1,0 +1,128 @@
+import { once } from "node:events";
+import type { Http2ServerRequest, Http2Session } from "node:http2";
+import { connect as http2Connect, type ClientHttp2Session } from "node:http2";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Connector } from "../../clients/connector/connector.js";
+import { MIN_WINDOW } from "../../clients/sdk/protocol.js";
+import { TUNNEL_PATH } from "../../clients/sdk/tunnel-codec.js";
+import { listen, type RelayServer } from "../../services/relay/server.js";
+import { TUNNEL_CONNECTION_WINDOW, TUNNEL_STREAM_WINDOW } from "../../services/tunnel/tunnel-windows.js";
+import { HostileConnector } from "../helpers/hostile-connector.js";
+import { startTestConnector, startTestRelay, type TestRelay } from "../helpers/in-process.js";
+import { startTestTarget, type TestTarget } from "../helpers/targets.js";
+import { eventually } from "../helpers/wait.js";
+
+// Finding 6 of issue 12: HTTP/2 clients got the tunnel's windows (1 MiB per stream, 32 MiB per
+// connection), so a few slow anonymous uploads parked ~70 MB of relay memory per connection.
+// Clients now get limits.clientStreamWindow/clientConnectionWindow; only a connector's session,
+// once its key checked out, is widened (services/tunnel/tunnel-windows.ts).
+const KiB = 1024;
+const limits = { clientStreamWindow: 64 * KiB, clientConnectionWindow: 128 * KiB };
+
+let relay: TestRelay;
+/** A second server on the same relay that lets the test see each tunnel stream's session on the relay's side. */
+let watched: RelayServer;
+const tunnelSessions: Array<{ session: Http2Session; streamWindowAtStart: number | undefined }> = [];
+let target: TestTarget;
+let connector: Connector | undefined;
+
+beforeAll(async () => {
+  [relay, target] = await Promise.all([startTestRelay({ limits }), startTestTarget()]);
+  const { listeners } = relay.relay;
+  watched = await listen(
+    {
+      request(req, res) {
+        if ("stream" in req && req.url === TUNNEL_PATH) {
+          const session = (req as Http2ServerRequest).stream.session!;
+          tunnelSessions.push({ session, streamWindowAtStart: session.localSettings.initialWindowSize });
+        }
+        listeners.request(req, res);
+      },
+      upgrade: listeners.upgrade,
+    },
+    { host: "127.0.0.1", port: 0, keepaliveMs: relay.relay.keepaliveMs, limits: relay.relay.limits, faults: relay.relay.faults },
+  );
+});
+
+afterAll(async () => {
+  await connector?.stop();
+  await watched?.close(100);
+  await Promise.all([relay?.close(), target?.close()]);
+});
+
+async function clientSession(url: string): Promise<ClientHttp2Session> {
+  const session = http2Connect(url);
+  session.on("error", () => {});
+  await once(session, "remoteSettings");
+  return session;
+}
+
+/** A PING frame: 9 bytes of frame header, 8 of payload. */
+const PING_BYTES = 17;
+
+/** Resolves once the client has stopped sending: two PING round trips in a row with nothing but the PINGs on its socket. */
+async function stalled(session: ClientHttp2Session): Promise<number> {
+  const ping = () => new Promise<void>((resolve, reject) => session.ping((err) => (err ? reject(err) : resolve())));
+  for (;;) {
+    const before = session.socket.bytesWritten;
+    await ping();
+    await ping();
+    if (session.socket.bytesWritten - before === 2 * PING_BYTES) return before;
+  }
+}
+
+describe("HTTP/2 windows", () => {
+  it("gives a client session the client windows", async () => {
+    const session = await clientSession(relay.url);
+    expect(session.remoteSettings.initialWindowSize).toBe(limits.clientStreamWindow);
+    await eventually(() => session.state.remoteWindowSize === limits.clientConnectionWindow, "the connection window update");
+    session.close();
+  });
+
+  it("holds an upload nobody reads to about the stream window", async () => {
+    const key = await relay.tenantWithKey("windows");
+    // A connector that takes the request and never gives credit back: the relay holds the rest.
+    const hostile = await HostileConnector.connect(relay.url, key, { requestWindow: MIN_WINDOW });
+    const session = await clientSession(relay.url);
+    const size = 4 * 1024 * KiB;
+    const stream = session.request({ ":method": "POST", ":path": "/relay/windows/app/upload", "content-length": String(size) });
+    stream.on("error", () => {});
+    stream.write(Buffer.alloc(size));
+    const exchange = await hostile.nextRequest();
+    await hostile.nextFrame((f) => f.kind.case === "data");
+    const sent = await stalled(session);
+    // What the relay may hold: the stream window, the request's credit, one read buffer and a frame; not 1 MiB.
+    expect(sent).toBeGreaterThan(limits.clientStreamWindow);
+    expect(sent).toBeLessThan(limits.clientStreamWindow + MIN_WINDOW + 128 * KiB);
+    expect(exchange).toBeDefined();
+    stream.close();
+    session.close();
+    hostile.destroy();
+  });
+
+  it("widens a connector's session only once its tunnel is authenticated", async () => {
+    const key = await relay.tenantWithKey("wide");
+    connector = await startTestConnector(watched.url, key, { app: target.url }, { tunnels: 1 });
+    expect(tunnelSessions).toHaveLength(1);
+    const [{ session, streamWindowAtStart }] = tunnelSessions as [(typeof tunnelSessions)[number]];
+    // While its key was being checked, the session had a client's windows (or HTTP/2's default, before the ACK).
+    expect(streamWindowAtStart).toBeLessThanOrEqual(limits.clientStreamWindow);
+    // services/tunnel/tunnel-endpoint.ts widens it (widenTunnelSession) once the key, Hello and limits check out.
+    await eventually(() => session.localSettings.initialWindowSize === TUNNEL_STREAM_WINDOW, "the tunnel's stream window");
+    expect(session.state.localWindowSize).toBeGreaterThan(TUNNEL_CONNECTION_WINDOW / 2);
+  });
+
+  it("keeps the client windows for a tunnel whose key is wrong", async () => {
+    const hostile = await HostileConnector.open(watched.url, "fck_0123456789abcdef_nope");
+    // The stream window of every SETTINGS the relay sends this session, from the first (maybe read already) to the last.
+    const streamWindows = [hostile.session.remoteSettings.initialWindowSize];
+    hostile.session.on("remoteSettings", (s) => streamWindows.push(s.initialWindowSize));
+    hostile.hello();
+    const end = await hostile.ended;
+    expect(end.grpcStatus).toBe(16);
+    await once(hostile.session, "close");
+    expect(tunnelSessions.length).toBeGreaterThan(1);
+    // HTTP/2's default (65,535) until the first SETTINGS is read, then the client window; never the tunnel's.
+    expect(Math.max(...streamWindows.map(Number))).toBe(limits.clientStreamWindow);
+  });
+});

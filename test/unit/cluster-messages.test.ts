@@ -1,0 +1,74 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
+import { DisconnectRequestSchema, HeartbeatSchema, OpenExchangeSchema, OpenResultSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
+import { FerryError } from "../../clients/sdk/errors.js";
+import { readDisconnectRequest, readHeartbeat, readOpenExchange, readOpenResult } from "../../services/cluster/cluster-messages.js";
+
+// What a node accepts from NATS, message by message: a value it may use, or the fixed reason it is dropped for.
+
+const open = (init: Parameters<typeof create<typeof OpenExchangeSchema>>[1]) =>
+  readOpenExchange(toBinary(OpenExchangeSchema, create(OpenExchangeSchema, { exchangeId: new Uint8Array(16), tenant: "acme", target: "app", ingressNode: "a", ...init })));
+const result = (init: Parameters<typeof create<typeof OpenResultSchema>>[1]) => readOpenResult(toBinary(OpenResultSchema, create(OpenResultSchema, init)));
+const accepted = (init: Record<string, unknown>) => result({ result: { case: "accepted", value: { egressNode: "b", requestWindow: 512 * 1024, maxFrameSize: 65536, ...init } } });
+const refused = (init: Record<string, unknown>) => result({ result: { case: "refused", value: { kind: "unavailable", code: "connector_busy", message: "busy", ...init } } });
+
+describe("cluster messages from NATS", () => {
+  it("takes a well-formed OpenExchange, with its id copied out of the NATS buffer", () => {
+    const bytes = toBinary(OpenExchangeSchema, create(OpenExchangeSchema, { exchangeId: new Uint8Array(16).fill(1), tenant: "acme", target: "app", ingressNode: "node-1" }));
+    const r = readOpenExchange(bytes);
+    expect(r.ok).toBe(true);
+    expect(r.ok && r.value.exchangeId.buffer).not.toBe(bytes.buffer);
+  });
+
+  it.each([
+    ["garbage", () => readOpenExchange(Buffer.from([0x0a, 0x09]))],
+    ["a 15-byte id", () => open({ exchangeId: new Uint8Array(15) })],
+    ["a tenant that is not a DNS label", () => open({ tenant: "Acme.x" })],
+    ["a target with a wildcard", () => open({ target: ">" })],
+    ["an ingress node id with a dot", () => open({ ingressNode: "a.b" })],
+    ["an empty ingress node id", () => open({ ingressNode: "" })],
+  ])("refuses an OpenExchange with %s", (_, read) => {
+    expect(read().ok).toBe(false);
+  });
+
+  it("takes an Accepted in range and a Refused of a known kind, as the FerryError the client gets", () => {
+    expect(accepted({}).ok).toBe(true);
+    expect(accepted({ maxFrameSize: 0 }).ok).toBe(true);
+    const r = refused({ retryAfterSeconds: 5 });
+    expect(r.ok && r.value instanceof FerryError && [r.value.kind, r.value.code, r.value.extra.retryAfterSeconds]).toEqual(["unavailable", "connector_busy", 5]);
+  });
+
+  it.each([
+    ["an egress node id that would be a wildcard subject", () => accepted({ egressNode: "x.>" })],
+    ["a window of 0", () => accepted({ requestWindow: 0 })],
+    ["a window past the protocol's", () => accepted({ requestWindow: 2 ** 32 - 1 })],
+    ["a frame size of 1", () => accepted({ maxFrameSize: 1 })],
+    ["a kind no status exists for", () => refused({ kind: "bogus" })],
+    ["a prototype property as kind", () => refused({ kind: "constructor" })],
+    ["a code with spaces", () => refused({ code: "not a code" })],
+    ["a huge Retry-After", () => refused({ retryAfterSeconds: 2 ** 31 })],
+    ["a message of 100 KB", () => refused({ message: "x".repeat(100_000) })],
+    ["neither", () => result({})],
+  ])("refuses an OpenResult with %s", (_, read) => {
+    expect(read().ok).toBe(false);
+  });
+
+  it("believes a heartbeat only for the node its subject names", () => {
+    const hb = (nodeId: string) => toBinary(HeartbeatSchema, create(HeartbeatSchema, { nodeId }));
+    expect(readHeartbeat("ferry.heartbeat.a", hb("a"))).toEqual({ ok: true, value: "a" });
+    expect(readHeartbeat("ferry.heartbeat.a", hb("b")).ok).toBe(false);
+    expect(readHeartbeat("ferry.heartbeat.a", Buffer.from([0xff])).ok).toBe(false);
+    expect(readHeartbeat(`ferry.heartbeat.${"x".repeat(65)}`, hb("x".repeat(65))).ok).toBe(false);
+  });
+
+  it("checks a DisconnectRequest's tenant, connector id and reason", () => {
+    const req = (init: Record<string, unknown>) =>
+      readDisconnectRequest(toBinary(DisconnectRequestSchema, create(DisconnectRequestSchema, { tenant: "acme", connectorId: "hq-1", reason: "rotated", ...init })));
+    expect(req({}).ok).toBe(true);
+    expect(req({ tenant: "../etc" }).ok).toBe(false);
+    expect(req({ connectorId: "" }).ok).toBe(false);
+    expect(req({ connectorId: "x".repeat(129) }).ok).toBe(false);
+    expect(req({ reason: "a\nforged log line" }).ok).toBe(false);
+    expect(req({ reason: "r".repeat(2000) }).ok).toBe(false);
+  });
+});
