@@ -69,7 +69,7 @@ export function createTargetForwarder(
       // Before CORS: a preflight for a path or method the admin closed is refused too.
       // A CORS preflight is judged by the method it asks about: GET/POST-only targets still answer browsers.
       const preflightFor = target.cors && head.method === "OPTIONS" ? head.headers.find((h) => h.name.toLowerCase() === "access-control-request-method") : undefined;
-      const forbidden = allowlistProblem(target, preflightFor?.value ?? head.method, head.path);
+      const forbidden = allowlistProblem(target, preflightFor?.value ?? head.method, head.path, head.headers);
       if (forbidden) {
         log.warn({ target: head.target, method: head.method, path: head.path, clientAddress: head.clientAddress }, `refused by the allowlist: ${forbidden}`);
         onForbidden(ex);

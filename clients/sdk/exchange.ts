@@ -11,8 +11,8 @@ import { ChunkQueue } from "./chunk-queue.js";
 import { exchangeKey } from "./ids.js";
 import { MAX_FRAME_SIZE, MAX_WINDOW } from "./protocol.js";
 
-/** The reset message (INTERNAL, not remote) of an exchange whose ExchangeOptions.budget ran out: owners count it as a limit. */
-export const BUDGET_SPENT = "no room left to buffer the body (the buffer limit shared by the tenant's exchanges)";
+/** The reset message (INTERNAL) of an exchange whose ExchangeOptions.budget ran out; the budget's owner counts the refusal. */
+const BUDGET_SPENT = "no room left to buffer the body (the buffer limit shared by the tenant's exchanges)";
 
 /** Why an exchange ended early; `remote` tells whether the peer sent the Reset. */
 export class ExchangeReset extends Error {
@@ -294,9 +294,11 @@ export class Exchange {
     this.trailersWaiter = undefined;
     this.creditWaiter?.reject(error);
     this.creditWaiter = undefined;
-    // A body that arrived complete (End before the Reset, e.g. an early answer
+    // A body that arrived complete before the peer's Reset (an early answer
     // followed by "stop sending") is still delivered; only our sending stops.
-    if (!this.remoteEnded) {
+    // Our own reset gives it up: whoever reset will not read it, and its bytes
+    // (and budget) must not wait for a reader that never comes.
+    if (!this.remoteEnded || !error.remote) {
       this.dropQueue();
       if (this.sink && !this.bodyDone) {
         this.bodyDone = true;

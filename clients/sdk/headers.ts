@@ -154,24 +154,21 @@ const SINGLE_VALUE = new Set([
 
 /** Keeps the first of each repeated single-value field (lower-case names), every other field as it is. */
 export function firstOfSingleValue(headers: Header[]): Header[] {
-  let seen: Set<string> | undefined;
   let out: Header[] | undefined;
   for (let i = 0; i < headers.length; i++) {
     const h = headers[i]!;
-    if (!SINGLE_VALUE.has(h.name)) {
-      out?.push(h);
-      continue;
-    }
-    seen ??= new Set();
-    if (!seen.has(h.name)) {
-      seen.add(h.name);
-      out?.push(h);
-    } else {
-      // Copy only once there is something to leave out: the common answer has no repeats.
-      out ??= headers.slice(0, i);
-    }
+    // A scan back instead of a Set: heads are short, and most have a single-value field but no repeat.
+    if (SINGLE_VALUE.has(h.name) && seenBefore(headers, i)) out ??= headers.slice(0, i);
+    else out?.push(h);
   }
   return out ?? headers;
+}
+
+/** Whether a field of the same name comes before index `i`. */
+function seenBefore(headers: Header[], i: number): boolean {
+  const name = headers[i]!.name;
+  for (let j = 0; j < i; j++) if (headers[j]!.name === name) return true;
+  return false;
 }
 
 export function header(name: string, value: string): Header {

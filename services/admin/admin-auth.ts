@@ -1,4 +1,6 @@
 import { Code, ConnectError, createContextKey, createContextValues, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import type { BlockList } from "node:net";
+import { clientAddressOf } from "../auth/client-address.js";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import type { AuditLog } from "../audit/audit-log.js";
@@ -21,15 +23,20 @@ export const peerAddressKey = createContextKey<string>("");
 
 /**
  * For connectNodeAdapter's `contextValues`: hands the interceptors the
- * address of the socket the call came on (the Connect request itself does not
- * carry it). The socket's, never a header's: a caller cannot choose it.
+ * caller's address (the Connect request itself does not carry it): the
+ * socket's, or behind a --trust-proxy the client it forwards for, so one
+ * caller's failures do not make every admin behind the balancer wait.
  */
-export function adminContextValues(req: IncomingMessage | Http2ServerRequest): ContextValues {
-  return createContextValues().set(peerAddressKey, req.socket?.remoteAddress ?? "");
+export function adminContextValues(trusted: BlockList | undefined): (req: IncomingMessage | Http2ServerRequest) => ContextValues {
+  return (req) => {
+    const forwarded = req.headers["x-forwarded-for"];
+    const { clientAddress } = clientAddressOf(req.socket?.remoteAddress ?? "", Array.isArray(forwarded) ? forwarded.join(",") : forwarded, trusted);
+    return createContextValues().set(peerAddressKey, clientAddress);
+  };
 }
 
 export interface AdminAuthOptions {
-  /** Back-off on failed tokens per source, shared with the tunnel endpoint (one per node). Without it, none. */
+  /** Back-off on failed tokens per source (one per node, apart from connector keys'). Without it, none. */
   backoff?: SourceBackoff;
   /** Counts refusals by the back-off. */
   faults?: PeerFaults;

@@ -1,4 +1,5 @@
 import { FerryError } from "../../clients/sdk/errors.js";
+import { refill } from "../../clients/sdk/bounded-map.js";
 import type { PeerFaults } from "../observability/peer-faults.js";
 
 /** Audit queries running at once on one node, all tokens together (they take turns in the audit worker anyway). */
@@ -20,7 +21,7 @@ export interface AuditQueryGate {
 
 interface Bucket {
   /** Calls left (fractional while refilling) as of `at`. */
-  left: number;
+  tokens: number;
   at: number;
   running: number;
   waiting: number;
@@ -69,11 +70,10 @@ export function createAuditQueryGate(opts: { perMinute: number; faults?: PeerFau
     async run(tokenId, query, signal) {
       const t = now();
       let b = buckets.get(tokenId);
-      if (!b) buckets.set(tokenId, (b = { left: opts.perMinute, at: t, running: 0, waiting: 0 }));
-      b.left = Math.min(opts.perMinute, b.left + (t - b.at) / refillMs);
-      b.at = t;
-      if (b.left < 1) {
-        const wait = Math.ceil(((1 - b.left) * refillMs) / 1000);
+      if (!b) buckets.set(tokenId, (b = { tokens: opts.perMinute, at: t, running: 0, waiting: 0 }));
+      refill(b, opts.perMinute, 1 / refillMs, t);
+      if (b.tokens < 1) {
+        const wait = Math.ceil(((1 - b.tokens) * refillMs) / 1000);
         refuse("auditQueriesPerMinute", "audit_rate_limited", `this token made its ${opts.perMinute} audit queries a minute (limits.auditQueriesPerMinute); retry in ${wait}s`, wait);
       }
       const bucket = b;
@@ -82,7 +82,7 @@ export function createAuditQueryGate(opts: { perMinute: number; faults?: PeerFau
         refuse("auditQueriesInFlight", "audit_busy", "too many audit queries are waiting on this node; retry when yours are done", 1);
       }
       // Counted when admitted, so calls waiting in line cannot exceed the quota either.
-      bucket.left -= 1;
+      bucket.tokens -= 1;
       if (start) take(bucket);
       else {
         bucket.waiting++;

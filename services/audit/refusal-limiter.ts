@@ -1,4 +1,5 @@
 import { sourceKey } from "../auth/source-backoff.js";
+import { setNewest } from "../../clients/sdk/bounded-map.js";
 
 /**
  * Keeps refusals of unauthenticated callers from filling the audit log:
@@ -43,14 +44,9 @@ export function createRefusalLimiter(opts: RefusalLimiterOptions = {}): RefusalL
         inWindow = 0;
       }
       const key = sourceKey(source) ?? "";
-      let s = sources.get(key);
-      if (s) sources.delete(key); // re-inserted below: the map stays in order of last refusal
-      else s = { windowStart: t, inWindow: 0, suppressed: 0 };
-      sources.set(key, s);
-      for (const oldest of sources.keys()) {
-        if (sources.size <= maxSources) break;
-        sources.delete(oldest);
-      }
+      const s = sources.get(key) ?? { windowStart: t, inWindow: 0, suppressed: 0 };
+      // The map stays in order of last refusal.
+      setNewest(sources, key, s, maxSources);
       if (t - s.windowStart >= windowMs) {
         s.windowStart = t;
         s.inWindow = 0;

@@ -1,4 +1,5 @@
 import { sourceKey as clientSourceKey } from "./source-key.js";
+import { setNewest } from "../../clients/sdk/bounded-map.js";
 import type { Limits } from "../relay/limits.js";
 
 /**
@@ -11,9 +12,9 @@ import type { Limits } from "../relay/limits.js";
  * guessed: it keeps a flood of wrong ones from costing hashes, audit records
  * and log lines, and it slows a weak bootstrap token down.
  *
- * One instance per relay node, shared by everything that checks a
- * credential (admin API, tunnel endpoint), so a source cannot spread its
- * guesses over them. Memory is bounded: at most MAX_SOURCES sources are kept,
+ * One instance per kind of credential on each relay node (admin tokens,
+ * connector keys): a connector retrying an old key must not lock an office's
+ * admins out of the admin API. Memory is bounded: at most MAX_SOURCES sources are kept,
  * the least recently failed go first, and a source that has not failed for a
  * while is forgotten.
  */
@@ -71,18 +72,13 @@ export function createSourceBackoff(
       if (key === undefined) return 0;
       const t = now();
       const e = current(key, t) ?? { failures: 0, lastFailure: t, until: 0 };
-      entries.delete(key);
       e.failures++;
       e.lastFailure = t;
       const over = e.failures - limits.authFailuresBeforeBackoff;
       // 2^over without overflow: past ~30 doublings every wait is the cap anyway.
       const wait = over < 0 ? 0 : Math.min(limits.authBackoffMaxMs, FIRST_WAIT_MS * 2 ** Math.min(over, 30));
       e.until = t + wait;
-      entries.set(key, e);
-      for (const oldest of entries.keys()) {
-        if (entries.size <= maxSources) break;
-        entries.delete(oldest);
-      }
+      setNewest(entries, key, e, maxSources);
       return wait;
     },
     succeeded(source) {

@@ -1,3 +1,6 @@
+import type { Header } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import { header } from "../../clients/sdk/headers.js";
+
 /**
  * Scopes a path-routed target's Set-Cookie to its own prefix,
  * /relay/{tenant}/{target}/. Every tenant shares the relay's origin under path
@@ -46,4 +49,24 @@ export function scopedPath(path: string | undefined, prefix: string): string {
   if (path === undefined || !path.startsWith("/") || /(^|\/)\.\.?(\/|$)/.test(path)) return root;
   if (path === prefix || path.startsWith(root)) return path;
   return prefix + path;
+}
+
+/**
+ * A host-routed target's cookies stay host-only: every app has its own host,
+ * but all of them are one site below --base-domain, and a cookie with
+ * Domain=<base domain> (or any name above the app's own) would be sent to
+ * every other tenant's apps, letting one tenant set cookies for another
+ * (cookie tossing, session fixation). Only Domain is dropped; the rest is the
+ * app's business.
+ */
+export function hostOnlyCookies(headers: Header[]): Header[] {
+  if (!headers.some((h) => h.name === "set-cookie" && /;\s*domain\s*=/i.test(h.value))) return headers;
+  return headers.map((h) => (h.name === "set-cookie" ? header("set-cookie", withoutDomain(h.value)) : h));
+}
+
+function withoutDomain(value: string): string {
+  return value
+    .split(";")
+    .filter((part, i) => i === 0 || !/^\s*domain\s*(=|$)/i.test(part))
+    .join(";");
 }

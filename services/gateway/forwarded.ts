@@ -2,7 +2,7 @@ import { BlockList, isIP, isIPv6 } from "node:net";
 import { FerryError } from "../../clients/sdk/errors.js";
 import type { Header } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { header } from "../../clients/sdk/headers.js";
-import { unmapIPv4 } from "../auth/source-key.js";
+import { clientAddressOf } from "../auth/client-address.js";
 
 /**
  * The headers in which the relay tells the target who the client is and how
@@ -72,25 +72,11 @@ export function forwardingHeaders(
   input: ForwardedInput,
   trusted: BlockList | undefined,
 ): { clientAddress: string; host: string | undefined; headers: Header[] } {
-  const peer = unmapIPv4(input.remoteAddress);
-  const peerTrusted = trusted !== undefined && matches(trusted, peer);
-  let clientAddress = peer;
-  let chain: string[] = [peer];
+  const { clientAddress, chain, peerTrusted } = clientAddressOf(input.remoteAddress, input.incoming.forwardedFor, trusted);
   let proto = input.encrypted ? "https" : "http";
   let host = input.host;
   let via: string | undefined;
   if (peerTrusted) {
-    const listed = (input.incoming.forwardedFor ?? "").split(",").map((s) => unmapIPv4(s.trim())).filter(Boolean);
-    chain = [...listed, peer];
-    // Walk from the nearest hop outwards past our own proxies; the first other hop is the client.
-    // If that hop is not an address at all, the last hop we can vouch for stands in for it.
-    clientAddress = peer;
-    for (let i = chain.length - 1; i >= 0; i--) {
-      const hop = chain[i]!;
-      if (isIP(hop) === 0) break;
-      clientAddress = hop;
-      if (!matches(trusted, hop)) break;
-    }
     if (input.incoming.proto === "http" || input.incoming.proto === "https") proto = input.incoming.proto;
     if (input.incoming.host) host = input.incoming.host;
     via = input.incoming.via;
@@ -104,12 +90,4 @@ export function forwardingHeaders(
   headers.push(header("forwarded", `for=${forNode};proto=${proto}${hostParam}`));
   if (via) headers.push(header("via", via));
   return { clientAddress, host, headers };
-}
-
-function matches(list: BlockList, address: string): boolean {
-  try {
-    return list.check(address, isIPv6(address) ? "ipv6" : "ipv4");
-  } catch {
-    return false; // not an address at all ("unknown", garbage): never a trusted proxy
-  }
 }

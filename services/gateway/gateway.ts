@@ -23,6 +23,7 @@ import { type NodeRequest, type NodeResponse, respondHeadOnly, responseOnSocket,
 import type { HostRouting } from "./host-route.js";
 import { parseRelayPath, type RelayPath } from "./relay-path.js";
 import { BadResponse, type BadResponseReason, type FramedResponse, frameResponse } from "./response-head.js";
+import { hostOnlyCookies } from "./cookie-scope.js";
 import { crossTenantRefusal, isolatePathRouted } from "./shared-origin.js";
 import { SPOOFABLE_HEADERS } from "./spoofable-headers.js";
 import { createTenantLoad, type TenantLoad } from "./tenant-load.js";
@@ -312,6 +313,8 @@ async function exchangeWith(opts: GatewayOptions, req: NodeRequest, res: NodeRes
     const response = frameResponse(remote, { method: head.method, upgrade: upgrade !== undefined });
     // Path routing shares one origin between tenants: the target's cookies and referrer policy are kept to its own prefix.
     if (where.prefix) response.headers = isolatePathRouted(response.headers, where.prefix);
+    // Host routing: each app its own host, but all of them one site; a Domain cookie would reach the others.
+    else response.headers = hostOnlyCookies(response.headers);
     if (upgrade && response.status === 101) {
       await early;
       await switchProtocols(res, upgrade.socket, ex, response, p);

@@ -1,12 +1,16 @@
 import { type ByteBudget, createByteBudget } from "../../clients/sdk/byte-budget.js";
 import { FerryError } from "../../clients/sdk/errors.js";
 import type { PeerFaults } from "../observability/peer-faults.js";
-import { clientShare, type Limits } from "../relay/limits.js";
+import { DEFAULT_WINDOW } from "../../clients/sdk/protocol.js";
+import { clientShare, type Limits, MIN_CLIENT_SHARE } from "../relay/limits.js";
 import { sourceKey } from "../auth/source-key.js";
 
 /** One exchange's place in its tenant's load, held from admission to the end of the response. */
 export interface Admission {
-  /** The memory the tenant's exchanges share on this node for bodies waiting for their clients. */
+  /**
+   * The memory this client's exchanges may take on this node for bodies waiting
+   * for their clients: its share of what the tenant's exchanges share.
+   */
   readonly budget: ByteBudget;
   /** Gives the place back; once. */
   release(): void;
@@ -28,13 +32,21 @@ export interface TenantLoad {
 
 interface Load {
   active: number;
-  bySource: Map<string, number>;
+  bySource: Map<string, SourceLoad>;
+  /** What all of the tenant's exchanges may queue on this node. */
+  budget: ByteBudget;
+}
+
+interface SourceLoad {
+  active: number;
+  /** Its exchanges' budget: a share of the tenant's (clientSharePercent), so one client cannot spend it all. */
   budget: ByteBudget;
 }
 
 export function createTenantLoad(limits: Limits, faults: PeerFaults): TenantLoad {
-  // Entries exist only while a tenant has an exchange in progress: the map never outgrows what is in flight.
+  // Entries exist only while a tenant (a source) has an exchange in progress: the maps never outgrow what is in flight.
   const loads = new Map<string, Load>();
+  const sourceBytes = clientBufferShare(limits);
   return {
     admit(tenant, tenantLimit, clientAddress) {
       const limit = tenantLimit > 0 ? tenantLimit : limits.tenantMaxExchanges;
@@ -45,26 +57,26 @@ export function createTenantLoad(limits: Limits, faults: PeerFaults): TenantLoad
         throw new FerryError("unavailable", "tenant_busy", `tenant "${tenant}" has ${limit} exchanges in progress, its limit`, { retryAfterSeconds: 1 });
       }
       const share = clientShare(limits, limit);
-      const held = load?.bySource.get(source) ?? 0;
-      if (held >= share) {
+      const held = load?.bySource.get(source);
+      if ((held?.active ?? 0) >= share) {
         faults.limited("clientSharePercent");
-        throw new FerryError("unavailable", "client_busy", `this client has ${held} exchanges in progress with tenant "${tenant}", its share`, {
+        throw new FerryError("unavailable", "client_busy", `this client has ${held!.active} exchanges in progress with tenant "${tenant}", its share`, {
           retryAfterSeconds: 1,
         });
       }
-      const entry = load ?? { active: 0, bySource: new Map<string, number>(), budget: countedBudget(limits.tenantBufferBytes, faults) };
+      const entry = load ?? { active: 0, bySource: new Map<string, SourceLoad>(), budget: createByteBudget(limits.tenantBufferBytes) };
       if (!load) loads.set(tenant, entry);
+      const mine = held ?? { active: 0, budget: bothBudgets(createByteBudget(sourceBytes), entry.budget, faults) };
+      if (!held) entry.bySource.set(source, mine);
       entry.active++;
-      entry.bySource.set(source, held + 1);
+      mine.active++;
       let released = false;
       return {
-        budget: entry.budget,
+        budget: mine.budget,
         release() {
           if (released) return;
           released = true;
-          const left = (entry.bySource.get(source) ?? 1) - 1;
-          if (left === 0) entry.bySource.delete(source);
-          else entry.bySource.set(source, left);
+          if (--mine.active === 0) entry.bySource.delete(source);
           if (--entry.active === 0) loads.delete(tenant);
         },
       };
@@ -73,18 +85,34 @@ export function createTenantLoad(limits: Limits, faults: PeerFaults): TenantLoad
   };
 }
 
-/** A tenant's byte budget whose refusals are counted (the exchange that hit it is reset by the Exchange itself). */
-function countedBudget(limit: number, faults: PeerFaults): ByteBudget {
-  const budget = createByteBudget(limit);
+/** A source's share of a tenant's buffer budget: like its share of exchanges, never less than its smallest share of full windows. */
+function clientBufferShare(limits: Limits): number {
+  const share = Math.ceil((limits.tenantBufferBytes * limits.clientSharePercent) / 100);
+  return Math.min(limits.tenantBufferBytes, Math.max(share, MIN_CLIENT_SHARE * DEFAULT_WINDOW));
+}
+
+/**
+ * Bytes taken from the source's budget and the tenant's together, counted when
+ * either refuses (the exchange that hit it is reset by the Exchange itself).
+ */
+function bothBudgets(source: ByteBudget, tenant: ByteBudget, faults: PeerFaults): ByteBudget {
   return {
     take(bytes) {
-      if (budget.take(bytes)) return true;
+      if (!source.take(bytes)) {
+        faults.limited("clientSharePercent", { of: "tenantBufferBytes" });
+        return false;
+      }
+      if (tenant.take(bytes)) return true;
+      source.give(bytes);
       faults.limited("tenantBufferBytes");
       return false;
     },
-    give: (bytes) => budget.give(bytes),
+    give(bytes) {
+      source.give(bytes);
+      tenant.give(bytes);
+    },
     get used() {
-      return budget.used;
+      return source.used;
     },
   };
 }

@@ -1,5 +1,5 @@
 import type { BlockList, Server, Socket } from "node:net";
-import { isIPv6 } from "node:net";
+import { isTrusted } from "../auth/client-address.js";
 import { sourceKey, unmapIPv4 } from "../auth/source-key.js";
 import type { PeerFaults } from "../observability/peer-faults.js";
 import type { Limits } from "./limits.js";
@@ -31,7 +31,7 @@ export function capConnections(server: Server, opts: ConnectionCapOptions): (soc
       return false;
     }
     const unmapped = unmapIPv4(socket.remoteAddress);
-    if (trustedProxies && trustedProxies.check(unmapped, isIPv6(unmapped) ? "ipv6" : "ipv4")) return true;
+    if (trustedProxies && isTrusted(trustedProxies, unmapped)) return true;
     // One source as the other per-source limits count it: an IPv4 address, an IPv6 /64.
     const address = sourceKey(unmapped);
     const held = perAddress.get(address) ?? 0;

@@ -143,6 +143,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       tenantIdOf: (name) => catalog.getTenant(name)?.tenantId,
     });
     const catalog = new Catalog(store, { faults });
+    const trustedProxies = parseTrustedProxies(options.trustedProxies ?? []);
     // One per kind of credential: a connector retrying an old key from an office must not lock its admins out
     // of the admin API, nor an admin's success reset the count of a key-guessing neighbour.
     const tunnelBackoff = createSourceBackoff(limits);
@@ -193,7 +194,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       log,
       requestTimeoutMs: options.requestTimeoutMs ?? 100_000,
       responseWindow: options.responseWindow ?? DEFAULT_WINDOW,
-      trustedProxies: parseTrustedProxies(options.trustedProxies ?? []),
+      trustedProxies,
       isDraining: () => draining,
       serveWhileDraining: cluster !== undefined,
       hostRouting: options.baseDomain ? createHostRouting(options.baseDomain) : undefined,
@@ -226,6 +227,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       limits,
       faults,
       backoff: tunnelBackoff,
+      trustedProxies,
     });
 
     const adminHandler = connectNodeAdapter({
@@ -243,7 +245,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
           }),
         ),
       // The socket's address, for per-source back-off and for refusals in the audit trail.
-      contextValues: adminContextValues,
+      contextValues: adminContextValues(trustedProxies),
       interceptors: [errorInterceptor(log), authInterceptor(catalog, audit, { backoff: adminBackoff, faults })],
       readMaxBytes: 1024 * 1024,
     });

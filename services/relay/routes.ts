@@ -3,6 +3,7 @@ import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from "../../clients/sdk/protoc
 import { FERRY_VERSION } from "../../clients/sdk/version.js";
 import { RELAY_PREFIX } from "../gateway/relay-path.js";
 import { type NodeRequest, type NodeResponse, responseOnSocket, sendError } from "../gateway/http-error.js";
+import { isTunnelSession } from "../tunnel/tunnel-windows.js";
 import type { Listeners } from "./server.js";
 
 type Handler = (req: NodeRequest, res: NodeResponse) => void;
@@ -39,6 +40,10 @@ function upgradeRouter(routes: RouteTable): UpgradeHandler {
 function requestRouter(routes: RouteTable): Handler {
   return (req, res) => {
     const url = req.url ?? "/";
+    // A connector's session has the tunnel's wide windows: a client request on it would get them too.
+    if ("stream" in req && req.stream.session && isTunnelSession(req.stream.session) && !url.startsWith("/ferry.tunnel.v1.TunnelService/")) {
+      return sendError(res, new FerryError("permission_denied", "tunnel_connection", "this connection carries a connector's tunnel; send requests on another one"));
+    }
     if (url.startsWith(RELAY_PREFIX) || routes.routesByHost(req)) return routes.gateway(req, res);
     if (url.startsWith("/ferry.tunnel.v1.TunnelService/")) return routes.tunnel(req, res);
     if (url.startsWith("/ferry.admin.v1.AdminService/")) return routes.admin(req, res);

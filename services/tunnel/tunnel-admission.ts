@@ -1,4 +1,5 @@
 import type { Limits } from "../relay/limits.js";
+import { refill, setNewest } from "../../clients/sdk/bounded-map.js";
 import { GrpcError, GrpcStatus } from "./grpc-call.js";
 import type { RelayTunnel } from "./relay-tunnel.js";
 
@@ -53,14 +54,8 @@ export function createTunnelAdmission(limits: Limits, now: () => number = Date.n
     takeOpen(principal) {
       const t = now();
       const b = buckets.get(principal) ?? { tokens: burst, at: t };
-      buckets.delete(principal);
-      b.tokens = Math.min(burst, b.tokens + (t - b.at) * perMs);
-      b.at = t;
-      buckets.set(principal, b);
-      for (const oldest of buckets.keys()) {
-        if (buckets.size <= MAX_BUCKETS) break;
-        buckets.delete(oldest);
-      }
+      refill(b, burst, perMs, t);
+      setNewest(buckets, principal, b, MAX_BUCKETS);
       if (b.tokens < 1) {
         const seconds = Math.ceil((1 - b.tokens) / perMs / 1000);
         refuse("tunnelOpenRate", "opening tunnels too fast", `this credential opens tunnels too fast (at most ${limits.maxTunnelsPerKey} a minute): retry in ${seconds}s`);

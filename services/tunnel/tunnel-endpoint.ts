@@ -1,4 +1,6 @@
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import type { BlockList } from "node:net";
+import { clientAddressOf } from "../auth/client-address.js";
 import type { ConnectRequest, ConnectResponse, Hello } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
 import { durationFromMs } from "../../clients/sdk/duration.js";
 import { FerryError } from "../../clients/sdk/errors.js";
@@ -43,14 +45,16 @@ export interface TunnelEndpointDeps {
   /** Bounds audit events about refusals, per source address (anyone can present a bad key). */
   refusals: RefusalLimiter;
   /**
-   * Back-off on failed credentials per source address, shared with the admin
-   * API (one per node). Without it the endpoint keeps its own.
+   * Back-off on failed connector credentials per source address (one per
+   * node, apart from the admin API's). Without it the endpoint keeps its own.
    */
   backoff?: SourceBackoff;
   /** Client certificates verified against --connector-ca authenticate connectors (mTLS). */
   acceptCertificates?: boolean;
   limits: Limits;
   faults: PeerFaults;
+  /** --trust-proxy addresses: their X-Forwarded-For names the connector (back-off, audit). */
+  trustedProxies?: BlockList;
 }
 
 const HELLO_TIMEOUT_MS = 10_000;
@@ -104,7 +108,8 @@ export function createTunnelEndpoint(options: TunnelEndpointDeps): (req: NodeReq
 
 async function serve(deps: Endpoint, call: GrpcCall, req: Http2ServerRequest): Promise<void> {
   if (deps.isDraining()) throw new GrpcError(GrpcStatus.UNAVAILABLE, "relay is draining; connect to another node");
-  const source = call.remoteAddress;
+  // Behind a --trust-proxy (an HTTP/2 load balancer), the connector it forwards for.
+  const source = clientAddressOf(call.remoteAddress, call.header("x-forwarded-for"), deps.trustedProxies).clientAddress;
   const wait = deps.backoff.waitMs(source);
   if (wait > 0) {
     // Refused before the credential is even looked at: a flood of guesses costs no hashing and little audit.

@@ -1,23 +1,9 @@
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter, createConnectTransport } from "@connectrpc/connect-node";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminService } from "../../gen/ferry/admin/v1/admin_service_pb.js";
-import { adminContextValues, authInterceptor } from "../../services/admin/admin-auth.js";
-import { errorInterceptor } from "../../services/admin/admin-errors.js";
-import { createAdminService } from "../../services/admin/admin-service.js";
-import { localDirectory } from "../../services/admin/directory.js";
-import { type AuditLog, createAuditLog } from "../../services/audit/audit-log.js";
-import { createSourceBackoff } from "../../services/auth/source-backoff.js";
-import { createPeerFaults, type PeerFaults } from "../../services/observability/peer-faults.js";
-import { withLimits } from "../../services/relay/limits.js";
-import { Catalog } from "../../services/state/catalog.js";
-import { openFileStore } from "../../services/state/file-store.js";
-import { createTrafficStats } from "../../services/stats/traffic-stats.js";
-import { TunnelRegistry } from "../../services/tunnel/tunnel-registry.js";
-import { quietLog, startTestRelay, type TestRelay } from "../helpers/in-process.js";
-import { ADMIN_TOKEN, tempDir } from "../helpers/processes.js";
+import { startTestRelay, type TestRelay } from "../helpers/in-process.js";
+import { ADMIN_TOKEN } from "../helpers/processes.js";
 import { eventually } from "../helpers/wait.js";
 import { tunnelAttempt } from "./raw-tunnel.js";
 
@@ -93,47 +79,10 @@ describe("back-off on failed connector keys, per source address", () => {
   });
 });
 
-/**
- * The admin API's edge as relay.ts builds it (the Connect adapter with the error and auth interceptors), with
- * the socket address handed to the interceptors (adminContextValues) and one back-off for the node.
- */
-async function startAdminEdge(): Promise<{ url: string; audit: AuditLog; faults: PeerFaults; close(): Promise<void> }> {
-  const dir = tempDir();
-  const limits = withLimits({ authFailuresBeforeBackoff: 3, authBackoffMaxMs: 60_000 });
-  const store = await openFileStore(dir);
-  const catalog = new Catalog(store);
-  await catalog.bootstrapAdmin(ADMIN_TOKEN);
-  const audit = createAuditLog(dir, quietLog, {});
-  const faults = createPeerFaults(quietLog);
-  const node = () => ({ nodeId: "n", version: "test", address: "", startTime: new Date(), inFlight: 0, draining: false });
-  const handler = connectNodeAdapter({
-    routes: (router) =>
-      router.service(
-        AdminService,
-        createAdminService({ catalog, directory: localDirectory(new TunnelRegistry(), node), audit, queryAudit: async (q) => audit.query(q), stats: createTrafficStats(), limits }),
-      ),
-    contextValues: adminContextValues,
-    interceptors: [errorInterceptor(quietLog), authInterceptor(catalog, audit, { backoff: createSourceBackoff(limits), faults })],
-  });
-  const server: Server = createServer(handler);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    url,
-    audit,
-    faults,
-    async close() {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-      await audit.close();
-      await store.close();
-    },
-  };
-}
-
-function admin(url: string, token: string, localAddress: string) {
+function admin(url: string, token: string, localAddress: string, forwardedFor?: string) {
   const auth: Interceptor = (next) => (req) => {
     req.header.set("authorization", `Bearer ${token}`);
+    if (forwardedFor) req.header.set("x-forwarded-for", forwardedFor);
     return next(req);
   };
   return createClient(AdminService, createConnectTransport({ baseUrl: url, httpVersion: "1.1", interceptors: [auth], nodeOptions: { localAddress } }));
@@ -141,7 +90,7 @@ function admin(url: string, token: string, localAddress: string) {
 
 describe("back-off on failed admin tokens, per source address", () => {
   it("answers ResourceExhausted with a retry hint after the failures, without looking at the token; other sources go on", async () => {
-    const edge = await startAdminEdge();
+    const edge = await startTestRelay({ limits: { authFailuresBeforeBackoff: 3, authBackoffMaxMs: 60_000 } });
     try {
       const call = async (token: string, from: string) => {
         let headers: Headers | undefined;
@@ -163,12 +112,32 @@ describe("back-off on failed admin tokens, per source address", () => {
       const checked = flood.filter((r) => r.code === Code.Unauthenticated).length; // a wait that ran out (see above)
       expect(checked).toBeLessThanOrEqual(3);
       expect(flood.filter((r) => r.code === Code.ResourceExhausted)).toHaveLength(100 - checked);
-      expect(edge.faults.limits().get("authFailuresBeforeBackoff")).toBe(102 - checked);
-      const refused = (await edge.audit.query({ pageSize: 1000 })).events.filter((e) => e.action === "admin.refused");
+      expect(edge.relay.faults.limits().get("authFailuresBeforeBackoff")).toBe(102 - checked);
+      // Asked from a source in good standing (the test's usual 127.0.0.1 is the one waiting).
+      const events = (await admin(edge.url, ADMIN_TOKEN, "127.0.0.3").listAuditEvents({ pageSize: 1000 })).events;
+      const refused = events.filter((e) => e.action === "admin.refused");
       const from = (address: string) => refused.filter((e) => e.details?.remoteAddress === address);
       expect(refused.every((e) => typeof e.details?.remoteAddress === "string")).toBe(true);
       expect(from("127.0.0.1").length).toBeLessThanOrEqual(10);
       expect(from("127.0.0.2")).toHaveLength(1);
+    } finally {
+      await edge.close();
+    }
+  });
+
+  it("behind a --trust-proxy, counts the clients it forwards for, not the proxy", async () => {
+    const edge = await startTestRelay({ trustedProxies: ["127.0.0.1"], limits: { authFailuresBeforeBackoff: 2, authBackoffMaxMs: 60_000 } });
+    try {
+      const code = (token: string, client: string) =>
+        admin(edge.url, token, "127.0.0.1", client)
+          .listTenants({})
+          .then(() => undefined, (e: unknown) => ConnectError.from(e).code);
+      for (let i = 0; i < 2; i++) expect(await code("wrong-token-wrong-token", "203.0.113.9")).toBe(Code.Unauthenticated);
+      expect(await code(ADMIN_TOKEN, "203.0.113.9")).toBe(Code.ResourceExhausted);
+      // Another client through the same balancer is not made to wait.
+      expect(await code(ADMIN_TOKEN, "198.51.100.4")).toBeUndefined();
+      const events = (await admin(edge.url, ADMIN_TOKEN, "127.0.0.1", "198.51.100.4").listAuditEvents({ pageSize: 100 })).events;
+      expect(events.filter((e) => e.action === "admin.refused").map((e) => e.details?.remoteAddress)).toContain("203.0.113.9");
     } finally {
       await edge.close();
     }

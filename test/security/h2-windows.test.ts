@@ -112,6 +112,22 @@ describe("HTTP/2 windows", () => {
     expect(session.state.localWindowSize).toBeGreaterThan(TUNNEL_CONNECTION_WINDOW / 2);
   });
 
+  it("serves nothing but tunnels on a widened session: a client request there would get the tunnel's windows", async () => {
+    const key = await relay.tenantWithKey("shared");
+    const hostile = await HostileConnector.connect(relay.url, key, { targets: [{ name: "app" }] });
+    expect(hostile.welcome).toBeDefined();
+    await eventually(() => hostile.session.remoteSettings.initialWindowSize === TUNNEL_STREAM_WINDOW, "the tunnel's stream window");
+    const req = hostile.session.request({ ":path": "/relay/shared/app/x" });
+    const [headers] = (await once(req, "response")) as [Record<string, unknown>];
+    const body: Buffer[] = [];
+    for await (const chunk of req) body.push(chunk as Buffer);
+    expect(headers[":status"]).toBe(403);
+    expect(JSON.parse(Buffer.concat(body).toString()).error.code).toBe("tunnel_connection");
+    // The tunnel itself is untouched.
+    expect(hostile.isClosed).toBe(false);
+    hostile.destroy();
+  });
+
   it("keeps the client windows for a tunnel whose key is wrong", async () => {
     const hostile = await HostileConnector.open(watched.url, "fck_0123456789abcdef_nope");
     // The stream window of every SETTINGS the relay sends this session, from the first (maybe read already) to the last.

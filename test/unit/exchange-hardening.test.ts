@@ -9,7 +9,7 @@ import { MAX_FRAME_SIZE } from "../../clients/sdk/protocol.js";
 
 const WINDOW = 64 * 1024;
 
-function ingress(extra: Partial<ExchangeOptions> = {}) {
+function ingress(extra: Partial<ExchangeOptions> = {}, upload = false) {
   const sent: Frame[] = [];
   const faults: string[] = [];
   const ex = new Exchange({
@@ -30,7 +30,8 @@ function ingress(extra: Partial<ExchangeOptions> = {}) {
     headers: [],
     clientAddress: "",
     upgrade: false,
-    endStream: true,
+    // An upload still under way keeps our direction open after the answer is complete.
+    endStream: !upload,
     responseWindow: WINDOW,
     authority: "",
   });
@@ -155,6 +156,24 @@ describe("Exchange: the shared byte budget", () => {
     expect(budget.used).toBe(8000);
     other.ex.reset(ResetCode.CANCELLED, "client gone");
     expect(budget.used).toBe(0);
+  });
+
+  it("gives up a complete body it reset itself: the consumer hears error() and the budget comes back", () => {
+    // The connector answered in full while the client's upload went on and the client read none of it; then
+    // the client went away (our reset).
+    const budget = createByteBudget(1 << 20);
+    const { ex, peer } = ingress({ budget }, true);
+    const { sink: s, seen } = sink({ pause: true });
+    ex.consume(s);
+    peer.head();
+    for (let i = 0; i < 4; i++) peer.data(16 * 1024);
+    peer.end();
+    expect(budget.used).toBeGreaterThan(0);
+    ex.reset(ResetCode.CANCELLED, "the client closed the connection");
+    expect(seen.errors).toBe(1);
+    expect(seen.ended).toBe(false);
+    expect(budget.used).toBe(0);
+    expect(ex.isClosed).toBe(true);
   });
 
   it("comes back to zero however exchanges end", () => {

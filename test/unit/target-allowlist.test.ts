@@ -36,6 +36,18 @@ describe("allowlistProblem", () => {
     expect(allowlistProblem(target, "OPTIONS", "/rest/users")).toMatch(/method OPTIONS/);
   });
 
+  it("judges a method override header (what frameworks run a POST as) by the same list", () => {
+    const h = (name: string, value: string) => [{ $typeName: "ferry.tunnel.v1.Header" as const, name, value }];
+    expect(allowlistProblem(target, "POST", "/rest/users", h("X-HTTP-Method-Override", "DELETE"))).toBe(
+      "method DELETE (from x-http-method-override) is not allowed on this target",
+    );
+    expect(allowlistProblem(target, "POST", "/rest/users", h("x-http-method", "put"))).toMatch(/method put \(from x-http-method\)/);
+    expect(allowlistProblem(target, "POST", "/rest/users", h("x-method-override", "PATCH"))).toMatch(/PATCH/);
+    expect(allowlistProblem(target, "POST", "/rest/users", h("x-http-method-override", "get"))).toBeUndefined();
+    // Without a method list, overrides are the application's business.
+    expect(allowlistProblem({ allowedPaths: [], allowedMethods: [] }, "POST", "/x", h("x-http-method-override", "DELETE"))).toBeUndefined();
+  });
+
   it("refuses a path outside the list", () => {
     expect(allowlistProblem(target, "GET", "/admin")).toMatch(/path \/admin/);
     expect(allowlistProblem(target, "GET", "/authority")).toMatch(/path/);

@@ -71,20 +71,34 @@ describe("tenant load", () => {
     expect(load.activeFor("acme")).toBe(19);
   });
 
-  it("shares one byte budget between a tenant's exchanges, a fresh one once it had none in progress", () => {
-    const { load } = setup();
+  it("shares one byte budget between a tenant's exchanges, each source a share of it, fresh once none is in progress", () => {
+    // 64 KiB of buffer for the tenant; a source's share is 25% but never below 16 full windows: here all of it.
+    const { load, faults } = setup({ tenantMaxExchanges: 40, clientSharePercent: 50, tenantBufferBytes: 64 * 1024 });
     const a = load.admit("acme", 0, "10.0.0.1");
+    const a2 = load.admit("acme", 0, "10.0.0.1");
     const b = load.admit("acme", 0, "10.0.0.2");
     const other = load.admit("other", 0, "10.0.0.1");
-    expect(a.budget).toBe(b.budget);
-    expect(a.budget).not.toBe(other.budget);
-    expect(a.budget.take(1000)).toBe(true);
+    expect(a.budget).toBe(a2.budget);
+    expect(a.budget.take(64 * 1024)).toBe(true);
     expect(b.budget.take(1)).toBe(false);
-    a.release();
-    b.release();
-    const c = load.admit("acme", 0, "10.0.0.1");
-    expect(c.budget).not.toBe(a.budget);
-    expect(c.budget.used).toBe(0);
+    expect(faults.limits().get("tenantBufferBytes")).toBe(1);
+    expect(other.budget.take(64 * 1024)).toBe(true);
+    a.budget.give(64 * 1024);
+    expect(b.budget.take(1)).toBe(true);
+    b.budget.give(1);
+    for (const x of [a, a2, b]) x.release();
+    expect(load.admit("acme", 0, "10.0.0.1").budget.used).toBe(0);
+  });
+
+  it("keeps one source to its share of the tenant's buffer, so others still get theirs", () => {
+    const MiB = 1024 * 1024;
+    // 256 MiB for the tenant, 25% a source: 64 MiB each.
+    const { load, faults } = setup({ tenantMaxExchanges: 40, clientSharePercent: 25, tenantBufferBytes: 256 * MiB });
+    const greedy = load.admit("acme", 0, "10.0.0.1");
+    expect(greedy.budget.take(64 * MiB)).toBe(true);
+    expect(greedy.budget.take(1)).toBe(false);
+    expect(faults.limits().get("clientSharePercent")).toBe(1);
+    expect(load.admit("acme", 0, "10.0.0.2").budget.take(64 * MiB)).toBe(true);
   });
 
   it("counts an IPv6 /64 as one source", () => {
