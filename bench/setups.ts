@@ -223,9 +223,9 @@ export async function startConnector(relay: Relay, target: Pick<Target, "port" |
   const connector = startProc(
     "connector",
     process.execPath,
-    [CLI, "connector", "--relay", relay.url, "--key", secret, "--target", `app=${target.scheme}://127.0.0.1:${target.port}`,
+    [CLI, "connector", "--relay", relay.url, "--target", `app=${target.scheme}://127.0.0.1:${target.port}`,
       "--max-concurrent", "2048", "--log-level", "warn", ...extraArgs],
-    { env: { ...process.env, FERRY_LOG_FORMAT: "json" } },
+    { env: { ...process.env, FERRY_LOG_FORMAT: "json", FERRY_CONNECTOR_KEY: secret } },
   );
   let connected = 0;
   const tunnels = Number(extraArgs[extraArgs.indexOf("--tunnels") + 1]) || 2;
@@ -283,11 +283,15 @@ export interface Relay {
  */
 export async function startRelay(cluster?: { nats: string; nodeId: string }): Promise<Relay> {
   const dataDir = mkdtempSync(join(tmpdir(), "ferry-bench-relay-"));
-  const args = [CLI, "relay", "--listen", "127.0.0.1:0", "--data", dataDir];
+  // FERRY_BENCH_RELAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": node flags for the relay (profiling).
+  const nodeArgs = (process.env.FERRY_BENCH_RELAY_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  const args = [...nodeArgs, CLI, "relay", "--listen", "127.0.0.1:0", "--data", dataDir];
   // All load comes from 127.0.0.1 and one tenant, thousands of connections and exchanges at once in the idle
-  // scenarios: limits per address and per tenant are lifted (they are still checked on every request, so
+  // scenarios: limits per address, per key and per tenant are lifted (they are still checked on every request, so
   // their cost is measured), or the scenarios would measure refusals.
+  // The idle scenario also opens thousands of tunnels with one key, as streams of one HTTP/2 connection.
   args.push("--limit", "maxConnectionsPerIp=20000", "--limit", "tenantMaxExchanges=100000", "--limit", "clientSharePercent=100");
+  args.push("--limit", "maxTunnelsPerKey=100000", "--limit", "maxTunnelsPerTenant=100000", "--limit", "maxStreamsPerConnection=10000");
   if (cluster) args.push("--nats", cluster.nats, "--node-id", cluster.nodeId, "--drain-delay", "0s");
   const proc = startProc(cluster ? `relay-${cluster.nodeId}` : "relay", process.execPath, args, {
     env: { ...process.env, FERRY_ADMIN_TOKEN: ADMIN_TOKEN, FERRY_LOG_FORMAT: "json" },

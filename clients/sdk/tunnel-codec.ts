@@ -48,8 +48,13 @@ export class CodecError extends Error {}
  * A view pins its whole message, and flow control counts only the chunk: a
  * peer could otherwise make a one-byte chunk hold an 8 MiB message. Normal bulk
  * batches (64 KiB chunks in messages of up to ~1 MiB, 1/16) stay zero-copy.
+ * So do chunks in buffers of at most VIEW_ALWAYS_BYTES (a socket read holds up
+ * to 64 KiB): copying every small response body costs an allocation and GC per
+ * request, and what such views pin is bounded anyway, by the exchange's queue
+ * (chunk-queue.ts compacts a queue whose chunks keep too much alive).
  */
 const VIEW_MIN_SHARE = 1 / 20;
+const VIEW_ALWAYS_BYTES = 128 * 1024;
 
 // ---------------------------------------------------------------- encoding
 
@@ -390,7 +395,7 @@ function copyOf(buf: Uint8Array, start: number, end: number): Buffer {
 }
 
 class Reader {
-  /** Chunks shorter than this are copied out (see VIEW_MIN_SHARE). */
+  /** Chunks shorter than this are copied out (see VIEW_MIN_SHARE, VIEW_ALWAYS_BYTES). */
   private readonly minView: number;
 
   constructor(
@@ -398,7 +403,7 @@ class Reader {
     public pos: number,
     private readonly limit: number,
   ) {
-    this.minView = buf.buffer.byteLength * VIEW_MIN_SHARE;
+    this.minView = buf.buffer.byteLength <= VIEW_ALWAYS_BYTES ? 0 : buf.buffer.byteLength * VIEW_MIN_SHARE;
   }
 
   more(end = this.limit): boolean {

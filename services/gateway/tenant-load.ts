@@ -44,7 +44,8 @@ interface SourceLoad {
 }
 
 export function createTenantLoad(limits: Limits, faults: PeerFaults): TenantLoad {
-  // Entries exist only while a tenant (a source) has an exchange in progress: the maps never outgrow what is in flight.
+  // Entries outlive their last exchange (a tenant served at a steady rate often has none in flight between two
+  // requests, and remaking them each time is garbage); idle ones go when a map grows past IDLE_KEPT.
   const loads = new Map<string, Load>();
   const sourceBytes = clientBufferShare(limits);
   return {
@@ -65,9 +66,9 @@ export function createTenantLoad(limits: Limits, faults: PeerFaults): TenantLoad
         });
       }
       const entry = load ?? { active: 0, bySource: new Map<string, SourceLoad>(), budget: createByteBudget(limits.tenantBufferBytes) };
-      if (!load) loads.set(tenant, entry);
+      if (!load) addEntry(loads, tenant, entry);
       const mine = held ?? { active: 0, budget: bothBudgets(createByteBudget(sourceBytes), entry.budget, faults) };
-      if (!held) entry.bySource.set(source, mine);
+      if (!held) addEntry(entry.bySource, source, mine);
       entry.active++;
       mine.active++;
       let released = false;
@@ -76,13 +77,22 @@ export function createTenantLoad(limits: Limits, faults: PeerFaults): TenantLoad
         release() {
           if (released) return;
           released = true;
-          if (--mine.active === 0) entry.bySource.delete(source);
-          if (--entry.active === 0) loads.delete(tenant);
+          mine.active--;
+          entry.active--;
         },
       };
     },
     activeFor: (tenant) => loads.get(tenant)?.active ?? 0,
   };
+}
+
+/** Entries kept while idle before a sweep; bounds what clients (one entry per source) can make a tenant's map hold. */
+const IDLE_KEPT = 256;
+
+/** Adds an entry, first dropping idle ones (nothing in flight, so nothing taken of a budget) once the map is large. */
+function addEntry<V extends { active: number }>(map: Map<string, V>, key: string, value: V): void {
+  if (map.size >= IDLE_KEPT) for (const [k, v] of map) if (v.active === 0) map.delete(k);
+  map.set(key, value);
 }
 
 /** A source's share of a tenant's buffer budget: like its share of exchanges, never less than its smallest share of full windows. */

@@ -20,7 +20,8 @@ export function isTunnelSession(session: Http2Session): boolean {
 
 /** Widens the windows of an authenticated connector's session (its open tunnel stream included). */
 export function widenTunnelSession(session: Http2Session): void {
-  if (session.destroyed || session.closed) return;
+  // Once per session: every tunnel on it would otherwise send SETTINGS again, and Node refuses more than a few unacknowledged.
+  if (session.destroyed || session.closed || widened.has(session)) return;
   widened.add(session);
   session.setLocalWindowSize(TUNNEL_CONNECTION_WINDOW);
   // A new SETTINGS_INITIAL_WINDOW_SIZE applies to streams already open too (RFC 9113 §6.9.2).

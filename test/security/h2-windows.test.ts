@@ -4,7 +4,9 @@ import { connect as http2Connect, type ClientHttp2Session } from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector } from "../../clients/connector/connector.js";
 import { MIN_WINDOW } from "../../clients/sdk/protocol.js";
-import { TUNNEL_PATH } from "../../clients/sdk/tunnel-codec.js";
+import { encodeTunnelMessage, TUNNEL_PATH } from "../../clients/sdk/tunnel-codec.js";
+import { create } from "@bufbuild/protobuf";
+import { ConnectRequestSchema } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
 import { listen, type RelayServer } from "../../services/relay/server.js";
 import { TUNNEL_CONNECTION_WINDOW, TUNNEL_STREAM_WINDOW } from "../../services/tunnel/tunnel-windows.js";
 import { HostileConnector } from "../helpers/hostile-connector.js";
@@ -126,6 +128,31 @@ describe("HTTP/2 windows", () => {
     // The tunnel itself is untouched.
     expect(hostile.isClosed).toBe(false);
     hostile.destroy();
+  });
+
+  it("welcomes many tunnels on one connection (other gRPC clients multiplex them), widening it once", async () => {
+    const key = await relay.tenantWithKey("many");
+    const session = await clientSession(relay.url);
+    const hello = encodeTunnelMessage(
+      create(ConnectRequestSchema, { message: { case: "hello", value: { protocolVersion: 1, connectorId: "multi", targets: [{ name: "app" }] } } }),
+      true,
+    );
+    const welcomed = await Promise.all(
+      // More than Node lets a session have SETTINGS unacknowledged (10), fewer than maxTunnelsPerKey (16).
+      Array.from({ length: 14 }, () => {
+        const stream = session.request({ ":method": "POST", ":path": TUNNEL_PATH, "content-type": "application/grpc", te: "trailers", authorization: `Bearer ${key}` });
+        stream.write(hello);
+        // The first bytes back are Welcome's gRPC frame; a refused tunnel ends with a status instead.
+        return new Promise<boolean>((resolve) => {
+          stream.once("data", () => resolve(true));
+          stream.once("end", () => resolve(false));
+          stream.once("close", () => resolve(false));
+        });
+      }),
+    );
+    expect(welcomed.every(Boolean)).toBe(true);
+    expect(session.remoteSettings.initialWindowSize).toBe(TUNNEL_STREAM_WINDOW);
+    session.destroy();
   });
 
   it("keeps the client windows for a tunnel whose key is wrong", async () => {

@@ -56,7 +56,7 @@ describe("tenant load", () => {
     expect(code(() => load.admit("tiny", 3, "10.0.0.1"))).toBe("tenant_busy");
   });
 
-  it("frees the place on release, once, and forgets a tenant with nothing in progress", () => {
+  it("frees the place on release, once", () => {
     const { load } = setup();
     admitMany(load, "acme", 0, "10.0.0.1", 18);
     const a = load.admit("acme", 0, "10.0.0.1");
@@ -71,7 +71,7 @@ describe("tenant load", () => {
     expect(load.activeFor("acme")).toBe(19);
   });
 
-  it("shares one byte budget between a tenant's exchanges, each source a share of it, fresh once none is in progress", () => {
+  it("shares one byte budget between a tenant's exchanges, each source a share of it, all of it given back once none is in progress", () => {
     // 64 KiB of buffer for the tenant; a source's share is 25% but never below 16 full windows: here all of it.
     const { load, faults } = setup({ tenantMaxExchanges: 40, clientSharePercent: 50, tenantBufferBytes: 64 * 1024 });
     const a = load.admit("acme", 0, "10.0.0.1");

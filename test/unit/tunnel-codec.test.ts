@@ -104,6 +104,19 @@ describe("tunnel codec", () => {
     expect((data!.value as { chunk: Uint8Array }).chunk.buffer).toBe(bytes.buffer);
   });
 
+  it("copies a small chunk out of a big message (a padded one would keep megabytes alive for a byte)", () => {
+    const chunk = Buffer.from("x");
+    const frame: Frame = { $typeName: "ferry.tunnel.v1.Frame", exchangeId: new Uint8Array(16), kind: { case: "data", value: { $typeName: "ferry.tunnel.v1.Data", chunk } } };
+    const message = encodeTunnelMessage({ $typeName: "ferry.tunnel.v1.ConnectRequest", message: { case: "frames", value: { $typeName: "ferry.tunnel.v1.FrameBatch", frames: [frame] } } });
+    // The same frame followed by 1 MiB of an unknown field (27, bytes): what a hostile connector pads with.
+    const padded = Buffer.concat([message, Buffer.from([0xda, 0x01, 0x80, 0x80, 0x40]), Buffer.alloc(1024 * 1024)]);
+    const decoded = decodeConnectRequest(padded);
+    const got = decoded.message.case === "frames" ? (decoded.message.value.frames[0]!.kind.value as { chunk: Uint8Array }).chunk : undefined;
+    expect(Buffer.from(got!).toString()).toBe("x");
+    expect(got!.buffer).not.toBe(padded.buffer);
+    expect(got!.buffer.byteLength).toBe(1);
+  });
+
   it("skips unknown fields like protobuf-es does", () => {
     const known = toBinary(ConnectRequestSchema, requests[4]!);
     const withUnknown = Buffer.concat([Buffer.from([0x78, 0x2a]), known, Buffer.from([0xa2, 0x06, 0x01, 0x00])]); // field 15 varint, field 100 bytes
