@@ -1,4 +1,5 @@
 import { type ClientDuplexStream, makeGenericClientConstructor, Metadata, status as grpcStatus } from "@grpc/grpc-js";
+import { createRateLimitedLog } from "../sdk/rate-limited-log.js";
 import { type Frame, type RequestHead, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import {
   type ConnectRequest,
@@ -15,7 +16,7 @@ import type { Logger } from "../sdk/logger.js";
 import { Keepalive } from "../sdk/keepalive.js";
 import { Outbox } from "../sdk/outbox.js";
 import { decodeConnectRequest, decodeConnectResponse, encodeTunnelMessage, TUNNEL_PATH } from "../sdk/tunnel-codec.js";
-import { DEFAULT_WINDOW, EXCHANGE_ID_BYTES, MAX_FRAME_SIZE, MAX_MESSAGE_BYTES, MAX_WINDOW } from "../sdk/protocol.js";
+import { DEFAULT_WINDOW, EXCHANGE_ID_BYTES, MAX_FRAME_SIZE, MAX_MESSAGE_BYTES, MAX_WINDOW, MIN_FRAME_SIZE } from "../sdk/protocol.js";
 import type { ExchangeTap } from "./exchange-audit.js";
 import { relayChannel, type RelayNetwork } from "./relay-channel.js";
 import { requestHeadProblem } from "./request-head-problem.js";
@@ -47,9 +48,7 @@ const INITIAL_KEEPALIVE_MS = 15_000;
 const MIN_KEEPALIVE_MS = 100;
 const MAX_KEEPALIVE_MS = 10 * 60_000;
 /** Smallest Data chunk a relay may ask us to split into. */
-const MIN_FRAME_SIZE = 1024;
 /** What the relay sent that we could not use is logged at most this often (with how many there were). */
-const FAULT_LOG_EVERY_MS = 60_000;
 
 type Call = ClientDuplexStream<ConnectRequest, ConnectResponse>;
 type Control = ConnectRequest["message"];
@@ -101,13 +100,14 @@ export class TunnelConnection {
   private idleWaiters: Array<() => void> = [];
   private ended: Promise<void> | undefined;
   private torndown = false;
-  private faults = 0;
-  private faultLoggedAt = Number.NEGATIVE_INFINITY;
+  /** What the relay sent that we cannot use: the first of each kind logged at once, then one line a minute. */
+  private readonly warnFault: ReturnType<typeof createRateLimitedLog>;
 
   /** Called when the relay sends GoAway, so the owner can dial a replacement. */
   onGoAway: (reason: string) => void = () => {};
 
   constructor(private readonly opts: TunnelConnectionOptions) {
+    this.warnFault = createRateLimitedLog(opts.log);
     const channel = relayChannel(opts.relay, opts.network ?? { insecureSkipVerify: false });
     this.client = new TunnelClient(channel.target, channel.credentials, {
       ...channel.options,
@@ -329,11 +329,7 @@ export class TunnelConnection {
 
   /** The relay sent something we cannot use: logged once, then at most once a minute with the count. */
   private relayFault(reason: string, details: Record<string, unknown> = {}): void {
-    this.faults++;
-    const now = Date.now();
-    if (now - this.faultLoggedAt < FAULT_LOG_EVERY_MS) return;
-    this.faultLoggedAt = now;
-    this.opts.log.warn({ relay: this.opts.relay.origin, reason, faults: this.faults, ...details }, "the relay sent something this connector cannot use");
+    this.warnFault(reason, { relay: this.opts.relay.origin, reason, ...details }, "the relay sent something this connector cannot use");
   }
 
   private release(key: string): void {

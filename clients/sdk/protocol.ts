@@ -8,6 +8,8 @@ export const MIN_PROTOCOL_VERSION = 1;
 
 /** Largest Data chunk, well under NATS' 1 MiB max_payload so frames cross the bus unchanged. */
 export const MAX_FRAME_SIZE = 64 * 1024;
+/** Smallest largest-Data-chunk a peer may announce: below it, framing overhead would be most of the traffic. */
+export const MIN_FRAME_SIZE = 1024;
 /**
  * Default per-exchange receive window. Memory per exchange is bounded by it;
  * throughput per exchange is at most window / round-trip time.

@@ -2,7 +2,7 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../../clients/sdk/logger.js";
 import type { PeerFaults } from "../observability/peer-faults.js";
-import { createRateLimitedLog } from "../observability/rate-limited-log.js";
+import { createRateLimitedLog } from "../../clients/sdk/rate-limited-log.js";
 import { type AuditFile, type AuditFileKind, auditFileName, listAuditFiles } from "./audit-files.js";
 
 /**

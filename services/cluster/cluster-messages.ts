@@ -10,7 +10,7 @@ import {
 } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import { type ErrorKind, FerryError, HTTP_STATUS } from "../../clients/sdk/errors.js";
 import { isDnsLabel } from "../../clients/sdk/names.js";
-import { EXCHANGE_ID_BYTES, MAX_FRAME_SIZE, MAX_WINDOW, MIN_WINDOW } from "../../clients/sdk/protocol.js";
+import { EXCHANGE_ID_BYTES, MAX_FRAME_SIZE, MAX_WINDOW, MIN_FRAME_SIZE, MIN_WINDOW } from "../../clients/sdk/protocol.js";
 import { NODE_ID_PATTERN } from "./subjects.js";
 
 /**
@@ -24,8 +24,6 @@ export type Checked<T> = { ok: true; value: T } | { ok: false; reason: string };
 const ok = <T>(value: T): Checked<T> => ({ ok: true, value });
 const bad = <T>(reason: string): Checked<T> => ({ ok: false, reason });
 
-/** Smallest Data chunk a node may ask us to split into (ours always say MAX_FRAME_SIZE). */
-const MIN_FRAME_SIZE = 1024;
 /** Longest error message or reason passed on from another node (it reaches clients, logs and audit). */
 const MAX_TEXT = 1024;
 const MAX_RETRY_AFTER_SECONDS = 3600;

@@ -1,4 +1,4 @@
-import type { Logger } from "../../clients/sdk/logger.js";
+import type { Logger } from "./logger.js";
 
 const EVERY_MS = 60_000;
 
