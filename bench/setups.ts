@@ -2,7 +2,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { createAdminClient } from "../clients/admin/admin-client.js";
+import { createAdminClient } from "../clients/cli/admin-client.js";
 import { download } from "./lib/load.js";
 import { type NatsServer, startNatsServer } from "./lib/nats-server.js";
 import { childrenOf, type Proc, portLine, startProc } from "./lib/proc.js";

@@ -6,7 +6,7 @@
 //   tsx bench/sim-connectors.ts RELAY_URL KEY TUNNELS EXPECTED_EXCHANGES
 import { create } from "@bufbuild/protobuf";
 import { credentials, Metadata, type ClientDuplexStream } from "@grpc/grpc-js";
-import { grpcClientConstructor } from "../clients/sdk/grpc-client.js";
+import { grpcClientConstructor } from "../test/helpers/grpc-client.js";
 import { ConnectRequestSchema, type ConnectRequest, type ConnectResponse, TunnelService } from "../gen/ferry/tunnel/v1/tunnel_service_pb.js";
 
 const [relayUrl, key, tunnelsArg, expectedArg] = process.argv.slice(2);

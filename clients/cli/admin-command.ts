@@ -14,13 +14,13 @@ import {
   TokenSchema,
   type TrafficStats,
 } from "../../gen/ferry/admin/v1/admin_service_pb.js";
-import { type AdminClient, createAdminClient } from "../admin/admin-client.js";
+import { type AdminClient, createAdminClient } from "./admin-client.js";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { normalizeCertSerial } from "../sdk/cert-serial.js";
-import { durationFromMs, formatDuration, msFromDuration, parseDuration } from "../sdk/duration.js";
-import { FerryError } from "../sdk/errors.js";
-import { argvSecretWarning, readSecretFile } from "../sdk/secret-file.js";
-import { formatSize, parseSize } from "../sdk/size.js";
+import { normalizeCertSerial } from "../../core/cert-serial.js";
+import { durationFromMs, formatDuration, msFromDuration, parseDuration } from "../../core/duration.js";
+import { FerryError } from "../../core/errors.js";
+import { argvSecretWarning, readSecretFile } from "../../core/secret-file.js";
+import { formatSize, parseSize } from "../../core/size.js";
 import { collect } from "./run.js";
 
 interface Globals {

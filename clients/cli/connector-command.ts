@@ -1,6 +1,6 @@
 import { Command } from "commander";
-import { createLogger } from "../sdk/logger.js";
-import { argvSecretWarning } from "../sdk/secret-file.js";
+import { createLogger } from "../../core/logger.js";
+import { argvSecretWarning } from "../../core/secret-file.js";
 import { collect, onShutdown } from "./run.js";
 
 export function connectorCommand(): Command {

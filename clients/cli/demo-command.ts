@@ -5,8 +5,8 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createLogger } from "../sdk/logger.js";
-import { parseListen } from "./listen-address.js";
+import { createLogger } from "../../core/logger.js";
+import { parseListen } from "../../services/relay/listen-address.js";
 import { onShutdown } from "./run.js";
 
 /** `ferry demo`: relay, tenant, connector and a sample target in one process, and a curl line that works. */
@@ -18,18 +18,17 @@ export function demoCommand(): Command {
     .action(async (o) => {
       const { startConnector } = await import("../connector/connector.js");
       const { loadConnectorSettings } = await import("../connector/connector-config.js");
-      const { createRelay } = await import("../../services/relay/relay.js");
-      const { listen } = await import("../../services/relay/server.js");
+      const { runRelay } = await import("../../services/relay/run-relay.js");
       const log = createLogger({ level: o.logLevel, name: "demo" });
       const { host, port } = parseListen(o.listen);
       const dataDir = mkdtempSync(join(tmpdir(), "ferry-demo-"));
       const target = await sampleTarget();
-      const relay = await createRelay({ dataDir, log, adminToken: randomBytes(24).toString("hex") });
-      const server = await listen(relay.listeners, { host, port, keepaliveMs: relay.keepaliveMs });
+      const running = await runRelay({ log, listen: { host, port }, relay: { dataDir, adminToken: randomBytes(24).toString("hex") } });
+      const { relay, url } = running;
       await relay.catalog.createTenant("demo");
       const { secret } = await relay.catalog.createKey("demo", "ferry demo");
       const connector = startConnector(
-        loadConnectorSettings({ relay: [server.url], key: secret, target: [`hello=${target.url}`], logLevel: o.logLevel }, {}),
+        loadConnectorSettings({ relay: [url], key: secret, target: [`hello=${target.url}`], logLevel: o.logLevel }, {}),
         log,
       );
       await connector.waitConnected(1);
@@ -38,8 +37,8 @@ export function demoCommand(): Command {
           "Ferry demo is running: relay, tenant \"demo\", a connector and a sample target \"hello\".",
           "",
           "Try:",
-          `  curl -i ${server.url}/relay/demo/hello/`,
-          `  curl -i -X POST --data-binary 'hi there' ${server.url}/relay/demo/hello/echo`,
+          `  curl -i ${url}/relay/demo/hello/`,
+          `  curl -i -X POST --data-binary 'hi there' ${url}/relay/demo/hello/echo`,
           "",
           "Ctrl-C stops everything.",
           "",
@@ -47,10 +46,7 @@ export function demoCommand(): Command {
       );
       onShutdown(async () => {
         await connector.stop();
-        server.stopAccepting();
-        await relay.drain(5_000);
-        await server.close(1_000);
-        await relay.close();
+        await running.stop({ graceMs: 5_000, forceAfterMs: 1_000 });
         target.server.close();
         rmSync(dataDir, { recursive: true, force: true });
       });

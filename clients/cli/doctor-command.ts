@@ -1,7 +1,7 @@
 import { Command } from "commander";
-import { FerryError } from "../sdk/errors.js";
-import { parseDuration } from "../sdk/duration.js";
-import { argvSecretWarning, readSecretFile } from "../sdk/secret-file.js";
+import { FerryError } from "../../core/errors.js";
+import { parseDuration } from "../../core/duration.js";
+import { argvSecretWarning, readSecretFile } from "../../core/secret-file.js";
 import { collect, EXIT_SERVER } from "./run.js";
 
 interface DoctorFlags {

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command } from "commander";
-import { FERRY_VERSION } from "../sdk/version.js";
+import { FERRY_VERSION } from "../../core/version.js";
 import { adminCommand } from "./admin-command.js";
 import { connectorCommand } from "./connector-command.js";
 import { demoCommand } from "./demo-command.js";

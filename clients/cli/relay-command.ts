@@ -1,12 +1,7 @@
 import { Command, Option } from "commander";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
-import type { Metrics } from "../../services/observability/metrics.js";
-import type { Listeners } from "../../services/relay/server.js";
-import { FerryError } from "../sdk/errors.js";
-import { createLogger } from "../sdk/logger.js";
-import { argvSecretWarning } from "../sdk/secret-file.js";
-import type { RelayFlags } from "./relay-config.js";
+import { createLogger } from "../../core/logger.js";
+import { argvSecretWarning } from "../../core/secret-file.js";
+import type { RelayFlags } from "../../services/relay/relay-config.js";
 import { collect, onShutdown } from "./run.js";
 
 export function relayCommand(): Command {
@@ -67,20 +62,15 @@ Config file (YAML or JSON; unknown keys are rejected):
     )
     .action(async (o: RelayFlags, cmd: Command) => {
       // Loaded here so `ferry connector` and `ferry admin` never pay for the relay's modules (memory).
-      const { createRelay } = await import("../../services/relay/relay.js");
-      const { listen } = await import("../../services/relay/server.js");
-      const { startingRouter } = await import("../../services/relay/routes.js");
-      const { resolveRelaySettings } = await import("./relay-config.js");
+      const { runRelay } = await import("../../services/relay/run-relay.js");
+      const { resolveRelaySettings } = await import("../../services/relay/relay-config.js");
       // Commander makes --no-audit-requests imply `true` when absent; only a given flag may beat the file.
       const auditRequests = cmd.getOptionValueSource("auditRequests") === "cli" ? o.auditRequests : undefined;
       const settings = resolveRelaySettings({ ...o, auditRequests }, process.env);
       if (o.natsPassword) process.stderr.write(`${argvSecretWarning("--nats-password", "FERRY_NATS_PASSWORD")}\n`);
       if (o.natsToken) process.stderr.write(`${argvSecretWarning("--nats-token", "FERRY_NATS_TOKEN")}\n`);
       const log = createLogger({ level: settings.logLevel, name: "relay" });
-      const { host, port } = settings.listen;
-      const { keepaliveMs, graceMs, dataDir } = settings;
-      // A cluster node listens before NATS is reachable, so load balancers see it alive but not ready.
-      let listeners: Listeners = startingRouter(settings.nats ? "waiting for NATS" : "opening the data directory");
+      const { graceMs, dataDir } = settings;
       const starting = new AbortController();
       let stop: ((signal: string) => Promise<void>) | undefined;
       onShutdown(async (signal) => {
@@ -88,118 +78,43 @@ Config file (YAML or JSON; unknown keys are rejected):
         starting.abort();
         log.info({ signal }, "stopped while starting");
       });
-      const forward: Listeners = { request: (req, res) => listeners.request(req, res), upgrade: (req, socket, head) => listeners.upgrade(req, socket, head) };
-      const { certificateLog } = await import("../../services/relay/cert-log.js");
-      const certLog = certificateLog(log, { hosts: settings.publicHost ? [settings.publicHost] : [], baseDomain: settings.baseDomain });
-      // Counted from the first connection on: the server exists before the relay does.
-      const { createPeerFaults } = await import("../../services/observability/peer-faults.js");
-      const { parseTrustedProxies } = await import("../../services/gateway/forwarded.js");
-      const faults = createPeerFaults(log);
-      const server = await listen(forward, {
-        host,
-        port,
-        limits: settings.limits,
-        faults,
-        trustedProxies: parseTrustedProxies(settings.trustedProxies),
-        tlsCert: settings.tlsCert,
-        tlsKey: settings.tlsKey,
-        connectorCa: settings.connectorCa,
-        onCertificate: certLog.onCertificate,
-        onCertificateError: certLog.onCertificateError,
-        keepaliveMs,
-      }).catch(
-        (err: NodeJS.ErrnoException) => {
-          throw err.code === "EADDRINUSE" || err.code === "EACCES" || err.code === "EADDRNOTAVAIL"
-            ? new FerryError("failed_precondition", "listen_failed", `cannot listen on ${host.includes(":") ? `[${host}]` : host}:${port}: ${err.code}`)
-            : err.code === "ENOENT" || err.code === "ERR_TLS_FILES" || err.code?.startsWith("ERR_OSSL")
-              ? new FerryError("invalid_argument", "bad_tls_files", `cannot use --tls-cert/--tls-key${settings.connectorCa ? "/--connector-ca" : ""}: ${err.message}`)
-              : err;
-        },
-      );
-      if (settings.nats) log.info({ url: server.url, nats: settings.nats.servers }, "waiting for NATS");
-      const relay = await withFsErrors(dataDir, () =>
-        createRelay({
+      const running = await runRelay({
+        log,
+        signal: starting.signal,
+        listen: { ...settings.listen, tlsCert: settings.tlsCert, tlsKey: settings.tlsKey, connectorCa: settings.connectorCa },
+        drainDelayMs: settings.drainDelayMs,
+        metricsListen: settings.metricsListen,
+        relay: {
           dataDir,
-          log,
           adminToken: settings.adminToken,
           requestTimeoutMs: settings.requestTimeoutMs,
-          keepaliveMs,
+          keepaliveMs: settings.keepaliveMs,
           trustedProxies: settings.trustedProxies,
           nodeId: settings.nodeId,
           auditRetentionDays: settings.auditRetentionDays,
           auditRequests: settings.auditRequests,
           nats: settings.nats,
-          signal: starting.signal,
           baseDomain: settings.baseDomain,
           publicHost: settings.publicHost,
           connectorCa: settings.connectorCa,
           limits: settings.limits,
-          faults,
-        }),
-      ).catch(async (err: unknown) => {
-        await server.close(100);
+        },
+      }).catch((err: unknown) => {
         if (starting.signal.aborted) process.exit(0);
         throw err;
       });
-      listeners = relay.listeners;
-      relay.setAddress(server.url);
-      const metricsServer = settings.metricsListen ? await serveMetrics(relay.metrics, settings.metricsListen) : undefined;
-      if (metricsServer) log.info({ url: `${metricsServer.url}/metrics` }, "metrics listening");
+      const { relay } = running;
       if (relay.mintedAdminToken) {
         // Straight to the terminal, never through the logger: it must not end up in log storage.
         process.stderr.write(
           `\nFerry admin token (shown once; only its hash is stored in ${settings.nats ? "the cluster's state" : dataDir}):\n\n  ${relay.mintedAdminToken}\n\n`,
         );
       }
-      log.info({ url: server.url, node: relay.nodeId, data: dataDir, cluster: relay.clustered }, "relay listening");
+      log.info({ url: running.url, node: relay.nodeId, data: dataDir, cluster: relay.clustered }, "relay listening");
       stop = async (signal) => {
         log.info({ signal, graceMs }, "draining: GoAway sent to connectors, finishing in-flight exchanges");
-        const drained = relay.drain(graceMs); // /readyz answers 503 from here on
-        // A cluster node keeps serving (through the other nodes) until load balancers have seen that; closing the
-        // port at once would reset connections they already sent our way.
-        if (settings.drainDelayMs > 0) await new Promise((r) => setTimeout(r, settings.drainDelayMs));
-        server.stopAccepting();
-        // In a cluster, clients are told at once to go elsewhere (Connection: close, HTTP/2 GOAWAY) while what
-        // they already sent finishes; a single node keeps its connections until its exchanges are done.
-        const closing = relay.clustered ? server.close(graceMs + 2_000) : undefined;
-        const { unfinished } = await drained;
-        if (unfinished > 0) log.warn({ unfinished }, "grace period over; cutting exchanges still in flight");
-        await (closing ?? server.close(2_000));
-        metricsServer?.server.close();
-        await relay.close();
+        await running.stop({ graceMs });
         log.info("relay stopped");
       };
     });
-}
-
-/** Turns file-system failures on the data directory into one clear line. */
-async function withFsErrors<T>(dir: string, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code && /^E[A-Z]+$/.test(code)) {
-      throw new FerryError("failed_precondition", "data_dir", `cannot use data directory ${dir}: ${(err as Error).message}`);
-    }
-    throw err;
-  }
-}
-
-/** /metrics alone, without a token, on an address meant for an internal network. */
-async function serveMetrics(metrics: Metrics, where: { host: string; port: number }) {
-  const { metricsEndpoint } = await import("../../services/relay/metrics-endpoint.js");
-  const endpoint = metricsEndpoint(metrics);
-  const server = createServer((req, res) => {
-    if (req.url?.split("?")[0] === "/metrics") return endpoint(req, res);
-    res.writeHead(404, { "content-type": "text/plain" });
-    res.end("only /metrics here\n");
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (err: NodeJS.ErrnoException) =>
-      reject(new FerryError("failed_precondition", "listen_failed", `cannot listen on ${where.host}:${where.port} for metrics: ${err.code}`)),
-    );
-    server.listen(where.port, where.host, resolve);
-  });
-  const a = server.address() as AddressInfo;
-  return { server, url: `http://${a.family === "IPv6" ? `[${a.address}]` : a.address}:${a.port}` };
 }

@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { FerryError } from "../sdk/errors.js";
+import { FerryError } from "../../core/errors.js";
 
 /** Exit codes scripts rely on: 0 done, 1 usage or local error, 2 the server refused or failed the call. */
 export const EXIT_USAGE = 1;

@@ -1,5 +1,5 @@
-import { formatDuration } from "../sdk/duration.js";
-import type { Logger } from "../sdk/logger.js";
+import { formatDuration } from "../../core/duration.js";
+import type { Logger } from "../../core/logger.js";
 
 /** How often the remaining time is logged while the window is open. */
 const REMINDER_MS = 10 * 60_000;

@@ -1,4 +1,4 @@
-import type { Exchange, ExchangeReset } from "../sdk/exchange.js";
+import type { Exchange, ExchangeReset } from "../../core/exchange/exchange.js";
 
 /**
  * Stops the target's side of an exchange when the exchange is reset (the

@@ -1,12 +1,12 @@
 import { create } from "@bufbuild/protobuf";
-import { readSecretFile } from "../sdk/secret-file.js";
+import { readSecretFile } from "../../core/secret-file.js";
 import { accessSync, constants } from "node:fs";
 import { type ConnectorConfig, ConnectorConfigSchema, TargetConfigSchema } from "../../gen/ferry/config/v1/connector_config_pb.js";
-import { invalidConfig as invalid, pickDuration, pickWholeNumber, readConfigFile } from "../sdk/config-file.js";
-import { msFromDuration } from "../sdk/duration.js";
-import { shortId } from "../sdk/ids.js";
-import { isDnsLabel } from "../sdk/names.js";
-import { LOG_LEVELS } from "../sdk/logger.js";
+import { invalidConfig as invalid, pickDuration, pickWholeNumber, readConfigFile } from "../../core/config-file.js";
+import { msFromDuration } from "../../core/duration.js";
+import { shortId } from "../../core/exchange/ids.js";
+import { isDnsLabel } from "../../core/names.js";
+import { LOG_LEVELS } from "../../core/logger.js";
 import { type CorsPolicy, corsPolicy } from "./cors.js";
 
 /** A validated target: the only places the connector will ever send requests. */

@@ -1,11 +1,11 @@
 import { create } from "@bufbuild/protobuf";
 import { hostname } from "node:os";
 import { HelloSchema } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
-import { createBackoff } from "../sdk/backoff.js";
-import { formatDuration } from "../sdk/duration.js";
-import type { Logger } from "../sdk/logger.js";
-import { DEFAULT_WINDOW, PROTOCOL_VERSION } from "../sdk/protocol.js";
-import { FERRY_VERSION } from "../sdk/version.js";
+import { createBackoff } from "./backoff.js";
+import { formatDuration } from "../../core/duration.js";
+import type { Logger } from "../../core/logger.js";
+import { DEFAULT_WINDOW, PROTOCOL_VERSION } from "../../core/exchange/protocol.js";
+import { FERRY_VERSION } from "../../core/version.js";
 import { createAccessStatus } from "./access-status.js";
 import { type AccessWindow, startAccessWindow } from "./access-window.js";
 import type { ConnectorSettings } from "./connector-config.js";

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Logger } from "../sdk/logger.js";
+import type { Logger } from "../../core/logger.js";
 
 /** What GET /status shows. */
 export interface ConnectorStatusView {

@@ -1,7 +1,7 @@
 import type { CorsConfig } from "../../gen/ferry/config/v1/connector_config_pb.js";
 import type { Header } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { msFromDuration } from "../sdk/duration.js";
-import { header } from "../sdk/headers.js";
+import { msFromDuration } from "../../core/duration.js";
+import { header } from "../../core/headers.js";
 
 const DEFAULT_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
 /** What Connect, gRPC-Web and common JSON APIs send from browsers. */

@@ -1,7 +1,7 @@
 import { createWriteStream, type WriteStream } from "node:fs";
 import { type Frame, type RequestHead, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import type { Exchange } from "../sdk/exchange.js";
-import type { Logger } from "../sdk/logger.js";
+import type { Exchange } from "../../core/exchange/exchange.js";
+import type { Logger } from "../../core/logger.js";
 
 /** Sees one exchange's frames both ways, and its end. */
 export interface ExchangeTap {

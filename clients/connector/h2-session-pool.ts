@@ -8,7 +8,7 @@ import {
 } from "node:http2";
 import { isIP, connect as netConnect } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
-import type { Logger } from "../sdk/logger.js";
+import type { Logger } from "../../core/logger.js";
 import type { TargetSpec } from "./connector-config.js";
 
 /** Room for one stream on a session, taken by acquire(); request() uses it, release() gives it back unused. */

@@ -1,9 +1,9 @@
 import { type ClientHttp2Stream, constants, type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http2";
 import { type Header, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { endToEndHeaders, headersFromObject, toFlatList, toNodeHeaders } from "../sdk/headers.js";
-import type { Logger } from "../sdk/logger.js";
+import { endToEndHeaders, headersFromObject, toFlatList, toNodeHeaders } from "../../core/headers.js";
+import type { Logger } from "../../core/logger.js";
 import { cancelOnReset } from "./cancel-on-reset.js";
-import type { TargetRequest } from "./target-forwarder.js";
+import type { TargetRequest } from "./target-request.js";
 
 const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_REFUSED_STREAM } = constants;
 

@@ -1,10 +1,10 @@
 import { ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { msFromDuration } from "../sdk/duration.js";
-import type { Logger } from "../sdk/logger.js";
+import { msFromDuration } from "../../core/duration.js";
+import type { Logger } from "../../core/logger.js";
 import { createH2SessionPool } from "./h2-session-pool.js";
 import { carryOverStream, requestHeaders } from "./h2-stream.js";
 import { describe, failTarget } from "./target-errors.js";
-import type { TargetRequest } from "./target-forwarder.js";
+import type { TargetRequest } from "./target-request.js";
 
 export interface H2Transport {
   /**

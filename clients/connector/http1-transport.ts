@@ -1,11 +1,11 @@
 import type { Agent, Dispatcher } from "undici";
 import { ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { msFromDuration } from "../sdk/duration.js";
-import { headersFromObject, toFlatList } from "../sdk/headers.js";
-import type { Logger } from "../sdk/logger.js";
+import { msFromDuration } from "../../core/duration.js";
+import { headersFromObject, toFlatList } from "../../core/headers.js";
+import type { Logger } from "../../core/logger.js";
 import { cancelOnReset } from "./cancel-on-reset.js";
 import { describe, failTarget } from "./target-errors.js";
-import type { TargetRequest } from "./target-forwarder.js";
+import type { TargetRequest } from "./target-request.js";
 
 const DEFAULT_TIMEOUT_MS = 100_000;
 

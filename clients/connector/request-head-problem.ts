@@ -1,5 +1,5 @@
 import type { RequestHead } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { MAX_WINDOW, MIN_WINDOW } from "../sdk/protocol.js";
+import { MAX_WINDOW, MIN_WINDOW } from "../../core/exchange/protocol.js";
 
 const METHOD = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/;
 /** Longest timeout a relay may set: what a Node timer can wait (about 24.8 days). */

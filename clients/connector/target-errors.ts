@@ -1,6 +1,6 @@
 import { type RequestHead, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import type { Exchange } from "../sdk/exchange.js";
-import type { Logger } from "../sdk/logger.js";
+import type { Exchange } from "../../core/exchange/exchange.js";
+import type { Logger } from "../../core/logger.js";
 
 /** Resets an exchange whose target failed before answering, with a reason safe to show clients. */
 export function failTarget(ex: Exchange, head: RequestHead, err: unknown, log: Logger): void {

@@ -1,9 +1,10 @@
 import { Agent } from "undici";
-import { type Header, type RequestHead, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import type { Exchange } from "../sdk/exchange.js";
-import { endToEndHeaders, header, toFlatList } from "../sdk/headers.js";
-import type { Logger } from "../sdk/logger.js";
+import { type RequestHead, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import type { Exchange } from "../../core/exchange/exchange.js";
+import { endToEndHeaders, header, toFlatList } from "../../core/headers.js";
+import type { Logger } from "../../core/logger.js";
 import type { TargetSpec } from "./connector-config.js";
+import type { TargetRequest } from "./target-request.js";
 import type { PreflightAnswer } from "./cors.js";
 import { createH2Transport } from "./h2-transport.js";
 import { allowlistProblem } from "./target-allowlist.js";
@@ -17,19 +18,6 @@ export interface TargetForwarder {
   /** Starts one exchange against its target; it runs until the response is sent or the exchange is reset. */
   forward(ex: Exchange, head: RequestHead): void;
   close(): Promise<void>;
-}
-
-/** One exchange, checked and ready for whichever transport reaches its target. */
-export interface TargetRequest {
-  target: TargetSpec;
-  ex: Exchange;
-  head: RequestHead;
-  /** Base path + relay path + query. */
-  path: string;
-  /** End-to-end request headers, Host included when the target's setting asks for one. */
-  headers: Header[];
-  /** Applied to the response head's headers (the target's CORS policy). */
-  decorate(headers: Header[]): Header[];
 }
 
 /**

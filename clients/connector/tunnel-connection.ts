@@ -1,5 +1,5 @@
 import { type ClientDuplexStream, makeGenericClientConstructor, Metadata, status as grpcStatus } from "@grpc/grpc-js";
-import { createRateLimitedLog } from "../sdk/rate-limited-log.js";
+import { createRateLimitedLog } from "../../core/rate-limited-log.js";
 import { type Frame, type RequestHead, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import {
   type ConnectRequest,
@@ -8,15 +8,15 @@ import {
   type Hello,
   type Welcome,
 } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
-import { msFromDuration } from "../sdk/duration.js";
-import { eachContained } from "../sdk/each-contained.js";
-import { Exchange, ExchangeReset } from "../sdk/exchange.js";
-import { exchangeKey } from "../sdk/ids.js";
-import type { Logger } from "../sdk/logger.js";
-import { Keepalive } from "../sdk/keepalive.js";
-import { Outbox } from "../sdk/outbox.js";
-import { decodeConnectRequest, decodeConnectResponse, encodeTunnelMessage, TUNNEL_PATH } from "../sdk/tunnel-codec.js";
-import { DEFAULT_WINDOW, EXCHANGE_ID_BYTES, MAX_FRAME_SIZE, MAX_MESSAGE_BYTES, MAX_WINDOW, MIN_FRAME_SIZE } from "../sdk/protocol.js";
+import { msFromDuration } from "../../core/duration.js";
+import { eachContained } from "../../core/each-contained.js";
+import { Exchange, ExchangeReset } from "../../core/exchange/exchange.js";
+import { exchangeKey } from "../../core/exchange/ids.js";
+import type { Logger } from "../../core/logger.js";
+import { Keepalive } from "../../core/exchange/keepalive.js";
+import { Outbox } from "../../core/exchange/outbox.js";
+import { decodeConnectRequest, decodeConnectResponse, encodeTunnelMessage, TUNNEL_PATH } from "../../core/exchange/tunnel-codec.js";
+import { DEFAULT_WINDOW, EXCHANGE_ID_BYTES, MAX_FRAME_SIZE, MAX_MESSAGE_BYTES, MAX_WINDOW, MIN_FRAME_SIZE } from "../../core/exchange/protocol.js";
 import type { ExchangeTap } from "./exchange-audit.js";
 import { relayChannel, type RelayNetwork } from "./relay-channel.js";
 import { requestHeadProblem } from "./request-head-problem.js";

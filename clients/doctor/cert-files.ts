@@ -1,6 +1,6 @@
 import { createPrivateKey, type KeyObject, type X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { type CertFinding, type CertSummary, checkCertificate, parseCertChain } from "../sdk/cert-check.js";
+import { type CertFinding, type CertSummary, checkCertificate, parseCertChain } from "../../core/cert-check.js";
 
 /** `ferry doctor --certs`: the relay's own certificate and key files, before (or while) the relay serves them. */
 export interface CertFilesOptions {

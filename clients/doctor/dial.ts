@@ -4,7 +4,7 @@ import { isIP, connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type DetailedPeerCertificate, type TLSSocket } from "node:tls";
 import { connectThroughProxy, ProxyError } from "../connector/proxy.js";
 import { judgeCertificate } from "../connector/tls-diagnosis.js";
-import { checkCertificate, commonName } from "../sdk/cert-check.js";
+import { checkCertificate, commonName } from "../../core/cert-check.js";
 import { StepFailure } from "./report.js";
 
 const DAY_MS = 86_400_000;

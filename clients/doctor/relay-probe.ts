@@ -4,10 +4,10 @@ import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { create } from "@bufbuild/protobuf";
 import { type ConnectResponse, ConnectRequestSchema } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
-import { shortId } from "../sdk/ids.js";
-import { DEFAULT_WINDOW, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from "../sdk/protocol.js";
-import { decodeConnectResponse, encodeTunnelMessage, TUNNEL_PATH } from "../sdk/tunnel-codec.js";
-import { FERRY_VERSION } from "../sdk/version.js";
+import { shortId } from "../../core/exchange/ids.js";
+import { DEFAULT_WINDOW, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from "../../core/exchange/protocol.js";
+import { decodeConnectResponse, encodeTunnelMessage, TUNNEL_PATH } from "../../core/exchange/tunnel-codec.js";
+import { FERRY_VERSION } from "../../core/version.js";
 import { StepFailure } from "./report.js";
 
 /**

@@ -6,7 +6,7 @@ import type { Http2ServerRequest } from "node:http2";
 import type { AuditLog } from "../audit/audit-log.js";
 import { createRefusalLimiter, type RefusalLimiter } from "../audit/refusal-limiter.js";
 import type { SourceBackoff } from "../auth/source-backoff.js";
-import type { PeerFaults } from "../observability/peer-faults.js";
+import type { PeerFaults } from "../limits/peer-faults.js";
 import type { Catalog } from "../state/catalog.js";
 
 /** Who is calling the admin API. */

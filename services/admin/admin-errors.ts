@@ -1,6 +1,6 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { type ErrorKind, FerryError } from "../../clients/sdk/errors.js";
-import type { Logger } from "../../clients/sdk/logger.js";
+import { type ErrorKind, FerryError } from "../../core/errors.js";
+import type { Logger } from "../../core/logger.js";
 
 const CONNECT_CODE: Record<ErrorKind, Code> = {
   invalid_argument: Code.InvalidArgument,

@@ -1,5 +1,5 @@
 import { create, type JsonObject, toJson } from "@bufbuild/protobuf";
-import type { Limits } from "../relay/limits.js";
+import type { Limits } from "../limits/limits.js";
 import { timestampFromDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
@@ -19,14 +19,14 @@ import {
   TrafficStatsSchema,
 } from "../../gen/ferry/admin/v1/admin_service_pb.js";
 import type { AdminTokenRecord, KeyRecord, TenantRecord } from "../../gen/ferry/state/v1/state_pb.js";
-import { durationFromMs, msFromDuration } from "../../clients/sdk/duration.js";
-import { FerryError } from "../../clients/sdk/errors.js";
-import { checkDnsLabel } from "../../clients/sdk/names.js";
+import { durationFromMs, msFromDuration } from "../../core/duration.js";
+import { FerryError } from "../../core/errors.js";
+import { checkDnsLabel } from "../../core/names.js";
 import type { AuditLog, AuditQuery, TenantScope } from "../audit/audit-log.js";
-import type { PeerFaults } from "../observability/peer-faults.js";
+import type { PeerFaults } from "../limits/peer-faults.js";
 import type { Catalog } from "../state/catalog.js";
 import { settingsOf, type TenantSettings } from "../state/tenant-settings.js";
-import { OTHER_TARGET, type TrafficFigures, type TrafficStats as Stats } from "../stats/traffic-stats.js";
+import { OTHER_TARGET, type TrafficFigures, type TrafficStats as Stats } from "../observability/traffic-stats.js";
 import { type AdminPrincipal, boundTenant, principalKey } from "./admin-auth.js";
 import { createAuditQueryGate } from "./audit-query-gate.js";
 import type { Directory, TunnelView } from "./directory.js";

@@ -1,6 +1,6 @@
-import { FerryError } from "../../clients/sdk/errors.js";
-import { refill } from "../../clients/sdk/bounded-map.js";
-import type { PeerFaults } from "../observability/peer-faults.js";
+import { FerryError } from "../../core/errors.js";
+import { refill } from "../../core/bounded-map.js";
+import type { PeerFaults } from "../limits/peer-faults.js";
 
 /** Audit queries running at once on one node, all tokens together (they take turns in the audit worker anyway). */
 export const MAX_AUDIT_QUERIES_IN_FLIGHT = 4;

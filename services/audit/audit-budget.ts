@@ -1,8 +1,8 @@
 import { statSync } from "node:fs";
 import { join } from "node:path";
-import type { Logger } from "../../clients/sdk/logger.js";
-import type { PeerFaults } from "../observability/peer-faults.js";
-import { createRateLimitedLog } from "../../clients/sdk/rate-limited-log.js";
+import type { Logger } from "../../core/logger.js";
+import type { PeerFaults } from "../limits/peer-faults.js";
+import { createRateLimitedLog } from "../../core/rate-limited-log.js";
 import { type AuditFile, type AuditFileKind, auditFileName, listAuditFiles } from "./audit-files.js";
 
 /**

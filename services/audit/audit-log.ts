@@ -2,10 +2,10 @@ import { closeSync, fstatSync, mkdirSync, openSync, readSync, unlinkSync, writeS
 import { join } from "node:path";
 import { create, type JsonObject, toJson } from "@bufbuild/protobuf";
 import { timestampFromDate, timestampMs } from "@bufbuild/protobuf/wkt";
-import { FerryError } from "../../clients/sdk/errors.js";
-import type { Logger } from "../../clients/sdk/logger.js";
+import { FerryError } from "../../core/errors.js";
+import type { Logger } from "../../core/logger.js";
 import { type AuditEvent, AuditEventSchema } from "../../gen/ferry/admin/v1/admin_service_pb.js";
-import type { PeerFaults } from "../observability/peer-faults.js";
+import type { PeerFaults } from "../limits/peer-faults.js";
 import { type AuditBudget, type AuditTier, createAuditBudget } from "./audit-budget.js";
 import { type AuditFileKind, auditFileName, listAuditFiles, readLinesBackward } from "./audit-files.js";
 import { parseLine, type TenantScope } from "./audit-scan.js";

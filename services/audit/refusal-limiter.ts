@@ -1,5 +1,5 @@
 import { sourceKey } from "../auth/source-backoff.js";
-import { setNewest } from "../../clients/sdk/bounded-map.js";
+import { setNewest } from "../../core/bounded-map.js";
 
 /**
  * Keeps refusals of unauthenticated callers from filling the audit log:

@@ -1,6 +1,6 @@
 import { sourceKey as clientSourceKey } from "./source-key.js";
-import { setNewest } from "../../clients/sdk/bounded-map.js";
-import type { Limits } from "../relay/limits.js";
+import { setNewest } from "../../core/bounded-map.js";
+import type { Limits } from "../limits/limits.js";
 
 /**
  * Back-off on failed credentials, per source address: after

@@ -1,4 +1,4 @@
-import { MAX_FRAME_SIZE } from "../../clients/sdk/protocol.js";
+import { MAX_FRAME_SIZE } from "../../core/exchange/protocol.js";
 import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
 import type { ExchangeBus } from "./exchange-bus.js";
 

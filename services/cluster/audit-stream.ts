@@ -1,8 +1,8 @@
 import { fromJson, type JsonObject } from "@bufbuild/protobuf";
 import { DeliverPolicy, DiscardPolicy, type NatsConnection, RetentionPolicy, StorageType } from "nats";
 import { type AuditEvent, AuditEventSchema } from "../../gen/ferry/admin/v1/admin_service_pb.js";
-import { FerryError } from "../../clients/sdk/errors.js";
-import type { Logger } from "../../clients/sdk/logger.js";
+import { FerryError } from "../../core/errors.js";
+import type { Logger } from "../../core/logger.js";
 import { type AuditQuery, auditFieldsMatch } from "../audit/audit-log.js";
 import { parseJson } from "../audit/audit-scan.js";
 import { retry } from "./kv-mirror.js";

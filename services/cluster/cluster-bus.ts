@@ -9,15 +9,15 @@ import {
   OpenResultSchema,
 } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import { type Frame, FrameSchema, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { FerryError } from "../../clients/sdk/errors.js";
-import { eachContained } from "../../clients/sdk/each-contained.js";
-import { exchangeKey } from "../../clients/sdk/ids.js";
-import type { Logger } from "../../clients/sdk/logger.js";
-import { MAX_FRAME_SIZE } from "../../clients/sdk/protocol.js";
-import { decodeConnectResponse } from "../../clients/sdk/tunnel-codec.js";
+import { FerryError } from "../../core/errors.js";
+import { eachContained } from "../../core/each-contained.js";
+import { exchangeKey } from "../../core/exchange/ids.js";
+import type { Logger } from "../../core/logger.js";
+import { MAX_FRAME_SIZE } from "../../core/exchange/protocol.js";
+import { decodeConnectResponse } from "../../core/exchange/tunnel-codec.js";
 import type { ExchangeBus } from "../bus/exchange-bus.js";
-import { ExchangeLifetime } from "../bus/exchange-lifetime.js";
-import type { PeerFaults } from "../observability/peer-faults.js";
+import { ExchangeLifetime } from "../../core/exchange/exchange-lifetime.js";
+import type { PeerFaults } from "../limits/peer-faults.js";
 import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
 import { readDisconnectRequest, readHeartbeat, readOpenExchange, readOpenResult } from "./cluster-messages.js";
 import { createFramePublisher } from "./frame-publisher.js";

@@ -8,9 +8,9 @@ import {
   OpenExchangeSchema,
   OpenResultSchema,
 } from "../../gen/ferry/cluster/v1/cluster_pb.js";
-import { type ErrorKind, FerryError, HTTP_STATUS } from "../../clients/sdk/errors.js";
-import { isDnsLabel } from "../../clients/sdk/names.js";
-import { EXCHANGE_ID_BYTES, MAX_FRAME_SIZE, MAX_WINDOW, MIN_FRAME_SIZE, MIN_WINDOW } from "../../clients/sdk/protocol.js";
+import { type ErrorKind, FerryError, HTTP_STATUS } from "../../core/errors.js";
+import { isDnsLabel } from "../../core/names.js";
+import { EXCHANGE_ID_BYTES, MAX_FRAME_SIZE, MAX_WINDOW, MIN_FRAME_SIZE, MIN_WINDOW } from "../../core/exchange/protocol.js";
 import { NODE_ID_PATTERN } from "./subjects.js";
 
 /**

@@ -1,6 +1,6 @@
-import { FerryError } from "../../clients/sdk/errors.js";
-import type { PeerFaults } from "../observability/peer-faults.js";
-import type { Logger } from "../../clients/sdk/logger.js";
+import { FerryError } from "../../core/errors.js";
+import type { PeerFaults } from "../limits/peer-faults.js";
+import type { Logger } from "../../core/logger.js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { DisconnectRequestSchema, DisconnectResponseSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import { type Directory, localDirectory, type NodeFacts, nodeOf, viewOfTunnel } from "../admin/directory.js";

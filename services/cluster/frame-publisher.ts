@@ -1,7 +1,7 @@
 import type { NatsConnection } from "nats";
 import type { Frame } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { frameBytes } from "../../clients/sdk/outbox.js";
-import { encodeTunnelMessage } from "../../clients/sdk/tunnel-codec.js";
+import { frameBytes } from "../../core/exchange/outbox.js";
+import { encodeTunnelMessage } from "../../core/exchange/tunnel-codec.js";
 
 /** Well under NATS' default max_payload of 1 MiB, whatever the frames' headers weigh. */
 const MAX_BATCH_BYTES = 256 * 1024;

@@ -1,5 +1,5 @@
 import type { JsonValue } from "@bufbuild/protobuf";
-import { FerryError } from "../../clients/sdk/errors.js";
+import { FerryError } from "../../core/errors.js";
 import type { KvChange, KvStore } from "../state/kv-store.js";
 import type { KvMirror } from "./kv-mirror.js";
 

@@ -1,5 +1,5 @@
 import type { KV, KvEntry, KvOptions, NatsConnection, QueuedIterator } from "nats";
-import type { Logger } from "../../clients/sdk/logger.js";
+import type { Logger } from "../../core/logger.js";
 
 export interface MirrorEntry {
   value: Uint8Array;

@@ -1,6 +1,6 @@
 import { connect, type ConnectionOptions, ErrorCode, type NatsConnection, type NatsError } from "nats";
-import { FerryError } from "../../clients/sdk/errors.js";
-import type { Logger } from "../../clients/sdk/logger.js";
+import { FerryError } from "../../core/errors.js";
+import type { Logger } from "../../core/logger.js";
 import type { NatsOptions } from "./nats-options.js";
 
 export interface ClusterConnection {

@@ -1,5 +1,5 @@
-import { FerryError } from "../../clients/sdk/errors.js";
-import type { NodeRequest } from "./http-error.js";
+import { FerryError } from "../../core/errors.js";
+import type { NodeRequest } from "../http/http-error.js";
 
 /**
  * uri-host [":" port] (RFC 9110 §7.2, RFC 3986 §3.2.2): an IP literal in

@@ -1,5 +1,5 @@
 import type { Header } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { header } from "../../clients/sdk/headers.js";
+import { header } from "../../core/headers.js";
 
 /**
  * Scopes a path-routed target's Set-Cookie to its own prefix,

@@ -1,7 +1,7 @@
 import { BlockList, isIP, isIPv6 } from "node:net";
-import { FerryError } from "../../clients/sdk/errors.js";
+import { FerryError } from "../../core/errors.js";
 import type { Header } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { header } from "../../clients/sdk/headers.js";
+import { header } from "../../core/headers.js";
 import { clientAddressOf } from "../auth/client-address.js";
 
 /**

@@ -1,4 +1,4 @@
-import type { BodySink } from "../../clients/sdk/exchange.js";
+import type { BodySink } from "../../core/exchange/exchange.js";
 
 /**
  * A BodySink whose callbacks never throw: they run on a peer's frames (from

@@ -1,5 +1,5 @@
-import { FerryError } from "../../clients/sdk/errors.js";
-import { isDnsLabel } from "../../clients/sdk/names.js";
+import { FerryError } from "../../core/errors.js";
+import { isDnsLabel } from "../../core/names.js";
 
 /** Where a gateway request goes, parsed from `/relay/{tenant}/{target}/{path}?{query}`. */
 export interface RelayPath {

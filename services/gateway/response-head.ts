@@ -1,6 +1,6 @@
 import type { Header, ResponseHead } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { FerryError } from "../../clients/sdk/errors.js";
-import { endToEndHeaders, firstOfSingleValue, isFieldName, isFieldValue, toFlatList } from "../../clients/sdk/headers.js";
+import { FerryError } from "../../core/errors.js";
+import { endToEndHeaders, firstOfSingleValue, isFieldName, isFieldValue, toFlatList } from "../../core/headers.js";
 
 /** Why a connector's answer was not passed on; fixed strings, the `reason` of the connector fault counted for it. */
 export type BadResponseReason =

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { Header } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { FerryError } from "../../clients/sdk/errors.js";
-import { header } from "../../clients/sdk/headers.js";
+import { FerryError } from "../../core/errors.js";
+import { header } from "../../core/headers.js";
 import { scopedPath, scopeSetCookie } from "./cookie-scope.js";
 import { RELAY_PREFIX } from "./relay-path.js";
 

@@ -1,8 +1,8 @@
-import { type ByteBudget, createByteBudget } from "../../clients/sdk/byte-budget.js";
-import { FerryError } from "../../clients/sdk/errors.js";
-import type { PeerFaults } from "../observability/peer-faults.js";
-import { DEFAULT_WINDOW } from "../../clients/sdk/protocol.js";
-import { clientShare, type Limits, MIN_CLIENT_SHARE } from "../relay/limits.js";
+import { type ByteBudget, createByteBudget } from "../../core/exchange/byte-budget.js";
+import { FerryError } from "../../core/errors.js";
+import type { PeerFaults } from "../limits/peer-faults.js";
+import { DEFAULT_WINDOW } from "../../core/exchange/protocol.js";
+import { clientShare, type Limits, MIN_CLIENT_SHARE } from "../limits/limits.js";
 import { sourceKey } from "../auth/source-key.js";
 
 /** One exchange's place in its tenant's load, held from admission to the end of the response. */

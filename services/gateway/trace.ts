@@ -1,4 +1,4 @@
-import { randomHex } from "../../clients/sdk/ids.js";
+import { randomHex } from "../../core/exchange/ids.js";
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;

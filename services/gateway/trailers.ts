@@ -1,5 +1,5 @@
 import type { Header } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { endToEndHeaders, firstOfSingleValue, isFieldName, isFieldValue, toFlatList } from "../../clients/sdk/headers.js";
+import { endToEndHeaders, firstOfSingleValue, isFieldName, isFieldValue, toFlatList } from "../../core/headers.js";
 
 /**
  * Fields that cannot be trailers: a recipient needs them before the content

@@ -1,7 +1,7 @@
-import type { Logger } from "../../clients/sdk/logger.js";
+import type { Logger } from "../../core/logger.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { Catalog } from "../state/catalog.js";
-import { OTHER_TARGET, type TrafficStats } from "../stats/traffic-stats.js";
+import { OTHER_TARGET, type TrafficStats } from "./traffic-stats.js";
 import type { ExchangeRecord } from "./exchange-record.js";
 import type { Metrics } from "./metrics.js";
 

@@ -1,4 +1,4 @@
-import type { ExchangeOutcome } from "../stats/traffic-stats.js";
+import type { ExchangeOutcome } from "./traffic-stats.js";
 
 /** Everything known about one finished exchange: for statistics, metrics, the log and the audit trail. */
 export interface ExchangeRecord extends ExchangeOutcome {

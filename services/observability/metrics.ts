@@ -1,7 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
 import type { ExchangeRecord } from "./exchange-record.js";
-import type { PeerFaults } from "./peer-faults.js";
+import type { PeerFaults } from "../limits/peer-faults.js";
 
 export interface Metrics {
   /** Counts one finished exchange. */

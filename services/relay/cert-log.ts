@@ -1,6 +1,6 @@
 import type { X509Certificate } from "node:crypto";
-import { checkCertificate } from "../../clients/sdk/cert-check.js";
-import type { Logger } from "../../clients/sdk/logger.js";
+import { checkCertificate } from "../../core/cert-check.js";
+import type { Logger } from "../../core/logger.js";
 
 export interface CertLogNames {
   /** Names clients and connectors use (--public-host). */

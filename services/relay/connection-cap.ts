@@ -1,8 +1,8 @@
 import type { BlockList, Server, Socket } from "node:net";
 import { isTrusted } from "../auth/client-address.js";
 import { sourceKey, unmapIPv4 } from "../auth/source-key.js";
-import type { PeerFaults } from "../observability/peer-faults.js";
-import type { Limits } from "./limits.js";
+import type { PeerFaults } from "../limits/peer-faults.js";
+import type { Limits } from "../limits/limits.js";
 
 export interface ConnectionCapOptions {
   limits: Pick<Limits, "maxConnections" | "maxConnectionsPerIp">;

@@ -1,5 +1,5 @@
 import type { Http2Session } from "node:http2";
-import type { Limits } from "./limits.js";
+import type { Limits } from "../limits/limits.js";
 
 /**
  * The HTTP/2 counterpart of HTTP/1.1's headersTimeout and keep-alive timeout,

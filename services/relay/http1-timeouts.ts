@@ -1,5 +1,5 @@
 import type { Server as Http1Server } from "node:http";
-import type { Limits } from "./limits.js";
+import type { Limits } from "../limits/limits.js";
 
 /** The HTTP/1.1 server settings (createServer options and server properties alike) that bound heads and idle connections. */
 export interface Http1Timeouts {

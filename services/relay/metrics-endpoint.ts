@@ -1,5 +1,5 @@
-import { FerryError } from "../../clients/sdk/errors.js";
-import { type NodeRequest, type NodeResponse, sendError } from "../gateway/http-error.js";
+import { FerryError } from "../../core/errors.js";
+import { type NodeRequest, type NodeResponse, sendError } from "../http/http-error.js";
 import type { Metrics } from "../observability/metrics.js";
 
 /**

@@ -1,8 +1,8 @@
-import { FerryError } from "../../clients/sdk/errors.js";
-import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from "../../clients/sdk/protocol.js";
-import { FERRY_VERSION } from "../../clients/sdk/version.js";
+import { FerryError } from "../../core/errors.js";
+import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from "../../core/exchange/protocol.js";
+import { FERRY_VERSION } from "../../core/version.js";
 import { RELAY_PREFIX } from "../gateway/relay-path.js";
-import { type NodeRequest, type NodeResponse, responseOnSocket, sendError } from "../gateway/http-error.js";
+import { type NodeRequest, type NodeResponse, responseOnSocket, sendError } from "../http/http-error.js";
 import { isTunnelSession } from "../tunnel/tunnel-windows.js";
 import type { Listeners } from "./server.js";
 

@@ -12,11 +12,11 @@ import {
 import { createServer as createNetServer, type AddressInfo, Server as NetServerClass, type Server as NetServer, type Socket } from "node:net";
 import type { BlockList } from "node:net";
 import type { Duplex } from "node:stream";
-import { createLogger } from "../../clients/sdk/logger.js";
-import { createPeerFaults, type PeerFaults } from "../observability/peer-faults.js";
-import { type Limits, withLimits } from "./limits.js";
-import { TUNNEL_PATH } from "../../clients/sdk/tunnel-codec.js";
-import type { NodeRequest, NodeResponse } from "../gateway/http-error.js";
+import { createLogger } from "../../core/logger.js";
+import { createPeerFaults, type PeerFaults } from "../limits/peer-faults.js";
+import { type Limits, withLimits } from "../limits/limits.js";
+import { TUNNEL_PATH } from "../../core/exchange/tunnel-codec.js";
+import type { NodeRequest, NodeResponse } from "../http/http-error.js";
 import { type CertReloader, watchCertFiles } from "./cert-reload.js";
 import { capConnections } from "./connection-cap.js";
 import { watchSessionTimeouts } from "./h2-session-timeouts.js";

@@ -1,7 +1,7 @@
 import { createPrivateKey, type X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { SecureContextOptions } from "node:tls";
-import { parseCertChain } from "../../clients/sdk/cert-check.js";
+import { parseCertChain } from "../../core/cert-check.js";
 
 /**
  * TLS 1.2 suites: forward secrecy (ECDHE) and AEAD only, which is also what

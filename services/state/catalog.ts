@@ -9,11 +9,11 @@ import {
   type TenantRecord,
   TenantRecordSchema,
 } from "../../gen/ferry/state/v1/state_pb.js";
-import { FerryError } from "../../clients/sdk/errors.js";
-import { checkDnsLabel, isDnsLabel } from "../../clients/sdk/names.js";
+import { FerryError } from "../../core/errors.js";
+import { checkDnsLabel, isDnsLabel } from "../../core/names.js";
 import { type MintedSecret, mintSecret, secretId, secretMatches, sha256 } from "../auth/secrets.js";
 import { weakTokenReason } from "../auth/token-entropy.js";
-import type { PeerFaults } from "../observability/peer-faults.js";
+import type { PeerFaults } from "../limits/peer-faults.js";
 import type { KvChange, KvStore } from "./kv-store.js";
 import { applyMask, normalizeSettings, settingsOf, type TenantSettings, validateSettings } from "./tenant-settings.js";
 

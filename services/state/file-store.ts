@@ -2,7 +2,7 @@ import type { JsonValue } from "@bufbuild/protobuf";
 import { closeSync, fsyncSync, openSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { mkdir, open, rename } from "node:fs/promises";
 import { join } from "node:path";
-import { FerryError } from "../../clients/sdk/errors.js";
+import { FerryError } from "../../core/errors.js";
 import type { KvChange, KvStore } from "./kv-store.js";
 
 const FORMAT = "ferry-state/1";

@@ -1,10 +1,10 @@
 import { create } from "@bufbuild/protobuf";
 import { type Duration, timestampNow } from "@bufbuild/protobuf/wkt";
 import { type TenantRecord, TenantRecordSchema } from "../../gen/ferry/state/v1/state_pb.js";
-import { normalizeCertSerial } from "../../clients/sdk/cert-serial.js";
-import { msFromDuration } from "../../clients/sdk/duration.js";
-import { FerryError } from "../../clients/sdk/errors.js";
-import { isDnsLabel } from "../../clients/sdk/names.js";
+import { normalizeCertSerial } from "../../core/cert-serial.js";
+import { msFromDuration } from "../../core/duration.js";
+import { FerryError } from "../../core/errors.js";
+import { isDnsLabel } from "../../core/names.js";
 
 /** A tenant's operator-set fields: everything in TenantRecord but its name and times. */
 export interface TenantSettings {

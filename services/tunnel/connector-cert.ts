@@ -1,7 +1,7 @@
 import type { Http2ServerRequest } from "node:http2";
 import type { PeerCertificate, TLSSocket } from "node:tls";
-import { normalizeCertSerial } from "../../clients/sdk/cert-serial.js";
-import { isDnsLabel } from "../../clients/sdk/names.js";
+import { normalizeCertSerial } from "../../core/cert-serial.js";
+import { isDnsLabel } from "../../core/names.js";
 
 /** What a connector's client certificate says about it. */
 export type ConnectorCert =

@@ -1,21 +1,7 @@
 import { constants as h2 } from "node:http2";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { encodeGrpcMessage, GrpcStatus } from "../http/grpc-status.js";
 
-/** gRPC status codes this endpoint answers with (the numbers are the gRPC spec's). */
-export const GrpcStatus = {
-  OK: 0,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  ALREADY_EXISTS: 6,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  FAILED_PRECONDITION: 9,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  UNAUTHENTICATED: 16,
-} as const;
 
 /** A failure to end the call with: a gRPC status and a message for the peer. */
 export class GrpcError extends Error {
@@ -190,13 +176,4 @@ export class GrpcCall {
     }
     return out;
   }
-}
-
-/**
- * grpc-message encoding (gRPC over HTTP/2 spec): printable ASCII stays as it
- * is, '%' and everything else is percent-encoded as UTF-8. Clients decode it
- * with decodeURI, which would leave encodeURIComponent's %3A and %2F in place.
- */
-export function encodeGrpcMessage(message: string): string {
-  return message.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => encodeURIComponent(c));
 }

@@ -1,13 +1,13 @@
 import { create } from "@bufbuild/protobuf";
-import { eachContained } from "../../clients/sdk/each-contained.js";
+import { eachContained } from "../../core/each-contained.js";
 import { type Frame, FrameSchema, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import type { ConnectRequest, ConnectResponse } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
-import { exchangeKey } from "../../clients/sdk/ids.js";
-import type { Logger } from "../../clients/sdk/logger.js";
-import { Keepalive } from "../../clients/sdk/keepalive.js";
-import { Outbox } from "../../clients/sdk/outbox.js";
-import { ExchangeLifetime } from "../bus/exchange-lifetime.js";
-import type { PeerFaults } from "../observability/peer-faults.js";
+import { exchangeKey } from "../../core/exchange/ids.js";
+import type { Logger } from "../../core/logger.js";
+import { Keepalive } from "../../core/exchange/keepalive.js";
+import { Outbox } from "../../core/exchange/outbox.js";
+import { ExchangeLifetime } from "../../core/exchange/exchange-lifetime.js";
+import type { PeerFaults } from "../limits/peer-faults.js";
 import { checkStatus, type ValidStatus } from "./connector-status.js";
 
 /** What the connector is told when the relay ends a tunnel for a reason it must act on. */

@@ -1,6 +1,7 @@
-import type { Limits } from "../relay/limits.js";
-import { refill, setNewest } from "../../clients/sdk/bounded-map.js";
-import { GrpcError, GrpcStatus } from "./grpc-call.js";
+import type { Limits } from "../limits/limits.js";
+import { refill, setNewest } from "../../core/bounded-map.js";
+import { GrpcStatus } from "../http/grpc-status.js";
+import { GrpcError } from "./grpc-call.js";
 import type { RelayTunnel } from "./relay-tunnel.js";
 
 /**

@@ -2,11 +2,11 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { BlockList } from "node:net";
 import { clientAddressOf } from "../auth/client-address.js";
 import type { ConnectRequest, ConnectResponse, Hello } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
-import { durationFromMs } from "../../clients/sdk/duration.js";
-import { FerryError } from "../../clients/sdk/errors.js";
-import { shortId } from "../../clients/sdk/ids.js";
-import type { Logger } from "../../clients/sdk/logger.js";
-import { isDnsLabel } from "../../clients/sdk/names.js";
+import { durationFromMs } from "../../core/duration.js";
+import { FerryError } from "../../core/errors.js";
+import { shortId } from "../../core/exchange/ids.js";
+import type { Logger } from "../../core/logger.js";
+import { isDnsLabel } from "../../core/names.js";
 import {
   DEFAULT_WINDOW,
   MAX_FRAME_SIZE,
@@ -15,19 +15,20 @@ import {
   MIN_PROTOCOL_VERSION,
   MIN_WINDOW,
   PROTOCOL_VERSION,
-} from "../../clients/sdk/protocol.js";
-import { CodecError, decodeConnectRequest, encodeTunnelMessage, TUNNEL_PATH } from "../../clients/sdk/tunnel-codec.js";
-import { FERRY_VERSION } from "../../clients/sdk/version.js";
+} from "../../core/exchange/protocol.js";
+import { CodecError, decodeConnectRequest, encodeTunnelMessage, TUNNEL_PATH } from "../../core/exchange/tunnel-codec.js";
+import { FERRY_VERSION } from "../../core/version.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { RefusalLimiter } from "../audit/refusal-limiter.js";
 import { createSourceBackoff, type SourceBackoff } from "../auth/source-backoff.js";
-import { type NodeRequest, type NodeResponse, sendError } from "../gateway/http-error.js";
+import { type NodeRequest, type NodeResponse, sendError } from "../http/http-error.js";
 import type { Catalog } from "../state/catalog.js";
-import type { PeerFaults } from "../observability/peer-faults.js";
-import type { Limits } from "../relay/limits.js";
+import type { PeerFaults } from "../limits/peer-faults.js";
+import type { Limits } from "../limits/limits.js";
 import { type ConnectorCert, connectorCert, serialDenied } from "./connector-cert.js";
 import { checkStatus, type ValidStatus } from "./connector-status.js";
-import { GrpcCall, GrpcError, GrpcStatus } from "./grpc-call.js";
+import { GrpcStatus } from "../http/grpc-status.js";
+import { GrpcCall, GrpcError } from "./grpc-call.js";
 import { RelayTunnel, type TunnelCloseStatus } from "./relay-tunnel.js";
 import { createTunnelAdmission, LimitRefusal, type TunnelAdmission } from "./tunnel-admission.js";
 import type { TunnelRegistry } from "./tunnel-registry.js";

@@ -1,4 +1,4 @@
-import { FerryError } from "../../clients/sdk/errors.js";
+import { FerryError } from "../../core/errors.js";
 import type { RelayTunnel } from "./relay-tunnel.js";
 
 const MAX_SEEN_TARGETS = 1000;

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AdminClient, createAdminClient } from "../../clients/admin/admin-client.js";
+import { type AdminClient, createAdminClient } from "../../clients/cli/admin-client.js";
 import { startTestRelay, type TestRelay } from "../helpers/in-process.js";
 
 // Who may do what: admin everything, viewer reads only, tenant:NAME only that tenant's objects.

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FERRY_VERSION } from "../../clients/sdk/version.js";
+import { FERRY_VERSION } from "../../core/version.js";
 import { request } from "../helpers/http.js";
 import {
   ADMIN_TOKEN,

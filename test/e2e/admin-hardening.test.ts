@@ -1,7 +1,7 @@
 import { constants as h2 } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createAdminClient } from "../../clients/admin/admin-client.js";
+import { createAdminClient } from "../../clients/cli/admin-client.js";
 import type { Connector } from "../../clients/connector/connector.js";
 import { h2c, request } from "../helpers/http.js";
 import { startTestConnector, startTestRelay, type TestRelay } from "../helpers/in-process.js";

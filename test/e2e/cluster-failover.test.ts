@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { type IncomingMessage, request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type AdminClient, createAdminClient } from "../../clients/admin/admin-client.js";
+import { type AdminClient, createAdminClient } from "../../clients/cli/admin-client.js";
 import { makeTestPki, type TestPki } from "../helpers/certs.js";
 import { download, request, upload } from "../helpers/http.js";
 import { type NatsCluster, type NatsServer, startNatsCluster, startNatsServer } from "../helpers/nats-server.js";

@@ -15,7 +15,7 @@ import {
   status as GrpcCode,
 } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { grpcClientConstructor } from "../../clients/sdk/grpc-client.js";
+import { grpcClientConstructor } from "../helpers/grpc-client.js";
 import type { Connector } from "../../clients/connector/connector.js";
 import {
   type BidiRequest,

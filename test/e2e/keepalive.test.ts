@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { createAdminClient } from "../../clients/admin/admin-client.js";
+import { createAdminClient } from "../../clients/cli/admin-client.js";
 import { request } from "../helpers/http.js";
 import { ADMIN_TOKEN, type FerryProcess, startConnectorProcess, startRelayProcess } from "../helpers/processes.js";
 import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.js";

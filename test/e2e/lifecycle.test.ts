@@ -1,6 +1,6 @@
 import { Agent, request as httpRequest } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
-import { createAdminClient } from "../../clients/admin/admin-client.js";
+import { createAdminClient } from "../../clients/cli/admin-client.js";
 import { json, request } from "../helpers/http.js";
 import { ADMIN_TOKEN, type FerryProcess, startConnectorProcess, startRelayProcess } from "../helpers/processes.js";
 import { startTestTarget, type TestTarget } from "../helpers/targets.js";

@@ -5,7 +5,7 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { grpcClientConstructor } from "../../clients/sdk/grpc-client.js";
+import { grpcClientConstructor } from "../helpers/grpc-client.js";
 import { ConnectRequestSchema, type ConnectResponse, TunnelService } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
 import { startTestRelay, type TestRelay } from "../helpers/in-process.js";
 import { type Issued, makePki, type Pki } from "../helpers/pki.js";

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createAdminClient } from "../../clients/admin/admin-client.js";
+import { createAdminClient } from "../../clients/cli/admin-client.js";
 import { json, request } from "../helpers/http.js";
 import { type FerryProcess, type RelayProcess, startConnectorProcess, startRelayProcess } from "../helpers/processes.js";
 import { startTestTarget, type TestTarget } from "../helpers/targets.js";

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WebSocket } from "ws";
-import { createAdminClient } from "../../clients/admin/admin-client.js";
+import { createAdminClient } from "../../clients/cli/admin-client.js";
 import { ADMIN_TOKEN, type FerryProcess, type RelayProcess, startConnectorProcess, startRelayProcess } from "../helpers/processes.js";
 import { until } from "../helpers/wait.js";
 import { closed, nextMessage, openWebSocket, startWebSocketTarget, type WebSocketTarget } from "../helpers/websocket-targets.js";

@@ -16,7 +16,7 @@ import {
   type ServerWritableStream,
   type StatusObject,
 } from "@grpc/grpc-js";
-import { grpcServiceDefinition } from "../../clients/sdk/grpc-client.js";
+import { grpcServiceDefinition } from "./grpc-client.js";
 import {
   type BidiRequest,
   type BidiResponse,

@@ -2,8 +2,8 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream } from "node:http2";
 import { type Frame, type Header, type ResponseHead } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { type ConnectRequest, type ConnectResponse, HelloSchema, type Welcome } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
-import { decodeConnectResponse, encodeTunnelMessage, TUNNEL_PATH } from "../../clients/sdk/tunnel-codec.js";
-import { exchangeKey } from "../../clients/sdk/ids.js";
+import { decodeConnectResponse, encodeTunnelMessage, TUNNEL_PATH } from "../../core/exchange/tunnel-codec.js";
+import { exchangeKey } from "../../core/exchange/ids.js";
 
 /** How the tunnel stream ended, from the relay's gRPC trailers (or the stream's close). */
 export interface TunnelEnd {

@@ -4,8 +4,8 @@ import type { AddressInfo } from "node:net";
 import type { Frame } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { type ConnectRequest, type ConnectResponse, WelcomeSchema } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { decodeConnectRequest, encodeTunnelMessage, TUNNEL_PATH } from "../../clients/sdk/tunnel-codec.js";
-import { exchangeKey } from "../../clients/sdk/ids.js";
+import { decodeConnectRequest, encodeTunnelMessage, TUNNEL_PATH } from "../../core/exchange/tunnel-codec.js";
+import { exchangeKey } from "../../core/exchange/ids.js";
 
 /** One tunnel stream a connector opened to the hostile relay. */
 export interface HostileTunnel {

@@ -1,11 +1,12 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createAdminClient, type AdminClient } from "../../clients/admin/admin-client.js";
+import { createAdminClient, type AdminClient } from "../../clients/cli/admin-client.js";
 import { type Connector, startConnector } from "../../clients/connector/connector.js";
 import { type ConnectorFlags, loadConnectorSettings } from "../../clients/connector/connector-config.js";
-import { createLogger } from "../../clients/sdk/logger.js";
-import { createRelay, type Relay, type RelayOptions } from "../../services/relay/relay.js";
-import { type ListenOptions, listen, type RelayServer } from "../../services/relay/server.js";
+import { createLogger } from "../../core/logger.js";
+import type { Relay, RelayOptions } from "../../services/relay/relay.js";
+import { runRelay } from "../../services/relay/run-relay.js";
+import type { ListenOptions, RelayServer } from "../../services/relay/server.js";
 import { ADMIN_TOKEN, tempDir } from "./processes.js";
 
 export const quietLog = createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent", pretty: false });
@@ -26,19 +27,13 @@ export async function startTestRelay(
   options: Partial<RelayOptions> & { tlsCert?: string; tlsKey?: string; ca?: string; listen?: Partial<ListenOptions> } = {},
 ): Promise<TestRelay> {
   const dataDir = options.dataDir ?? tempDir();
-  const relay = await createRelay({ log: quietLog, adminToken: ADMIN_TOKEN, ...options, dataDir });
-  const server = await listen(relay.listeners, {
-    host: "127.0.0.1",
-    port: 0,
-    keepaliveMs: relay.keepaliveMs,
-    tlsCert: options.tlsCert,
-    tlsKey: options.tlsKey,
-    connectorCa: options.connectorCa,
-    limits: relay.limits,
-    faults: relay.faults,
-    ...options.listen,
+  const { tlsCert, tlsKey, ca: _ca, listen, log, ...relayOptions } = options;
+  const running = await runRelay({
+    log: log ?? quietLog,
+    relay: { adminToken: ADMIN_TOKEN, ...relayOptions, dataDir },
+    listen: { host: "127.0.0.1", port: 0, tlsCert, tlsKey, connectorCa: options.connectorCa, ...listen },
   });
-  relay.setAddress(server.url);
+  const { relay, server } = running;
   const admin = createAdminClient(server.url, ADMIN_TOKEN, { ca: options.ca ? readFileSync(options.ca) : undefined });
   return {
     relay,
@@ -52,10 +47,7 @@ export async function startTestRelay(
       return secret;
     },
     async close() {
-      server.stopAccepting();
-      await relay.drain(0);
-      await server.close(100);
-      await relay.close();
+      await running.stop({ graceMs: 0, forceAfterMs: 100 });
     },
   };
 }

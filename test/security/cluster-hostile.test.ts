@@ -3,7 +3,7 @@ import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WebSocket } from "ws";
 import type { Connector } from "../../clients/connector/connector.js";
-import { encodeTunnelMessage } from "../../clients/sdk/tunnel-codec.js";
+import { encodeTunnelMessage } from "../../core/exchange/tunnel-codec.js";
 import {
   DisconnectRequestSchema,
   HeartbeatSchema,

@@ -1,6 +1,6 @@
 import { connect, type KV, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createAdminClient } from "../../clients/admin/admin-client.js";
+import { createAdminClient } from "../../clients/cli/admin-client.js";
 import type { Connector } from "../../clients/connector/connector.js";
 import { request } from "../helpers/http.js";
 import { startTestConnector, startTestRelay, type TestRelay } from "../helpers/in-process.js";

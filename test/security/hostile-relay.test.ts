@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector } from "../../clients/connector/connector.js";
-import { newExchangeId } from "../../clients/sdk/ids.js";
+import { newExchangeId } from "../../core/exchange/ids.js";
 import { type Frame, type RequestHead, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { HostileRelay, type HostileTunnel } from "../helpers/hostile-relay.js";
 import { startTestConnector } from "../helpers/in-process.js";

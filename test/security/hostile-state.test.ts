@@ -2,7 +2,7 @@ import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector } from "../../clients/connector/connector.js";
-import { createPeerFaults } from "../../services/observability/peer-faults.js";
+import { createPeerFaults } from "../../services/limits/peer-faults.js";
 import { createRelay } from "../../services/relay/relay.js";
 import { Catalog } from "../../services/state/catalog.js";
 import { openFileStore } from "../../services/state/file-store.js";

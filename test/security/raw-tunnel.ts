@@ -3,7 +3,7 @@ import { connect as h2connect } from "node:http2";
 import { connect as tcpConnect, isIP } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { ConnectRequestSchema, type HelloSchema } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
-import { encodeTunnelMessage, TUNNEL_PATH } from "../../clients/sdk/tunnel-codec.js";
+import { encodeTunnelMessage, TUNNEL_PATH } from "../../core/exchange/tunnel-codec.js";
 
 /** How the relay answered a tunnel's Hello. */
 export interface TunnelAnswer {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createAdminClient } from "../../clients/admin/admin-client.js";
+import { createAdminClient } from "../../clients/cli/admin-client.js";
 import { request } from "../helpers/http.js";
 import { startTestConnector, startTestRelay, type TestRelay } from "../helpers/in-process.js";
 import { startTestTarget, type TestTarget } from "../helpers/targets.js";

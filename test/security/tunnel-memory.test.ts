@@ -2,7 +2,7 @@ import { connect as http2Connect } from "node:http2";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { encodeTunnelMessage } from "../../clients/sdk/tunnel-codec.js";
+import { encodeTunnelMessage } from "../../core/exchange/tunnel-codec.js";
 import type { Frame } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { HostileConnector } from "../helpers/hostile-connector.js";
 import { request } from "../helpers/http.js";

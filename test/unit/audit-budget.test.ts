@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type AuditLog, createAuditLog } from "../../services/audit/audit-log.js";
-import { createPeerFaults, type PeerFaults } from "../../services/observability/peer-faults.js";
+import { createPeerFaults, type PeerFaults } from "../../services/limits/peer-faults.js";
 
 // Finding 7 (the audit part): limits.auditMaxBytes. The audit directory never
 // holds more; old files go first, request summaries before events; when today

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { FerryError } from "../../clients/sdk/errors.js";
+import { FerryError } from "../../core/errors.js";
 import { type AuditLog, type AuditLogOptions, createAuditLog } from "../../services/audit/audit-log.js";
 
 // Real files in a temp dir, a real pino logger writing into an array, and a clock the test moves.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { FerryError } from "../../clients/sdk/errors.js";
+import { FerryError } from "../../core/errors.js";
 import {
   createAuditQueryGate,
   MAX_AUDIT_QUERIES_IN_FLIGHT,
@@ -7,7 +7,7 @@ import {
   MAX_AUDIT_QUERIES_WAITING,
   MAX_AUDIT_QUERIES_WAITING_PER_TOKEN,
 } from "../../services/admin/audit-query-gate.js";
-import { createPeerFaults } from "../../services/observability/peer-faults.js";
+import { createPeerFaults } from "../../services/limits/peer-faults.js";
 import { quietLog } from "../helpers/in-process.js";
 
 describe("the audit query gate", () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { authorityOf, isAuthority, requestAuthority } from "../../services/gateway/authority.js";
-import type { NodeRequest } from "../../services/gateway/http-error.js";
+import type { NodeRequest } from "../../services/http/http-error.js";
 
 /** Just what requestAuthority reads of a request: its raw header list, and on HTTP/2 its :authority. */
 function h1(...raw: string[]): NodeRequest {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createBackoff } from "../../clients/sdk/backoff.js";
+import { createBackoff } from "../../clients/connector/backoff.js";
 
 /** The jitter ceiling of each attempt, read off by a random() that returns just under 1. */
 function ceilings(minMs: number, maxMs: number, n: number): number[] {

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { checkCertificate, parseCertChain } from "../../clients/sdk/cert-check.js";
+import { checkCertificate, parseCertChain } from "../../core/cert-check.js";
 import { type Issued, makePki, type Pki } from "../helpers/pki.js";
 
 let pki: Pki;

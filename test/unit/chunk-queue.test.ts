@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ChunkQueue } from "../../clients/sdk/chunk-queue.js";
+import { ChunkQueue } from "../../core/exchange/chunk-queue.js";
 import { fuzzSeed, rng } from "../helpers/fuzz.js";
 
 function drain(q: ChunkQueue): Buffer {

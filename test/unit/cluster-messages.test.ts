@@ -1,7 +1,7 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { DisconnectRequestSchema, HeartbeatSchema, OpenExchangeSchema, OpenResultSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
-import { FerryError } from "../../clients/sdk/errors.js";
+import { FerryError } from "../../core/errors.js";
 import { readDisconnectRequest, readHeartbeat, readOpenExchange, readOpenResult } from "../../services/cluster/cluster-messages.js";
 
 // What a node accepts from NATS, message by message: a value it may use, or the fixed reason it is dropped for.

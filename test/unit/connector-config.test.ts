@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { type ConnectorFlags, loadConnectorSettings } from "../../clients/connector/connector-config.js";
-import { FerryError } from "../../clients/sdk/errors.js";
+import { FerryError } from "../../core/errors.js";
 
 const KEY = "fck_0a1b2c3d4e5f6g7h_HVDIvBXJGfcgcUwf0C9moS5ppf-f3m2qh_BnG9buZVU";
 const KEY2 = "fck_zzzzzzzzzzzzzzzz_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";

@@ -3,8 +3,8 @@ import { describe, expect, it } from "vitest";
 import { type CorsConfig, CorsConfigSchema } from "../../gen/ferry/config/v1/connector_config_pb.js";
 import type { Header } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { corsPolicy, type PreflightAnswer } from "../../clients/connector/cors.js";
-import { durationFromMs } from "../../clients/sdk/duration.js";
-import { header } from "../../clients/sdk/headers.js";
+import { durationFromMs } from "../../core/duration.js";
+import { header } from "../../core/headers.js";
 
 type Init = Partial<Omit<CorsConfig, "$typeName" | "maxAge">> & { maxAgeMs?: number };
 

@@ -1,8 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
-import { durationFromMs, formatDuration, msFromDuration, parseDuration } from "../../clients/sdk/duration.js";
-import { FerryError } from "../../clients/sdk/errors.js";
+import { durationFromMs, formatDuration, msFromDuration, parseDuration } from "../../core/duration.js";
+import { FerryError } from "../../core/errors.js";
 
 describe("parseDuration", () => {
   it.each([

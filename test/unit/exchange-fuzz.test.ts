@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { type Frame, type Header, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import type { ByteBudget } from "../../clients/sdk/byte-budget.js";
-import { type BodySink, Exchange } from "../../clients/sdk/exchange.js";
-import { MAX_FRAME_SIZE } from "../../clients/sdk/protocol.js";
+import type { ByteBudget } from "../../core/exchange/byte-budget.js";
+import { type BodySink, Exchange } from "../../core/exchange/exchange.js";
+import { MAX_FRAME_SIZE } from "../../core/exchange/protocol.js";
 import { fuzzSeed, type Rng, rng } from "../helpers/fuzz.js";
 
 // The exchange state machine against a wire that duplicates, reorders, drops and forges frames, and consumers

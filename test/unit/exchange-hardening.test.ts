@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { type Frame, type Header, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { createByteBudget } from "../../clients/sdk/byte-budget.js";
-import { type BodySink, Exchange, type ExchangeOptions, ExchangeReset } from "../../clients/sdk/exchange.js";
-import { newExchangeId } from "../../clients/sdk/ids.js";
-import { MAX_FRAME_SIZE } from "../../clients/sdk/protocol.js";
+import { createByteBudget } from "../../core/exchange/byte-budget.js";
+import { type BodySink, Exchange, type ExchangeOptions, ExchangeReset } from "../../core/exchange/exchange.js";
+import { newExchangeId } from "../../core/exchange/ids.js";
+import { MAX_FRAME_SIZE } from "../../core/exchange/protocol.js";
 
 // One end of an exchange fed by hand, as the ingress sees it: what its peer and its own consumer can do to it.
 

@@ -12,9 +12,9 @@ import {
   ResponseHeadSchema,
   WindowUpdateSchema,
 } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { Exchange, ExchangeReset } from "../../clients/sdk/exchange.js";
-import { exchangeKey, newExchangeId } from "../../clients/sdk/ids.js";
-import { MAX_WINDOW } from "../../clients/sdk/protocol.js";
+import { Exchange, ExchangeReset } from "../../core/exchange/exchange.js";
+import { exchangeKey, newExchangeId } from "../../core/exchange/ids.js";
+import { MAX_WINDOW } from "../../core/exchange/protocol.js";
 
 type Side = "a" | "b";
 

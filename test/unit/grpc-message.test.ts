@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { encodeGrpcMessage } from "../../services/tunnel/grpc-call.js";
+import { encodeGrpcMessage } from "../../services/http/grpc-status.js";
 
 // grpc-message as the gRPC over HTTP/2 spec encodes it, and as clients (decodeURI) read it back.
 describe("encodeGrpcMessage", () => {

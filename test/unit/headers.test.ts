@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Header } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { endToEndHeaders, firstOfSingleValue, header, headersFromObject, isFieldName, isFieldValue, toFlatList, toNodeHeaders } from "../../clients/sdk/headers.js";
+import { endToEndHeaders, firstOfSingleValue, header, headersFromObject, isFieldName, isFieldValue, toFlatList, toNodeHeaders } from "../../core/headers.js";
 
 const pairs = (headers: Header[]) => headers.map((h) => [h.name, h.value]);
 

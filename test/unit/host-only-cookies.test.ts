@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { header } from "../../clients/sdk/headers.js";
+import { header } from "../../core/headers.js";
 import { hostOnlyCookies } from "../../services/gateway/cookie-scope.js";
 
 // Host routing gives each app its own host, but one site: a Domain cookie from tenant B's app would reach tenant A's.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { FerryError } from "../../clients/sdk/errors.js";
+import { FerryError } from "../../core/errors.js";
 import { createHostRouting } from "../../services/gateway/host-route.js";
 
 const routing = createHostRouting("Relay.Example.com");

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { Keepalive } from "../../clients/sdk/keepalive.js";
+import { Keepalive } from "../../core/exchange/keepalive.js";
 
 // Fake timers: the keepalive's clock is driven by the test, so nothing waits for real time.
 describe("Keepalive", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BUCKET_COUNT, GROWTH, LatencyHistogram, MAX_MS, MIN_MS } from "../../services/stats/latency-histogram.js";
+import { BUCKET_COUNT, GROWTH, LatencyHistogram, MAX_MS, MIN_MS } from "../../services/observability/latency-histogram.js";
 
 /** Park-Miller: a seeded random source, so the distributions are the same every run. */
 function seeded(seed: number): () => number {

@@ -1,8 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { DataSchema, type Frame, FrameSchema, WindowUpdateSchema } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { Outbox, type OutboxItem } from "../../clients/sdk/outbox.js";
-import { MAX_BATCH_BYTES, OUTBOX_HARD_LIMIT, OUTBOX_HIGH_WATER, OUTBOX_LOW_WATER } from "../../clients/sdk/protocol.js";
+import { Outbox, type OutboxItem } from "../../core/exchange/outbox.js";
+import { MAX_BATCH_BYTES, OUTBOX_HARD_LIMIT, OUTBOX_HIGH_WATER, OUTBOX_LOW_WATER } from "../../core/exchange/protocol.js";
 
 let seq = 0;
 function dataFrame(bytes: number): Frame {

@@ -1,7 +1,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { resolveRelaySettings } from "../../clients/cli/relay-config.js";
+import { resolveRelaySettings } from "../../services/relay/relay-config.js";
 import { tempDir } from "../helpers/processes.js";
 
 describe("relay TLS settings", () => {

@@ -3,9 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { relayCommand } from "../../clients/cli/relay-command.js";
-import { RELAY_DEFAULTS, type RelayFlags, resolveRelaySettings } from "../../clients/cli/relay-config.js";
-import { FerryError } from "../../clients/sdk/errors.js";
-import { DEFAULT_LIMITS } from "../../services/relay/limits.js";
+import { RELAY_DEFAULTS, type RelayFlags, resolveRelaySettings } from "../../services/relay/relay-config.js";
+import { FerryError } from "../../core/errors.js";
+import { DEFAULT_LIMITS } from "../../services/limits/limits.js";
 
 const dir = mkdtempSync(join(tmpdir(), "ferry-relay-config-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

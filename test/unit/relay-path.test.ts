@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { FerryError } from "../../clients/sdk/errors.js";
+import { FerryError } from "../../core/errors.js";
 import { encodePathSegment, parseRelayPath } from "../../services/gateway/relay-path.js";
 
 function badPath(url: string): FerryError {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Header, ResponseHead } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { header } from "../../clients/sdk/headers.js";
+import { header } from "../../core/headers.js";
 import { BadResponse, frameResponse } from "../../services/gateway/response-head.js";
 import { clientTrailers } from "../../services/gateway/trailers.js";
 

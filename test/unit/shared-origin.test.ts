@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { header } from "../../clients/sdk/headers.js";
+import { header } from "../../core/headers.js";
 import type { Header } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { scopeSetCookie } from "../../services/gateway/cookie-scope.js";
 import { crossTenantRefusal, isolatePathRouted } from "../../services/gateway/shared-origin.js";

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { createLogger } from "../../clients/sdk/logger.js";
-import { createPeerFaults } from "../../services/observability/peer-faults.js";
-import { MIN_CLIENT_SHARE, withLimits } from "../../services/relay/limits.js";
+import { createLogger } from "../../core/logger.js";
+import { createPeerFaults } from "../../services/limits/peer-faults.js";
+import { MIN_CLIENT_SHARE, withLimits } from "../../services/limits/limits.js";
 import { sourceKey } from "../../services/auth/source-key.js";
 import { createTenantLoad } from "../../services/gateway/tenant-load.js";
 

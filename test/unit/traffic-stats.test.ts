@@ -1,12 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { BUCKET_COUNT } from "../../services/stats/latency-histogram.js";
+import { BUCKET_COUNT } from "../../services/observability/latency-histogram.js";
 import {
   createTrafficStats,
   trafficStatsCensus,
   type ExchangeOutcome,
   type TrafficFigures,
   type TrafficStatsOptions,
-} from "../../services/stats/traffic-stats.js";
+} from "../../services/observability/traffic-stats.js";
 
 // The clock is a variable the tests move: no timers, no waiting.
 function setup(options: Omit<TrafficStatsOptions, "now"> = { windowMs: 60_000, slots: 6 }) {

@@ -2,7 +2,7 @@ import { create, equals, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { type Frame, FrameSchema, type Header } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { type ConnectRequest, ConnectRequestSchema, type ConnectResponse, ConnectResponseSchema } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
-import { CodecError, decodeConnectRequest, decodeConnectResponse, encodeTunnelMessage } from "../../clients/sdk/tunnel-codec.js";
+import { CodecError, decodeConnectRequest, decodeConnectResponse, encodeTunnelMessage } from "../../core/exchange/tunnel-codec.js";
 import { fuzzSeed, type Rng, rng } from "../helpers/fuzz.js";
 
 // The tunnel codec against random messages, mutations of valid encodings and plain garbage. It must write

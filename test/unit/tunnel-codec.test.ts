@@ -8,7 +8,7 @@ import {
   type ConnectResponse,
   ConnectResponseSchema,
 } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
-import { CodecError, decodeConnectRequest, decodeConnectResponse, encodeTunnelMessage } from "../../clients/sdk/tunnel-codec.js";
+import { CodecError, decodeConnectRequest, decodeConnectResponse, encodeTunnelMessage } from "../../core/exchange/tunnel-codec.js";
 
 // The hand-written codec must produce and accept exactly the bytes protobuf-es does for the same proto.
 

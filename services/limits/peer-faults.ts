@@ -1,6 +1,6 @@
-import type { Logger } from "../../clients/sdk/logger.js";
-import { LIMIT_NAMES } from "../relay/limits.js";
-import { createRateLimitedLog } from "../../clients/sdk/rate-limited-log.js";
+import type { Logger } from "../../core/logger.js";
+import { LIMIT_NAMES } from "./limits.js";
+import { createRateLimitedLog } from "../../core/rate-limited-log.js";
 
 /** Where hostile or broken input came from. */
 export type FaultSource = "client" | "connector" | "target" | "cluster" | "store";

@@ -1,6 +1,6 @@
 import type { RelayLimits } from "../../gen/ferry/config/v1/relay_config_pb.js";
-import { msFromDuration } from "../../clients/sdk/duration.js";
-import { FerryError } from "../../clients/sdk/errors.js";
+import { msFromDuration } from "../../core/duration.js";
+import { FerryError } from "../../core/errors.js";
 
 /**
  * Everything a peer can make a relay node hold, bounded. proto/ferry/config/v1

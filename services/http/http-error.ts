@@ -3,9 +3,9 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { type ErrorKind, FerryError, HTTP_STATUS } from "../../clients/sdk/errors.js";
-import { encodeGrpcMessage, GrpcStatus } from "../tunnel/grpc-call.js";
-import { ExchangeReset } from "../../clients/sdk/exchange.js";
+import { type ErrorKind, FerryError, HTTP_STATUS } from "../../core/errors.js";
+import { encodeGrpcMessage, GrpcStatus } from "./grpc-status.js";
+import { ExchangeReset } from "../../core/exchange/exchange.js";
 
 export type NodeRequest = IncomingMessage | Http2ServerRequest;
 export type NodeResponse = ServerResponse | Http2ServerResponse;

@@ -8,10 +8,10 @@ import {
   type RelayLimits,
   RelayLimitsSchema,
 } from "../../gen/ferry/config/v1/relay_config_pb.js";
-import type { NatsOptions } from "../../services/cluster/nats-options.js";
-import { type Limits, limitsFrom } from "../../services/relay/limits.js";
-import { invalidConfig as invalid, normalise, pickDuration, pickWholeNumber, readConfigFile } from "../sdk/config-file.js";
-import { msFromDuration } from "../sdk/duration.js";
+import type { NatsOptions } from "../cluster/nats-options.js";
+import { type Limits, limitsFrom } from "../limits/limits.js";
+import { invalidConfig as invalid, normalise, pickDuration, pickWholeNumber, readConfigFile } from "../../core/config-file.js";
+import { msFromDuration } from "../../core/duration.js";
 import { parseListen } from "./listen-address.js";
 
 /**

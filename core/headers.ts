@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
-import type { Header } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import type { Header } from "../gen/ferry/tunnel/v1/exchange_pb.js";
 
 /**
  * Fields that describe one hop, not the message, so a proxy must not forward

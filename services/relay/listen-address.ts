@@ -1,4 +1,4 @@
-import { FerryError } from "../sdk/errors.js";
+import { FerryError } from "../../core/errors.js";
 
 /** Parses "HOST:PORT", "[v6]:PORT" or ":PORT" (all interfaces). */
 export function parseListen(text: string): { host: string; port: number } {

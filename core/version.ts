@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 
-/** The package version, read once from package.json (two levels up from src and from dist). */
+/** The package version, read once from package.json (one level up from core/, two from dist/core/). */
 export const FERRY_VERSION: string = (() => {
-  for (const rel of ["../../package.json", "../../../package.json"]) {
+  for (const rel of ["../package.json", "../../package.json"]) {
     try {
       const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), "utf8")) as { name?: string; version?: string };
       if (pkg.name === "ferry" && pkg.version) return pkg.version;
