@@ -5,8 +5,8 @@ import { type Connector, startConnector } from "../../clients/connector/connecto
 import { type ConnectorFlags, loadConnectorSettings } from "../../clients/connector/connector-config.js";
 import { createLogger } from "../../core/logger.js";
 import type { Relay, RelayOptions } from "../../services/relay/relay.js";
-import { runRelay } from "../../services/relay/run-relay.js";
-import type { ListenOptions, RelayServer } from "../../services/relay/server.js";
+import { runRelay, type RunRelayOptions } from "../../services/relay/run-relay.js";
+import type { RelayServer } from "../../services/relay/server.js";
 import { ADMIN_TOKEN, tempDir } from "./processes.js";
 
 export const quietLog = createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent", pretty: false });
@@ -24,7 +24,7 @@ export interface TestRelay {
 
 /** A relay in this process on 127.0.0.1, port 0. */
 export async function startTestRelay(
-  options: Partial<RelayOptions> & { tlsCert?: string; tlsKey?: string; ca?: string; listen?: Partial<ListenOptions> } = {},
+  options: Partial<RelayOptions> & { tlsCert?: string; tlsKey?: string; ca?: string; listen?: Partial<RunRelayOptions["listen"]> } = {},
 ): Promise<TestRelay> {
   const dataDir = options.dataDir ?? tempDir();
   const { tlsCert, tlsKey, ca: _ca, listen, log, ...relayOptions } = options;
