@@ -15,6 +15,8 @@ import { exchangeKey } from "../../core/exchange/ids.js";
 import type { Logger } from "../../core/logger.js";
 import { Keepalive } from "../../core/exchange/keepalive.js";
 import { Outbox } from "../../core/exchange/outbox.js";
+import { resetFrame } from "../../core/exchange/reset-frame.js";
+import { createIdleSignal } from "../../core/idle-signal.js";
 import { decodeConnectRequest, decodeConnectResponse, encodeTunnelMessage, TUNNEL_PATH } from "../../core/exchange/tunnel-codec.js";
 import { DEFAULT_WINDOW, EXCHANGE_ID_BYTES, MAX_FRAME_SIZE, MAX_MESSAGE_BYTES, MAX_WINDOW, MIN_FRAME_SIZE } from "../../core/exchange/protocol.js";
 import type { ExchangeTap } from "./exchange-audit.js";
@@ -97,7 +99,8 @@ export class TunnelConnection {
   private call: Call | undefined;
   private draining = false;
   keepalive: Keepalive | undefined;
-  private idleWaiters: Array<() => void> = [];
+  // Torn down counts as idle: nothing left in flight will ever finish.
+  private readonly idleSignal = createIdleSignal(() => this.exchanges.size === 0 || this.torndown);
   private ended: Promise<void> | undefined;
   private torndown = false;
   /** What the relay sent that we cannot use: the first of each kind logged at once, then one line a minute. */
@@ -217,7 +220,7 @@ export class TunnelConnection {
 
   /** Resolves when no exchange is in flight. */
   idle(): Promise<void> {
-    return this.exchanges.size === 0 ? Promise.resolve() : new Promise((r) => this.idleWaiters.push(r));
+    return this.idleSignal.idle();
   }
 
   /** Drops the connection at once (dead relay, or stopping). */
@@ -281,11 +284,7 @@ export class TunnelConnection {
     const id = Uint8Array.from(frame.exchangeId);
     if (problem) {
       this.relayFault("a request the connector cannot use", { problem });
-      this.outbox.pushFrame({
-        $typeName: "ferry.tunnel.v1.Frame",
-        exchangeId: id,
-        kind: { case: "reset", value: { $typeName: "ferry.tunnel.v1.Reset", code: ResetCode.PROTOCOL_ERROR, message: `protocol error: ${problem}` } },
-      });
+      this.outbox.pushFrame(resetFrame(id, ResetCode.PROTOCOL_ERROR, `protocol error: ${problem}`));
       return;
     }
     const tap = this.opts.observe?.(head, key);
@@ -334,11 +333,7 @@ export class TunnelConnection {
 
   private release(key: string): void {
     this.exchanges.delete(key);
-    if (this.exchanges.size === 0) {
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const w of waiters) w();
-    }
+    this.idleSignal.changed();
   }
 
   /** Writes outbox items to the stream, waiting for 'drain' when grpc-js buffers. */
@@ -373,7 +368,7 @@ export class TunnelConnection {
     this.outbox.abort();
     for (const ex of this.exchanges.values()) ex.fail(new ExchangeReset(ResetCode.UNAVAILABLE, reason, false));
     this.exchanges.clear();
-    for (const w of this.idleWaiters.splice(0)) w();
+    this.idleSignal.changed();
     this.client.close();
   }
 }

@@ -8,12 +8,13 @@ import {
   type OpenResult,
   OpenResultSchema,
 } from "../../gen/ferry/cluster/v1/cluster_pb.js";
-import { type Frame, FrameSchema, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import { type Frame, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { FerryError } from "../../core/errors.js";
 import { eachContained } from "../../core/each-contained.js";
 import { exchangeKey } from "../../core/exchange/ids.js";
 import type { Logger } from "../../core/logger.js";
 import { MAX_FRAME_SIZE } from "../../core/exchange/protocol.js";
+import { resetFrame } from "../../core/exchange/reset-frame.js";
 import { decodeConnectResponse } from "../../core/exchange/tunnel-codec.js";
 import type { ExchangeBus } from "../bus/exchange-bus.js";
 import { ExchangeLifetime } from "../../core/exchange/exchange-lifetime.js";
@@ -392,8 +393,4 @@ export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
       }
     },
   };
-}
-
-function resetFrame(exchangeId: Uint8Array, code: ResetCode, message: string): Frame {
-  return create(FrameSchema, { exchangeId, kind: { case: "reset", value: { code, message } } });
 }

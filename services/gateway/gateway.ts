@@ -5,6 +5,7 @@ import type { Duplex } from "node:stream";
 import { type Header, type RequestHead, ResetCode, type ResponseHead } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { durationFromMs, formatDuration, msFromDuration } from "../../core/duration.js";
 import { FerryError } from "../../core/errors.js";
+import { createIdleSignal } from "../../core/idle-signal.js";
 import type { ByteBudget } from "../../core/exchange/byte-budget.js";
 import { Exchange } from "../../core/exchange/exchange.js";
 import { endToEndHeaders, header, toNodeHeaders } from "../../core/headers.js";
@@ -105,16 +106,12 @@ interface Progress {
  */
 export function createGateway(opts: GatewayOptions): Gateway {
   let active = 0;
-  let idleWaiters: Array<() => void> = [];
+  const idleSignal = createIdleSignal(() => active === 0);
   const load = createTenantLoad(opts.limits, opts.faults);
 
   const done = () => {
     active--;
-    if (active === 0) {
-      const waiters = idleWaiters;
-      idleWaiters = [];
-      for (const w of waiters) w();
-    }
+    idleSignal.changed();
   };
 
   const run = (req: NodeRequest, res: NodeResponse, upgrade: Upgrade | undefined) => {
@@ -185,9 +182,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
       return active;
     },
     activeFor: (tenant) => load.activeFor(tenant),
-    idle() {
-      return active === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve));
-    },
+    idle: idleSignal.idle,
   };
 }
 

@@ -1,11 +1,12 @@
-import { create } from "@bufbuild/protobuf";
 import { eachContained } from "../../core/each-contained.js";
-import { type Frame, FrameSchema, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import { type Frame, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import type { ConnectRequest, ConnectResponse } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
 import { exchangeKey } from "../../core/exchange/ids.js";
 import type { Logger } from "../../core/logger.js";
 import { Keepalive } from "../../core/exchange/keepalive.js";
 import { Outbox } from "../../core/exchange/outbox.js";
+import { resetFrame } from "../../core/exchange/reset-frame.js";
+import { createIdleSignal } from "../../core/idle-signal.js";
 import { ExchangeLifetime } from "../../core/exchange/exchange-lifetime.js";
 import type { PeerFaults } from "../limits/peer-faults.js";
 import { checkStatus, type ValidStatus } from "./connector-status.js";
@@ -82,7 +83,7 @@ export class RelayTunnel {
 
   private readonly slots = new Map<string, Slot>();
   readonly keepalive: Keepalive;
-  private idleWaiters: Array<() => void> = [];
+  private readonly idleSignal = createIdleSignal(() => this.slots.size === 0 || this.closed);
 
   constructor(
     readonly info: TunnelInfo,
@@ -189,8 +190,7 @@ export class RelayTunnel {
 
   /** Resolves once no exchange is in flight (or the tunnel is closed). */
   idle(): Promise<void> {
-    if (this.slots.size === 0 || this.closed) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    return this.idleSignal.idle();
   }
 
   /**
@@ -207,11 +207,11 @@ export class RelayTunnel {
     for (const [key, slot] of this.slots) {
       this.slots.delete(key);
       slot.onDone?.();
-      slot.deliver(resetFrame(key, ResetCode.UNAVAILABLE, `connector tunnel closed: ${reason}`));
+      slot.deliver(resetFrame(Buffer.from(key, "hex"), ResetCode.UNAVAILABLE, `connector tunnel closed: ${reason}`));
     }
     if (how.graceful) this.outbox.close();
     else this.outbox.abort();
-    this.wakeIdle();
+    this.idleSignal.changed();
     this.opts.onClose(this, reason);
   }
 
@@ -231,26 +231,13 @@ export class RelayTunnel {
     if (!slot) return;
     this.release(key, slot);
     const reason = "the relay could not handle a frame of this exchange";
-    this.outbox.pushFrame(resetFrame(key, ResetCode.INTERNAL, reason));
-    slot.deliver(resetFrame(key, ResetCode.INTERNAL, reason));
+    this.outbox.pushFrame(resetFrame(frame.exchangeId, ResetCode.INTERNAL, reason));
+    slot.deliver(resetFrame(frame.exchangeId, ResetCode.INTERNAL, reason));
   }
 
   private release(key: string, slot: Slot): void {
     this.slots.delete(key);
     slot.onDone?.();
-    if (this.slots.size === 0) this.wakeIdle();
+    this.idleSignal.changed();
   }
-
-  private wakeIdle(): void {
-    const waiters = this.idleWaiters;
-    this.idleWaiters = [];
-    for (const w of waiters) w();
-  }
-}
-
-export function resetFrame(key: string, code: ResetCode, message: string): Frame {
-  return create(FrameSchema, {
-    exchangeId: Buffer.from(key, "hex"),
-    kind: { case: "reset", value: { code, message } },
-  });
 }
