@@ -6,14 +6,10 @@ import { durationFromMs } from "../../core/duration.js";
 import { FerryError } from "../../core/errors.js";
 import { shortId } from "../../core/exchange/ids.js";
 import type { Logger } from "../../core/logger.js";
-import { isDnsLabel } from "../../core/names.js";
 import {
   DEFAULT_WINDOW,
   MAX_FRAME_SIZE,
   MAX_MESSAGE_BYTES,
-  MAX_WINDOW,
-  MIN_PROTOCOL_VERSION,
-  MIN_WINDOW,
   PROTOCOL_VERSION,
 } from "../../core/exchange/protocol.js";
 import { CodecError, decodeConnectRequest, encodeTunnelMessage, TUNNEL_PATH } from "../../core/exchange/tunnel-codec.js";
@@ -25,8 +21,10 @@ import { type NodeRequest, type NodeResponse, sendError } from "../http/http-err
 import type { Catalog } from "../state/catalog.js";
 import type { PeerFaults } from "../limits/peer-faults.js";
 import type { Limits } from "../limits/limits.js";
-import { type ConnectorCert, connectorCert, serialDenied } from "./connector-cert.js";
-import { checkStatus, type ValidStatus } from "./connector-status.js";
+import { type ConnectorCert, connectorCert } from "./connector-cert.js";
+import { authenticate, bearer, type Principal, refuse, refuseAnonymous } from "./connector-auth.js";
+import type { ValidStatus } from "./connector-status.js";
+import { validateHello } from "./hello-check.js";
 import { GrpcStatus } from "../http/grpc-status.js";
 import { GrpcCall, GrpcError } from "./grpc-call.js";
 import { RelayTunnel, type TunnelCloseStatus } from "./relay-tunnel.js";
@@ -59,7 +57,6 @@ export interface TunnelEndpointDeps {
 }
 
 const HELLO_TIMEOUT_MS = 10_000;
-const MAX_CAPACITY = 10_000;
 const DEFAULT_CAPACITY = 256;
 /** A probe (ferry doctor) needs seconds; past this it is closed, so a probe cannot become a hidden long-lived tunnel. */
 export const PROBE_MAX_MS = 60_000;
@@ -108,6 +105,21 @@ export function createTunnelEndpoint(options: TunnelEndpointDeps): (req: NodeReq
 }
 
 async function serve(deps: Endpoint, call: GrpcCall, req: Http2ServerRequest): Promise<void> {
+  const admitted = await admit(deps, call, req);
+  const tunnel = openTunnel(deps, call, admitted);
+  await carry(call, req, tunnel, deps.faults);
+}
+
+/** A tunnel let in: whom it belongs to, what it said, and where it came from. */
+interface Admitted {
+  key: Principal;
+  hello: Hello;
+  helloStatus: ValidStatus;
+  source: string;
+}
+
+/** Authenticates the connector, reads its Hello and checks the tunnel limits; each refusal is counted and audited. */
+async function admit(deps: Endpoint, call: GrpcCall, req: Http2ServerRequest): Promise<Admitted> {
   if (deps.isDraining()) throw new GrpcError(GrpcStatus.UNAVAILABLE, "relay is draining; connect to another node");
   // Behind a --trust-proxy (an HTTP/2 load balancer), the connector it forwards for.
   const source = clientAddressOf(call.remoteAddress, call.header("x-forwarded-for"), deps.trustedProxies).clientAddress;
@@ -140,7 +152,11 @@ async function serve(deps: Endpoint, call: GrpcCall, req: Http2ServerRequest): P
   withinLimit(deps, key, source, () => deps.admission.checkRoom(deps.registry.held(key.tenant), key.principal, key.tenant));
   // Authenticated, Hello valid, within its limits: only now may the session carry a tunnel's windows.
   if (req.stream.session) widenTunnelSession(req.stream.session);
+  return { key, hello, helloStatus, source };
+}
 
+/** Registers the tunnel and welcomes it; nothing here waits, so no other tunnel passes the room check meanwhile. */
+function openTunnel(deps: Endpoint, call: GrpcCall, { key, hello, helloStatus, source }: Admitted): RelayTunnel {
   const targets = hello.targets.map((t) => t.name);
   let probeTimer: NodeJS.Timeout | undefined;
   const tunnel = new RelayTunnel(
@@ -225,7 +241,11 @@ async function serve(deps: Endpoint, call: GrpcCall, req: Http2ServerRequest): P
     tunnel.close("internal error");
     throw err;
   }
+  return tunnel;
+}
 
+/** Pipes the tunnel's messages both ways until either side ends the stream, then tells the connector why. */
+async function carry(call: GrpcCall, req: Http2ServerRequest, tunnel: RelayTunnel, faults: PeerFaults): Promise<void> {
   // Always read: exchanges' buffers are bounded by their windows, and a
   // stalled reader would stall every exchange on the tunnel.
   call.onMessage((bytes) => {
@@ -233,7 +253,7 @@ async function serve(deps: Endpoint, call: GrpcCall, req: Http2ServerRequest): P
     try {
       message = decodeConnectRequest(bytes);
     } catch (e) {
-      deps.faults.fault("connector", "malformed_message", { tunnel: tunnel.info.id });
+      faults.fault("connector", "malformed_message", { tunnel: tunnel.info.id });
       tunnel.close(`malformed message: ${(e as CodecError).message}`);
       return;
     }
@@ -241,7 +261,7 @@ async function serve(deps: Endpoint, call: GrpcCall, req: Http2ServerRequest): P
       tunnel.handle(message);
     } catch (err) {
       // Nothing in handle() should throw (frames are contained one by one); if it does, this tunnel ends, not the process.
-      deps.faults.fault("connector", "message_handler_threw", { tunnel: tunnel.info.id, err: String(err) });
+      faults.fault("connector", "message_handler_threw", { tunnel: tunnel.info.id, err: String(err) });
       tunnel.close("the relay could not handle a message on this tunnel");
     }
   });
@@ -285,128 +305,6 @@ const CLOSE_STATUS: Record<TunnelCloseStatus, number> = {
   unavailable: GrpcStatus.UNAVAILABLE,
 };
 
-function bearer(header: string | undefined): string {
-  const h = header ?? "";
-  return h.toLowerCase().startsWith("bearer ") ? h.slice(7).trim() : "";
-}
-
-/** Who a tunnel belongs to once authenticated. */
-interface Principal {
-  tenant: string;
-  /** The connector key's id; empty for a tunnel authenticated by certificate alone. */
-  keyId: string;
-  /** What the tunnel limits count by: "key:<keyId>", or "cert:<name>" without a key. */
-  principal: string;
-  /** The audit actor: connector:KEYID, or connector-cert:NAME without a key. */
-  actor: string;
-  auth: "key" | "certificate" | "certificate+key";
-  /** The certificate's name (SAN or CN) when one authenticated the tunnel. */
-  certificate?: string;
-  /** Its serial (normalised): the tenant's deny list ends the tunnel when it names it. */
-  serial?: string;
-  /** The connector id the certificate names; Hello must carry the same. */
-  connectorId?: string;
-  /** When the certificate stops being valid: the tunnel closes then (see the relay's expiry sweep). */
-  certificateExpires?: Date;
-}
-
-/**
- * A connector key, a client certificate (mTLS), or both. A certificate that
- * does not verify, or whose serial its tenant denies, counts as absent, so a
- * key still gets in; with no key it is refused. Both together must name the
- * same tenant. A wrong credential counts against the source's back-off.
- */
-function authenticate(deps: Endpoint, secret: string, cert: ConnectorCert, source: string): Principal {
-  if (cert.kind === "valid" && serialDenied(deps.catalog.getTenant(cert.tenant)?.deniedCertificateSerials, cert.serial)) {
-    cert = { kind: "untrusted", reason: "its serial is on the tenant's deny list", subject: `CN=${cert.name}`, denied: cert.serial };
-  }
-  if (cert.kind === "untrusted" && secret === "") {
-    failed(deps, source, {
-      reason: cert.denied ? "certificate denied" : "untrusted certificate",
-      certificate: cert.subject,
-      ...(cert.denied ? { serial: cert.denied } : { error: cert.reason }),
-    });
-    throw new GrpcError(GrpcStatus.UNAUTHENTICATED, `client certificate not accepted (${cert.reason}) and no connector key sent`);
-  }
-  if (cert.kind !== "valid") {
-    const key = authenticateKey(deps, secret, source);
-    return { tenant: key.tenant, keyId: key.keyId, principal: `key:${key.keyId}`, actor: `connector:${key.keyId}`, auth: "key" };
-  }
-  const actor = `connector-cert:${cert.name}`;
-  const details = { certificate: cert.name, serial: cert.serial };
-  const key = secret === "" ? undefined : authenticateKey(deps, secret, source);
-  if (key && key.tenant !== cert.tenant) {
-    refuse(deps, `connector:${key.keyId}`, key.tenant, source, { reason: "certificate and key name different tenants", ...details });
-    throw new GrpcError(GrpcStatus.UNAUTHENTICATED, `the client certificate names tenant "${cert.tenant}" but the connector key is another tenant's`);
-  }
-  const tenant = deps.catalog.getTenant(cert.tenant);
-  if (!tenant) {
-    refuse(deps, actor, cert.tenant, source, { reason: "unknown tenant", ...details });
-    throw new GrpcError(GrpcStatus.UNAUTHENTICATED, `the client certificate names tenant "${cert.tenant}", which does not exist`);
-  }
-  if (tenant.disabled) {
-    refuse(deps, actor, cert.tenant, source, { reason: "tenant disabled", ...details });
-    throw new GrpcError(GrpcStatus.PERMISSION_DENIED, `tenant "${cert.tenant}" is disabled`);
-  }
-  return {
-    tenant: cert.tenant,
-    keyId: key?.keyId ?? "",
-    principal: key ? `key:${key.keyId}` : `cert:${cert.name}`,
-    actor: key ? `connector:${key.keyId}` : actor,
-    auth: key ? "certificate+key" : "certificate",
-    certificate: cert.name,
-    serial: cert.serial,
-    certificateExpires: cert.notAfter,
-    ...(cert.connectorId !== undefined ? { connectorId: cert.connectorId } : {}),
-  };
-}
-
-/**
- * Audits a refusal, at most a few per source and window (refusal limiter):
- * a connector in a reconnect loop, or anyone with a bad key, repeats it.
- */
-function refuse(deps: Endpoint, actor: string, tenant: string | undefined, source: string, details: Record<string, unknown>): void {
-  const suppressed = deps.refusals.admit(source);
-  if (suppressed === undefined) return;
-  deps.audit.record({
-    action: "connector.refused",
-    actor,
-    ...(tenant ? { tenant } : {}),
-    details: { ...details, remoteAddress: source, ...(suppressed ? { suppressedBefore: suppressed } : {}) },
-  });
-}
-
-function refuseAnonymous(deps: Endpoint, source: string, details: Record<string, unknown>): void {
-  refuse(deps, "anonymous", undefined, source, details);
-}
-
-/** A wrong credential: audited, and counted against the source (its next attempts may have to wait). */
-function failed(deps: Endpoint, source: string, details: Record<string, unknown>): void {
-  deps.backoff.failed(source);
-  refuseAnonymous(deps, source, details);
-}
-
-function authenticateKey(deps: Endpoint, secret: string, source: string) {
-  const check = deps.catalog.checkConnectorKey(secret);
-  if (!check.ok) {
-    failed(deps, source, { reason: secret === "" ? "missing" : check.reason });
-    const message =
-      secret === ""
-        ? "connector key missing: send authorization: Bearer <key>"
-        : check.reason === "revoked"
-          ? "connector key was revoked"
-          : check.reason === "expired"
-            ? "connector key has expired (it was rotated)"
-            : "connector key is not valid";
-    throw new GrpcError(GrpcStatus.UNAUTHENTICATED, message);
-  }
-  if (deps.catalog.getTenant(check.key.tenant)?.disabled) {
-    refuse(deps, `connector:${check.key.keyId}`, check.key.tenant, source, { reason: "tenant disabled" });
-    throw new GrpcError(GrpcStatus.PERMISSION_DENIED, `tenant "${check.key.tenant}" is disabled`);
-  }
-  return check.key;
-}
-
 /** The first message, which must be a valid Hello, within HELLO_TIMEOUT_MS; with its status checked. */
 function readHello(call: GrpcCall, deps: Endpoint): Promise<{ hello: Hello; status: ValidStatus }> {
   return new Promise((resolve, reject) => {
@@ -432,42 +330,4 @@ function readHello(call: GrpcCall, deps: Endpoint): Promise<{ hello: Hello; stat
       }
     });
   });
-}
-
-/**
- * Everything in a Hello is the connector's word: checked here, before any
- * tunnel object or timer exists for it, so a bad one leaves nothing behind.
- */
-function validateHello(hello: Hello, limits: Limits): { hello: Hello; status: ValidStatus } {
-  const v = hello.protocolVersion;
-  if (v < MIN_PROTOCOL_VERSION || v > PROTOCOL_VERSION) {
-    const upgrade = v < MIN_PROTOCOL_VERSION ? "upgrade the connector" : "upgrade the relay";
-    throw new GrpcError(
-      GrpcStatus.FAILED_PRECONDITION,
-      `connector speaks tunnel protocol v${v}; this relay (ferry ${FERRY_VERSION}) speaks v${MIN_PROTOCOL_VERSION} to v${PROTOCOL_VERSION}: ${upgrade}`,
-    );
-  }
-  const invalid = (message: string) => new GrpcError(GrpcStatus.INVALID_ARGUMENT, message);
-  if (hello.targets.length === 0 && !hello.probe) throw invalid("Hello lists no targets");
-  if (hello.targets.length > 0 && hello.probe) throw invalid("a probe Hello lists no targets");
-  if (hello.targets.length > limits.maxTargetsPerTunnel) {
-    throw new LimitRefusal(
-      "maxTargetsPerTunnel",
-      "too many targets",
-      `Hello lists ${hello.targets.length} targets; this relay takes at most ${limits.maxTargetsPerTunnel} per tunnel`,
-    );
-  }
-  for (const t of hello.targets) {
-    if (!isDnsLabel(t.name)) throw invalid(`target name "${t.name.slice(0, 64)}" is not a DNS label`);
-  }
-  if (hello.maxConcurrentExchanges > MAX_CAPACITY) throw invalid(`max_concurrent_exchanges is above ${MAX_CAPACITY}`);
-  if (hello.requestWindow !== 0 && (hello.requestWindow < MIN_WINDOW || hello.requestWindow > MAX_WINDOW)) {
-    throw invalid(`request_window must be between ${MIN_WINDOW} and ${MAX_WINDOW}`);
-  }
-  if (hello.connectorId.length > 128 || hello.hostname.length > 255 || hello.connectorVersion.length > 64) {
-    throw invalid("Hello has an over-long connector id, host name or version");
-  }
-  const status = checkStatus(hello.status);
-  if ("invalid" in status) throw invalid(`Hello status: ${status.invalid}`);
-  return { hello, status };
 }
