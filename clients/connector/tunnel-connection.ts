@@ -9,14 +9,13 @@ import {
   type Welcome,
 } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
 import { msFromDuration } from "../../core/duration.js";
-import { eachContained } from "../../core/each-contained.js";
 import { Exchange, ExchangeReset } from "../../core/exchange/exchange.js";
 import { exchangeKey } from "../../core/exchange/ids.js";
 import type { Logger } from "../../core/logger.js";
-import { Keepalive } from "../../core/exchange/keepalive.js";
 import { Outbox } from "../../core/exchange/outbox.js";
 import { resetFrame } from "../../core/exchange/reset-frame.js";
 import { createIdleSignal } from "../../core/idle-signal.js";
+import { createTunnelControl, type TunnelControl } from "../../core/exchange/tunnel-control.js";
 import { decodeConnectRequest, decodeConnectResponse, encodeTunnelMessage, TUNNEL_PATH } from "../../core/exchange/tunnel-codec.js";
 import { DEFAULT_WINDOW, EXCHANGE_ID_BYTES, MAX_FRAME_SIZE, MAX_MESSAGE_BYTES, MAX_WINDOW, MIN_FRAME_SIZE } from "../../core/exchange/protocol.js";
 import type { ExchangeTap } from "./exchange-audit.js";
@@ -49,8 +48,6 @@ const INITIAL_KEEPALIVE_MS = 15_000;
 /** The keepalive interval a relay may ask for: a tiny one would be a ping flood, a huge one no keepalive. */
 const MIN_KEEPALIVE_MS = 100;
 const MAX_KEEPALIVE_MS = 10 * 60_000;
-/** Smallest Data chunk a relay may ask us to split into. */
-/** What the relay sent that we could not use is logged at most this often (with how many there were). */
 
 type Call = ClientDuplexStream<ConnectRequest, ConnectResponse>;
 type Control = ConnectRequest["message"];
@@ -98,7 +95,7 @@ export class TunnelConnection {
   private readonly client: InstanceType<typeof TunnelClient>;
   private call: Call | undefined;
   private draining = false;
-  keepalive: Keepalive | undefined;
+  private readonly control: TunnelControl<ConnectResponse["message"]>;
   // Torn down counts as idle: nothing left in flight will ever finish.
   private readonly idleSignal = createIdleSignal(() => this.exchanges.size === 0 || this.torndown);
   private ended: Promise<void> | undefined;
@@ -111,6 +108,25 @@ export class TunnelConnection {
 
   constructor(private readonly opts: TunnelConnectionOptions) {
     this.warnFault = createRateLimitedLog(opts.log);
+    this.control = createTunnelControl<ConnectResponse["message"]>({
+      outbox: this.outbox,
+      onOverflow: () => {
+        opts.log.warn({ relay: opts.relay.origin }, "relay is not reading its tunnel; dropping it");
+        this.abort("relay is not reading its tunnel");
+      },
+      onFrame: (frame) => this.onFrame(frame),
+      onFrameFailed: (frame, err) => {
+        this.relayFault("a frame could not be handled", { err: String(err) });
+        this.exchanges.get(exchangeKey(frame.exchangeId))?.reset(ResetCode.INTERNAL, "connector failure");
+      },
+      onGoAway: (reason) => {
+        // The relay ends the stream once in-flight exchanges are done; nothing new comes here.
+        if (this.relayDraining) return;
+        this.relayDraining = true;
+        opts.log.info({ relay: opts.relay.origin, reason }, "relay sent GoAway; moving");
+        this.onGoAway(reason);
+      },
+    });
     const channel = relayChannel(opts.relay, opts.network ?? { insecureSkipVerify: false });
     this.client = new TunnelClient(channel.target, channel.credentials, {
       ...channel.options,
@@ -157,7 +173,6 @@ export class TunnelConnection {
         (err) => reject(err),
       );
       call.on("data", (message: ConnectResponse) => {
-        this.keepalive?.seen();
         if (!this.welcome) {
           if (message.message.case !== "welcome") {
             reject(new TunnelError("the relay's first message was not Welcome"));
@@ -170,7 +185,7 @@ export class TunnelConnection {
         }
         // Nothing the relay sends may throw out of here: grpc-js calls us from its own stream handling.
         try {
-          this.handle(message);
+          this.control.handle(message.message);
         } catch (err) {
           this.opts.log.error({ relay: this.opts.relay.origin, err }, "failed to handle a message from the relay; dropping the tunnel");
           this.abort("failed to handle a message from the relay");
@@ -229,44 +244,6 @@ export class TunnelConnection {
     this.opts.log.debug({ relay: this.opts.relay.origin, reason }, "dropping tunnel");
     this.call?.cancel();
     this.teardown(reason);
-  }
-
-  private handle(message: ConnectResponse): void {
-    if (this.outbox.overflowing) {
-      this.opts.log.warn({ relay: this.opts.relay.origin }, "relay is not reading its tunnel; dropping it");
-      this.abort("relay is not reading its tunnel");
-      return;
-    }
-    const m = message.message;
-    switch (m.case) {
-      case "frames":
-        eachContained(
-          m.value.frames,
-          (frame) => this.onFrame(frame),
-          (frame, err) => {
-            this.relayFault("a frame could not be handled", { err: String(err) });
-            this.exchanges.get(exchangeKey(frame.exchangeId))?.reset(ResetCode.INTERNAL, "connector failure");
-          },
-        );
-        return;
-      case "ping":
-        if (this.keepalive?.shouldAnswer()) {
-          this.outbox.pushControl({ case: "pong", value: { $typeName: "ferry.tunnel.v1.Pong", nonce: m.value.nonce } });
-        }
-        return;
-      case "pong":
-        this.keepalive?.answered(m.value.nonce);
-        return;
-      case "goAway":
-        if (this.relayDraining) return;
-        this.relayDraining = true;
-        this.opts.log.info({ relay: this.opts.relay.origin, reason: m.value.reason }, "relay sent GoAway; moving");
-        this.onGoAway(m.value.reason);
-        // The relay ends the stream once in-flight exchanges are done; nothing new comes here.
-        return;
-      default:
-        return;
-    }
   }
 
   private onFrame(frame: Frame): void {
@@ -351,20 +328,16 @@ export class TunnelConnection {
   }
 
   private startKeepalive(intervalMs: number): void {
-    this.keepalive = new Keepalive({
-      intervalMs,
-      sendPing: (nonce) => this.outbox.pushControl({ case: "ping", value: { $typeName: "ferry.tunnel.v1.Ping", nonce } }),
-      onDead: (silentMs) => {
-        this.opts.log.warn({ relay: this.opts.relay.origin, silentMs, keepaliveMs: intervalMs }, "relay stopped answering; dropping tunnel");
-        this.abort(`no message from the relay for ${silentMs}ms (keepalive ${intervalMs}ms)`);
-      },
+    this.control.startKeepalive(intervalMs, (silentMs) => {
+      this.opts.log.warn({ relay: this.opts.relay.origin, silentMs, keepaliveMs: intervalMs }, "relay stopped answering; dropping tunnel");
+      this.abort(`no message from the relay for ${silentMs}ms (keepalive ${intervalMs}ms)`);
     });
   }
 
   private teardown(reason: string): void {
     if (this.torndown) return;
     this.torndown = true;
-    this.keepalive?.stop();
+    this.control.keepalive?.stop();
     this.outbox.abort();
     for (const ex of this.exchanges.values()) ex.fail(new ExchangeReset(ResetCode.UNAVAILABLE, reason, false));
     this.exchanges.clear();

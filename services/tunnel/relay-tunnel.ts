@@ -1,12 +1,12 @@
-import { eachContained } from "../../core/each-contained.js";
 import { type Frame, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import type { ConnectRequest, ConnectResponse } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
 import { exchangeKey } from "../../core/exchange/ids.js";
 import type { Logger } from "../../core/logger.js";
-import { Keepalive } from "../../core/exchange/keepalive.js";
+import type { Keepalive } from "../../core/exchange/keepalive.js";
 import { Outbox } from "../../core/exchange/outbox.js";
 import { resetFrame } from "../../core/exchange/reset-frame.js";
 import { createIdleSignal } from "../../core/idle-signal.js";
+import { createTunnelControl, type OtherMessage, type TunnelControl } from "../../core/exchange/tunnel-control.js";
 import { ExchangeLifetime } from "../../core/exchange/exchange-lifetime.js";
 import type { PeerFaults } from "../limits/peer-faults.js";
 import { checkStatus, type ValidStatus } from "./connector-status.js";
@@ -63,12 +63,14 @@ export interface RelayTunnelOptions {
 }
 
 type Control = ConnectResponse["message"];
+type FromConnector = ConnectRequest["message"];
 
 /**
  * The relay's end of one tunnel stream. It is a dumb pipe for exchanges: it
- * forwards frames between whoever opened an exchange (the gateway, or the
- * cluster bus later) and the connector, and tracks only each exchange's
- * lifetime so it knows its load and can fail what it carries when it dies.
+ * forwards frames between whoever opened an exchange (this node's gateway
+ * through the local bus, or another node through the cluster bus) and the
+ * connector, and tracks only each exchange's lifetime so it knows its load and
+ * can fail what it carries when it dies.
  */
 export class RelayTunnel {
   readonly outbox = new Outbox<Control>();
@@ -83,19 +85,28 @@ export class RelayTunnel {
 
   private readonly slots = new Map<string, Slot>();
   readonly keepalive: Keepalive;
+  private readonly control: TunnelControl<FromConnector>;
   private readonly idleSignal = createIdleSignal(() => this.slots.size === 0 || this.closed);
 
   constructor(
     readonly info: TunnelInfo,
     private readonly opts: RelayTunnelOptions,
   ) {
-    this.keepalive = new Keepalive({
-      intervalMs: opts.keepaliveMs,
-      sendPing: (nonce) => this.outbox.pushControl({ case: "ping", value: { $typeName: "ferry.tunnel.v1.Ping", nonce } }),
-      onDead: (silentMs) => {
-        opts.log.warn({ tunnel: info.id, silentMs }, "connector stopped answering; closing tunnel");
-        this.close("keepalive timeout");
+    this.control = createTunnelControl<FromConnector>({
+      outbox: this.outbox,
+      onOverflow: () => this.close("connector is not reading its tunnel"),
+      onFrame: (frame) => this.fromConnector(frame),
+      onFrameFailed: (frame, err) => this.frameFailed(frame, err),
+      onGoAway: (reason) => {
+        opts.log.info({ tunnel: info.id, reason }, "connector is draining this tunnel");
+        // It ends the stream itself once its exchanges are done; route nothing new here meanwhile.
+        this.startDraining();
       },
+      onOther: (m) => this.connectorOnly(m),
+    });
+    this.keepalive = this.control.startKeepalive(opts.keepaliveMs, (silentMs) => {
+      opts.log.warn({ tunnel: info.id, silentMs }, "connector stopped answering; closing tunnel");
+      this.close("keepalive timeout");
     });
   }
 
@@ -124,31 +135,12 @@ export class RelayTunnel {
 
   /** Handles one message from the connector. */
   handle(message: ConnectRequest): void {
-    this.keepalive.seen();
-    if (this.outbox.overflowing) {
-      // It keeps talking but does not read: what we owe it (pongs, frames) would pile up without end.
-      this.close("connector is not reading its tunnel");
-      return;
-    }
-    const m = message.message;
+    this.control.handle(message.message);
+  }
+
+  /** What only a connector sends: its status, and (never twice) Hello. */
+  private connectorOnly(m: OtherMessage<FromConnector>): void {
     switch (m.case) {
-      case "frames":
-        // One frame whose handling throws costs only its own exchange, never the tunnel or the others in the batch.
-        eachContained(m.value.frames, (frame) => this.fromConnector(frame), (frame, err) => this.frameFailed(frame, err));
-        return;
-      case "ping":
-        if (this.keepalive.shouldAnswer()) {
-          this.outbox.pushControl({ case: "pong", value: { $typeName: "ferry.tunnel.v1.Pong", nonce: m.value.nonce } });
-        }
-        return;
-      case "pong":
-        this.keepalive.answered(m.value.nonce);
-        return;
-      case "goAway":
-        this.opts.log.info({ tunnel: this.info.id, reason: m.value.reason }, "connector is draining this tunnel");
-        // It ends the stream itself once its exchanges are done; route nothing new here meanwhile.
-        this.startDraining();
-        return;
       case "status": {
         const status = checkStatus(m.value);
         if ("invalid" in status) {
