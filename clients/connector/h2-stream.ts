@@ -2,6 +2,7 @@ import { type ClientHttp2Stream, constants, type IncomingHttpHeaders, type Outgo
 import { type Header, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { endToEndHeaders, headersFromObject, toFlatList, toNodeHeaders } from "../../core/headers.js";
 import type { Logger } from "../../core/logger.js";
+import { createPausingWriter } from "../../core/exchange/pausing-writer.js";
 import { cancelOnReset } from "./cancel-on-reset.js";
 import type { TargetRequest } from "./target-request.js";
 
@@ -65,25 +66,13 @@ export function carryOverStream(stream: ClientHttp2Stream, req: TargetRequest, d
   onHeaders(stream, "trailers", (_headers, _flags, raw) => {
     trailers = raw;
   });
-  /** The chunk waiting for credit, if any. */
-  let writing: Promise<void> | undefined;
-  stream.on("data", (chunk: Buffer) => {
-    if (ex.writeNow(chunk)) return;
-    stream.pause();
-    writing = ex.write(chunk).then(
-      () => {
-        writing = undefined;
-        stream.resume();
-      },
-      cancel, // the exchange is over: a paused stream would hold its window on the session
-    );
-  });
+  // A write that fails: the exchange is over, and a paused stream would hold its window on the session.
+  const writer = createPausingWriter(ex, stream, cancel);
+  stream.on("data", writer.write);
   stream.once("end", () => {
     ended = true;
-    const end = () => ex.end(trailers ? endToEndHeaders(trailers) : []);
     // A paused stream still ends once its last chunk is read: that chunk may be waiting for credit.
-    if (writing) void writing.then(end);
-    else end();
+    writer.afterWrite(() => ex.end(trailers ? endToEndHeaders(trailers) : []));
   });
   stream.on("error", () => {}); // 'close' follows and decides
   stream.once("close", () => {

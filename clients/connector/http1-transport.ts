@@ -3,6 +3,7 @@ import { ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { msFromDuration } from "../../core/duration.js";
 import { headersFromObject, toFlatList } from "../../core/headers.js";
 import type { Logger } from "../../core/logger.js";
+import { createPausingWriter, type PausingWriter } from "../../core/exchange/pausing-writer.js";
 import { cancelOnReset } from "./cancel-on-reset.js";
 import { describe, failTarget } from "./target-errors.js";
 import type { TargetRequest } from "./target-request.js";
@@ -43,6 +44,7 @@ export function forwardHttp1(agent: Agent, req: TargetRequest, log: Logger): voi
 export function responder(req: TargetRequest, log: Logger): Dispatcher.DispatchHandler {
   const { ex, head } = req;
   let controller: Dispatcher.DispatchController | undefined;
+  let writer: PausingWriter | undefined;
   let started = false;
   let failed = false;
   // Before the dispatch: undici gives us its controller only once it starts the request.
@@ -50,6 +52,7 @@ export function responder(req: TargetRequest, log: Logger): Dispatcher.DispatchH
   return {
     onRequestStart(c) {
       controller = c;
+      writer = createPausingWriter(ex, c, (err) => c.abort(err));
       if (ex.isReset) c.abort(ex.isReset);
     },
     onResponseStart(_controller, statusCode, headers) {
@@ -63,13 +66,8 @@ export function responder(req: TargetRequest, log: Logger): Dispatcher.DispatchH
         endStream: bodyless,
       });
     },
-    onResponseData(c, chunk) {
-      if (ex.writeNow(chunk)) return;
-      c.pause();
-      ex.write(chunk).then(
-        () => c.resume(),
-        (err: Error) => c.abort(err),
-      );
+    onResponseData(_controller, chunk) {
+      writer!.write(chunk);
     },
     onResponseEnd(_controller, trailers) {
       ex.end(headersFromObject(trailers));

@@ -1,6 +1,7 @@
 import type { Duplex } from "node:stream";
 import { ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import type { Exchange } from "./exchange.js";
+import { createPausingWriter } from "./pausing-writer.js";
 
 export interface SpliceOptions {
   /** Reset message when the socket is dropped before it ended (no FIN): names who dropped it. */
@@ -27,7 +28,7 @@ const DEFAULT_LINGER_MS = 30_000;
  */
 export function spliceSocket(ex: Exchange, socket: Duplex, opts: SpliceOptions): Promise<void> {
   let ended = false;
-  let writing: Promise<void> | undefined;
+  const writer = createPausingWriter(ex, socket, () => socket.destroy());
   let linger: NodeJS.Timeout | undefined;
   const startLinger = () => {
     linger ??= setTimeout(() => socket.destroy(), opts.lingerMs ?? DEFAULT_LINGER_MS);
@@ -37,25 +38,14 @@ export function spliceSocket(ex: Exchange, socket: Duplex, opts: SpliceOptions):
     if (ended) return;
     ended = true;
     startLinger();
-    if (writing) void writing.then(() => ex.end(), () => {});
-    else ex.end();
+    writer.afterWrite(() => ex.end());
   };
   ex.onReset = () => socket.destroy();
 
   // Socket to exchange.
   socket.on("data", (chunk: Buffer) => {
     opts.onRead?.(chunk.length);
-    if (ex.writeNow(chunk)) return;
-    socket.pause();
-    writing = ex.write(chunk).then(
-      () => {
-        writing = undefined;
-        socket.resume();
-      },
-      () => {
-        socket.destroy();
-      },
-    );
+    writer.write(chunk);
   });
   socket.once("end", endOurSide);
   socket.on("error", () => {}); // 'close' follows and decides

@@ -10,6 +10,7 @@ import type { ByteBudget } from "../../core/exchange/byte-budget.js";
 import { Exchange } from "../../core/exchange/exchange.js";
 import { endToEndHeaders, header, toNodeHeaders } from "../../core/headers.js";
 import { newExchangeId } from "../../core/exchange/ids.js";
+import { createPausingWriter } from "../../core/exchange/pausing-writer.js";
 import { spliceSocket } from "../../core/exchange/splice.js";
 import type { Logger } from "../../core/logger.js";
 import type { ExchangeBus } from "../bus/exchange-bus.js";
@@ -25,8 +26,9 @@ import type { HostRouting } from "./host-route.js";
 import { parseRelayPath, type RelayPath } from "./relay-path.js";
 import { BadResponse, type BadResponseReason, type FramedResponse, frameResponse } from "./response-head.js";
 import { hostOnlyCookies } from "./cookie-scope.js";
-import { crossTenantRefusal, isolatePathRouted } from "./shared-origin.js";
+import { isolatePathRouted } from "./shared-origin.js";
 import { SPOOFABLE_HEADERS } from "./spoofable-headers.js";
+import { bodyTooLarge, tenantRefusal } from "./tenant-checks.js";
 import { createTenantLoad, type TenantLoad } from "./tenant-load.js";
 import { type Trace, traceFor } from "./trace.js";
 import { clientTrailers } from "./trailers.js";
@@ -140,9 +142,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
     serve(opts, load, req, res, upgrade, trace, p)
       .catch((err) => {
         let error = toFerryError(err);
-        if (p.tooLarge !== undefined) {
-          error = new FerryError("too_large", "body_too_large", `the request body is larger than ${p.tooLarge} bytes, the tenant's limit`);
-        }
+        if (p.tooLarge !== undefined) error = bodyTooLarge(p.tooLarge);
         code = error.code;
         if (error.kind === "internal") opts.log.error({ err }, "gateway failure");
         sendError(res, error);
@@ -208,21 +208,13 @@ async function serve(
   p.target = where.target;
   p.path = where.path;
   const tenant = opts.catalog.requireTenant(where.tenant);
-  if (tenant.disabled) throw new FerryError("permission_denied", "tenant_disabled", `tenant "${tenant.name}" is disabled`);
-  if (tenant.allowedTargets.length > 0 && !tenant.allowedTargets.includes(where.target)) {
-    throw new FerryError("permission_denied", "target_not_allowed", `tenant "${tenant.name}" does not allow target "${where.target}"`);
-  }
-  // Host-routed apps each have their own origin; path-routed ones share the relay's (shared-origin.ts).
-  const refusal = hostRouted ? undefined : crossTenantRefusal(req.headers, where.tenant);
+  const refusal = tenantRefusal(tenant, where, req.headers, hostRouted);
   if (refusal) {
-    opts.faults.fault("client", "cross_tenant_request");
+    // The others are the tenant's own settings; a page calling another tenant is the client's fault, and counted.
+    if (refusal.code === "cross_tenant_request") opts.faults.fault("client", "cross_tenant_request");
     throw refusal;
   }
   const maxBody = tenant.maxRequestBodyBytes;
-  const declared = req.headers["content-length"];
-  if (maxBody > 0n && declared !== undefined && /^\d+$/.test(declared) && BigInt(declared) > maxBody) {
-    throw new FerryError("too_large", "body_too_large", `the request body is larger than ${maxBody} bytes, the tenant's limit`);
-  }
   const timeoutMs = msFromDuration(tenant.requestTimeout) ?? opts.requestTimeoutMs;
   // The relay's own knowledge of the name the client used: the host-routed name (one spelling of it, for caches and
   // apps), or --public-host.
@@ -401,9 +393,13 @@ function mergeCookies(headers: Header[]): Header[] {
 function sendBody(req: NodeRequest, ex: Exchange, p: Progress, maxBody: bigint): void {
   let complete = false;
   let dropping = false;
-  /** The chunk waiting for credit, if any. */
-  let writing: Promise<void> | undefined;
   const cancel = () => ex.reset(ResetCode.CANCELLED, "the client aborted the request body");
+  const writer = createPausingWriter(ex, req, () => {
+    // The exchange is over (maybe after a complete early answer, which must still reach
+    // the client): read the rest of the upload and drop it, never cut the connection here.
+    dropping = true;
+    req.resume();
+  });
   const onData = (chunk: Buffer) => {
     if (dropping) return;
     p.bytesIn += chunk.length;
@@ -414,21 +410,7 @@ function sendBody(req: NodeRequest, ex: Exchange, p: Progress, maxBody: bigint):
       ex.reset(ResetCode.CANCELLED, "the request body is larger than the tenant allows");
       return;
     }
-    if (ex.writeNow(chunk)) return;
-    req.pause(); // no more 'data' until the exchange took this chunk
-    writing = ex.write(chunk).then(
-      () => {
-        writing = undefined;
-        req.resume();
-      },
-      () => {
-        // The exchange is over (maybe after a complete early answer, which must still reach
-        // the client): read the rest of the upload and drop it, never cut the connection here.
-        writing = undefined;
-        dropping = true;
-        req.resume();
-      },
-    );
+    writer.write(chunk);
   };
   // The client's bytes drive these: a throw ends this exchange, never the connection's other streams.
   req.on("data", (chunk: Buffer) => {
@@ -442,8 +424,7 @@ function sendBody(req: NodeRequest, ex: Exchange, p: Progress, maxBody: bigint):
   req.once("end", () => {
     complete = true;
     // A paused request with nothing left to read still ends: the last chunk may be waiting for credit.
-    if (writing) void writing.then(() => ex.end());
-    else ex.end();
+    writer.afterWrite(() => ex.end());
   });
   // A write may be parked waiting for credit (the response may even be finished already), so
   // a client that goes away must cancel the exchange itself. `req.complete`: the whole body
