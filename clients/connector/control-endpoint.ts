@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { joinHostPort } from "../../core/host-port.js";
 import type { Logger } from "../../core/logger.js";
 
 /** What GET /status shows. */
@@ -43,7 +44,7 @@ export async function startControlEndpoint(address: { host: string; port: number
     });
   });
   const bound = server.address() as AddressInfo;
-  const url = `http://${bound.family === "IPv6" ? `[${bound.address}]` : bound.address}:${bound.port}`;
+  const url = `http://${joinHostPort(bound.address, bound.port)}`;
   log.info({ url }, "control endpoint listening");
   return {
     url,

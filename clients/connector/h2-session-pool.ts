@@ -8,6 +8,7 @@ import {
 } from "node:http2";
 import { isIP, connect as netConnect } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { hostPort } from "../../core/host-port.js";
 import type { Logger } from "../../core/logger.js";
 import type { TargetSpec } from "./connector-config.js";
 
@@ -190,7 +191,7 @@ async function dial(target: TargetSpec, log: Logger): Promise<PooledSession | "h
     session = http2Connect(target.origin, { ...options, createConnection: () => socket });
   } else {
     // Small frames (heads, WINDOW_UPDATEs) must leave at once: Nagle plus delayed ACKs costs ~40 ms a round trip.
-    const socket = netConnect({ ...hostAndPort(target.origin), noDelay: true });
+    const socket = netConnect({ ...hostPort(new URL(target.origin)), noDelay: true });
     session = http2Connect(target.origin, { ...options, createConnection: () => socket });
   }
   // Before anything can fail: a session error with no listener would crash the connector.
@@ -236,7 +237,7 @@ function connected(session: ClientHttp2Session, origin: string): Promise<void> {
 
 /** TLS with ALPN offering h2 and http/1.1: the target's choice decides the transport. */
 function tlsHandshake(origin: string): Promise<TLSSocket> {
-  const { host, port } = hostAndPort(origin);
+  const { host, port } = hostPort(new URL(origin));
   return new Promise((resolve, reject) => {
     const socket = tlsConnect({
       host,
@@ -260,12 +261,6 @@ function tlsHandshake(origin: string): Promise<TLSSocket> {
     };
     socket.once("error", onError);
   });
-}
-
-/** Host (IPv6 without brackets) and port of an http:// or https:// origin. */
-function hostAndPort(origin: string): { host: string; port: number } {
-  const url = new URL(origin);
-  return { host: url.hostname.replace(/^\[(.*)\]$/, "$1"), port: Number(url.port) || (url.protocol === "https:" ? 443 : 80) };
 }
 
 /** PINGs the target; a session whose previous PING is still unanswered is destroyed (its streams fail). */

@@ -1,5 +1,7 @@
 import { request } from "node:http";
 import type { Socket } from "node:net";
+import { FerryError } from "../../core/errors.js";
+import { authority, hostPort, joinHostPort } from "../../core/host-port.js";
 
 /**
  * Which HTTP proxy, if any, the connector uses to reach `relay`: the configured one (--proxy or the file), else
@@ -24,8 +26,9 @@ export function proxyFor(relay: URL, configured: URL | undefined, env: NodeJS.Pr
 
 /** NO_PROXY entries: "*", host names (matching subdomains too), ".suffix", IP addresses, each optionally ":port". */
 export function bypassesProxy(relay: URL, noProxy: string): boolean {
-  const host = relay.hostname.replace(/^\[|\]$/g, "").toLowerCase();
-  const port = relay.port || (relay.protocol === "https:" ? "443" : "80");
+  const relayHost = hostPort(relay);
+  const host = relayHost.host.toLowerCase();
+  const port = String(relayHost.port);
   for (const raw of noProxy.split(/[,\s]+/)) {
     let entry = raw.trim().toLowerCase();
     if (!entry) continue;
@@ -44,21 +47,22 @@ export function bypassesProxy(relay: URL, noProxy: string): boolean {
   return false;
 }
 
-/** The proxy said no, or could not be reached: the message says which and what to check. */
-export class ProxyError extends Error {
+/** The proxy said no, or could not be reached: `detail` says which, `fix` what to check; the message is both. */
+export class ProxyError extends FerryError {
   constructor(
-    message: string,
+    readonly detail: string,
+    readonly fix: string,
     /** The proxy's HTTP status, when it answered. */
     readonly status?: number,
   ) {
-    super(message);
+    super("unavailable", "proxy_failed", `${detail} — ${fix}`);
     this.name = "ProxyError";
   }
 }
 
 /** The proxy URL for messages: no password. */
 export function describeProxy(proxy: URL): string {
-  return `${proxy.hostname}:${proxy.port || "80"}`;
+  return authority(proxy);
 }
 
 /** Basic credentials from the proxy URL's userinfo ("user:pass", decoded), or undefined. */
@@ -74,16 +78,15 @@ export function proxyCredentials(proxy: URL): string | undefined {
  */
 export function connectThroughProxy(opts: { proxy: URL; host: string; port: number; timeoutMs?: number }): Promise<Socket> {
   const { proxy, host, port } = opts;
-  const authority = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const target = joinHostPort(host, port);
   const creds = proxyCredentials(proxy);
   const where = describeProxy(proxy);
   return new Promise((resolve, reject) => {
     const req = request({
-      host: proxy.hostname.replace(/^\[|\]$/g, ""),
-      port: Number(proxy.port || 80),
+      ...hostPort(proxy),
       method: "CONNECT",
-      path: authority,
-      headers: { Host: authority, ...(creds ? { "Proxy-Authorization": `Basic ${Buffer.from(creds).toString("base64")}` } : {}) },
+      path: target,
+      headers: { Host: target, ...(creds ? { "Proxy-Authorization": `Basic ${Buffer.from(creds).toString("base64")}` } : {}) },
       timeout: opts.timeoutMs ?? 10_000,
     });
     req.once("connect", (res, socket, head) => {
@@ -93,25 +96,24 @@ export function connectThroughProxy(opts: { proxy: URL; host: string; port: numb
         return;
       }
       socket.destroy();
-      reject(new ProxyError(refusalMessage(where, authority, res.statusCode ?? 0, res.statusMessage ?? "", creds !== undefined), res.statusCode));
+      const status = res.statusCode ?? 0;
+      const detail = `proxy ${where} refused CONNECT to ${target}: ${status} ${res.statusMessage ?? ""}`.trimEnd();
+      reject(new ProxyError(detail, refusalFix(status, creds !== undefined), status));
     });
     req.once("timeout", () => req.destroy(new Error("timed out")));
-    req.once("error", (err) => reject(new ProxyError(`cannot reach the proxy ${where}: ${err.message} — check --proxy / HTTPS_PROXY`)));
+    req.once("error", (err) => reject(new ProxyError(`cannot reach the proxy ${where}: ${err.message}`, "check --proxy / HTTPS_PROXY")));
     req.end();
   });
 }
 
-function refusalMessage(where: string, authority: string, status: number, reason: string, sentCredentials: boolean): string {
-  const head = `proxy ${where} refused CONNECT to ${authority}: ${status} ${reason}`.trimEnd();
+function refusalFix(status: number, sentCredentials: boolean): string {
   // Tinyproxy (and some others) answer a bad BasicAuth with 401 rather than 407.
   if (status === 407 || status === 401) {
     return sentCredentials
-      ? `${head} — check --proxy credentials (http://user:password@proxy:port)`
-      : `${head} — the proxy wants credentials: give them in --proxy as http://user:password@proxy:port`;
+      ? "check --proxy credentials (http://user:password@proxy:port)"
+      : "the proxy wants credentials: give them in --proxy as http://user:password@proxy:port";
   }
-  if (status === 403) return `${head} — the proxy does not allow this destination or port; ask for the relay's host and port to be allowed`;
-  if (status === 502 || status === 503 || status === 504) {
-    return `${head} — the proxy could not reach the relay; check the relay URL, or whether the proxy may reach it`;
-  }
-  return `${head} — check --proxy`;
+  if (status === 403) return "the proxy does not allow this destination or port; ask for the relay's host and port to be allowed";
+  if (status === 502 || status === 503 || status === 504) return "the proxy could not reach the relay; check the relay URL, or whether the proxy may reach it";
+  return "check --proxy";
 }

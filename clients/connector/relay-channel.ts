@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { type ChannelCredentials, type ChannelOptions, credentials } from "@grpc/grpc-js";
+import { authority } from "../../core/host-port.js";
 import type { ConnectorSettings } from "./connector-config.js";
 import { proxyCredentials, proxyFor } from "./proxy.js";
 
@@ -34,10 +35,6 @@ export interface RelayChannel {
   proxy?: URL;
 }
 
-export function relayPort(relay: URL): number {
-  return Number(relay.port || (relay.protocol === "https:" ? 443 : 80));
-}
-
 /**
  * Builds the channel for a relay. Proxying uses grpc-js's own HTTP CONNECT (it works for TLS and for h2c alike),
  * but driven by explicit options rather than its environment lookup: the proxy must come from our settings and
@@ -46,16 +43,16 @@ export function relayPort(relay: URL): number {
  * the certificate check and :authority.
  */
 export function relayChannel(relay: URL, network: RelayNetwork, env: NodeJS.ProcessEnv = process.env): RelayChannel {
-  const hostPort = `${relay.hostname}:${relayPort(relay)}`;
+  const relayAddress = authority(relay);
   const creds = relay.protocol === "https:" ? tlsCredentials(network) : credentials.createInsecure();
   const proxy = proxyFor(relay, network.proxy, env);
   const options: ChannelOptions = { "grpc.enable_http_proxy": 0 };
-  if (!proxy) return { target: `dns:${hostPort}`, credentials: creds, options };
+  if (!proxy) return { target: `dns:${relayAddress}`, credentials: creds, options };
   const auth = proxyCredentials(proxy);
-  options["grpc.http_connect_target"] = `dns:${hostPort}`;
-  options["grpc.default_authority"] = hostPort;
+  options["grpc.http_connect_target"] = `dns:${relayAddress}`;
+  options["grpc.default_authority"] = relayAddress;
   if (auth) options["grpc.http_connect_creds"] = auth;
-  return { target: `dns:${proxy.hostname}:${proxy.port || 80}`, credentials: creds, options, proxy };
+  return { target: `dns:${authority(proxy)}`, credentials: creds, options, proxy };
 }
 
 function tlsCredentials(network: RelayNetwork): ChannelCredentials {

@@ -1,7 +1,9 @@
 import { connect as netConnect, type Socket } from "node:net";
+import { FerryError } from "../../core/errors.js";
+import { hostPort } from "../../core/host-port.js";
 import { checkH2Preface, notHttp2Problem } from "./h2-check.js";
 import { connectThroughProxy, describeProxy, ProxyError, proxyFor } from "./proxy.js";
-import { type RelayNetwork, relayPort } from "./relay-channel.js";
+import type { RelayNetwork } from "./relay-channel.js";
 import { diagnoseTls, type TlsDiagnosis } from "./tls-diagnosis.js";
 
 export interface RelayDiagnosis {
@@ -19,13 +21,12 @@ export interface RelayDiagnosis {
  * which step fails and why. Run after a dial failed, since grpc-js's own errors name none of this.
  */
 export async function diagnoseRelay(relay: URL, network: RelayNetwork, env: NodeJS.ProcessEnv = process.env): Promise<RelayDiagnosis> {
-  const host = relay.hostname.replace(/^\[|\]$/g, "");
-  const port = relayPort(relay);
+  const { host, port } = hostPort(relay);
   const proxy = proxyFor(relay, network.proxy, env);
   const via = proxy ? { proxy: describeProxy(proxy) } : {};
   let socket: Socket;
   try {
-    socket = proxy ? await connectThroughProxy({ proxy, host, port }) : await dial(host, port);
+    socket = await reachRelay(host, port, proxy, 10_000);
   } catch (err) {
     if (err instanceof ProxyError) return { ok: false, ...via, problem: err.message };
     return { ok: false, ...via, problem: `cannot connect to ${host}:${port}: ${(err as Error).message}`, fix: "check the relay URL and that outbound connections to it are allowed" };
@@ -56,14 +57,20 @@ export function describeDiagnosis(d: RelayDiagnosis): string {
   return parts.join(" — ");
 }
 
-function dial(host: string, port: number): Promise<Socket> {
+/**
+ * The first step of the path, shared with `ferry doctor`: a raw connection to the relay's host:port, through the
+ * proxy's CONNECT when there is one. Rejects with a ProxyError (its detail and fix), a FerryError
+ * "connect_timeout" when the TCP connection got no answer within `timeoutMs`, or the socket's own error.
+ */
+export function reachRelay(host: string, port: number, proxy: URL | undefined, timeoutMs: number): Promise<Socket> {
+  if (proxy) return connectThroughProxy({ proxy, host, port, timeoutMs });
   return new Promise((resolve, reject) => {
-    const socket = netConnect({ host, port, timeout: 10_000 });
+    const socket = netConnect({ host, port, timeout: timeoutMs });
     socket.once("connect", () => {
       socket.setTimeout(0);
       resolve(socket);
     });
-    socket.once("timeout", () => socket.destroy(new Error("timed out")));
+    socket.once("timeout", () => socket.destroy(new FerryError("deadline_exceeded", "connect_timeout", "timed out")));
     socket.once("error", reject);
   });
 }

@@ -1,10 +1,12 @@
 import { X509Certificate } from "node:crypto";
 import { lookup } from "node:dns/promises";
-import { isIP, connect as netConnect, type Socket } from "node:net";
+import { isIP, type Socket } from "node:net";
 import { connect as tlsConnect, type DetailedPeerCertificate, type TLSSocket } from "node:tls";
-import { connectThroughProxy, ProxyError } from "../connector/proxy.js";
+import { ProxyError } from "../connector/proxy.js";
+import { reachRelay } from "../connector/relay-diagnosis.js";
 import { judgeCertificate } from "../connector/tls-diagnosis.js";
 import { checkCertificate, commonName } from "../../core/cert-check.js";
+import { FerryError } from "../../core/errors.js";
 import { StepFailure } from "./report.js";
 
 const DAY_MS = 86_400_000;
@@ -22,38 +24,27 @@ export async function resolveHost(host: string): Promise<string[]> {
   }
 }
 
-/** A TCP connection, failing with what the error means for someone at a firewall. */
-export function tcpConnect(host: string, port: number, timeoutMs: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = netConnect({ host, port });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new StepFailure(`no answer from ${host}:${port} within ${timeoutMs} ms`, "a firewall probably drops outbound traffic to this port: allow it, or use --proxy"));
-    }, timeoutMs);
-    socket.once("connect", () => {
-      clearTimeout(timer);
-      resolve(socket);
-    });
-    socket.once("error", (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      const fixes: Record<string, string> = {
-        ECONNREFUSED: `nothing listens on ${host}:${port}: is the relay running, and is this its port?`,
-        EHOSTUNREACH: "no route to the host: check the network or the firewall",
-        ENETUNREACH: "no route to the network: check the network configuration",
-      };
-      reject(new StepFailure(`cannot connect to ${host}:${port} (${err.code})`, fixes[err.code ?? ""] ?? "check the network between here and the relay"));
-    });
-  });
-}
-
-/** CONNECT through the proxy, with the connector's own code; its refusals already say what to check. */
-export async function proxyConnect(proxy: URL, host: string, port: number, timeoutMs: number): Promise<Socket> {
+/**
+ * The relay's host:port, directly or through the proxy, dialed as the connector's diagnosis does
+ * (relay-diagnosis.ts), failing with what the error means for someone at a firewall. A proxy's refusals already
+ * say what to check.
+ */
+export async function connectRelay(host: string, port: number, proxy: URL | undefined, timeoutMs: number): Promise<Socket> {
   try {
-    return await connectThroughProxy({ proxy, host, port, timeoutMs });
+    return await reachRelay(host, port, proxy, timeoutMs);
   } catch (err) {
-    if (!(err instanceof ProxyError)) throw err;
-    const [detail, fix] = err.message.split(" — ");
-    throw new StepFailure(detail!, fix ?? "check --proxy");
+    if (err instanceof ProxyError) throw new StepFailure(err.detail, err.fix);
+    if (proxy) throw err;
+    if (err instanceof FerryError && err.code === "connect_timeout") {
+      throw new StepFailure(`no answer from ${host}:${port} within ${timeoutMs} ms`, "a firewall probably drops outbound traffic to this port: allow it, or use --proxy");
+    }
+    const code = (err as NodeJS.ErrnoException).code;
+    const fixes: Record<string, string> = {
+      ECONNREFUSED: `nothing listens on ${host}:${port}: is the relay running, and is this its port?`,
+      EHOSTUNREACH: "no route to the host: check the network or the firewall",
+      ENETUNREACH: "no route to the network: check the network configuration",
+    };
+    throw new StepFailure(`cannot connect to ${host}:${port} (${code})`, fixes[code ?? ""] ?? "check the network between here and the relay");
   }
 }
 

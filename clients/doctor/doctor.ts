@@ -3,7 +3,8 @@ import type { Socket } from "node:net";
 import { request } from "undici";
 import type { TargetSpec } from "../connector/connector-config.js";
 import { proxyFor } from "../connector/proxy.js";
-import { proxyConnect, resolveHost, tcpConnect, tlsHandshake } from "./dial.js";
+import { hostPort } from "../../core/host-port.js";
+import { connectRelay, resolveHost, tlsHandshake } from "./dial.js";
 import { openHttp2, probeTunnel, relayVersion } from "./relay-probe.js";
 import { createRecorder, type Report, StepFailure } from "./report.js";
 
@@ -53,8 +54,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Report> {
 
 async function checkRelay(o: DoctorOptions, r: ReturnType<typeof createRecorder>): Promise<void> {
   const secure = o.relay.protocol === "https:";
-  const host = o.relay.hostname.replace(/^\[|\]$/g, "");
-  const port = Number(o.relay.port || (secure ? 443 : 80));
+  const { host, port } = hostPort(o.relay);
   const proxy = proxyFor(o.relay, o.proxy, o.env);
   const dnsHost = proxy ? proxy.hostname : host;
 
@@ -71,7 +71,7 @@ async function checkRelay(o: DoctorOptions, r: ReturnType<typeof createRecorder>
   let socket = await r.run(
     proxy ? "TCP via proxy" : "TCP",
     async () => {
-      const s = proxy ? await proxyConnect(proxy, host, port, o.timeoutMs) : await tcpConnect(host, port, o.timeoutMs);
+      const s = await connectRelay(host, port, proxy, o.timeoutMs);
       return { detail: proxy ? `CONNECT ${host}:${port} through ${proxy.host} accepted` : `connected to ${s.remoteAddress}:${port}`, value: s as Socket };
     },
     "check the network",

@@ -1,6 +1,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { FerryError } from "../../core/errors.js";
+import { joinHostPort } from "../../core/host-port.js";
 import type { Metrics } from "../observability/metrics.js";
 import { metricsEndpoint } from "./metrics-endpoint.js";
 
@@ -19,5 +20,5 @@ export async function serveMetrics(metrics: Metrics, where: { host: string; port
     server.listen(where.port, where.host, resolve);
   });
   const a = server.address() as AddressInfo;
-  return { server, url: `http://${a.family === "IPv6" ? `[${a.address}]` : a.address}:${a.port}` };
+  return { server, url: `http://${joinHostPort(a.address, a.port)}` };
 }

@@ -1,4 +1,5 @@
 import { FerryError } from "../../core/errors.js";
+import { joinHostPort } from "../../core/host-port.js";
 import type { Logger } from "../../core/logger.js";
 import { parseTrustedProxies } from "../gateway/forwarded.js";
 import { createPeerFaults } from "../limits/peer-faults.js";
@@ -67,7 +68,7 @@ export async function runRelay(opts: RunRelayOptions): Promise<RunningRelay> {
     },
   }).catch((err: NodeJS.ErrnoException) => {
     throw err.code === "EADDRINUSE" || err.code === "EACCES" || err.code === "EADDRNOTAVAIL"
-      ? new FerryError("failed_precondition", "listen_failed", `cannot listen on ${host.includes(":") ? `[${host}]` : host}:${port}: ${err.code}`)
+      ? new FerryError("failed_precondition", "listen_failed", `cannot listen on ${joinHostPort(host, port)}: ${err.code}`)
       : err.code === "ENOENT" || err.code === "ERR_TLS_FILES" || err.code?.startsWith("ERR_OSSL")
         ? new FerryError("invalid_argument", "bad_tls_files", `cannot use --tls-cert/--tls-key${opts.listen.connectorCa ? "/--connector-ca" : ""}: ${err.message}`)
         : err;

@@ -12,6 +12,7 @@ import {
 import { createServer as createNetServer, type AddressInfo, Server as NetServerClass, type Server as NetServer, type Socket } from "node:net";
 import type { BlockList } from "node:net";
 import type { Duplex } from "node:stream";
+import { joinHostPort } from "../../core/host-port.js";
 import { createLogger } from "../../core/logger.js";
 import { createPeerFaults, type PeerFaults } from "../limits/peer-faults.js";
 import { type Limits, withLimits } from "../limits/limits.js";
@@ -227,10 +228,9 @@ export async function listen(handlers: Listeners, opts: ListenOptions): Promise<
   };
   const address = outer.address() as AddressInfo;
   const scheme = opts.tlsCert ? "https" : "http";
-  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
 
   return {
-    url: `${scheme}://${host}:${address.port}`,
+    url: `${scheme}://${joinHostPort(address.address, address.port)}`,
     port: address.port,
     stopAccepting,
     reloadCertificate: () => reloader?.check() ?? false,
