@@ -11,7 +11,11 @@ const MAX_BATCH_BYTES = 256 * 1024;
  * event-loop turn (a small request's head, body and end travel together), in
  * the tunnel's own encoding.
  */
-export function createFramePublisher(nc: NatsConnection): { push(subject: string, frame: Frame): void } {
+export interface FramePublisher {
+  push(subject: string, frame: Frame): void;
+}
+
+export function createFramePublisher(nc: NatsConnection): FramePublisher {
   const pending = new Map<string, { frames: Frame[]; bytes: number }>();
   let scheduled = false;
 

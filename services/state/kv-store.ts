@@ -9,8 +9,9 @@ export interface KvChange {
 /**
  * The narrow storage interface the relay depends on. Keys are dotted paths
  * ("tenant.acme", "key.ab12..."); values are proto JSON of the records in
- * proto/ferry/state/v1. The single node keeps them in a file; a cluster will
- * keep them in a JetStream KV bucket with the same keys.
+ * proto/ferry/state/v1. A single node keeps them in a file (file-store.ts); a
+ * cluster keeps the same keys in the "ferry_state" JetStream KV bucket
+ * (services/cluster/jetstream-store.ts).
  */
 export interface KvStore {
   get(key: string): JsonValue | undefined;

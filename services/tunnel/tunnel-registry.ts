@@ -1,5 +1,5 @@
-import { FerryError } from "../../core/errors.js";
 import type { RelayTunnel } from "./relay-tunnel.js";
+import { routingRefusal } from "./routing-refusal.js";
 
 const MAX_SEEN_TARGETS = 1000;
 
@@ -106,21 +106,10 @@ export class TunnelRegistry {
       else if (t.inFlight === best[0]!.inFlight) best.push(t);
     }
     if (best.length > 0) return best[Math.floor(Math.random() * best.length)]!;
-    if (open > 0) {
-      throw new FerryError("unavailable", "connector_busy", `every connector of target "${target}" is at its exchange limit`, {
-        retryAfterSeconds: 1,
-      });
-    }
-    if (paused > 0) {
-      throw new FerryError("unavailable", "connector_paused", `the connector of target "${target}" is paused by its admin`, {
-        retryAfterSeconds: 30,
-      });
-    }
-    if (serving === 0 && all && all.size > 0 && !this.seenTargets.get(tenant)?.has(target)) {
-      throw new FerryError("not_found", "target_not_found", `tenant "${tenant}" has no target "${target}"`);
-    }
-    throw new FerryError("unavailable", "no_connector", `no connector for target "${target}" is online`, {
-      retryAfterSeconds: 5,
+    throw routingRefusal(tenant, target, {
+      busy: open > 0,
+      paused: paused > 0,
+      unknownTarget: serving === 0 && all !== undefined && all.size > 0 && !this.seenTargets.get(tenant)?.has(target),
     });
   }
 }

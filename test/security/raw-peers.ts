@@ -1,4 +1,5 @@
 import { connect as netConnect, type Socket } from "node:net";
+import { hostPort } from "../../core/host-port.js";
 import { Duplex } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
 
@@ -17,8 +18,7 @@ export interface RawPeer {
 
 /** Opens a TCP connection to the relay's port (from `localAddress` when given); resolves once connected. */
 export async function rawPeer(url: string, localAddress?: string): Promise<RawPeer> {
-  const { hostname, port } = new URL(url);
-  const socket = netConnect({ host: hostname.replace(/^\[|\]$/g, ""), port: Number(port), localAddress });
+  const socket = netConnect({ ...hostPort(new URL(url)), localAddress });
   const chunks: Buffer[] = [];
   socket.on("data", (c: Buffer) => chunks.push(c));
   socket.on("error", () => {});

@@ -1,4 +1,5 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { hostPort } from "../../core/host-port.js";
 import { connect as h2connect } from "node:http2";
 import { connect as tcpConnect, isIP } from "node:net";
 import { connect as tlsConnect } from "node:tls";
@@ -37,10 +38,9 @@ export interface RawTunnel {
  * says otherwise) with `secret` and reads whatever comes back.
  */
 export function openRawTunnel(url: string, secret: string, opts: RawTunnelOptions = {}): RawTunnel {
-  const { hostname, port } = new URL(url);
-  const host = hostname.replace(/^\[(.*)\]$/, "$1");
+  const { host, port } = hostPort(new URL(url));
   const socket = () => {
-    const tcp = tcpConnect({ host, port: Number(port), localAddress: opts.localAddress });
+    const tcp = tcpConnect({ host, port, localAddress: opts.localAddress });
     return opts.tls ? tlsConnect({ socket: tcp, ALPNProtocols: ["h2"], ...(isIP(host) ? {} : { servername: host }), ...opts.tls }) : tcp;
   };
   const session = h2connect(url, { createConnection: socket });

@@ -1,0 +1,129 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import type { Msg, NatsConnection, Subscription } from "nats";
+import { type OpenResult, OpenResultSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
+import { ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import { type ErrorKind, FerryError } from "../../core/errors.js";
+import { exchangeKey } from "../../core/exchange/ids.js";
+import { MAX_FRAME_SIZE } from "../../core/exchange/protocol.js";
+import { resetFrame } from "../../core/exchange/reset-frame.js";
+import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
+import { readOpenExchange } from "./cluster-messages.js";
+import { type CrossExchange, type CrossExchanges, subscribeFrames } from "./cross-exchange.js";
+import type { FramePublisher } from "./frame-publisher.js";
+import { type ClusterFault, guarded } from "./nats-callback.js";
+import { requestFramesSubject, responseFramesSubject, ROUTE_QUEUE, routeSubject } from "./subjects.js";
+
+export interface EgressDeps {
+  nc: NatsConnection;
+  nodeId: string;
+  registry: TunnelRegistry;
+  publisher: FramePublisher;
+  fault: ClusterFault;
+  isDraining(): boolean;
+}
+
+export interface Egress {
+  /** The exchanges other nodes opened onto this node's tunnels. */
+  readonly exchanges: CrossExchanges;
+  /** Stops taking exchanges from other nodes (drain: this node's connectors are moving away). */
+  stopRoutes(): void;
+  close(): void;
+}
+
+const refused = (kind: ErrorKind, code: string, message: string, retryAfterSeconds = 0): OpenResult["result"] => ({
+  case: "refused",
+  value: { $typeName: "ferry.cluster.v1.Refused", kind, code, message, retryAfterSeconds },
+});
+
+/**
+ * The egress end of the cluster: takes exchanges that other nodes (the
+ * ingress, where the client is) open onto this node's tunnels, and pipes
+ * their frames between NATS and the tunnel.
+ */
+export function createEgress(deps: EgressDeps): Egress {
+  const { nc, fault } = deps;
+  const exchanges: CrossExchanges = new Map();
+  const routes = new Map<string, Subscription>();
+  let routesStopped = false;
+  const framesSub = subscribeFrames(nc, requestFramesSubject(deps.nodeId), exchanges, fault);
+
+  const takeExchange = (msg: Msg) => {
+    const reply = (result: OpenResult["result"]) => {
+      try {
+        msg.respond(toBinary(OpenResultSchema, create(OpenResultSchema, { result })));
+      } catch {
+        // the asker is gone
+      }
+    };
+    const checked = readOpenExchange(msg.data);
+    if (!checked.ok) {
+      fault(checked.reason);
+      return reply(refused("invalid_argument", "bad_open_exchange", checked.reason));
+    }
+    const open = checked.value;
+    const key = exchangeKey(open.exchangeId);
+    const known = exchanges.get(key);
+    if (known) {
+      // The same ask again (NATS lost our answer and the ingress retried): the same answer. Anyone else: no.
+      if (known.peer === open.ingressNode && known.accepted) return reply({ case: "accepted", value: known.accepted });
+      fault("open exchange for an exchange id in use");
+      return reply(refused("already_exists", "exchange_in_use", "exchange id in use"));
+    }
+    try {
+      if (deps.isDraining()) throw new FerryError("unavailable", "draining", "the relay node is shutting down", { retryAfterSeconds: 1 });
+      const tunnel = deps.registry.pick(open.tenant, open.target);
+      const ingressNode = open.ingressNode;
+      const ex: CrossExchange = {
+        peer: ingressNode,
+        receive: (frame) => send(frame),
+        fail: (reason) => send(resetFrame(open.exchangeId, ResetCode.CANCELLED, reason)),
+        start: Date.now(),
+        lastFrame: 0,
+      };
+      const toClient = responseFramesSubject(ingressNode);
+      const send = tunnel.attach(open.exchangeId, (frame) => deps.publisher.push(toClient, frame), () => exchanges.delete(key));
+      ex.accepted = { $typeName: "ferry.cluster.v1.Accepted", egressNode: deps.nodeId, requestWindow: tunnel.info.requestWindow, maxFrameSize: MAX_FRAME_SIZE };
+      exchanges.set(key, ex);
+      reply({ case: "accepted", value: ex.accepted });
+    } catch (err) {
+      const e = err instanceof FerryError ? err : new FerryError("internal", "internal", String(err));
+      reply(refused(e.kind, e.code, e.message, e.extra.retryAfterSeconds ?? 0));
+    }
+  };
+
+  /** Subscribes exactly the (tenant, target) pairs some open tunnel of ours serves. */
+  const refreshRoutes = () => {
+    const wanted = new Set<string>();
+    if (!routesStopped) {
+      for (const t of deps.registry.tunnels()) {
+        if (t.draining || t.closed || t.paused) continue;
+        for (const target of t.info.targets) wanted.add(routeSubject(t.info.tenant, target));
+      }
+    }
+    for (const [subject, sub] of routes) {
+      if (!wanted.has(subject)) {
+        // drain, not unsubscribe: requests the server routed here before it saw the UNSUB still get an answer
+        // (a refusal the asker retries elsewhere) instead of vanishing into a timeout.
+        sub.drain().catch(() => sub.unsubscribe());
+        routes.delete(subject);
+      }
+    }
+    for (const subject of wanted) {
+      if (!routes.has(subject)) routes.set(subject, nc.subscribe(subject, { queue: ROUTE_QUEUE, callback: guarded(fault, "route callback threw", takeExchange) }));
+    }
+  };
+  deps.registry.onChange(refreshRoutes);
+  refreshRoutes();
+
+  return {
+    exchanges,
+    stopRoutes() {
+      routesStopped = true;
+      refreshRoutes();
+    },
+    close() {
+      for (const sub of [framesSub, ...routes.values()]) sub.unsubscribe();
+      routes.clear();
+    },
+  };
+}

@@ -1,0 +1,76 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { HeartbeatSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
+import { readHeartbeat } from "./cluster-messages.js";
+import { type CrossExchanges, failWhere } from "./cross-exchange.js";
+import { type ClusterFault, guarded } from "./nats-callback.js";
+import type { ClusterConnection } from "./nats-connection.js";
+import { HEARTBEAT_ALL, heartbeatSubject } from "./subjects.js";
+
+const HEARTBEAT_MS = 1_000;
+/** A peer silent for this long is taken for dead: its exchanges fail instead of waiting for their deadline. */
+const PEER_DEAD_MS = 3_500;
+/** An accepted exchange whose ingress never sent a frame (its request timed out) is dropped after this. */
+const ORPHAN_MS = 10_000;
+/** Nodes whose heartbeats are tracked at once: anyone on NATS could make up node ids without end. */
+const MAX_PEERS = 1024;
+/** A node not heard of for this long is forgotten. */
+const FORGET_MS = 60_000;
+
+export interface PeerLivenessDeps {
+  conn: ClusterConnection;
+  nodeId: string;
+  isDraining(): boolean;
+  fault: ClusterFault;
+  /** What this node shares with its peers: the egress's and the ingress's exchanges. */
+  ends: readonly CrossExchanges[];
+}
+
+/**
+ * Liveness of the other nodes. NATS is at-most-once, so this node sends a
+ * heartbeat each second and fails (never replays) the exchanges it shares
+ * with a peer that falls silent, and all of them when it loses NATS itself.
+ */
+export function watchPeers(deps: PeerLivenessDeps): { close(): void } {
+  const { nc } = deps.conn;
+  const lastHeard = new Map<string, number>();
+  const heartbeatSub = nc.subscribe(HEARTBEAT_ALL, {
+    callback: guarded(deps.fault, "heartbeat callback threw", (msg) => {
+      const hb = readHeartbeat(msg.subject, msg.data);
+      if (!hb.ok) return deps.fault(hb.reason);
+      if (!lastHeard.has(hb.value) && lastHeard.size >= MAX_PEERS) return deps.fault("heartbeat from too many nodes");
+      lastHeard.set(hb.value, Date.now());
+    }),
+  });
+  const beat = () => {
+    if (!deps.conn.connected) return;
+    try {
+      nc.publish(heartbeatSubject(deps.nodeId), toBinary(HeartbeatSchema, create(HeartbeatSchema, { nodeId: deps.nodeId, draining: deps.isDraining() })));
+    } catch {
+      // closed: nothing to say
+    }
+  };
+  beat();
+  const sweep = setInterval(() => {
+    beat();
+    const now = Date.now();
+    failWhere(deps.ends, (ex) => {
+      // Its frames count as signs of life too: under bulk traffic a heartbeat can queue behind megabytes of them.
+      const heard = Math.max(lastHeard.get(ex.peer) ?? 0, ex.lastFrame, ex.start);
+      if (now - heard > PEER_DEAD_MS) return `relay node ${ex.peer} stopped answering`;
+      if (ex.lastFrame === 0 && now - ex.start > ORPHAN_MS) return `relay node ${ex.peer} never used the exchange`;
+      return undefined;
+    });
+    for (const [node, at] of lastHeard) if (now - at > FORGET_MS) lastHeard.delete(node);
+  }, HEARTBEAT_MS);
+  sweep.unref();
+
+  // What was in flight across NATS may be lost with the connection: fail it now rather than at its deadline.
+  deps.conn.onDisconnect(() => failWhere(deps.ends, () => "this relay node lost its connection to NATS"));
+
+  return {
+    close() {
+      clearInterval(sweep);
+      heartbeatSub.unsubscribe();
+    },
+  };
+}
