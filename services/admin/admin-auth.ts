@@ -5,6 +5,7 @@ import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import type { AuditLog } from "../audit/audit-log.js";
 import { createRefusalLimiter, type RefusalLimiter } from "../audit/refusal-limiter.js";
+import { bearer } from "../auth/bearer.js";
 import type { SourceBackoff } from "../auth/source-backoff.js";
 import type { PeerFaults } from "../limits/peer-faults.js";
 import type { Catalog } from "../state/catalog.js";
@@ -132,8 +133,7 @@ export function authInterceptor(catalog: Catalog, audit: AuditLog, options: Admi
         "retry-after": String(seconds),
       });
     }
-    const header = req.header.get("authorization") ?? "";
-    const token = header.toLowerCase().startsWith("bearer ") ? header.slice(7).trim() : "";
+    const token = bearer(req.header.get("authorization") ?? undefined);
     const record = token === "" ? undefined : catalog.checkAdminToken(token);
     if (!record) {
       options.backoff?.failed(source);

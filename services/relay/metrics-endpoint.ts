@@ -1,4 +1,5 @@
 import { FerryError } from "../../core/errors.js";
+import { bearer } from "../auth/bearer.js";
 import { type NodeRequest, type NodeResponse, sendError } from "../http/http-error.js";
 import type { Metrics } from "../observability/metrics.js";
 
@@ -10,8 +11,7 @@ import type { Metrics } from "../observability/metrics.js";
 export function metricsEndpoint(metrics: Metrics, allowed?: (token: string) => boolean) {
   return (req: NodeRequest, res: NodeResponse): void => {
     if (allowed) {
-      const header = String(req.headers.authorization ?? "");
-      const token = header.toLowerCase().startsWith("bearer ") ? header.slice(7).trim() : "";
+      const token = bearer(req.headers.authorization);
       if (!token) return sendError(res, new FerryError("unauthenticated", "missing_token", "send authorization: Bearer <admin or viewer token>"));
       if (!allowed(token)) return sendError(res, new FerryError("permission_denied", "not_allowed", "metrics need an admin or viewer token"));
     }

@@ -16,11 +16,6 @@ export interface ConnectorAuthDeps {
   backoff: SourceBackoff;
 }
 
-export function bearer(header: string | undefined): string {
-  const h = header ?? "";
-  return h.toLowerCase().startsWith("bearer ") ? h.slice(7).trim() : "";
-}
-
 /** Who a tunnel belongs to once authenticated. */
 export interface Principal {
   tenant: string;

@@ -16,13 +16,14 @@ import { CodecError, decodeConnectRequest, encodeTunnelMessage, TUNNEL_PATH } fr
 import { FERRY_VERSION } from "../../core/version.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { RefusalLimiter } from "../audit/refusal-limiter.js";
+import { bearer } from "../auth/bearer.js";
 import { createSourceBackoff, type SourceBackoff } from "../auth/source-backoff.js";
 import { type NodeRequest, type NodeResponse, sendError } from "../http/http-error.js";
 import type { Catalog } from "../state/catalog.js";
 import type { PeerFaults } from "../limits/peer-faults.js";
 import type { Limits } from "../limits/limits.js";
 import { type ConnectorCert, connectorCert } from "./connector-cert.js";
-import { authenticate, bearer, type Principal, refuse, refuseAnonymous } from "./connector-auth.js";
+import { authenticate, type Principal, refuse, refuseAnonymous } from "./connector-auth.js";
 import type { ValidStatus } from "./connector-status.js";
 import { validateHello } from "./hello-check.js";
 import { GrpcStatus } from "../http/grpc-status.js";

@@ -1,29 +1,12 @@
-import { execFile } from "node:child_process";
-import { appendFileSync, cpSync, writeFileSync } from "node:fs";
+import { appendFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { ROOT, tempDir } from "../helpers/processes.js";
-
-const run = promisify(execFile);
-const SCRIPT = join(ROOT, "scripts/check-layers.mjs");
+import { copyOfRepo, runCheck } from "../helpers/check-script.js";
+import { ROOT } from "../helpers/processes.js";
 
 /** A copy of the code outside git, to break the floor plan on purpose. */
-function copyTree(): string {
-  const dir = tempDir("ferry-layers-");
-  for (const p of ["core", "services", "clients", "gen"]) cpSync(join(ROOT, p), join(dir, p), { recursive: true });
-  return dir;
-}
-
-async function check(root: string): Promise<{ code: number; out: string }> {
-  try {
-    const r = await run(process.execPath, [SCRIPT, "--root", root]);
-    return { code: 0, out: r.stdout + r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, out: err.stdout + err.stderr };
-  }
-}
+const copyTree = () => copyOfRepo("ferry-layers-", ["core", "services", "clients", "gen"]);
+const check = (root: string) => runCheck("check-layers.mjs", root);
 
 describe("layer check", () => {
   it("passes on the committed tree", async () => {

@@ -1,29 +1,12 @@
-import { execFile } from "node:child_process";
-import { cpSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { ROOT, tempDir } from "../helpers/processes.js";
-
-const run = promisify(execFile);
-const SCRIPT = join(ROOT, "scripts/check-proto.mjs");
+import { copyOfRepo, runCheck } from "../helpers/check-script.js";
+import { ROOT } from "../helpers/processes.js";
 
 /** A copy of the proto toolchain inputs outside git, to break on purpose. */
-function copyTree(): string {
-  const dir = tempDir("ferry-proto-");
-  for (const p of ["proto", "gen", "buf.yaml", "buf.gen.yaml"]) cpSync(join(ROOT, p), join(dir, p), { recursive: true });
-  return dir;
-}
-
-async function check(root: string): Promise<{ code: number; out: string }> {
-  try {
-    const r = await run(process.execPath, [SCRIPT, "--root", root]);
-    return { code: 0, out: r.stdout + r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, out: err.stdout + err.stderr };
-  }
-}
+const copyTree = () => copyOfRepo("ferry-proto-", ["proto", "gen", "buf.yaml", "buf.gen.yaml"]);
+const check = (root: string) => runCheck("check-proto.mjs", root);
 
 describe("proto check", () => {
   it("passes on the committed tree", async () => {

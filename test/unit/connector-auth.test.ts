@@ -1,13 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AuditInput, AuditLog } from "../../services/audit/audit-log.js";
 import { createRefusalLimiter } from "../../services/audit/refusal-limiter.js";
+import { bearer } from "../../services/auth/bearer.js";
 import { createSourceBackoff } from "../../services/auth/source-backoff.js";
 import { GrpcStatus } from "../../services/http/grpc-status.js";
 import { DEFAULT_LIMITS } from "../../services/limits/limits.js";
 import { Catalog } from "../../services/state/catalog.js";
 import { openFileStore } from "../../services/state/file-store.js";
 import type { KvStore } from "../../services/state/kv-store.js";
-import { authenticate, bearer, type ConnectorAuthDeps } from "../../services/tunnel/connector-auth.js";
+import { authenticate, type ConnectorAuthDeps } from "../../services/tunnel/connector-auth.js";
 import type { ConnectorCert } from "../../services/tunnel/connector-cert.js";
 import { GrpcError } from "../../services/tunnel/grpc-call.js";
 import { tempDir } from "../helpers/processes.js";
