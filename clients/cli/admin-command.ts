@@ -1,5 +1,5 @@
-import { create, type DescMessage, type MessageInitShape, type MessageShape, toJson } from "@bufbuild/protobuf";
-import { type Duration, type Timestamp, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { create, type MessageInitShape, toJson } from "@bufbuild/protobuf";
+import { type Duration, type Timestamp, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Command } from "commander";
 import {
   AuditEventSchema,
@@ -14,23 +14,15 @@ import {
   TokenSchema,
   type TrafficStats,
 } from "../../gen/ferry/admin/v1/admin_service_pb.js";
-import { type AdminClient, createAdminClient } from "./admin-client.js";
+import type { AdminClient } from "./admin-client.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { normalizeCertSerial } from "../../core/cert-serial.js";
 import { durationFromMs, formatDuration, msFromDuration, parseDuration } from "../../core/duration.js";
-import { FerryError } from "../../core/errors.js";
-import { argvSecretWarning, readSecretFile } from "../../core/secret-file.js";
 import { formatSize, parseSize } from "../../core/size.js";
+import { accessCommands } from "./admin-access-command.js";
+import { keyStatus, out, print, table, when } from "./admin-output.js";
+import { noun, type Opts, usage, verb } from "./admin-verbs.js";
 import { collect } from "./run.js";
-
-interface Globals {
-  relay: string;
-  token?: string;
-  tokenFile?: string;
-  json?: boolean;
-}
-type Opts = Globals & Record<string, unknown>;
-type Action = (client: AdminClient, o: Opts, args: string[]) => Promise<void>;
 
 /** `ferry admin NOUN VERB ...`: every admin RPC from a shell, as tables or --json. */
 export function adminCommand(): Command {
@@ -47,6 +39,8 @@ Examples:
   ferry admin tenants create acme
   ferry admin --token-file /etc/ferry/admin.token keys create acme --json
   ferry admin tenants update acme --deny-cert-serial 0A:1B:2C:3D   # a connector certificate no longer accepted
+  ferry admin access set acme --file policy.yaml                   # who may reach acme's targets
+  ferry admin client-keys create acme --targets crm --expires 30d --json
 
 Exit codes: 0 done, 1 usage error, 2 the relay refused or failed the call (its code and message on stderr).
 `,
@@ -87,7 +81,7 @@ Exit codes: 0 done, 1 usage error, 2 the relay refused or failed the call (its c
       .option("--deny-cert-serial <serial>", "refuse the connector client certificate with this serial (hex, e.g. from openssl x509 -serial; repeatable)", collect)
       .option("--allow-cert-serial <serial>", "take a serial off the deny list again (repeatable)", collect),
   );
-  verb(tenants, "delete <name>", "Delete a tenant, its keys, and disconnect its connectors.", async (c, o, [name]) => {
+  verb(tenants, "delete <name>", "Delete a tenant, its keys, client keys and access policy, and disconnect its connectors.", async (c, o, [name]) => {
     await c.deleteTenant({ name });
     out(o.json ? { deleted: name } : `deleted tenant ${name}`);
   });
@@ -212,48 +206,9 @@ Exit codes: 0 done, 1 usage error, 2 the relay refused or failed the call (its c
     if (o.json) return out({ nodes: list.map((n) => toJson(NodeSchema, n)) });
     out(table([["NODE", "VERSION", "ADDRESS", "TUNNELS", "IN FLIGHT", "STATE", "STARTED"], ...list.map((n) => [n.nodeId, n.version, n.address, String(n.tunnels), String(n.inFlight), n.draining ? "draining" : "serving", when(n.startTime)])]));
   });
+
+  accessCommands(admin);
   return admin;
-}
-
-function noun(parent: Command, name: string, description: string): Command {
-  return parent.command(name).description(description);
-}
-
-/** Adds a verb with --json and wires it to a client built from the admin command's options. */
-function verb(parent: Command, spec: string, description: string, action: Action, extra?: (c: Command) => Command): void {
-  const cmd = parent.command(spec).description(description).option("--json", "print JSON for scripts");
-  extra?.(cmd);
-  cmd.action(async (...params: unknown[]) => {
-    const self = params[params.length - 1] as Command;
-    const o = self.optsWithGlobals() as Opts;
-    const token = adminToken(o);
-    let relay: URL;
-    try {
-      relay = new URL(o.relay);
-    } catch {
-      throw usage(`--relay "${o.relay}" is not a URL`);
-    }
-    await action(createAdminClient(relay.origin, token), o, self.args);
-  });
-}
-
-/**
- * The admin token: FERRY_TOKEN (or FERRY_ADMIN_TOKEN, the relay's own), a
- * file, or --token, which still works but every local user can read it in
- * the process list, so it warns. An empty variable counts as unset, as the
- * relay treats FERRY_ADMIN_TOKEN.
- */
-function adminToken(o: Opts): string {
-  if (o.token && o.tokenFile) throw usage("--token and --token-file contradict each other: give one");
-  const warn = (line: string) => process.stderr.write(`${line}\n`);
-  if (o.token) {
-    warn(argvSecretWarning("--token", "FERRY_TOKEN or --token-file"));
-    return o.token;
-  }
-  if (o.tokenFile) return readSecretFile(o.tokenFile, "--token-file", warn);
-  const token = process.env.FERRY_TOKEN || process.env.FERRY_ADMIN_TOKEN;
-  if (!token) throw usage("no admin token: set FERRY_TOKEN or pass --token-file FILE");
-  return token;
 }
 
 /**
@@ -375,24 +330,6 @@ function statsTable(entries: StatsEntry[]): string {
   ]);
 }
 
-function keyStatus(k: { revokeTime?: Timestamp; expireTime?: Timestamp }): string {
-  if (k.revokeTime) return `revoked ${when(k.revokeTime)}`;
-  if (k.expireTime) return `${timestampDate(k.expireTime) < new Date() ? "expired" : "expires"} ${when(k.expireTime)}`;
-  return "valid";
-}
-
-function print<D extends DescMessage>(o: Opts, schema: D, message: MessageShape<D>, human: () => string): void {
-  out(o.json ? toJson(schema, message) : human());
-}
-
-function out(value: unknown): void {
-  process.stdout.write(`${typeof value === "string" ? value : JSON.stringify(value, null, 2)}\n`);
-}
-
-function when(ts: Timestamp | undefined): string {
-  return ts ? timestampDate(ts).toISOString().replace(/\.\d+Z$/, "Z") : "";
-}
-
 function ms(d: Duration | undefined): string {
   return d ? formatDuration(msFromDuration(d) ?? 0) : "";
 }
@@ -414,12 +351,3 @@ function positive(text: string, flag: string, allowZero = false): number {
   return n;
 }
 
-function usage(message: string): FerryError {
-  return new FerryError("invalid_argument", "usage", message);
-}
-
-/** Left-aligned columns, two spaces apart. */
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
-}

@@ -19,6 +19,7 @@ export function relayCommand(): Command {
     .option("--grace <duration>", "on SIGTERM, how long in-flight exchanges may take to finish (default 30s)")
     .option("--drain-delay <duration>", "on SIGTERM, how long a cluster node keeps its port open after /readyz turns 503, so load balancers move first (default 2s with --nats, else 0)")
     .option("--connector-ca <file>", "PEM CA whose client certificates authenticate connectors (mTLS; SAN/CN names the tenant)")
+    .option("--client-certificates", "ask clients for a certificate on the TLS listener, for access rules that accept mtls")
     .option("--public-host <name>", "host name clients and connectors use; the relay warns when its certificate does not cover it")
     .option("--base-domain <domain>", "route {target}.{tenant}.DOMAIN to that target with the path untouched (needs wildcard DNS and certificate)")
     .option("--trust-proxy <cidr>", "believe X-Forwarded-* from this address or range (repeatable)", collect)
@@ -81,7 +82,13 @@ Config file (YAML or JSON; unknown keys are rejected):
       const running = await runRelay({
         log,
         signal: starting.signal,
-        listen: { ...settings.listen, tlsCert: settings.tlsCert, tlsKey: settings.tlsKey, connectorCa: settings.connectorCa },
+        listen: {
+          ...settings.listen,
+          tlsCert: settings.tlsCert,
+          tlsKey: settings.tlsKey,
+          connectorCa: settings.connectorCa,
+          clientCertificates: settings.clientCertificates,
+        },
         drainDelayMs: settings.drainDelayMs,
         metricsListen: settings.metricsListen,
         relay: {
@@ -97,6 +104,7 @@ Config file (YAML or JSON; unknown keys are rejected):
           baseDomain: settings.baseDomain,
           publicHost: settings.publicHost,
           connectorCa: settings.connectorCa,
+          clientCertificates: settings.clientCertificates,
           limits: settings.limits,
         },
       }).catch((err: unknown) => {

@@ -81,6 +81,12 @@ const RULES: Record<string, Rule> = {
   ListTokens: { write: false, scope: "global" },
   RevokeToken: { write: true, scope: "global" },
   ListNodes: { write: false, scope: "global" },
+  // A tenant token manages its own tenant's client access, as it does its connector keys.
+  GetAccessPolicy: { write: false, scope: "tenant", tenantField: byTenant },
+  SetAccessPolicy: { write: true, scope: "tenant", tenantField: byTenant },
+  CreateClientKey: { write: true, scope: "tenant", tenantField: byTenant },
+  ListClientKeys: { write: false, scope: "tenant", tenantField: byTenant },
+  RevokeClientKey: { write: true, scope: "tenant", tenantField: byTenant },
 };
 
 /** The tenant a tenant-role token is bound to, or undefined for admin and viewer. */

@@ -27,6 +27,7 @@ import type { PeerFaults } from "../limits/peer-faults.js";
 import type { Catalog } from "../state/catalog.js";
 import { settingsOf, type TenantSettings } from "../state/tenant-settings.js";
 import { OTHER_TARGET, type TrafficFigures, type TrafficStats as Stats } from "../observability/traffic-stats.js";
+import { accessRpcs } from "./access-rpcs.js";
 import { type AdminPrincipal, boundTenant, principalKey } from "./admin-auth.js";
 import { createAuditQueryGate } from "./audit-query-gate.js";
 import type { Directory, TunnelView } from "./directory.js";
@@ -42,6 +43,8 @@ export interface AdminServiceDeps {
   limits: Limits;
   /** Counts refusals by limits (audit queries). */
   faults?: PeerFaults;
+  /** Whether this node's TLS listener asks clients for certificates: an access rule accepting only mtls cannot match otherwise. */
+  clientCertificates: boolean;
 }
 
 const DEFAULT_PAGE = 100;
@@ -250,6 +253,8 @@ export function createAdminService(deps: AdminServiceDeps): ServiceImpl<typeof A
     async listNodes() {
       return { nodes: directory.nodes() };
     },
+
+    ...accessRpcs(deps, actor),
   };
 }
 

@@ -6,7 +6,7 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
  * scanners recognise a leaked key, and only a SHA-256 digest is ever stored
  * (a slow password hash buys nothing for 256-bit random secrets).
  */
-export type SecretKind = "fck" | "fat";
+export type SecretKind = "fck" | "fat" | "fcl";
 
 export interface MintedSecret {
   id: string;

@@ -13,8 +13,9 @@ import { newExchangeId } from "../../core/exchange/ids.js";
 import { createPausingWriter } from "../../core/exchange/pausing-writer.js";
 import { spliceSocket } from "../../core/exchange/splice.js";
 import type { Logger } from "../../core/logger.js";
+import type { AccessControl } from "../access/access-control.js";
 import type { ExchangeBus } from "../bus/exchange-bus.js";
-import type { ExchangeRecord } from "../observability/exchange-record.js";
+import type { AccessOutcome, ExchangeRecord } from "../observability/exchange-record.js";
 import type { Catalog } from "../state/catalog.js";
 import type { PeerFaults } from "../limits/peer-faults.js";
 import type { Limits } from "../limits/limits.js";
@@ -26,6 +27,7 @@ import type { HostRouting } from "./host-route.js";
 import { parseRelayPath, type RelayPath } from "./relay-path.js";
 import { BadResponse, type BadResponseReason, type FramedResponse, frameResponse } from "./response-head.js";
 import { hostOnlyCookies } from "./cookie-scope.js";
+import { passAccessPolicy } from "./access-gate.js";
 import { isolatePathRouted } from "./shared-origin.js";
 import { SPOOFABLE_HEADERS } from "./spoofable-headers.js";
 import { bodyTooLarge, tenantRefusal } from "./tenant-checks.js";
@@ -59,6 +61,8 @@ export interface GatewayOptions {
   publicHost?: string;
   limits: Limits;
   faults: PeerFaults;
+  /** The tenants' client access policies, applied before an exchange starts. */
+  access?: AccessControl;
 }
 
 export interface Gateway {
@@ -97,6 +101,8 @@ interface Progress {
   clientGone: boolean;
   /** What to do when the client goes away from here on. */
   onClientGone: (() => void) | undefined;
+  /** The access policy's word, when the tenant has one. */
+  access: AccessOutcome | undefined;
 }
 
 /**
@@ -132,6 +138,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
       tooLarge: undefined,
       clientGone: false,
       onClientGone: undefined,
+      access: undefined,
     };
     // Before any await: an HTTP/2 client can reset its stream in the same packet as the request.
     res.once("close", () => {
@@ -163,6 +170,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
             method: req.method ?? "",
             path: p.path,
             clientAddress: p.clientAddress || (req.socket.remoteAddress ?? ""),
+            ...(p.access ? { access: p.access } : {}),
           });
         } catch (err) {
           opts.log.error({ err }, "recording a request failed");
@@ -221,6 +229,11 @@ async function serve(
   const vouched = hostRouted ? canonicalAuthority(authority) : opts.publicHost;
   const head = requestHead(opts, req, where, trace, timeoutMs, upgrade !== undefined, vouched);
   p.clientAddress = head.clientAddress;
+  // Before the tenant's exchanges are taken: a refused client holds none, and nothing of it reaches a connector.
+  if (opts.access?.applies(tenant.name)) {
+    const consumed = await passAccessPolicy(opts.access, req, res, where, head.clientAddress, (outcome) => (p.access = outcome));
+    if (consumed.length > 0) head.headers = head.headers.filter((h) => !consumed.includes(h.name));
+  }
   // Held from here to the end of the response: the tenant's limit and this client's share of it.
   const admission = load.admit(tenant.name, tenant.maxConcurrentExchanges, head.clientAddress);
   try {

@@ -1,8 +1,9 @@
 import type { Logger } from "../../core/logger.js";
 import type { AuditLog } from "../audit/audit-log.js";
+import type { RefusalLimiter } from "../audit/refusal-limiter.js";
 import type { Catalog } from "../state/catalog.js";
 import { OTHER_TARGET, type TrafficStats } from "./traffic-stats.js";
-import type { ExchangeRecord } from "./exchange-record.js";
+import type { AccessOutcome, ExchangeRecord } from "./exchange-record.js";
 import type { Metrics } from "./metrics.js";
 
 export interface ObserverDeps {
@@ -15,7 +16,23 @@ export interface ObserverDeps {
   auditRequests: boolean;
   /** Whether a live connector of the tenant serves the target. */
   serves(tenant: string, target: string): boolean;
+  /** Bounds the audit events about clients an access policy refused, per source (anyone can be refused). */
+  clientRefusals: RefusalLimiter;
 }
+
+/** The audit actor of a request: who the access policy found the client to be, else its address. */
+function actorOf(r: ExchangeRecord): string {
+  const a = r.access;
+  if (!a?.granted || a.method === "none") return `client:${r.clientAddress}`;
+  return `${ACTOR_PREFIX[a.method]}:${a.subject}`;
+}
+
+const ACTOR_PREFIX: Record<Exclude<(AccessOutcome & { granted: true })["method"], "none">, string> = {
+  apiKey: "client-key",
+  jwt: "jwt",
+  mtls: "client-cert",
+  basic: "basic",
+};
 
 /**
  * Where a finished exchange is reported: one log line, statistics, metrics,
@@ -50,10 +67,29 @@ export function createExchangeObserver(deps: ObserverDeps): (record: ExchangeRec
     const counted = known ? r : { ...r, target: OTHER_TARGET };
     deps.metrics.observe(counted);
     deps.stats.record(counted);
+    if (r.access && !r.access.granted) {
+      const suppressed = deps.clientRefusals.admit(r.clientAddress);
+      if (suppressed !== undefined) {
+        deps.audit.record({
+          action: "client.refused",
+          actor: `client:${r.clientAddress}`,
+          tenant: r.tenant,
+          tenantId: tenant.tenantId,
+          details: {
+            target: counted.target,
+            path: r.path,
+            rule: r.access.rule,
+            reason: r.access.reason,
+            remoteAddress: r.clientAddress,
+            ...(suppressed ? { suppressedBefore: suppressed } : {}),
+          },
+        });
+      }
+    }
     if (deps.auditRequests) {
       deps.audit.recordRequest({
         action: "request",
-        actor: `client:${r.clientAddress}`,
+        actor: actorOf(r),
         tenant: r.tenant,
         // The record is at hand: no lookup by name per request.
         tenantId: tenant.tenantId,
@@ -68,6 +104,7 @@ export function createExchangeObserver(deps: ObserverDeps): (record: ExchangeRec
           bytesIn: r.bytesIn,
           bytesOut: r.bytesOut,
           durationMs,
+          ...(r.access?.granted ? { auth: r.access.method, ...(r.access.rule ? { rule: r.access.rule } : {}), clientAddress: r.clientAddress } : {}),
         },
       });
     }

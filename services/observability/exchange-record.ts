@@ -1,3 +1,4 @@
+import type { AccessDenialReason, CredentialKind } from "../access/access-control.js";
 import type { ExchangeOutcome } from "./traffic-stats.js";
 
 /** Everything known about one finished exchange: for statistics, metrics, the log and the audit trail. */
@@ -9,4 +10,11 @@ export interface ExchangeRecord extends ExchangeOutcome {
   /** Path below the target (never the query: it may carry secrets). */
   path: string;
   clientAddress: string;
+  /** What the tenant's access policy decided; undefined when the tenant has none (or the request never got that far). */
+  access?: AccessOutcome;
 }
+
+/** The access policy's word on one request, without anything secret. */
+export type AccessOutcome =
+  | { granted: true; rule?: string; method: CredentialKind | "none"; subject: string }
+  | { granted: false; rule: string; reason: AccessDenialReason };

@@ -46,6 +46,12 @@ export function createMetrics(deps: { registry: TunnelRegistry; activeFor(tenant
     labelNames: ["tenant", "target", "direction"] as const,
     registers: [register],
   });
+  const accessDenied = new Counter({
+    name: "ferry_access_denied_total",
+    help: "Requests refused by the tenant's access policy, by tenant and reason (ip_denied, credential_missing, rate_limited, ...)",
+    labelNames: ["tenant", "reason"] as const,
+    registers: [register],
+  });
   const perTenant = <T extends string>(read: (tenant: string, tunnels: ReturnType<TunnelRegistry["tunnels"]>) => number) =>
     function (this: Gauge<T>) {
       this.reset();
@@ -117,9 +123,10 @@ export function createMetrics(deps: { registry: TunnelRegistry; activeFor(tenant
       duration.observe({ tenant: r.tenant, target: r.target }, r.durationMs / 1000);
       if (r.bytesIn) bytes.inc({ tenant: r.tenant, target: r.target, direction: "in" }, r.bytesIn);
       if (r.bytesOut) bytes.inc({ tenant: r.tenant, target: r.target, direction: "out" }, r.bytesOut);
+      if (r.access && !r.access.granted) accessDenied.inc({ tenant: r.tenant, reason: r.access.reason });
     },
     async forgetTenant(tenant) {
-      for (const metric of [requests, relayErrors, duration, bytes] as Array<Counter<string> | Histogram<string>>) {
+      for (const metric of [requests, relayErrors, duration, bytes, accessDenied] as Array<Counter<string> | Histogram<string>>) {
         const { values } = await metric.get();
         const seen = new Set<string>();
         for (const v of values) {

@@ -46,6 +46,8 @@ export interface RelayFlags {
   trustProxy?: string[];
   baseDomain?: string;
   connectorCa?: string;
+  /** --client-certificates; undefined unless given (the file may set it). */
+  clientCertificates?: boolean;
   publicHost?: string;
   nodeId?: string;
   auditRetention?: string;
@@ -82,6 +84,8 @@ export interface RelaySettings {
   baseDomain?: string;
   /** PEM CA file for connector client certificates (mTLS); needs TLS. */
   connectorCa?: string;
+  /** Ask clients for a certificate on the TLS listener (access rules that accept mtls); needs TLS. */
+  clientCertificates?: boolean;
   /** Host name clients and connectors use; the certificate is checked against it. Lower case. */
   publicHost?: string;
   nodeId?: string;
@@ -136,6 +140,10 @@ export function resolveRelaySettings(flags: RelayFlags, env: NodeJS.ProcessEnv):
   if (connectorCa && !tlsCert) {
     throw invalid(`${name("--connector-ca", flags.connectorCa !== undefined, "connectorCa")} needs TLS: give --tls-cert and --tls-key too`);
   }
+  const clientCertificates = flags.clientCertificates ?? file.clientCertificates;
+  if (clientCertificates && !tlsCert) {
+    throw invalid(`${name("--client-certificates", flags.clientCertificates !== undefined, "clientCertificates")} needs TLS: give --tls-cert and --tls-key too`);
+  }
   const baseDomain = domain(flags.baseDomain ?? (file.baseDomain || undefined), name("--base-domain", flags.baseDomain !== undefined, "baseDomain"));
   const publicHost = host(flags.publicHost ?? (file.publicHost || undefined), name("--public-host", flags.publicHost !== undefined, "publicHost"));
   return {
@@ -149,6 +157,7 @@ export function resolveRelaySettings(flags: RelayFlags, env: NodeJS.ProcessEnv):
     trustedProxies: flags.trustProxy?.length ? flags.trustProxy : file.trustProxy,
     ...optional("baseDomain", baseDomain),
     ...optional("connectorCa", connectorCa),
+    ...(clientCertificates ? { clientCertificates: true } : {}),
     ...optional("publicHost", publicHost),
     ...optional("nodeId", flags.nodeId ?? (file.nodeId || undefined)),
     auditRetentionDays,

@@ -23,6 +23,7 @@ import { expiredCredential } from "../tunnel/credential-expiry.js";
 import { serialDenied } from "../tunnel/connector-cert.js";
 import { TunnelRegistry } from "../tunnel/tunnel-registry.js";
 import { createExchangeObserver } from "../observability/exchange-observer.js";
+import { createClientAccess } from "./client-access.js";
 import { createMetrics, type Metrics } from "../observability/metrics.js";
 import { createTrafficStats } from "../observability/traffic-stats.js";
 import { createPeerFaults, type PeerFaults } from "../limits/peer-faults.js";
@@ -67,6 +68,11 @@ export interface RelayOptions {
    * connector's credential.
    */
   connectorCa?: string;
+  /**
+   * The listener asks clients for certificates (--client-certificates): only then can an access rule that
+   * accepts nothing but mtls ever match, so a policy with one is refused otherwise.
+   */
+  clientCertificates?: boolean;
   /** Resource limits; unset ones take their defaults (limits.ts). */
   limits?: Partial<Limits>;
   /** Fault and limit counters, shared with the server when it was made first; else the relay makes its own. */
@@ -187,6 +193,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
     const { bus, directory } = cluster
       ? await cluster.start({ registry, local: localBus, node: nodeFacts, isDraining: () => draining, faults })
       : { bus: localBus, directory: localDirectory(registry, nodeFacts) };
+    const clientAccess = createClientAccess(catalog, limits, log);
     const metrics = createMetrics({ registry, activeFor: (tenant) => gatewayRef?.activeFor(tenant) ?? 0, faults });
     const gateway = createGateway({
       catalog,
@@ -201,6 +208,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       publicHost: options.publicHost,
       limits,
       faults,
+      access: clientAccess.control,
       onDone: createExchangeObserver({
         catalog,
         stats,
@@ -209,6 +217,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
         audit,
         auditRequests: options.auditRequests ?? true,
         serves: (tenant, target) => registry.serves(tenant, target),
+        clientRefusals: createRefusalLimiter(),
       }),
     });
     gatewayRef = gateway;
@@ -242,6 +251,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
             stats,
             limits,
             faults,
+            clientCertificates: options.clientCertificates === true,
           }),
         ),
       // The socket's address, for per-source back-off and for refusals in the audit trail.
@@ -301,6 +311,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       async close() {
         unwatch();
         clearInterval(expirySweep);
+        clientAccess.close();
         for (const t of registry.held()) t.close("relay closed");
         await audit.close();
         if (cluster) await cluster.close();

@@ -35,6 +35,8 @@ export interface ListenOptions {
    * requiring one) and the tunnel endpoint may authenticate connectors by it.
    */
   connectorCa?: string;
+  /** Ask every client for a certificate (never required): access rules that accept mtls check it against the tenant's CA. */
+  clientCertificates?: boolean;
   /** Called with the certificate chain in use: at start (reloaded false) and after each reload. */
   onCertificate?(chain: X509Certificate[], reloaded: boolean): void;
   /** A changed certificate or key that cannot be used; the old pair stays. */
@@ -145,7 +147,7 @@ export async function listen(handlers: Listeners, opts: ListenOptions): Promise<
         ...secureContextOptions(material, clientCa),
         // Asked, never required: key-only connectors and browsers must still get in. A certificate that does not
         // verify is not fatal either: the tunnel endpoint treats it as absent (socket.authorized is false).
-        ...(clientCa ? { requestCert: true, rejectUnauthorized: false } : {}),
+        ...(clientCa || opts.clientCertificates ? { requestCert: true, rejectUnauthorized: false } : {}),
         allowHTTP1: true,
         settings: h2Settings,
         // Node's handshake timer is not reset by handshake bytes (only application data reaches it), so a

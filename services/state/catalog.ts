@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { create, type DescMessage, fromJson, type JsonValue, type MessageShape, toJson } from "@bufbuild/protobuf";
-import { type Timestamp, timestampFromMs, timestampMs, timestampNow } from "@bufbuild/protobuf/wkt";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs, timestampMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import {
   type AdminTokenRecord,
   AdminTokenRecordSchema,
@@ -14,15 +14,13 @@ import { checkDnsLabel, isDnsLabel } from "../../core/names.js";
 import { type MintedSecret, mintSecret, secretId, secretMatches, sha256 } from "../auth/secrets.js";
 import { weakTokenReason } from "../auth/token-entropy.js";
 import type { PeerFaults } from "../limits/peer-faults.js";
+import { AccessPolicies } from "./access-policies.js";
+import { ClientKeys } from "./client-keys.js";
 import type { KvChange, KvStore } from "./kv-store.js";
+import { passed, type RecordKind, StoredRecords } from "./stored-records.js";
 import { applyMask, normalizeSettings, settingsOf, type TenantSettings, validateSettings } from "./tenant-settings.js";
 
-const TENANT = "tenant.";
-const KEY = "key.";
-const TOKEN = "admin-token.";
 const BOOTSTRAP_TOKEN_ID = "bootstrap";
-
-type RecordOf<P extends keyof typeof RECORDS> = Parameters<(typeof RECORDS)[P]["check"]>[0];
 
 /** What changed, for parts that must react (close tunnels of a revoked key...). */
 export type CatalogEvent =
@@ -38,157 +36,78 @@ export const ROLE_PATTERN = /^(admin|viewer|tenant:[a-z0-9]([a-z0-9-]{0,61}[a-z0
 /** A tenant id: 128 random bits in hex. */
 const TENANT_ID_PATTERN = /^[0-9a-f]{32}$/;
 
-/**
- * What a stored record must be, beyond decoding, to be used: the KV store is
- * shared (a cluster's bucket can be written by anything with NATS rights, a
- * state file by hand), so a record is checked where it enters like any
- * other input. Each returns why a record is unusable, or undefined.
- */
-const RECORDS = {
-  [TENANT]: {
-    schema: TenantRecordSchema,
-    check(r: TenantRecord, id: string): string | undefined {
-      if (r.name !== id) return "tenant_name_mismatch";
-      if (!isDnsLabel(r.name)) return "tenant_name_invalid";
-      if (r.tenantId !== "" && !TENANT_ID_PATTERN.test(r.tenantId)) return "tenant_id_invalid";
-      try {
-        validateSettings(settingsOf(r));
-      } catch {
-        return "tenant_setting_out_of_range";
-      }
-      return undefined;
-    },
+/** Stored records, each checked where it enters (stored-records.ts) with why it is unusable, or undefined. */
+const TENANT: RecordKind<typeof TenantRecordSchema> = {
+  prefix: "tenant.",
+  schema: TenantRecordSchema,
+  check(r, id) {
+    if (r.name !== id) return "tenant_name_mismatch";
+    if (!isDnsLabel(r.name)) return "tenant_name_invalid";
+    if (r.tenantId !== "" && !TENANT_ID_PATTERN.test(r.tenantId)) return "tenant_id_invalid";
+    try {
+      validateSettings(settingsOf(r));
+    } catch {
+      return "tenant_setting_out_of_range";
+    }
+    return undefined;
   },
-  [KEY]: {
-    schema: KeyRecordSchema,
-    check(r: KeyRecord, id: string): string | undefined {
-      if (r.keyId !== id) return "key_id_mismatch";
-      if (!isDnsLabel(r.tenant)) return "key_tenant_invalid";
-      if (r.secretSha256.byteLength !== 32) return "key_digest_invalid";
-      return undefined;
-    },
-  },
-  [TOKEN]: {
-    schema: AdminTokenRecordSchema,
-    check(r: AdminTokenRecord, id: string): string | undefined {
-      if (r.tokenId !== id) return "token_id_mismatch";
-      if (!ROLE_PATTERN.test(r.role)) return "token_role_invalid";
-      if (r.secretSha256.byteLength !== 32) return "token_digest_invalid";
-      if (!r.createTime) return "token_create_time_missing";
-      return undefined;
-    },
-  },
-} as const;
+};
 
-/** A cached verdict on a record that is not usable, so a hostile record costs one decode and one fault, not one per request. */
-const UNUSABLE = Symbol("unusable");
+const KEY: RecordKind<typeof KeyRecordSchema> = {
+  prefix: "key.",
+  schema: KeyRecordSchema,
+  check(r, id) {
+    if (r.keyId !== id) return "key_id_mismatch";
+    if (!isDnsLabel(r.tenant)) return "key_tenant_invalid";
+    if (r.secretSha256.byteLength !== 32) return "key_digest_invalid";
+    return undefined;
+  },
+};
 
-/** Whether a timestamp is set and already past. */
-function passed(ts: Timestamp | undefined, now = Date.now()): boolean {
-  return ts !== undefined && timestampMs(ts) <= now;
-}
+const TOKEN: RecordKind<typeof AdminTokenRecordSchema> = {
+  prefix: "admin-token.",
+  schema: AdminTokenRecordSchema,
+  check(r, id) {
+    if (r.tokenId !== id) return "token_id_mismatch";
+    if (!ROLE_PATTERN.test(r.role)) return "token_role_invalid";
+    if (r.secretSha256.byteLength !== 32) return "token_digest_invalid";
+    if (!r.createTime) return "token_create_time_missing";
+    return undefined;
+  },
+};
 
 /**
  * Tenants, connector keys and admin tokens: validation and rules on top of
  * the KvStore. Reads are served from the store's memory, so the hot path
  * (authenticating a tunnel, checking a tenant per request) does no I/O.
+ * A tenant's client access policy and its client keys live beside it
+ * (`accessPolicies`, `clientKeys`), in the same store and the same queue of changes.
  */
 export class Catalog {
-  /** Decoded records by store key (or UNUSABLE); the gateway checks a tenant on every request. */
-  private readonly decoded = new Map<string, unknown>();
-
-  /** Admin changes run one at a time: each reads, checks and writes without another change in between. */
-  private writing: Promise<unknown> = Promise.resolve();
-
-  private readonly faults: PeerFaults | undefined;
+  private readonly records: StoredRecords;
+  /** Client access policies, one per tenant (access-policies.ts). */
+  readonly accessPolicies: AccessPolicies;
+  /** Client keys, the "apiKey" credential of access rules (client-keys.ts). */
+  readonly clientKeys: ClientKeys;
 
   /** `faults` counts stored records that cannot be used (source "store"). */
   constructor(
     private readonly store: KvStore,
     deps: { faults?: PeerFaults } = {},
   ) {
-    this.faults = deps.faults;
-    store.watch((change) => this.decoded.delete(change.key));
+    this.records = new StoredRecords(store, deps.faults);
+    this.accessPolicies = new AccessPolicies(this.records, this);
+    this.clientKeys = new ClientKeys(this.records, this);
   }
 
-  /**
-   * Runs an admin change after the previous one. In a cluster another node may
-   * change the same record meanwhile; the store then refuses the write
-   * ("concurrent_change") and the change runs again on the fresh record.
-   */
   private serialized<T>(change: () => Promise<T>): Promise<T> {
-    const attempt = async (): Promise<T> => {
-      for (let tries = 1; ; tries++) {
-        try {
-          return await change();
-        } catch (err) {
-          if (!(err instanceof FerryError && err.code === "concurrent_change") || tries >= 5) throw err;
-        }
-      }
-    };
-    const run = this.writing.then(attempt, attempt);
-    this.writing = run.catch(() => {});
-    return run;
-  }
-
-  /** Writes a record; the cache forgets it now and again once written (a read in between may have cached the old one). */
-  private async put(key: string, value: JsonValue): Promise<void> {
-    this.decoded.delete(key);
-    await this.store.put(key, value);
-    this.decoded.delete(key);
-  }
-
-  private async remove(key: string): Promise<void> {
-    this.decoded.delete(key);
-    await this.store.delete(key);
-    this.decoded.delete(key);
-  }
-
-  /**
-   * A record decoded and checked once, and cached until its key changes.
-   * Treat it as read-only. A record that does not decode or fails its check
-   * is as good as absent: skipped, counted, logged (rate-limited by faults).
-   * Never throws: this runs on every request and in store watch callbacks.
-   */
-  private read<P extends keyof typeof RECORDS>(prefix: P, key: string, json?: JsonValue): RecordOf<P> | undefined {
-    const hit = this.decoded.get(key);
-    if (hit === UNUSABLE) return undefined;
-    if (hit) return hit as RecordOf<P>;
-    const value = json ?? this.store.get(key);
-    if (value === undefined) return undefined;
-    const { schema, check } = RECORDS[prefix] as unknown as { schema: DescMessage; check(r: unknown, id: string): string | undefined };
-    let record: MessageShape<DescMessage> | undefined;
-    let why: string | undefined;
-    try {
-      // Unknown fields ignored: a newer node in the cluster may have written the record.
-      record = fromJson(schema, value, { ignoreUnknownFields: true });
-      why = check(record, key.slice(prefix.length));
-    } catch {
-      why = "record_undecodable";
-    }
-    if (why !== undefined || record === undefined) {
-      this.decoded.set(key, UNUSABLE);
-      this.faults?.fault("store", why ?? "record_undecodable", { key: key.slice(0, 100) });
-      return undefined;
-    }
-    this.decoded.set(key, record);
-    return record as RecordOf<P>;
-  }
-
-  /** The usable records under a prefix, by key. */
-  private readAll<P extends keyof typeof RECORDS>(prefix: P): Array<RecordOf<P>> {
-    const out: Array<RecordOf<P>> = [];
-    for (const [key, json] of this.store.list(prefix)) {
-      const record = this.read(prefix, key, json);
-      if (record) out.push(record);
-    }
-    return out;
+    return this.records.serialized(change);
   }
 
   // Tenants
 
   getTenant(name: string): TenantRecord | undefined {
-    return this.read(TENANT, TENANT + name);
+    return this.records.read(TENANT, name);
   }
 
   requireTenant(name: string): TenantRecord {
@@ -198,7 +117,7 @@ export class Catalog {
   }
 
   listTenants(): TenantRecord[] {
-    return this.readAll(TENANT);
+    return this.records.readAll(TENANT);
   }
 
   async createTenant(name: string, settings: Partial<TenantSettings> = {}): Promise<TenantRecord> {
@@ -211,7 +130,11 @@ export class Catalog {
       // A new id every time: a tenant created later under this name is another tenant (its audit trail starts empty).
       const tenantId = randomBytes(16).toString("hex");
       const record = create(TenantRecordSchema, { ...settingsOf(undefined), ...normalized, name, tenantId, createTime: now, updateTime: now });
-      await this.put(TENANT + name, toJson(TenantRecordSchema, record));
+      // Left over by a deletion cut short (or by a node that predates them): a new tenant starts without
+      // the old one's client keys and policy.
+      await this.clientKeys.removeAll(name);
+      await this.accessPolicies.remove(name);
+      await this.records.put(TENANT, name, record);
       return record;
     });
   }
@@ -221,30 +144,36 @@ export class Catalog {
     return this.serialized(async () => {
       const before = this.requireTenant(name);
       const after = applyMask(before, update, paths);
-      await this.put(TENANT + name, toJson(TenantRecordSchema, after));
+      await this.records.put(TENANT, name, after);
       return { before, after };
     });
   }
 
-  /** Deletes the tenant and all its keys. */
+  /**
+   * Deletes the tenant with its connector keys, client keys and access
+   * policy, and revokes its tenant tokens. The policy goes last, after the
+   * tenant: never is there a moment when the tenant serves without it.
+   */
   async deleteTenant(name: string): Promise<void> {
     return this.serialized(async () => {
       this.requireTenant(name);
-      for (const key of this.listKeys(name)) await this.remove(KEY + key.keyId);
+      for (const key of this.listKeys(name)) await this.records.remove(KEY, key.keyId);
+      await this.clientKeys.removeAll(name);
       // Its tenant tokens go too: a new tenant of the same name must not inherit them.
       for (const t of this.listTokens()) {
         if (t.role === `tenant:${name}` && !t.revokeTime) {
-          await this.put(TOKEN + t.tokenId, toJson(AdminTokenRecordSchema, create(AdminTokenRecordSchema, { ...t, revokeTime: timestampNow() })));
+          await this.records.put(TOKEN, t.tokenId, create(AdminTokenRecordSchema, { ...t, revokeTime: timestampNow() }));
         }
       }
-      await this.remove(TENANT + name);
+      await this.records.remove(TENANT, name);
+      await this.accessPolicies.remove(name);
     });
   }
 
   // Connector keys
 
   listKeys(tenant: string): KeyRecord[] {
-    return this.readAll(KEY)
+    return this.records.readAll(KEY)
       .filter((k) => k.tenant === tenant)
       .sort((a, b) => Number(a.createTime?.seconds ?? 0n) - Number(b.createTime?.seconds ?? 0n));
   }
@@ -262,12 +191,12 @@ export class Catalog {
       description,
       createTime: timestampNow(),
     });
-    await this.put(KEY + minted.id, toJson(KeyRecordSchema, record));
+    await this.records.put(KEY, minted.id, record);
     return { record, secret: minted.secret };
   }
 
   getKey(keyId: string): KeyRecord | undefined {
-    return this.read(KEY, KEY + keyId);
+    return this.records.read(KEY, keyId);
   }
 
   /** A key of this tenant; a key of another tenant is reported as missing (tenants never learn of each other's objects). */
@@ -284,7 +213,7 @@ export class Catalog {
       const record = this.requireKey(tenant, keyId);
       if (record.revokeTime) return record;
       const revoked = create(KeyRecordSchema, { ...record, revokeTime: timestampNow() });
-      await this.put(KEY + keyId, toJson(KeyRecordSchema, revoked));
+      await this.records.put(KEY, keyId, revoked);
       return revoked;
     });
   }
@@ -317,7 +246,7 @@ export class Catalog {
         replacedBy: next.record.keyId,
         ...(graceMs === 0 ? { revokeTime: timestampNow() } : { expireTime: timestampFromMs(Date.now() + graceMs) }),
       });
-      await this.put(KEY + keyId, toJson(KeyRecordSchema, updated));
+      await this.records.put(KEY, keyId, updated);
       return { ...next, old: updated };
     });
   }
@@ -326,7 +255,7 @@ export class Catalog {
   checkConnectorKey(secret: string): KeyCheck {
     const id = secretId("fck", secret);
     if (!id) return { ok: false, reason: "malformed" };
-    const key = this.read(KEY, KEY + id);
+    const key = this.records.read(KEY, id);
     if (!key) return { ok: false, reason: "unknown" };
     if (!secretMatches(secret, key.secretSha256)) return { ok: false, reason: "unknown" };
     if (key.revokeTime) return { ok: false, reason: "revoked" };
@@ -354,7 +283,7 @@ export class Catalog {
       }
       return undefined;
     }
-    if (this.store.list(TOKEN).length > 0) return undefined;
+    if (this.store.list(TOKEN.prefix).length > 0) return undefined;
     const minted = mintSecret("fat");
     await this.putToken(minted.id, minted.sha256, "minted at first start");
     return minted.secret;
@@ -369,7 +298,7 @@ export class Catalog {
   }
 
   listTokens(): AdminTokenRecord[] {
-    return this.readAll(TOKEN)
+    return this.records.readAll(TOKEN)
       .sort((a, b) => timestampMs(a.createTime!) - timestampMs(b.createTime!));
   }
 
@@ -397,7 +326,7 @@ export class Catalog {
         throw new FerryError("failed_precondition", "last_admin_token", "this is the last admin token; create another before revoking it");
       }
       const revoked = create(AdminTokenRecordSchema, { ...record, revokeTime: timestampNow() });
-      await this.put(TOKEN + tokenId, toJson(AdminTokenRecordSchema, revoked));
+      await this.records.put(TOKEN, tokenId, revoked);
       return revoked;
     });
   }
@@ -408,23 +337,22 @@ export class Catalog {
    */
   watch(listener: (event: CatalogEvent) => void): () => void {
     return this.store.watch((change: KvChange) => {
-      // The catalog's own watcher (constructor) ran first: the cache no longer holds this key.
-      if (change.key.startsWith(TENANT)) {
-        const tenant = change.key.slice(TENANT.length);
-        const record = change.value === undefined ? undefined : this.read(TENANT, change.key, change.value);
+      // The records' own watcher (constructor) ran first: the cache no longer holds this key.
+      if (change.key.startsWith(TENANT.prefix)) {
+        const tenant = change.key.slice(TENANT.prefix.length);
+        const record = change.value === undefined ? undefined : this.records.read(TENANT, tenant, change.value);
         if (!record) listener({ type: "tenant-deleted", tenant });
         else listener({ type: "tenant-updated", tenant, disabled: record.disabled });
-      } else if (change.key.startsWith(KEY)) {
-        const key = change.value === undefined ? undefined : this.read(KEY, change.key, change.value);
-        if (!key || key.revokeTime) {
-          listener({ type: "key-revoked", tenant: key?.tenant ?? "", keyId: change.key.slice(KEY.length) });
-        }
+      } else if (change.key.startsWith(KEY.prefix)) {
+        const keyId = change.key.slice(KEY.prefix.length);
+        const key = change.value === undefined ? undefined : this.records.read(KEY, keyId, change.value);
+        if (!key || key.revokeTime) listener({ type: "key-revoked", tenant: key?.tenant ?? "", keyId });
       }
     });
   }
 
   private getToken(id: string): AdminTokenRecord | undefined {
-    return this.read(TOKEN, TOKEN + id);
+    return this.records.read(TOKEN, id);
   }
 
   private async putToken(id: string, digest: Uint8Array, description: string, role = "admin"): Promise<AdminTokenRecord> {
@@ -435,7 +363,7 @@ export class Catalog {
       description,
       createTime: timestampNow(),
     });
-    await this.put(TOKEN + id, toJson(AdminTokenRecordSchema, record));
+    await this.records.put(TOKEN, id, record);
     return record;
   }
 }

@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AdminClient, createAdminClient } from "../../clients/cli/admin-client.js";
+import { AdminService } from "../../gen/ferry/admin/v1/admin_service_pb.js";
 import { startTestRelay, type TestRelay } from "../helpers/in-process.js";
 
 // Who may do what: admin everything, viewer reads only, tenant:NAME only that tenant's objects.
@@ -9,6 +10,7 @@ const as: Record<string, AdminClient> = {};
 let tokenIdOfViewer = "";
 let keyOfA = "";
 let keyOfB = "";
+let clientKeyOfB = "";
 
 beforeAll(async () => {
   relay = await startTestRelay();
@@ -16,6 +18,7 @@ beforeAll(async () => {
   for (const name of ["tenant-a", "tenant-b"]) await admin.createTenant({ name });
   keyOfA = (await admin.createKey({ tenant: "tenant-a" })).key!.keyId;
   keyOfB = (await admin.createKey({ tenant: "tenant-b" })).key!.keyId;
+  clientKeyOfB = (await admin.createClientKey({ tenant: "tenant-b" })).key!.keyId;
   as.admin = admin;
   const viewer = await admin.createToken({ role: "viewer" });
   tokenIdOfViewer = viewer.token!.tokenId;
@@ -55,7 +58,22 @@ const matrix: Array<[string, Call, Array<"admin" | "viewer" | "tenantA">]> = [
   ["ListTokens", (c) => c.listTokens({}), ["admin", "viewer"]],
   ["RevokeToken", (c) => c.revokeToken({ tokenId: "no-such-token" }), ["admin"]],
   ["ListNodes", (c) => c.listNodes({}), ["admin", "viewer"]],
+  ["GetAccessPolicy a", (c) => c.getAccessPolicy({ tenant: "tenant-a" }), ["admin", "viewer", "tenantA"]],
+  ["GetAccessPolicy b", (c) => c.getAccessPolicy({ tenant: "tenant-b" }), ["admin", "viewer"]],
+  ["SetAccessPolicy a", (c) => c.setAccessPolicy({ tenant: "tenant-a", policy: { rules: [{ targets: ["app"] }] } }), ["admin", "tenantA"]],
+  ["SetAccessPolicy b", (c) => c.setAccessPolicy({ tenant: "tenant-b", policy: {} }), ["admin"]],
+  ["CreateClientKey a", (c) => c.createClientKey({ tenant: "tenant-a" }), ["admin", "tenantA"]],
+  ["CreateClientKey b", (c) => c.createClientKey({ tenant: "tenant-b" }), ["admin"]],
+  ["ListClientKeys a", (c) => c.listClientKeys({ tenant: "tenant-a" }), ["admin", "viewer", "tenantA"]],
+  ["ListClientKeys b", (c) => c.listClientKeys({ tenant: "tenant-b" }), ["admin", "viewer"]],
+  ["RevokeClientKey a", (c) => c.revokeClientKey({ tenant: "tenant-a", keyId: "0000000000000000" }), ["admin", "tenantA"]],
+  ["RevokeClientKey b", (c) => c.revokeClientKey({ tenant: "tenant-b", keyId: clientKeyOfB }), ["admin"]],
 ];
+
+it("the matrix names every RPC of the admin API", () => {
+  const covered = new Set(matrix.map(([name]) => name.split(" ")[0]));
+  expect(AdminService.methods.map((m) => m.name).filter((name) => !covered.has(name))).toEqual([]);
+});
 
 describe("authorisation matrix", () => {
   for (const [name, call, allowed] of matrix) {
@@ -85,6 +103,13 @@ describe("tenant-bound tokens see only their tenant", () => {
     const { events } = await as.tenantA!.listAuditEvents({ pageSize: 1000 });
     expect(events.length).toBeGreaterThan(0);
     expect(new Set(events.map((e) => e.tenant))).toEqual(new Set(["tenant-a"]));
+  });
+
+  it("another tenant's client key is not found through its own tenant's name", async () => {
+    const { key } = await relay.admin.createClientKey({ tenant: "tenant-b" });
+    const err = await as.tenantA!.revokeClientKey({ tenant: "tenant-a", keyId: key!.keyId }).catch((e: unknown) => e);
+    expect(ConnectError.from(err).code).toBe(Code.NotFound);
+    expect((await relay.admin.listClientKeys({ tenant: "tenant-b" })).keys.find((k) => k.keyId === key!.keyId)?.revokeTime).toBeUndefined();
   });
 
   it("refusals are audited with who tried what", async () => {

@@ -31,7 +31,7 @@ export async function startTestRelay(
   const running = await runRelay({
     log: log ?? quietLog,
     relay: { adminToken: ADMIN_TOKEN, ...relayOptions, dataDir },
-    listen: { host: "127.0.0.1", port: 0, tlsCert, tlsKey, connectorCa: options.connectorCa, ...listen },
+    listen: { host: "127.0.0.1", port: 0, tlsCert, tlsKey, connectorCa: options.connectorCa, clientCertificates: options.clientCertificates, ...listen },
   });
   const { relay, server } = running;
   const admin = createAdminClient(server.url, ADMIN_TOKEN, { ca: options.ca ? readFileSync(options.ca) : undefined });

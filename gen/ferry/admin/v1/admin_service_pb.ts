@@ -4,6 +4,8 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { AccessPolicy } from "../../access/v1/access_policy_pb.js";
+import { file_ferry_access_v1_access_policy } from "../../access/v1/access_policy_pb.js";
 import type { Duration, FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
@@ -12,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file ferry/admin/v1/admin_service.proto.
  */
 export const file_ferry_admin_v1_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJmZXJyeS9hZG1pbi92MS9hZG1pbl9zZXJ2aWNlLnByb3RvEg5mZXJyeS5hZG1pbi52MSL0AgoGVGVuYW50EgwKBG5hbWUYASABKAkSLwoLY3JlYXRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIQCghkaXNhYmxlZBgFIAEoCBIyCg9yZXF1ZXN0X3RpbWVvdXQYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHgoWbWF4X3JlcXVlc3RfYm9keV9ieXRlcxgHIAEoBBIgChhtYXhfY29uY3VycmVudF9leGNoYW5nZXMYCCABKA0SFwoPYWxsb3dlZF90YXJnZXRzGAkgAygJEi8KC3VwZGF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIKCgJpZBgLIAEoCRIiChpkZW5pZWRfY2VydGlmaWNhdGVfc2VyaWFscxgMIAMoCSLiAQoDS2V5Eg4KBnRlbmFudBgBIAEoCRIOCgZrZXlfaWQYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmVwbGFjZWRfYnkYByABKAki6QIKCUNvbm5lY3RvchIOCgZ0ZW5hbnQYASABKAkSFAoMY29ubmVjdG9yX2lkGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaG9zdG5hbWUYBCABKAkSDgoGa2V5X2lkGAUgASgJEhgKEHJlbW90ZV9hZGRyZXNzZXMYBiADKAkSDwoHdGFyZ2V0cxgHIAMoCRIPCgd0dW5uZWxzGAggASgNEhEKCWluX2ZsaWdodBgJIAEoDRIwCgxjb25uZWN0X3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCG5vZGVfaWRzGAsgAygJEjAKDWxhc3RfcGluZ19ydHQYDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDgoGcGF1c2VkGA0gASgIEi4KCmxlYXZlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkwKBlRhcmdldBIMCgRuYW1lGAEgASgJEhIKCmNvbm5lY3RvcnMYAiABKA0SDwoHdHVubmVscxgDIAEoDRIPCgdhbGxvd2VkGAQgASgIIvwCCgxUcmFmZmljU3RhdHMSEAoIcmVxdWVzdHMYASABKAQSFQoNY2xpZW50X2Vycm9ycxgCIAEoBBIVCg1zZXJ2ZXJfZXJyb3JzGAMgASgEEkMKDHJlbGF5X2Vycm9ycxgEIAMoCzItLmZlcnJ5LmFkbWluLnYxLlRyYWZmaWNTdGF0cy5SZWxheUVycm9yc0VudHJ5EhAKCGJ5dGVzX2luGAUgASgEEhEKCWJ5dGVzX291dBgGIAEoBBIuCgtsYXRlbmN5X3A1MBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5NRgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5ORgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhoyChBSZWxheUVycm9yc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoBDoCOAEiuQEKClN0YXRzRW50cnkSDgoGdGVuYW50GAEgASgJEg4KBnRhcmdldBgCIAEoCRIsCgZyZWNlbnQYAyABKAsyHC5mZXJyeS5hZG1pbi52MS5UcmFmZmljU3RhdHMSKwoFdG90YWwYBCABKAsyHC5mZXJyeS5hZG1pbi52MS5UcmFmZmljU3RhdHMSMAoNcmVjZW50X3dpbmRvdxgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiL/AQoKQXVkaXRFdmVudBIKCgJpZBgBIAEoBBIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZhY3Rpb24YAyABKAkSDQoFYWN0b3IYBCABKAkSDgoGdGVuYW50GAUgASgJEigKB2RldGFpbHMYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EicKBmJlZm9yZRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJgoFYWZ0ZXIYCCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKCXRlbmFudF9pZBgJIAEoCSKeAQoFVG9rZW4SEAoIdG9rZW5faWQYASABKAkSDAoEcm9sZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIp8BCgROb2RlEg8KB25vZGVfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIPCgdhZGRyZXNzGAMgASgJEi4KCnN0YXJ0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3R1bm5lbHMYBSABKA0SEQoJaW5fZmxpZ2h0GAYgASgNEhAKCGRyYWluaW5nGAcgASgIIk0KE0NyZWF0ZVRlbmFudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIoCghzZXR0aW5ncxgCIAEoCzIWLmZlcnJ5LmFkbWluLnYxLlRlbmFudCI+ChRDcmVhdGVUZW5hbnRSZXNwb25zZRImCgZ0ZW5hbnQYASABKAsyFi5mZXJyeS5hZG1pbi52MS5UZW5hbnQiIAoQR2V0VGVuYW50UmVxdWVzdBIMCgRuYW1lGAEgASgJIjsKEUdldFRlbmFudFJlc3BvbnNlEiYKBnRlbmFudBgBIAEoCzIWLmZlcnJ5LmFkbWluLnYxLlRlbmFudCI7ChJMaXN0VGVuYW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiVwoTTGlzdFRlbmFudHNSZXNwb25zZRInCgd0ZW5hbnRzGAEgAygLMhYuZmVycnkuYWRtaW4udjEuVGVuYW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIjChNEZWxldGVUZW5hbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiFgoURGVsZXRlVGVuYW50UmVzcG9uc2UiNwoQQ3JlYXRlS2V5UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkiRQoRQ3JlYXRlS2V5UmVzcG9uc2USIAoDa2V5GAEgASgLMhMuZmVycnkuYWRtaW4udjEuS2V5Eg4KBnNlY3JldBgCIAEoCSIhCg9MaXN0S2V5c1JlcXVlc3QSDgoGdGVuYW50GAEgASgJIjUKEExpc3RLZXlzUmVzcG9uc2USIQoEa2V5cxgBIAMoCzITLmZlcnJ5LmFkbWluLnYxLktleSIyChBSZXZva2VLZXlSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRIOCgZrZXlfaWQYAiABKAkiNQoRUmV2b2tlS2V5UmVzcG9uc2USIAoDa2V5GAEgASgLMhMuZmVycnkuYWRtaW4udjEuS2V5IicKFUxpc3RDb25uZWN0b3JzUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkiRwoWTGlzdENvbm5lY3RvcnNSZXNwb25zZRItCgpjb25uZWN0b3JzGAEgAygLMhkuZmVycnkuYWRtaW4udjEuQ29ubmVjdG9yIm4KE1VwZGF0ZVRlbmFudFJlcXVlc3QSJgoGdGVuYW50GAEgASgLMhYuZmVycnkuYWRtaW4udjEuVGVuYW50Ei8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI+ChRVcGRhdGVUZW5hbnRSZXNwb25zZRImCgZ0ZW5hbnQYASABKAsyFi5mZXJyeS5hZG1pbi52MS5UZW5hbnQicQoQUm90YXRlS2V5UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSDgoGa2V5X2lkGAIgASgJEigKBWdyYWNlGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhMKC2Rlc2NyaXB0aW9uGAQgASgJImsKEVJvdGF0ZUtleVJlc3BvbnNlEiAKA2tleRgBIAEoCzITLmZlcnJ5LmFkbWluLnYxLktleRIOCgZzZWNyZXQYAiABKAkSJAoHb2xkX2tleRgDIAEoCzITLmZlcnJ5LmFkbWluLnYxLktleSJSChpEaXNjb25uZWN0Q29ubmVjdG9yUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSFAoMY29ubmVjdG9yX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCSIuChtEaXNjb25uZWN0Q29ubmVjdG9yUmVzcG9uc2USDwoHdHVubmVscxgBIAEoDSIkChJMaXN0VGFyZ2V0c1JlcXVlc3QSDgoGdGVuYW50GAEgASgJIj4KE0xpc3RUYXJnZXRzUmVzcG9uc2USJwoHdGFyZ2V0cxgBIAMoCzIWLmZlcnJ5LmFkbWluLnYxLlRhcmdldCIxCg9HZXRTdGF0c1JlcXVlc3QSDgoGdGVuYW50GAEgASgJEg4KBnRhcmdldBgCIAEoCSI/ChBHZXRTdGF0c1Jlc3BvbnNlEisKB2VudHJpZXMYASADKAsyGi5mZXJyeS5hZG1pbi52MS5TdGF0c0VudHJ5IswBChZMaXN0QXVkaXRFdmVudHNSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRINCgVhY3RvchgCIAEoCRIOCgZhY3Rpb24YAyABKAkSLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgGIAEoDRISCgpwYWdlX3Rva2VuGAcgASgJIl4KF0xpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlEioKBmV2ZW50cxgBIAMoCzIaLmZlcnJ5LmFkbWluLnYxLkF1ZGl0RXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjcKEkNyZWF0ZVRva2VuUmVxdWVzdBIMCgRyb2xlGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIksKE0NyZWF0ZVRva2VuUmVzcG9uc2USJAoFdG9rZW4YASABKAsyFS5mZXJyeS5hZG1pbi52MS5Ub2tlbhIOCgZzZWNyZXQYAiABKAkiEwoRTGlzdFRva2Vuc1JlcXVlc3QiOwoSTGlzdFRva2Vuc1Jlc3BvbnNlEiUKBnRva2VucxgBIAMoCzIVLmZlcnJ5LmFkbWluLnYxLlRva2VuIiYKElJldm9rZVRva2VuUmVxdWVzdBIQCgh0b2tlbl9pZBgBIAEoCSI7ChNSZXZva2VUb2tlblJlc3BvbnNlEiQKBXRva2VuGAEgASgLMhUuZmVycnkuYWRtaW4udjEuVG9rZW4iEgoQTGlzdE5vZGVzUmVxdWVzdCI4ChFMaXN0Tm9kZXNSZXNwb25zZRIjCgVub2RlcxgBIAMoCzIULmZlcnJ5LmFkbWluLnYxLk5vZGUywQwKDEFkbWluU2VydmljZRJZCgxDcmVhdGVUZW5hbnQSIy5mZXJyeS5hZG1pbi52MS5DcmVhdGVUZW5hbnRSZXF1ZXN0GiQuZmVycnkuYWRtaW4udjEuQ3JlYXRlVGVuYW50UmVzcG9uc2USUAoJR2V0VGVuYW50EiAuZmVycnkuYWRtaW4udjEuR2V0VGVuYW50UmVxdWVzdBohLmZlcnJ5LmFkbWluLnYxLkdldFRlbmFudFJlc3BvbnNlElYKC0xpc3RUZW5hbnRzEiIuZmVycnkuYWRtaW4udjEuTGlzdFRlbmFudHNSZXF1ZXN0GiMuZmVycnkuYWRtaW4udjEuTGlzdFRlbmFudHNSZXNwb25zZRJZCgxEZWxldGVUZW5hbnQSIy5mZXJyeS5hZG1pbi52MS5EZWxldGVUZW5hbnRSZXF1ZXN0GiQuZmVycnkuYWRtaW4udjEuRGVsZXRlVGVuYW50UmVzcG9uc2USUAoJQ3JlYXRlS2V5EiAuZmVycnkuYWRtaW4udjEuQ3JlYXRlS2V5UmVxdWVzdBohLmZlcnJ5LmFkbWluLnYxLkNyZWF0ZUtleVJlc3BvbnNlEk0KCExpc3RLZXlzEh8uZmVycnkuYWRtaW4udjEuTGlzdEtleXNSZXF1ZXN0GiAuZmVycnkuYWRtaW4udjEuTGlzdEtleXNSZXNwb25zZRJQCglSZXZva2VLZXkSIC5mZXJyeS5hZG1pbi52MS5SZXZva2VLZXlSZXF1ZXN0GiEuZmVycnkuYWRtaW4udjEuUmV2b2tlS2V5UmVzcG9uc2USXwoOTGlzdENvbm5lY3RvcnMSJS5mZXJyeS5hZG1pbi52MS5MaXN0Q29ubmVjdG9yc1JlcXVlc3QaJi5mZXJyeS5hZG1pbi52MS5MaXN0Q29ubmVjdG9yc1Jlc3BvbnNlElkKDFVwZGF0ZVRlbmFudBIjLmZlcnJ5LmFkbWluLnYxLlVwZGF0ZVRlbmFudFJlcXVlc3QaJC5mZXJyeS5hZG1pbi52MS5VcGRhdGVUZW5hbnRSZXNwb25zZRJQCglSb3RhdGVLZXkSIC5mZXJyeS5hZG1pbi52MS5Sb3RhdGVLZXlSZXF1ZXN0GiEuZmVycnkuYWRtaW4udjEuUm90YXRlS2V5UmVzcG9uc2USbgoTRGlzY29ubmVjdENvbm5lY3RvchIqLmZlcnJ5LmFkbWluLnYxLkRpc2Nvbm5lY3RDb25uZWN0b3JSZXF1ZXN0GisuZmVycnkuYWRtaW4udjEuRGlzY29ubmVjdENvbm5lY3RvclJlc3BvbnNlElYKC0xpc3RUYXJnZXRzEiIuZmVycnkuYWRtaW4udjEuTGlzdFRhcmdldHNSZXF1ZXN0GiMuZmVycnkuYWRtaW4udjEuTGlzdFRhcmdldHNSZXNwb25zZRJNCghHZXRTdGF0cxIfLmZlcnJ5LmFkbWluLnYxLkdldFN0YXRzUmVxdWVzdBogLmZlcnJ5LmFkbWluLnYxLkdldFN0YXRzUmVzcG9uc2USYgoPTGlzdEF1ZGl0RXZlbnRzEiYuZmVycnkuYWRtaW4udjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBonLmZlcnJ5LmFkbWluLnYxLkxpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlElYKC0NyZWF0ZVRva2VuEiIuZmVycnkuYWRtaW4udjEuQ3JlYXRlVG9rZW5SZXF1ZXN0GiMuZmVycnkuYWRtaW4udjEuQ3JlYXRlVG9rZW5SZXNwb25zZRJTCgpMaXN0VG9rZW5zEiEuZmVycnkuYWRtaW4udjEuTGlzdFRva2Vuc1JlcXVlc3QaIi5mZXJyeS5hZG1pbi52MS5MaXN0VG9rZW5zUmVzcG9uc2USVgoLUmV2b2tlVG9rZW4SIi5mZXJyeS5hZG1pbi52MS5SZXZva2VUb2tlblJlcXVlc3QaIy5mZXJyeS5hZG1pbi52MS5SZXZva2VUb2tlblJlc3BvbnNlElAKCUxpc3ROb2RlcxIgLmZlcnJ5LmFkbWluLnYxLkxpc3ROb2Rlc1JlcXVlc3QaIS5mZXJyeS5hZG1pbi52MS5MaXN0Tm9kZXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiJmZXJyeS9hZG1pbi92MS9hZG1pbl9zZXJ2aWNlLnByb3RvEg5mZXJyeS5hZG1pbi52MSL0AgoGVGVuYW50EgwKBG5hbWUYASABKAkSLwoLY3JlYXRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIQCghkaXNhYmxlZBgFIAEoCBIyCg9yZXF1ZXN0X3RpbWVvdXQYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHgoWbWF4X3JlcXVlc3RfYm9keV9ieXRlcxgHIAEoBBIgChhtYXhfY29uY3VycmVudF9leGNoYW5nZXMYCCABKA0SFwoPYWxsb3dlZF90YXJnZXRzGAkgAygJEi8KC3VwZGF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIKCgJpZBgLIAEoCRIiChpkZW5pZWRfY2VydGlmaWNhdGVfc2VyaWFscxgMIAMoCSLiAQoDS2V5Eg4KBnRlbmFudBgBIAEoCRIOCgZrZXlfaWQYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmVwbGFjZWRfYnkYByABKAki6QIKCUNvbm5lY3RvchIOCgZ0ZW5hbnQYASABKAkSFAoMY29ubmVjdG9yX2lkGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaG9zdG5hbWUYBCABKAkSDgoGa2V5X2lkGAUgASgJEhgKEHJlbW90ZV9hZGRyZXNzZXMYBiADKAkSDwoHdGFyZ2V0cxgHIAMoCRIPCgd0dW5uZWxzGAggASgNEhEKCWluX2ZsaWdodBgJIAEoDRIwCgxjb25uZWN0X3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCG5vZGVfaWRzGAsgAygJEjAKDWxhc3RfcGluZ19ydHQYDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDgoGcGF1c2VkGA0gASgIEi4KCmxlYXZlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkwKBlRhcmdldBIMCgRuYW1lGAEgASgJEhIKCmNvbm5lY3RvcnMYAiABKA0SDwoHdHVubmVscxgDIAEoDRIPCgdhbGxvd2VkGAQgASgIIvwCCgxUcmFmZmljU3RhdHMSEAoIcmVxdWVzdHMYASABKAQSFQoNY2xpZW50X2Vycm9ycxgCIAEoBBIVCg1zZXJ2ZXJfZXJyb3JzGAMgASgEEkMKDHJlbGF5X2Vycm9ycxgEIAMoCzItLmZlcnJ5LmFkbWluLnYxLlRyYWZmaWNTdGF0cy5SZWxheUVycm9yc0VudHJ5EhAKCGJ5dGVzX2luGAUgASgEEhEKCWJ5dGVzX291dBgGIAEoBBIuCgtsYXRlbmN5X3A1MBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5NRgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5ORgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhoyChBSZWxheUVycm9yc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoBDoCOAEiuQEKClN0YXRzRW50cnkSDgoGdGVuYW50GAEgASgJEg4KBnRhcmdldBgCIAEoCRIsCgZyZWNlbnQYAyABKAsyHC5mZXJyeS5hZG1pbi52MS5UcmFmZmljU3RhdHMSKwoFdG90YWwYBCABKAsyHC5mZXJyeS5hZG1pbi52MS5UcmFmZmljU3RhdHMSMAoNcmVjZW50X3dpbmRvdxgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiL/AQoKQXVkaXRFdmVudBIKCgJpZBgBIAEoBBIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZhY3Rpb24YAyABKAkSDQoFYWN0b3IYBCABKAkSDgoGdGVuYW50GAUgASgJEigKB2RldGFpbHMYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EicKBmJlZm9yZRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJgoFYWZ0ZXIYCCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKCXRlbmFudF9pZBgJIAEoCSKeAQoFVG9rZW4SEAoIdG9rZW5faWQYASABKAkSDAoEcm9sZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIp8BCgROb2RlEg8KB25vZGVfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIPCgdhZGRyZXNzGAMgASgJEi4KCnN0YXJ0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3R1bm5lbHMYBSABKA0SEQoJaW5fZmxpZ2h0GAYgASgNEhAKCGRyYWluaW5nGAcgASgIIk0KE0NyZWF0ZVRlbmFudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIoCghzZXR0aW5ncxgCIAEoCzIWLmZlcnJ5LmFkbWluLnYxLlRlbmFudCI+ChRDcmVhdGVUZW5hbnRSZXNwb25zZRImCgZ0ZW5hbnQYASABKAsyFi5mZXJyeS5hZG1pbi52MS5UZW5hbnQiIAoQR2V0VGVuYW50UmVxdWVzdBIMCgRuYW1lGAEgASgJIjsKEUdldFRlbmFudFJlc3BvbnNlEiYKBnRlbmFudBgBIAEoCzIWLmZlcnJ5LmFkbWluLnYxLlRlbmFudCI7ChJMaXN0VGVuYW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiVwoTTGlzdFRlbmFudHNSZXNwb25zZRInCgd0ZW5hbnRzGAEgAygLMhYuZmVycnkuYWRtaW4udjEuVGVuYW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIjChNEZWxldGVUZW5hbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiFgoURGVsZXRlVGVuYW50UmVzcG9uc2UiNwoQQ3JlYXRlS2V5UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkiRQoRQ3JlYXRlS2V5UmVzcG9uc2USIAoDa2V5GAEgASgLMhMuZmVycnkuYWRtaW4udjEuS2V5Eg4KBnNlY3JldBgCIAEoCSIhCg9MaXN0S2V5c1JlcXVlc3QSDgoGdGVuYW50GAEgASgJIjUKEExpc3RLZXlzUmVzcG9uc2USIQoEa2V5cxgBIAMoCzITLmZlcnJ5LmFkbWluLnYxLktleSIyChBSZXZva2VLZXlSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRIOCgZrZXlfaWQYAiABKAkiNQoRUmV2b2tlS2V5UmVzcG9uc2USIAoDa2V5GAEgASgLMhMuZmVycnkuYWRtaW4udjEuS2V5IicKFUxpc3RDb25uZWN0b3JzUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkiRwoWTGlzdENvbm5lY3RvcnNSZXNwb25zZRItCgpjb25uZWN0b3JzGAEgAygLMhkuZmVycnkuYWRtaW4udjEuQ29ubmVjdG9yIm4KE1VwZGF0ZVRlbmFudFJlcXVlc3QSJgoGdGVuYW50GAEgASgLMhYuZmVycnkuYWRtaW4udjEuVGVuYW50Ei8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI+ChRVcGRhdGVUZW5hbnRSZXNwb25zZRImCgZ0ZW5hbnQYASABKAsyFi5mZXJyeS5hZG1pbi52MS5UZW5hbnQicQoQUm90YXRlS2V5UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSDgoGa2V5X2lkGAIgASgJEigKBWdyYWNlGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhMKC2Rlc2NyaXB0aW9uGAQgASgJImsKEVJvdGF0ZUtleVJlc3BvbnNlEiAKA2tleRgBIAEoCzITLmZlcnJ5LmFkbWluLnYxLktleRIOCgZzZWNyZXQYAiABKAkSJAoHb2xkX2tleRgDIAEoCzITLmZlcnJ5LmFkbWluLnYxLktleSJSChpEaXNjb25uZWN0Q29ubmVjdG9yUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSFAoMY29ubmVjdG9yX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCSIuChtEaXNjb25uZWN0Q29ubmVjdG9yUmVzcG9uc2USDwoHdHVubmVscxgBIAEoDSIkChJMaXN0VGFyZ2V0c1JlcXVlc3QSDgoGdGVuYW50GAEgASgJIj4KE0xpc3RUYXJnZXRzUmVzcG9uc2USJwoHdGFyZ2V0cxgBIAMoCzIWLmZlcnJ5LmFkbWluLnYxLlRhcmdldCIxCg9HZXRTdGF0c1JlcXVlc3QSDgoGdGVuYW50GAEgASgJEg4KBnRhcmdldBgCIAEoCSI/ChBHZXRTdGF0c1Jlc3BvbnNlEisKB2VudHJpZXMYASADKAsyGi5mZXJyeS5hZG1pbi52MS5TdGF0c0VudHJ5IswBChZMaXN0QXVkaXRFdmVudHNSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRINCgVhY3RvchgCIAEoCRIOCgZhY3Rpb24YAyABKAkSLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgGIAEoDRISCgpwYWdlX3Rva2VuGAcgASgJIl4KF0xpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlEioKBmV2ZW50cxgBIAMoCzIaLmZlcnJ5LmFkbWluLnYxLkF1ZGl0RXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjcKEkNyZWF0ZVRva2VuUmVxdWVzdBIMCgRyb2xlGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIksKE0NyZWF0ZVRva2VuUmVzcG9uc2USJAoFdG9rZW4YASABKAsyFS5mZXJyeS5hZG1pbi52MS5Ub2tlbhIOCgZzZWNyZXQYAiABKAkiEwoRTGlzdFRva2Vuc1JlcXVlc3QiOwoSTGlzdFRva2Vuc1Jlc3BvbnNlEiUKBnRva2VucxgBIAMoCzIVLmZlcnJ5LmFkbWluLnYxLlRva2VuIiYKElJldm9rZVRva2VuUmVxdWVzdBIQCgh0b2tlbl9pZBgBIAEoCSI7ChNSZXZva2VUb2tlblJlc3BvbnNlEiQKBXRva2VuGAEgASgLMhUuZmVycnkuYWRtaW4udjEuVG9rZW4iEgoQTGlzdE5vZGVzUmVxdWVzdCI4ChFMaXN0Tm9kZXNSZXNwb25zZRIjCgVub2RlcxgBIAMoCzIULmZlcnJ5LmFkbWluLnYxLk5vZGUi5AEKCUNsaWVudEtleRIOCgZ0ZW5hbnQYASABKAkSDgoGa2V5X2lkGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3RhcmdldHMYByADKAkiKAoWR2V0QWNjZXNzUG9saWN5UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkieQoXR2V0QWNjZXNzUG9saWN5UmVzcG9uc2USLQoGcG9saWN5GAEgASgLMh0uZmVycnkuYWNjZXNzLnYxLkFjY2Vzc1BvbGljeRIvCgt1cGRhdGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVwoWU2V0QWNjZXNzUG9saWN5UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSLQoGcG9saWN5GAIgASgLMh0uZmVycnkuYWNjZXNzLnYxLkFjY2Vzc1BvbGljeSJ5ChdTZXRBY2Nlc3NQb2xpY3lSZXNwb25zZRItCgZwb2xpY3kYASABKAsyHS5mZXJyeS5hY2Nlc3MudjEuQWNjZXNzUG9saWN5Ei8KC3VwZGF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ2ChZDcmVhdGVDbGllbnRLZXlSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIPCgd0YXJnZXRzGAMgAygJEiYKA3R0bBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJRChdDcmVhdGVDbGllbnRLZXlSZXNwb25zZRImCgNrZXkYASABKAsyGS5mZXJyeS5hZG1pbi52MS5DbGllbnRLZXkSDgoGc2VjcmV0GAIgASgJIicKFUxpc3RDbGllbnRLZXlzUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkiQQoWTGlzdENsaWVudEtleXNSZXNwb25zZRInCgRrZXlzGAEgAygLMhkuZmVycnkuYWRtaW4udjEuQ2xpZW50S2V5IjgKFlJldm9rZUNsaWVudEtleVJlcXVlc3QSDgoGdGVuYW50GAEgASgJEg4KBmtleV9pZBgCIAEoCSJBChdSZXZva2VDbGllbnRLZXlSZXNwb25zZRImCgNrZXkYASABKAsyGS5mZXJyeS5hZG1pbi52MS5DbGllbnRLZXkyshAKDEFkbWluU2VydmljZRJZCgxDcmVhdGVUZW5hbnQSIy5mZXJyeS5hZG1pbi52MS5DcmVhdGVUZW5hbnRSZXF1ZXN0GiQuZmVycnkuYWRtaW4udjEuQ3JlYXRlVGVuYW50UmVzcG9uc2USUAoJR2V0VGVuYW50EiAuZmVycnkuYWRtaW4udjEuR2V0VGVuYW50UmVxdWVzdBohLmZlcnJ5LmFkbWluLnYxLkdldFRlbmFudFJlc3BvbnNlElYKC0xpc3RUZW5hbnRzEiIuZmVycnkuYWRtaW4udjEuTGlzdFRlbmFudHNSZXF1ZXN0GiMuZmVycnkuYWRtaW4udjEuTGlzdFRlbmFudHNSZXNwb25zZRJZCgxEZWxldGVUZW5hbnQSIy5mZXJyeS5hZG1pbi52MS5EZWxldGVUZW5hbnRSZXF1ZXN0GiQuZmVycnkuYWRtaW4udjEuRGVsZXRlVGVuYW50UmVzcG9uc2USUAoJQ3JlYXRlS2V5EiAuZmVycnkuYWRtaW4udjEuQ3JlYXRlS2V5UmVxdWVzdBohLmZlcnJ5LmFkbWluLnYxLkNyZWF0ZUtleVJlc3BvbnNlEk0KCExpc3RLZXlzEh8uZmVycnkuYWRtaW4udjEuTGlzdEtleXNSZXF1ZXN0GiAuZmVycnkuYWRtaW4udjEuTGlzdEtleXNSZXNwb25zZRJQCglSZXZva2VLZXkSIC5mZXJyeS5hZG1pbi52MS5SZXZva2VLZXlSZXF1ZXN0GiEuZmVycnkuYWRtaW4udjEuUmV2b2tlS2V5UmVzcG9uc2USXwoOTGlzdENvbm5lY3RvcnMSJS5mZXJyeS5hZG1pbi52MS5MaXN0Q29ubmVjdG9yc1JlcXVlc3QaJi5mZXJyeS5hZG1pbi52MS5MaXN0Q29ubmVjdG9yc1Jlc3BvbnNlElkKDFVwZGF0ZVRlbmFudBIjLmZlcnJ5LmFkbWluLnYxLlVwZGF0ZVRlbmFudFJlcXVlc3QaJC5mZXJyeS5hZG1pbi52MS5VcGRhdGVUZW5hbnRSZXNwb25zZRJQCglSb3RhdGVLZXkSIC5mZXJyeS5hZG1pbi52MS5Sb3RhdGVLZXlSZXF1ZXN0GiEuZmVycnkuYWRtaW4udjEuUm90YXRlS2V5UmVzcG9uc2USbgoTRGlzY29ubmVjdENvbm5lY3RvchIqLmZlcnJ5LmFkbWluLnYxLkRpc2Nvbm5lY3RDb25uZWN0b3JSZXF1ZXN0GisuZmVycnkuYWRtaW4udjEuRGlzY29ubmVjdENvbm5lY3RvclJlc3BvbnNlElYKC0xpc3RUYXJnZXRzEiIuZmVycnkuYWRtaW4udjEuTGlzdFRhcmdldHNSZXF1ZXN0GiMuZmVycnkuYWRtaW4udjEuTGlzdFRhcmdldHNSZXNwb25zZRJNCghHZXRTdGF0cxIfLmZlcnJ5LmFkbWluLnYxLkdldFN0YXRzUmVxdWVzdBogLmZlcnJ5LmFkbWluLnYxLkdldFN0YXRzUmVzcG9uc2USYgoPTGlzdEF1ZGl0RXZlbnRzEiYuZmVycnkuYWRtaW4udjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBonLmZlcnJ5LmFkbWluLnYxLkxpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlElYKC0NyZWF0ZVRva2VuEiIuZmVycnkuYWRtaW4udjEuQ3JlYXRlVG9rZW5SZXF1ZXN0GiMuZmVycnkuYWRtaW4udjEuQ3JlYXRlVG9rZW5SZXNwb25zZRJTCgpMaXN0VG9rZW5zEiEuZmVycnkuYWRtaW4udjEuTGlzdFRva2Vuc1JlcXVlc3QaIi5mZXJyeS5hZG1pbi52MS5MaXN0VG9rZW5zUmVzcG9uc2USVgoLUmV2b2tlVG9rZW4SIi5mZXJyeS5hZG1pbi52MS5SZXZva2VUb2tlblJlcXVlc3QaIy5mZXJyeS5hZG1pbi52MS5SZXZva2VUb2tlblJlc3BvbnNlElAKCUxpc3ROb2RlcxIgLmZlcnJ5LmFkbWluLnYxLkxpc3ROb2Rlc1JlcXVlc3QaIS5mZXJyeS5hZG1pbi52MS5MaXN0Tm9kZXNSZXNwb25zZRJiCg9HZXRBY2Nlc3NQb2xpY3kSJi5mZXJyeS5hZG1pbi52MS5HZXRBY2Nlc3NQb2xpY3lSZXF1ZXN0GicuZmVycnkuYWRtaW4udjEuR2V0QWNjZXNzUG9saWN5UmVzcG9uc2USYgoPU2V0QWNjZXNzUG9saWN5EiYuZmVycnkuYWRtaW4udjEuU2V0QWNjZXNzUG9saWN5UmVxdWVzdBonLmZlcnJ5LmFkbWluLnYxLlNldEFjY2Vzc1BvbGljeVJlc3BvbnNlEmIKD0NyZWF0ZUNsaWVudEtleRImLmZlcnJ5LmFkbWluLnYxLkNyZWF0ZUNsaWVudEtleVJlcXVlc3QaJy5mZXJyeS5hZG1pbi52MS5DcmVhdGVDbGllbnRLZXlSZXNwb25zZRJfCg5MaXN0Q2xpZW50S2V5cxIlLmZlcnJ5LmFkbWluLnYxLkxpc3RDbGllbnRLZXlzUmVxdWVzdBomLmZlcnJ5LmFkbWluLnYxLkxpc3RDbGllbnRLZXlzUmVzcG9uc2USYgoPUmV2b2tlQ2xpZW50S2V5EiYuZmVycnkuYWRtaW4udjEuUmV2b2tlQ2xpZW50S2V5UmVxdWVzdBonLmZlcnJ5LmFkbWluLnYxLlJldm9rZUNsaWVudEtleVJlc3BvbnNlYgZwcm90bzM", [file_ferry_access_v1_access_policy, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Tenant is one customer. Tenants never see each other's traffic or objects.
@@ -1396,6 +1398,288 @@ export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE_
   messageDesc(file_ferry_admin_v1_admin_service, 44);
 
 /**
+ * ClientKey is a credential for clients ("apiKey" in an access rule); its
+ * secret is never stored or returned after creation.
+ *
+ * @generated from message ferry.admin.v1.ClientKey
+ */
+export type ClientKey = Message<"ferry.admin.v1.ClientKey"> & {
+  /**
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * Public part of the key, embedded in the secret.
+   *
+   * @generated from field: string key_id = 2;
+   */
+  keyId: string;
+
+  /**
+   * Operator's note (e.g. which partner the key is for).
+   *
+   * @generated from field: string description = 3;
+   */
+  description: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 4;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * When the key was revoked; unset while it is valid.
+   *
+   * @generated from field: google.protobuf.Timestamp revoke_time = 5;
+   */
+  revokeTime?: Timestamp | undefined;
+
+  /**
+   * When the key stops working; unset means never.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 6;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * Targets the key may reach; empty means every target its rules allow.
+   *
+   * @generated from field: repeated string targets = 7;
+   */
+  targets: string[];
+};
+
+/**
+ * Describes the message ferry.admin.v1.ClientKey.
+ * Use `create(ClientKeySchema)` to create a new message.
+ */
+export const ClientKeySchema: GenMessage<ClientKey> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 45);
+
+/**
+ * @generated from message ferry.admin.v1.GetAccessPolicyRequest
+ */
+export type GetAccessPolicyRequest = Message<"ferry.admin.v1.GetAccessPolicyRequest"> & {
+  /**
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.GetAccessPolicyRequest.
+ * Use `create(GetAccessPolicyRequestSchema)` to create a new message.
+ */
+export const GetAccessPolicyRequestSchema: GenMessage<GetAccessPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 46);
+
+/**
+ * @generated from message ferry.admin.v1.GetAccessPolicyResponse
+ */
+export type GetAccessPolicyResponse = Message<"ferry.admin.v1.GetAccessPolicyResponse"> & {
+  /**
+   * @generated from field: ferry.access.v1.AccessPolicy policy = 1;
+   */
+  policy?: AccessPolicy | undefined;
+
+  /**
+   * When the policy was last set; unset when it never was.
+   *
+   * @generated from field: google.protobuf.Timestamp update_time = 2;
+   */
+  updateTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message ferry.admin.v1.GetAccessPolicyResponse.
+ * Use `create(GetAccessPolicyResponseSchema)` to create a new message.
+ */
+export const GetAccessPolicyResponseSchema: GenMessage<GetAccessPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 47);
+
+/**
+ * @generated from message ferry.admin.v1.SetAccessPolicyRequest
+ */
+export type SetAccessPolicyRequest = Message<"ferry.admin.v1.SetAccessPolicyRequest"> & {
+  /**
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * Replaces the whole policy; an empty one makes every target public again.
+   *
+   * @generated from field: ferry.access.v1.AccessPolicy policy = 2;
+   */
+  policy?: AccessPolicy | undefined;
+};
+
+/**
+ * Describes the message ferry.admin.v1.SetAccessPolicyRequest.
+ * Use `create(SetAccessPolicyRequestSchema)` to create a new message.
+ */
+export const SetAccessPolicyRequestSchema: GenMessage<SetAccessPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 48);
+
+/**
+ * @generated from message ferry.admin.v1.SetAccessPolicyResponse
+ */
+export type SetAccessPolicyResponse = Message<"ferry.admin.v1.SetAccessPolicyResponse"> & {
+  /**
+   * @generated from field: ferry.access.v1.AccessPolicy policy = 1;
+   */
+  policy?: AccessPolicy | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp update_time = 2;
+   */
+  updateTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message ferry.admin.v1.SetAccessPolicyResponse.
+ * Use `create(SetAccessPolicyResponseSchema)` to create a new message.
+ */
+export const SetAccessPolicyResponseSchema: GenMessage<SetAccessPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 49);
+
+/**
+ * @generated from message ferry.admin.v1.CreateClientKeyRequest
+ */
+export type CreateClientKeyRequest = Message<"ferry.admin.v1.CreateClientKeyRequest"> & {
+  /**
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * Operator's note, at most 200 characters.
+   *
+   * @generated from field: string description = 2;
+   */
+  description: string;
+
+  /**
+   * Targets the key may reach (DNS labels); empty means every target.
+   *
+   * @generated from field: repeated string targets = 3;
+   */
+  targets: string[];
+
+  /**
+   * How long the key works; unset means until revoked.
+   *
+   * @generated from field: google.protobuf.Duration ttl = 4;
+   */
+  ttl?: Duration | undefined;
+};
+
+/**
+ * Describes the message ferry.admin.v1.CreateClientKeyRequest.
+ * Use `create(CreateClientKeyRequestSchema)` to create a new message.
+ */
+export const CreateClientKeyRequestSchema: GenMessage<CreateClientKeyRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 50);
+
+/**
+ * @generated from message ferry.admin.v1.CreateClientKeyResponse
+ */
+export type CreateClientKeyResponse = Message<"ferry.admin.v1.CreateClientKeyResponse"> & {
+  /**
+   * @generated from field: ferry.admin.v1.ClientKey key = 1;
+   */
+  key?: ClientKey | undefined;
+
+  /**
+   * The client secret. Shown once: only its hash is stored.
+   *
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.CreateClientKeyResponse.
+ * Use `create(CreateClientKeyResponseSchema)` to create a new message.
+ */
+export const CreateClientKeyResponseSchema: GenMessage<CreateClientKeyResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 51);
+
+/**
+ * @generated from message ferry.admin.v1.ListClientKeysRequest
+ */
+export type ListClientKeysRequest = Message<"ferry.admin.v1.ListClientKeysRequest"> & {
+  /**
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.ListClientKeysRequest.
+ * Use `create(ListClientKeysRequestSchema)` to create a new message.
+ */
+export const ListClientKeysRequestSchema: GenMessage<ListClientKeysRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 52);
+
+/**
+ * @generated from message ferry.admin.v1.ListClientKeysResponse
+ */
+export type ListClientKeysResponse = Message<"ferry.admin.v1.ListClientKeysResponse"> & {
+  /**
+   * @generated from field: repeated ferry.admin.v1.ClientKey keys = 1;
+   */
+  keys: ClientKey[];
+};
+
+/**
+ * Describes the message ferry.admin.v1.ListClientKeysResponse.
+ * Use `create(ListClientKeysResponseSchema)` to create a new message.
+ */
+export const ListClientKeysResponseSchema: GenMessage<ListClientKeysResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 53);
+
+/**
+ * @generated from message ferry.admin.v1.RevokeClientKeyRequest
+ */
+export type RevokeClientKeyRequest = Message<"ferry.admin.v1.RevokeClientKeyRequest"> & {
+  /**
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * @generated from field: string key_id = 2;
+   */
+  keyId: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.RevokeClientKeyRequest.
+ * Use `create(RevokeClientKeyRequestSchema)` to create a new message.
+ */
+export const RevokeClientKeyRequestSchema: GenMessage<RevokeClientKeyRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 54);
+
+/**
+ * @generated from message ferry.admin.v1.RevokeClientKeyResponse
+ */
+export type RevokeClientKeyResponse = Message<"ferry.admin.v1.RevokeClientKeyResponse"> & {
+  /**
+   * @generated from field: ferry.admin.v1.ClientKey key = 1;
+   */
+  key?: ClientKey | undefined;
+};
+
+/**
+ * Describes the message ferry.admin.v1.RevokeClientKeyResponse.
+ * Use `create(RevokeClientKeyResponseSchema)` to create a new message.
+ */
+export const RevokeClientKeyResponseSchema: GenMessage<RevokeClientKeyResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 55);
+
+/**
  * AdminService is the operator's API: tenants, connector keys, live
  * connectors, targets, statistics, the audit log, admin tokens and nodes.
  * Served on the relay's one port over Connect (JSON or binary), gRPC and
@@ -1584,6 +1868,56 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ListNodesRequestSchema;
     output: typeof ListNodesResponseSchema;
+  },
+  /**
+   * GetAccessPolicy returns a tenant's client access policy (empty: every target public).
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.GetAccessPolicy
+   */
+  getAccessPolicy: {
+    methodKind: "unary";
+    input: typeof GetAccessPolicyRequestSchema;
+    output: typeof GetAccessPolicyResponseSchema;
+  },
+  /**
+   * SetAccessPolicy validates and replaces a tenant's client access policy.
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.SetAccessPolicy
+   */
+  setAccessPolicy: {
+    methodKind: "unary";
+    input: typeof SetAccessPolicyRequestSchema;
+    output: typeof SetAccessPolicyResponseSchema;
+  },
+  /**
+   * CreateClientKey mints a client key. The secret is in the response only.
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.CreateClientKey
+   */
+  createClientKey: {
+    methodKind: "unary";
+    input: typeof CreateClientKeyRequestSchema;
+    output: typeof CreateClientKeyResponseSchema;
+  },
+  /**
+   * ListClientKeys returns a tenant's client keys (never their secrets).
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.ListClientKeys
+   */
+  listClientKeys: {
+    methodKind: "unary";
+    input: typeof ListClientKeysRequestSchema;
+    output: typeof ListClientKeysResponseSchema;
+  },
+  /**
+   * RevokeClientKey makes a client key unusable on every node.
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.RevokeClientKey
+   */
+  revokeClientKey: {
+    methodKind: "unary";
+    input: typeof RevokeClientKeyRequestSchema;
+    output: typeof RevokeClientKeyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ferry_admin_v1_admin_service, 0);

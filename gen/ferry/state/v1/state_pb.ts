@@ -4,6 +4,8 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { AccessPolicy } from "../../access/v1/access_policy_pb.js";
+import { file_ferry_access_v1_access_policy } from "../../access/v1/access_policy_pb.js";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ferry/state/v1/state.proto.
  */
 export const file_ferry_state_v1_state: GenFile = /*@__PURE__*/
-  fileDesc("ChpmZXJyeS9zdGF0ZS92MS9zdGF0ZS5wcm90bxIOZmVycnkuc3RhdGUudjEigQMKDFRlbmFudFJlY29yZBIMCgRuYW1lGAEgASgJEi8KC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxkaXNwbGF5X25hbWUYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSEAoIZGlzYWJsZWQYBSABKAgSMgoPcmVxdWVzdF90aW1lb3V0GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEh4KFm1heF9yZXF1ZXN0X2JvZHlfYnl0ZXMYByABKAQSIAoYbWF4X2NvbmN1cnJlbnRfZXhjaGFuZ2VzGAggASgNEhcKD2FsbG93ZWRfdGFyZ2V0cxgJIAMoCRIvCgt1cGRhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJdGVuYW50X2lkGAsgASgJEiIKGmRlbmllZF9jZXJ0aWZpY2F0ZV9zZXJpYWxzGAwgAygJIv8BCglLZXlSZWNvcmQSDgoGa2V5X2lkGAEgASgJEg4KBnRlbmFudBgCIAEoCRIVCg1zZWNyZXRfc2hhMjU2GAMgASgMEhMKC2Rlc2NyaXB0aW9uGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3JlcGxhY2VkX2J5GAggASgJIsABChBBZG1pblRva2VuUmVjb3JkEhAKCHRva2VuX2lkGAEgASgJEhUKDXNlY3JldF9zaGEyNTYYAiABKAwSDAoEcm9sZRgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChpmZXJyeS9zdGF0ZS92MS9zdGF0ZS5wcm90bxIOZmVycnkuc3RhdGUudjEigQMKDFRlbmFudFJlY29yZBIMCgRuYW1lGAEgASgJEi8KC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxkaXNwbGF5X25hbWUYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSEAoIZGlzYWJsZWQYBSABKAgSMgoPcmVxdWVzdF90aW1lb3V0GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEh4KFm1heF9yZXF1ZXN0X2JvZHlfYnl0ZXMYByABKAQSIAoYbWF4X2NvbmN1cnJlbnRfZXhjaGFuZ2VzGAggASgNEhcKD2FsbG93ZWRfdGFyZ2V0cxgJIAMoCRIvCgt1cGRhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJdGVuYW50X2lkGAsgASgJEiIKGmRlbmllZF9jZXJ0aWZpY2F0ZV9zZXJpYWxzGAwgAygJIv8BCglLZXlSZWNvcmQSDgoGa2V5X2lkGAEgASgJEg4KBnRlbmFudBgCIAEoCRIVCg1zZWNyZXRfc2hhMjU2GAMgASgMEhMKC2Rlc2NyaXB0aW9uGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3JlcGxhY2VkX2J5GAggASgJIsABChBBZG1pblRva2VuUmVjb3JkEhAKCHRva2VuX2lkGAEgASgJEhUKDXNlY3JldF9zaGEyNTYYAiABKAwSDAoEcm9sZRgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoQBChJBY2Nlc3NQb2xpY3lSZWNvcmQSDgoGdGVuYW50GAEgASgJEi0KBnBvbGljeRgCIAEoCzIdLmZlcnJ5LmFjY2Vzcy52MS5BY2Nlc3NQb2xpY3kSLwoLdXBkYXRlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoECCg9DbGllbnRLZXlSZWNvcmQSDgoGa2V5X2lkGAEgASgJEg4KBnRlbmFudBgCIAEoCRIVCg1zZWNyZXRfc2hhMjU2GAMgASgMEhMKC2Rlc2NyaXB0aW9uGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3RhcmdldHMYCCADKAliBnByb3RvMw", [file_ferry_access_v1_access_policy, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * TenantRecord is a tenant as stored.
@@ -208,4 +210,97 @@ export type AdminTokenRecord = Message<"ferry.state.v1.AdminTokenRecord"> & {
  */
 export const AdminTokenRecordSchema: GenMessage<AdminTokenRecord> = /*@__PURE__*/
   messageDesc(file_ferry_state_v1_state, 2);
+
+/**
+ * AccessPolicyRecord is a tenant's client access policy as stored; no record
+ * means no policy (every target public).
+ *
+ * @generated from message ferry.state.v1.AccessPolicyRecord
+ */
+export type AccessPolicyRecord = Message<"ferry.state.v1.AccessPolicyRecord"> & {
+  /**
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * @generated from field: ferry.access.v1.AccessPolicy policy = 2;
+   */
+  policy?: AccessPolicy | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp update_time = 3;
+   */
+  updateTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message ferry.state.v1.AccessPolicyRecord.
+ * Use `create(AccessPolicyRecordSchema)` to create a new message.
+ */
+export const AccessPolicyRecordSchema: GenMessage<AccessPolicyRecord> = /*@__PURE__*/
+  messageDesc(file_ferry_state_v1_state, 3);
+
+/**
+ * ClientKeyRecord is a client key (credential "apiKey" of an access rule) as
+ * stored. Client keys and connector keys are apart: neither works as the other.
+ *
+ * @generated from message ferry.state.v1.ClientKeyRecord
+ */
+export type ClientKeyRecord = Message<"ferry.state.v1.ClientKeyRecord"> & {
+  /**
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * @generated from field: string tenant = 2;
+   */
+  tenant: string;
+
+  /**
+   * SHA-256 of the whole key string.
+   *
+   * @generated from field: bytes secret_sha256 = 3;
+   */
+  secretSha256: Uint8Array;
+
+  /**
+   * @generated from field: string description = 4;
+   */
+  description: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 5;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * Set when revoked; revoked keys are kept for the audit trail.
+   *
+   * @generated from field: google.protobuf.Timestamp revoke_time = 6;
+   */
+  revokeTime?: Timestamp | undefined;
+
+  /**
+   * The key stops working then; unset means never.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 7;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * Targets the key may reach; empty means every target its rules allow.
+   *
+   * @generated from field: repeated string targets = 8;
+   */
+  targets: string[];
+};
+
+/**
+ * Describes the message ferry.state.v1.ClientKeyRecord.
+ * Use `create(ClientKeyRecordSchema)` to create a new message.
+ */
+export const ClientKeyRecordSchema: GenMessage<ClientKeyRecord> = /*@__PURE__*/
+  messageDesc(file_ferry_state_v1_state, 4);
 

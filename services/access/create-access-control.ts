@@ -1,0 +1,159 @@
+import type { AccessPolicy, JwtRule } from "../../gen/ferry/access/v1/access_policy_pb.js";
+import { FerryError } from "../../core/errors.js";
+import { createSourceBackoff, type SourceBackoff } from "../auth/source-backoff.js";
+import { sourceKey } from "../auth/source-key.js";
+import { DEFAULT_LIMITS } from "../limits/limits.js";
+import type { AccessControl, AccessDecision, AccessGranted, AccessRequest, ClientKeyCheck } from "./access-control.js";
+import { deny, policyUnusable, tooManyFailures } from "./access-denials.js";
+import { createScryptGate, type ScryptGate } from "./basic-auth.js";
+import { type CompiledPolicy, type CompiledRule, compilePolicy } from "./compile-policy.js";
+import { checkCredential } from "./credential-check.js";
+import { bucketKey, createRateLimiter, type RateVerdict } from "./rate-limit.js";
+import { matchRule } from "./rule-match.js";
+
+export interface AccessControlDeps {
+  /** The tenant's policy, already validated (validateAccessPolicy); undefined: none. A new object is a new policy. */
+  policyOf(tenant: string): AccessPolicy | undefined;
+  /** The tenant's stored policy cannot be used (policyOf then gives a deny-all stand-in): refused as policy_unusable. */
+  unusable?(tenant: string): boolean;
+  checkClientKey(secret: string): ClientKeyCheck;
+  /** Rejects with FerryError kind "unauthenticated", code "jwt_expired" | "jwt_invalid" | "jwt_claims"; any other rejection refuses as policy_unusable. */
+  verifyJwt(token: string, rule: JwtRule): Promise<{ subject: string }>;
+  /** Failed client credentials per source; default: one of its own with the default limits. Keep it apart from the admin's and the connectors'. */
+  backoff?: SourceBackoff;
+  now?: () => number;
+  /** This node's part of every rate limit (see rate-limit.ts); default 1. */
+  share?: () => number;
+  /** Bounds the scrypt runs of Basic checks (see basic-auth.ts); default 2 at once, 32 waiting. */
+  scrypt?: ScryptGate;
+  /** Rate limit buckets kept; default 100,000. */
+  maxBuckets?: number;
+}
+
+const NO_HEADERS: readonly string[] = Object.freeze([]);
+
+/**
+ * The policy engine: the first rule that matches the request's target and
+ * path applies, checked in this order, each refusal final:
+ *
+ * 1. denyIps, then allowIps (403 ip_denied / ip_not_allowed);
+ * 2. for a rule that wants a credential, the source's back-off (429 too_many_failures);
+ * 3. a rate limit by "ip" or "rule" (429 rate_limited): before the credential,
+ *    so a flood costs no key lookup, token check or scrypt run;
+ * 4. the credential (credential-check.ts): 401, or 403 for a key scoped to
+ *    other targets and for a token without the claims;
+ * 5. a rate limit by "client": after the credential, since its bucket is the
+ *    credential's subject (a rule without credentials: the client's address).
+ *    A wrong credential takes no token from anyone's bucket; the back-off
+ *    and the scrypt gate are what bound those.
+ *
+ * Policies are compiled on first use and cached by object identity, so a
+ * changed policy (a new object from the state) applies from its next request.
+ * Never throws or rejects.
+ */
+export function createAccessControl(deps: AccessControlDeps): AccessControl {
+  const now = deps.now ?? Date.now;
+  const backoff = deps.backoff ?? createSourceBackoff(DEFAULT_LIMITS, { now });
+  const gate = deps.scrypt ?? createScryptGate();
+  const limiter = createRateLimiter({ now, ...(deps.share ? { share: deps.share } : {}), ...(deps.maxBuckets ? { maxBuckets: deps.maxBuckets } : {}) });
+  // Weak: a replaced policy's compiled form goes with it.
+  const compiled = new WeakMap<AccessPolicy, CompiledPolicy>();
+  const credentials = { checkClientKey: deps.checkClientKey, verifyJwt: deps.verifyJwt, now };
+
+  const compiledOf = (policy: AccessPolicy): CompiledPolicy => {
+    let c = compiled.get(policy);
+    if (!c) {
+      c = compilePolicy(policy, { gate, now });
+      compiled.set(policy, c);
+    }
+    return c;
+  };
+
+  const take = (req: AccessRequest, rule: CompiledRule, who: string): RateVerdict => limiter.take(bucketKey(req.tenant, rule.name, who), rule.limit!.spec);
+
+  const limited = (req: AccessRequest, rule: CompiledRule, verdict: RateVerdict & { ok: false }) =>
+    deny(rule.name, "rate_limited", "resource_exhausted", `too many requests for target "${req.target}": retry in ${verdict.retryAfterSeconds}s`, {
+      retryAfterSeconds: verdict.retryAfterSeconds,
+      headers: verdict.headers,
+    });
+
+  const decide = async (req: AccessRequest, policy: AccessPolicy): Promise<AccessDecision> => {
+    const rule = matchRule(compiledOf(policy).rules, req.target, req.path);
+    if (!rule) return granted(undefined, "none", req.clientAddress, NO_HEADERS);
+    if (rule.broken !== undefined) return policyUnusable(rule.name, req.tenant, rule.broken);
+    const address = req.clientAddress;
+    if (rule.deny?.has(address)) return deny(rule.name, "ip_denied", "permission_denied", `address ${address} may not reach target "${req.target}"`);
+    if (rule.allow && !rule.allow.has(address)) {
+      const message = `address ${address || "(unknown)"} is not among those allowed to reach target "${req.target}"`;
+      return deny(rule.name, "ip_not_allowed", "permission_denied", message);
+    }
+    // A CORS preflight never carries credentials (browsers leave them out): it passes to the target's CORS answer.
+    if (req.preflight) return granted(rule.name, "none", address, NO_HEADERS);
+    if (rule.require.length > 0) {
+      const wait = backoff.waitMs(address);
+      if (wait > 0) return tooManyFailures(rule.name, wait);
+    }
+    const by = rule.limit?.by;
+    if (by === "ip" || by === "rule") {
+      const verdict = take(req, rule, by === "ip" ? `ip:${sourceKey(address)}` : "");
+      if (!verdict.ok) return limited(req, rule, verdict);
+    }
+    if (rule.require.length === 0) {
+      if (by === "client") {
+        const verdict = take(req, rule, `ip:${sourceKey(address)}`);
+        if (!verdict.ok) return limited(req, rule, verdict);
+      }
+      return granted(rule.name, "none", address, NO_HEADERS);
+    }
+    const outcome = await checkCredential(credentials, rule, req);
+    if (!outcome.ok) {
+      if (outcome.failure) backoff.failed(address);
+      return outcome.denial;
+    }
+    backoff.succeeded(address);
+    if (by === "client") {
+      const verdict = take(req, rule, `${outcome.method}:${outcome.subject}`);
+      if (!verdict.ok) return limited(req, rule, verdict);
+    }
+    return granted(rule.name, outcome.method, outcome.subject, outcome.consumed);
+  };
+
+  return {
+    applies(tenant) {
+      try {
+        return (deps.policyOf(tenant)?.rules.length ?? 0) > 0;
+      } catch {
+        return true; // then `check` says policy_unusable: a policy that cannot even be read lets nobody through
+      }
+    },
+    async check(req) {
+      let policy: AccessPolicy | undefined;
+      try {
+        if (deps.unusable?.(req.tenant)) return policyUnusable("", req.tenant, new Error("the stored policy cannot be used"));
+        policy = deps.policyOf(req.tenant);
+        if (!policy || policy.rules.length === 0) return granted(undefined, "none", req.clientAddress, NO_HEADERS);
+        return await decide(req, policy);
+      } catch (err) {
+        const rule = policy ? (matchRule(safeRules(policy), req.target, req.path)?.name ?? "") : "";
+        // The identity provider cannot be reached (keys, discovery): a 503 the client may retry, not its fault.
+        if (err instanceof FerryError && err.kind === "unavailable") {
+          return deny(rule, "policy_unusable", "unavailable", err.message, { retryAfterSeconds: err.extra.retryAfterSeconds ?? 1 });
+        }
+        return policyUnusable(rule, req.tenant, err);
+      }
+    },
+  };
+}
+
+function granted(rule: string | undefined, method: AccessGranted["method"], subject: string, consumedHeaders: readonly string[]): AccessGranted {
+  return { allowed: true, ...(rule !== undefined ? { rule } : {}), method, subject, consumedHeaders };
+}
+
+/** The rules with their names, for naming the rule of a refusal even when compiling failed. */
+function safeRules(policy: AccessPolicy): { name: string; targets: string[]; paths: string[] }[] {
+  try {
+    return policy.rules.map((r, i) => ({ name: r.name || `rule ${i + 1}`, targets: r.targets, paths: r.paths }));
+  } catch {
+    return [];
+  }
+}

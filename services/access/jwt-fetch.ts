@@ -1,0 +1,87 @@
+import { isIP } from "node:net";
+
+/**
+ * Largest discovery document or JWKS the relay reads: real ones are a few KiB
+ * (Entra ID's JWKS with its certificate chains is about 10 KiB), and a
+ * provider that sends more must not make the relay buffer it.
+ */
+export const MAX_IDP_RESPONSE_BYTES = 512 * 1024;
+
+/**
+ * Why `url` may not be fetched for an identity provider's keys or discovery,
+ * or undefined when it may: https, or http to a loopback address only (a test
+ * provider, or one on the relay's own host), no credentials in it, no
+ * fragment. The policy's validation gives the same answer at `access set`.
+ */
+export function idpUrlProblem(url: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return "is not a URL";
+  }
+  if (u.username || u.password) return "must not carry credentials";
+  if (u.hash) return "must not have a fragment";
+  if (u.protocol === "https:") return undefined;
+  if (u.protocol === "http:" && isLoopback(u.hostname)) return undefined;
+  return "must be https (http only on a loopback address)";
+}
+
+function isLoopback(hostname: string): boolean {
+  if (hostname === "localhost" || hostname === "[::1]") return true;
+  return isIP(hostname) === 4 && hostname.startsWith("127.");
+}
+
+/**
+ * GETs a JSON document from an identity provider: no redirects (a provider's
+ * endpoints are where its metadata says), 200 only, at most
+ * MAX_IDP_RESPONSE_BYTES, within `signal`. Throws an Error whose message names
+ * the URL and what went wrong (for the operator's log; never shown to a client).
+ */
+export async function fetchIdpJson(url: string, signal: AbortSignal): Promise<unknown> {
+  const problem = idpUrlProblem(url);
+  if (problem) throw new Error(`${url} ${problem}`);
+  let text: string;
+  try {
+    text = await readCapped(url, signal);
+  } catch (err) {
+    if (err instanceof IdpAnswerError) throw err;
+    throw new Error(`${url}: ${signal.aborted ? "no answer in time" : describe(err)}`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new Error(`${url} did not send JSON`);
+  }
+}
+
+/** The provider answered, but not with something usable (as opposed to a network failure). */
+class IdpAnswerError extends Error {}
+
+async function readCapped(url: string, signal: AbortSignal): Promise<string> {
+  const res = await fetch(url, { method: "GET", redirect: "manual", signal, headers: { accept: "application/json" } });
+  const reader = res.body?.getReader();
+  try {
+    if (res.status !== 200) throw new IdpAnswerError(`${url} answered ${res.status}, not 200`);
+    const declared = Number(res.headers.get("content-length") ?? 0);
+    if (declared > MAX_IDP_RESPONSE_BYTES) throw new IdpAnswerError(`${url} sent ${declared} bytes, more than ${MAX_IDP_RESPONSE_BYTES}`);
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    for (;;) {
+      const next = await reader?.read();
+      if (!next || next.done) break;
+      total += next.value.byteLength;
+      if (total > MAX_IDP_RESPONSE_BYTES) throw new IdpAnswerError(`${url} sent more than ${MAX_IDP_RESPONSE_BYTES} bytes`);
+      chunks.push(next.value);
+    }
+    return Buffer.concat(chunks).toString("utf8");
+  } finally {
+    // A body left unread (an error status, too large) would keep its connection busy.
+    reader?.cancel().catch(() => {});
+  }
+}
+
+function describe(err: unknown): string {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code ?? cause?.message ?? (err as Error).message ?? String(err);
+}

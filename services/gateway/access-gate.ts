@@ -1,0 +1,54 @@
+import type { Http2ServerRequest } from "node:http2";
+import type { PeerCertificate, TLSSocket } from "node:tls";
+import type { AccessControl, AccessDecision } from "../access/access-control.js";
+import type { NodeRequest, NodeResponse } from "../http/http-error.js";
+import type { AccessOutcome } from "../observability/exchange-record.js";
+import type { RelayPath } from "./relay-path.js";
+
+/**
+ * Asks the tenant's access policy about a request, before anything of it
+ * reaches a connector. A refusal is thrown (its challenge and rate-limit
+ * headers already set on `res`, so the one error writer sends them); a grant
+ * gives the request headers the relay consumed (the credential), lower-case.
+ * `record` receives the outcome either way, for metrics and the audit trail.
+ */
+export async function passAccessPolicy(
+  access: AccessControl,
+  req: NodeRequest,
+  res: NodeResponse,
+  where: Pick<RelayPath, "tenant" | "target" | "path">,
+  clientAddress: string,
+  record: (outcome: AccessOutcome) => void,
+): Promise<readonly string[]> {
+  const socket = tlsSocketOf(req);
+  const decision: AccessDecision = await access.check({
+    tenant: where.tenant,
+    target: where.target,
+    path: where.path,
+    clientAddress,
+    headers: req.headers,
+    tls: socket !== undefined,
+    preflight: req.method === "OPTIONS" && req.headers.origin !== undefined && req.headers["access-control-request-method"] !== undefined,
+    clientCertificate: socket ? peerCertificate(socket) : undefined,
+  });
+  if (!decision.allowed) {
+    record({ granted: false, rule: decision.rule, reason: decision.reason });
+    if (decision.wwwAuthenticate?.length) res.setHeader("www-authenticate", decision.wwwAuthenticate);
+    for (const [name, value] of Object.entries(decision.headers ?? {})) res.setHeader(name, value);
+    throw decision.error;
+  }
+  record({ granted: true, ...(decision.rule ? { rule: decision.rule } : {}), method: decision.method, subject: decision.subject });
+  return decision.consumedHeaders.map((h) => h.toLowerCase());
+}
+
+/** The request's TLS socket; undefined on cleartext. HTTP/2 requests share their session's. */
+function tlsSocketOf(req: NodeRequest): TLSSocket | undefined {
+  const socket = "stream" in req ? (req as Http2ServerRequest).stream.session?.socket : req.socket;
+  return socket && "encrypted" in socket && socket.encrypted === true ? (socket as TLSSocket) : undefined;
+}
+
+/** The client's certificate with its chain, or undefined when it sent none. */
+function peerCertificate(socket: TLSSocket): PeerCertificate | undefined {
+  const cert = socket.getPeerCertificate(true);
+  return cert && Object.keys(cert).length > 0 ? cert : undefined;
+}
