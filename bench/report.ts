@@ -1,4 +1,5 @@
-import { SETUPS, type SetupName } from "./setups.js";
+import { type Protection, PROTECTIONS } from "./protection.js";
+import { PROTECTABLE, ROWS, type RowName, rowName, SETUPS, type SetupName } from "./setups.js";
 
 /** CPU seconds and peak RSS of each watched process role during one scenario. */
 export type Resources = Record<string, { cpuSeconds: number; peakRssMB: number }>;
@@ -11,7 +12,7 @@ export interface ScenarioResult {
    * Per setup: the scenario's figures, plus `resources`, or `note`/`error` instead of figures;
    * `failed` says which figures are missing because their transfers failed.
    */
-  results: Partial<Record<SetupName, Record<string, unknown>>>;
+  results: Partial<Record<RowName, Record<string, unknown>>>;
 }
 
 export interface BenchResults {
@@ -44,7 +45,10 @@ export function markdown(r: BenchResults): string {
     "target; default settings, two tunnels), **ferry-2** (a nats-server with JetStream and two relay nodes clustered over",
     "it, the connector on node b only and the load on node a, so every request goes node a → NATS → node b → tunnel →",
     "connector → target; same connector settings as ferry-1). All run on 127.0.0.1; the target is the same Node server in",
-    "every setup.",
+    "every setup. **+ client key** and **+ JWT** rows: the same Ferry setup, started fresh, with an access policy on the",
+    "tenant that requires a client key (sent as `Authorization: Bearer`) or a JWT (RS256, from a real OpenID provider on",
+    "127.0.0.1, its keys fetched once and cached by the relay; one token for every request), checked by the relay that",
+    "takes the load; the line under the table gives each against the same setup without a policy.",
     "",
     "![requests/s and MB/s per setup](benchmarks.svg)",
     "",
@@ -53,24 +57,30 @@ export function markdown(r: BenchResults): string {
     out.push(`## ${s.title}`, "", `${s.method}.`, "");
     const cols = s.headline.map((h) => h.unit);
     out.push(`| setup | ${cols.join(" | ")} | CPU s, peak RSS MB |`, `|---|${cols.map(() => "---:").join("|")}|---|`);
-    for (const setup of SETUPS) {
-      const f = s.results[setup];
+    for (const row of ROWS) {
+      const f = s.results[row];
       if (!f) continue;
       if (typeof f.note === "string" || typeof f.error === "string") {
-        out.push(`| ${setup} | ${String(f.note ?? `failed: ${f.error}`)} |${cols.slice(1).map(() => " |").join("")} |`);
+        out.push(`| ${label(row)} | ${String(f.note ?? `failed: ${f.error}`)} |${cols.slice(1).map(() => " |").join("")} |`);
         continue;
       }
-      const cells = s.headline.map((h) => cell(s, setup, h.key, h.ratios !== false));
-      out.push(`| ${setup} | ${cells.join(" | ")} | ${resources(f.resources as Resources | undefined)} |`);
+      const cells = s.headline.map((h) => cell(s, row, h.key, h.ratios !== false));
+      out.push(`| ${label(row)} | ${cells.join(" | ")} | ${resources(f.resources as Resources | undefined)} |`);
     }
-    const failures = SETUPS.filter((x) => typeof s.results[x]?.failed === "string").map((x) => `${x} failed (figures left out): ${String(s.results[x]!.failed)}`);
-    for (const line of [...failures, versusFerry1(s), extras(id, s)]) if (line) out.push("", line);
+    const failures = ROWS.filter((x) => typeof s.results[x]?.failed === "string").map((x) => `${label(x)} failed (figures left out): ${String(s.results[x]!.failed)}`);
+    for (const line of [...failures, versusFerry1(s), versusUnprotected(s), extras(id, s)]) if (line) out.push("", line);
     out.push("");
   }
   return `${out.join("\n")}\n`;
 }
 
-function cell(s: ScenarioResult, setup: SetupName, key: string, withRatios: boolean): string {
+/** How a row is named in the tables: "ferry-1", "ferry-1 + client key". */
+function label(row: RowName): string {
+  const [setup, protection] = row.split("+") as [SetupName, Protection | undefined];
+  return protection ? `${setup} + ${PROTECTIONS[protection]}` : setup;
+}
+
+function cell(s: ScenarioResult, setup: RowName, key: string, withRatios: boolean): string {
   const v = s.results[setup]?.[key];
   if (typeof v !== "number" || Number.isNaN(v)) return "—";
   if (!withRatios || !BASELINES.some((b) => typeof s.results[b]?.[key] === "number")) return fmt(v);
@@ -80,7 +90,7 @@ function cell(s: ScenarioResult, setup: SetupName, key: string, withRatios: bool
       return typeof base === "number" && base > 0 ? `${(v / base).toFixed(2)}x` : "—";
     })
     .join(" · ");
-  return `${fmt(v)}${setup === "direct" || BASELINES.includes(setup) ? "" : ` (${ratios})`}`;
+  return `${fmt(v)}${setup === "direct" || (BASELINES as RowName[]).includes(setup) ? "" : ` (${ratios})`}`;
 }
 
 function resources(r: Resources | undefined): string {
@@ -155,6 +165,51 @@ function versusDirect(s: ScenarioResult): string | undefined {
 }
 
 /**
+ * Each protected row against its setup without the policy, from the same run: what the access
+ * check costs. Headline figures that have baseline ratios, then CPU per request (all the setup's
+ * processes: the check runs in the relay, but a slower relay changes what the others do too).
+ */
+function versusUnprotected(s: ScenarioResult): string | undefined {
+  const rows = PROTECTABLE.flatMap((setup) =>
+    (Object.keys(PROTECTIONS) as Protection[]).flatMap((p) => {
+      const plain = s.results[setup];
+      const guarded = s.results[rowName(setup, p)];
+      if (!plain || !guarded) return [];
+      const parts = s.headline
+        .filter((h) => h.ratios !== false)
+        .flatMap((h) => {
+          const x = ratio(guarded[h.key], plain[h.key]);
+          return x !== undefined ? [`${h.unit} ${x.toFixed(2)}x`] : [];
+        });
+      if (parts.length === 0) return [];
+      const perRequest = ratio(ratio(totalOf(guarded, "cpuSeconds"), guarded.requests), ratio(totalOf(plain, "cpuSeconds"), plain.requests));
+      if (perRequest !== undefined) {
+        // The check itself runs in the relay that takes the load: its CPU per request, in µs, shows what it costs.
+        const [before, after] = [plain, guarded].map((f) => ratio(ingressCpuSeconds(f), f.requests));
+        const relay = before !== undefined && after !== undefined ? ` (relay ${Math.round(before * 1e6)} → ${Math.round(after * 1e6)} µs)` : "";
+        parts.push(`CPU per request ${perRequest.toFixed(2)}x${relay}`);
+      }
+      return [`${label(rowName(setup, p))} ${parts.join(" · ")}`];
+    }),
+  );
+  return rows.length > 0 ? `Behind an access policy / without one (same run): ${rows.join("; ")}.` : undefined;
+}
+
+const ratio = (a: unknown, b: unknown) => (typeof a === "number" && typeof b === "number" && b > 0 && !Number.isNaN(a) ? a / b : undefined);
+
+/** The CPU seconds of the relay that took the load (ferry-1's relay, ferry-2's node a). */
+function ingressCpuSeconds(f: Record<string, unknown>): number | undefined {
+  const r = f.resources as Resources | undefined;
+  return (r?.relay ?? r?.["relay-a"])?.cpuSeconds;
+}
+
+/** The sum of `k` over a row's processes; undefined without resources. */
+function totalOf(f: Record<string, unknown>, k: "cpuSeconds" | "peakRssMB"): number | undefined {
+  const r = f.resources as Resources | undefined;
+  return r && Object.keys(r).length > 0 ? Object.values(r).reduce((n, x) => n + x[k], 0) : undefined;
+}
+
+/**
  * ferry-2 against ferry-1 from the same run: each headline figure that has baseline ratios,
  * then total CPU (and CPU per request where the scenario counts requests) and total peak RSS.
  */
@@ -162,7 +217,6 @@ function versusFerry1(s: ScenarioResult): string | undefined {
   const one = s.results["ferry-1"];
   const two = s.results["ferry-2"];
   if (!one || !two) return undefined;
-  const ratio = (a: unknown, b: unknown) => (typeof a === "number" && typeof b === "number" && b > 0 && !Number.isNaN(a) ? a / b : undefined);
   const parts: string[] = [];
   for (const h of s.headline) {
     if (h.ratios === false) continue;
@@ -172,17 +226,13 @@ function versusFerry1(s: ScenarioResult): string | undefined {
   if (parts.length === 0) return undefined;
   // With transfers missing, the two did different work: their CPU and memory do not compare.
   if (one.failed !== undefined || two.failed !== undefined) return `ferry-2 / ferry-1 (same run): ${parts.join(" · ")}`;
-  const total = (f: Record<string, unknown>, k: "cpuSeconds" | "peakRssMB") => {
-    const r = f.resources as Resources | undefined;
-    return r && Object.keys(r).length > 0 ? Object.values(r).reduce((n, x) => n + x[k], 0) : undefined;
-  };
-  const cpu = ratio(total(two, "cpuSeconds"), total(one, "cpuSeconds"));
+  const cpu = ratio(totalOf(two, "cpuSeconds"), totalOf(one, "cpuSeconds"));
   if (cpu !== undefined) {
     parts.push(`CPU s ${cpu.toFixed(2)}x`);
-    const perRequest = ratio(ratio(total(two, "cpuSeconds"), two.requests), ratio(total(one, "cpuSeconds"), one.requests));
+    const perRequest = ratio(ratio(totalOf(two, "cpuSeconds"), two.requests), ratio(totalOf(one, "cpuSeconds"), one.requests));
     if (perRequest !== undefined) parts.push(`CPU per request ${perRequest.toFixed(2)}x`);
   }
-  const mem = ratio(total(two, "peakRssMB"), total(one, "peakRssMB"));
+  const mem = ratio(totalOf(two, "peakRssMB"), totalOf(one, "peakRssMB"));
   if (mem !== undefined) parts.push(`peak RSS ${mem.toFixed(2)}x`);
   return `ferry-2 / ferry-1 (same run): ${parts.join(" · ")}`;
 }

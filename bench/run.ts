@@ -18,7 +18,10 @@ import { idle } from "./scenarios/idle.js";
 import { small } from "./scenarios/small.js";
 import { websocketIdle } from "./scenarios/websocket-idle.js";
 import { websocket } from "./scenarios/websocket.js";
-import { cannotRun, ROOT, SETUPS, type Setup, type SetupName, startGrpcTarget, startSetup, startTarget, type Target } from "./setups.js";
+import type { Protection } from "./protection.js";
+import {
+  cannotRun, PROTECTABLE, ROOT, ROWS, rowName, SETUPS, type Setup, type SetupName, startGrpcTarget, startSetup, startTarget, type Target,
+} from "./setups.js";
 
 const SCENARIOS: Scenario[] = [small, fixedRate, bulk, headOfLine, idle, websocket, websocketIdle, grpc];
 
@@ -30,7 +33,9 @@ direct, nginx and node-proxy setups in one run.
 Options:
   --quick            short runs and small sizes (smoke test, a few minutes)
   --only <ids>       comma-separated scenarios (default: all)
-  --setups <names>   comma-separated setups: ${SETUPS.join(", ")} (default: all)
+  --setups <names>   comma-separated setups: ${SETUPS.join(", ")} (default: all).
+                     ${PROTECTABLE.join(" and ")} bring their rows behind an access policy where a
+                     scenario has them; those can be named alone too: ${ROWS.filter((r) => r.includes("+")).join(", ")}
   -h, --help         this help
 
 Scenarios:
@@ -57,8 +62,8 @@ async function main(): Promise<void> {
   if (unknown.length > 0) throw new Error(`unknown scenario ${unknown.join(", ")}; choose from ${SCENARIOS.map((s) => s.id).join(", ")}`);
   const scenarios = SCENARIOS.filter((s) => !only || only.includes(s.id));
   const setups = values.setups?.split(",").map((s) => s.trim()).filter(Boolean);
-  const unknownSetups = setups?.filter((name) => !(SETUPS as string[]).includes(name)) ?? [];
-  if (unknownSetups.length > 0) throw new Error(`unknown setup ${unknownSetups.join(", ")}; choose from ${SETUPS.join(", ")}`);
+  const unknownSetups = setups?.filter((name) => !(ROWS as string[]).includes(name)) ?? [];
+  if (unknownSetups.length > 0) throw new Error(`unknown setup ${unknownSetups.join(", ")}; choose from ${ROWS.join(", ")}`);
   const o: RunOptions = { quick: values.quick };
   const log = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -73,9 +78,16 @@ async function main(): Promise<void> {
   };
 
   // Scenario by scenario, each setup started fresh for it: no scenario inherits another's
-  // heap, connections or caches, and every setup sees the same machine state.
+  // heap, connections or caches, and every setup sees the same machine state. A protected
+  // row is a setup of its own too, right after the same setup without the policy.
+  const chosen = (setup: SetupName, protection?: Protection) =>
+    !setups || setups.includes(rowName(setup, protection)) || (protection !== undefined && setups.includes(setup));
   const plan = scenarios.flatMap((s) =>
-    SETUPS.filter((setup) => (!s.only || s.only.includes(setup)) && (!setups || setups.includes(setup))).map((setup) => ({ setup, s })),
+    SETUPS.filter((setup) => !s.only || s.only.includes(setup)).flatMap((setup) =>
+      [undefined, ...(PROTECTABLE.includes(setup) ? (s.protections ?? []) : [])]
+        .filter((protection) => chosen(setup, protection))
+        .map((protection) => ({ setup, s, protection, row: rowName(setup, protection) })),
+    ),
   );
   // Why a setup gets a note instead of figures: the scenario does not apply to it, or it cannot run here.
   const noteFor = (setup: SetupName, s: Scenario) => s.skip?.[setup] ?? cannotRun(setup);
@@ -86,30 +98,30 @@ async function main(): Promise<void> {
   let step = 0;
   try {
     if (plan.some((p) => p.s.target === "grpc" && !p.s.standalone && !noteFor(p.setup, p.s))) grpcTarget = await startGrpcTarget();
-    for (const { setup: name, s } of plan) {
+    for (const { setup: name, s, protection, row } of plan) {
       step++;
       const note = noteFor(name, s);
       if (note) {
-        results.scenarios[s.id]!.results[name] = { note };
-        log(`[${step}/${plan.length}] ${s.title} · ${name}: ${note}`);
+        results.scenarios[s.id]!.results[row] = { note };
+        log(`[${step}/${plan.length}] ${s.title} · ${row}: ${note}`);
         continue;
       }
-      log(`[${step}/${plan.length}] ${s.title} · ${name} (~${s.seconds(o)} s; ~${clock(left)} left)`);
+      log(`[${step}/${plan.length}] ${s.title} · ${row} (~${s.seconds(o)} s; ~${clock(left)} left)`);
       if (s.standalone) {
-        results.scenarios[s.id]!.results[name] = await measure(name, undefined, s, o, log);
+        results.scenarios[s.id]!.results[row] = await measure(name, undefined, s, o, log);
       } else {
         let setup: Setup;
         try {
-          setup = await startSetup(name, s.target === "grpc" ? grpcTarget! : target);
+          setup = await startSetup(name, s.target === "grpc" ? grpcTarget! : target, protection);
         } catch (e) {
           // A setup that does not come up is that setup's failure, not the run's.
           log(`  failed to start: ${(e as Error).message}`);
-          results.scenarios[s.id]!.results[name] = { error: `did not start: ${(e as Error).message.split("\n")[0]!}` };
+          results.scenarios[s.id]!.results[row] = { error: `did not start: ${(e as Error).message.split("\n")[0]!}` };
           left -= s.seconds(o) + 2;
           continue;
         }
         try {
-          results.scenarios[s.id]!.results[name] = await measure(name, setup, s, o, log);
+          results.scenarios[s.id]!.results[row] = await measure(name, setup, s, o, log);
         } finally {
           await setup.stop();
         }

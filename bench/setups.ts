@@ -7,6 +7,7 @@ import { download } from "./lib/load.js";
 import { type NatsServer, startNatsServer } from "./lib/nats-server.js";
 import { childrenOf, type Proc, portLine, startProc } from "./lib/proc.js";
 import { findNatsServer, freePort, natsServerNote } from "./lib/tools.js";
+import { type Protected, type Protection, PROTECTIONS, protect } from "./protection.js";
 
 export const ROOT = resolve(import.meta.dirname, "..");
 const CLI = join(ROOT, "dist/clients/cli/main.js");
@@ -19,11 +20,28 @@ export interface Setup {
   base: string;
   /** Processes whose CPU and memory the report shows (proxies, relays, connector, nats-server). */
   watched: Array<{ role: string; pid: number }>;
+  /** Headers every request must carry: the client credential of a protected setup; else none. */
+  headers: Record<string, string>;
   stop(): Promise<void>;
 }
 
 export type SetupName = "direct" | "nginx" | "node-proxy" | "ferry-1" | "ferry-2";
 export const SETUPS: SetupName[] = ["direct", "nginx", "node-proxy", "ferry-1", "ferry-2"];
+/** The setups a scenario can also measure behind an access policy (its `protections`). */
+export const PROTECTABLE: SetupName[] = ["ferry-1", "ferry-2"];
+
+/** A row of a scenario's results: a setup, or a Ferry setup behind an access policy ("ferry-1+jwt"). */
+export type RowName = SetupName | `${SetupName}+${Protection}`;
+
+export function rowName(setup: SetupName, protection?: Protection): RowName {
+  return protection ? `${setup}+${protection}` : setup;
+}
+
+/** Every row in report order: each setup, then that setup behind each protection. */
+export const ROWS: RowName[] = SETUPS.flatMap((s) => [
+  s,
+  ...(PROTECTABLE.includes(s) ? (Object.keys(PROTECTIONS) as Protection[]).map((p) => rowName(s, p)) : []),
+]);
 
 /** Setups that cannot run on this machine, with the reason the report prints instead of a number. */
 export function cannotRun(name: SetupName): string | undefined {
@@ -50,24 +68,33 @@ export async function startGrpcTarget(): Promise<Target> {
   return { port: await proc.waitLine(portLine), scheme: "h2c", proc };
 }
 
-export async function startSetup(name: SetupName, target: Pick<Target, "port" | "scheme">): Promise<Setup> {
+/** Starts setup `name`; with `protection` (ferry-1 and ferry-2 only), its target behind that access policy. */
+export async function startSetup(name: SetupName, target: Pick<Target, "port" | "scheme">, protection?: Protection): Promise<Setup> {
   // The proxies here are HTTP/1.1 proxies; a gRPC scenario leaves them out (`only`).
   if (target.scheme === "h2c" && (name === "nginx" || name === "node-proxy")) throw new Error(`${name} is not set up for an h2c target`);
+  if (protection && !PROTECTABLE.includes(name)) throw new Error(`${name} has no access policy to put ${protection} in`);
+  // The policy is checked in force with GETs of /1k, which only the HTTP target has.
+  if (protection && target.scheme !== "http") throw new Error(`${protection} is set up for the HTTP target only`);
   switch (name) {
     case "direct":
-      return { name, base: `http://127.0.0.1:${target.port}`, watched: [], stop: async () => {} };
+      return { name, base: `http://127.0.0.1:${target.port}`, watched: [], headers: {}, stop: async () => {} };
     case "node-proxy": {
       const proc = startProc("node-proxy", process.execPath, [join(ROOT, "bench/node-proxy.mjs"), String(target.port)]);
       const port = await proc.waitLine(portLine);
-      return { name, base: `http://127.0.0.1:${port}`, watched: [{ role: "node-proxy", pid: proc.pid }], stop: proc.stop };
+      return { name, base: `http://127.0.0.1:${port}`, watched: [{ role: "node-proxy", pid: proc.pid }], headers: {}, stop: proc.stop };
     }
     case "nginx":
       return startNginx(target.port);
     case "ferry-1":
-      return startFerry(target);
+      return startFerry(target, [], protection);
     case "ferry-2":
-      return startFerryCluster(target);
+      return startFerryCluster(target, protection);
   }
+}
+
+/** `protection` on tenant "bench" (set through `admin`), in force at `probe`; nothing without one. */
+async function protectedBy(protection: Protection | undefined, admin: Relay["admin"], probe: string): Promise<Protected> {
+  return protection ? protect(admin, protection, probe) : { headers: {}, stop: async () => {} };
 }
 
 /** Debian's nginx as a keep-alive reverse proxy, one worker (one core, like one Node process), in a temp prefix. */
@@ -126,27 +153,33 @@ http {
     await proc.stop();
     rmSync(dir, { recursive: true, force: true });
   };
-  return { name: "nginx", base: `http://127.0.0.1:${port}`, watched: [{ role: "nginx", pid: proc.pid }], stop };
+  return { name: "nginx", base: `http://127.0.0.1:${port}`, watched: [{ role: "nginx", pid: proc.pid }], headers: {}, stop };
 }
 
 /** One relay node and one connector (default settings: two tunnels), tenant "bench", target "app". */
-export async function startFerry(target: Pick<Target, "port" | "scheme">, extraConnectorArgs: string[] = []): Promise<Setup> {
+export async function startFerry(target: Pick<Target, "port" | "scheme">, extraConnectorArgs: string[] = [], protection?: Protection): Promise<Setup> {
   const relay = await startRelay();
+  let connector: Proc | undefined;
   try {
-    const connector = await startConnector(relay, target, extraConnectorArgs);
+    connector = await startConnector(relay, target, extraConnectorArgs);
+    const base = `${relay.url}/relay/bench/app`;
+    const guard = await protectedBy(protection, relay.admin, `${base}/1k`);
     return {
       name: "ferry-1",
-      base: `${relay.url}/relay/bench/app`,
+      base,
       watched: [
         { role: "relay", pid: relay.proc.pid },
         { role: "connector", pid: connector.pid },
       ],
+      headers: guard.headers,
       stop: async () => {
-        await connector.stop();
+        await connector!.stop();
         await relay.stop();
+        await guard.stop();
       },
     };
   } catch (e) {
+    await connector?.stop();
     await relay.stop();
     throw e;
   }
@@ -157,13 +190,15 @@ export async function startFerry(target: Pick<Target, "port" | "scheme">, extraC
  * the connector on node b only and the load on node a: every request goes
  * a → NATS → b → tunnel → connector → target. Tenant, key, connector and target as in ferry-1.
  */
-export async function startFerryCluster(target: Pick<Target, "port" | "scheme">): Promise<Setup> {
+export async function startFerryCluster(target: Pick<Target, "port" | "scheme">, protection?: Protection): Promise<Setup> {
   const cluster = await startCluster();
   const { a, b, nats } = cluster;
   let connector: Proc | undefined;
+  let guard: Protected | undefined;
   const stop = async () => {
     await connector?.stop();
     await cluster.stop();
+    await guard?.stop();
   };
   try {
     // Tenant and key are made on node b, so the node the connector dials knows the key at once.
@@ -173,9 +208,12 @@ export async function startFerryCluster(target: Pick<Target, "port" | "scheme">)
     // lists both tunnels.
     if (target.scheme === "http") await untilOk(`${a.url}/relay/bench/app/1k`, 30_000);
     else await untilTunnels(a, 2, 30_000);
+    // Set on node b, in force on node a (where the check runs): the policy and key cross the KV bucket.
+    guard = await protectedBy(protection, b.admin, `${a.url}/relay/bench/app/1k`);
     return {
       name: "ferry-2",
       base: `${a.url}/relay/bench/app`,
+      headers: guard.headers,
       watched: [
         { role: "relay-a", pid: a.proc.pid },
         { role: "relay-b", pid: b.proc.pid },

@@ -12,12 +12,13 @@ import { parseSize } from "./size.js";
  * the proto's snake_case). Unknown keys are rejected, naming the key and where
  * it sits; durations may be written "500ms" or "2m" as well as proto's "0.5s".
  */
-export function readConfigFile<Desc extends DescMessage>(schema: Desc, file: string): MessageShape<Desc> {
+export function readConfigFile<Desc extends DescMessage>(schema: Desc, file: string, opts: ReadOptions = {}): MessageShape<Desc> {
+  const what = opts.what ?? "config file";
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch (e) {
-    throw invalidConfig(`cannot read config file ${file}: ${(e as Error).message}`);
+    throw invalidConfig(`cannot read ${what} ${file}: ${(e as Error).message}`);
   }
   const json = extname(file) === ".json";
   let data: unknown;
@@ -26,16 +27,47 @@ export function readConfigFile<Desc extends DescMessage>(schema: Desc, file: str
   } catch (e) {
     throw invalidConfig(`${file} is not valid ${json ? "JSON" : "YAML"}: ${(e as Error).message}`);
   }
+  if (opts.emptyIsDefault && (data === null || data === undefined)) data = {};
   if (!isObject(data)) {
     const examples = schema.fields.slice(0, 3).map((f) => f.jsonName);
-    throw invalidConfig(`${file} must hold a mapping of settings (${examples.join(", ")}, ...)`);
+    throw invalidConfig(`${file} must hold ${opts.mustHold ?? `a mapping of settings (${examples.join(", ")}, ...)`}`);
   }
   try {
-    return fromJson(schema, normalise(schema, data, ""));
+    return fromJson(schema, normalise(schema, opts.listsOfOne ? listsOfOne(schema, data) : data, ""));
   } catch (e) {
     const message = (e as Error).message.replace(/^cannot decode message [\w.]+ from JSON: /, "");
     throw invalidConfig(`${file}: ${message}`);
   }
+}
+
+export interface ReadOptions {
+  /** What the file is, in messages; default "config file". */
+  what?: string;
+  /** What the file must hold, in the message when it holds something else. */
+  mustHold?: string;
+  /** An empty file is the empty message (every field its default). */
+  emptyIsDefault?: boolean;
+  /**
+   * A single value where a list of scalars is expected is a list of one (`audience: api://crm`, `require: apiKey`),
+   * for files people write by hand that are mostly lists.
+   */
+  listsOfOne?: boolean;
+}
+
+/** A copy of `json` with a lone value wrapped wherever `schema` has a list of scalars; the rest as it was. */
+function listsOfOne(schema: DescMessage, json: JsonObject): JsonObject {
+  const out: JsonObject = {};
+  for (const [key, value] of Object.entries(json)) {
+    const field = schema.fields.find((f) => f.jsonName === key || f.name === key);
+    if (!field) out[key] = value; // normalise names it
+    else if (field.fieldKind === "list" && field.listKind !== "message" && value !== null && !Array.isArray(value)) out[key] = [value];
+    else if (field.fieldKind === "message" && isObject(value) && !field.message.typeName.startsWith("google.protobuf.")) {
+      out[key] = listsOfOne(field.message, value);
+    } else if (field.fieldKind === "list" && field.listKind === "message" && Array.isArray(value)) {
+      out[key] = value.map((item) => (isObject(item) ? listsOfOne(field.message, item) : item));
+    } else out[key] = value;
+  }
+  return out;
 }
 
 /**

@@ -11,9 +11,10 @@ export interface WrkResult {
   errors: number;
 }
 
-/** Closed-loop load with wrk (C, one thread: it leaves the cores to what is measured). */
-export async function wrk(url: string, connections: number, seconds: number): Promise<WrkResult> {
-  const out = await run("wrk", ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", url]);
+/** Closed-loop load with wrk (C, one thread: it leaves the cores to what is measured); `headers` go with every request. */
+export async function wrk(url: string, connections: number, seconds: number, headers: Record<string, string> = {}): Promise<WrkResult> {
+  const h = Object.entries(headers).flatMap(([name, value]) => ["-H", `${name}: ${value}`]);
+  const out = await run("wrk", ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", ...h, url]);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
   const requests = Number(/(\d+) requests in /.exec(out)?.[1]);
   const errors = [...out.matchAll(/(?:Non-2xx or 3xx responses|Socket errors: .*?timeout) (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);

@@ -1,3 +1,4 @@
+import type { Protection } from "../protection.js";
 import type { Setup, SetupName } from "../setups.js";
 
 export interface RunOptions {
@@ -21,6 +22,11 @@ export interface Scenario {
   skip?: Partial<Record<SetupName, string>>;
   /** The figures the report shows per setup; `ratios: false` where a ratio to the baselines means nothing. */
   headline: { key: string; unit: string; higherIsBetter: boolean; ratios?: boolean }[];
+  /**
+   * The Ferry setups (PROTECTABLE) measured again behind each of these access policies, each a row of its
+   * own right after the unprotected one ("ferry-1+jwt"): what the relay's check costs.
+   */
+  protections?: Protection[];
   /** What the setups forward to: the HTTP/1.1 target (default) or the gRPC target (h2c). */
   target?: "http" | "grpc";
   /** The scenario starts what it measures itself (no setup is started for it). */

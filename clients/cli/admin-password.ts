@@ -1,7 +1,6 @@
+import { MAX_PASSWORD_CHARS } from "../../services/access/basic-auth.js";
 import { usage } from "./admin-verbs.js";
 
-/** As the relay's basic-auth check (services/access/basic-auth.ts): a longer password could never be verified. */
-const MAX_PASSWORD_CHARS = 1024;
 /** What is read from a pipe at most: a password, not a file. */
 const MAX_STDIN_BYTES = 64 * 1024;
 

@@ -29,6 +29,11 @@ export interface TargetSpec {
   allowedPaths: string[];
   /** Methods clients may use, upper case; empty: every method. */
   allowedMethods: string[];
+  /**
+   * Only requests with a valid X-Ferry-Identity from the relay reach the target (identity-check.ts); the rest
+   * are refused at the connector. Set only when true: the config file is the one place to ask for it.
+   */
+  requireIdentity?: true;
 }
 
 /** The connector's settings after merging file, flags and defaults, and validating. */
@@ -163,6 +168,7 @@ function validate(c: ConnectorConfig, flags: ConnectorFlags, where: string): Con
       cors,
       allowedPaths,
       allowedMethods,
+      ...(t.requireIdentity ? { requireIdentity: true as const } : {}),
     } satisfies TargetSpec;
   });
   const tunnels = pickWholeNumber(flags.tunnels, c.tunnels, 2, `${where}tunnels`);

@@ -4,6 +4,7 @@ import { type AccessWindow, startAccessWindow } from "./access-window.js";
 import type { ConnectorSettings } from "./connector-config.js";
 import { type ConnectorStatusView, type ControlEndpoint, startControlEndpoint } from "./control-endpoint.js";
 import { createExchangeAudit } from "./exchange-audit.js";
+import { createIdentityCheck } from "./identity-check.js";
 import { describeProxy, proxyFor } from "./proxy.js";
 import { relayNetwork } from "./relay-channel.js";
 import { createTargetForwarder } from "./target-forwarder.js";
@@ -37,7 +38,13 @@ export interface Connector {
  */
 export function startConnector(settings: ConnectorSettings, log: Logger): Connector {
   const audit = settings.auditLog ? createExchangeAudit(settings.auditLog, log) : undefined;
-  const forwarder = createTargetForwarder(settings.targets, log, audit ? (ex) => audit.forbidden(ex) : undefined);
+  const network = relayNetwork(settings);
+  // Only when a target asks for it: the others never look at an identity.
+  const identity = settings.targets.some((t) => t.requireIdentity) ? createIdentityCheck({ network }) : undefined;
+  const forwarder = createTargetForwarder(settings.targets, log, {
+    ...(audit ? { onRefused: (ex, outcome) => audit.refused(ex, outcome) } : {}),
+    ...(identity ? { identity } : {}),
+  });
   const access = createAccessStatus(settings.runForMs === undefined ? undefined : new Date(Date.now() + settings.runForMs));
   access.onChange(() => {
     const status = access.toProto();
@@ -47,7 +54,6 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
   const stopSignal = new AbortController();
   const connectedWaiters: Array<{ n: number; resolve(): void }> = [];
   const slotCount = Math.max(settings.tunnels, 1);
-  const network = relayNetwork(settings);
   // Resolved once up front so a malformed HTTPS_PROXY fails the start, not every dial.
   const proxies = settings.relays.map((r) => proxyFor(r, network.proxy));
 
@@ -81,6 +87,7 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
       id: settings.id,
       relays: settings.relays.map((r) => r.origin),
       targets: settings.targets.map((t) => t.name),
+      ...(identity ? { requireIdentity: settings.targets.filter((t) => t.requireIdentity).map((t) => t.name) } : {}),
       tunnels: slotCount,
       ...(proxies.some(Boolean) ? { proxies: proxies.map((p) => (p ? describeProxy(p) : "direct")) } : {}),
     },
@@ -93,7 +100,12 @@ export function startConnector(settings: ConnectorSettings, log: Logger): Connec
     leaveTime: access.leaveTime?.toISOString() ?? null,
     tunnels: openCount(),
     inFlight: [...live].reduce((n, c) => n + c.inFlight, 0),
-    targets: settings.targets.map((t) => ({ name: t.name, allowedPaths: t.allowedPaths, allowedMethods: t.allowedMethods })),
+    targets: settings.targets.map((t) => ({
+      name: t.name,
+      allowedPaths: t.allowedPaths,
+      allowedMethods: t.allowedMethods,
+      ...(t.requireIdentity ? { requireIdentity: true } : {}),
+    })),
   });
   const pause = (by: string) => {
     if (access.pause()) log.info({ by }, "connector paused: new exchanges are refused");

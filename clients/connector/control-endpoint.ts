@@ -12,7 +12,8 @@ export interface ConnectorStatusView {
   /** Tunnels open and taking exchanges. */
   tunnels: number;
   inFlight: number;
-  targets: Array<{ name: string; allowedPaths: string[]; allowedMethods: string[] }>;
+  /** requireIdentity is there only when true. */
+  targets: Array<{ name: string; allowedPaths: string[]; allowedMethods: string[]; requireIdentity?: boolean }>;
 }
 
 export interface ControlActions {

@@ -30,15 +30,19 @@ export interface AuditRecord {
   durationMs: number;
   /** The client's address as the relay reported it. */
   client: string;
-  /** "ok", "forbidden" (an allowlist refused it), or "reset: CODE". */
+  /**
+   * "ok"; a refusal by the connector: "forbidden" (the target's allowlist), "identity_required",
+   * "identity_invalid" or "identity_unavailable" (X-Ferry-Identity missing, not valid, or not checkable);
+   * or "reset: CODE".
+   */
   outcome: string;
 }
 
 export interface ExchangeAudit {
   /** Starts recording one exchange. */
   observe(head: RequestHead, exchangeKey: string): ExchangeTap;
-  /** Marks an exchange the allowlist refused. */
-  forbidden(ex: Exchange): void;
+  /** Marks an exchange the connector refused itself, with the outcome its line records. */
+  refused(ex: Exchange, outcome: string): void;
   /** Reopens the file (after logrotate moved it away). */
   reopen(): void;
   close(): Promise<void>;
@@ -55,7 +59,7 @@ const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 export function createExchangeAudit(file: string, log: Logger): ExchangeAudit {
   let stream = open();
   let dropped = 0;
-  const forbidden = new WeakSet<Exchange>();
+  const refused = new WeakMap<Exchange, string>();
 
   function open(): WriteStream {
     const s = createWriteStream(file, { flags: "a", mode: 0o600 });
@@ -103,12 +107,12 @@ export function createExchangeAudit(file: string, log: Logger): ExchangeAudit {
             bytesOut,
             durationMs: Date.now() - started,
             client: head.clientAddress,
-            outcome: forbidden.has(ex) ? "forbidden" : reset ? `reset: ${ResetCode[reset.code] ?? reset.code}` : "ok",
+            outcome: refused.get(ex) ?? (reset ? `reset: ${ResetCode[reset.code] ?? reset.code}` : "ok"),
           });
         },
       };
     },
-    forbidden: (ex) => void forbidden.add(ex),
+    refused: (ex, outcome) => void refused.set(ex, outcome),
     reopen() {
       const old = stream;
       stream = open();

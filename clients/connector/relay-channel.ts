@@ -55,13 +55,21 @@ export function relayChannel(relay: URL, network: RelayNetwork, env: NodeJS.Proc
   return { target: `dns:${authority(proxy)}`, credentials: creds, options, proxy };
 }
 
-function tlsCredentials(network: RelayNetwork): ChannelCredentials {
-  // Without --ca: Node's default trust (bundled roots plus NODE_EXTRA_CA_CERTS); grpc-js's createSsl() misses the
-  // extra CAs. With --ca: only that file, so a certificate signed by anyone else (an inspecting proxy) is refused.
-  const context = createSecureContext({
+/**
+ * The trust and client certificate for TLS to a relay, read from the files now (so a renewed certificate is used
+ * from the next connection on). Without --ca: Node's default trust (bundled roots plus NODE_EXTRA_CA_CERTS). With
+ * --ca: only that file, so a certificate signed by anyone else (an inspecting proxy) is refused.
+ */
+export function relayTlsOptions(network: RelayNetwork): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  return {
     ...(network.ca ? { ca: readFileSync(network.ca) } : {}),
     ...(network.tlsCert && network.tlsKey ? { cert: readFileSync(network.tlsCert), key: readFileSync(network.tlsKey) } : {}),
-  });
+  };
+}
+
+function tlsCredentials(network: RelayNetwork): ChannelCredentials {
+  // A secure context of Node's own: grpc-js's createSsl() misses NODE_EXTRA_CA_CERTS.
+  const context = createSecureContext(relayTlsOptions(network));
   if (!network.insecureSkipVerify) return credentials.createFromSecureContext(context);
   return credentials.createFromSecureContext(context, { rejectUnauthorized: false, checkServerIdentity: () => undefined });
 }

@@ -11,7 +11,7 @@ import type { ConnectorSettings } from "./connector-config.js";
 import type { ExchangeAudit } from "./exchange-audit.js";
 import type { RelayNetwork } from "./relay-channel.js";
 import { describeDiagnosis, diagnoseRelay } from "./relay-diagnosis.js";
-import type { TargetForwarder } from "./target-forwarder.js";
+import { type TargetForwarder, viaTunnel } from "./target-forwarder.js";
 import { TunnelConnection, TunnelError } from "./tunnel-connection.js";
 
 /** What the slots share with the connector that runs them. */
@@ -82,11 +82,17 @@ async function runTunnelSlot(index: number, slotRelay: number[], o: TunnelSlotOp
       tunnelIndex: index,
       status: access.toProto(),
     });
-    const conn = new TunnelConnection({
+    const conn: TunnelConnection = new TunnelConnection({
       relay,
       key: settings.key,
       hello,
-      forwarder: o.forwarder,
+      // Each request knows its tunnel: an identity is checked against this relay's keys and its Welcome's tenant.
+      forwarder: viaTunnel(o.forwarder, {
+        relay,
+        get tenant() {
+          return conn.welcome?.tenant;
+        },
+      }),
       log,
       network,
       isPaused: () => access.paused,

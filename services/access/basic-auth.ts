@@ -19,7 +19,7 @@ export const SCRYPT_DEFAULTS = Object.freeze({ N: 2 ** 15, r: 8, p: 1, saltBytes
 /** Bounds of a stored hash's parameters: weaker ones make a leaked policy cheap to crack, stronger ones a request costly. */
 const LIMITS = { minLog2N: 14, maxMemoryBytes: 64 * 1024 * 1024, maxR: 32, maxP: 4, minBytes: 16, maxBytes: 64 };
 /** Longer passwords are refused unread: the header is bounded anyway, and nobody types this much. */
-const MAX_PASSWORD_CHARS = 1024;
+export const MAX_PASSWORD_CHARS = 1024;
 
 export interface ScryptHash {
   N: number;

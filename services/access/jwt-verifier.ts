@@ -1,4 +1,6 @@
+import { hash } from "node:crypto";
 import { errors as jose, jwtVerify, type JWTVerifyGetKey, type JWTVerifyOptions } from "jose";
+import { setNewest } from "../../core/bounded-map.js";
 import { msFromDuration } from "../../core/duration.js";
 import { FerryError } from "../../core/errors.js";
 import type { Logger } from "../../core/logger.js";
@@ -24,6 +26,9 @@ export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
 const MAX_SUBJECT_LENGTH = 255;
 /** A token without a kid is tried against at most this many of the provider's keys. */
 const MAX_KEY_CANDIDATES = 8;
+/** How long a verified token is taken again without checking its signature (never past its exp and the skew). */
+const VERIFIED_TOKEN_TTL_MS = 60_000;
+const MAX_VERIFIED_TOKENS = 10_000;
 
 export interface JwtVerifierOptions {
   /** Per fetch of a discovery document or JWKS; default 5 s. */
@@ -36,6 +41,8 @@ export interface JwtVerifierOptions {
   now?: () => number;
   /** Where failing identity providers are reported (rate-limited). Tokens are never logged. */
   log?: Logger;
+  /** Verified tokens remembered (by digest), least recently used dropped first; default 10,000, 0: none. */
+  maxVerifiedTokens?: number;
 }
 
 export interface VerifiedJwt {
@@ -68,10 +75,23 @@ export function createJwtVerifier(opts: JwtVerifierOptions = {}): JwtVerifier {
     now,
     log: opts.log,
   });
+  const maxVerified = opts.maxVerifiedTokens ?? MAX_VERIFIED_TOKENS;
+  /**
+   * Tokens that verified, by SHA-256 digest (never the token itself): a client sends the same token with every
+   * request, and checking its signature again is most of what a JWT rule costs (~150 µs). An entry holds only
+   * for the same rule object (a changed policy checks every token again) and never past the token's exp.
+   */
+  const verified = new Map<string, { rule: JwtRule; until: number; result: VerifiedJwt }>();
 
   return {
     async verify(token, rule) {
       if (token.length > MAX_TOKEN_LENGTH) throw invalid("it is too long");
+      const digest = maxVerified > 0 ? hash("sha256", token, "base64url") : "";
+      const known = verified.get(digest);
+      if (known !== undefined) {
+        if (known.rule === rule && now() < known.until) return known.result;
+        verified.delete(digest);
+      }
       if (!rule.issuer) throw invalid("the rule names no issuer");
       const algorithms = (rule.algorithms.length ? rule.algorithms : DEFAULT_JWT_ALGORITHMS).filter((a) => JWT_ALGORITHMS.includes(a));
       if (algorithms.length === 0) throw invalid("the rule accepts no usable algorithm");
@@ -95,9 +115,15 @@ export function createJwtVerifier(opts: JwtVerifierOptions = {}): JwtVerifier {
       if (!claimsMatch(claims, rule.claims)) {
         throw new FerryError("permission_denied", "jwt_claims", "the bearer token does not carry the claims this target requires");
       }
-      return { subject, claims };
+      const result = { subject, claims };
+      if (maxVerified > 0) {
+        const until = Math.min(now() + VERIFIED_TOKEN_TTL_MS, (claims.exp as number) * 1000 + skewMs);
+        setNewest(verified, digest, { rule, until, result }, maxVerified);
+      }
+      return result;
     },
     close() {
+      verified.clear();
       sources.close();
     },
   };

@@ -48,9 +48,9 @@ const RESERVED_HEADERS = new Set([
  * Beyond the single fields it refuses what would quietly do something else
  * than meant: a `jwt`, `basicUsers` or `apiKeyHeader` on a rule whose
  * `require` does not name its credential (that rule would let everyone in),
- * and a rule that accepts only mtls on a relay without a TLS listener.
+ * and a rule that accepts only mtls on a relay that does not ask clients for certificates.
  */
-export function validateAccessPolicy(policy: AccessPolicy, opts: { tls: boolean }): AccessPolicy {
+export function validateAccessPolicy(policy: AccessPolicy, opts: { clientCertificates: boolean }): AccessPolicy {
   if (policy.rules.length > POLICY_LIMITS.rules) fail(`rules: at most ${POLICY_LIMITS.rules} rules (this policy has ${policy.rules.length})`);
   const out = clone(AccessPolicySchema, policy);
   if (Buffer.byteLength(out.clientCaPem) > POLICY_LIMITS.clientCaPemBytes) fail(`clientCaPem: at most ${POLICY_LIMITS.clientCaPemBytes / 1024} KiB of PEM`);
@@ -82,7 +82,7 @@ function checkName(rule: AccessRule, i: number, names: Map<string, number>): voi
   names.set(rule.name, i);
 }
 
-function checkRule(rule: AccessRule, r: string, policy: AccessPolicy, opts: { tls: boolean }): void {
+function checkRule(rule: AccessRule, r: string, policy: AccessPolicy, opts: { clientCertificates: boolean }): void {
   const list = (field: string, entries: readonly unknown[]) => {
     if (entries.length > POLICY_LIMITS.listEntries) fail(`${r}: ${field}: at most ${POLICY_LIMITS.listEntries} entries`);
   };
@@ -119,10 +119,10 @@ function checkRule(rule: AccessRule, r: string, policy: AccessPolicy, opts: { tl
   checkBasic(rule, r, kinds.has("basic"));
   if (kinds.has("mtls")) {
     if (policy.clientCaPem.trim() === "") fail(`${r}: require names mtls, so clientCaPem (the CA certificates that sign the clients' certificates) is needed`);
-    if (!opts.tls && kinds.size === 1) {
+    if (!opts.clientCertificates && kinds.size === 1) {
       fail(
-        `${r}: this relay has no TLS listener, so a rule that accepts only mtls can never match ` +
-          "(start the relay with --tls-cert/--tls-key, or accept another credential too)",
+        `${r}: this relay does not ask clients for certificates, so a rule that accepts only mtls can never match ` +
+          "(start the relay with --client-certificates and TLS, or accept another credential too)",
       );
     }
   }

@@ -7,9 +7,15 @@ import { refill, setNewest } from "../../core/bounded-map.js";
  * draft-ietf-httpapi-ratelimit-headers-10 (the structured `RateLimit-Policy`
  * and `RateLimit`, not the older RateLimit-Limit/-Remaining/-Reset trio).
  *
- * Single node for now: `share()` is the part of every limit this node
- * enforces (default 1). A cluster passes 1 / live node count, so that with
- * the load spread over the nodes the tenant's limit holds as a whole.
+ * `share()` is the part of every limit this node enforces (default 1). A
+ * cluster passes 1 / live node count, so that with the load spread over the
+ * nodes the tenant's limit holds as a whole (services/relay/client-access.ts
+ * says what that costs when the load is not spread). The share changes as
+ * nodes join and leave; a bucket keeps its tokens through that and only its
+ * capacity and refill rate follow: a smaller capacity (a node joined) caps
+ * the tokens at the next take, a larger one (a node left) is filled from what
+ * is left at the new rate, not at once: the tokens of a node that left go to
+ * nobody. So a change never lets through a burst that no node had.
  */
 export interface RateSpec {
   /** Names the policy in the RateLimit fields (the rule's name). */
@@ -58,6 +64,8 @@ export function createRateLimiter(opts: RateLimiterOptions = {}): RateLimiter {
       const perMs = (spec.requests * s) / spec.perMs;
       const t = now();
       const bucket = buckets.get(key) ?? { tokens: capacity, at: t };
+      // At the rate of now for the whole time since the last take: a share that changed in between is off by at
+      // most the difference over that time, and the capacity caps it either way.
       const tokens = refill(bucket, capacity, perMs, t);
       setNewest(buckets, key, bucket, maxBuckets);
       if (tokens >= 1) {

@@ -38,7 +38,7 @@ export function accessRpcs(deps: AccessRpcDeps, actor: (ctx: HandlerContext) => 
 
     async setAccessPolicy(req, ctx) {
       const policy = req.policy ?? create(AccessPolicySchema);
-      const { before, after, replacedUnusable } = await catalog.accessPolicies.setAccessPolicy(req.tenant, policy, { tls: deps.clientCertificates });
+      const { before, after, replacedUnusable } = await catalog.accessPolicies.setAccessPolicy(req.tenant, policy, { clientCertificates: deps.clientCertificates });
       const empty = after.policy!.rules.length === 0 && after.policy!.clientCaPem === "";
       audit.record({
         action: "access.set",

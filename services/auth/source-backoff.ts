@@ -61,6 +61,8 @@ export function createSourceBackoff(
 
   return {
     waitMs(source) {
+      // Nobody failing is the common case: then nothing to look up (every request behind a policy asks).
+      if (entries.size === 0) return 0;
       const key = sourceKey(source);
       if (key === undefined) return 0;
       const t = now();
@@ -82,6 +84,7 @@ export function createSourceBackoff(
       return wait;
     },
     succeeded(source) {
+      if (entries.size === 0) return;
       const key = sourceKey(source);
       if (key !== undefined) entries.delete(key);
     },

@@ -7,7 +7,8 @@ import { isIPv6 } from "node:net";
  */
 export function sourceKey(address: string): string {
   const unmapped = unmapIPv4(address);
-  if (!isIPv6(unmapped)) return unmapped;
+  // No colon, no IPv6: skips Node's address regex on every IPv4 request.
+  if (!unmapped.includes(":") || !isIPv6(unmapped)) return unmapped;
   return `${expandIPv6(unmapped).slice(0, 4).join(":")}::/64`;
 }
 

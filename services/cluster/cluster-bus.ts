@@ -33,6 +33,8 @@ export interface ClusterBus extends ExchangeBus {
   readonly crossNode: number;
   /** Stops taking exchanges from other nodes (drain: this node's connectors are moving away). */
   stopRoutes(): void;
+  /** Relay nodes taking clients now, this one included (peer-liveness.ts); at least 1. */
+  liveNodes(): number;
   close(): void;
 }
 
@@ -75,6 +77,7 @@ export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
       return egress.exchanges.size + ingress.exchanges.size;
     },
     stopRoutes: () => egress.stopRoutes(),
+    liveNodes: peers.liveNodes,
     close() {
       peers.close();
       egress.close();

@@ -79,12 +79,18 @@ export function readOpenResult(bytes: Uint8Array): Checked<Accepted | FerryError
 
 /** A heartbeat on ferry.heartbeat.<node>: the node it names must be the one in its subject. */
 export function readHeartbeat(subject: string, bytes: Uint8Array): Checked<string> {
+  const beat = readBeat(subject, bytes);
+  return beat.ok ? ok(beat.value.node) : beat;
+}
+
+/** A heartbeat (readHeartbeat) with what it says of its node: whether it is draining (shutting down). */
+export function readBeat(subject: string, bytes: Uint8Array): Checked<{ node: string; draining: boolean }> {
   const node = subject.slice(subject.lastIndexOf(".") + 1);
   if (!NODE_ID_PATTERN.test(node)) return bad("heartbeat with a bad node id");
   const d = decode("heartbeat", () => fromBinary(HeartbeatSchema, bytes));
   if (!d.ok) return d;
   if (d.value.nodeId !== node) return bad("heartbeat for another node");
-  return ok(node);
+  return ok({ node, draining: d.value.draining });
 }
 
 /** A DisconnectRequest from another node's admin API. */

@@ -24,6 +24,12 @@ export interface ClusterMembership {
   audit: AuditStream;
   /** Connected to NATS right now (a node cut off from NATS is not ready). */
   readonly connected: boolean;
+  /**
+   * Relay nodes taking clients now, this one included: at least 1, and 1 until `start` (peers are known from
+   * their heartbeats, see peer-liveness.ts). Synchronous and cheap: the rate limits divide by it on every request.
+   * A plain function, safe to pass on unbound.
+   */
+  liveNodes: () => number;
   /** Starts routing and presence once the node's registry and local bus exist. */
   start(deps: { registry: TunnelRegistry; local: ExchangeBus; node: () => NodeFacts; isDraining(): boolean; faults: PeerFaults }): Promise<{
     bus: ClusterBus;
@@ -74,6 +80,7 @@ export async function joinCluster(opts: {
     get connected() {
       return conn.connected;
     },
+    liveNodes: () => bus?.liveNodes() ?? 1,
     async start(deps) {
       const self = () => nodeOf(deps.node(), deps.registry.tunnels().length);
       presence = await startPresence({ nc: conn.nc, nodeId, registry: deps.registry, replicas, self, isDraining: deps.isDraining, onReconnect: conn.onReconnect, log, signal });

@@ -1,6 +1,6 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { HeartbeatSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
-import { readHeartbeat } from "./cluster-messages.js";
+import { readBeat } from "./cluster-messages.js";
 import { type CrossExchanges, failWhere } from "./cross-exchange.js";
 import { type ClusterFault, guarded } from "./nats-callback.js";
 import type { ClusterConnection } from "./nats-connection.js";
@@ -25,20 +25,48 @@ export interface PeerLivenessDeps {
   ends: readonly CrossExchanges[];
 }
 
+export interface PeerLiveness {
+  /**
+   * The relay nodes taking clients now: this one and every peer heard from
+   * within PEER_DEAD_MS that is not draining; at least 1. Kept as a number
+   * (recounted each second and when a peer comes or starts draining), so it
+   * costs nothing per call: the rate limits read it on every request.
+   */
+  liveNodes(): number;
+  close(): void;
+}
+
 /**
  * Liveness of the other nodes. NATS is at-most-once, so this node sends a
  * heartbeat each second and fails (never replays) the exchanges it shares
  * with a peer that falls silent, and all of them when it loses NATS itself.
  */
-export function watchPeers(deps: PeerLivenessDeps): { close(): void } {
+export function watchPeers(deps: PeerLivenessDeps): PeerLiveness {
   const { nc } = deps.conn;
-  const lastHeard = new Map<string, number>();
+  const lastHeard = new Map<string, { at: number; draining: boolean }>();
+  // A draining peer still finishes its exchanges (it is alive for those), but its load balancer has moved its
+  // clients to the others (/readyz is 503), so for the rate limits' shares it no longer counts.
+  const takesClients = (node: string, now: number): boolean => {
+    const heard = lastHeard.get(node);
+    return heard !== undefined && !heard.draining && now - heard.at <= PEER_DEAD_MS && node !== deps.nodeId;
+  };
+  let live = 1;
+  const recount = (now: number) => {
+    let n = 1; // this node, draining or not: it enforces its own share either way
+    for (const node of lastHeard.keys()) if (takesClients(node, now)) n++;
+    live = n;
+  };
   const heartbeatSub = nc.subscribe(HEARTBEAT_ALL, {
     callback: guarded(deps.fault, "heartbeat callback threw", (msg) => {
-      const hb = readHeartbeat(msg.subject, msg.data);
+      const hb = readBeat(msg.subject, msg.data);
       if (!hb.ok) return deps.fault(hb.reason);
-      if (!lastHeard.has(hb.value) && lastHeard.size >= MAX_PEERS) return deps.fault("heartbeat from too many nodes");
-      lastHeard.set(hb.value, Date.now());
+      const { node, draining } = hb.value;
+      if (!lastHeard.has(node) && lastHeard.size >= MAX_PEERS) return deps.fault("heartbeat from too many nodes");
+      const now = Date.now();
+      const counted = takesClients(node, now);
+      lastHeard.set(node, { at: now, draining });
+      // A peer coming (or back) or starting to drain changes the shares at once; one falling silent, at the sweep.
+      if (takesClients(node, now) !== counted) recount(now);
     }),
   });
   const beat = () => {
@@ -55,12 +83,13 @@ export function watchPeers(deps: PeerLivenessDeps): { close(): void } {
     const now = Date.now();
     failWhere(deps.ends, (ex) => {
       // Its frames count as signs of life too: under bulk traffic a heartbeat can queue behind megabytes of them.
-      const heard = Math.max(lastHeard.get(ex.peer) ?? 0, ex.lastFrame, ex.start);
+      const heard = Math.max(lastHeard.get(ex.peer)?.at ?? 0, ex.lastFrame, ex.start);
       if (now - heard > PEER_DEAD_MS) return `relay node ${ex.peer} stopped answering`;
       if (ex.lastFrame === 0 && now - ex.start > ORPHAN_MS) return `relay node ${ex.peer} never used the exchange`;
       return undefined;
     });
-    for (const [node, at] of lastHeard) if (now - at > FORGET_MS) lastHeard.delete(node);
+    for (const [node, heard] of lastHeard) if (now - heard.at > FORGET_MS) lastHeard.delete(node);
+    recount(now);
   }, HEARTBEAT_MS);
   sweep.unref();
 
@@ -68,9 +97,11 @@ export function watchPeers(deps: PeerLivenessDeps): { close(): void } {
   deps.conn.onDisconnect(() => failWhere(deps.ends, () => "this relay node lost its connection to NATS"));
 
   return {
+    liveNodes: () => live,
     close() {
       clearInterval(sweep);
       heartbeatSub.unsubscribe();
+      live = 1;
     },
   };
 }

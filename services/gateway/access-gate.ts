@@ -1,6 +1,6 @@
 import type { Http2ServerRequest } from "node:http2";
 import type { PeerCertificate, TLSSocket } from "node:tls";
-import type { AccessControl, AccessDecision } from "../access/access-control.js";
+import type { AccessControl, AccessDecision, AccessGranted } from "../access/access-control.js";
 import type { NodeRequest, NodeResponse } from "../http/http-error.js";
 import type { AccessOutcome } from "../observability/exchange-record.js";
 import type { RelayPath } from "./relay-path.js";
@@ -9,7 +9,8 @@ import type { RelayPath } from "./relay-path.js";
  * Asks the tenant's access policy about a request, before anything of it
  * reaches a connector. A refusal is thrown (its challenge and rate-limit
  * headers already set on `res`, so the one error writer sends them); a grant
- * gives the request headers the relay consumed (the credential), lower-case.
+ * is returned with the request headers the relay consumed (the credential)
+ * lower-case, and is what the identity the relay signs for the target says.
  * `record` receives the outcome either way, for metrics and the audit trail.
  */
 export async function passAccessPolicy(
@@ -19,7 +20,7 @@ export async function passAccessPolicy(
   where: Pick<RelayPath, "tenant" | "target" | "path">,
   clientAddress: string,
   record: (outcome: AccessOutcome) => void,
-): Promise<readonly string[]> {
+): Promise<AccessGranted> {
   const socket = tlsSocketOf(req);
   const decision: AccessDecision = await access.check({
     tenant: where.tenant,
@@ -38,7 +39,9 @@ export async function passAccessPolicy(
     throw decision.error;
   }
   record({ granted: true, ...(decision.rule ? { rule: decision.rule } : {}), method: decision.method, subject: decision.subject });
-  return decision.consumedHeaders.map((h) => h.toLowerCase());
+  const consumed = decision.consumedHeaders;
+  // Most grants consume nothing (an IP rule, a public target): no copy for them.
+  return consumed.length === 0 ? decision : { ...decision, consumedHeaders: consumed.map((h) => h.toLowerCase()) };
 }
 
 /** The request's TLS socket; undefined on cleartext. HTTP/2 requests share their session's. */

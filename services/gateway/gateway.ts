@@ -15,6 +15,8 @@ import { spliceSocket } from "../../core/exchange/splice.js";
 import type { Logger } from "../../core/logger.js";
 import type { AccessControl } from "../access/access-control.js";
 import type { ExchangeBus } from "../bus/exchange-bus.js";
+import { IDENTITY_HEADER } from "../identity/identity-claims.js";
+import type { IdentityIssuer } from "../identity/identity-reuse.js";
 import type { AccessOutcome, ExchangeRecord } from "../observability/exchange-record.js";
 import type { Catalog } from "../state/catalog.js";
 import type { PeerFaults } from "../limits/peer-faults.js";
@@ -63,6 +65,8 @@ export interface GatewayOptions {
   faults: PeerFaults;
   /** The tenants' client access policies, applied before an exchange starts. */
   access?: AccessControl;
+  /** Signs X-Ferry-Identity for every request a tenant's policy let through (services/identity). */
+  identity?: IdentityIssuer;
 }
 
 export interface Gateway {
@@ -151,7 +155,8 @@ export function createGateway(opts: GatewayOptions): Gateway {
         let error = toFerryError(err);
         if (p.tooLarge !== undefined) error = bodyTooLarge(p.tooLarge);
         code = error.code;
-        if (error.kind === "internal") opts.log.error({ err }, "gateway failure");
+        // identity_unavailable is logged where it happens, once a minute: a node without a key fails every such request.
+        if (error.kind === "internal" && error.code !== "identity_unavailable") opts.log.error({ err }, "gateway failure");
         sendError(res, error);
       })
       .finally(() => {
@@ -231,8 +236,12 @@ async function serve(
   p.clientAddress = head.clientAddress;
   // Before the tenant's exchanges are taken: a refused client holds none, and nothing of it reaches a connector.
   if (opts.access?.applies(tenant.name)) {
-    const consumed = await passAccessPolicy(opts.access, req, res, where, head.clientAddress, (outcome) => (p.access = outcome));
+    const grant = await passAccessPolicy(opts.access, req, res, where, head.clientAddress, (outcome) => (p.access = outcome));
+    const consumed = grant.consumedHeaders;
     if (consumed.length > 0) head.headers = head.headers.filter((h) => !consumed.includes(h.name));
+    // The node's word that the policy let this request through, for the connector (requireIdentity) and the target
+    // to check against /.well-known/ferry/jwks.json. Throws identity_unavailable (500) when it cannot be given.
+    if (opts.identity) head.headers.push(header(IDENTITY_HEADER, opts.identity.issue(grant, { tenant: where.tenant, target: where.target, clientAddress: head.clientAddress })));
   }
   // Held from here to the end of the response: the tenant's limit and this client's share of it.
   const admission = load.admit(tenant.name, tenant.maxConcurrentExchanges, head.clientAddress);

@@ -97,4 +97,6 @@ export const SPOOFABLE_HEADERS: ReadonlySet<string> = new Set([
   "x-amzn-oidc-identity",
   "x-amzn-oidc-accesstoken",
   "x-amzn-mtls-clientcert",
+  // Ferry's own: the relay signs it after the tenant's policy (services/identity); one from a client is a forgery.
+  "x-ferry-identity",
 ]);

@@ -16,8 +16,19 @@ export interface ClientAccess {
  * The policy engine over the stored policies and client keys. Failed client
  * credentials back off per source on their own: a guessing client must not
  * lock out the connectors or admins behind the same address, nor they it.
+ *
+ * In a cluster, `liveNodes` (ClusterMembership.liveNodes) splits every rate
+ * limit: each node enforces 1/N of it, so with the load spread over the nodes
+ * (as a load balancer spreads it) the tenant's limit holds as a whole, not N
+ * times over. The price: load that is not spread (every client of a rule on
+ * one node, e.g. sticky sessions) gets only limit/N. Exact limits whatever
+ * the spread would need shared counters over NATS (a node taking tokens in
+ * batches from a cluster-wide bucket); the shares need no extra traffic.
+ * While nodes come and go the shares follow within a few seconds (heartbeats),
+ * and a node cut off from NATS soon counts itself alone and enforces the
+ * whole limit: neither side can know what the other allows.
  */
-export function createClientAccess(catalog: Catalog, limits: Limits, log: Logger): ClientAccess {
+export function createClientAccess(catalog: Catalog, limits: Limits, log: Logger, liveNodes?: () => number): ClientAccess {
   const jwt = createJwtVerifier({ log });
   const control = createAccessControl({
     policyOf: (tenant) => catalog.accessPolicies.getAccessPolicy(tenant),
@@ -25,6 +36,7 @@ export function createClientAccess(catalog: Catalog, limits: Limits, log: Logger
     checkClientKey: (secret) => catalog.clientKeys.checkClientKey(secret),
     verifyJwt: (token, rule) => jwt.verify(token, rule),
     backoff: createSourceBackoff(limits),
+    ...(liveNodes ? { share: () => 1 / liveNodes() } : {}),
   });
   return { control, close: () => jwt.close() };
 }

@@ -24,6 +24,9 @@ import { serialDenied } from "../tunnel/connector-cert.js";
 import { TunnelRegistry } from "../tunnel/tunnel-registry.js";
 import { createExchangeObserver } from "../observability/exchange-observer.js";
 import { createClientAccess } from "./client-access.js";
+import { createIdentityKeys } from "../identity/identity-keys.js";
+import { jwksEndpoint } from "../identity/jwks-endpoint.js";
+import { createIdentityIssuer } from "../identity/identity-reuse.js";
 import { createMetrics, type Metrics } from "../observability/metrics.js";
 import { createTrafficStats } from "../observability/traffic-stats.js";
 import { createPeerFaults, type PeerFaults } from "../limits/peer-faults.js";
@@ -77,6 +80,8 @@ export interface RelayOptions {
   limits?: Partial<Limits>;
   /** Fault and limit counters, shared with the server when it was made first; else the relay makes its own. */
   faults?: PeerFaults;
+  /** How long one X-Ferry-Identity signing key is used before the next (default 24 h; short in tests). */
+  identityRotateEveryMs?: number;
 }
 
 export interface Relay {
@@ -193,7 +198,15 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
     const { bus, directory } = cluster
       ? await cluster.start({ registry, local: localBus, node: nodeFacts, isDraining: () => draining, faults })
       : { bus: localBus, directory: localDirectory(registry, nodeFacts) };
-    const clientAccess = createClientAccess(catalog, limits, log);
+    const clientAccess = createClientAccess(catalog, limits, log, cluster?.liveNodes);
+    // This node's X-Ferry-Identity key, published in the (shared) store before the node serves.
+    const identity = createIdentityKeys({ store, nodeId, log, faults, rotateEveryMs: options.identityRotateEveryMs });
+    try {
+      await identity.ready;
+    } catch (err) {
+      clientAccess.close();
+      throw err;
+    }
     const metrics = createMetrics({ registry, activeFor: (tenant) => gatewayRef?.activeFor(tenant) ?? 0, faults });
     const gateway = createGateway({
       catalog,
@@ -209,6 +222,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       limits,
       faults,
       access: clientAccess.control,
+      identity: createIdentityIssuer(identity),
       onDone: createExchangeObserver({
         catalog,
         stats,
@@ -270,6 +284,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
         const role = catalog.checkAdminToken(token)?.role;
         return role === "admin" || role === "viewer";
       }),
+      jwks: jwksEndpoint(identity.jwksJson),
       ready: () => !draining && (cluster?.connected ?? true),
     });
 
@@ -312,6 +327,8 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
         unwatch();
         clearInterval(expirySweep);
         clientAccess.close();
+        // Before the store closes: its key stays published 10 minutes for the identities still in flight.
+        await identity.close();
         for (const t of registry.held()) t.close("relay closed");
         await audit.close();
         if (cluster) await cluster.close();

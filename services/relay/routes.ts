@@ -3,6 +3,7 @@ import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from "../../core/exchange/prot
 import { FERRY_VERSION } from "../../core/version.js";
 import { RELAY_PREFIX } from "../gateway/relay-path.js";
 import { type NodeRequest, type NodeResponse, responseOnSocket, sendError } from "../http/http-error.js";
+import { JWKS_PATH } from "../identity/jwks-endpoint.js";
 import { isTunnelSession } from "../tunnel/tunnel-windows.js";
 import type { Listeners } from "./server.js";
 
@@ -16,6 +17,8 @@ export interface RouteTable {
   gateway: Handler;
   gatewayUpgrade: UpgradeHandler;
   metrics: Handler;
+  /** GET /.well-known/ferry/jwks.json: the public keys of X-Ferry-Identity. */
+  jwks: Handler;
   /** A host-routed name ({target}.{tenant}.<base domain>): all of its paths belong to the target. */
   routesByHost(req: NodeRequest): boolean;
   ready(): boolean;
@@ -51,6 +54,8 @@ function requestRouter(routes: RouteTable): Handler {
     // Version and protocol tell `ferry doctor` (and operators) whether a connector can talk to this relay.
     if (path === "/healthz") return json(res, 200, { status: "ok", version: FERRY_VERSION, protocols: [MIN_PROTOCOL_VERSION, PROTOCOL_VERSION] });
     if (path === "/metrics") return routes.metrics(req, res);
+    // On the relay's own names only: every path of a host-routed name is its target's.
+    if (path === JWKS_PATH) return routes.jwks(req, res);
     if (path === "/readyz") return routes.ready() ? json(res, 200, { status: "ready" }) : json(res, 503, { status: "not ready" });
     sendError(res, new FerryError("not_found", "not_found", `nothing at ${path}; clients use /relay/{tenant}/{target}/{path}`));
   };

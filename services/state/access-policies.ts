@@ -16,7 +16,7 @@ const POLICY: RecordKind<typeof AccessPolicyRecordSchema> = {
     try {
       // Checked as a TLS node would: whether an "mtls" rule can match is this node's business per request,
       // and a node without TLS must not throw away a policy a node with TLS stored.
-      validateAccessPolicy(r.policy ?? create(AccessPolicySchema), { tls: true });
+      validateAccessPolicy(r.policy ?? create(AccessPolicySchema), { clientCertificates: true });
     } catch {
       return "policy_invalid";
     }
@@ -103,11 +103,11 @@ export class AccessPolicies {
   async setAccessPolicy(
     tenant: string,
     policy: AccessPolicy,
-    opts: { tls: boolean },
+    opts: { clientCertificates: boolean },
   ): Promise<{ before?: AccessPolicyRecord; after: AccessPolicyRecord; replacedUnusable: boolean }> {
     return this.records.serialized(async () => {
       this.tenants.requireTenant(tenant);
-      const normalized = validateAccessPolicy(policy, { tls: opts.tls });
+      const normalized = validateAccessPolicy(policy, opts);
       const before = this.records.read(POLICY, tenant);
       const replacedUnusable = before === undefined && this.records.has(POLICY, tenant);
       const after = create(AccessPolicyRecordSchema, { tenant, policy: normalized, updateTime: timestampNow() });

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { createServer, type Http2Server, type ServerHttp2Stream } from "node:http2";
+import { createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import type { AddressInfo } from "node:net";
 import type { Frame } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { type ConnectRequest, type ConnectResponse, WelcomeSchema } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
@@ -28,6 +28,11 @@ export interface HostileTunnel {
  */
 export class HostileRelay {
   readonly tunnels: HostileTunnel[] = [];
+  /**
+   * Other paths its port answers, as a real relay's port does (e.g. /.well-known/ferry/jwks.json), by path
+   * without the query; the rest get 404.
+   */
+  readonly routes = new Map<string, (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void>();
   private waiters: Array<() => void> = [];
 
   private constructor(
@@ -37,6 +42,9 @@ export class HostileRelay {
   ) {
     server.on("stream", (stream, headers) => {
       if (headers[":path"] !== TUNNEL_PATH) {
+        stream.on("error", () => {});
+        const route = this.routes.get(String(headers[":path"] ?? "").split("?", 1)[0]!);
+        if (route) return route(stream, headers);
         stream.respond({ ":status": 404 }, { endStream: true });
         return;
       }

@@ -52,7 +52,7 @@ async function verifyJwt(token: string, _rule: JwtRule): Promise<{ subject: stri
 
 const JWT = { issuer: "https://login.example.com/acme", audience: ["api://crm"] };
 const policy = (rules: JsonValue[], more: Record<string, JsonValue> = {}): AccessPolicy =>
-  validateAccessPolicy(fromJson(AccessPolicySchema, { rules, ...more }), { tls: true });
+  validateAccessPolicy(fromJson(AccessPolicySchema, { rules, ...more }), { clientCertificates: true });
 
 function control(policies: Record<string, AccessPolicy | undefined>, more: Partial<AccessControlDeps> = {}) {
   let now = Date.now();

@@ -105,7 +105,7 @@ const rows: Row[] = [
     name: "mtls alone without a TLS listener",
     policy: { ...rule({ require: ["mtls"] }), clientCaPem: caPem },
     tls: false,
-    want: "rule 1: this relay has no TLS listener, so a rule that accepts only mtls can never match",
+    want: "rule 1: this relay does not ask clients for certificates, so a rule that accepts only mtls can never match",
   },
   { name: "an api key header that is not a header", policy: rule({ require: ["apiKey"], apiKeyHeader: "X Api" }), want: `rule 1: apiKeyHeader "X Api" is not a header name` },
   { name: "an api key in Host", policy: rule({ require: ["apiKey"], apiKeyHeader: "Host" }), want: `rule 1: apiKeyHeader "Host" cannot carry a client key` },
@@ -117,7 +117,7 @@ describe("the access policy check", () => {
     const parsed = fromJson(AccessPolicySchema, policy);
     let error: unknown;
     try {
-      validateAccessPolicy(parsed, { tls });
+      validateAccessPolicy(parsed, { clientCertificates: tls });
     } catch (err) {
       error = err;
     }
@@ -139,7 +139,7 @@ describe("the access policy check", () => {
       ],
     });
     const before = toJson(AccessPolicySchema, policy);
-    const out = toJson(AccessPolicySchema, validateAccessPolicy(policy, { tls: true })) as { rules: Record<string, JsonValue>[] };
+    const out = toJson(AccessPolicySchema, validateAccessPolicy(policy, { clientCertificates: true })) as { rules: Record<string, JsonValue>[] };
     expect(out.rules.map((r) => r.name)).toEqual(["rule 1", "the rest", "rule 3"]);
     expect(out.rules[0]!.rateLimit).toEqual({ requests: 100, per: "1s", burst: 100, by: "client" });
     expect(out.rules[1]!.rateLimit).toEqual({ requests: 5, per: "60s", burst: 10, by: "ip" });
@@ -149,10 +149,10 @@ describe("the access policy check", () => {
 
   it("takes mtls without a TLS listener when the rule accepts another credential too", () => {
     const policy = fromJson(AccessPolicySchema, { clientCaPem: caPem, rules: [{ targets: ["crm"], require: ["mtls", "apiKey"] }] });
-    expect(validateAccessPolicy(policy, { tls: false }).rules[0]!.require).toEqual(["mtls", "apiKey"]);
+    expect(validateAccessPolicy(policy, { clientCertificates: false }).rules[0]!.require).toEqual(["mtls", "apiKey"]);
   });
 
   it("takes an empty policy (every target public)", () => {
-    expect(validateAccessPolicy(fromJson(AccessPolicySchema, {}), { tls: false }).rules).toEqual([]);
+    expect(validateAccessPolicy(fromJson(AccessPolicySchema, {}), { clientCertificates: false }).rules).toEqual([]);
   });
 });

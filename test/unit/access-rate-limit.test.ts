@@ -72,6 +72,32 @@ describe("rate limits", () => {
     expect(limiter.take("other", ten).ok).toBe(false);
   });
 
+  it("keeps a bucket's tokens when the share changes, capping them at a smaller capacity and refilling to a larger one", () => {
+    let now = 0;
+    let share = 1;
+    const limiter = createRateLimiter({ now: () => now, share: () => share });
+    const ten = { name: "r", requests: 10, perMs: 1000, burst: 10 };
+    const takes = (n: number) => Array.from({ length: n }, () => limiter.take("k", ten).ok).filter(Boolean).length;
+    expect(takes(2)).toBe(2); // 8 left
+    share = 0.5; // a node joins: this one's capacity is 5 now, and the 8 tokens are capped at it
+    expect(takes(8)).toBe(5);
+    now = 100;
+    expect(takes(1)).toBe(0); // refilling at 5 a second: half a token
+    now = 200;
+    expect(takes(2)).toBe(1);
+    share = 1; // the other node leaves: the capacity is 10 again, but the bucket fills from empty, not at once
+    now = 300;
+    expect(takes(10)).toBe(1); // 100 ms at 10 a second
+    now = 10_000;
+    expect(takes(11)).toBe(10); // full at the whole burst again
+    now = 20_000;
+    expect(takes(8)).toBe(8); // 2 left
+    share = 0.25; // two more nodes join: capacity 2.5, and a bucket below it keeps what it has
+    expect(takes(3)).toBe(2);
+    const refused = limiter.take("k", ten);
+    expect(refused.ok === false && refused.retryAfterSeconds).toBe(1); // a token at 2.5 a second: 400 ms, stated as 1 s
+  });
+
   it.each([
     [{ name: "r", requests: 100, perMs: 1000, burst: 100 }, `"r";q=100;w=1`],
     [{ name: "r", requests: 10, perMs: 100, burst: 10 }, `"r";q=100;w=1`], // a sub-second period as a quota per second

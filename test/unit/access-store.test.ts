@@ -33,7 +33,7 @@ function stateFile(dir: string, entries: Record<string, unknown>): void {
 }
 
 const policy = (targets: string[]): AccessPolicy => create(AccessPolicySchema, { rules: [{ targets, require: ["apiKey"] }] });
-const NO_TLS = { tls: false };
+const NO_TLS = { clientCertificates: false };
 
 async function refused(p: Promise<unknown> | (() => unknown)): Promise<FerryError> {
   const err = await (typeof p === "function" ? Promise.resolve().then(p) : p).then(

@@ -113,6 +113,40 @@ describe("benchmark report", () => {
     );
   });
 
+  it("puts the rows behind an access policy after their setup, against it from the same run", () => {
+    const run: BenchResults = {
+      ...results,
+      scenarios: {
+        small: {
+          ...results.scenarios.small!,
+          results: {
+            nginx: { rps: 40000, p99Ms: 3 },
+            "node-proxy": { rps: 20000, p99Ms: 6 },
+            "ferry-1": { rps: 10000, p99Ms: 12, requests: 200_000, resources: { relay: { cpuSeconds: 20, peakRssMB: 100 }, connector: { cpuSeconds: 20, peakRssMB: 150 } } },
+            "ferry-1+client-key": {
+              rps: 9500, p99Ms: 12.6, requests: 190_000, resources: { relay: { cpuSeconds: 20.9, peakRssMB: 101 }, connector: { cpuSeconds: 19, peakRssMB: 150 } },
+            },
+            "ferry-1+jwt": { error: "did not start: the access policy is not in force after 30 s" },
+            "ferry-2": { rps: 4000, p99Ms: 30, requests: 80_000, resources: { "relay-a": { cpuSeconds: 16, peakRssMB: 110 }, "relay-b": { cpuSeconds: 8, peakRssMB: 100 } } },
+            "ferry-2+jwt": { rps: 2000, p99Ms: 60, requests: 40_000, resources: { "relay-a": { cpuSeconds: 12, peakRssMB: 120 }, "relay-b": { cpuSeconds: 4, peakRssMB: 100 } } },
+          },
+        },
+      },
+    };
+    const out = markdown(run);
+    const rows = out.split("\n").filter((l) => l.startsWith("| ferry"));
+    expect(rows.map((l) => l.split(" | ")[0])).toEqual(["| ferry-1", "| ferry-1 + client key", "| ferry-1 + JWT", "| ferry-2", "| ferry-2 + JWT"]);
+    expect(out).toContain("| ferry-1 + client key | 9,500 (0.24x · 0.47x) | 12.6 (4.20x · 2.10x) | relay 20.9 s, 101 MB; connector 19.0 s, 150 MB |");
+    expect(out).toContain("| ferry-1 + JWT | failed: did not start: the access policy is not in force after 30 s |");
+    // CPU per request: 39.9 s / 190,000 against 40 s / 200,000; the relay's own 110 µs against 100 µs.
+    expect(out).toContain(
+      "Behind an access policy / without one (same run): ferry-1 + client key req/s 0.95x · ms p99 1.05x · CPU per request 1.05x (relay 100 → 110 µs); " +
+        "ferry-2 + JWT req/s 0.50x · ms p99 2.00x · CPU per request 1.33x (relay 200 → 300 µs).",
+    );
+    // Against ferry-1 without a policy only: the ferry-2 / ferry-1 line stays as it was.
+    expect(out).toContain("ferry-2 / ferry-1 (same run): req/s 0.40x · ms p99 2.50x · CPU s 0.60x · CPU per request 1.50x");
+  });
+
   it("names the transfers that failed and keeps the figures that did not", () => {
     const run: BenchResults = {
       ...results,

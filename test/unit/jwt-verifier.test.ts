@@ -74,6 +74,20 @@ describe("JWT verifier against a real OpenID provider", () => {
     for (const c of closers.splice(0)) await c();
   });
 
+  it("takes a verified token again only for the same rule, and never past its exp and the skew", async () => {
+    let clock = Date.now();
+    const v = verifier({ now: () => clock });
+    const token = await idp.tokenFor("ferry-test", { audience: AUD, expiresIn: 120 });
+    const crm = rule({ issuer: idp.issuer });
+    expect((await v.verify(token, crm)).subject).toBe("ferry-test");
+    expect((await v.verify(token, crm)).subject).toBe("ferry-test");
+    // Remembered for that rule object only: a rule for another audience checks the token and refuses it.
+    const other = rule({ issuer: idp.issuer, audience: ["api://erp"] });
+    expect((await refusal(v.verify(token, other))).message).toMatch(/audience/);
+    clock += 120_000 + 31_000; // past exp and the 30 s skew
+    expect((await refusal(v.verify(token, crm))).code).toBe("jwt_expired");
+  });
+
   it("accepts a valid token, keys found by OIDC discovery (fetched once, then cached)", async () => {
     const v = verifier();
     const token = await idp.tokenFor("ferry-test", { audience: AUD, claims: { groups: ["crm-users"] } });

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ferry/state/v1/state.proto.
  */
 export const file_ferry_state_v1_state: GenFile = /*@__PURE__*/
-  fileDesc("ChpmZXJyeS9zdGF0ZS92MS9zdGF0ZS5wcm90bxIOZmVycnkuc3RhdGUudjEigQMKDFRlbmFudFJlY29yZBIMCgRuYW1lGAEgASgJEi8KC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxkaXNwbGF5X25hbWUYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSEAoIZGlzYWJsZWQYBSABKAgSMgoPcmVxdWVzdF90aW1lb3V0GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEh4KFm1heF9yZXF1ZXN0X2JvZHlfYnl0ZXMYByABKAQSIAoYbWF4X2NvbmN1cnJlbnRfZXhjaGFuZ2VzGAggASgNEhcKD2FsbG93ZWRfdGFyZ2V0cxgJIAMoCRIvCgt1cGRhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJdGVuYW50X2lkGAsgASgJEiIKGmRlbmllZF9jZXJ0aWZpY2F0ZV9zZXJpYWxzGAwgAygJIv8BCglLZXlSZWNvcmQSDgoGa2V5X2lkGAEgASgJEg4KBnRlbmFudBgCIAEoCRIVCg1zZWNyZXRfc2hhMjU2GAMgASgMEhMKC2Rlc2NyaXB0aW9uGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3JlcGxhY2VkX2J5GAggASgJIsABChBBZG1pblRva2VuUmVjb3JkEhAKCHRva2VuX2lkGAEgASgJEhUKDXNlY3JldF9zaGEyNTYYAiABKAwSDAoEcm9sZRgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoQBChJBY2Nlc3NQb2xpY3lSZWNvcmQSDgoGdGVuYW50GAEgASgJEi0KBnBvbGljeRgCIAEoCzIdLmZlcnJ5LmFjY2Vzcy52MS5BY2Nlc3NQb2xpY3kSLwoLdXBkYXRlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoECCg9DbGllbnRLZXlSZWNvcmQSDgoGa2V5X2lkGAEgASgJEg4KBnRlbmFudBgCIAEoCRIVCg1zZWNyZXRfc2hhMjU2GAMgASgMEhMKC2Rlc2NyaXB0aW9uGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3RhcmdldHMYCCADKAliBnByb3RvMw", [file_ferry_access_v1_access_policy, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChpmZXJyeS9zdGF0ZS92MS9zdGF0ZS5wcm90bxIOZmVycnkuc3RhdGUudjEigQMKDFRlbmFudFJlY29yZBIMCgRuYW1lGAEgASgJEi8KC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxkaXNwbGF5X25hbWUYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSEAoIZGlzYWJsZWQYBSABKAgSMgoPcmVxdWVzdF90aW1lb3V0GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEh4KFm1heF9yZXF1ZXN0X2JvZHlfYnl0ZXMYByABKAQSIAoYbWF4X2NvbmN1cnJlbnRfZXhjaGFuZ2VzGAggASgNEhcKD2FsbG93ZWRfdGFyZ2V0cxgJIAMoCRIvCgt1cGRhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJdGVuYW50X2lkGAsgASgJEiIKGmRlbmllZF9jZXJ0aWZpY2F0ZV9zZXJpYWxzGAwgAygJIv8BCglLZXlSZWNvcmQSDgoGa2V5X2lkGAEgASgJEg4KBnRlbmFudBgCIAEoCRIVCg1zZWNyZXRfc2hhMjU2GAMgASgMEhMKC2Rlc2NyaXB0aW9uGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3JlcGxhY2VkX2J5GAggASgJIsABChBBZG1pblRva2VuUmVjb3JkEhAKCHRva2VuX2lkGAEgASgJEhUKDXNlY3JldF9zaGEyNTYYAiABKAwSDAoEcm9sZRgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoQBChJBY2Nlc3NQb2xpY3lSZWNvcmQSDgoGdGVuYW50GAEgASgJEi0KBnBvbGljeRgCIAEoCzIdLmZlcnJ5LmFjY2Vzcy52MS5BY2Nlc3NQb2xpY3kSLwoLdXBkYXRlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoECCg9DbGllbnRLZXlSZWNvcmQSDgoGa2V5X2lkGAEgASgJEg4KBnRlbmFudBgCIAEoCRIVCg1zZWNyZXRfc2hhMjU2GAMgASgMEhMKC2Rlc2NyaXB0aW9uGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3RhcmdldHMYCCADKAki1wEKEUlkZW50aXR5S2V5UmVjb3JkEgsKA2tpZBgBIAEoCRIPCgdub2RlX2lkGAIgASgJEhIKCnB1YmxpY19qd2sYAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnNpZ25fdW50aWwYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcGIGcHJvdG8z", [file_ferry_access_v1_access_policy, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * TenantRecord is a tenant as stored.
@@ -303,4 +303,62 @@ export type ClientKeyRecord = Message<"ferry.state.v1.ClientKeyRecord"> & {
  */
 export const ClientKeyRecordSchema: GenMessage<ClientKeyRecord> = /*@__PURE__*/
   messageDesc(file_ferry_state_v1_state, 4);
+
+/**
+ * IdentityKeyRecord is the public half of a key a relay node signs
+ * X-Ferry-Identity with. Each node makes its own keys and never shares the
+ * private half; every node serves all published keys at
+ * /.well-known/ferry/jwks.json, so a target can verify an identity whichever
+ * node signed it.
+ *
+ * @generated from message ferry.state.v1.IdentityKeyRecord
+ */
+export type IdentityKeyRecord = Message<"ferry.state.v1.IdentityKeyRecord"> & {
+  /**
+   * The JWK "kid".
+   *
+   * @generated from field: string kid = 1;
+   */
+  kid: string;
+
+  /**
+   * The node that holds the private key.
+   *
+   * @generated from field: string node_id = 2;
+   */
+  nodeId: string;
+
+  /**
+   * The public key as a JWK (JSON text; kty EC, crv P-256).
+   *
+   * @generated from field: string public_jwk = 3;
+   */
+  publicJwk: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 4;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * The node signs with it until then (rotation); later identities carry a newer key.
+   *
+   * @generated from field: google.protobuf.Timestamp sign_until = 5;
+   */
+  signUntil?: Timestamp | undefined;
+
+  /**
+   * Published until then (the last identity it signed has expired by then); removed afterwards.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 6;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message ferry.state.v1.IdentityKeyRecord.
+ * Use `create(IdentityKeyRecordSchema)` to create a new message.
+ */
+export const IdentityKeyRecordSchema: GenMessage<IdentityKeyRecord> = /*@__PURE__*/
+  messageDesc(file_ferry_state_v1_state, 5);
 
