@@ -172,7 +172,14 @@ export function createBasicVerifier(users: readonly BasicUser[], gate: ScryptGat
       if (credentials.password.length > MAX_PASSWORD_CHARS) return "invalid";
       const key = createHmac("sha256", cacheKey).update(JSON.stringify([credentials.user, credentials.password])).digest("base64");
       const until = verified.get(key);
-      if (until !== undefined && until > now()) return "ok";
+      if (until !== undefined) {
+        // A hit keeps its place among the newest: a device polling steadily is not evicted as if idle.
+        if (until > now()) {
+          setNewest(verified, key, until, CACHE_SIZE);
+          return "ok";
+        }
+        verified.delete(key);
+      }
       const pending = inFlight.get(key);
       if (pending) return pending;
       const run = gate.run(() => check(credentials));

@@ -1,4 +1,4 @@
-import { createHash, X509Certificate } from "node:crypto";
+import { hash, X509Certificate } from "node:crypto";
 import type { DetailedPeerCertificate, PeerCertificate } from "node:tls";
 import { setNewest } from "../../core/bounded-map.js";
 
@@ -63,7 +63,7 @@ export function createClientCertVerifier(cas: readonly X509Certificate[]): Clien
     verify(peer, nowMs) {
       try {
         if (!peer.raw) return { ok: false, reason: "no certificate" };
-        const key = createHash("sha256").update(peer.raw).digest("base64");
+        const key = hash("sha256", peer.raw, "base64");
         const known = verified.get(key);
         if (known && nowMs < known.until) return { ok: true, subject: known.subject };
         const result = verifyChain(peer, cas, nowMs);

@@ -94,13 +94,14 @@ export function createAccessControl(deps: AccessControlDeps): AccessControl {
       if (wait > 0) return tooManyFailures(rule.name, wait);
     }
     const by = rule.limit?.by;
+    const byAddress = by === undefined || by === "rule" ? "" : `ip:${sourceKey(address)}`;
     if (by === "ip" || by === "rule") {
-      const verdict = take(req, rule, by === "ip" ? `ip:${sourceKey(address)}` : "");
+      const verdict = take(req, rule, byAddress);
       if (!verdict.ok) return limited(req, rule, verdict);
     }
     if (rule.require.length === 0) {
       if (by === "client") {
-        const verdict = take(req, rule, `ip:${sourceKey(address)}`);
+        const verdict = take(req, rule, byAddress);
         if (!verdict.ok) return limited(req, rule, verdict);
       }
       return granted(rule.name, "none", address, NO_HEADERS);

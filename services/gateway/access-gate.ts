@@ -9,8 +9,8 @@ import type { RelayPath } from "./relay-path.js";
  * Asks the tenant's access policy about a request, before anything of it
  * reaches a connector. A refusal is thrown (its challenge and rate-limit
  * headers already set on `res`, so the one error writer sends them); a grant
- * is returned with the request headers the relay consumed (the credential)
- * lower-case, and is what the identity the relay signs for the target says.
+ * is returned with the request headers the relay consumed (the credential;
+ * lower-case, as compile-policy.ts makes them), and is what the identity the relay signs for the target says.
  * `record` receives the outcome either way, for metrics and the audit trail.
  */
 export async function passAccessPolicy(
@@ -22,6 +22,8 @@ export async function passAccessPolicy(
   record: (outcome: AccessOutcome) => void,
 ): Promise<AccessGranted> {
   const socket = tlsSocketOf(req);
+  // Read only by a rule that takes mtls: building the chain's JS objects costs on every TLS request otherwise.
+  let certificate: PeerCertificate | undefined | null = null;
   const decision: AccessDecision = await access.check({
     tenant: where.tenant,
     target: where.target,
@@ -30,7 +32,10 @@ export async function passAccessPolicy(
     headers: req.headers,
     tls: socket !== undefined,
     preflight: req.method === "OPTIONS" && req.headers.origin !== undefined && req.headers["access-control-request-method"] !== undefined,
-    clientCertificate: socket ? peerCertificate(socket) : undefined,
+    get clientCertificate() {
+      if (certificate === null) certificate = socket ? peerCertificate(socket) : undefined;
+      return certificate;
+    },
   });
   if (!decision.allowed) {
     record({ granted: false, rule: decision.rule, reason: decision.reason });
@@ -39,9 +44,7 @@ export async function passAccessPolicy(
     throw decision.error;
   }
   record({ granted: true, ...(decision.rule ? { rule: decision.rule } : {}), method: decision.method, subject: decision.subject });
-  const consumed = decision.consumedHeaders;
-  // Most grants consume nothing (an IP rule, a public target): no copy for them.
-  return consumed.length === 0 ? decision : { ...decision, consumedHeaders: consumed.map((h) => h.toLowerCase()) };
+  return decision;
 }
 
 /** The request's TLS socket; undefined on cleartext. HTTP/2 requests share their session's. */

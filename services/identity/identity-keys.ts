@@ -11,7 +11,7 @@ import type { KvStore } from "../state/kv-store.js";
 import { StoredRecords } from "../state/stored-records.js";
 import { es256Signer } from "./compact-jws.js";
 import { IDENTITY_TYP, type IdentityClaims } from "./identity-claims.js";
-import { IDENTITY_KEY, jwkThumbprint, type PublicEcJwk } from "./identity-key-record.js";
+import { IDENTITY_KEY, jwkThumbprint, parsePublicJwk, type PublicEcJwk } from "./identity-key-record.js";
 
 const DAY_MS = 86_400_000;
 const DEFAULT_ROTATE_MS = DAY_MS;
@@ -249,6 +249,6 @@ export function createIdentityKeys(opts: IdentityKeysOptions): IdentityKeys {
 
 /** A stored public key (checked when it was read: identity-key-record.ts) as the JWKS lists it. */
 function publishedJwk(r: IdentityKeyRecord): JWK {
-  const { x, y } = JSON.parse(r.publicJwk) as PublicEcJwk;
+  const { x, y } = parsePublicJwk(r.publicJwk) as PublicEcJwk;
   return { kty: "EC", crv: "P-256", x, y, kid: r.kid, alg: "ES256", use: "sig" };
 }
