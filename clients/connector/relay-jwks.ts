@@ -1,3 +1,4 @@
+import { abortableDelay } from "../../core/abortable-delay.js";
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTVerifyGetKey } from "jose";
 import { FerryError } from "../../core/errors.js";
 
@@ -59,7 +60,7 @@ export function createRelayKeySet(o: RelayKeySetOptions): RelayKeySet {
 
   const fetchOnce = async (): Promise<void> => {
     const wait = attemptedAt + minIntervalMs - now();
-    if (wait > 0) await delay(wait, closing.signal);
+    if (wait > 0) await abortableDelay(wait, closing.signal, { unref: true });
     if (closing.signal.aborted) throw unavailable("the connector is stopping");
     const started = now();
     attemptedAt = started;
@@ -127,19 +128,4 @@ export function keySetOf(doc: unknown): JSONWebKeySet {
         typeof k === "object" && k !== null && k.kty === "EC" && k.crv === "P-256" && typeof k.kid === "string" && !("d" in k),
     ),
   };
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts; the timer never holds the process open. */
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    timer.unref();
-    signal.addEventListener("abort", done);
-  });
 }

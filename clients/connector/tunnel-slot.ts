@@ -1,3 +1,4 @@
+import { abortableDelay } from "../../core/abortable-delay.js";
 import { create } from "@bufbuild/protobuf";
 import { hostname } from "node:os";
 import { HelloSchema } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
@@ -152,7 +153,7 @@ async function runTunnelSlot(index: number, slotRelay: number[], o: TunnelSlotOp
       log[level]({ relay: relay.origin, slot: index, err: e.message, ...(cause ? { cause } : {}), retryIn: formatDuration(delayMs) }, "tunnel failed");
     }
     if (o.stop.aborted) break;
-    if (delayMs > 0) await sleep(delayMs, o.stop);
+    if (delayMs > 0) await abortableDelay(delayMs, o.stop);
   }
 }
 
@@ -164,17 +165,4 @@ async function explain(relay: URL, network: RelayNetwork): Promise<string | unde
   } catch (err) {
     return `diagnosis failed: ${(err as Error).message}`;
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done);
-  });
 }
