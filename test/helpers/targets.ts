@@ -75,7 +75,8 @@ export async function startTestTarget(name = "target"): Promise<TestTarget> {
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     seen.push({ method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders });
-    const url = new URL(req.url!, "http://x");
+    // Appended, not resolved: a path such as "//%25/" (which the relay rightly passes on) would be read as a host.
+    const url = new URL(`http://x${req.url!}`);
     res.on("close", () => {
       if (!res.writableFinished) onAbort(req.url!);
     });
