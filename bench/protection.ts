@@ -1,7 +1,7 @@
 import { fromJson } from "@bufbuild/protobuf";
 import type { AdminClient } from "../clients/cli/admin-client.js";
 import { AccessPolicySchema } from "../gen/ferry/access/v1/access_policy_pb.js";
-import { DEFAULT_AUDIENCE, startOidcProvider } from "../test/helpers/oidc-provider.js";
+import { DEFAULT_AUDIENCE, startOidcProvider, type TestOidcProvider } from "../test/helpers/oidc-provider.js";
 
 /**
  * A client access policy in front of a Ferry setup's target, for what the
@@ -13,57 +13,63 @@ export type Protection = "client-key" | "jwt";
 /** In the order their rows follow the unprotected setup's, with the words the report uses for them. */
 export const PROTECTIONS: Record<Protection, string> = { "client-key": "client key", jwt: "JWT" };
 
-/** A protection in place: the headers every request must carry, and what to stop with the setup. */
-export interface Protected {
-  headers: Record<string, string>;
+/** Switches a running setup's tenant "bench" between no policy and each protection. */
+export interface Protections {
+  /** Puts `protection` in force (undefined: no policy at all) and resolves with the headers every request must then carry. */
+  use(protection: Protection | undefined): Promise<Record<string, string>>;
   stop(): Promise<void>;
 }
 
+const GROUPS = "bench-users";
+
 /**
- * Puts `protection` on every target of tenant "bench" through `admin` and resolves
- * once `url` (a GET through the node that takes the load) answers 401 without the
- * credential and 200 with it: in a cluster the policy and key reach the other node
- * over the KV bucket, and a measurement before then would measure no check at all.
+ * Policies set through `admin`, each in force once `url` (a GET through the
+ * node that takes the load) answers as it should: 401 without the credential
+ * and 200 with it, or 200 without anything for no policy. In a cluster the
+ * policy and key reach the other node over the KV bucket, and a measurement
+ * before then would measure the wrong policy. The client key and the
+ * provider are made on first use and kept: switching costs one policy write.
  */
-export async function protect(admin: AdminClient, protection: Protection, url: string): Promise<Protected> {
-  if (protection === "client-key") {
-    await setPolicy(admin, { rules: [{ name: "bench by key", targets: ["*"], require: ["apiKey"] }] });
-    const { secret } = await admin.createClientKey({ tenant: "bench", description: "npm run bench" });
-    const headers = { authorization: `Bearer ${secret}` };
-    await untilEnforced(url, headers);
-    return { headers, stop: async () => {} };
-  }
-  // A real provider (oidc-provider, RS256, as Entra ID, Keycloak and Auth0 sign by default) in this process:
-  // the relay discovers it and fetches its keys once, then every request costs a signature check and the claims.
-  const idp = await startOidcProvider();
-  try {
-    const groups = "bench-users";
-    await setPolicy(admin, {
-      rules: [{ name: "bench by token", targets: ["*"], require: ["jwt"], jwt: { issuer: idp.issuer, audience: [DEFAULT_AUDIENCE], claims: { groups } } }],
-    });
-    // Valid for longer than any run; one token for every request, as one client would send.
-    const token = await idp.tokenFor("ferry-test", { expiresIn: 3600, claims: { groups } });
-    const headers = { authorization: `Bearer ${token}` };
-    await untilEnforced(url, headers);
-    return { headers, stop: () => idp.close() };
-  } catch (e) {
-    await idp.close();
-    throw e;
-  }
+export function createProtections(admin: AdminClient, url: string): Protections {
+  let key: Promise<string> | undefined;
+  let idp: Promise<TestOidcProvider> | undefined;
+  const policies: Record<Protection, () => Promise<{ policy: unknown; headers: Record<string, string> }>> = {
+    "client-key": async () => {
+      key ??= admin.createClientKey({ tenant: "bench", description: "npm run bench" }).then((k) => k.secret);
+      return { policy: { rules: [{ name: "bench by key", targets: ["*"], require: ["apiKey"] }] }, headers: { authorization: `Bearer ${await key}` } };
+    },
+    // A real provider (oidc-provider, RS256, as Entra ID, Keycloak and Auth0 sign by default) in this process:
+    // the relay discovers it and fetches its keys once, then every request costs a signature check and the claims.
+    jwt: async () => {
+      idp ??= startOidcProvider();
+      const provider = await idp;
+      // Valid for longer than any run; one token for every request, as one client would send.
+      const token = await provider.tokenFor("ferry-test", { expiresIn: 3600, claims: { groups: GROUPS } });
+      const rule = { name: "bench by token", targets: ["*"], require: ["jwt"], jwt: { issuer: provider.issuer, audience: [DEFAULT_AUDIENCE], claims: { groups: GROUPS } } };
+      return { policy: { rules: [rule] }, headers: { authorization: `Bearer ${token}` } };
+    },
+  };
+  return {
+    async use(protection) {
+      const { policy, headers } = protection ? await policies[protection]() : { policy: { rules: [] }, headers: {} };
+      await admin.setAccessPolicy({ tenant: "bench", policy: fromJson(AccessPolicySchema, policy as never) });
+      await untilInForce(url, headers, protection !== undefined);
+      return headers;
+    },
+    async stop() {
+      await (await idp?.catch(() => undefined))?.close();
+    },
+  };
 }
 
-async function setPolicy(admin: AdminClient, policy: unknown): Promise<void> {
-  await admin.setAccessPolicy({ tenant: "bench", policy: fromJson(AccessPolicySchema, policy as never) });
-}
-
-async function untilEnforced(url: string, headers: Record<string, string>, timeoutMs = 30_000): Promise<void> {
+async function untilInForce(url: string, headers: Record<string, string>, guarded: boolean, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  let last = "";
   for (;;) {
     const [without, withIt] = await Promise.all([status(url, {}), status(url, headers)]);
-    if (without === 401 && withIt === 200) return;
-    last = `${without} without the credential, ${withIt} with it`;
-    if (Date.now() > deadline) throw new Error(`${url}: the access policy is not in force after ${timeoutMs / 1000} s (${last})`);
+    if (without === (guarded ? 401 : 200) && withIt === 200) return;
+    if (Date.now() > deadline) {
+      throw new Error(`${url}: the ${guarded ? "access policy" : "empty policy"} is not in force after ${timeoutMs / 1000} s (${without} without the credential, ${withIt} with it)`);
+    }
     await new Promise((r) => setTimeout(r, 20));
   }
 }

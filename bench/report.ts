@@ -34,7 +34,7 @@ export function markdown(r: BenchResults): string {
     "and noisy). Ratios in brackets are to nginx and to node-proxy; for latency, lower is better. Under a table, the",
     "ferry-2 / ferry-1 line gives what the cluster hop costs, from the same run; its CPU and peak RSS are the sums over",
     "each setup's processes (relay-a, relay-b, connector and nats-server against relay and connector), and CPU per",
-    "request divides by the requests each setup carried meanwhile, warm-ups included.",
+    "request divides by the requests each setup carried meanwhile, warm-ups included (for Ferry rows with policies beside them, only the timed runs).",
     "",
     "| machine | |",
     "|---|---|",
@@ -45,10 +45,12 @@ export function markdown(r: BenchResults): string {
     "target; default settings, two tunnels), **ferry-2** (a nats-server with JetStream and two relay nodes clustered over",
     "it, the connector on node b only and the load on node a, so every request goes node a → NATS → node b → tunnel →",
     "connector → target; same connector settings as ferry-1). All run on 127.0.0.1; the target is the same Node server in",
-    "every setup. **+ client key** and **+ JWT** rows: the same Ferry setup, started fresh, with an access policy on the",
-    "tenant that requires a client key (sent as `Authorization: Bearer`) or a JWT (RS256, from a real OpenID provider on",
-    "127.0.0.1, its keys fetched once and cached by the relay; one token for every request), checked by the relay that",
-    "takes the load; the line under the table gives each against the same setup without a policy.",
+    "every setup. **+ client key** and **+ JWT** rows: the same Ferry processes with an access policy on the tenant that",
+    "requires a client key (sent as `Authorization: Bearer`) or a JWT (RS256, from a real OpenID provider on 127.0.0.1,",
+    "its keys fetched once and cached by the relay; one token for every request), checked by the relay that takes the",
+    "load. The policy is switched between timed runs, round by round, so that each protected run has an unprotected one",
+    "next to it; the line under the table gives the median of those paired req/s ratios, and the other figures of each",
+    "row against the same setup without a policy.",
     "",
     "![requests/s and MB/s per setup](benchmarks.svg)",
     "",
@@ -178,8 +180,10 @@ function versusUnprotected(s: ScenarioResult): string | undefined {
       const parts = s.headline
         .filter((h) => h.ratios !== false)
         .flatMap((h) => {
-          const x = ratio(guarded[h.key], plain[h.key]);
-          return x !== undefined ? [`${h.unit} ${x.toFixed(2)}x`] : [];
+          // req/s from the rounds' pairs where there are some (run-protected.ts): robust to the machine's drift.
+          const paired = h.key === "rps" && typeof guarded.rpsVsUnprotected === "number";
+          const x = paired ? (guarded.rpsVsUnprotected as number) : ratio(guarded[h.key], plain[h.key]);
+          return x !== undefined ? [`${h.unit} ${x.toFixed(2)}x${paired ? ` (median of ${String(guarded.runs)} paired runs)` : ""}`] : [];
         });
       if (parts.length === 0) return [];
       const perRequest = ratio(ratio(totalOf(guarded, "cpuSeconds"), guarded.requests), ratio(totalOf(plain, "cpuSeconds"), plain.requests));

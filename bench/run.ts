@@ -6,10 +6,10 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, release } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { childrenOf, cpuSeconds, peakRss, resetPeak } from "./lib/proc.js";
+import { watchResources } from "./lib/resources.js";
 import { ensureTools, findNatsServer, versionOf } from "./lib/tools.js";
 import type { RunOptions, Scenario } from "./lib/types.js";
-import { type BenchResults, chart, markdown, type Resources } from "./report.js";
+import { type BenchResults, chart, markdown } from "./report.js";
 import { bulk } from "./scenarios/bulk.js";
 import { fixedRate } from "./scenarios/fixed-rate.js";
 import { headOfLine } from "./scenarios/head-of-line.js";
@@ -19,6 +19,7 @@ import { small } from "./scenarios/small.js";
 import { websocketIdle } from "./scenarios/websocket-idle.js";
 import { websocket } from "./scenarios/websocket.js";
 import type { Protection } from "./protection.js";
+import { measureProtected } from "./run-protected.js";
 import {
   cannotRun, PROTECTABLE, ROOT, ROWS, rowName, SETUPS, type Setup, type SetupName, startGrpcTarget, startSetup, startTarget, type Target,
 } from "./setups.js";
@@ -78,55 +79,63 @@ async function main(): Promise<void> {
   };
 
   // Scenario by scenario, each setup started fresh for it: no scenario inherits another's
-  // heap, connections or caches, and every setup sees the same machine state. A protected
-  // row is a setup of its own too, right after the same setup without the policy.
+  // heap, connections or caches, and every setup sees the same machine state. A Ferry
+  // setup's rows behind access policies are measured on that same setup (run-protected.ts).
   const chosen = (setup: SetupName, protection?: Protection) =>
     !setups || setups.includes(rowName(setup, protection)) || (protection !== undefined && setups.includes(setup));
   const plan = scenarios.flatMap((s) =>
-    SETUPS.filter((setup) => !s.only || s.only.includes(setup)).flatMap((setup) =>
-      [undefined, ...(PROTECTABLE.includes(setup) ? (s.protections ?? []) : [])]
-        .filter((protection) => chosen(setup, protection))
-        .map((protection) => ({ setup, s, protection, row: rowName(setup, protection) })),
-    ),
+    SETUPS.filter((setup) => !s.only || s.only.includes(setup)).flatMap((setup) => {
+      const protections = PROTECTABLE.includes(setup) ? (s.protections ?? []).filter((p) => chosen(setup, p)) : [];
+      // Behind a policy needs the same setup without one: the baseline of its ratios.
+      if (!chosen(setup) && protections.length === 0) return [];
+      const rows = [rowName(setup), ...protections.map((p) => rowName(setup, p))];
+      return [{ setup, s, protections, rows, seconds: s.seconds(o) * (1 + protections.length) }];
+    }),
   );
   // Why a setup gets a note instead of figures: the scenario does not apply to it, or it cannot run here.
   const noteFor = (setup: SetupName, s: Scenario) => s.skip?.[setup] ?? cannotRun(setup);
-  let left = plan.reduce((n, p) => n + (noteFor(p.setup, p.s) ? 0 : p.s.seconds(o) + 2), 0);
+  let left = plan.reduce((n, p) => n + (noteFor(p.setup, p.s) ? 0 : p.seconds + 2), 0);
   const target = await startTarget();
   // The gRPC target only when a gRPC scenario runs somewhere.
   let grpcTarget: Target | undefined;
   let step = 0;
   try {
     if (plan.some((p) => p.s.target === "grpc" && !p.s.standalone && !noteFor(p.setup, p.s))) grpcTarget = await startGrpcTarget();
-    for (const { setup: name, s, protection, row } of plan) {
+    for (const { setup: name, s, protections, rows, seconds } of plan) {
       step++;
+      const figures = results.scenarios[s.id]!.results;
+      const setAll = (f: Record<string, unknown>) => rows.forEach((row) => (figures[row] = f));
       const note = noteFor(name, s);
+      const title = `[${step}/${plan.length}] ${s.title} · ${rows.join(", ")}`;
       if (note) {
-        results.scenarios[s.id]!.results[row] = { note };
-        log(`[${step}/${plan.length}] ${s.title} · ${row}: ${note}`);
+        setAll({ note });
+        log(`${title}: ${note}`);
         continue;
       }
-      log(`[${step}/${plan.length}] ${s.title} · ${row} (~${s.seconds(o)} s; ~${clock(left)} left)`);
+      log(`${title} (~${seconds} s; ~${clock(left)} left)`);
+      left -= seconds + 2;
       if (s.standalone) {
-        results.scenarios[s.id]!.results[row] = await measure(name, undefined, s, o, log);
-      } else {
-        let setup: Setup;
-        try {
-          setup = await startSetup(name, s.target === "grpc" ? grpcTarget! : target, protection);
-        } catch (e) {
-          // A setup that does not come up is that setup's failure, not the run's.
-          log(`  failed to start: ${(e as Error).message}`);
-          results.scenarios[s.id]!.results[row] = { error: `did not start: ${(e as Error).message.split("\n")[0]!}` };
-          left -= s.seconds(o) + 2;
-          continue;
-        }
-        try {
-          results.scenarios[s.id]!.results[row] = await measure(name, setup, s, o, log);
-        } finally {
-          await setup.stop();
-        }
+        figures[name] = await measure(name, undefined, s, o, log);
+        continue;
       }
-      left -= s.seconds(o) + 2;
+      let setup: Setup;
+      try {
+        setup = await startSetup(name, s.target === "grpc" ? grpcTarget! : target, protections.length > 0);
+      } catch (e) {
+        // A setup that does not come up is that setup's failure, not the run's.
+        log(`  failed to start: ${(e as Error).message}`);
+        setAll({ error: `did not start: ${(e as Error).message.split("\n")[0]!}` });
+        continue;
+      }
+      try {
+        if (protections.length === 0) figures[name] = await measure(name, setup, s, o, log);
+        else Object.assign(figures, await measureProtected(name, setup, s, protections, o, log));
+      } catch (e) {
+        log(`  failed: ${(e as Error).message}`);
+        setAll({ error: (e as Error).message.split("\n")[0]! });
+      } finally {
+        await setup.stop();
+      }
     }
   } finally {
     await grpcTarget?.proc.stop();
@@ -151,19 +160,10 @@ async function main(): Promise<void> {
 
 /** Runs one scenario on one setup, with CPU seconds and peak RSS of the setup's own processes. */
 async function measure(name: SetupName, setup: Setup | undefined, s: Scenario, o: RunOptions, log: (l: string) => void): Promise<Record<string, unknown>> {
-  // A process and its direct children: nginx does its work in a worker.
-  const watched = (setup?.watched ?? []).flatMap((w) => [w.pid, ...childrenOf(w.pid)].map((pid) => ({ role: w.role, pid })));
-  for (const w of watched) resetPeak(w.pid);
-  const cpuBefore = watched.map((w) => cpuSeconds(w.pid));
+  const used = watchResources(setup);
   try {
     const figures = await s.run(setup, o, log, name);
-    const resources: Resources = {};
-    watched.forEach((w, i) => {
-      const r = (resources[w.role] ??= { cpuSeconds: 0, peakRssMB: 0 });
-      r.cpuSeconds += cpuSeconds(w.pid) - cpuBefore[i]!;
-      r.peakRssMB += peakRss(w.pid) / 1e6;
-    });
-    return { ...figures, resources };
+    return { ...figures, resources: used() };
   } catch (e) {
     log(`  failed: ${(e as Error).message}`);
     return { error: (e as Error).message.split("\n")[0]! };

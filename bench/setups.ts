@@ -7,7 +7,7 @@ import { download } from "./lib/load.js";
 import { type NatsServer, startNatsServer } from "./lib/nats-server.js";
 import { childrenOf, type Proc, portLine, startProc } from "./lib/proc.js";
 import { findNatsServer, freePort, natsServerNote } from "./lib/tools.js";
-import { type Protected, type Protection, PROTECTIONS, protect } from "./protection.js";
+import { createProtections, type Protection, type Protections, PROTECTIONS } from "./protection.js";
 
 export const ROOT = resolve(import.meta.dirname, "..");
 const CLI = join(ROOT, "dist/clients/cli/main.js");
@@ -20,8 +20,10 @@ export interface Setup {
   base: string;
   /** Processes whose CPU and memory the report shows (proxies, relays, connector, nats-server). */
   watched: Array<{ role: string; pid: number }>;
-  /** Headers every request must carry: the client credential of a protected setup; else none. */
+  /** Headers every request must carry: the client credential while a protection is in force; else none. */
   headers: Record<string, string>;
+  /** A Ferry setup started to be measured behind access policies: switches them (see run-protected.ts). */
+  protections?: Protections;
   stop(): Promise<void>;
 }
 
@@ -68,13 +70,13 @@ export async function startGrpcTarget(): Promise<Target> {
   return { port: await proc.waitLine(portLine), scheme: "h2c", proc };
 }
 
-/** Starts setup `name`; with `protection` (ferry-1 and ferry-2 only), its target behind that access policy. */
-export async function startSetup(name: SetupName, target: Pick<Target, "port" | "scheme">, protection?: Protection): Promise<Setup> {
+/** Starts setup `name`; `protectable` (ferry-1 and ferry-2 only): with `protections` to put its target behind access policies. */
+export async function startSetup(name: SetupName, target: Pick<Target, "port" | "scheme">, protectable = false): Promise<Setup> {
   // The proxies here are HTTP/1.1 proxies; a gRPC scenario leaves them out (`only`).
   if (target.scheme === "h2c" && (name === "nginx" || name === "node-proxy")) throw new Error(`${name} is not set up for an h2c target`);
-  if (protection && !PROTECTABLE.includes(name)) throw new Error(`${name} has no access policy to put ${protection} in`);
-  // The policy is checked in force with GETs of /1k, which only the HTTP target has.
-  if (protection && target.scheme !== "http") throw new Error(`${protection} is set up for the HTTP target only`);
+  if (protectable && !PROTECTABLE.includes(name)) throw new Error(`${name} has no access policy to switch`);
+  // A policy is checked in force with GETs of /1k, which only the HTTP target has.
+  if (protectable && target.scheme !== "http") throw new Error("access policies are set up for the HTTP target only");
   switch (name) {
     case "direct":
       return { name, base: `http://127.0.0.1:${target.port}`, watched: [], headers: {}, stop: async () => {} };
@@ -86,15 +88,10 @@ export async function startSetup(name: SetupName, target: Pick<Target, "port" | 
     case "nginx":
       return startNginx(target.port);
     case "ferry-1":
-      return startFerry(target, [], protection);
+      return startFerry(target, [], protectable);
     case "ferry-2":
-      return startFerryCluster(target, protection);
+      return startFerryCluster(target, protectable);
   }
-}
-
-/** `protection` on tenant "bench" (set through `admin`), in force at `probe`; nothing without one. */
-async function protectedBy(protection: Protection | undefined, admin: Relay["admin"], probe: string): Promise<Protected> {
-  return protection ? protect(admin, protection, probe) : { headers: {}, stop: async () => {} };
 }
 
 /** Debian's nginx as a keep-alive reverse proxy, one worker (one core, like one Node process), in a temp prefix. */
@@ -157,13 +154,13 @@ http {
 }
 
 /** One relay node and one connector (default settings: two tunnels), tenant "bench", target "app". */
-export async function startFerry(target: Pick<Target, "port" | "scheme">, extraConnectorArgs: string[] = [], protection?: Protection): Promise<Setup> {
+export async function startFerry(target: Pick<Target, "port" | "scheme">, extraConnectorArgs: string[] = [], protectable = false): Promise<Setup> {
   const relay = await startRelay();
   let connector: Proc | undefined;
   try {
     connector = await startConnector(relay, target, extraConnectorArgs);
     const base = `${relay.url}/relay/bench/app`;
-    const guard = await protectedBy(protection, relay.admin, `${base}/1k`);
+    const protections = protectable ? createProtections(relay.admin, `${base}/1k`) : undefined;
     return {
       name: "ferry-1",
       base,
@@ -171,11 +168,12 @@ export async function startFerry(target: Pick<Target, "port" | "scheme">, extraC
         { role: "relay", pid: relay.proc.pid },
         { role: "connector", pid: connector.pid },
       ],
-      headers: guard.headers,
+      headers: {},
+      ...(protections ? { protections } : {}),
       stop: async () => {
         await connector!.stop();
         await relay.stop();
-        await guard.stop();
+        await protections?.stop();
       },
     };
   } catch (e) {
@@ -190,15 +188,16 @@ export async function startFerry(target: Pick<Target, "port" | "scheme">, extraC
  * the connector on node b only and the load on node a: every request goes
  * a → NATS → b → tunnel → connector → target. Tenant, key, connector and target as in ferry-1.
  */
-export async function startFerryCluster(target: Pick<Target, "port" | "scheme">, protection?: Protection): Promise<Setup> {
+export async function startFerryCluster(target: Pick<Target, "port" | "scheme">, protectable = false): Promise<Setup> {
   const cluster = await startCluster();
   const { a, b, nats } = cluster;
   let connector: Proc | undefined;
-  let guard: Protected | undefined;
+  // Set on node b, in force on node a (where the check runs): policies and keys cross the KV bucket.
+  const protections = protectable ? createProtections(b.admin, `${a.url}/relay/bench/app/1k`) : undefined;
   const stop = async () => {
     await connector?.stop();
     await cluster.stop();
-    await guard?.stop();
+    await protections?.stop();
   };
   try {
     // Tenant and key are made on node b, so the node the connector dials knows the key at once.
@@ -208,12 +207,11 @@ export async function startFerryCluster(target: Pick<Target, "port" | "scheme">,
     // lists both tunnels.
     if (target.scheme === "http") await untilOk(`${a.url}/relay/bench/app/1k`, 30_000);
     else await untilTunnels(a, 2, 30_000);
-    // Set on node b, in force on node a (where the check runs): the policy and key cross the KV bucket.
-    guard = await protectedBy(protection, b.admin, `${a.url}/relay/bench/app/1k`);
     return {
       name: "ferry-2",
       base: `${a.url}/relay/bench/app`,
-      headers: guard.headers,
+      headers: {},
+      ...(protections ? { protections } : {}),
       watched: [
         { role: "relay-a", pid: a.proc.pid },
         { role: "relay-b", pid: b.proc.pid },

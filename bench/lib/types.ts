@@ -9,6 +9,15 @@ export interface RunOptions {
 /** One scenario's figures for one setup: numbers, or a note instead of a number. */
 export type Figures = Record<string, number | string>;
 
+/** One timed run of a closed-loop load: what run-protected.ts compares. */
+export interface TimedRun {
+  rps: number;
+  /** Requests completed in the run: CPU per request divides by these. */
+  requests: number;
+  /** Requests refused or failed: behind a policy a refusal is quick and cheap, and would flatter the check. */
+  errors: number;
+}
+
 export interface Scenario {
   id: string;
   title: string;
@@ -23,10 +32,16 @@ export interface Scenario {
   /** The figures the report shows per setup; `ratios: false` where a ratio to the baselines means nothing. */
   headline: { key: string; unit: string; higherIsBetter: boolean; ratios?: boolean }[];
   /**
-   * The Ferry setups (PROTECTABLE) measured again behind each of these access policies, each a row of its
-   * own right after the unprotected one ("ferry-1+jwt"): what the relay's check costs.
+   * The Ferry setups (PROTECTABLE) measured also behind each of these access policies, each a row of its own
+   * right after the unprotected one ("ferry-1+jwt"): what the relay's check costs. One setup carries them all,
+   * its policy switched between timed runs (run-protected.ts), so both sides of a ratio share the machine's mood.
    */
   protections?: Protection[];
+  /** With `protections`: a warm-up and one timed run of the load, which run-protected.ts repeats for each policy, round by round. */
+  warmUp?(setup: Setup, o: RunOptions): Promise<unknown>;
+  runOnce?(setup: Setup, o: RunOptions): Promise<TimedRun>;
+  /** With `protections`: how many rounds (each policy once per round). */
+  rounds?(o: RunOptions): number;
   /** What the setups forward to: the HTTP/1.1 target (default) or the gRPC target (h2c). */
   target?: "http" | "grpc";
   /** The scenario starts what it measures itself (no setup is started for it). */

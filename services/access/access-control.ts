@@ -71,6 +71,9 @@ export interface AccessDenied {
 
 export type AccessDecision = AccessGranted | AccessDenied;
 
+/** A value now, or later: the policy engine answers at once whenever it can (no promise, no turn of the event loop). */
+export type MaybeAsync<T> = T | Promise<T>;
+
 /**
  * What the state says of a presented client key ("fcl_..."): the engine checks
  * that `tenant` is the request's and the target is in `targets` (when not empty).
@@ -83,6 +86,10 @@ export type ClientKeyCheck =
 export interface AccessControl {
   /** True when the tenant has a policy with rules: the gateway skips `check` (and its promise) otherwise. */
   applies(tenant: string): boolean;
-  /** Never throws or rejects: anything unexpected is a denial with reason "policy_unusable". */
-  check(req: AccessRequest): Promise<AccessDecision>;
+  /**
+   * The decision, at once when it needs neither I/O nor scrypt (IP rules, rate limits, client keys, a token
+   * verified before): behind a policy this runs on every request. A promise otherwise (a token's first
+   * check, Basic). Never throws or rejects: anything unexpected is a denial with reason "policy_unusable".
+   */
+  check(req: AccessRequest): MaybeAsync<AccessDecision>;
 }

@@ -3,11 +3,11 @@ import { FerryError } from "../../core/errors.js";
 import { createSourceBackoff, type SourceBackoff } from "../auth/source-backoff.js";
 import { sourceKey } from "../auth/source-key.js";
 import { DEFAULT_LIMITS } from "../limits/limits.js";
-import type { AccessControl, AccessDecision, AccessGranted, AccessRequest, ClientKeyCheck } from "./access-control.js";
+import type { AccessControl, AccessDecision, AccessGranted, AccessRequest, ClientKeyCheck, MaybeAsync } from "./access-control.js";
 import { deny, policyUnusable, tooManyFailures } from "./access-denials.js";
 import { createScryptGate, type ScryptGate } from "./basic-auth.js";
 import { type CompiledPolicy, type CompiledRule, compilePolicy } from "./compile-policy.js";
-import { checkCredential } from "./credential-check.js";
+import { checkCredential, type CredentialOutcome } from "./credential-check.js";
 import { bucketKey, createRateLimiter, type RateVerdict } from "./rate-limit.js";
 import { matchRule } from "./rule-match.js";
 
@@ -17,8 +17,8 @@ export interface AccessControlDeps {
   /** The tenant's stored policy cannot be used (policyOf then gives a deny-all stand-in): refused as policy_unusable. */
   unusable?(tenant: string): boolean;
   checkClientKey(secret: string): ClientKeyCheck;
-  /** Rejects with FerryError kind "unauthenticated", code "jwt_expired" | "jwt_invalid" | "jwt_claims"; any other rejection refuses as policy_unusable. */
-  verifyJwt(token: string, rule: JwtRule): Promise<{ subject: string }>;
+  /** Fails with FerryError kind "unauthenticated", code "jwt_expired" | "jwt_invalid" | "jwt_claims"; any other failure refuses as policy_unusable. */
+  verifyJwt(token: string, rule: JwtRule): MaybeAsync<{ subject: string }>;
   /** Failed client credentials per source; default: one of its own with the default limits. Keep it apart from the admin's and the connectors'. */
   backoff?: SourceBackoff;
   now?: () => number;
@@ -49,7 +49,7 @@ const NO_HEADERS: readonly string[] = Object.freeze([]);
  *
  * Policies are compiled on first use and cached by object identity, so a
  * changed policy (a new object from the state) applies from its next request.
- * Never throws or rejects.
+ * Never throws or rejects; answers at once unless the credential needs I/O or scrypt.
  */
 export function createAccessControl(deps: AccessControlDeps): AccessControl {
   const now = deps.now ?? Date.now;
@@ -77,7 +77,7 @@ export function createAccessControl(deps: AccessControlDeps): AccessControl {
       headers: verdict.headers,
     });
 
-  const decide = async (req: AccessRequest, policy: AccessPolicy): Promise<AccessDecision> => {
+  const decide = (req: AccessRequest, policy: AccessPolicy): MaybeAsync<AccessDecision> => {
     const rule = matchRule(compiledOf(policy).rules, req.target, req.path);
     if (!rule) return granted(undefined, "none", req.clientAddress, NO_HEADERS);
     if (rule.broken !== undefined) return policyUnusable(rule.name, req.tenant, rule.broken);
@@ -94,29 +94,42 @@ export function createAccessControl(deps: AccessControlDeps): AccessControl {
       if (wait > 0) return tooManyFailures(rule.name, wait);
     }
     const by = rule.limit?.by;
-    const byAddress = by === undefined || by === "rule" ? "" : `ip:${sourceKey(address)}`;
     if (by === "ip" || by === "rule") {
-      const verdict = take(req, rule, byAddress);
+      const verdict = take(req, rule, by === "ip" ? byIp(address) : "");
       if (!verdict.ok) return limited(req, rule, verdict);
     }
     if (rule.require.length === 0) {
       if (by === "client") {
-        const verdict = take(req, rule, byAddress);
+        const verdict = take(req, rule, byIp(address));
         if (!verdict.ok) return limited(req, rule, verdict);
       }
       return granted(rule.name, "none", address, NO_HEADERS);
     }
-    const outcome = await checkCredential(credentials, rule, req);
+    const outcome = checkCredential(credentials, rule, req);
+    return outcome instanceof Promise ? outcome.then((o) => credentialChecked(req, rule, o)) : credentialChecked(req, rule, outcome);
+  };
+
+  const credentialChecked = (req: AccessRequest, rule: CompiledRule, outcome: CredentialOutcome): AccessDecision => {
     if (!outcome.ok) {
-      if (outcome.failure) backoff.failed(address);
+      if (outcome.failure) backoff.failed(req.clientAddress);
       return outcome.denial;
     }
-    backoff.succeeded(address);
-    if (by === "client") {
+    backoff.succeeded(req.clientAddress);
+    if (rule.limit?.by === "client") {
       const verdict = take(req, rule, `${outcome.method}:${outcome.subject}`);
       if (!verdict.ok) return limited(req, rule, verdict);
     }
     return granted(rule.name, outcome.method, outcome.subject, outcome.consumed);
+  };
+
+  /** A refusal for whatever went wrong inside: the rule it happened under, if it can be told. */
+  const failed = (req: AccessRequest, policy: AccessPolicy | undefined, err: unknown): AccessDecision => {
+    const rule = policy ? (matchRule(safeRules(policy), req.target, req.path)?.name ?? "") : "";
+    // The identity provider cannot be reached (keys, discovery): a 503 the client may retry, not its fault.
+    if (err instanceof FerryError && err.kind === "unavailable") {
+      return deny(rule, "policy_unusable", "unavailable", err.message, { retryAfterSeconds: err.extra.retryAfterSeconds ?? 1 });
+    }
+    return policyUnusable(rule, req.tenant, err);
   };
 
   return {
@@ -127,20 +140,17 @@ export function createAccessControl(deps: AccessControlDeps): AccessControl {
         return true; // then `check` says policy_unusable: a policy that cannot even be read lets nobody through
       }
     },
-    async check(req) {
+    check(req) {
       let policy: AccessPolicy | undefined;
       try {
         if (deps.unusable?.(req.tenant)) return policyUnusable("", req.tenant, new Error("the stored policy cannot be used"));
         policy = deps.policyOf(req.tenant);
         if (!policy || policy.rules.length === 0) return granted(undefined, "none", req.clientAddress, NO_HEADERS);
-        return await decide(req, policy);
+        const decision = decide(req, policy);
+        const used = policy;
+        return decision instanceof Promise ? decision.catch((err: unknown) => failed(req, used, err)) : decision;
       } catch (err) {
-        const rule = policy ? (matchRule(safeRules(policy), req.target, req.path)?.name ?? "") : "";
-        // The identity provider cannot be reached (keys, discovery): a 503 the client may retry, not its fault.
-        if (err instanceof FerryError && err.kind === "unavailable") {
-          return deny(rule, "policy_unusable", "unavailable", err.message, { retryAfterSeconds: err.extra.retryAfterSeconds ?? 1 });
-        }
-        return policyUnusable(rule, req.tenant, err);
+        return failed(req, policy, err);
       }
     },
   };
@@ -157,4 +167,9 @@ function safeRules(policy: AccessPolicy): { name: string; targets: string[]; pat
   } catch {
     return [];
   }
+}
+
+/** The bucket of a client known by its address only. */
+function byIp(address: string): string {
+  return `ip:${sourceKey(address)}`;
 }

@@ -1,15 +1,15 @@
 import type { JwtRule } from "../../gen/ferry/access/v1/access_policy_pb.js";
 import { FerryError } from "../../core/errors.js";
 import { bearer } from "../auth/bearer.js";
-import type { AccessDenied, AccessRequest, ClientKeyCheck, CredentialKind } from "./access-control.js";
+import type { AccessDenied, AccessRequest, ClientKeyCheck, CredentialKind, MaybeAsync } from "./access-control.js";
 import { BASIC_CHALLENGE, credentialMissing, deny, invalidBearer, tooManyFailures } from "./access-denials.js";
 import { parseBasicAuthorization } from "./basic-auth.js";
 import type { CompiledRule } from "./compile-policy.js";
 
 export interface CredentialDeps {
   checkClientKey(secret: string): ClientKeyCheck;
-  /** Rejects with FerryError kind "unauthenticated", code "jwt_expired" | "jwt_invalid" | "jwt_claims". */
-  verifyJwt(token: string, rule: JwtRule): Promise<{ subject: string }>;
+  /** Fails (throws or rejects) with FerryError kind "unauthenticated", code "jwt_expired" | "jwt_invalid" | "jwt_claims". */
+  verifyJwt(token: string, rule: JwtRule): MaybeAsync<{ subject: string }>;
   now: () => number;
 }
 
@@ -28,9 +28,10 @@ export const CLIENT_KEY_PREFIX = "fcl_";
  * rule accepts, in the rule's order; the others are not looked at. One
  * Authorization: Bearer serves both apiKey and jwt: a client key is told
  * from a token by its prefix, and when the rule takes only one of the two,
- * any bearer is checked as that one (and fails as it).
+ * any bearer is checked as that one (and fails as it). At once for a client
+ * key, a certificate and a token verified before; a promise otherwise.
  */
-export async function checkCredential(deps: CredentialDeps, rule: CompiledRule, req: AccessRequest): Promise<CredentialOutcome> {
+export function checkCredential(deps: CredentialDeps, rule: CompiledRule, req: AccessRequest): MaybeAsync<CredentialOutcome> {
   const authorization = first(req.headers.authorization);
   const presented = bearer(authorization);
   const keyAsBearer = rule.require.includes("apiKey") && rule.apiKeyHeader === undefined;
@@ -55,11 +56,12 @@ export async function checkCredential(deps: CredentialDeps, rule: CompiledRule, 
         const credentials = parseBasicAuthorization(authorization);
         if (credentials === "malformed") return basicRefused(rule, "the Authorization: Basic header cannot be read (base64 of user:password)");
         if (credentials !== undefined) {
-          const verdict = await rule.basic!.verify(credentials);
-          if (verdict === "ok") return { ok: true, method: "basic", subject: credentials.user, consumed: rule.consumes.basic };
-          // The gate on scrypt is full: nothing was checked, so nothing counts against the source.
-          if (verdict === "busy") return { ok: false, denial: tooManyFailures(rule.name, 1000), failure: false };
-          return basicRefused(rule, "the user name or password is not valid");
+          return rule.basic!.verify(credentials).then((verdict): CredentialOutcome => {
+            if (verdict === "ok") return { ok: true, method: "basic", subject: credentials.user, consumed: rule.consumes.basic };
+            // The gate on scrypt is full: nothing was checked, so nothing counts against the source.
+            if (verdict === "busy") return { ok: false, denial: tooManyFailures(rule.name, 1000), failure: false };
+            return basicRefused(rule, "the user name or password is not valid");
+          });
         }
         break;
       }
@@ -88,18 +90,28 @@ function clientKey(deps: CredentialDeps, rule: CompiledRule, req: AccessRequest,
   return { ok: true, method: "apiKey", subject: key.keyId, consumed: rule.consumes.apiKey };
 }
 
-async function token(deps: CredentialDeps, rule: CompiledRule, presented: string): Promise<CredentialOutcome> {
+function token(deps: CredentialDeps, rule: CompiledRule, presented: string): MaybeAsync<CredentialOutcome> {
+  let verified: MaybeAsync<{ subject: string }>;
   try {
-    const { subject } = await deps.verifyJwt(presented, rule.jwt!);
-    return { ok: true, method: "jwt", subject, consumed: rule.consumes.jwt };
+    verified = deps.verifyJwt(presented, rule.jwt!);
   } catch (err) {
-    // By code, whatever the kind (jwt_claims is permission_denied); anything else is not the client's doing.
-    if (!(err instanceof FerryError) || !(err.kind === "unauthenticated" || err.code === "jwt_claims")) throw err;
-    // jwt_expired and jwt_claims come after the signature verified: a genuine token, not a guess.
-    if (err.code === "jwt_claims") return { ok: false, denial: deny(rule.name, "jwt_claims", "permission_denied", err.message), failure: false };
-    if (err.code === "jwt_expired") return { ok: false, denial: invalidBearer(rule.name, "jwt_expired", err.message), failure: false };
-    return { ok: false, denial: invalidBearer(rule.name, "jwt_invalid", err.message), failure: true };
+    return tokenRefused(rule, err);
   }
+  if (verified instanceof Promise) return verified.then((v) => tokenGranted(rule, v.subject), (err: unknown) => tokenRefused(rule, err));
+  return tokenGranted(rule, verified.subject);
+}
+
+function tokenGranted(rule: CompiledRule, subject: string): CredentialOutcome {
+  return { ok: true, method: "jwt", subject, consumed: rule.consumes.jwt };
+}
+
+function tokenRefused(rule: CompiledRule, err: unknown): CredentialOutcome {
+  // By code, whatever the kind (jwt_claims is permission_denied); anything else is not the client's doing.
+  if (!(err instanceof FerryError) || !(err.kind === "unauthenticated" || err.code === "jwt_claims")) throw err;
+  // jwt_expired and jwt_claims come after the signature verified: a genuine token, not a guess.
+  if (err.code === "jwt_claims") return { ok: false, denial: deny(rule.name, "jwt_claims", "permission_denied", err.message), failure: false };
+  if (err.code === "jwt_expired") return { ok: false, denial: invalidBearer(rule.name, "jwt_expired", err.message), failure: false };
+  return { ok: false, denial: invalidBearer(rule.name, "jwt_invalid", err.message), failure: true };
 }
 
 function certificate(deps: CredentialDeps, rule: CompiledRule, req: AccessRequest): CredentialOutcome {

@@ -5,6 +5,7 @@ import { msFromDuration } from "../../core/duration.js";
 import { FerryError } from "../../core/errors.js";
 import type { Logger } from "../../core/logger.js";
 import type { JwtRule } from "../../gen/ferry/access/v1/access_policy_pb.js";
+import type { MaybeAsync } from "./access-control.js";
 import { claimsMatch } from "./jwt-claims.js";
 import { createKeySources, KEY_REFETCH_COOLDOWN_MS } from "./jwt-key-sources.js";
 
@@ -56,12 +57,14 @@ export interface JwtVerifier {
   /**
    * Checks a bearer token against a rule's JwtRule: signature by the issuer's
    * keys, alg, iss, aud, exp/nbf (with the rule's clock skew), sub, then the
-   * required claims. Rejects with a FerryError whose message is safe for the
+   * required claims. A token that verified before for the same rule comes
+   * back at once (see `verified` below); any other check is a promise, which
+   * rejects with a FerryError whose message is safe for the
    * client: unauthenticated "jwt_expired" | "jwt_invalid", permission_denied
    * "jwt_claims" (a valid token without the right claims), or unavailable
    * "jwt_keys_unavailable" (the provider's keys cannot be had: not the client's fault).
    */
-  verify(token: string, rule: JwtRule): Promise<VerifiedJwt>;
+  verify(token: string, rule: JwtRule): MaybeAsync<VerifiedJwt>;
   /** Drops the caches and aborts fetches in flight; verify refuses afterwards. */
   close(): void;
 }
@@ -83,44 +86,49 @@ export function createJwtVerifier(opts: JwtVerifierOptions = {}): JwtVerifier {
    */
   const verified = new Map<string, { rule: JwtRule; until: number; result: VerifiedJwt }>();
 
+  const verifyAndRemember = async (token: string, rule: JwtRule, digest: string): Promise<VerifiedJwt> => {
+    if (!rule.issuer) throw invalid("the rule names no issuer");
+    const algorithms = (rule.algorithms.length ? rule.algorithms : DEFAULT_JWT_ALGORITHMS).filter((a) => JWT_ALGORITHMS.includes(a));
+    if (algorithms.length === 0) throw invalid("the rule accepts no usable algorithm");
+    const skewMs = Math.max(0, Math.min(MAX_CLOCK_SKEW_MS, msFromDuration(rule.clockSkew) ?? DEFAULT_CLOCK_SKEW_MS));
+
+    let claims: Record<string, unknown>;
+    try {
+      claims = await verifySigned(token, sources.resolver(rule.issuer, rule.jwksUrl), {
+        algorithms,
+        issuer: rule.issuer,
+        audience: rule.audience,
+        clockTolerance: skewMs / 1000,
+        currentDate: new Date(now()),
+        requiredClaims: ["exp", "sub"],
+      });
+    } catch (err) {
+      throw refusal(err);
+    }
+    const subject = claims.sub;
+    if (typeof subject !== "string" || subject === "" || subject.length > MAX_SUBJECT_LENGTH) throw invalid("its sub is not a usable subject");
+    if (!claimsMatch(claims, rule.claims)) {
+      throw new FerryError("permission_denied", "jwt_claims", "the bearer token does not carry the claims this target requires");
+    }
+    const result = { subject, claims };
+    if (maxVerified > 0) {
+      const until = Math.min(now() + VERIFIED_TOKEN_TTL_MS, (claims.exp as number) * 1000 + skewMs);
+      setNewest(verified, digest, { rule, until, result }, maxVerified);
+    }
+    return result;
+  };
+
   return {
-    async verify(token, rule) {
-      if (token.length > MAX_TOKEN_LENGTH) throw invalid("it is too long");
+    verify(token, rule) {
+      if (token.length > MAX_TOKEN_LENGTH) return Promise.reject(invalid("it is too long"));
       const digest = maxVerified > 0 ? hash("sha256", token, "base64url") : "";
       const known = verified.get(digest);
       if (known !== undefined) {
+        // At once, with no promise: behind a JWT rule a client sends the same token with every request.
         if (known.rule === rule && now() < known.until) return known.result;
         verified.delete(digest);
       }
-      if (!rule.issuer) throw invalid("the rule names no issuer");
-      const algorithms = (rule.algorithms.length ? rule.algorithms : DEFAULT_JWT_ALGORITHMS).filter((a) => JWT_ALGORITHMS.includes(a));
-      if (algorithms.length === 0) throw invalid("the rule accepts no usable algorithm");
-      const skewMs = Math.max(0, Math.min(MAX_CLOCK_SKEW_MS, msFromDuration(rule.clockSkew) ?? DEFAULT_CLOCK_SKEW_MS));
-
-      let claims: Record<string, unknown>;
-      try {
-        claims = await verifySigned(token, sources.resolver(rule.issuer, rule.jwksUrl), {
-          algorithms,
-          issuer: rule.issuer,
-          audience: rule.audience,
-          clockTolerance: skewMs / 1000,
-          currentDate: new Date(now()),
-          requiredClaims: ["exp", "sub"],
-        });
-      } catch (err) {
-        throw refusal(err);
-      }
-      const subject = claims.sub;
-      if (typeof subject !== "string" || subject === "" || subject.length > MAX_SUBJECT_LENGTH) throw invalid("its sub is not a usable subject");
-      if (!claimsMatch(claims, rule.claims)) {
-        throw new FerryError("permission_denied", "jwt_claims", "the bearer token does not carry the claims this target requires");
-      }
-      const result = { subject, claims };
-      if (maxVerified > 0) {
-        const until = Math.min(now() + VERIFIED_TOKEN_TTL_MS, (claims.exp as number) * 1000 + skewMs);
-        setNewest(verified, digest, { rule, until, result }, maxVerified);
-      }
-      return result;
+      return verifyAndRemember(token, rule, digest);
     },
     close() {
       verified.clear();

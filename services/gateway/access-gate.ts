@@ -1,6 +1,6 @@
 import type { Http2ServerRequest } from "node:http2";
 import type { PeerCertificate, TLSSocket } from "node:tls";
-import type { AccessControl, AccessDecision, AccessGranted } from "../access/access-control.js";
+import type { AccessControl, AccessDecision, AccessGranted, MaybeAsync } from "../access/access-control.js";
 import type { NodeRequest, NodeResponse } from "../http/http-error.js";
 import type { AccessOutcome } from "../observability/exchange-record.js";
 import type { RelayPath } from "./relay-path.js";
@@ -11,20 +11,21 @@ import type { RelayPath } from "./relay-path.js";
  * headers already set on `res`, so the one error writer sends them); a grant
  * is returned with the request headers the relay consumed (the credential;
  * lower-case, as compile-policy.ts makes them), and is what the identity the relay signs for the target says.
+ * Both at once when the policy answers at once (see AccessControl.check), else through the promise returned.
  * `record` receives the outcome either way, for metrics and the audit trail.
  */
-export async function passAccessPolicy(
+export function passAccessPolicy(
   access: AccessControl,
   req: NodeRequest,
   res: NodeResponse,
   where: Pick<RelayPath, "tenant" | "target" | "path">,
   clientAddress: string,
   record: (outcome: AccessOutcome) => void,
-): Promise<AccessGranted> {
+): MaybeAsync<AccessGranted> {
   const socket = tlsSocketOf(req);
   // Read only by a rule that takes mtls: building the chain's JS objects costs on every TLS request otherwise.
   let certificate: PeerCertificate | undefined | null = null;
-  const decision: AccessDecision = await access.check({
+  const decision = access.check({
     tenant: where.tenant,
     target: where.target,
     path: where.path,
@@ -37,6 +38,10 @@ export async function passAccessPolicy(
       return certificate;
     },
   });
+  return decision instanceof Promise ? decision.then((d) => settle(d, res, record)) : settle(decision, res, record);
+}
+
+function settle(decision: AccessDecision, res: NodeResponse, record: (outcome: AccessOutcome) => void): AccessGranted {
   if (!decision.allowed) {
     record({ granted: false, rule: decision.rule, reason: decision.reason });
     if (decision.wwwAuthenticate?.length) res.setHeader("www-authenticate", decision.wwwAuthenticate);

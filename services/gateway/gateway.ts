@@ -236,7 +236,8 @@ async function serve(
   p.clientAddress = head.clientAddress;
   // Before the tenant's exchanges are taken: a refused client holds none, and nothing of it reaches a connector.
   if (opts.access?.applies(tenant.name)) {
-    const grant = await passAccessPolicy(opts.access, req, res, where, head.clientAddress, (outcome) => (p.access = outcome));
+    const passed = passAccessPolicy(opts.access, req, res, where, head.clientAddress, (outcome) => (p.access = outcome));
+    const grant = passed instanceof Promise ? await passed : passed;
     const consumed = grant.consumedHeaders;
     if (consumed.length > 0) head.headers = head.headers.filter((h) => !consumed.includes(h.name));
     // The node's word that the policy let this request through, for the connector (requireIdentity) and the target

@@ -87,6 +87,8 @@ export function createExchangeObserver(deps: ObserverDeps): (record: ExchangeRec
       }
     }
     if (deps.auditRequests) {
+      // Fields left undefined are left out of the line (JSON): no spread, so no object to copy per request.
+      const granted = r.access?.granted ? r.access : undefined;
       deps.audit.recordRequest({
         action: "request",
         actor: actorOf(r),
@@ -100,11 +102,13 @@ export function createExchangeObserver(deps: ObserverDeps): (record: ExchangeRec
           method: r.method,
           path: r.path,
           status: r.status,
-          ...(r.code ? { code: r.code } : {}),
+          code: r.code || undefined,
           bytesIn: r.bytesIn,
           bytesOut: r.bytesOut,
           durationMs,
-          ...(r.access?.granted ? { auth: r.access.method, ...(r.access.rule ? { rule: r.access.rule } : {}), clientAddress: r.clientAddress } : {}),
+          auth: granted?.method,
+          rule: granted?.rule || undefined,
+          clientAddress: granted ? r.clientAddress : undefined,
         },
       });
     }

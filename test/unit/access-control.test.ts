@@ -195,6 +195,11 @@ describe("the access decision", () => {
     expect(summary(await access.check(request(req)))).toBe(want);
   });
 
+  it("answers at once, with no promise, when nothing needs I/O or scrypt: IP rules, a client key, a refusal", () => {
+    const { access } = control({ acme: byKey });
+    for (const headers of [bearer("fcl_good"), bearer("fcl_nope"), {}]) expect(access.check(request({ headers }))).not.toBeInstanceOf(Promise);
+  });
+
   it("says in the message what to send, and never what the relay holds", async () => {
     const { access } = control({ acme: byKey });
     const missing = await access.check(request());
@@ -225,7 +230,7 @@ describe("the access decision", () => {
 
   it("limits by rule: everyone the rule applies to shares one bucket", async () => {
     const { access } = control({ acme: policy([{ targets: ["crm"], rateLimit: { requests: 2, per: "1s", by: "rule" } }]) });
-    const from = (clientAddress: string) => access.check(request({ clientAddress })).then((d) => d.allowed);
+    const from = (clientAddress: string) => Promise.resolve(access.check(request({ clientAddress }))).then((d) => d.allowed);
     expect([await from("192.0.2.1"), await from("192.0.2.2"), await from("192.0.2.3")]).toEqual([true, true, false]);
   });
 
@@ -242,7 +247,7 @@ describe("the access decision", () => {
 
   it("limits by client address when the rule needs no credential", async () => {
     const { access } = control({ acme: policy([{ targets: ["crm"], rateLimit: { requests: 1, per: "1s" } }]) });
-    const from = (clientAddress: string) => access.check(request({ clientAddress })).then((d) => d.allowed);
+    const from = (clientAddress: string) => Promise.resolve(access.check(request({ clientAddress }))).then((d) => d.allowed);
     expect([await from("192.0.2.1"), await from("192.0.2.1"), await from("192.0.2.2")]).toEqual([true, false, true]);
   });
 

@@ -150,6 +150,10 @@ describe("client keys", () => {
 
     const tampered = `${secret.slice(0, -2)}${secret.endsWith("AA") ? "BB" : "AA"}`;
     expect(keys.checkClientKey(tampered)).toEqual({ ok: false, reason: "unknown" });
+    // The secret that verified is remembered for the record, and compared as it is: the same answers again.
+    expect(keys.checkClientKey(secret)).toEqual({ ok: true, keyId: record.keyId, tenant: "acme", targets: ["crm", "erp"] });
+    expect(keys.checkClientKey(tampered)).toEqual({ ok: false, reason: "unknown" });
+    expect(keys.checkClientKey(secret.slice(0, -1))).toEqual({ ok: false, reason: "unknown" });
     expect(keys.checkClientKey(`fcl_0000000000000000_${secret.slice(-43)}`)).toEqual({ ok: false, reason: "unknown" });
     expect(keys.checkClientKey("Bearer nonsense")).toEqual({ ok: false, reason: "malformed" });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { mintSecret, secretId, secretMatches, sha256 } from "../../services/auth/secrets.js";
+import { mintSecret, sameSecret, secretId, secretMatches, sha256 } from "../../services/auth/secrets.js";
 
 describe("mintSecret", () => {
   it.each(["fck", "fat"] as const)("mints %s_<16-char id>_<43-char base64url secret>", (kind) => {
@@ -73,5 +73,17 @@ describe("secretMatches", () => {
     expect(secretMatches(m.secret, m.sha256.subarray(0, 16))).toBe(false);
     expect(secretMatches(m.secret, new Uint8Array(0))).toBe(false);
     expect(secretMatches(m.secret, new Uint8Array([...m.sha256, 0]))).toBe(false);
+  });
+});
+
+describe("sameSecret", () => {
+  it("is true only for the same string", () => {
+    const { secret } = mintSecret("fcl");
+    expect(sameSecret(secret, `${secret}`)).toBe(true);
+    expect(sameSecret(secret, secret.slice(0, -1) + (secret.endsWith("A") ? "B" : "A"))).toBe(false);
+    expect(sameSecret(secret, `B${secret.slice(1)}`)).toBe(false);
+    expect(sameSecret(secret, secret.slice(0, -1))).toBe(false);
+    expect(sameSecret("", "")).toBe(true);
+    expect(sameSecret("a", "")).toBe(false);
   });
 });
