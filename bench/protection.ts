@@ -27,21 +27,21 @@ const GROUPS = "bench-users";
  * node that takes the load) answers as it should: 401 without the credential
  * and 200 with it, or 200 without anything for no policy. In a cluster the
  * policy and key reach the other node over the KV bucket, and a measurement
- * before then would measure the wrong policy. The client key and the
- * provider are made on first use and kept: switching costs one policy write.
+ * before then would measure the wrong policy. Each protection's client key or
+ * provider and token are made on its first use and kept: switching costs one policy write.
  */
 export function createProtections(admin: AdminClient, url: string): Protections {
-  let key: Promise<string> | undefined;
   let idp: Promise<TestOidcProvider> | undefined;
-  const policies: Record<Protection, () => Promise<{ policy: unknown; headers: Record<string, string> }>> = {
+  type Made = { policy: unknown; headers: Record<string, string> };
+  const make: Record<Protection, () => Promise<Made>> = {
     "client-key": async () => {
-      key ??= admin.createClientKey({ tenant: "bench", description: "npm run bench" }).then((k) => k.secret);
-      return { policy: { rules: [{ name: "bench by key", targets: ["*"], require: ["apiKey"] }] }, headers: { authorization: `Bearer ${await key}` } };
+      const { secret } = await admin.createClientKey({ tenant: "bench", description: "npm run bench" });
+      return { policy: { rules: [{ name: "bench by key", targets: ["*"], require: ["apiKey"] }] }, headers: { authorization: `Bearer ${secret}` } };
     },
     // A real provider (oidc-provider, RS256, as Entra ID, Keycloak and Auth0 sign by default) in this process:
     // the relay discovers it and fetches its keys once, then every request costs a signature check and the claims.
     jwt: async () => {
-      idp ??= startOidcProvider();
+      idp = startOidcProvider();
       const provider = await idp;
       // Valid for longer than any run; one token for every request, as one client would send.
       const token = await provider.tokenFor("ferry-test", { expiresIn: 3600, claims: { groups: GROUPS } });
@@ -49,9 +49,14 @@ export function createProtections(admin: AdminClient, url: string): Protections 
       return { policy: { rules: [rule] }, headers: { authorization: `Bearer ${token}` } };
     },
   };
+  const made = new Map<Protection, Promise<Made>>();
+  const madeFor = (p: Protection) => {
+    if (!made.has(p)) made.set(p, make[p]());
+    return made.get(p)!;
+  };
   return {
     async use(protection) {
-      const { policy, headers } = protection ? await policies[protection]() : { policy: { rules: [] }, headers: {} };
+      const { policy, headers } = protection ? await madeFor(protection) : { policy: { rules: [] }, headers: {} };
       await admin.setAccessPolicy({ tenant: "bench", policy: fromJson(AccessPolicySchema, policy as never) });
       await untilInForce(url, headers, protection !== undefined);
       return headers;

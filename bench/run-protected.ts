@@ -1,3 +1,4 @@
+import { median, medianBy } from "./lib/percentile.js";
 import { watchResources } from "./lib/resources.js";
 import type { RunOptions, Scenario, TimedRun } from "./lib/types.js";
 import { type Protection, PROTECTIONS } from "./protection.js";
@@ -52,14 +53,13 @@ export async function measureProtected(
     out[rowName(name, p)] =
       refused > 0
         ? { error: `${refused} requests were refused or failed behind the access policy` }
-        : { ...summary(guarded), rpsVsUnprotected: medianOf(guarded.map((r) => r.figures.rps / plain.find((q) => q.round === r.round)!.figures.rps)) };
+        : { ...summary(guarded), rpsVsUnprotected: median(guarded.map((r) => r.figures.rps / plain.find((q) => q.round === r.round)!.figures.rps)) };
   }
   return out;
 }
 
 function summary(runs: Run[]): Record<string, unknown> {
-  const sorted = [...runs].sort((a, b) => a.figures.rps - b.figures.rps);
-  const mid = sorted[Math.floor(sorted.length / 2)]!.figures;
+  const mid = medianBy(runs, (r) => r.figures.rps).figures;
   const resources: Resources = {};
   for (const run of runs) {
     for (const [role, r] of Object.entries(run.resources)) {
@@ -69,10 +69,4 @@ function summary(runs: Run[]): Record<string, unknown> {
     }
   }
   return { ...mid, rps: Math.round(mid.rps), runs: runs.length, requests: runs.reduce((n, r) => n + r.figures.requests, 0), resources };
-}
-
-function medianOf(xs: number[]): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[m]! : (sorted[m - 1]! + sorted[m]!) / 2;
 }

@@ -1,4 +1,5 @@
 import { download, timed, upload } from "../lib/load.js";
+import { median } from "../lib/percentile.js";
 import type { Figures, Scenario } from "../lib/types.js";
 
 const MB = 1e6;
@@ -55,11 +56,6 @@ export const bulk: Scenario = {
 
 function sizes(quick: boolean) {
   return quick ? { single: 50 * MB, parallel: 10 * MB } : { single: 200 * MB, parallel: 50 * MB };
-}
-
-export function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 function round(v: number): number {

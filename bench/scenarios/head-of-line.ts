@@ -1,5 +1,5 @@
 import { download, stall, timed } from "../lib/load.js";
-import { median } from "./bulk.js";
+import { median } from "../lib/percentile.js";
 import type { Scenario } from "../lib/types.js";
 
 const MB = 1e6;

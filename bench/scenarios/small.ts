@@ -1,4 +1,5 @@
 import { type WrkResult, wrk } from "../lib/load.js";
+import { medianBy } from "../lib/percentile.js";
 import type { RunOptions, Scenario } from "../lib/types.js";
 import type { Setup } from "../setups.js";
 
@@ -38,8 +39,7 @@ export const small: Scenario = {
 };
 
 /** The run with the median requests/s (its latencies come with it, so they stay consistent). */
-export function median(runs: WrkResult[]) {
-  const sorted = [...runs].sort((a, b) => a.rps - b.rps);
-  const m = sorted[Math.floor(sorted.length / 2)]!;
+function median(runs: WrkResult[]) {
+  const m = medianBy(runs, (r) => r.rps);
   return { rps: Math.round(m.rps), p50Ms: m.p50Ms, p99Ms: m.p99Ms, errors: m.errors, runs: runs.length };
 }

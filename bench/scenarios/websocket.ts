@@ -1,6 +1,6 @@
 import { closeSockets, type EchoResult, echoLoad, openSockets } from "../lib/ws-load.js";
 import type { RunOptions, Scenario } from "../lib/types.js";
-import { median } from "./bulk.js";
+import { median } from "../lib/percentile.js";
 
 const CONNECTIONS = 50;
 const SMALL = Buffer.alloc(64, "m");

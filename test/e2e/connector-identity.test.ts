@@ -10,8 +10,8 @@ import type { AuditRecord } from "../../clients/connector/exchange-audit.js";
 import { RELAY_JWKS_PATH } from "../../clients/connector/relay-jwks.js";
 import { newExchangeId } from "../../core/exchange/ids.js";
 import { AccessPolicySchema } from "../../gen/ferry/access/v1/access_policy_pb.js";
-import { type Frame, type Header, HeaderSchema, type RequestHead } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { HostileRelay, type HostileTunnel } from "../helpers/hostile-relay.js";
+import { type Header, HeaderSchema, type RequestHead } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import { frame, HostileRelay, type HostileTunnel, requestHead } from "../helpers/hostile-relay.js";
 import { json, type Reply, request } from "../helpers/http.js";
 import { startTestConnector, startTestRelay, type TestRelay } from "../helpers/in-process.js";
 import { tempDir } from "../helpers/processes.js";
@@ -71,26 +71,7 @@ function h(name: string, value: string): Header {
   return create(HeaderSchema, { name, value });
 }
 
-function head(init: Partial<RequestHead> = {}): RequestHead {
-  return {
-    $typeName: "ferry.tunnel.v1.RequestHead",
-    target: "crm",
-    method: "GET",
-    path: "/json",
-    query: "",
-    headers: [],
-    clientAddress: "198.51.100.7",
-    upgrade: false,
-    endStream: true,
-    responseWindow: 512 * 1024,
-    authority: "",
-    ...init,
-  };
-}
-
-function frame(id: Uint8Array, kind: Frame["kind"]): Frame {
-  return { $typeName: "ferry.tunnel.v1.Frame", exchangeId: id, kind };
-}
+const head = (init: Partial<RequestHead> = {}) => requestHead("crm", init);
 
 interface Answer {
   status: number;

@@ -1,13 +1,35 @@
 import { create } from "@bufbuild/protobuf";
 import { createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import type { AddressInfo } from "node:net";
-import type { Frame } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import type { Frame, RequestHead } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { type ConnectRequest, type ConnectResponse, WelcomeSchema } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { decodeConnectRequest, encodeTunnelMessage, TUNNEL_PATH } from "../../core/exchange/tunnel-codec.js";
 import { exchangeKey } from "../../core/exchange/ids.js";
 
 /** One tunnel stream a connector opened to the hostile relay. */
+/** A request head as a relay sends it, for target `target` unless `init` says otherwise. */
+export function requestHead(target: string, init: Partial<RequestHead> = {}): RequestHead {
+  return {
+    $typeName: "ferry.tunnel.v1.RequestHead",
+    target,
+    method: "GET",
+    path: "/json",
+    query: "",
+    headers: [],
+    clientAddress: "198.51.100.7",
+    upgrade: false,
+    endStream: true,
+    responseWindow: 512 * 1024,
+    authority: "",
+    ...init,
+  };
+}
+
+export function frame(id: Uint8Array, kind: Frame["kind"]): Frame {
+  return { $typeName: "ferry.tunnel.v1.Frame", exchangeId: id, kind };
+}
+
 export interface HostileTunnel {
   stream: ServerHttp2Stream;
   /** Every message the connector sent, decoded (Hello first). */

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector } from "../../clients/connector/connector.js";
 import { newExchangeId } from "../../core/exchange/ids.js";
 import { type Frame, type RequestHead, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { HostileRelay, type HostileTunnel } from "../helpers/hostile-relay.js";
+import { frame, HostileRelay, type HostileTunnel, requestHead } from "../helpers/hostile-relay.js";
 import { startTestConnector } from "../helpers/in-process.js";
 import { startTestTarget, type TestTarget } from "../helpers/targets.js";
 
@@ -30,26 +30,7 @@ afterAll(async () => {
   await target?.close();
 });
 
-function head(init: Partial<RequestHead> = {}): RequestHead {
-  return {
-    $typeName: "ferry.tunnel.v1.RequestHead",
-    target: "app",
-    method: "GET",
-    path: "/json",
-    query: "",
-    headers: [],
-    clientAddress: "198.51.100.7",
-    upgrade: false,
-    endStream: true,
-    responseWindow: 512 * 1024,
-    authority: "",
-    ...init,
-  };
-}
-
-function frame(id: Uint8Array, kind: Frame["kind"]): Frame {
-  return { $typeName: "ferry.tunnel.v1.Frame", exchangeId: id, kind };
-}
+const head = (init: Partial<RequestHead> = {}) => requestHead("app", init);
 
 /** Sends a request and resolves with the connector's first answer to it: a response head or a reset. */
 async function ask(h: RequestHead, extra: (id: Uint8Array) => Frame[] = () => []): Promise<Frame> {
