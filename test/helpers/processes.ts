@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -94,9 +94,28 @@ export class FerryProcess {
     return procStatus(this.pid, "VmHWM");
   }
 
+  /** Forgets the peak, so the next `peakRss()` counts from now. */
+  resetPeakRss(): void {
+    writeFileSync(`/proc/${this.pid}/clear_refs`, "5");
+  }
+
   rss(): number {
     return procStatus(this.pid, "VmRSS");
   }
+}
+
+/**
+ * How far each process's resident memory rose above where it stood when `work` began (peak minus start).
+ * Peaks are reset first, so what start-up or earlier tests left behind does not count: a process whose
+ * idle size drifts by some MB from run to run still fails when it buffers a body.
+ */
+export async function rssGrowthDuring(processes: FerryProcess[], work: () => Promise<void>): Promise<number[]> {
+  const started = processes.map((p) => {
+    p.resetPeakRss();
+    return { p, start: p.rss() };
+  });
+  await work();
+  return started.map(({ p, start }) => p.peakRss() - start);
 }
 
 function procStatus(pid: number, field: string): number {
