@@ -30,8 +30,11 @@ export interface AccessGranted {
   allowed: true;
   /** The rule that applied; undefined when no rule matched (a public target). */
   rule?: string;
-  /** How the client proved who it is; "none" for a rule without credentials or a public target. */
-  method: CredentialKind | "none";
+  /**
+   * How the client proved who it is; "none" for a rule without credentials or a public target; "replay" for an
+   * administrator's replay of a captured request (subject: the admin token's id), which no policy is asked about.
+   */
+  method: CredentialKind | "none" | "replay";
   /** Who: the client key id, the token's sub, the certificate's subject, the basic user; else the client address. */
   subject: string;
   /** Request headers to remove before the request goes on (the credential the relay consumed). */

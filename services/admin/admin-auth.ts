@@ -53,6 +53,8 @@ export interface AdminAuthOptions {
  */
 interface Rule {
   write: boolean;
+  /** Admin tokens only, whatever the scope (a replay acts on a target as an administrator). */
+  adminOnly?: true;
   scope: "tenant" | "global" | "any-tenant";
   tenantField?: (message: Record<string, unknown>) => string | undefined;
 }
@@ -87,6 +89,16 @@ const RULES: Record<string, Rule> = {
   CreateClientKey: { write: true, scope: "tenant", tenantField: byTenant },
   ListClientKeys: { write: false, scope: "tenant", tenantField: byTenant },
   RevokeClientKey: { write: true, scope: "tenant", tenantField: byTenant },
+  // Streams carry no request message here: the handlers narrow a tenant token to its tenant (traffic-rpcs.ts).
+  WatchExchanges: { write: false, scope: "any-tenant", tenantField: byTenant },
+  GetTrafficHistory: { write: false, scope: "any-tenant", tenantField: byTenant },
+  // Starting and stopping captures is audited and changes what the node keeps: not for viewers.
+  StartCapture: { write: true, scope: "tenant", tenantField: byTenant },
+  StopCapture: { write: true, scope: "any-tenant" },
+  ListCaptures: { write: false, scope: "any-tenant", tenantField: byTenant },
+  GetCapture: { write: false, scope: "any-tenant" },
+  ReplayExchange: { write: true, scope: "global", adminOnly: true },
+  GetCaller: { write: false, scope: "any-tenant" },
 };
 
 /** The tenant a tenant-role token is bound to, or undefined for admin and viewer. */
@@ -99,6 +111,7 @@ export function denial(p: AdminPrincipal, rpc: string, message: Record<string, u
   const rule = RULES[rpc];
   if (!rule) return `no access rule for ${rpc}`;
   if (p.role === "admin") return undefined;
+  if (rule.adminOnly) return `${rpc} is for admin tokens only`;
   if (p.role === "viewer") return rule.write ? "viewer tokens are read only" : undefined;
   const tenant = boundTenant(p);
   if (tenant === undefined) return `unknown role "${p.role}"`;

@@ -20,17 +20,33 @@ const CONNECT_CODE: Record<ErrorKind, Code> = {
 /**
  * The admin edge's error mapping: FerryError becomes a ConnectError with the
  * matching code and the same message; anything else is an internal error whose
- * cause is logged, never shown to the caller.
+ * cause is logged, never shown to the caller. A server stream's errors come
+ * while its messages are read, after the handler returned: mapped there too.
  */
 export function errorInterceptor(log: Logger): Interceptor {
+  const mapped = (err: unknown, rpc: string): ConnectError => {
+    if (err instanceof ConnectError) return err;
+    if (err instanceof FerryError) return new ConnectError(err.message, CONNECT_CODE[err.kind]);
+    log.error({ err, rpc }, "admin call failed");
+    return new ConnectError("internal error", Code.Internal);
+  };
   return (next) => async (req) => {
     try {
-      return await next(req);
+      const res = await next(req);
+      if (!res.stream) return res;
+      const messages = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          try {
+            yield* messages;
+          } catch (err) {
+            throw mapped(err, req.method.name);
+          }
+        })(),
+      };
     } catch (err) {
-      if (err instanceof ConnectError) throw err;
-      if (err instanceof FerryError) throw new ConnectError(err.message, CONNECT_CODE[err.kind]);
-      log.error({ err, rpc: req.method.name }, "admin call failed");
-      throw new ConnectError("internal error", Code.Internal);
+      throw mapped(err, req.method.name);
     }
   };
 }

@@ -28,6 +28,7 @@ import type { Catalog } from "../state/catalog.js";
 import { settingsOf, type TenantSettings } from "../state/tenant-settings.js";
 import { OTHER_TARGET, type TrafficFigures, type TrafficStats as Stats } from "../observability/traffic-stats.js";
 import { accessRpcs } from "./access-rpcs.js";
+import { type TrafficRpcDeps, trafficRpcs } from "./traffic-rpcs.js";
 import { type AdminPrincipal, boundTenant, principalKey } from "./admin-auth.js";
 import { createAuditQueryGate } from "./audit-query-gate.js";
 import type { Directory, TunnelView } from "./directory.js";
@@ -45,6 +46,8 @@ export interface AdminServiceDeps {
   faults?: PeerFaults;
   /** Whether this node's TLS listener asks clients for certificates: an access rule accepting only mtls cannot match otherwise. */
   clientCertificates: boolean;
+  /** Live traffic, history, captures and replays (traffic-rpcs.ts). */
+  traffic: Omit<TrafficRpcDeps, "catalog" | "audit">;
 }
 
 const DEFAULT_PAGE = 100;
@@ -255,6 +258,7 @@ export function createAdminService(deps: AdminServiceDeps): ServiceImpl<typeof A
     },
 
     ...accessRpcs(deps, actor),
+    ...trafficRpcs({ ...deps.traffic, catalog, audit }, actor),
   };
 }
 

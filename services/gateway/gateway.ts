@@ -13,7 +13,8 @@ import { newExchangeId } from "../../core/exchange/ids.js";
 import { createPausingWriter } from "../../core/exchange/pausing-writer.js";
 import { spliceSocket } from "../../core/exchange/splice.js";
 import type { Logger } from "../../core/logger.js";
-import type { AccessControl } from "../access/access-control.js";
+import type { AccessControl, AccessGranted } from "../access/access-control.js";
+import type { CaptureStore, CaptureTap } from "../traffic/capture-store.js";
 import type { ExchangeBus } from "../bus/exchange-bus.js";
 import { IDENTITY_HEADER } from "../identity/identity-claims.js";
 import type { IdentityIssuer } from "../identity/identity-reuse.js";
@@ -67,6 +68,10 @@ export interface GatewayOptions {
   access?: AccessControl;
   /** Signs X-Ferry-Identity for every request a tenant's policy let through (services/identity). */
   identity?: IdentityIssuer;
+  /** Captures recording a target's exchanges (the console's inspector). */
+  captures?: Pick<CaptureStore, "tap">;
+  /** The admin token id when the request is an administrator's replay (it came from the relay itself): no policy applies. */
+  replayOf?(req: NodeRequest): string | undefined;
 }
 
 export interface Gateway {
@@ -107,6 +112,8 @@ interface Progress {
   onClientGone: (() => void) | undefined;
   /** The access policy's word, when the tenant has one. */
   access: AccessOutcome | undefined;
+  /** The capture recording this exchange, if one does. */
+  capture: CaptureTap | undefined;
 }
 
 /**
@@ -143,6 +150,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
       clientGone: false,
       onClientGone: undefined,
       access: undefined,
+      capture: undefined,
     };
     // Before any await: an HTTP/2 client can reset its stream in the same packet as the request.
     res.once("close", () => {
@@ -162,6 +170,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
       .finally(() => {
         done();
         try {
+          p.capture?.responseHead(res.getHeaders());
           opts.onDone?.({
             tenant: p.tenant,
             target: p.target,
@@ -176,6 +185,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
             path: p.path,
             clientAddress: p.clientAddress || (req.socket.remoteAddress ?? ""),
             ...(p.access ? { access: p.access } : {}),
+            ...(p.capture ? { capture: p.capture } : {}),
           });
         } catch (err) {
           opts.log.error({ err }, "recording a request failed");
@@ -234,9 +244,15 @@ async function serve(
   const vouched = hostRouted ? canonicalAuthority(authority) : opts.publicHost;
   const head = requestHead(opts, req, where, trace, timeoutMs, upgrade !== undefined, vouched);
   p.clientAddress = head.clientAddress;
+  // Refused requests too: why a client gets 401 is what an operator often captures for.
+  p.capture = opts.captures?.tap(where.tenant, where.target, req.rawHeaders, where.query);
   // Before the tenant's exchanges are taken: a refused client holds none, and nothing of it reaches a connector.
-  if (opts.access?.applies(tenant.name)) {
-    const passed = passAccessPolicy(opts.access, req, res, where, head.clientAddress, (outcome) => (p.access = outcome));
+  const replayBy = opts.replayOf?.(req);
+  if (replayBy !== undefined || opts.access?.applies(tenant.name)) {
+    const passed =
+      replayBy === undefined
+        ? passAccessPolicy(opts.access!, req, res, where, head.clientAddress, (outcome) => (p.access = outcome))
+        : replayGrant(replayBy, p);
     const grant = passed instanceof Promise ? await passed : passed;
     const consumed = grant.consumedHeaders;
     if (consumed.length > 0) head.headers = head.headers.filter((h) => !consumed.includes(h.name));
@@ -251,6 +267,12 @@ async function serve(
   } finally {
     admission.release();
   }
+}
+
+/** An administrator's replay passes as the admin it was, with nothing to consume; the target still gets an identity. */
+function replayGrant(tokenId: string, p: Progress): AccessGranted {
+  p.access = { granted: true, method: "replay", subject: tokenId };
+  return { allowed: true, method: "replay", subject: tokenId, consumedHeaders: [] };
 }
 
 /** What serve() decided about an admitted request. */
@@ -426,6 +448,7 @@ function sendBody(req: NodeRequest, ex: Exchange, p: Progress, maxBody: bigint):
   const onData = (chunk: Buffer) => {
     if (dropping) return;
     p.bytesIn += chunk.length;
+    p.capture?.requestBody(chunk);
     if (maxBody > 0n && BigInt(p.bytesIn) > maxBody) {
       // A body without Content-Length (or a lying one) crosses the limit mid-stream.
       p.tooLarge = maxBody;
@@ -502,6 +525,7 @@ function sendResponse(
             }
             sent += chunk.byteLength;
             p.bytesOut += chunk.byteLength;
+            p.capture?.responseBody(chunk);
             return (res as NodeJS.WritableStream).write(chunk);
           },
           end: (trailers) => {

@@ -3,7 +3,10 @@ import type { AuditLog } from "../audit/audit-log.js";
 import type { RefusalLimiter } from "../audit/refusal-limiter.js";
 import type { Catalog } from "../state/catalog.js";
 import { OTHER_TARGET, type TrafficStats } from "./traffic-stats.js";
-import type { AccessOutcome, ExchangeRecord } from "./exchange-record.js";
+import type { ExchangeRecord } from "./exchange-record.js";
+import { principalOf, summaryOf } from "../traffic/exchange-summary.js";
+import type { LiveTraffic } from "../traffic/live-traffic.js";
+import type { TrafficHistory } from "../traffic/traffic-history.js";
 import type { Metrics } from "./metrics.js";
 
 export interface ObserverDeps {
@@ -18,21 +21,13 @@ export interface ObserverDeps {
   serves(tenant: string, target: string): boolean;
   /** Bounds the audit events about clients an access policy refused, per source (anyone can be refused). */
   clientRefusals: RefusalLimiter;
+  /** This node's id, in the summaries live traffic and captures show. */
+  nodeId: string;
+  /** The last 15 minutes, for the console's chart. */
+  history: TrafficHistory;
+  /** Watchers of finished exchanges, when there are any. */
+  live: LiveTraffic;
 }
-
-/** The audit actor of a request: who the access policy found the client to be, else its address. */
-function actorOf(r: ExchangeRecord): string {
-  const a = r.access;
-  if (!a?.granted || a.method === "none") return `client:${r.clientAddress}`;
-  return `${ACTOR_PREFIX[a.method]}:${a.subject}`;
-}
-
-const ACTOR_PREFIX: Record<Exclude<(AccessOutcome & { granted: true })["method"], "none">, string> = {
-  apiKey: "client-key",
-  jwt: "jwt",
-  mtls: "client-cert",
-  basic: "basic",
-};
 
 /**
  * Where a finished exchange is reported: one log line, statistics, metrics,
@@ -67,6 +62,12 @@ export function createExchangeObserver(deps: ObserverDeps): (record: ExchangeRec
     const counted = known ? r : { ...r, target: OTHER_TARGET };
     deps.metrics.observe(counted);
     deps.stats.record(counted);
+    deps.history.record(r.tenant, r.status, r.code, r.durationMs);
+    if (r.capture || deps.live.wanted) {
+      const summary = summaryOf(r, deps.nodeId);
+      if (r.capture) summary.captureId = r.capture.finish(summary);
+      deps.live.publish(summary);
+    }
     if (r.access && !r.access.granted) {
       const suppressed = deps.clientRefusals.admit(r.clientAddress);
       if (suppressed !== undefined) {
@@ -91,7 +92,7 @@ export function createExchangeObserver(deps: ObserverDeps): (record: ExchangeRec
       const granted = r.access?.granted ? r.access : undefined;
       deps.audit.recordRequest({
         action: "request",
-        actor: actorOf(r),
+        actor: principalOf(r),
         tenant: r.tenant,
         // The record is at hand: no lookup by name per request.
         tenantId: tenant.tenantId,

@@ -29,6 +29,7 @@ import { jwksEndpoint } from "../identity/jwks-endpoint.js";
 import { createIdentityIssuer } from "../identity/identity-reuse.js";
 import { createMetrics, type Metrics } from "../observability/metrics.js";
 import { createTrafficStats } from "../observability/traffic-stats.js";
+import { createNodeTraffic } from "../traffic/node-traffic.js";
 import { createPeerFaults, type PeerFaults } from "../limits/peer-faults.js";
 import { type Limits, withLimits } from "../limits/limits.js";
 import { metricsEndpoint } from "./metrics-endpoint.js";
@@ -162,6 +163,8 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
     const mintedAdminToken = await catalog.bootstrapAdmin(options.adminToken);
     const registry = new TunnelRegistry();
     const stats = createTrafficStats();
+    // Replays enter the gateway itself (built below, before any admin call can ask for one).
+    const traffic = createNodeTraffic(nodeId, () => gateway.handle);
     let draining = false;
 
     // Live enforcement: a revoked key, a deleted or disabled tenant, a denied certificate loses its tunnels at once
@@ -178,6 +181,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       if (event.type === "tenant-deleted") {
         registry.forgetTenant(event.tenant);
         stats.forgetTenant(event.tenant);
+        traffic.forgetTenant(event.tenant);
         void metrics.forgetTenant(event.tenant);
       }
     });
@@ -223,6 +227,8 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       faults,
       access: clientAccess.control,
       identity: createIdentityIssuer(identity),
+      captures: traffic.captures,
+      replayOf: traffic.replayer.replayOf,
       onDone: createExchangeObserver({
         catalog,
         stats,
@@ -232,6 +238,9 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
         auditRequests: options.auditRequests ?? true,
         serves: (tenant, target) => registry.serves(tenant, target),
         clientRefusals: createRefusalLimiter(),
+        nodeId,
+        history: traffic.history,
+        live: traffic.live,
       }),
     });
     gatewayRef = gateway;
@@ -266,6 +275,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
             limits,
             faults,
             clientCertificates: options.clientCertificates === true,
+            traffic,
           }),
         ),
       // The socket's address, for per-source back-off and for refusals in the audit trail.
@@ -325,6 +335,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       },
       async close() {
         unwatch();
+        traffic.close();
         clearInterval(expirySweep);
         clientAccess.close();
         // Before the store closes: its key stays published 10 minutes for the identities still in flight.

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file ferry/admin/v1/admin_service.proto.
  */
 export const file_ferry_admin_v1_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJmZXJyeS9hZG1pbi92MS9hZG1pbl9zZXJ2aWNlLnByb3RvEg5mZXJyeS5hZG1pbi52MSL0AgoGVGVuYW50EgwKBG5hbWUYASABKAkSLwoLY3JlYXRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIQCghkaXNhYmxlZBgFIAEoCBIyCg9yZXF1ZXN0X3RpbWVvdXQYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHgoWbWF4X3JlcXVlc3RfYm9keV9ieXRlcxgHIAEoBBIgChhtYXhfY29uY3VycmVudF9leGNoYW5nZXMYCCABKA0SFwoPYWxsb3dlZF90YXJnZXRzGAkgAygJEi8KC3VwZGF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIKCgJpZBgLIAEoCRIiChpkZW5pZWRfY2VydGlmaWNhdGVfc2VyaWFscxgMIAMoCSLiAQoDS2V5Eg4KBnRlbmFudBgBIAEoCRIOCgZrZXlfaWQYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmVwbGFjZWRfYnkYByABKAki6QIKCUNvbm5lY3RvchIOCgZ0ZW5hbnQYASABKAkSFAoMY29ubmVjdG9yX2lkGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaG9zdG5hbWUYBCABKAkSDgoGa2V5X2lkGAUgASgJEhgKEHJlbW90ZV9hZGRyZXNzZXMYBiADKAkSDwoHdGFyZ2V0cxgHIAMoCRIPCgd0dW5uZWxzGAggASgNEhEKCWluX2ZsaWdodBgJIAEoDRIwCgxjb25uZWN0X3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCG5vZGVfaWRzGAsgAygJEjAKDWxhc3RfcGluZ19ydHQYDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDgoGcGF1c2VkGA0gASgIEi4KCmxlYXZlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkwKBlRhcmdldBIMCgRuYW1lGAEgASgJEhIKCmNvbm5lY3RvcnMYAiABKA0SDwoHdHVubmVscxgDIAEoDRIPCgdhbGxvd2VkGAQgASgIIvwCCgxUcmFmZmljU3RhdHMSEAoIcmVxdWVzdHMYASABKAQSFQoNY2xpZW50X2Vycm9ycxgCIAEoBBIVCg1zZXJ2ZXJfZXJyb3JzGAMgASgEEkMKDHJlbGF5X2Vycm9ycxgEIAMoCzItLmZlcnJ5LmFkbWluLnYxLlRyYWZmaWNTdGF0cy5SZWxheUVycm9yc0VudHJ5EhAKCGJ5dGVzX2luGAUgASgEEhEKCWJ5dGVzX291dBgGIAEoBBIuCgtsYXRlbmN5X3A1MBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5NRgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5ORgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhoyChBSZWxheUVycm9yc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoBDoCOAEiuQEKClN0YXRzRW50cnkSDgoGdGVuYW50GAEgASgJEg4KBnRhcmdldBgCIAEoCRIsCgZyZWNlbnQYAyABKAsyHC5mZXJyeS5hZG1pbi52MS5UcmFmZmljU3RhdHMSKwoFdG90YWwYBCABKAsyHC5mZXJyeS5hZG1pbi52MS5UcmFmZmljU3RhdHMSMAoNcmVjZW50X3dpbmRvdxgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiL/AQoKQXVkaXRFdmVudBIKCgJpZBgBIAEoBBIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZhY3Rpb24YAyABKAkSDQoFYWN0b3IYBCABKAkSDgoGdGVuYW50GAUgASgJEigKB2RldGFpbHMYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EicKBmJlZm9yZRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJgoFYWZ0ZXIYCCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKCXRlbmFudF9pZBgJIAEoCSKeAQoFVG9rZW4SEAoIdG9rZW5faWQYASABKAkSDAoEcm9sZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIp8BCgROb2RlEg8KB25vZGVfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIPCgdhZGRyZXNzGAMgASgJEi4KCnN0YXJ0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3R1bm5lbHMYBSABKA0SEQoJaW5fZmxpZ2h0GAYgASgNEhAKCGRyYWluaW5nGAcgASgIIk0KE0NyZWF0ZVRlbmFudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIoCghzZXR0aW5ncxgCIAEoCzIWLmZlcnJ5LmFkbWluLnYxLlRlbmFudCI+ChRDcmVhdGVUZW5hbnRSZXNwb25zZRImCgZ0ZW5hbnQYASABKAsyFi5mZXJyeS5hZG1pbi52MS5UZW5hbnQiIAoQR2V0VGVuYW50UmVxdWVzdBIMCgRuYW1lGAEgASgJIjsKEUdldFRlbmFudFJlc3BvbnNlEiYKBnRlbmFudBgBIAEoCzIWLmZlcnJ5LmFkbWluLnYxLlRlbmFudCI7ChJMaXN0VGVuYW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiVwoTTGlzdFRlbmFudHNSZXNwb25zZRInCgd0ZW5hbnRzGAEgAygLMhYuZmVycnkuYWRtaW4udjEuVGVuYW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIjChNEZWxldGVUZW5hbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiFgoURGVsZXRlVGVuYW50UmVzcG9uc2UiNwoQQ3JlYXRlS2V5UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkiRQoRQ3JlYXRlS2V5UmVzcG9uc2USIAoDa2V5GAEgASgLMhMuZmVycnkuYWRtaW4udjEuS2V5Eg4KBnNlY3JldBgCIAEoCSIhCg9MaXN0S2V5c1JlcXVlc3QSDgoGdGVuYW50GAEgASgJIjUKEExpc3RLZXlzUmVzcG9uc2USIQoEa2V5cxgBIAMoCzITLmZlcnJ5LmFkbWluLnYxLktleSIyChBSZXZva2VLZXlSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRIOCgZrZXlfaWQYAiABKAkiNQoRUmV2b2tlS2V5UmVzcG9uc2USIAoDa2V5GAEgASgLMhMuZmVycnkuYWRtaW4udjEuS2V5IicKFUxpc3RDb25uZWN0b3JzUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkiRwoWTGlzdENvbm5lY3RvcnNSZXNwb25zZRItCgpjb25uZWN0b3JzGAEgAygLMhkuZmVycnkuYWRtaW4udjEuQ29ubmVjdG9yIm4KE1VwZGF0ZVRlbmFudFJlcXVlc3QSJgoGdGVuYW50GAEgASgLMhYuZmVycnkuYWRtaW4udjEuVGVuYW50Ei8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI+ChRVcGRhdGVUZW5hbnRSZXNwb25zZRImCgZ0ZW5hbnQYASABKAsyFi5mZXJyeS5hZG1pbi52MS5UZW5hbnQicQoQUm90YXRlS2V5UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSDgoGa2V5X2lkGAIgASgJEigKBWdyYWNlGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhMKC2Rlc2NyaXB0aW9uGAQgASgJImsKEVJvdGF0ZUtleVJlc3BvbnNlEiAKA2tleRgBIAEoCzITLmZlcnJ5LmFkbWluLnYxLktleRIOCgZzZWNyZXQYAiABKAkSJAoHb2xkX2tleRgDIAEoCzITLmZlcnJ5LmFkbWluLnYxLktleSJSChpEaXNjb25uZWN0Q29ubmVjdG9yUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSFAoMY29ubmVjdG9yX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCSIuChtEaXNjb25uZWN0Q29ubmVjdG9yUmVzcG9uc2USDwoHdHVubmVscxgBIAEoDSIkChJMaXN0VGFyZ2V0c1JlcXVlc3QSDgoGdGVuYW50GAEgASgJIj4KE0xpc3RUYXJnZXRzUmVzcG9uc2USJwoHdGFyZ2V0cxgBIAMoCzIWLmZlcnJ5LmFkbWluLnYxLlRhcmdldCIxCg9HZXRTdGF0c1JlcXVlc3QSDgoGdGVuYW50GAEgASgJEg4KBnRhcmdldBgCIAEoCSI/ChBHZXRTdGF0c1Jlc3BvbnNlEisKB2VudHJpZXMYASADKAsyGi5mZXJyeS5hZG1pbi52MS5TdGF0c0VudHJ5IswBChZMaXN0QXVkaXRFdmVudHNSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRINCgVhY3RvchgCIAEoCRIOCgZhY3Rpb24YAyABKAkSLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgGIAEoDRISCgpwYWdlX3Rva2VuGAcgASgJIl4KF0xpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlEioKBmV2ZW50cxgBIAMoCzIaLmZlcnJ5LmFkbWluLnYxLkF1ZGl0RXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjcKEkNyZWF0ZVRva2VuUmVxdWVzdBIMCgRyb2xlGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIksKE0NyZWF0ZVRva2VuUmVzcG9uc2USJAoFdG9rZW4YASABKAsyFS5mZXJyeS5hZG1pbi52MS5Ub2tlbhIOCgZzZWNyZXQYAiABKAkiEwoRTGlzdFRva2Vuc1JlcXVlc3QiOwoSTGlzdFRva2Vuc1Jlc3BvbnNlEiUKBnRva2VucxgBIAMoCzIVLmZlcnJ5LmFkbWluLnYxLlRva2VuIiYKElJldm9rZVRva2VuUmVxdWVzdBIQCgh0b2tlbl9pZBgBIAEoCSI7ChNSZXZva2VUb2tlblJlc3BvbnNlEiQKBXRva2VuGAEgASgLMhUuZmVycnkuYWRtaW4udjEuVG9rZW4iEgoQTGlzdE5vZGVzUmVxdWVzdCI4ChFMaXN0Tm9kZXNSZXNwb25zZRIjCgVub2RlcxgBIAMoCzIULmZlcnJ5LmFkbWluLnYxLk5vZGUi5AEKCUNsaWVudEtleRIOCgZ0ZW5hbnQYASABKAkSDgoGa2V5X2lkGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3RhcmdldHMYByADKAkiKAoWR2V0QWNjZXNzUG9saWN5UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkieQoXR2V0QWNjZXNzUG9saWN5UmVzcG9uc2USLQoGcG9saWN5GAEgASgLMh0uZmVycnkuYWNjZXNzLnYxLkFjY2Vzc1BvbGljeRIvCgt1cGRhdGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVwoWU2V0QWNjZXNzUG9saWN5UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSLQoGcG9saWN5GAIgASgLMh0uZmVycnkuYWNjZXNzLnYxLkFjY2Vzc1BvbGljeSJ5ChdTZXRBY2Nlc3NQb2xpY3lSZXNwb25zZRItCgZwb2xpY3kYASABKAsyHS5mZXJyeS5hY2Nlc3MudjEuQWNjZXNzUG9saWN5Ei8KC3VwZGF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ2ChZDcmVhdGVDbGllbnRLZXlSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIPCgd0YXJnZXRzGAMgAygJEiYKA3R0bBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJRChdDcmVhdGVDbGllbnRLZXlSZXNwb25zZRImCgNrZXkYASABKAsyGS5mZXJyeS5hZG1pbi52MS5DbGllbnRLZXkSDgoGc2VjcmV0GAIgASgJIicKFUxpc3RDbGllbnRLZXlzUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkiQQoWTGlzdENsaWVudEtleXNSZXNwb25zZRInCgRrZXlzGAEgAygLMhkuZmVycnkuYWRtaW4udjEuQ2xpZW50S2V5IjgKFlJldm9rZUNsaWVudEtleVJlcXVlc3QSDgoGdGVuYW50GAEgASgJEg4KBmtleV9pZBgCIAEoCSJBChdSZXZva2VDbGllbnRLZXlSZXNwb25zZRImCgNrZXkYASABKAsyGS5mZXJyeS5hZG1pbi52MS5DbGllbnRLZXkyshAKDEFkbWluU2VydmljZRJZCgxDcmVhdGVUZW5hbnQSIy5mZXJyeS5hZG1pbi52MS5DcmVhdGVUZW5hbnRSZXF1ZXN0GiQuZmVycnkuYWRtaW4udjEuQ3JlYXRlVGVuYW50UmVzcG9uc2USUAoJR2V0VGVuYW50EiAuZmVycnkuYWRtaW4udjEuR2V0VGVuYW50UmVxdWVzdBohLmZlcnJ5LmFkbWluLnYxLkdldFRlbmFudFJlc3BvbnNlElYKC0xpc3RUZW5hbnRzEiIuZmVycnkuYWRtaW4udjEuTGlzdFRlbmFudHNSZXF1ZXN0GiMuZmVycnkuYWRtaW4udjEuTGlzdFRlbmFudHNSZXNwb25zZRJZCgxEZWxldGVUZW5hbnQSIy5mZXJyeS5hZG1pbi52MS5EZWxldGVUZW5hbnRSZXF1ZXN0GiQuZmVycnkuYWRtaW4udjEuRGVsZXRlVGVuYW50UmVzcG9uc2USUAoJQ3JlYXRlS2V5EiAuZmVycnkuYWRtaW4udjEuQ3JlYXRlS2V5UmVxdWVzdBohLmZlcnJ5LmFkbWluLnYxLkNyZWF0ZUtleVJlc3BvbnNlEk0KCExpc3RLZXlzEh8uZmVycnkuYWRtaW4udjEuTGlzdEtleXNSZXF1ZXN0GiAuZmVycnkuYWRtaW4udjEuTGlzdEtleXNSZXNwb25zZRJQCglSZXZva2VLZXkSIC5mZXJyeS5hZG1pbi52MS5SZXZva2VLZXlSZXF1ZXN0GiEuZmVycnkuYWRtaW4udjEuUmV2b2tlS2V5UmVzcG9uc2USXwoOTGlzdENvbm5lY3RvcnMSJS5mZXJyeS5hZG1pbi52MS5MaXN0Q29ubmVjdG9yc1JlcXVlc3QaJi5mZXJyeS5hZG1pbi52MS5MaXN0Q29ubmVjdG9yc1Jlc3BvbnNlElkKDFVwZGF0ZVRlbmFudBIjLmZlcnJ5LmFkbWluLnYxLlVwZGF0ZVRlbmFudFJlcXVlc3QaJC5mZXJyeS5hZG1pbi52MS5VcGRhdGVUZW5hbnRSZXNwb25zZRJQCglSb3RhdGVLZXkSIC5mZXJyeS5hZG1pbi52MS5Sb3RhdGVLZXlSZXF1ZXN0GiEuZmVycnkuYWRtaW4udjEuUm90YXRlS2V5UmVzcG9uc2USbgoTRGlzY29ubmVjdENvbm5lY3RvchIqLmZlcnJ5LmFkbWluLnYxLkRpc2Nvbm5lY3RDb25uZWN0b3JSZXF1ZXN0GisuZmVycnkuYWRtaW4udjEuRGlzY29ubmVjdENvbm5lY3RvclJlc3BvbnNlElYKC0xpc3RUYXJnZXRzEiIuZmVycnkuYWRtaW4udjEuTGlzdFRhcmdldHNSZXF1ZXN0GiMuZmVycnkuYWRtaW4udjEuTGlzdFRhcmdldHNSZXNwb25zZRJNCghHZXRTdGF0cxIfLmZlcnJ5LmFkbWluLnYxLkdldFN0YXRzUmVxdWVzdBogLmZlcnJ5LmFkbWluLnYxLkdldFN0YXRzUmVzcG9uc2USYgoPTGlzdEF1ZGl0RXZlbnRzEiYuZmVycnkuYWRtaW4udjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBonLmZlcnJ5LmFkbWluLnYxLkxpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlElYKC0NyZWF0ZVRva2VuEiIuZmVycnkuYWRtaW4udjEuQ3JlYXRlVG9rZW5SZXF1ZXN0GiMuZmVycnkuYWRtaW4udjEuQ3JlYXRlVG9rZW5SZXNwb25zZRJTCgpMaXN0VG9rZW5zEiEuZmVycnkuYWRtaW4udjEuTGlzdFRva2Vuc1JlcXVlc3QaIi5mZXJyeS5hZG1pbi52MS5MaXN0VG9rZW5zUmVzcG9uc2USVgoLUmV2b2tlVG9rZW4SIi5mZXJyeS5hZG1pbi52MS5SZXZva2VUb2tlblJlcXVlc3QaIy5mZXJyeS5hZG1pbi52MS5SZXZva2VUb2tlblJlc3BvbnNlElAKCUxpc3ROb2RlcxIgLmZlcnJ5LmFkbWluLnYxLkxpc3ROb2Rlc1JlcXVlc3QaIS5mZXJyeS5hZG1pbi52MS5MaXN0Tm9kZXNSZXNwb25zZRJiCg9HZXRBY2Nlc3NQb2xpY3kSJi5mZXJyeS5hZG1pbi52MS5HZXRBY2Nlc3NQb2xpY3lSZXF1ZXN0GicuZmVycnkuYWRtaW4udjEuR2V0QWNjZXNzUG9saWN5UmVzcG9uc2USYgoPU2V0QWNjZXNzUG9saWN5EiYuZmVycnkuYWRtaW4udjEuU2V0QWNjZXNzUG9saWN5UmVxdWVzdBonLmZlcnJ5LmFkbWluLnYxLlNldEFjY2Vzc1BvbGljeVJlc3BvbnNlEmIKD0NyZWF0ZUNsaWVudEtleRImLmZlcnJ5LmFkbWluLnYxLkNyZWF0ZUNsaWVudEtleVJlcXVlc3QaJy5mZXJyeS5hZG1pbi52MS5DcmVhdGVDbGllbnRLZXlSZXNwb25zZRJfCg5MaXN0Q2xpZW50S2V5cxIlLmZlcnJ5LmFkbWluLnYxLkxpc3RDbGllbnRLZXlzUmVxdWVzdBomLmZlcnJ5LmFkbWluLnYxLkxpc3RDbGllbnRLZXlzUmVzcG9uc2USYgoPUmV2b2tlQ2xpZW50S2V5EiYuZmVycnkuYWRtaW4udjEuUmV2b2tlQ2xpZW50S2V5UmVxdWVzdBonLmZlcnJ5LmFkbWluLnYxLlJldm9rZUNsaWVudEtleVJlc3BvbnNlYgZwcm90bzM", [file_ferry_access_v1_access_policy, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiJmZXJyeS9hZG1pbi92MS9hZG1pbl9zZXJ2aWNlLnByb3RvEg5mZXJyeS5hZG1pbi52MSL0AgoGVGVuYW50EgwKBG5hbWUYASABKAkSLwoLY3JlYXRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIQCghkaXNhYmxlZBgFIAEoCBIyCg9yZXF1ZXN0X3RpbWVvdXQYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHgoWbWF4X3JlcXVlc3RfYm9keV9ieXRlcxgHIAEoBBIgChhtYXhfY29uY3VycmVudF9leGNoYW5nZXMYCCABKA0SFwoPYWxsb3dlZF90YXJnZXRzGAkgAygJEi8KC3VwZGF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIKCgJpZBgLIAEoCRIiChpkZW5pZWRfY2VydGlmaWNhdGVfc2VyaWFscxgMIAMoCSLiAQoDS2V5Eg4KBnRlbmFudBgBIAEoCRIOCgZrZXlfaWQYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmVwbGFjZWRfYnkYByABKAki6QIKCUNvbm5lY3RvchIOCgZ0ZW5hbnQYASABKAkSFAoMY29ubmVjdG9yX2lkGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaG9zdG5hbWUYBCABKAkSDgoGa2V5X2lkGAUgASgJEhgKEHJlbW90ZV9hZGRyZXNzZXMYBiADKAkSDwoHdGFyZ2V0cxgHIAMoCRIPCgd0dW5uZWxzGAggASgNEhEKCWluX2ZsaWdodBgJIAEoDRIwCgxjb25uZWN0X3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCG5vZGVfaWRzGAsgAygJEjAKDWxhc3RfcGluZ19ydHQYDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDgoGcGF1c2VkGA0gASgIEi4KCmxlYXZlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkwKBlRhcmdldBIMCgRuYW1lGAEgASgJEhIKCmNvbm5lY3RvcnMYAiABKA0SDwoHdHVubmVscxgDIAEoDRIPCgdhbGxvd2VkGAQgASgIIvwCCgxUcmFmZmljU3RhdHMSEAoIcmVxdWVzdHMYASABKAQSFQoNY2xpZW50X2Vycm9ycxgCIAEoBBIVCg1zZXJ2ZXJfZXJyb3JzGAMgASgEEkMKDHJlbGF5X2Vycm9ycxgEIAMoCzItLmZlcnJ5LmFkbWluLnYxLlRyYWZmaWNTdGF0cy5SZWxheUVycm9yc0VudHJ5EhAKCGJ5dGVzX2luGAUgASgEEhEKCWJ5dGVzX291dBgGIAEoBBIuCgtsYXRlbmN5X3A1MBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5NRgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5ORgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhoyChBSZWxheUVycm9yc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoBDoCOAEiuQEKClN0YXRzRW50cnkSDgoGdGVuYW50GAEgASgJEg4KBnRhcmdldBgCIAEoCRIsCgZyZWNlbnQYAyABKAsyHC5mZXJyeS5hZG1pbi52MS5UcmFmZmljU3RhdHMSKwoFdG90YWwYBCABKAsyHC5mZXJyeS5hZG1pbi52MS5UcmFmZmljU3RhdHMSMAoNcmVjZW50X3dpbmRvdxgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiL/AQoKQXVkaXRFdmVudBIKCgJpZBgBIAEoBBIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZhY3Rpb24YAyABKAkSDQoFYWN0b3IYBCABKAkSDgoGdGVuYW50GAUgASgJEigKB2RldGFpbHMYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EicKBmJlZm9yZRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJgoFYWZ0ZXIYCCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKCXRlbmFudF9pZBgJIAEoCSKeAQoFVG9rZW4SEAoIdG9rZW5faWQYASABKAkSDAoEcm9sZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIp8BCgROb2RlEg8KB25vZGVfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIPCgdhZGRyZXNzGAMgASgJEi4KCnN0YXJ0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3R1bm5lbHMYBSABKA0SEQoJaW5fZmxpZ2h0GAYgASgNEhAKCGRyYWluaW5nGAcgASgIIk0KE0NyZWF0ZVRlbmFudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIoCghzZXR0aW5ncxgCIAEoCzIWLmZlcnJ5LmFkbWluLnYxLlRlbmFudCI+ChRDcmVhdGVUZW5hbnRSZXNwb25zZRImCgZ0ZW5hbnQYASABKAsyFi5mZXJyeS5hZG1pbi52MS5UZW5hbnQiIAoQR2V0VGVuYW50UmVxdWVzdBIMCgRuYW1lGAEgASgJIjsKEUdldFRlbmFudFJlc3BvbnNlEiYKBnRlbmFudBgBIAEoCzIWLmZlcnJ5LmFkbWluLnYxLlRlbmFudCI7ChJMaXN0VGVuYW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiVwoTTGlzdFRlbmFudHNSZXNwb25zZRInCgd0ZW5hbnRzGAEgAygLMhYuZmVycnkuYWRtaW4udjEuVGVuYW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIjChNEZWxldGVUZW5hbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiFgoURGVsZXRlVGVuYW50UmVzcG9uc2UiNwoQQ3JlYXRlS2V5UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkiRQoRQ3JlYXRlS2V5UmVzcG9uc2USIAoDa2V5GAEgASgLMhMuZmVycnkuYWRtaW4udjEuS2V5Eg4KBnNlY3JldBgCIAEoCSIhCg9MaXN0S2V5c1JlcXVlc3QSDgoGdGVuYW50GAEgASgJIjUKEExpc3RLZXlzUmVzcG9uc2USIQoEa2V5cxgBIAMoCzITLmZlcnJ5LmFkbWluLnYxLktleSIyChBSZXZva2VLZXlSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRIOCgZrZXlfaWQYAiABKAkiNQoRUmV2b2tlS2V5UmVzcG9uc2USIAoDa2V5GAEgASgLMhMuZmVycnkuYWRtaW4udjEuS2V5IicKFUxpc3RDb25uZWN0b3JzUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkiRwoWTGlzdENvbm5lY3RvcnNSZXNwb25zZRItCgpjb25uZWN0b3JzGAEgAygLMhkuZmVycnkuYWRtaW4udjEuQ29ubmVjdG9yIm4KE1VwZGF0ZVRlbmFudFJlcXVlc3QSJgoGdGVuYW50GAEgASgLMhYuZmVycnkuYWRtaW4udjEuVGVuYW50Ei8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI+ChRVcGRhdGVUZW5hbnRSZXNwb25zZRImCgZ0ZW5hbnQYASABKAsyFi5mZXJyeS5hZG1pbi52MS5UZW5hbnQicQoQUm90YXRlS2V5UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSDgoGa2V5X2lkGAIgASgJEigKBWdyYWNlGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhMKC2Rlc2NyaXB0aW9uGAQgASgJImsKEVJvdGF0ZUtleVJlc3BvbnNlEiAKA2tleRgBIAEoCzITLmZlcnJ5LmFkbWluLnYxLktleRIOCgZzZWNyZXQYAiABKAkSJAoHb2xkX2tleRgDIAEoCzITLmZlcnJ5LmFkbWluLnYxLktleSJSChpEaXNjb25uZWN0Q29ubmVjdG9yUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSFAoMY29ubmVjdG9yX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCSIuChtEaXNjb25uZWN0Q29ubmVjdG9yUmVzcG9uc2USDwoHdHVubmVscxgBIAEoDSIkChJMaXN0VGFyZ2V0c1JlcXVlc3QSDgoGdGVuYW50GAEgASgJIj4KE0xpc3RUYXJnZXRzUmVzcG9uc2USJwoHdGFyZ2V0cxgBIAMoCzIWLmZlcnJ5LmFkbWluLnYxLlRhcmdldCIxCg9HZXRTdGF0c1JlcXVlc3QSDgoGdGVuYW50GAEgASgJEg4KBnRhcmdldBgCIAEoCSI/ChBHZXRTdGF0c1Jlc3BvbnNlEisKB2VudHJpZXMYASADKAsyGi5mZXJyeS5hZG1pbi52MS5TdGF0c0VudHJ5IswBChZMaXN0QXVkaXRFdmVudHNSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRINCgVhY3RvchgCIAEoCRIOCgZhY3Rpb24YAyABKAkSLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgGIAEoDRISCgpwYWdlX3Rva2VuGAcgASgJIl4KF0xpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlEioKBmV2ZW50cxgBIAMoCzIaLmZlcnJ5LmFkbWluLnYxLkF1ZGl0RXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjcKEkNyZWF0ZVRva2VuUmVxdWVzdBIMCgRyb2xlGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIksKE0NyZWF0ZVRva2VuUmVzcG9uc2USJAoFdG9rZW4YASABKAsyFS5mZXJyeS5hZG1pbi52MS5Ub2tlbhIOCgZzZWNyZXQYAiABKAkiEwoRTGlzdFRva2Vuc1JlcXVlc3QiOwoSTGlzdFRva2Vuc1Jlc3BvbnNlEiUKBnRva2VucxgBIAMoCzIVLmZlcnJ5LmFkbWluLnYxLlRva2VuIiYKElJldm9rZVRva2VuUmVxdWVzdBIQCgh0b2tlbl9pZBgBIAEoCSI7ChNSZXZva2VUb2tlblJlc3BvbnNlEiQKBXRva2VuGAEgASgLMhUuZmVycnkuYWRtaW4udjEuVG9rZW4iEgoQTGlzdE5vZGVzUmVxdWVzdCI4ChFMaXN0Tm9kZXNSZXNwb25zZRIjCgVub2RlcxgBIAMoCzIULmZlcnJ5LmFkbWluLnYxLk5vZGUi5AEKCUNsaWVudEtleRIOCgZ0ZW5hbnQYASABKAkSDgoGa2V5X2lkGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3RhcmdldHMYByADKAkiKAoWR2V0QWNjZXNzUG9saWN5UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkieQoXR2V0QWNjZXNzUG9saWN5UmVzcG9uc2USLQoGcG9saWN5GAEgASgLMh0uZmVycnkuYWNjZXNzLnYxLkFjY2Vzc1BvbGljeRIvCgt1cGRhdGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVwoWU2V0QWNjZXNzUG9saWN5UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSLQoGcG9saWN5GAIgASgLMh0uZmVycnkuYWNjZXNzLnYxLkFjY2Vzc1BvbGljeSJ5ChdTZXRBY2Nlc3NQb2xpY3lSZXNwb25zZRItCgZwb2xpY3kYASABKAsyHS5mZXJyeS5hY2Nlc3MudjEuQWNjZXNzUG9saWN5Ei8KC3VwZGF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ2ChZDcmVhdGVDbGllbnRLZXlSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIPCgd0YXJnZXRzGAMgAygJEiYKA3R0bBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJRChdDcmVhdGVDbGllbnRLZXlSZXNwb25zZRImCgNrZXkYASABKAsyGS5mZXJyeS5hZG1pbi52MS5DbGllbnRLZXkSDgoGc2VjcmV0GAIgASgJIicKFUxpc3RDbGllbnRLZXlzUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkiQQoWTGlzdENsaWVudEtleXNSZXNwb25zZRInCgRrZXlzGAEgAygLMhkuZmVycnkuYWRtaW4udjEuQ2xpZW50S2V5IjgKFlJldm9rZUNsaWVudEtleVJlcXVlc3QSDgoGdGVuYW50GAEgASgJEg4KBmtleV9pZBgCIAEoCSJBChdSZXZva2VDbGllbnRLZXlSZXNwb25zZRImCgNrZXkYASABKAsyGS5mZXJyeS5hZG1pbi52MS5DbGllbnRLZXki4gIKD0V4Y2hhbmdlU3VtbWFyeRIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdub2RlX2lkGAIgASgJEg4KBnRlbmFudBgDIAEoCRIOCgZ0YXJnZXQYBCABKAkSDgoGbWV0aG9kGAUgASgJEgwKBHBhdGgYBiABKAkSDgoGc3RhdHVzGAcgASgNEgwKBGNvZGUYCCABKAkSKwoIZHVyYXRpb24YCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEAoIYnl0ZXNfaW4YCiABKAQSEQoJYnl0ZXNfb3V0GAsgASgEEhYKDmNsaWVudF9hZGRyZXNzGAwgASgJEhEKCXByaW5jaXBhbBgNIAEoCRITCgtleGNoYW5nZV9pZBgOIAEoCRISCgpyZXF1ZXN0X2lkGA8gASgJEhIKCmNhcHR1cmVfaWQYECABKAkiRwoVV2F0Y2hFeGNoYW5nZXNSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSDgoGc3RhdHVzGAMgASgJIlwKFldhdGNoRXhjaGFuZ2VzUmVzcG9uc2USMQoIZXhjaGFuZ2UYASABKAsyHy5mZXJyeS5hZG1pbi52MS5FeGNoYW5nZVN1bW1hcnkSDwoHZHJvcHBlZBgCIAEoBCIqChhHZXRUcmFmZmljSGlzdG9yeVJlcXVlc3QSDgoGdGVuYW50GAEgASgJIpEBCg1UcmFmZmljQnVja2V0Ei4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJlcXVlc3RzGAIgASgEEg4KBmVycm9ycxgDIAEoBBIuCgtsYXRlbmN5X3A5NRgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKNAQoZR2V0VHJhZmZpY0hpc3RvcnlSZXNwb25zZRIuCgdidWNrZXRzGAEgAygLMh0uZmVycnkuYWRtaW4udjEuVHJhZmZpY0J1Y2tldBIvCgxidWNrZXRfd2lkdGgYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDwoHbm9kZV9pZBgDIAEoCSLFAgoHQ2FwdHVyZRISCgpjYXB0dXJlX2lkGAEgASgJEg4KBnRlbmFudBgCIAEoCRIOCgZ0YXJnZXQYAyABKAkSLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmJvZHlfYnl0ZXMYBiABKA0SDQoFYWN0b3IYByABKAkSEQoJZXhjaGFuZ2VzGAggASgNEg0KBWJ5dGVzGAkgASgEEhEKCW1heF9ieXRlcxgKIAEoBBIPCgdkcm9wcGVkGAsgASgEEg4KBmFjdGl2ZRgMIAEoCBIvCgtleHBpcmVfdGltZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiKgoLSGVhZGVyRmllbGQSDAoEbmFtZRgBIAEoCRINCgV2YWx1ZRgCIAEoCSKuAgoQQ2FwdHVyZWRFeGNoYW5nZRIwCgdzdW1tYXJ5GAEgASgLMh8uZmVycnkuYWRtaW4udjEuRXhjaGFuZ2VTdW1tYXJ5Eg0KBXF1ZXJ5GAIgASgJEjQKD3JlcXVlc3RfaGVhZGVycxgDIAMoCzIbLmZlcnJ5LmFkbWluLnYxLkhlYWRlckZpZWxkEhQKDHJlcXVlc3RfYm9keRgEIAEoDBIeChZyZXF1ZXN0X2JvZHlfdHJ1bmNhdGVkGAUgASgIEjUKEHJlc3BvbnNlX2hlYWRlcnMYBiADKAsyGy5mZXJyeS5hZG1pbi52MS5IZWFkZXJGaWVsZBIVCg1yZXNwb25zZV9ib2R5GAcgASgMEh8KF3Jlc3BvbnNlX2JvZHlfdHJ1bmNhdGVkGAggASgIInYKE1N0YXJ0Q2FwdHVyZVJlcXVlc3QSDgoGdGVuYW50GAEgASgJEg4KBnRhcmdldBgCIAEoCRIrCghkdXJhdGlvbhgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgpib2R5X2J5dGVzGAQgASgNIkAKFFN0YXJ0Q2FwdHVyZVJlc3BvbnNlEigKB2NhcHR1cmUYASABKAsyFy5mZXJyeS5hZG1pbi52MS5DYXB0dXJlIigKElN0b3BDYXB0dXJlUmVxdWVzdBISCgpjYXB0dXJlX2lkGAEgASgJIj8KE1N0b3BDYXB0dXJlUmVzcG9uc2USKAoHY2FwdHVyZRgBIAEoCzIXLmZlcnJ5LmFkbWluLnYxLkNhcHR1cmUiJQoTTGlzdENhcHR1cmVzUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkiQQoUTGlzdENhcHR1cmVzUmVzcG9uc2USKQoIY2FwdHVyZXMYASADKAsyFy5mZXJyeS5hZG1pbi52MS5DYXB0dXJlIicKEUdldENhcHR1cmVSZXF1ZXN0EhIKCmNhcHR1cmVfaWQYASABKAkicwoSR2V0Q2FwdHVyZVJlc3BvbnNlEigKB2NhcHR1cmUYASABKAsyFy5mZXJyeS5hZG1pbi52MS5DYXB0dXJlEjMKCWV4Y2hhbmdlcxgCIAMoCzIgLmZlcnJ5LmFkbWluLnYxLkNhcHR1cmVkRXhjaGFuZ2UiUQoVUmVwbGF5RXhjaGFuZ2VSZXF1ZXN0EhIKCmNhcHR1cmVfaWQYASABKAkSEwoLZXhjaGFuZ2VfaWQYAiABKAkSDwoHY29uZmlybRgDIAEoCCK5AQoWUmVwbGF5RXhjaGFuZ2VSZXNwb25zZRIwCgdzdW1tYXJ5GAEgASgLMh8uZmVycnkuYWRtaW4udjEuRXhjaGFuZ2VTdW1tYXJ5EjUKEHJlc3BvbnNlX2hlYWRlcnMYAiADKAsyGy5mZXJyeS5hZG1pbi52MS5IZWFkZXJGaWVsZBIVCg1yZXNwb25zZV9ib2R5GAMgASgMEh8KF3Jlc3BvbnNlX2JvZHlfdHJ1bmNhdGVkGAQgASgIIhIKEEdldENhbGxlclJlcXVlc3QiSgoRR2V0Q2FsbGVyUmVzcG9uc2USJAoFdG9rZW4YASABKAsyFS5mZXJyeS5hZG1pbi52MS5Ub2tlbhIPCgdub2RlX2lkGAIgASgJMpUWCgxBZG1pblNlcnZpY2USWQoMQ3JlYXRlVGVuYW50EiMuZmVycnkuYWRtaW4udjEuQ3JlYXRlVGVuYW50UmVxdWVzdBokLmZlcnJ5LmFkbWluLnYxLkNyZWF0ZVRlbmFudFJlc3BvbnNlElAKCUdldFRlbmFudBIgLmZlcnJ5LmFkbWluLnYxLkdldFRlbmFudFJlcXVlc3QaIS5mZXJyeS5hZG1pbi52MS5HZXRUZW5hbnRSZXNwb25zZRJWCgtMaXN0VGVuYW50cxIiLmZlcnJ5LmFkbWluLnYxLkxpc3RUZW5hbnRzUmVxdWVzdBojLmZlcnJ5LmFkbWluLnYxLkxpc3RUZW5hbnRzUmVzcG9uc2USWQoMRGVsZXRlVGVuYW50EiMuZmVycnkuYWRtaW4udjEuRGVsZXRlVGVuYW50UmVxdWVzdBokLmZlcnJ5LmFkbWluLnYxLkRlbGV0ZVRlbmFudFJlc3BvbnNlElAKCUNyZWF0ZUtleRIgLmZlcnJ5LmFkbWluLnYxLkNyZWF0ZUtleVJlcXVlc3QaIS5mZXJyeS5hZG1pbi52MS5DcmVhdGVLZXlSZXNwb25zZRJNCghMaXN0S2V5cxIfLmZlcnJ5LmFkbWluLnYxLkxpc3RLZXlzUmVxdWVzdBogLmZlcnJ5LmFkbWluLnYxLkxpc3RLZXlzUmVzcG9uc2USUAoJUmV2b2tlS2V5EiAuZmVycnkuYWRtaW4udjEuUmV2b2tlS2V5UmVxdWVzdBohLmZlcnJ5LmFkbWluLnYxLlJldm9rZUtleVJlc3BvbnNlEl8KDkxpc3RDb25uZWN0b3JzEiUuZmVycnkuYWRtaW4udjEuTGlzdENvbm5lY3RvcnNSZXF1ZXN0GiYuZmVycnkuYWRtaW4udjEuTGlzdENvbm5lY3RvcnNSZXNwb25zZRJZCgxVcGRhdGVUZW5hbnQSIy5mZXJyeS5hZG1pbi52MS5VcGRhdGVUZW5hbnRSZXF1ZXN0GiQuZmVycnkuYWRtaW4udjEuVXBkYXRlVGVuYW50UmVzcG9uc2USUAoJUm90YXRlS2V5EiAuZmVycnkuYWRtaW4udjEuUm90YXRlS2V5UmVxdWVzdBohLmZlcnJ5LmFkbWluLnYxLlJvdGF0ZUtleVJlc3BvbnNlEm4KE0Rpc2Nvbm5lY3RDb25uZWN0b3ISKi5mZXJyeS5hZG1pbi52MS5EaXNjb25uZWN0Q29ubmVjdG9yUmVxdWVzdBorLmZlcnJ5LmFkbWluLnYxLkRpc2Nvbm5lY3RDb25uZWN0b3JSZXNwb25zZRJWCgtMaXN0VGFyZ2V0cxIiLmZlcnJ5LmFkbWluLnYxLkxpc3RUYXJnZXRzUmVxdWVzdBojLmZlcnJ5LmFkbWluLnYxLkxpc3RUYXJnZXRzUmVzcG9uc2USTQoIR2V0U3RhdHMSHy5mZXJyeS5hZG1pbi52MS5HZXRTdGF0c1JlcXVlc3QaIC5mZXJyeS5hZG1pbi52MS5HZXRTdGF0c1Jlc3BvbnNlEmIKD0xpc3RBdWRpdEV2ZW50cxImLmZlcnJ5LmFkbWluLnYxLkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QaJy5mZXJyeS5hZG1pbi52MS5MaXN0QXVkaXRFdmVudHNSZXNwb25zZRJWCgtDcmVhdGVUb2tlbhIiLmZlcnJ5LmFkbWluLnYxLkNyZWF0ZVRva2VuUmVxdWVzdBojLmZlcnJ5LmFkbWluLnYxLkNyZWF0ZVRva2VuUmVzcG9uc2USUwoKTGlzdFRva2VucxIhLmZlcnJ5LmFkbWluLnYxLkxpc3RUb2tlbnNSZXF1ZXN0GiIuZmVycnkuYWRtaW4udjEuTGlzdFRva2Vuc1Jlc3BvbnNlElYKC1Jldm9rZVRva2VuEiIuZmVycnkuYWRtaW4udjEuUmV2b2tlVG9rZW5SZXF1ZXN0GiMuZmVycnkuYWRtaW4udjEuUmV2b2tlVG9rZW5SZXNwb25zZRJQCglMaXN0Tm9kZXMSIC5mZXJyeS5hZG1pbi52MS5MaXN0Tm9kZXNSZXF1ZXN0GiEuZmVycnkuYWRtaW4udjEuTGlzdE5vZGVzUmVzcG9uc2USYgoPR2V0QWNjZXNzUG9saWN5EiYuZmVycnkuYWRtaW4udjEuR2V0QWNjZXNzUG9saWN5UmVxdWVzdBonLmZlcnJ5LmFkbWluLnYxLkdldEFjY2Vzc1BvbGljeVJlc3BvbnNlEmIKD1NldEFjY2Vzc1BvbGljeRImLmZlcnJ5LmFkbWluLnYxLlNldEFjY2Vzc1BvbGljeVJlcXVlc3QaJy5mZXJyeS5hZG1pbi52MS5TZXRBY2Nlc3NQb2xpY3lSZXNwb25zZRJiCg9DcmVhdGVDbGllbnRLZXkSJi5mZXJyeS5hZG1pbi52MS5DcmVhdGVDbGllbnRLZXlSZXF1ZXN0GicuZmVycnkuYWRtaW4udjEuQ3JlYXRlQ2xpZW50S2V5UmVzcG9uc2USXwoOTGlzdENsaWVudEtleXMSJS5mZXJyeS5hZG1pbi52MS5MaXN0Q2xpZW50S2V5c1JlcXVlc3QaJi5mZXJyeS5hZG1pbi52MS5MaXN0Q2xpZW50S2V5c1Jlc3BvbnNlEmIKD1Jldm9rZUNsaWVudEtleRImLmZlcnJ5LmFkbWluLnYxLlJldm9rZUNsaWVudEtleVJlcXVlc3QaJy5mZXJyeS5hZG1pbi52MS5SZXZva2VDbGllbnRLZXlSZXNwb25zZRJhCg5XYXRjaEV4Y2hhbmdlcxIlLmZlcnJ5LmFkbWluLnYxLldhdGNoRXhjaGFuZ2VzUmVxdWVzdBomLmZlcnJ5LmFkbWluLnYxLldhdGNoRXhjaGFuZ2VzUmVzcG9uc2UwARJoChFHZXRUcmFmZmljSGlzdG9yeRIoLmZlcnJ5LmFkbWluLnYxLkdldFRyYWZmaWNIaXN0b3J5UmVxdWVzdBopLmZlcnJ5LmFkbWluLnYxLkdldFRyYWZmaWNIaXN0b3J5UmVzcG9uc2USWQoMU3RhcnRDYXB0dXJlEiMuZmVycnkuYWRtaW4udjEuU3RhcnRDYXB0dXJlUmVxdWVzdBokLmZlcnJ5LmFkbWluLnYxLlN0YXJ0Q2FwdHVyZVJlc3BvbnNlElYKC1N0b3BDYXB0dXJlEiIuZmVycnkuYWRtaW4udjEuU3RvcENhcHR1cmVSZXF1ZXN0GiMuZmVycnkuYWRtaW4udjEuU3RvcENhcHR1cmVSZXNwb25zZRJZCgxMaXN0Q2FwdHVyZXMSIy5mZXJyeS5hZG1pbi52MS5MaXN0Q2FwdHVyZXNSZXF1ZXN0GiQuZmVycnkuYWRtaW4udjEuTGlzdENhcHR1cmVzUmVzcG9uc2USUwoKR2V0Q2FwdHVyZRIhLmZlcnJ5LmFkbWluLnYxLkdldENhcHR1cmVSZXF1ZXN0GiIuZmVycnkuYWRtaW4udjEuR2V0Q2FwdHVyZVJlc3BvbnNlEl8KDlJlcGxheUV4Y2hhbmdlEiUuZmVycnkuYWRtaW4udjEuUmVwbGF5RXhjaGFuZ2VSZXF1ZXN0GiYuZmVycnkuYWRtaW4udjEuUmVwbGF5RXhjaGFuZ2VSZXNwb25zZRJQCglHZXRDYWxsZXISIC5mZXJyeS5hZG1pbi52MS5HZXRDYWxsZXJSZXF1ZXN0GiEuZmVycnkuYWRtaW4udjEuR2V0Q2FsbGVyUmVzcG9uc2ViBnByb3RvMw", [file_ferry_access_v1_access_policy, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Tenant is one customer. Tenants never see each other's traffic or objects.
@@ -1680,6 +1680,724 @@ export const RevokeClientKeyResponseSchema: GenMessage<RevokeClientKeyResponse> 
   messageDesc(file_ferry_admin_v1_admin_service, 55);
 
 /**
+ * ExchangeSummary is one finished exchange, as the node that took it from the client saw it.
+ *
+ * @generated from message ferry.admin.v1.ExchangeSummary
+ */
+export type ExchangeSummary = Message<"ferry.admin.v1.ExchangeSummary"> & {
+  /**
+   * When it finished.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * Node the client talked to.
+   *
+   * @generated from field: string node_id = 2;
+   */
+  nodeId: string;
+
+  /**
+   * @generated from field: string tenant = 3;
+   */
+  tenant: string;
+
+  /**
+   * @generated from field: string target = 4;
+   */
+  target: string;
+
+  /**
+   * @generated from field: string method = 5;
+   */
+  method: string;
+
+  /**
+   * Path below the target, without the query (it may carry secrets).
+   *
+   * @generated from field: string path = 6;
+   */
+  path: string;
+
+  /**
+   * HTTP status sent to the client; 0 when none was (the client went away first).
+   *
+   * @generated from field: uint32 status = 7;
+   */
+  status: number;
+
+  /**
+   * Ferry's own error code when Ferry failed the exchange (no_connector, timeout...); empty when the target answered.
+   *
+   * @generated from field: string code = 8;
+   */
+  code: string;
+
+  /**
+   * From the request to the end of the response.
+   *
+   * @generated from field: google.protobuf.Duration duration = 9;
+   */
+  duration?: Duration | undefined;
+
+  /**
+   * Request body bytes from the client.
+   *
+   * @generated from field: uint64 bytes_in = 10;
+   */
+  bytesIn: bigint;
+
+  /**
+   * Response body bytes to the client.
+   *
+   * @generated from field: uint64 bytes_out = 11;
+   */
+  bytesOut: bigint;
+
+  /**
+   * The client's address (behind --trust-proxy, the one it forwarded for).
+   *
+   * @generated from field: string client_address = 12;
+   */
+  clientAddress: string;
+
+  /**
+   * Who the tenant's access policy found the client to be ("client-key:<id>",
+   * "jwt:<sub>", "client-cert:<subject>", "basic:<user>", "admin:<token id>"
+   * for a replay), else "client:<address>".
+   *
+   * @generated from field: string principal = 13;
+   */
+  principal: string;
+
+  /**
+   * @generated from field: string exchange_id = 14;
+   */
+  exchangeId: string;
+
+  /**
+   * X-Request-Id sent to the target and back to the client.
+   *
+   * @generated from field: string request_id = 15;
+   */
+  requestId: string;
+
+  /**
+   * Capture that holds this exchange's headers and bodies; empty when none does.
+   *
+   * @generated from field: string capture_id = 16;
+   */
+  captureId: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.ExchangeSummary.
+ * Use `create(ExchangeSummarySchema)` to create a new message.
+ */
+export const ExchangeSummarySchema: GenMessage<ExchangeSummary> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 56);
+
+/**
+ * @generated from message ferry.admin.v1.WatchExchangesRequest
+ */
+export type WatchExchangesRequest = Message<"ferry.admin.v1.WatchExchangesRequest"> & {
+  /**
+   * Filters; empty matches everything the caller may see (a tenant token: its own tenant).
+   *
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * @generated from field: string target = 2;
+   */
+  target: string;
+
+  /**
+   * "2xx", "3xx", "4xx", "5xx", an exact status such as "404", or "error"
+   * (Ferry failed the exchange itself); empty: every exchange.
+   *
+   * @generated from field: string status = 3;
+   */
+  status: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.WatchExchangesRequest.
+ * Use `create(WatchExchangesRequestSchema)` to create a new message.
+ */
+export const WatchExchangesRequestSchema: GenMessage<WatchExchangesRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 57);
+
+/**
+ * @generated from message ferry.admin.v1.WatchExchangesResponse
+ */
+export type WatchExchangesResponse = Message<"ferry.admin.v1.WatchExchangesResponse"> & {
+  /**
+   * The next exchange; unset in the first message (sent at once: the watch is
+   * in place) and in keep-alive messages (one every 15 seconds without traffic).
+   *
+   * @generated from field: ferry.admin.v1.ExchangeSummary exchange = 1;
+   */
+  exchange?: ExchangeSummary | undefined;
+
+  /**
+   * Exchanges that matched but were not sent since the previous message, because this watcher read too slowly.
+   *
+   * @generated from field: uint64 dropped = 2;
+   */
+  dropped: bigint;
+};
+
+/**
+ * Describes the message ferry.admin.v1.WatchExchangesResponse.
+ * Use `create(WatchExchangesResponseSchema)` to create a new message.
+ */
+export const WatchExchangesResponseSchema: GenMessage<WatchExchangesResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 58);
+
+/**
+ * @generated from message ferry.admin.v1.GetTrafficHistoryRequest
+ */
+export type GetTrafficHistoryRequest = Message<"ferry.admin.v1.GetTrafficHistoryRequest"> & {
+  /**
+   * One tenant; empty: every tenant the caller may see.
+   *
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.GetTrafficHistoryRequest.
+ * Use `create(GetTrafficHistoryRequestSchema)` to create a new message.
+ */
+export const GetTrafficHistoryRequestSchema: GenMessage<GetTrafficHistoryRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 59);
+
+/**
+ * TrafficBucket is the traffic of one 10-second interval.
+ *
+ * @generated from message ferry.admin.v1.TrafficBucket
+ */
+export type TrafficBucket = Message<"ferry.admin.v1.TrafficBucket"> & {
+  /**
+   * Start of the interval.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 1;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: uint64 requests = 2;
+   */
+  requests: bigint;
+
+  /**
+   * Answers with status 5xx, and exchanges Ferry failed itself.
+   *
+   * @generated from field: uint64 errors = 3;
+   */
+  errors: bigint;
+
+  /**
+   * 95th percentile of the durations of the interval's exchanges; unset without traffic.
+   *
+   * @generated from field: google.protobuf.Duration latency_p95 = 4;
+   */
+  latencyP95?: Duration | undefined;
+};
+
+/**
+ * Describes the message ferry.admin.v1.TrafficBucket.
+ * Use `create(TrafficBucketSchema)` to create a new message.
+ */
+export const TrafficBucketSchema: GenMessage<TrafficBucket> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 60);
+
+/**
+ * @generated from message ferry.admin.v1.GetTrafficHistoryResponse
+ */
+export type GetTrafficHistoryResponse = Message<"ferry.admin.v1.GetTrafficHistoryResponse"> & {
+  /**
+   * Oldest first, the current (incomplete) interval last; intervals without traffic are included with zeros.
+   *
+   * @generated from field: repeated ferry.admin.v1.TrafficBucket buckets = 1;
+   */
+  buckets: TrafficBucket[];
+
+  /**
+   * @generated from field: google.protobuf.Duration bucket_width = 2;
+   */
+  bucketWidth?: Duration | undefined;
+
+  /**
+   * The node that answered: the history is its own.
+   *
+   * @generated from field: string node_id = 3;
+   */
+  nodeId: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.GetTrafficHistoryResponse.
+ * Use `create(GetTrafficHistoryResponseSchema)` to create a new message.
+ */
+export const GetTrafficHistoryResponseSchema: GenMessage<GetTrafficHistoryResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 61);
+
+/**
+ * Capture is a time-boxed recording of one target's exchanges.
+ *
+ * @generated from message ferry.admin.v1.Capture
+ */
+export type Capture = Message<"ferry.admin.v1.Capture"> & {
+  /**
+   * @generated from field: string capture_id = 1;
+   */
+  captureId: string;
+
+  /**
+   * @generated from field: string tenant = 2;
+   */
+  tenant: string;
+
+  /**
+   * @generated from field: string target = 3;
+   */
+  target: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp start_time = 4;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * When it stops recording (or stopped).
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 5;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * Bytes kept of each request and response body (the rest is counted, not kept).
+   *
+   * @generated from field: uint32 body_bytes = 6;
+   */
+  bodyBytes: number;
+
+  /**
+   * Who started it ("admin:<token id>").
+   *
+   * @generated from field: string actor = 7;
+   */
+  actor: string;
+
+  /**
+   * Exchanges it holds.
+   *
+   * @generated from field: uint32 exchanges = 8;
+   */
+  exchanges: number;
+
+  /**
+   * Memory it holds, and the most it may.
+   *
+   * @generated from field: uint64 bytes = 9;
+   */
+  bytes: bigint;
+
+  /**
+   * @generated from field: uint64 max_bytes = 10;
+   */
+  maxBytes: bigint;
+
+  /**
+   * Exchanges not kept because the capture was full.
+   *
+   * @generated from field: uint64 dropped = 11;
+   */
+  dropped: bigint;
+
+  /**
+   * Still recording.
+   *
+   * @generated from field: bool active = 12;
+   */
+  active: boolean;
+
+  /**
+   * When what it holds is dropped.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 13;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message ferry.admin.v1.Capture.
+ * Use `create(CaptureSchema)` to create a new message.
+ */
+export const CaptureSchema: GenMessage<Capture> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 62);
+
+/**
+ * HeaderField is one HTTP header line; values of credentials read "[redacted]".
+ *
+ * @generated from message ferry.admin.v1.HeaderField
+ */
+export type HeaderField = Message<"ferry.admin.v1.HeaderField"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string value = 2;
+   */
+  value: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.HeaderField.
+ * Use `create(HeaderFieldSchema)` to create a new message.
+ */
+export const HeaderFieldSchema: GenMessage<HeaderField> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 63);
+
+/**
+ * CapturedExchange is an exchange with its headers and the first bytes of its bodies.
+ *
+ * @generated from message ferry.admin.v1.CapturedExchange
+ */
+export type CapturedExchange = Message<"ferry.admin.v1.CapturedExchange"> & {
+  /**
+   * @generated from field: ferry.admin.v1.ExchangeSummary summary = 1;
+   */
+  summary?: ExchangeSummary | undefined;
+
+  /**
+   * The query of the request URL, values of credential-like parameters redacted; empty when none.
+   *
+   * @generated from field: string query = 2;
+   */
+  query: string;
+
+  /**
+   * As the client sent them (before Ferry's own headers), credentials redacted.
+   *
+   * @generated from field: repeated ferry.admin.v1.HeaderField request_headers = 3;
+   */
+  requestHeaders: HeaderField[];
+
+  /**
+   * @generated from field: bytes request_body = 4;
+   */
+  requestBody: Uint8Array;
+
+  /**
+   * More request body followed than body_bytes.
+   *
+   * @generated from field: bool request_body_truncated = 5;
+   */
+  requestBodyTruncated: boolean;
+
+  /**
+   * As the client got them.
+   *
+   * @generated from field: repeated ferry.admin.v1.HeaderField response_headers = 6;
+   */
+  responseHeaders: HeaderField[];
+
+  /**
+   * @generated from field: bytes response_body = 7;
+   */
+  responseBody: Uint8Array;
+
+  /**
+   * @generated from field: bool response_body_truncated = 8;
+   */
+  responseBodyTruncated: boolean;
+};
+
+/**
+ * Describes the message ferry.admin.v1.CapturedExchange.
+ * Use `create(CapturedExchangeSchema)` to create a new message.
+ */
+export const CapturedExchangeSchema: GenMessage<CapturedExchange> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 64);
+
+/**
+ * @generated from message ferry.admin.v1.StartCaptureRequest
+ */
+export type StartCaptureRequest = Message<"ferry.admin.v1.StartCaptureRequest"> & {
+  /**
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * @generated from field: string target = 2;
+   */
+  target: string;
+
+  /**
+   * How long it records; 0 means 10 minutes. At most 1 hour.
+   *
+   * @generated from field: google.protobuf.Duration duration = 3;
+   */
+  duration?: Duration | undefined;
+
+  /**
+   * Bytes kept of each body; 0 means 4096. At most 65536.
+   *
+   * @generated from field: uint32 body_bytes = 4;
+   */
+  bodyBytes: number;
+};
+
+/**
+ * Describes the message ferry.admin.v1.StartCaptureRequest.
+ * Use `create(StartCaptureRequestSchema)` to create a new message.
+ */
+export const StartCaptureRequestSchema: GenMessage<StartCaptureRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 65);
+
+/**
+ * @generated from message ferry.admin.v1.StartCaptureResponse
+ */
+export type StartCaptureResponse = Message<"ferry.admin.v1.StartCaptureResponse"> & {
+  /**
+   * @generated from field: ferry.admin.v1.Capture capture = 1;
+   */
+  capture?: Capture | undefined;
+};
+
+/**
+ * Describes the message ferry.admin.v1.StartCaptureResponse.
+ * Use `create(StartCaptureResponseSchema)` to create a new message.
+ */
+export const StartCaptureResponseSchema: GenMessage<StartCaptureResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 66);
+
+/**
+ * @generated from message ferry.admin.v1.StopCaptureRequest
+ */
+export type StopCaptureRequest = Message<"ferry.admin.v1.StopCaptureRequest"> & {
+  /**
+   * @generated from field: string capture_id = 1;
+   */
+  captureId: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.StopCaptureRequest.
+ * Use `create(StopCaptureRequestSchema)` to create a new message.
+ */
+export const StopCaptureRequestSchema: GenMessage<StopCaptureRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 67);
+
+/**
+ * @generated from message ferry.admin.v1.StopCaptureResponse
+ */
+export type StopCaptureResponse = Message<"ferry.admin.v1.StopCaptureResponse"> & {
+  /**
+   * @generated from field: ferry.admin.v1.Capture capture = 1;
+   */
+  capture?: Capture | undefined;
+};
+
+/**
+ * Describes the message ferry.admin.v1.StopCaptureResponse.
+ * Use `create(StopCaptureResponseSchema)` to create a new message.
+ */
+export const StopCaptureResponseSchema: GenMessage<StopCaptureResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 68);
+
+/**
+ * @generated from message ferry.admin.v1.ListCapturesRequest
+ */
+export type ListCapturesRequest = Message<"ferry.admin.v1.ListCapturesRequest"> & {
+  /**
+   * One tenant; empty: every tenant the caller may see.
+   *
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.ListCapturesRequest.
+ * Use `create(ListCapturesRequestSchema)` to create a new message.
+ */
+export const ListCapturesRequestSchema: GenMessage<ListCapturesRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 69);
+
+/**
+ * @generated from message ferry.admin.v1.ListCapturesResponse
+ */
+export type ListCapturesResponse = Message<"ferry.admin.v1.ListCapturesResponse"> & {
+  /**
+   * @generated from field: repeated ferry.admin.v1.Capture captures = 1;
+   */
+  captures: Capture[];
+};
+
+/**
+ * Describes the message ferry.admin.v1.ListCapturesResponse.
+ * Use `create(ListCapturesResponseSchema)` to create a new message.
+ */
+export const ListCapturesResponseSchema: GenMessage<ListCapturesResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 70);
+
+/**
+ * @generated from message ferry.admin.v1.GetCaptureRequest
+ */
+export type GetCaptureRequest = Message<"ferry.admin.v1.GetCaptureRequest"> & {
+  /**
+   * @generated from field: string capture_id = 1;
+   */
+  captureId: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.GetCaptureRequest.
+ * Use `create(GetCaptureRequestSchema)` to create a new message.
+ */
+export const GetCaptureRequestSchema: GenMessage<GetCaptureRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 71);
+
+/**
+ * @generated from message ferry.admin.v1.GetCaptureResponse
+ */
+export type GetCaptureResponse = Message<"ferry.admin.v1.GetCaptureResponse"> & {
+  /**
+   * @generated from field: ferry.admin.v1.Capture capture = 1;
+   */
+  capture?: Capture | undefined;
+
+  /**
+   * Newest first.
+   *
+   * @generated from field: repeated ferry.admin.v1.CapturedExchange exchanges = 2;
+   */
+  exchanges: CapturedExchange[];
+};
+
+/**
+ * Describes the message ferry.admin.v1.GetCaptureResponse.
+ * Use `create(GetCaptureResponseSchema)` to create a new message.
+ */
+export const GetCaptureResponseSchema: GenMessage<GetCaptureResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 72);
+
+/**
+ * @generated from message ferry.admin.v1.ReplayExchangeRequest
+ */
+export type ReplayExchangeRequest = Message<"ferry.admin.v1.ReplayExchangeRequest"> & {
+  /**
+   * @generated from field: string capture_id = 1;
+   */
+  captureId: string;
+
+  /**
+   * @generated from field: string exchange_id = 2;
+   */
+  exchangeId: string;
+
+  /**
+   * Required for methods other than GET, HEAD and OPTIONS: replaying a POST may repeat its effect.
+   *
+   * @generated from field: bool confirm = 3;
+   */
+  confirm: boolean;
+};
+
+/**
+ * Describes the message ferry.admin.v1.ReplayExchangeRequest.
+ * Use `create(ReplayExchangeRequestSchema)` to create a new message.
+ */
+export const ReplayExchangeRequestSchema: GenMessage<ReplayExchangeRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 73);
+
+/**
+ * @generated from message ferry.admin.v1.ReplayExchangeResponse
+ */
+export type ReplayExchangeResponse = Message<"ferry.admin.v1.ReplayExchangeResponse"> & {
+  /**
+   * The new exchange, as WatchExchanges reports it.
+   *
+   * @generated from field: ferry.admin.v1.ExchangeSummary summary = 1;
+   */
+  summary?: ExchangeSummary | undefined;
+
+  /**
+   * @generated from field: repeated ferry.admin.v1.HeaderField response_headers = 2;
+   */
+  responseHeaders: HeaderField[];
+
+  /**
+   * The first body_bytes of the answer.
+   *
+   * @generated from field: bytes response_body = 3;
+   */
+  responseBody: Uint8Array;
+
+  /**
+   * @generated from field: bool response_body_truncated = 4;
+   */
+  responseBodyTruncated: boolean;
+};
+
+/**
+ * Describes the message ferry.admin.v1.ReplayExchangeResponse.
+ * Use `create(ReplayExchangeResponseSchema)` to create a new message.
+ */
+export const ReplayExchangeResponseSchema: GenMessage<ReplayExchangeResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 74);
+
+/**
+ * @generated from message ferry.admin.v1.GetCallerRequest
+ */
+export type GetCallerRequest = Message<"ferry.admin.v1.GetCallerRequest"> & {
+};
+
+/**
+ * Describes the message ferry.admin.v1.GetCallerRequest.
+ * Use `create(GetCallerRequestSchema)` to create a new message.
+ */
+export const GetCallerRequestSchema: GenMessage<GetCallerRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 75);
+
+/**
+ * @generated from message ferry.admin.v1.GetCallerResponse
+ */
+export type GetCallerResponse = Message<"ferry.admin.v1.GetCallerResponse"> & {
+  /**
+   * The calling token (never its secret).
+   *
+   * @generated from field: ferry.admin.v1.Token token = 1;
+   */
+  token?: Token | undefined;
+
+  /**
+   * The node that answered.
+   *
+   * @generated from field: string node_id = 2;
+   */
+  nodeId: string;
+};
+
+/**
+ * Describes the message ferry.admin.v1.GetCallerResponse.
+ * Use `create(GetCallerResponseSchema)` to create a new message.
+ */
+export const GetCallerResponseSchema: GenMessage<GetCallerResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_admin_v1_admin_service, 76);
+
+/**
  * AdminService is the operator's API: tenants, connector keys, live
  * connectors, targets, statistics, the audit log, admin tokens and nodes.
  * Served on the relay's one port over Connect (JSON or binary), gRPC and
@@ -1918,6 +2636,91 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof RevokeClientKeyRequestSchema;
     output: typeof RevokeClientKeyResponseSchema;
+  },
+  /**
+   * WatchExchanges streams every exchange the caller may see as it finishes,
+   * from every node. A watcher that reads too slowly misses exchanges and is
+   * told how many (dropped); it never holds the relay back.
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.WatchExchanges
+   */
+  watchExchanges: {
+    methodKind: "server_streaming";
+    input: typeof WatchExchangesRequestSchema;
+    output: typeof WatchExchangesResponseSchema;
+  },
+  /**
+   * GetTrafficHistory returns this node's traffic of the last 15 minutes in
+   * 10-second buckets (all tenants the caller may see, or one).
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.GetTrafficHistory
+   */
+  getTrafficHistory: {
+    methodKind: "unary";
+    input: typeof GetTrafficHistoryRequestSchema;
+    output: typeof GetTrafficHistoryResponseSchema;
+  },
+  /**
+   * StartCapture keeps the headers and the first bytes of the bodies of one
+   * target's exchanges for a limited time, secrets redacted, in memory.
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.StartCapture
+   */
+  startCapture: {
+    methodKind: "unary";
+    input: typeof StartCaptureRequestSchema;
+    output: typeof StartCaptureResponseSchema;
+  },
+  /**
+   * StopCapture ends a capture early; what it holds stays readable until it expires.
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.StopCapture
+   */
+  stopCapture: {
+    methodKind: "unary";
+    input: typeof StopCaptureRequestSchema;
+    output: typeof StopCaptureResponseSchema;
+  },
+  /**
+   * ListCaptures returns the captures the caller may see, newest first.
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.ListCaptures
+   */
+  listCaptures: {
+    methodKind: "unary";
+    input: typeof ListCapturesRequestSchema;
+    output: typeof ListCapturesResponseSchema;
+  },
+  /**
+   * GetCapture returns one capture and the exchanges it holds, newest first.
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.GetCapture
+   */
+  getCapture: {
+    methodKind: "unary";
+    input: typeof GetCaptureRequestSchema;
+    output: typeof GetCaptureResponseSchema;
+  },
+  /**
+   * ReplayExchange sends a captured request to its target again (admin tokens
+   * only). Methods other than GET, HEAD and OPTIONS need confirm.
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.ReplayExchange
+   */
+  replayExchange: {
+    methodKind: "unary";
+    input: typeof ReplayExchangeRequestSchema;
+    output: typeof ReplayExchangeResponseSchema;
+  },
+  /**
+   * GetCaller returns the calling token (its id and role): what a console shows and offers.
+   *
+   * @generated from rpc ferry.admin.v1.AdminService.GetCaller
+   */
+  getCaller: {
+    methodKind: "unary";
+    input: typeof GetCallerRequestSchema;
+    output: typeof GetCallerResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ferry_admin_v1_admin_service, 0);

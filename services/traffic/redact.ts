@@ -1,0 +1,57 @@
+/**
+ * What a capture must never keep: credentials. Headers by name (Authorization,
+ * Cookie, Set-Cookie, anything named like a key, token, secret, password or
+ * session), and anywhere (other headers, query values, body text) what looks
+ * like one of Ferry's own secrets or a JWT. A capture is read by operators and
+ * tenant admins: a false positive costs a "[redacted]", a miss leaks an account.
+ */
+export const REDACTED = "[redacted]";
+
+const SECRET_NAME = /auth|cookie|key|token|secret|passw|session|credential|signature|^code$|^sig$/i;
+/** Ferry secrets (fck_/fat_/fcl_ + id + secret) and compact JWS/JWT (three base64url parts, the first a JSON object). */
+const SECRET_VALUE = /\bf(?:ck|at|cl)_[a-z0-9]{16}_[A-Za-z0-9_-]+|\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*/g;
+
+export function secretHeaderName(name: string): boolean {
+  return SECRET_NAME.test(name);
+}
+
+/** A header value as a capture keeps it. */
+export function redactHeader(name: string, value: string): string {
+  return secretHeaderName(name) ? REDACTED : redactText(value);
+}
+
+/** Text with every secret-looking token replaced. */
+export function redactText(text: string): string {
+  return text.replace(SECRET_VALUE, REDACTED);
+}
+
+/** A raw query (without "?") with the values of credential-like parameters replaced; the rest unchanged. */
+export function redactQuery(query: string): string {
+  if (query === "") return "";
+  return query
+    .split("&")
+    .map((pair) => {
+      const eq = pair.indexOf("=");
+      const name = eq < 0 ? pair : pair.slice(0, eq);
+      if (eq < 0) return redactText(pair);
+      let decoded = name;
+      try {
+        decoded = decodeURIComponent(name);
+      } catch {
+        // a malformed name is matched as it is
+      }
+      return secretHeaderName(decoded) ? `${name}=${encodeURIComponent(REDACTED)}` : redactText(pair);
+    })
+    .join("&");
+}
+
+/**
+ * A captured body with secrets replaced where it is text; binary bodies are kept as they are (a secret in
+ * a binary body is the target's own business, and rewriting bytes would corrupt what the operator looks at).
+ */
+export function redactBody(body: Buffer): Buffer {
+  if (body.length === 0 || body.includes(0)) return body;
+  const text = body.toString("latin1");
+  const clean = redactText(text);
+  return clean === text ? body : Buffer.from(clean, "latin1");
+}
