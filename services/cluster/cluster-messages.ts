@@ -3,11 +3,13 @@ import {
   type Accepted,
   type DisconnectRequest,
   DisconnectRequestSchema,
+  FeedInterestSchema,
   HeartbeatSchema,
   type OpenExchange,
   OpenExchangeSchema,
   OpenResultSchema,
 } from "../../gen/ferry/cluster/v1/cluster_pb.js";
+import { type ExchangeSummary, ExchangeSummarySchema } from "../../gen/ferry/admin/v1/admin_service_pb.js";
 import { type ErrorKind, FerryError, HTTP_STATUS } from "../../core/errors.js";
 import { isDnsLabel } from "../../core/names.js";
 import { EXCHANGE_ID_BYTES, MAX_FRAME_SIZE, MAX_WINDOW, MIN_FRAME_SIZE, MIN_WINDOW } from "../../core/exchange/protocol.js";
@@ -101,4 +103,32 @@ export function readDisconnectRequest(bytes: Uint8Array): Checked<DisconnectRequ
   if (!isDnsLabel(req.tenant) || !CONNECTOR_ID.test(req.connectorId)) return bad("disconnect request with a bad tenant or connector id");
   if (req.reason.length > MAX_TEXT || CONTROL_CHARS.test(req.reason)) return bad("disconnect request with a bad reason");
   return ok(req);
+}
+
+/** A FeedInterest: the node that has traffic watchers. */
+export function readFeedInterest(bytes: Uint8Array): Checked<string> {
+  const d = decode("feed interest", () => fromBinary(FeedInterestSchema, bytes));
+  if (!d.ok) return d;
+  return NODE_ID_PATTERN.test(d.value.nodeId) ? ok(d.value.nodeId) : bad("feed interest with a bad node id");
+}
+
+/** Longest path a summary may carry: the gateway's own limit on a request head is below it. */
+const MAX_SUMMARY_PATH = 16 * 1024;
+const MAX_SUMMARY_FIELD = 256;
+const SUMMARY_METHOD = /^[A-Za-z-]{1,32}$/;
+
+/** An ExchangeSummary on ferry.feed.exchanges.<tenant>, for this node's watchers: every field checked, since watchers' screens and terminals show them. */
+export function readExchangeSummary(subject: string, bytes: Uint8Array): Checked<ExchangeSummary> {
+  if (bytes.length > 2 * MAX_SUMMARY_PATH) return bad("exchange summary too large");
+  const d = decode("exchange summary", () => fromBinary(ExchangeSummarySchema, bytes));
+  if (!d.ok) return d;
+  const e = d.value;
+  if (!isDnsLabel(e.tenant) || subject !== `ferry.feed.exchanges.${e.tenant}`) return bad("exchange summary for another tenant");
+  if (!NODE_ID_PATTERN.test(e.nodeId)) return bad("exchange summary with a bad node id");
+  if (e.status > 999 || (e.code !== "" && !ERROR_CODE.test(e.code)) || !SUMMARY_METHOD.test(e.method)) return bad("exchange summary out of range");
+  if (e.path.length > MAX_SUMMARY_PATH || CONTROL_CHARS.test(e.path)) return bad("exchange summary with a bad path");
+  for (const text of [e.target, e.clientAddress, e.principal, e.exchangeId, e.requestId, e.captureId]) {
+    if (text.length > MAX_SUMMARY_FIELD || CONTROL_CHARS.test(text)) return bad("exchange summary with a bad field");
+  }
+  return ok(e);
 }

@@ -7,7 +7,10 @@ import { type Directory, localDirectory, type NodeFacts, nodeOf, viewOfTunnel } 
 import type { ExchangeBus } from "../bus/exchange-bus.js";
 import type { KvStore } from "../state/kv-store.js";
 import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
+import type { ExchangeFeed } from "../traffic/exchange-feed.js";
+import type { LiveTraffic } from "../traffic/live-traffic.js";
 import { type AuditStream, openAuditStream } from "./audit-stream.js";
+import { bridgeFeed, type FeedBridge } from "./feed-bridge.js";
 import { type ClusterBus, createClusterBus } from "./cluster-bus.js";
 import { createJetStreamStore } from "./jetstream-store.js";
 import { openKvMirror } from "./kv-mirror.js";
@@ -31,7 +34,15 @@ export interface ClusterMembership {
    */
   liveNodes: () => number;
   /** Starts routing and presence once the node's registry and local bus exist. */
-  start(deps: { registry: TunnelRegistry; local: ExchangeBus; node: () => NodeFacts; isDraining(): boolean; faults: PeerFaults }): Promise<{
+  start(deps: {
+    registry: TunnelRegistry;
+    local: ExchangeBus;
+    node: () => NodeFacts;
+    isDraining(): boolean;
+    faults: PeerFaults;
+    /** This node's live traffic, shared with the other nodes' watchers. */
+    traffic: { feed: ExchangeFeed; live: LiveTraffic };
+  }): Promise<{
     bus: ClusterBus;
     directory: Directory;
   }>;
@@ -71,6 +82,7 @@ export async function joinCluster(opts: {
   const store = createJetStreamStore(stateMirror);
   let presence: Presence | undefined;
   let bus: ClusterBus | undefined;
+  let feedBridge: FeedBridge | undefined;
   conn.onReconnect(() => stateMirror.resync());
   log.info({ replicas, bucket: STATE_BUCKET }, "joined the cluster");
 
@@ -85,6 +97,7 @@ export async function joinCluster(opts: {
       const self = () => nodeOf(deps.node(), deps.registry.tunnels().length);
       presence = await startPresence({ nc: conn.nc, nodeId, registry: deps.registry, replicas, self, isDraining: deps.isDraining, onReconnect: conn.onReconnect, log, signal });
       const p = presence;
+      feedBridge = bridgeFeed({ nc: conn.nc, nodeId, ...deps.traffic, fault: (reason, details) => deps.faults.fault("cluster", reason, details) });
       const here = localDirectory(deps.registry, deps.node);
       bus = createClusterBus({
         conn,
@@ -144,6 +157,7 @@ export async function joinCluster(opts: {
     async close() {
       await presence?.leave();
       presence?.close();
+      feedBridge?.close();
       bus?.close();
       await store.close();
       await conn.close();

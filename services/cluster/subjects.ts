@@ -25,3 +25,8 @@ export const TUNNELS_BUCKET = "ferry_tunnels";
 
 /** Node ids travel in subjects and KV keys. */
 export const NODE_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Live traffic (see FeedInterest in cluster.proto): who watches, and the finished exchanges while anyone does. */
+export const FEED_INTEREST_SUBJECT = "ferry.feed.interest";
+export const feedSubject = (tenant: string) => `ferry.feed.exchanges.${tenant}`;
+export const FEED_ALL = "ferry.feed.exchanges.*";

@@ -200,7 +200,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
     const nodeFacts = (): NodeFacts => ({ nodeId, version: FERRY_VERSION, address, startTime, inFlight: gatewayRef?.active ?? 0, draining });
     const localBus = createLocalBus(registry);
     const { bus, directory } = cluster
-      ? await cluster.start({ registry, local: localBus, node: nodeFacts, isDraining: () => draining, faults })
+      ? await cluster.start({ registry, local: localBus, node: nodeFacts, isDraining: () => draining, faults, traffic })
       : { bus: localBus, directory: localDirectory(registry, nodeFacts) };
     const clientAccess = createClientAccess(catalog, limits, log, cluster?.liveNodes);
     // This node's X-Ferry-Identity key, published in the (shared) store before the node serves.

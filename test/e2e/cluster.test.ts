@@ -1,6 +1,9 @@
+import { create, toBinary } from "@bufbuild/protobuf";
 import { randomBytes } from "node:crypto";
+import { connect } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector } from "../../clients/connector/connector.js";
+import { type ExchangeSummary, ExchangeSummarySchema } from "../../gen/ferry/admin/v1/admin_service_pb.js";
 import { request } from "../helpers/http.js";
 import { startTestConnector, startTestRelay, type TestRelay } from "../helpers/in-process.js";
 import { type NatsServer, startNatsServer } from "../helpers/nats-server.js";
@@ -31,6 +34,13 @@ afterAll(async () => {
   await other?.close();
   await nats?.close();
 });
+
+/** Cluster faults of a node whose reason mentions `about`. */
+function faultCount(node: TestRelay, about: string): number {
+  let n = 0;
+  for (const f of node.relay.faults.faults().values()) if (f.source === "cluster" && f.reason.includes(about)) n += f.count;
+  return n;
+}
 
 /** A tenant made on node A and a connector of it on `on`, serving target "app". */
 async function tenantOn(tenant: string, on: TestRelay, extra: Parameters<typeof startTestConnector>[3] = {}): Promise<{ key: string; conn: Connector }> {
@@ -213,5 +223,41 @@ describe("cluster over NATS", () => {
       const t = (await b.admin.getTenant({ name: "race" })).tenant!;
       return t.displayName === "Race Inc" && t.description === "changed on C" && t.maxConcurrentExchanges === 7;
     }, "all three changes kept");
+  });
+
+  it("streams the exchanges every node finishes to a watcher on any one, and drops bad feed messages", async () => {
+    const { conn } = await tenantOn("feed", c);
+    const watching = new AbortController();
+    const seen: ExchangeSummary[] = [];
+    try {
+      void (async () => {
+        for await (const m of a.admin.watchExchanges({ tenant: "feed" }, { signal: watching.signal })) if (m.exchange) seen.push(m.exchange);
+      })().catch(() => {});
+      // The other nodes start publishing once they hear A's interest: ask until they have.
+      let n = 0;
+      for (const via of [b, c]) {
+        await eventually(async () => {
+          await request(`${via.url}/relay/feed/app/json`, { headers: { "x-request-id": `feed-${via.relay.nodeId}-${n++}` } });
+          return seen.some((e) => e.nodeId === via.relay.nodeId);
+        }, `an exchange from node ${via.relay.nodeId}`);
+      }
+      expect(seen.filter((e) => e.nodeId !== "a").every((e) => e.tenant === "feed" && e.target === "app" && e.status === 200)).toBe(true);
+
+      // Anyone on NATS can publish there: what is not a summary of that tenant is counted and dropped.
+      const raw = await connect({ servers: nats.url });
+      const faultsBefore = faultCount(a, "exchange summary");
+      raw.publish("ferry.feed.exchanges.feed", new Uint8Array([0xff, 0x01, 0x02]));
+      raw.publish("ferry.feed.exchanges.feed", toBinary(ExchangeSummarySchema, create(ExchangeSummarySchema, { tenant: "other", nodeId: "x", method: "GET" })));
+      raw.publish("ferry.feed.exchanges.feed", toBinary(ExchangeSummarySchema, create(ExchangeSummarySchema, { tenant: "feed", nodeId: "x", method: "GET", path: "/a\u001b[31m" })));
+      await raw.flush();
+      await raw.close();
+      await eventually(() => faultCount(a, "exchange summary") >= faultsBefore + 3, "three bad summaries counted");
+      expect(seen.some((e) => e.nodeId === "x")).toBe(false);
+      await request(`${b.url}/relay/feed/app/json`, { headers: { "x-request-id": "feed-after" } });
+      await eventually(() => seen.some((e) => e.requestId === "feed-after"), "the feed still works");
+    } finally {
+      watching.abort();
+      await conn.stop();
+    }
   });
 });

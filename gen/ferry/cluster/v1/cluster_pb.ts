@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ferry/cluster/v1/cluster.proto.
  */
 export const file_ferry_cluster_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("Ch5mZXJyeS9jbHVzdGVyL3YxL2NsdXN0ZXIucHJvdG8SEGZlcnJ5LmNsdXN0ZXIudjEiWQoMT3BlbkV4Y2hhbmdlEhMKC2V4Y2hhbmdlX2lkGAEgASgMEg4KBnRlbmFudBgCIAEoCRIOCgZ0YXJnZXQYAyABKAkSFAoMaW5ncmVzc19ub2RlGAQgASgJInQKCk9wZW5SZXN1bHQSLgoIYWNjZXB0ZWQYASABKAsyGi5mZXJyeS5jbHVzdGVyLnYxLkFjY2VwdGVkSAASLAoHcmVmdXNlZBgCIAEoCzIZLmZlcnJ5LmNsdXN0ZXIudjEuUmVmdXNlZEgAQggKBnJlc3VsdCJPCghBY2NlcHRlZBITCgtlZ3Jlc3Nfbm9kZRgBIAEoCRIWCg5yZXF1ZXN0X3dpbmRvdxgCIAEoDRIWCg5tYXhfZnJhbWVfc2l6ZRgDIAEoDSJTCgdSZWZ1c2VkEgwKBGtpbmQYASABKAkSDAoEY29kZRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEhsKE3JldHJ5X2FmdGVyX3NlY29uZHMYBCABKA0iLgoJSGVhcnRiZWF0Eg8KB25vZGVfaWQYASABKAkSEAoIZHJhaW5pbmcYAiABKAgi5wIKDlR1bm5lbFByZXNlbmNlEg8KB25vZGVfaWQYASABKAkSEQoJdHVubmVsX2lkGAIgASgJEg4KBnRlbmFudBgDIAEoCRIOCgZrZXlfaWQYBCABKAkSFAoMY29ubmVjdG9yX2lkGAUgASgJEhkKEWNvbm5lY3Rvcl92ZXJzaW9uGAYgASgJEhAKCGhvc3RuYW1lGAcgASgJEhYKDnJlbW90ZV9hZGRyZXNzGAggASgJEjAKDGNvbm5lY3RfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdGFyZ2V0cxgKIAMoCRIRCglpbl9mbGlnaHQYCyABKA0SDgoGcnR0X21zGAwgASgNEhAKCGRyYWluaW5nGA0gASgIEg4KBnBhdXNlZBgOIAEoCBIuCgpsZWF2ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJJChFEaXNjb25uZWN0UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSFAoMY29ubmVjdG9yX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCSIlChJEaXNjb25uZWN0UmVzcG9uc2USDwoHdHVubmVscxgBIAEoDWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5mZXJyeS9jbHVzdGVyL3YxL2NsdXN0ZXIucHJvdG8SEGZlcnJ5LmNsdXN0ZXIudjEiWQoMT3BlbkV4Y2hhbmdlEhMKC2V4Y2hhbmdlX2lkGAEgASgMEg4KBnRlbmFudBgCIAEoCRIOCgZ0YXJnZXQYAyABKAkSFAoMaW5ncmVzc19ub2RlGAQgASgJInQKCk9wZW5SZXN1bHQSLgoIYWNjZXB0ZWQYASABKAsyGi5mZXJyeS5jbHVzdGVyLnYxLkFjY2VwdGVkSAASLAoHcmVmdXNlZBgCIAEoCzIZLmZlcnJ5LmNsdXN0ZXIudjEuUmVmdXNlZEgAQggKBnJlc3VsdCJPCghBY2NlcHRlZBITCgtlZ3Jlc3Nfbm9kZRgBIAEoCRIWCg5yZXF1ZXN0X3dpbmRvdxgCIAEoDRIWCg5tYXhfZnJhbWVfc2l6ZRgDIAEoDSJTCgdSZWZ1c2VkEgwKBGtpbmQYASABKAkSDAoEY29kZRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEhsKE3JldHJ5X2FmdGVyX3NlY29uZHMYBCABKA0iLgoJSGVhcnRiZWF0Eg8KB25vZGVfaWQYASABKAkSEAoIZHJhaW5pbmcYAiABKAgi5wIKDlR1bm5lbFByZXNlbmNlEg8KB25vZGVfaWQYASABKAkSEQoJdHVubmVsX2lkGAIgASgJEg4KBnRlbmFudBgDIAEoCRIOCgZrZXlfaWQYBCABKAkSFAoMY29ubmVjdG9yX2lkGAUgASgJEhkKEWNvbm5lY3Rvcl92ZXJzaW9uGAYgASgJEhAKCGhvc3RuYW1lGAcgASgJEhYKDnJlbW90ZV9hZGRyZXNzGAggASgJEjAKDGNvbm5lY3RfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdGFyZ2V0cxgKIAMoCRIRCglpbl9mbGlnaHQYCyABKA0SDgoGcnR0X21zGAwgASgNEhAKCGRyYWluaW5nGA0gASgIEg4KBnBhdXNlZBgOIAEoCBIuCgpsZWF2ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJJChFEaXNjb25uZWN0UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSFAoMY29ubmVjdG9yX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCSIlChJEaXNjb25uZWN0UmVzcG9uc2USDwoHdHVubmVscxgBIAEoDSIfCgxGZWVkSW50ZXJlc3QSDwoHbm9kZV9pZBgBIAEoCWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * OpenExchange asks a node holding a tunnel of the tenant to start an exchange.
@@ -327,4 +327,28 @@ export type DisconnectResponse = Message<"ferry.cluster.v1.DisconnectResponse"> 
  */
 export const DisconnectResponseSchema: GenMessage<DisconnectResponse> = /*@__PURE__*/
   messageDesc(file_ferry_cluster_v1_cluster, 7);
+
+/**
+ * FeedInterest is published on "ferry.feed.interest" at once and then every
+ * 5 seconds by a node whose admin API has traffic watchers (WatchExchanges).
+ * A node that heard one in the last 12 seconds publishes each exchange it
+ * finishes as a ferry.admin.v1.ExchangeSummary (binary) on
+ * "ferry.feed.exchanges.<tenant>"; a node without such interest publishes
+ * nothing, so live traffic costs the cluster only while someone watches.
+ *
+ * @generated from message ferry.cluster.v1.FeedInterest
+ */
+export type FeedInterest = Message<"ferry.cluster.v1.FeedInterest"> & {
+  /**
+   * @generated from field: string node_id = 1;
+   */
+  nodeId: string;
+};
+
+/**
+ * Describes the message ferry.cluster.v1.FeedInterest.
+ * Use `create(FeedInterestSchema)` to create a new message.
+ */
+export const FeedInterestSchema: GenMessage<FeedInterest> = /*@__PURE__*/
+  messageDesc(file_ferry_cluster_v1_cluster, 8);
 
