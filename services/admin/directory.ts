@@ -33,6 +33,13 @@ export interface NodeFacts {
   startTime: Date;
   inFlight: number;
   draining: boolean;
+  /** The TLS certificate in use, when the node serves TLS: its end and what the checks found wrong with it. */
+  certificate?: CertificateFacts;
+}
+
+export interface CertificateFacts {
+  expireTime: Date;
+  warnings: string[];
 }
 
 /**
@@ -76,6 +83,8 @@ export function nodeOf(n: NodeFacts, tunnels: number): Node {
     tunnels,
     inFlight: n.inFlight,
     draining: n.draining,
+    certificateExpireTime: n.certificate ? timestampFromDate(n.certificate.expireTime) : undefined,
+    certificateWarnings: n.certificate?.warnings ?? [],
   });
 }
 

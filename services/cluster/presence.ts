@@ -12,6 +12,8 @@ import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
 import { type KvMirror, openKvMirror } from "./kv-mirror.js";
 import { NODE_ID_PATTERN, NODES_BUCKET, TUNNELS_BUCKET } from "./subjects.js";
 
+/** Certificate warnings a node record may carry (the checks in core/cert-check.ts find fewer). */
+const MAX_CERT_WARNINGS = 16;
 /** A node that has not refreshed its entry for this long is gone (bucket TTL). */
 const NODE_TTL_MS = 15_000;
 const NODE_REFRESH_MS = 5_000;
@@ -209,6 +211,8 @@ function nodeOfRecord(key: string, bytes: Uint8Array, now: number): Node | undef
   }
   const startOk = n.startTime === undefined || dateOf(n.startTime, now) !== undefined;
   if (n.nodeId !== key || !NODE_ID_PATTERN.test(n.nodeId) || n.version.length > 64 || n.address.length > 512 || !startOk) return undefined;
+  // Shown in the console: a few lines of text, as this code writes them.
+  if (n.certificateWarnings.length > MAX_CERT_WARNINGS || n.certificateWarnings.some((w) => w.length > 300 || /[\x00-\x1f\x7f]/.test(w))) return undefined;
   return n;
 }
 

@@ -1,6 +1,7 @@
 import type { X509Certificate } from "node:crypto";
 import { checkCertificate } from "../../core/cert-check.js";
 import type { Logger } from "../../core/logger.js";
+import type { CertificateFacts } from "../admin/directory.js";
 
 export interface CertLogNames {
   /** Names clients and connectors use (--public-host). */
@@ -16,10 +17,18 @@ export interface CertLogNames {
  * never stops it, since a slightly wrong certificate beats no service.
  */
 export function certificateLog(log: Logger, names: CertLogNames) {
+  let current: CertificateFacts | undefined;
   return {
+    /** The certificate in use and its problems, as last logged (for ListNodes); undefined without TLS. */
+    get facts() {
+      return current;
+    },
     onCertificate(chain: X509Certificate[], reloaded: boolean) {
       const result = checkCertificate({ chain, hosts: names.hosts, baseDomain: names.baseDomain });
       const leaf = result.certs[0];
+      if (leaf) {
+        current = { expireTime: new Date(leaf.notAfter), warnings: result.findings.filter((f) => f.severity === "warning" || f.severity === "error").map((f) => f.message) };
+      }
       if (leaf) {
         log.info(
           { subject: leaf.subject, issuer: leaf.issuer, notAfter: leaf.notAfter, serial: leaf.serial, chainLength: chain.length },

@@ -35,7 +35,7 @@ import { type Limits, withLimits } from "../limits/limits.js";
 import { metricsEndpoint } from "./metrics-endpoint.js";
 import { createRouter } from "./routes.js";
 import type { Listeners } from "./server.js";
-import { localDirectory, type NodeFacts } from "../admin/directory.js";
+import { type CertificateFacts, localDirectory, type NodeFacts } from "../admin/directory.js";
 import { joinCluster } from "../cluster/cluster-node.js";
 import type { NatsOptions } from "../cluster/nats-options.js";
 
@@ -102,6 +102,8 @@ export interface Relay {
   readonly clustered: boolean;
   /** Tells the node the address it serves on (for ListNodes). */
   setAddress(url: string): void;
+  /** Tells the node the TLS certificate it serves and what is wrong with it (for ListNodes: the console warns). */
+  setCertificate(facts: CertificateFacts | undefined): void;
   /**
    * Stops taking new work, sends GoAway to every connector and waits (at most
    * `graceMs`) for exchanges in flight, then closes the tunnels.
@@ -120,6 +122,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
   const keepaliveMs = options.keepaliveMs ?? 15_000;
   const startTime = new Date();
   let address = "";
+  let certificate: CertificateFacts | undefined;
   // In a cluster the data directory keeps only this node's audit log; tenants, keys and tokens live in JetStream.
   const dataLock = options.nats ? await lockDataDir(options.dataDir) : undefined;
   const cluster = options.nats
@@ -197,7 +200,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
     expirySweep.unref();
 
     let gatewayRef: Gateway | undefined;
-    const nodeFacts = (): NodeFacts => ({ nodeId, version: FERRY_VERSION, address, startTime, inFlight: gatewayRef?.active ?? 0, draining });
+    const nodeFacts = (): NodeFacts => ({ nodeId, version: FERRY_VERSION, address, startTime, inFlight: gatewayRef?.active ?? 0, draining, certificate });
     const localBus = createLocalBus(registry);
     const { bus, directory } = cluster
       ? await cluster.start({ registry, local: localBus, node: nodeFacts, isDraining: () => draining, faults, traffic })
@@ -314,6 +317,9 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       clustered: cluster !== undefined,
       setAddress(url) {
         address = url;
+      },
+      setCertificate(facts) {
+        certificate = facts;
       },
       async drain(graceMs) {
         draining = true;

@@ -50,6 +50,8 @@ export async function runRelay(opts: RunRelayOptions): Promise<RunningRelay> {
   let listeners: Listeners = startingRouter(r.nats ? "waiting for NATS" : "opening the data directory");
   const forward: Listeners = { request: (req, res) => listeners.request(req, res), upgrade: (req, socket, head) => listeners.upgrade(req, socket, head) };
   const certLog = certificateLog(log, { hosts: r.publicHost ? [r.publicHost] : [], baseDomain: r.baseDomain });
+  /** Set once the node exists: a reloaded certificate reaches ListNodes too. */
+  let node: Relay | undefined;
   const { host, port } = opts.listen;
   const server = await listen(forward, {
     ...opts.listen,
@@ -60,6 +62,7 @@ export async function runRelay(opts: RunRelayOptions): Promise<RunningRelay> {
     // The certificate log lines, and whoever else wants to hear of a reload (tests).
     onCertificate(chain, reloaded) {
       certLog.onCertificate(chain, reloaded);
+      node?.setCertificate(certLog.facts);
       opts.listen.onCertificate?.(chain, reloaded);
     },
     onCertificateError(err) {
@@ -83,6 +86,8 @@ export async function runRelay(opts: RunRelayOptions): Promise<RunningRelay> {
   }
   listeners = relay.listeners;
   relay.setAddress(server.url);
+  relay.setCertificate(certLog.facts);
+  node = relay;
   let metrics: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   try {
     metrics = opts.metricsListen ? await serveMetrics(relay.metrics, opts.metricsListen) : undefined;

@@ -1,4 +1,5 @@
-import type { X509Certificate } from "node:crypto";
+import { X509Certificate } from "node:crypto";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { copyFileSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
@@ -119,8 +120,14 @@ describe("relay certificate", () => {
     copyFileSync(second.key, join(dir, "privkey.pem.new"));
     renameSync(join(dir, "fullchain.pem.new"), certFile);
     renameSync(join(dir, "privkey.pem.new"), keyFile);
+    const firstExpiry = (await relay.admin.listNodes({})).nodes[0]!.certificateExpireTime;
+    expect(firstExpiry).toBeDefined();
     await until(() => loaded.some((l) => l.reloaded));
     expect(sameSerial(loaded.at(-1)!.serial, second.serial)).toBe(true);
+    // ListNodes (the console's certificate warnings) follows the reload: the new certificate's end, no warnings.
+    const [nodeNow] = (await relay.admin.listNodes({})).nodes;
+    expect(timestampDate(nodeNow!.certificateExpireTime!).toISOString()).toBe(new Date(new X509Certificate(readFileSync(second.cert)).validTo).toISOString());
+    expect(nodeNow!.certificateWarnings).toEqual([]);
     expect(sameSerial(await handshake(relay.url), second.serial)).toBe(true);
 
     // The tunnels opened under the old certificate carry on.
