@@ -52,6 +52,8 @@ export interface CaptureLimits {
   maxActivePerTenant: number;
   /** How long what a capture holds stays readable after it ends (default 1 hour). */
   keepAfterMs: number;
+  /** Exchanges one capture records at once (default 64): each holds up to twice its body_bytes until it ends. */
+  maxInFlight: number;
 }
 
 export const CAPTURE_LIMITS: Readonly<CaptureLimits> = Object.freeze({
@@ -59,6 +61,7 @@ export const CAPTURE_LIMITS: Readonly<CaptureLimits> = Object.freeze({
   maxCaptures: 16,
   maxActivePerTenant: 2,
   keepAfterMs: 3_600_000,
+  maxInFlight: 64,
 });
 export const MAX_CAPTURE_MS = 3_600_000;
 export const MAX_BODY_BYTES = 65_536;
@@ -67,6 +70,8 @@ const EXCHANGE_OVERHEAD = 512;
 
 interface Held {
   info: Capture;
+  /** Taps given out and not finished yet. */
+  inFlight: number;
   /** Oldest first. */
   exchanges: Array<{ exchange: CapturedExchange; bytes: number }>;
 }
@@ -154,6 +159,7 @@ export function createCaptureStore(nodeId: string, limits: CaptureLimits = CAPTU
           active: true,
         }),
         exchanges: [],
+        inFlight: 0,
       };
       captures.set(h.info.captureId, h);
       recording.set(spec.tenant, [...active, h]);
@@ -195,7 +201,16 @@ export function createCaptureStore(nodeId: string, limits: CaptureLimits = CAPTU
         end(h);
         return undefined;
       }
-      return createTap(h, rawHeaders, query, (exchange, bytes) => store(h, exchange, bytes));
+      if (h.inFlight >= limits.maxInFlight) {
+        // Bodies in flight are memory the byte cap does not see yet: beyond this many, the exchange goes unrecorded.
+        h.info.dropped++;
+        return undefined;
+      }
+      h.inFlight++;
+      return createTap(h, rawHeaders, query, (exchange, bytes) => {
+        h.inFlight--;
+        store(h, exchange, bytes);
+      });
     },
     forgetTenant(tenant) {
       recording.delete(tenant);

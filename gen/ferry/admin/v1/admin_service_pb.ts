@@ -2029,7 +2029,7 @@ export type Capture = Message<"ferry.admin.v1.Capture"> & {
   maxBytes: bigint;
 
   /**
-   * Exchanges not kept because the capture was full.
+   * Exchanges not kept: the oldest, when the capture was full, and those that came while it recorded as many at once as it may.
    *
    * @generated from field: uint64 dropped = 11;
    */
