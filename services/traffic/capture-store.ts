@@ -11,7 +11,8 @@ import {
   HeaderFieldSchema,
 } from "../../gen/ferry/admin/v1/admin_service_pb.js";
 import { FerryError } from "../../core/errors.js";
-import { redactBody, redactHeader, redactQuery } from "./redact.js";
+import { bodyHead } from "./body-head.js";
+import { redactedFields, redactHeader, redactQuery } from "./redact.js";
 
 /** What the gateway feeds a capture about one exchange; the observer finishes it with the summary. */
 export interface CaptureTap {
@@ -222,41 +223,12 @@ export function createCaptureStore(nodeId: string, limits: CaptureLimits = CAPTU
   };
 }
 
-/** Keeps the first `limit` bytes of a body, copied: a slice would keep the whole chunk (and its parent) alive. */
-function bodyKeeper(limit: number) {
-  const parts: Buffer[] = [];
-  let kept = 0;
-  let truncated = false;
-  return {
-    add(chunk: Uint8Array) {
-      if (kept >= limit) {
-        if (chunk.length > 0) truncated = true;
-        return;
-      }
-      const take = Math.min(limit - kept, chunk.length);
-      parts.push(Buffer.from(chunk.subarray(0, take)));
-      kept += take;
-      if (take < chunk.length) truncated = true;
-    },
-    body: () => redactBody(Buffer.concat(parts)),
-    get truncated() {
-      return truncated;
-    },
-  };
-}
-
 function createTap(h: Held, rawHeaders: readonly string[], query: string, keep: (e: CapturedExchange, bytes: number) => void): CaptureTap {
-  const requestHeaders: HeaderField[] = [];
-  let headerBytes = 0;
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i]!.toLowerCase();
-    const value = redactHeader(name, rawHeaders[i + 1]!);
-    headerBytes += name.length + value.length;
-    requestHeaders.push(create(HeaderFieldSchema, { name, value }));
-  }
+  const requestHeaders = redactedFields(rawHeaders);
+  let headerBytes = requestHeaders.reduce((n, f) => n + f.name.length + f.value.length, 0);
   const cleanQuery = redactQuery(query);
-  const requestBody = bodyKeeper(h.info.bodyBytes);
-  const responseBody = bodyKeeper(h.info.bodyBytes);
+  const requestBody = bodyHead(h.info.bodyBytes);
+  const responseBody = bodyHead(h.info.bodyBytes);
   const responseHeaders: HeaderField[] = [];
   return {
     requestBody: (chunk) => requestBody.add(chunk),

@@ -1,3 +1,6 @@
+import { create } from "@bufbuild/protobuf";
+import { type HeaderField, HeaderFieldSchema } from "../../gen/ferry/admin/v1/admin_service_pb.js";
+
 /**
  * What a capture must never keep: credentials. Headers by name (Authorization,
  * Cookie, Set-Cookie, anything named like a key, token, secret, password or
@@ -18,6 +21,16 @@ export function secretHeaderName(name: string): boolean {
 /** A header value as a capture keeps it. */
 export function redactHeader(name: string, value: string): string {
   return secretHeaderName(name) ? REDACTED : redactText(value);
+}
+
+/** Node's raw headers (name, value, name, value...) as a capture or a replay shows them: names lower-case, credentials redacted. */
+export function redactedFields(rawHeaders: readonly string[]): HeaderField[] {
+  const fields: HeaderField[] = [];
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toLowerCase();
+    fields.push(create(HeaderFieldSchema, { name, value: redactHeader(name, rawHeaders[i + 1]!) }));
+  }
+  return fields;
 }
 
 /** Text with every secret-looking token replaced. */

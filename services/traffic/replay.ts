@@ -1,13 +1,14 @@
 import { create } from "@bufbuild/protobuf";
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { type CapturedExchange, HeaderFieldSchema, type ReplayExchangeResponse, ReplayExchangeResponseSchema } from "../../gen/ferry/admin/v1/admin_service_pb.js";
+import { type CapturedExchange, type ReplayExchangeResponse, ReplayExchangeResponseSchema } from "../../gen/ferry/admin/v1/admin_service_pb.js";
 import { randomHex } from "../../core/exchange/ids.js";
 import { FerryError } from "../../core/errors.js";
 import { duplexPair } from "../http/duplex-pair.js";
 import type { NodeRequest } from "../http/http-error.js";
 import type { LiveTraffic } from "./live-traffic.js";
-import { REDACTED, redactBody, redactHeader } from "./redact.js";
+import { bodyHead } from "./body-head.js";
+import { REDACTED, redactedFields } from "./redact.js";
 
 export interface Replayer {
   /** The admin token id of a replayed request (it came in through replay() on this node); undefined for any other. */
@@ -103,27 +104,9 @@ function send(
       reject(signal.aborted ? new FerryError("deadline_exceeded", "replay_timeout", "the replay did not finish in time") : new FerryError("unavailable", "replay_failed", err.message)),
     );
     req.on("response", (res) => {
-      const kept: Buffer[] = [];
-      let size = 0;
-      let truncated = false;
-      res.on("data", (chunk: Buffer) => {
-        if (size >= bodyBytes) {
-          truncated = true;
-          return;
-        }
-        const take = Math.min(bodyBytes - size, chunk.length);
-        kept.push(Buffer.from(chunk.subarray(0, take)));
-        size += take;
-        if (take < chunk.length) truncated = true;
-      });
-      res.on("end", () => {
-        const responseHeaders = [];
-        for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
-          const name = res.rawHeaders[i]!.toLowerCase();
-          responseHeaders.push(create(HeaderFieldSchema, { name, value: redactHeader(name, res.rawHeaders[i + 1]!) }));
-        }
-        resolve({ responseHeaders, responseBody: redactBody(Buffer.concat(kept)), responseBodyTruncated: truncated });
-      });
+      const kept = bodyHead(bodyBytes);
+      res.on("data", (chunk: Buffer) => kept.add(chunk));
+      res.on("end", () => resolve({ responseHeaders: redactedFields(res.rawHeaders), responseBody: kept.body(), responseBodyTruncated: kept.truncated }));
       res.on("error", reject);
     });
     req.end(Buffer.from(body));
