@@ -27,6 +27,9 @@ export function relayCommand(): Command {
     .option("--audit-retention <days>", "days of audit log kept in the data directory (default 30)")
     .option("--no-audit-requests", "do not write a summary of every request to the audit log")
     .option("--metrics-listen <host:port>", "also serve /metrics without a token on this (internal) address")
+    .option("--admin-listen <host:port>", "also serve the admin API, the web console and /metrics on this (internal) address")
+    .option("--no-public-admin", "serve the admin API, the console and /metrics only on --admin-listen, not on the main port")
+    .option("--no-console", "do not serve the web console at /console/")
     .addOption(new Option("--log-level <level>", "log level (default info)").choices(["trace", "debug", "info", "warn", "error"]))
     .option("--nats <urls>", "join a relay cluster through these NATS servers: nats://HOST:PORT or tls://HOST:PORT, comma-separated")
     .option("--nats-user <name>", "NATS user (with --nats-password)")
@@ -65,9 +68,9 @@ Config file (YAML or JSON; unknown keys are rejected):
       // Loaded here so `ferry connector` and `ferry admin` never pay for the relay's modules (memory).
       const { runRelay } = await import("../../services/relay/run-relay.js");
       const { resolveRelaySettings } = await import("../../services/relay/relay-config.js");
-      // Commander makes --no-audit-requests imply `true` when absent; only a given flag may beat the file.
-      const auditRequests = cmd.getOptionValueSource("auditRequests") === "cli" ? o.auditRequests : undefined;
-      const settings = resolveRelaySettings({ ...o, auditRequests }, process.env);
+      // Commander makes each --no-X imply `true` when absent; only a given flag may beat the file.
+      const given = <K extends "auditRequests" | "publicAdmin" | "console">(key: K) => (cmd.getOptionValueSource(key) === "cli" ? o[key] : undefined);
+      const settings = resolveRelaySettings({ ...o, auditRequests: given("auditRequests"), publicAdmin: given("publicAdmin"), console: given("console") }, process.env);
       if (o.natsPassword) process.stderr.write(`${argvSecretWarning("--nats-password", "FERRY_NATS_PASSWORD")}\n`);
       if (o.natsToken) process.stderr.write(`${argvSecretWarning("--nats-token", "FERRY_NATS_TOKEN")}\n`);
       const log = createLogger({ level: settings.logLevel, name: "relay" });
@@ -91,6 +94,7 @@ Config file (YAML or JSON; unknown keys are rejected):
         },
         drainDelayMs: settings.drainDelayMs,
         metricsListen: settings.metricsListen,
+        adminListen: settings.adminListen,
         relay: {
           dataDir,
           adminToken: settings.adminToken,
@@ -106,6 +110,8 @@ Config file (YAML or JSON; unknown keys are rejected):
           connectorCa: settings.connectorCa,
           clientCertificates: settings.clientCertificates,
           limits: settings.limits,
+          publicAdmin: settings.publicAdmin,
+          console: settings.console,
         },
       }).catch((err: unknown) => {
         if (starting.signal.aborted) process.exit(0);

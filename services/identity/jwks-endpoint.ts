@@ -1,4 +1,4 @@
-import { type NodeRequest, type NodeResponse, respondHeadOnly } from "../http/http-error.js";
+import { type NodeRequest, type NodeResponse, readOnlyPath, respondHeadOnly } from "../http/http-error.js";
 
 /** Where every relay node serves the public keys of X-Ferry-Identity. */
 export const JWKS_PATH = "/.well-known/ferry/jwks.json";
@@ -12,12 +12,7 @@ export const JWKS_PATH = "/.well-known/ferry/jwks.json";
  */
 export function jwksEndpoint(json: () => string) {
   return (req: NodeRequest, res: NodeResponse): void => {
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      const body = JSON.stringify({ error: { code: "method_not_allowed", message: `${JWKS_PATH} answers GET and HEAD only` } });
-      res.writeHead(405, { allow: "GET, HEAD", "content-type": "application/json", "cache-control": "no-store", "x-content-type-options": "nosniff", "content-length": Buffer.byteLength(body) });
-      res.end(body);
-      return;
-    }
+    if (!readOnlyPath(req, res, JWKS_PATH)) return;
     const text = json();
     const headers = {
       "content-type": "application/jwk-set+json",

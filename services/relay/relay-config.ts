@@ -54,6 +54,12 @@ export interface RelayFlags {
   /** Undefined unless --no-audit-requests was given (commander's implied `true` must not beat the file). */
   auditRequests?: boolean;
   metricsListen?: string;
+  /** --admin-listen HOST:PORT. */
+  adminListen?: string;
+  /** False for --no-public-admin; undefined unless given (the file may set it). */
+  publicAdmin?: boolean;
+  /** False for --no-console; undefined unless given. */
+  console?: boolean;
   logLevel?: string;
   /** Comma-separated NATS server URLs. */
   nats?: string;
@@ -92,6 +98,12 @@ export interface RelaySettings {
   auditRetentionDays: number;
   auditRequests: boolean;
   metricsListen?: { host: string; port: number };
+  /** A second listener for the admin API, the console and /metrics. */
+  adminListen?: { host: string; port: number };
+  /** The main port serves the admin API, the console and /metrics too (false only with adminListen). */
+  publicAdmin: boolean;
+  /** The web console at /console/. */
+  console: boolean;
   logLevel: string;
   /** FERRY_ADMIN_TOKEN; the first start mints one when absent. */
   adminToken?: string;
@@ -144,6 +156,14 @@ export function resolveRelaySettings(flags: RelayFlags, env: NodeJS.ProcessEnv):
   if (clientCertificates && !tlsCert) {
     throw invalid(`${name("--client-certificates", flags.clientCertificates !== undefined, "clientCertificates")} needs TLS: give --tls-cert and --tls-key too`);
   }
+  const adminListenText = flags.adminListen ?? (file.adminListen || undefined);
+  const adminListen = adminListenText === undefined ? undefined : address(adminListenText, name("--admin-listen", flags.adminListen !== undefined, "adminListen"));
+  const publicAdmin = flags.publicAdmin ?? file.publicAdmin ?? true;
+  if (!publicAdmin && !adminListen) {
+    throw invalid(
+      `${name("--no-public-admin", flags.publicAdmin !== undefined, "publicAdmin: false")} needs --admin-listen HOST:PORT (or adminListen in the config file): nothing would serve the admin API`,
+    );
+  }
   const baseDomain = domain(flags.baseDomain ?? (file.baseDomain || undefined), name("--base-domain", flags.baseDomain !== undefined, "baseDomain"));
   const publicHost = host(flags.publicHost ?? (file.publicHost || undefined), name("--public-host", flags.publicHost !== undefined, "publicHost"));
   return {
@@ -163,6 +183,9 @@ export function resolveRelaySettings(flags: RelayFlags, env: NodeJS.ProcessEnv):
     auditRetentionDays,
     auditRequests: flags.auditRequests ?? file.auditRequests ?? RELAY_DEFAULTS.auditRequests,
     ...optional("metricsListen", metricsListen === undefined ? undefined : address(metricsListen, name("--metrics-listen", flags.metricsListen !== undefined, "metricsListen"))),
+    ...optional("adminListen", adminListen),
+    publicAdmin,
+    console: flags.console ?? file.console ?? true,
     logLevel,
     ...optional("adminToken", env.FERRY_ADMIN_TOKEN || undefined),
     ...optional("nats", nats),

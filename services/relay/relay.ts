@@ -33,7 +33,8 @@ import { createNodeTraffic } from "../traffic/node-traffic.js";
 import { createPeerFaults, type PeerFaults } from "../limits/peer-faults.js";
 import { type Limits, withLimits } from "../limits/limits.js";
 import { metricsEndpoint } from "./metrics-endpoint.js";
-import { createRouter } from "./routes.js";
+import { consoleFiles, defaultConsoleDir } from "./console-files.js";
+import { createRouter, type RouteTable } from "./routes.js";
 import type { Listeners } from "./server.js";
 import { type CertificateFacts, localDirectory, type NodeFacts } from "../admin/directory.js";
 import { joinCluster } from "../cluster/cluster-node.js";
@@ -83,11 +84,19 @@ export interface RelayOptions {
   faults?: PeerFaults;
   /** How long one X-Ferry-Identity signing key is used before the next (default 24 h; short in tests). */
   identityRotateEveryMs?: number;
+  /** The main port serves the admin API, the console and /metrics too (default true; false with an admin port). */
+  publicAdmin?: boolean;
+  /** Serve the web console at /console/ (default true). */
+  console?: boolean;
+  /** Where the built console's files are (default: dist/console, see console-files.ts). */
+  consoleDir?: string;
 }
 
 export interface Relay {
   /** The request and upgrade listeners for HTTP/1.1 and HTTP/2; the caller owns the sockets. */
   readonly listeners: Listeners;
+  /** The same for an admin port (--admin-listen): the admin API, the console, /metrics, health; no traffic. */
+  readonly adminListeners: Listeners;
   readonly nodeId: string;
   readonly keepaliveMs: number;
   /** The admin token minted at first start, to show once; undefined otherwise. */
@@ -287,7 +296,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       readMaxBytes: 1024 * 1024,
     });
 
-    const listeners = createRouter({
+    const routes: RouteTable = {
       tunnel: tunnelHandler,
       admin: adminHandler,
       gateway: gateway.handle,
@@ -298,11 +307,15 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
         return role === "admin" || role === "viewer";
       }),
       jwks: jwksEndpoint(identity.jwksJson),
+      console: options.console === false ? undefined : consoleFiles(options.consoleDir ?? defaultConsoleDir(), log),
       ready: () => !draining && (cluster?.connected ?? true),
-    });
+    };
+    const listeners = createRouter(routes, { traffic: true, management: options.publicAdmin !== false });
+    const adminListeners = createRouter(routes, { traffic: false, management: true });
 
     return {
       listeners,
+      adminListeners,
       nodeId,
       keepaliveMs,
       mintedAdminToken,

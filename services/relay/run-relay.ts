@@ -19,6 +19,8 @@ export interface RunRelayOptions {
   drainDelayMs?: number;
   /** Also serve /metrics without a token here. */
   metricsListen?: { host: string; port: number };
+  /** Also serve the admin API, the console and /metrics here, with the main port's TLS (--admin-listen). */
+  adminListen?: { host: string; port: number };
   /** Aborts start-up (a node waiting for NATS that is told to stop): runRelay then rejects. */
   signal?: AbortSignal;
 }
@@ -28,6 +30,8 @@ export interface RunningRelay {
   server: RelayServer;
   readonly url: string;
   readonly metricsUrl: string | undefined;
+  /** The admin port's URL, with --admin-listen. */
+  readonly adminUrl: string | undefined;
   /**
    * The one stop sequence: readiness off and GoAway to connectors, in-flight
    * exchanges finish within `graceMs`, the port closes (connections still open
@@ -47,18 +51,34 @@ export async function runRelay(opts: RunRelayOptions): Promise<RunningRelay> {
   const r = opts.relay;
   // Counted from the first connection on: the server exists before the relay does.
   const faults = createPeerFaults(log);
-  let listeners: Listeners = startingRouter(r.nats ? "waiting for NATS" : "opening the data directory");
-  const forward: Listeners = { request: (req, res) => listeners.request(req, res), upgrade: (req, socket, head) => listeners.upgrade(req, socket, head) };
+  const starting = startingRouter(r.nats ? "waiting for NATS" : "opening the data directory");
+  // Both ports answer "starting" until the node exists, then its listeners for each.
+  let listeners: Listeners = starting;
+  let adminListeners: Listeners = starting;
+  const forward = (current: () => Listeners): Listeners => ({
+    request: (req, res) => current().request(req, res),
+    upgrade: (req, socket, head) => current().upgrade(req, socket, head),
+  });
   const certLog = certificateLog(log, { hosts: r.publicHost ? [r.publicHost] : [], baseDomain: r.baseDomain });
   /** Set once the node exists: a reloaded certificate reaches ListNodes too. */
   let node: Relay | undefined;
-  const { host, port } = opts.listen;
-  const server = await listen(forward, {
-    ...opts.listen,
-    keepaliveMs: r.keepaliveMs ?? 15_000,
-    limits: r.limits,
-    faults,
-    trustedProxies: parseTrustedProxies(r.trustedProxies ?? []),
+  const listenOn = (to: Listeners, where: { host: string; port: number }, what: string, extra: Partial<ListenOptions> = {}) =>
+    listen(to, {
+      ...opts.listen,
+      ...where,
+      keepaliveMs: r.keepaliveMs ?? 15_000,
+      limits: r.limits,
+      faults,
+      trustedProxies: parseTrustedProxies(r.trustedProxies ?? []),
+      ...extra,
+    }).catch((err: NodeJS.ErrnoException) => {
+      throw err.code === "EADDRINUSE" || err.code === "EACCES" || err.code === "EADDRNOTAVAIL"
+        ? new FerryError("failed_precondition", "listen_failed", `cannot listen on ${joinHostPort(where.host, where.port)}${what}: ${err.code}`)
+        : err.code === "ENOENT" || err.code === "ERR_TLS_FILES" || err.code?.startsWith("ERR_OSSL")
+          ? new FerryError("invalid_argument", "bad_tls_files", `cannot use --tls-cert/--tls-key${opts.listen.connectorCa ? "/--connector-ca" : ""}: ${err.message}`)
+          : err;
+    });
+  const server = await listenOn(forward(() => listeners), opts.listen, "", {
     // The certificate log lines, and whoever else wants to hear of a reload (tests).
     onCertificate(chain, reloaded) {
       certLog.onCertificate(chain, reloaded);
@@ -69,22 +89,30 @@ export async function runRelay(opts: RunRelayOptions): Promise<RunningRelay> {
       certLog.onCertificateError(err);
       opts.listen.onCertificateError?.(err);
     },
-  }).catch((err: NodeJS.ErrnoException) => {
-    throw err.code === "EADDRINUSE" || err.code === "EACCES" || err.code === "EADDRNOTAVAIL"
-      ? new FerryError("failed_precondition", "listen_failed", `cannot listen on ${joinHostPort(host, port)}: ${err.code}`)
-      : err.code === "ENOENT" || err.code === "ERR_TLS_FILES" || err.code?.startsWith("ERR_OSSL")
-        ? new FerryError("invalid_argument", "bad_tls_files", `cannot use --tls-cert/--tls-key${opts.listen.connectorCa ? "/--connector-ca" : ""}: ${err.message}`)
-        : err;
   });
+  // The same certificate files: the main port's reloads are the ones logged.
+  const adminServer = opts.adminListen
+    ? await listenOn(forward(() => adminListeners), opts.adminListen, " for the admin API", { onCertificate: undefined, onCertificateError: undefined }).catch(
+        async (err: unknown) => {
+          await server.close(100);
+          throw err;
+        },
+      )
+    : undefined;
+  const closePorts = async (forceAfterMs: number) => {
+    await Promise.all([server.close(forceAfterMs), adminServer?.close(forceAfterMs)]);
+  };
   if (r.nats) log.info({ url: server.url, nats: r.nats.servers }, "waiting for NATS");
   let relay: Relay;
   try {
     relay = await withFsErrors(r.dataDir, () => createRelay({ ...r, log, faults, signal: opts.signal }));
   } catch (err) {
-    await server.close(100);
+    await closePorts(100);
     throw err;
   }
   listeners = relay.listeners;
+  adminListeners = relay.adminListeners;
+  if (adminServer) log.info({ url: adminServer.url, publicAdmin: r.publicAdmin !== false }, "admin listening");
   relay.setAddress(server.url);
   relay.setCertificate(certLog.facts);
   node = relay;
@@ -92,7 +120,7 @@ export async function runRelay(opts: RunRelayOptions): Promise<RunningRelay> {
   try {
     metrics = opts.metricsListen ? await serveMetrics(relay.metrics, opts.metricsListen) : undefined;
   } catch (err) {
-    await server.close(100);
+    await closePorts(100);
     await relay.close();
     throw err;
   }
@@ -104,6 +132,7 @@ export async function runRelay(opts: RunRelayOptions): Promise<RunningRelay> {
     server,
     url: server.url,
     metricsUrl: metrics?.url,
+    adminUrl: adminServer?.url,
     async stop({ graceMs = 30_000, forceAfterMs = 2_000 } = {}) {
       const drained = relay.drain(graceMs); // /readyz answers 503 from here on
       // A cluster node keeps serving (through the other nodes) until load balancers have seen that; closing the
@@ -116,6 +145,8 @@ export async function runRelay(opts: RunRelayOptions): Promise<RunningRelay> {
       const { unfinished } = await drained;
       if (unfinished > 0) log.warn({ unfinished }, "grace period over; cutting exchanges still in flight");
       await (closing ?? server.close(forceAfterMs));
+      // Management last: operators watch the node go until its port closes.
+      await adminServer?.close(forceAfterMs);
       metrics?.server.close();
       await relay.close();
       return { unfinished };

@@ -15,6 +15,8 @@ export interface TestRelay {
   relay: Relay;
   server: RelayServer;
   url: string;
+  /** The admin port's URL, when started with `adminListen`. */
+  adminUrl: string | undefined;
   admin: AdminClient;
   dataDir: string;
   /** Creates a tenant and returns a fresh connector key for it. */
@@ -24,14 +26,21 @@ export interface TestRelay {
 
 /** A relay in this process on 127.0.0.1, port 0. */
 export async function startTestRelay(
-  options: Partial<RelayOptions> & { tlsCert?: string; tlsKey?: string; ca?: string; listen?: Partial<RunRelayOptions["listen"]> } = {},
+  options: Partial<RelayOptions> & {
+    tlsCert?: string;
+    tlsKey?: string;
+    ca?: string;
+    listen?: Partial<RunRelayOptions["listen"]>;
+    adminListen?: RunRelayOptions["adminListen"];
+  } = {},
 ): Promise<TestRelay> {
   const dataDir = options.dataDir ?? tempDir();
-  const { tlsCert, tlsKey, ca: _ca, listen, log, ...relayOptions } = options;
+  const { tlsCert, tlsKey, ca: _ca, listen, log, adminListen, ...relayOptions } = options;
   const running = await runRelay({
     log: log ?? quietLog,
     relay: { adminToken: ADMIN_TOKEN, ...relayOptions, dataDir },
     listen: { host: "127.0.0.1", port: 0, tlsCert, tlsKey, connectorCa: options.connectorCa, clientCertificates: options.clientCertificates, ...listen },
+    adminListen,
   });
   const { relay, server } = running;
   const admin = createAdminClient(server.url, ADMIN_TOKEN, { ca: options.ca ? readFileSync(options.ca) : undefined });
@@ -39,6 +48,7 @@ export async function startTestRelay(
     relay,
     server,
     url: server.url,
+    adminUrl: running.adminUrl,
     admin,
     dataDir,
     async tenantWithKey(tenant) {

@@ -42,6 +42,8 @@ const DEFAULTS = {
   trustedProxies: [],
   auditRetentionDays: 30,
   auditRequests: true,
+  publicAdmin: true,
+  console: true,
   logLevel: "info",
   limits: DEFAULT_LIMITS,
 };
@@ -49,6 +51,14 @@ const DEFAULTS = {
 describe("resolveRelaySettings defaults", () => {
   it("applies today's defaults when neither flag nor file sets anything", () => {
     expect(resolve({})).toEqual(DEFAULTS);
+  });
+
+  it("serves management on the main port unless an admin port takes it, and refuses --no-public-admin alone", () => {
+    expect(resolve({ adminListen: "127.0.0.1:9443", publicAdmin: false })).toMatchObject({ adminListen: { host: "127.0.0.1", port: 9443 }, publicAdmin: false });
+    expect(invalid(() => resolve({ publicAdmin: false }))).toMatch(/--no-public-admin needs --admin-listen/);
+    expect(invalid(() => resolve({ config: file("yaml", "publicAdmin: false\n") }))).toMatch(/publicAdmin: false needs --admin-listen/);
+    expect(invalid(() => resolve({ adminListen: "nowhere" }))).toMatch(/--admin-listen/);
+    expect(resolve({ console: false }).console).toBe(false);
   });
 
   it("gives a cluster node a drain delay for its load balancer, which a flag can change", () => {
@@ -94,6 +104,9 @@ nodeId: relay-a
 auditRetentionDays: 7
 auditRequests: false
 metricsListen: 127.0.0.1:9100
+adminListen: 10.0.0.2:9443
+publicAdmin: false
+console: false
 logLevel: warn
 nats:
   servers: [nats://n1:4222, tls://n2:4223]
@@ -116,6 +129,9 @@ nats:
     auditRetentionDays: 7,
     auditRequests: false,
     metricsListen: { host: "127.0.0.1", port: 9100 },
+    adminListen: { host: "10.0.0.2", port: 9443 },
+    publicAdmin: false,
+    console: false,
     logLevel: "warn",
     nats: { servers: ["nats://n1:4222", "tls://n2:4223"], user: "ferry", password: "from-file", tls: { caFile: ca }, replicas: 3 },
     limits: DEFAULT_LIMITS,
