@@ -7,7 +7,7 @@
 //   reader as much as any other).
 //
 //   node scripts/check-layers.mjs [--root DIR]
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -16,14 +16,14 @@ const rootArg = process.argv.indexOf("--root");
 const root = rootArg > 0 ? resolve(process.argv[rootArg + 1]) : resolve(here, "..");
 const LAYERED = ["core", "services", "clients"];
 
-/** Every .ts file below the layered folders, as root-relative paths with "/". */
+/** Every .ts and .tsx file below the layered folders, as root-relative paths with "/". */
 function sources() {
   const out = [];
   const walk = (dir) => {
     for (const name of readdirSync(dir)) {
       const path = join(dir, name);
       if (statSync(path).isDirectory()) walk(path);
-      else if (name.endsWith(".ts") && !name.endsWith(".d.ts")) out.push(relative(root, path).split(sep).join("/"));
+      else if ((name.endsWith(".ts") || name.endsWith(".tsx")) && !name.endsWith(".d.ts")) out.push(relative(root, path).split(sep).join("/"));
     }
   };
   for (const top of LAYERED) {
@@ -47,7 +47,8 @@ function importsOf(file) {
     const spec = m[1] ?? m[2] ?? m[3];
     if (!spec.startsWith(".")) continue; // a package
     const target = relative(root, resolve(root, dirname(file), spec)).split(sep).join("/").replace(/\.js$/, ".ts");
-    found.push(target);
+    // The console's components are .tsx; their imports say .js like every other.
+    found.push(target.endsWith(".ts") && !existsSync(join(root, target)) && existsSync(join(root, `${target}x`)) ? `${target}x` : target);
   }
   return found;
 }
@@ -55,11 +56,14 @@ function importsOf(file) {
 const top = (file) => file.split("/")[0];
 const folder = (file) => file.slice(0, file.lastIndexOf("/"));
 const isCli = (file) => file.startsWith("clients/cli/");
+const isConsole = (file) => file.startsWith("clients/console/");
 
 /** Why an import from `from` to `to` breaks the plan, or undefined. */
 function layerProblem(from, to) {
   if (top(from) === "core" && top(to) !== "core" && top(to) !== "gen") return "core/ imports only gen/ and packages";
   if (top(from) === "services" && top(to) === "clients") return "the relay (services/) never imports clients/";
+  // A browser bundle: the generated client and its own files, nothing of Node's ends.
+  if (isConsole(from) && !isConsole(to) && top(to) !== "gen") return "the console (clients/console/) imports only gen/ and packages";
   if (top(from) === "clients" && top(to) === "services" && !isCli(from)) return "only clients/cli/ sees both ends; the rest of clients/ never imports services/";
   if (!["core", "services", "clients", "gen"].includes(top(to))) return `imports ${top(to)}/, outside the code`;
   return undefined;

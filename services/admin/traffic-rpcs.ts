@@ -10,7 +10,7 @@ import type { Catalog } from "../state/catalog.js";
 import { type CaptureStore, MAX_BODY_BYTES, MAX_CAPTURE_MS } from "../traffic/capture-store.js";
 import { checkStatusFilter, type ExchangeFeed } from "../traffic/exchange-feed.js";
 import { type Replayer, SAFE_METHODS } from "../traffic/replay.js";
-import type { TrafficHistory } from "../traffic/traffic-history.js";
+import type { TrafficHistory } from "../observability/traffic-history.js";
 import { type AdminPrincipal, boundTenant, principalKey } from "./admin-auth.js";
 
 type TrafficRpcs = Pick<

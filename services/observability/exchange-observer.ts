@@ -3,10 +3,9 @@ import type { AuditLog } from "../audit/audit-log.js";
 import type { RefusalLimiter } from "../audit/refusal-limiter.js";
 import type { Catalog } from "../state/catalog.js";
 import { OTHER_TARGET, type TrafficStats } from "./traffic-stats.js";
-import type { ExchangeRecord } from "./exchange-record.js";
-import { principalOf, summaryOf } from "../traffic/exchange-summary.js";
-import type { LiveTraffic } from "../traffic/live-traffic.js";
-import type { TrafficHistory } from "../traffic/traffic-history.js";
+import type { ExchangeRecord, SummarySink } from "./exchange-record.js";
+import { principalOf, summaryOf } from "./exchange-summary.js";
+import type { TrafficHistory } from "./traffic-history.js";
 import type { Metrics } from "./metrics.js";
 
 export interface ObserverDeps {
@@ -26,7 +25,7 @@ export interface ObserverDeps {
   /** The last 15 minutes, for the console's chart. */
   history: TrafficHistory;
   /** Watchers of finished exchanges, when there are any. */
-  live: LiveTraffic;
+  live: SummarySink;
 }
 
 /**

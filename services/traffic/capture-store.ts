@@ -6,22 +6,20 @@ import {
   type CapturedExchange,
   CapturedExchangeSchema,
   CaptureSchema,
-  type ExchangeSummary,
   type HeaderField,
   HeaderFieldSchema,
 } from "../../gen/ferry/admin/v1/admin_service_pb.js";
 import { FerryError } from "../../core/errors.js";
+import type { CaptureSink } from "../observability/exchange-record.js";
 import { bodyHead } from "./body-head.js";
 import { redactedFields, redactHeader, redactQuery } from "./redact.js";
 
 /** What the gateway feeds a capture about one exchange; the observer finishes it with the summary. */
-export interface CaptureTap {
+export interface CaptureTap extends CaptureSink {
   requestBody(chunk: Uint8Array): void;
   responseBody(chunk: Uint8Array): void;
   /** The response head as the client got it (Node's outgoing headers). */
   responseHead(headers: Record<string, number | string | string[] | undefined>): void;
-  /** Stores the exchange; returns the capture's id. */
-  finish(summary: ExchangeSummary): string;
 }
 
 export interface CaptureStart {

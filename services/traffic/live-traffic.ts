@@ -1,4 +1,5 @@
 import type { ExchangeSummary } from "../../gen/ferry/admin/v1/admin_service_pb.js";
+import type { SummarySink } from "../observability/exchange-record.js";
 import type { ExchangeFeed } from "./exchange-feed.js";
 
 /**
@@ -7,18 +8,16 @@ import type { ExchangeFeed } from "./exchange-feed.js";
  * while some node has watchers), and a replay waiting for its own exchange.
  * `wanted` is false almost always, so the observer builds nothing per request.
  */
-export interface LiveTraffic {
-  readonly wanted: boolean;
-  publish(summary: ExchangeSummary): void;
+export interface LiveTraffic extends SummarySink {
   /** The summary of the exchange with this request id, once it finishes here (a replay's). */
   awaitRequest(requestId: string, signal: AbortSignal): Promise<ExchangeSummary>;
   /** Adds a destination beyond this node's watchers (the cluster's publisher). */
-  attach(sink: { readonly wanted: boolean; publish(summary: ExchangeSummary): void }): void;
+  attach(sink: SummarySink): void;
 }
 
 export function createLiveTraffic(feed: ExchangeFeed): LiveTraffic {
   const waiters = new Map<string, (s: ExchangeSummary) => void>();
-  const sinks: Array<{ readonly wanted: boolean; publish(summary: ExchangeSummary): void }> = [];
+  const sinks: SummarySink[] = [];
   return {
     get wanted() {
       return feed.watched || waiters.size > 0 || sinks.some((s) => s.wanted);

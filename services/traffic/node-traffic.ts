@@ -3,7 +3,7 @@ import { type CaptureStore, createCaptureStore } from "./capture-store.js";
 import { createExchangeFeed, type ExchangeFeed } from "./exchange-feed.js";
 import { createLiveTraffic, type LiveTraffic } from "./live-traffic.js";
 import { createReplayer, type Replayer } from "./replay.js";
-import { createTrafficHistory, type TrafficHistory } from "./traffic-history.js";
+import { createTrafficHistory, type TrafficHistory } from "../observability/traffic-history.js";
 
 /** What one node keeps of its traffic for operators to look at: the live feed, the last 15 minutes, captures, replays. */
 export interface NodeTraffic {

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { type ExchangeSummary, ExchangeSummarySchema } from "../../gen/ferry/admin/v1/admin_service_pb.js";
 import { durationFromMs } from "../../core/duration.js";
-import type { AccessOutcome, ExchangeRecord } from "../observability/exchange-record.js";
+import type { AccessOutcome, ExchangeRecord } from "./exchange-record.js";
 
 const ACTOR_PREFIX: Record<Exclude<(AccessOutcome & { granted: true })["method"], "none">, string> = {
   apiKey: "client-key",

@@ -1,4 +1,4 @@
-import { LatencyHistogram } from "../observability/latency-histogram.js";
+import { LatencyHistogram } from "./latency-histogram.js";
 
 /** One interval of the history. */
 export interface HistoryBucket {

@@ -1,0 +1,116 @@
+import { fromJsonString, toJsonString } from "@bufbuild/protobuf";
+import { useEffect, useState } from "preact/hooks";
+import { AccessPolicySchema } from "../../../gen/ferry/access/v1/access_policy_pb.js";
+import { errorText } from "../lib/api.js";
+import { useCaller } from "../lib/caller.js";
+import { ConfirmButton, ErrorNote, SecretDialog, Table, TenantPicker, useLoad, useTenant } from "../components/ui.js";
+import { when } from "../lib/format.js";
+
+/** The tenant's client access policy (proto JSON, as `ferry admin access get --json` prints it) and its client keys. */
+export function AccessPage() {
+  const { api, canWrite } = useCaller();
+  const [tenant, pick, names] = useTenant();
+  const policy = useLoad(async () => (tenant ? await api.getAccessPolicy({ tenant }) : undefined), [tenant]);
+  const keys = useLoad(async () => (tenant ? (await api.listClientKeys({ tenant })).keys : []), [tenant]);
+  const [text, setText] = useState("");
+  const [message, setMessage] = useState<string>();
+  const [error, setError] = useState<string>();
+  const [secret, setSecret] = useState<string>();
+  const [targets, setTargets] = useState("");
+  useEffect(() => {
+    if (policy.data?.policy) setText(toJsonString(AccessPolicySchema, policy.data.policy, { prettySpaces: 2 }));
+  }, [policy.data]);
+  const empty = (policy.data?.policy?.rules.length ?? 0) === 0;
+  return (
+    <>
+      <TenantPicker tenant={tenant} names={names} onChange={pick} />
+      <ErrorNote error={error ?? policy.error ?? keys.error} />
+      <h2>Policy</h2>
+      <p class="muted">
+        {empty ? "No rules: every target of this tenant is public." : `Set ${when(policy.data?.updateTime)}.`} Rules as in docs/access.md, in proto JSON.
+      </p>
+      <label>
+        Policy (JSON)
+        <textarea class="code" rows={12} value={text} readOnly={!canWrite} onInput={(e) => setText(e.currentTarget.value)} />
+      </label>
+      {canWrite && (
+        <button
+          type="button"
+          class="primary"
+          onClick={() => {
+            let parsed;
+            try {
+              parsed = fromJsonString(AccessPolicySchema, text || "{}");
+            } catch (err) {
+              return setError(`Not a policy: ${(err as Error).message}`);
+            }
+            api.setAccessPolicy({ tenant, policy: parsed }).then(
+              () => {
+                setError(undefined);
+                setMessage("Saved: in force on every node within a second.");
+                policy.reload();
+              },
+              (err: unknown) => setError(errorText(err)),
+            );
+          }}
+        >
+          Save policy
+        </button>
+      )}
+      {message && <p class="good">{message}</p>}
+      <h2>Client keys</h2>
+      {canWrite && tenant && (
+        <form
+          class="row"
+          onSubmit={(e) => {
+            e.preventDefault();
+            const list = targets.split(",").map((s) => s.trim()).filter(Boolean);
+            api.createClientKey({ tenant, targets: list }).then(
+              (r) => {
+                setSecret(r.secret);
+                setTargets("");
+                keys.reload();
+              },
+              (err: unknown) => setError(errorText(err)),
+            );
+          }}
+        >
+          <label class="inline">
+            Targets (empty: all)
+            <input value={targets} onInput={(e) => setTargets(e.currentTarget.value)} placeholder="crm, erp" />
+          </label>
+          <button type="submit" class="primary">
+            Create client key
+          </button>
+        </form>
+      )}
+      <Table label="Client keys" head={["Key", "Description", "Targets", "Created", "Expires", "State", ...(canWrite ? ["Actions"] : [])]}>
+        {(keys.data ?? []).map((k) => (
+          <tr>
+            <td>
+              <code>{k.keyId}</code>
+            </td>
+            <td>{k.description}</td>
+            <td>{k.targets.join(", ") || "all"}</td>
+            <td>{when(k.createTime)}</td>
+            <td>{k.expireTime ? when(k.expireTime) : "never"}</td>
+            <td>{k.revokeTime ? <span class="bad">revoked</span> : "valid"}</td>
+            {canWrite && (
+              <td class="actions">
+                {!k.revokeTime && (
+                  <ConfirmButton
+                    label="Revoke"
+                    danger
+                    question={`Revoke client key ${k.keyId}? It is refused everywhere within a second.`}
+                    onConfirm={() => api.revokeClientKey({ tenant, keyId: k.keyId }).then(keys.reload)}
+                  />
+                )}
+              </td>
+            )}
+          </tr>
+        ))}
+      </Table>
+      {secret && <SecretDialog secret={secret} what="client key" onClose={() => setSecret(undefined)} />}
+    </>
+  );
+}
