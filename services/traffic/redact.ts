@@ -5,7 +5,8 @@ import { type HeaderField, HeaderFieldSchema } from "../../gen/ferry/admin/v1/ad
  * What a capture must never keep: credentials. Headers by name (Authorization,
  * Cookie, Set-Cookie, anything named like a key, token, secret, password or
  * session), and anywhere (other headers, query values, body text) what looks
- * like one of Ferry's own secrets or a JWT. A capture is read by operators and
+ * like one of Ferry's own secrets or a JWT; in bodies also JSON members and
+ * form fields named like a credential. A capture is read by operators and
  * tenant admins: a false positive costs a "[redacted]", a miss leaks an account.
  */
 export const REDACTED = "[redacted]";
@@ -65,6 +66,14 @@ export function redactQuery(query: string): string {
 export function redactBody(body: Buffer): Buffer {
   if (body.length === 0 || body.includes(0)) return body;
   const text = body.toString("latin1");
-  const clean = redactText(text);
+  const clean = redactText(FORM.test(text) ? redactQuery(text) : text).replace(JSON_SECRET, `$1"${REDACTED}"`);
   return clean === text ? body : Buffer.from(clean, "latin1");
 }
+
+/**
+ * A JSON member whose name says it holds a credential ("password": "...", "access_token": "..."), with a string
+ * value, also when the kept bytes end inside that value.
+ */
+const JSON_SECRET = /("[^"\\]{0,64}(?:auth|key|token|secret|passw|session|credential|signature)[^"\\]{0,64}"\s*:\s*)"(?:[^"\\]|\\.)*(?:"|$)/gi;
+/** A whole body of name=value pairs (a form post): redacted like a query. */
+const FORM = /^[\w.%+-]+=[^&\s]*(?:&[\w.%+-]+=[^&\s]*)*$/;

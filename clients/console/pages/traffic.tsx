@@ -241,6 +241,12 @@ function ExchangeDetail({ captureId, exchange, onClose }: { captureId: string; e
     <Dialog title={`${s.method} ${s.path}`} onClose={onClose}>
       <div class="detail" data-testid="exchange-detail">
         <p>
+          <code class="wrap">
+            {s.method} {s.path}
+            {exchange.query ? `?${exchange.query}` : ""}
+          </code>
+        </p>
+        <p>
           {s.tenant}/{s.target} · {s.code || s.status} · {duration(s.duration)} · {s.principal} · node {s.nodeId}
         </p>
         <h3>Request headers</h3>
