@@ -20,6 +20,7 @@ import { normalizeCertSerial } from "../../core/cert-serial.js";
 import { durationFromMs, formatDuration, msFromDuration, parseDuration } from "../../core/duration.js";
 import { formatSize, parseSize } from "../../core/size.js";
 import { accessCommands } from "./admin-access-command.js";
+import { trafficCommands } from "./admin-traffic-command.js";
 import { keyStatus, out, print, table, when } from "./admin-output.js";
 import { noun, type Opts, usage, verb } from "./admin-verbs.js";
 import { collect } from "./run.js";
@@ -208,6 +209,7 @@ Exit codes: 0 done, 1 usage error, 2 the relay refused or failed the call (its c
   });
 
   accessCommands(admin);
+  trafficCommands(admin);
   return admin;
 }
 
