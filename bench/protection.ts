@@ -7,16 +7,20 @@ import { DEFAULT_AUDIENCE, startOidcProvider, type TestOidcProvider } from "../t
  * A client access policy in front of a Ferry setup's target, for what the
  * relay's check costs per request: "client-key" requires a client key
  * (Authorization: Bearer fcl_...), "jwt" a token from a real OpenID provider.
+ * "watched" is no policy but one WatchExchanges watcher reading every exchange
+ * (the console's live traffic), for what a summary per exchange costs.
  */
-export type Protection = "client-key" | "jwt";
+export type Protection = "client-key" | "jwt" | "watched";
 
 /** In the order their rows follow the unprotected setup's, with the words the report uses for them. */
-export const PROTECTIONS: Record<Protection, string> = { "client-key": "client key", jwt: "JWT" };
+export const PROTECTIONS: Record<Protection, string> = { "client-key": "client key", jwt: "JWT", watched: "one traffic watcher" };
 
 /** Switches a running setup's tenant "bench" between no policy and each protection. */
 export interface Protections {
   /** Puts `protection` in force (undefined: no policy at all) and resolves with the headers every request must then carry. */
   use(protection: Protection | undefined): Promise<Record<string, string>>;
+  /** With "watched" in force: what its watcher has received so far. */
+  watched(): { exchanges: number; dropped: number } | undefined;
   stop(): Promise<void>;
 }
 
@@ -33,7 +37,7 @@ const GROUPS = "bench-users";
 export function createProtections(admin: AdminClient, url: string): Protections {
   let idp: Promise<TestOidcProvider> | undefined;
   type Made = { policy: unknown; headers: Record<string, string> };
-  const make: Record<Protection, () => Promise<Made>> = {
+  const make: Record<Exclude<Protection, "watched">, () => Promise<Made>> = {
     "client-key": async () => {
       const { secret } = await admin.createClientKey({ tenant: "bench", description: "npm run bench" });
       return { policy: { rules: [{ name: "bench by key", targets: ["*"], require: ["apiKey"] }] }, headers: { authorization: `Bearer ${secret}` } };
@@ -49,19 +53,28 @@ export function createProtections(admin: AdminClient, url: string): Protections 
       return { policy: { rules: [rule] }, headers: { authorization: `Bearer ${token}` } };
     },
   };
-  const made = new Map<Protection, Promise<Made>>();
-  const madeFor = (p: Protection) => {
+  const made = new Map<Exclude<Protection, "watched">, Promise<Made>>();
+  const madeFor = (p: Exclude<Protection, "watched">) => {
     if (!made.has(p)) made.set(p, make[p]());
     return made.get(p)!;
   };
+  let watcher: Watcher | undefined;
   return {
     async use(protection) {
-      const { policy, headers } = protection ? await madeFor(protection) : { policy: { rules: [] }, headers: {} };
+      const policyOf = protection && protection !== "watched" ? protection : undefined;
+      const { policy, headers } = policyOf ? await madeFor(policyOf) : { policy: { rules: [] }, headers: {} };
+      if (protection !== "watched" && watcher) {
+        watcher.stop();
+        watcher = undefined;
+      }
       await admin.setAccessPolicy({ tenant: "bench", policy: fromJson(AccessPolicySchema, policy as never) });
-      await untilInForce(url, headers, protection !== undefined);
+      if (protection === "watched") watcher ??= await startWatcher(admin);
+      await untilInForce(url, headers, policyOf !== undefined);
       return headers;
     },
+    watched: () => watcher?.counts(),
     async stop() {
+      watcher?.stop();
       await (await idp?.catch(() => undefined))?.close();
     },
   };
@@ -87,4 +100,26 @@ async function status(url: string, headers: Record<string, string>): Promise<num
   } catch (e) {
     return (e as Error).message;
   }
+}
+
+interface Watcher {
+  counts(): { exchanges: number; dropped: number };
+  stop(): void;
+}
+
+/** A WatchExchanges call that reads and forgets every exchange, as a console tab does; resolves once it is in place. */
+async function startWatcher(admin: AdminClient): Promise<Watcher> {
+  const abort = new AbortController();
+  const seen = { exchanges: 0, dropped: 0 };
+  let ready!: () => void;
+  const inPlace = new Promise<void>((resolve) => (ready = resolve));
+  void (async () => {
+    for await (const m of admin.watchExchanges({}, { signal: abort.signal })) {
+      if (m.exchange) seen.exchanges++;
+      seen.dropped += Number(m.dropped);
+      ready();
+    }
+  })().catch(() => ready());
+  await inPlace;
+  return { counts: () => ({ ...seen }), stop: () => abort.abort() };
 }

@@ -42,7 +42,9 @@ export async function measureProtected(
       const used = watchResources(setup);
       const figures = await s.runOnce(on, o);
       runs.get(v)!.push({ round, figures, resources: used() });
-      log(`  round ${round + 1}/${rounds} · ${v ? PROTECTIONS[v] : "no policy"}: ${Math.round(figures.rps).toLocaleString("en-US")} req/s`);
+      const watched = v === "watched" ? setup.protections.watched() : undefined;
+      const seen = watched ? ` (the watcher has had ${watched.exchanges.toLocaleString("en-US")} exchanges, ${watched.dropped.toLocaleString("en-US")} dropped)` : "";
+      log(`  round ${round + 1}/${rounds} · ${v ? PROTECTIONS[v] : "no policy"}: ${Math.round(figures.rps).toLocaleString("en-US")} req/s${seen}`);
     }
   }
   const plain = runs.get(undefined)!;

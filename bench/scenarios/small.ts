@@ -19,7 +19,7 @@ export const small: Scenario = {
     `1 KiB GET, ${CONNECTIONS} connections, wrk (one thread), the median of ${rounds(o)} run${rounds(o) > 1 ? "s" : ""} of ${runSeconds(o)} s after a 2 s ` +
     "warm-up; on Ferry those runs alternate with the runs behind each access policy, round by round, on the same processes",
   seconds: (o) => 2 + rounds(o) * runSeconds(o),
-  protections: ["client-key", "jwt"],
+  protections: ["client-key", "jwt", "watched"],
   headline: [
     { key: "rps", unit: "req/s", higherIsBetter: true },
     { key: "p50Ms", unit: "ms p50", higherIsBetter: false },
