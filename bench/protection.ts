@@ -115,7 +115,7 @@ async function startWatcher(admin: AdminClient): Promise<Watcher> {
   const inPlace = new Promise<void>((resolve) => (ready = resolve));
   void (async () => {
     for await (const m of admin.watchExchanges({}, { signal: abort.signal })) {
-      if (m.exchange) seen.exchanges++;
+      seen.exchanges += m.exchanges.length;
       seen.dropped += Number(m.dropped);
       ready();
     }

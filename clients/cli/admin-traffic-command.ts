@@ -33,12 +33,9 @@ export function trafficCommands(admin: Command): void {
       try {
         for await (const m of stream) {
           if (m.dropped > 0n) process.stderr.write(`${m.dropped} exchanges dropped: this terminal read too slowly\n`);
-          if (!m.exchange) {
-            if (!watching) process.stderr.write("watching exchanges (Ctrl-C to stop)\n");
-            watching = true;
-            continue;
-          }
-          out(o.json ? JSON.stringify(toJson(ExchangeSummarySchema, m.exchange)) : exchangeLine(m.exchange));
+          if (!watching) process.stderr.write("watching exchanges (Ctrl-C to stop)\n");
+          watching = true;
+          for (const e of m.exchanges) out(o.json ? JSON.stringify(toJson(ExchangeSummarySchema, e)) : exchangeLine(e));
         }
       } catch (err) {
         if (!abort.signal.aborted) throw err;

@@ -65,7 +65,7 @@ export function trafficRpcs(deps: TrafficRpcDeps, actor: (ctx: HandlerContext) =
       if (req.target !== "") checkDnsLabel("target", req.target);
       checkStatusFilter(req.status);
       for await (const item of deps.feed.watch({ tenant: tenant ?? "", target: req.target, status: req.status }, ctx.signal)) {
-        yield { exchange: item.exchange, dropped: BigInt(item.dropped) };
+        yield { exchanges: item.exchanges, dropped: BigInt(item.dropped) };
       }
     },
 

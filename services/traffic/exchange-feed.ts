@@ -9,9 +9,9 @@ export interface FeedFilter {
   status: string;
 }
 
-/** What a watcher gets next: an exchange, and how many it missed before it because it read too slowly. */
+/** What a watcher gets next: the exchanges queued for it, oldest first, and how many it missed because it read too slowly. */
 export interface FeedItem {
-  exchange: ExchangeSummary | undefined;
+  exchanges: ExchangeSummary[];
   dropped: number;
 }
 
@@ -100,14 +100,16 @@ export function createExchangeFeed(options: FeedOptions = {}): ExchangeFeed {
       changed();
       try {
         // At once: the caller knows it is watching before the first exchange comes.
-        yield { exchange: undefined, dropped: 0 };
+        yield { exchanges: [], dropped: 0 };
         while (!signal.aborted) {
           if (w.queue.length === 0) await nextEvent(w, signal, keepAliveMs);
           if (signal.aborted) return;
-          const exchange = w.queue.shift();
+          // All that waited, in one message: a busy relay writes once per read, not once per exchange.
+          const exchanges = w.queue;
+          w.queue = [];
           const dropped = w.dropped;
           w.dropped = 0;
-          yield { exchange, dropped };
+          yield { exchanges, dropped };
         }
       } finally {
         watchers.delete(w);

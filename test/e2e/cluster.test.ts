@@ -231,7 +231,7 @@ describe("cluster over NATS", () => {
     const seen: ExchangeSummary[] = [];
     try {
       void (async () => {
-        for await (const m of a.admin.watchExchanges({ tenant: "feed" }, { signal: watching.signal })) if (m.exchange) seen.push(m.exchange);
+        for await (const m of a.admin.watchExchanges({ tenant: "feed" }, { signal: watching.signal })) seen.push(...m.exchanges);
       })().catch(() => {});
       // The other nodes start publishing once they hear A's interest: ask until they have.
       let n = 0;

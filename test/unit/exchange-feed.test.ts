@@ -34,16 +34,17 @@ describe("exchange feed filters", () => {
 });
 
 describe("exchange feed", () => {
-  it("says at once that the watch is in place, then hands over exchanges in order", async () => {
+  it("says at once that the watch is in place, then hands over what waited, in order, in one item", async () => {
     const feed = createExchangeFeed();
     const abort = new AbortController();
     const it = feed.watch(all, abort.signal);
-    expect((await it.next()).value).toEqual({ exchange: undefined, dropped: 0 });
+    expect((await it.next()).value).toEqual({ exchanges: [], dropped: 0 });
     expect(feed.watched).toBe(true);
     feed.publish(ex(1));
     feed.publish(ex(2));
-    expect((await it.next()).value?.exchange?.requestId).toBe("r1");
-    expect((await it.next()).value?.exchange?.requestId).toBe("r2");
+    expect((await it.next()).value?.exchanges.map((e) => e.requestId)).toEqual(["r1", "r2"]);
+    feed.publish(ex(3));
+    expect((await it.next()).value?.exchanges.map((e) => e.requestId)).toEqual(["r3"]);
     abort.abort();
     expect((await it.next()).done).toBe(true);
     expect(feed.watched).toBe(false);
@@ -55,10 +56,11 @@ describe("exchange feed", () => {
     const it = feed.watch(all, abort.signal);
     await it.next();
     for (let i = 0; i < 10; i++) feed.publish(ex(i));
-    const got = [];
-    for (let i = 0; i < 3; i++) got.push((await it.next()).value);
-    expect(got.map((g) => g?.exchange?.requestId)).toEqual(["r0", "r1", "r2"]);
-    expect(got.map((g) => g?.dropped)).toEqual([7, 0, 0]);
+    const got = (await it.next()).value;
+    expect(got?.exchanges.map((e) => e.requestId)).toEqual(["r0", "r1", "r2"]);
+    expect(got?.dropped).toBe(7);
+    feed.publish(ex(10));
+    expect((await it.next()).value).toMatchObject({ dropped: 0 });
     abort.abort();
   });
 
@@ -80,7 +82,7 @@ describe("exchange feed", () => {
     const abort = new AbortController();
     const it = feed.watch(all, abort.signal);
     await it.next();
-    expect((await it.next()).value).toEqual({ exchange: undefined, dropped: 0 });
+    expect((await it.next()).value).toEqual({ exchanges: [], dropped: 0 });
     abort.abort();
   });
 });

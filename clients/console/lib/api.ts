@@ -19,7 +19,8 @@ export function adminClient(token: string, onUnauthenticated: (message: string) 
       throw err;
     }
   };
-  return createClient(AdminService, createConnectTransport({ baseUrl: location.origin, interceptors: [auth] }));
+  // Binary: smaller and cheaper than JSON for the relay to write, a message per batch of exchanges on a busy node.
+  return createClient(AdminService, createConnectTransport({ baseUrl: location.origin, interceptors: [auth], useBinaryFormat: true }));
 }
 
 /** What to tell the operator about a failed call: the relay's own message, with its code. */

@@ -39,9 +39,8 @@ function LiveTraffic() {
         for await (const m of api.watchExchanges(applied, { signal: abort.signal })) {
           setState("watching");
           if (m.dropped > 0n) setDropped((d) => d + Number(m.dropped));
-          const e = m.exchange;
           // Paused: the stream keeps being read (the relay never waits for us), the rows stay still.
-          if (e && !pausedRef.current) setRows((old) => [e, ...old].slice(0, MAX_ROWS));
+          if (m.exchanges.length > 0 && !pausedRef.current) setRows((old) => [...m.exchanges.reverse(), ...old].slice(0, MAX_ROWS));
         }
         setState("stopped");
       } catch (err) {
