@@ -1,6 +1,5 @@
-import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
-import { type ExchangeSummary, ExchangeSummarySchema } from "../../gen/ferry/admin/v1/admin_service_pb.js";
+import type { ExchangeSummary } from "../../gen/ferry/admin/v1/admin_service_pb.js";
 import { durationFromMs } from "../../core/duration.js";
 import type { AccessOutcome, ExchangeRecord } from "./exchange-record.js";
 
@@ -19,9 +18,14 @@ export function principalOf(r: ExchangeRecord): string {
   return `${ACTOR_PREFIX[a.method]}:${a.subject}`;
 }
 
-/** A finished exchange as the admin API shows it (WatchExchanges, captures, replays). */
+/**
+ * A finished exchange as the admin API shows it (WatchExchanges, captures, replays). Built as the plain object a
+ * protobuf-es message is, every field given: create() would fill in defaults by reflection, once per exchange
+ * while anyone watches.
+ */
 export function summaryOf(r: ExchangeRecord, nodeId: string, captureId = ""): ExchangeSummary {
-  return create(ExchangeSummarySchema, {
+  return {
+    $typeName: "ferry.admin.v1.ExchangeSummary",
     time: timestampNow(),
     nodeId,
     tenant: r.tenant,
@@ -38,5 +42,5 @@ export function summaryOf(r: ExchangeRecord, nodeId: string, captureId = ""): Ex
     exchangeId: r.exchangeId,
     requestId: r.requestId,
     captureId,
-  });
+  };
 }

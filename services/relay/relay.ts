@@ -294,6 +294,9 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       contextValues: adminContextValues(trustedProxies),
       interceptors: [errorInterceptor(log), authInterceptor(catalog, audit, { backoff: adminBackoff, faults })],
       readMaxBytes: 1024 * 1024,
+      // No gzip: a watcher's stream of exchange summaries would cost the relay ~20 µs of zlib per exchange, and
+      // the admin API's other answers are small.
+      acceptCompression: [],
     });
 
     const routes: RouteTable = {

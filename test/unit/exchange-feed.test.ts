@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { ExchangeSummarySchema } from "../../gen/ferry/admin/v1/admin_service_pb.js";
-import { checkStatusFilter, createExchangeFeed, type FeedFilter, matches } from "../../services/traffic/exchange-feed.js";
+import { checkStatusFilter, createExchangeFeed, type FeedFilter, type FeedItem, matches } from "../../services/traffic/exchange-feed.js";
 
 const ex = (n: number, over: Partial<{ tenant: string; target: string; status: number; code: string }> = {}) =>
   create(ExchangeSummarySchema, { tenant: "acme", target: "app", status: 200, requestId: `r${n}`, ...over });
@@ -42,9 +42,10 @@ describe("exchange feed", () => {
     expect(feed.watched).toBe(true);
     feed.publish(ex(1));
     feed.publish(ex(2));
-    expect((await it.next()).value?.exchanges.map((e) => e.requestId)).toEqual(["r1", "r2"]);
+    const ids = async () => ((await it.next()).value as FeedItem).exchanges.map((e) => e.requestId);
+    expect(await ids()).toEqual(["r1", "r2"]);
     feed.publish(ex(3));
-    expect((await it.next()).value?.exchanges.map((e) => e.requestId)).toEqual(["r3"]);
+    expect(await ids()).toEqual(["r3"]);
     abort.abort();
     expect((await it.next()).done).toBe(true);
     expect(feed.watched).toBe(false);
@@ -56,9 +57,9 @@ describe("exchange feed", () => {
     const it = feed.watch(all, abort.signal);
     await it.next();
     for (let i = 0; i < 10; i++) feed.publish(ex(i));
-    const got = (await it.next()).value;
-    expect(got?.exchanges.map((e) => e.requestId)).toEqual(["r0", "r1", "r2"]);
-    expect(got?.dropped).toBe(7);
+    const got = (await it.next()).value as FeedItem;
+    expect(got.exchanges.map((e) => e.requestId)).toEqual(["r0", "r1", "r2"]);
+    expect(got.dropped).toBe(7);
     feed.publish(ex(10));
     expect((await it.next()).value).toMatchObject({ dropped: 0 });
     abort.abort();
