@@ -88,16 +88,17 @@ export function trafficRpcs(deps: TrafficRpcDeps, actor: (ctx: HandlerContext) =
     async startCapture(req, ctx) {
       const tenant = catalog.requireTenant(checkDnsLabel("tenant", req.tenant)).name;
       const target = checkDnsLabel("target", req.target);
-      const durationMs = req.duration ? (msFromDuration(req.duration) ?? 0) : DEFAULT_CAPTURE_MS;
-      if (durationMs <= 0 && req.duration) throw new FerryError("invalid_argument", "invalid_duration", "duration must be positive");
+      // Unset or zero: the default, as the proto says.
+      const durationMs = msFromDuration(req.duration) || DEFAULT_CAPTURE_MS;
+      if (durationMs < 0) throw new FerryError("invalid_argument", "invalid_duration", "duration must be positive");
       if (durationMs > MAX_CAPTURE_MS) throw new FerryError("invalid_argument", "invalid_duration", "a capture records for at most 1 hour");
       if (req.bodyBytes > MAX_BODY_BYTES) throw new FerryError("invalid_argument", "invalid_body_bytes", `body_bytes must be at most ${MAX_BODY_BYTES}`);
-      const capture = captures.start({ tenant, target, durationMs: durationMs || DEFAULT_CAPTURE_MS, bodyBytes: req.bodyBytes || DEFAULT_BODY_BYTES, actor: actor(ctx) });
+      const capture = captures.start({ tenant, target, durationMs, bodyBytes: req.bodyBytes || DEFAULT_BODY_BYTES, actor: actor(ctx) });
       audit.record({
         action: "capture.start",
         actor: actor(ctx),
         tenant,
-        details: { captureId: capture.captureId, target, durationMs: durationMs || DEFAULT_CAPTURE_MS, bodyBytes: capture.bodyBytes, nodeId: deps.nodeId },
+        details: { captureId: capture.captureId, target, durationMs, bodyBytes: capture.bodyBytes, nodeId: deps.nodeId },
       });
       return { capture };
     },
