@@ -27,8 +27,8 @@ export function relayCommand(): Command {
     .option("--audit-retention <days>", "days of audit log kept in the data directory (default 30)")
     .option("--no-audit-requests", "do not write a summary of every request to the audit log")
     .option("--metrics-listen <host:port>", "also serve /metrics without a token on this (internal) address")
-    .option("--admin-listen <host:port>", "also serve the admin API, the web console and /metrics on this (internal) address")
-    .option("--no-public-admin", "serve the admin API, the console and /metrics only on --admin-listen, not on the main port")
+    .option("--admin-listen <host:port>", "also serve the admin API, the web console, /metrics and health on this (internal) address, with the main port's TLS")
+    .option("--no-public-admin", "serve the admin API, the console and /metrics only on --admin-listen (needed); the main port keeps tunnels, the gateway and health")
     .option("--no-console", "do not serve the web console at /console/")
     .addOption(new Option("--log-level <level>", "log level (default info)").choices(["trace", "debug", "info", "warn", "error"]))
     .option("--nats <urls>", "join a relay cluster through these NATS servers: nats://HOST:PORT or tls://HOST:PORT, comma-separated")
@@ -58,6 +58,8 @@ Config file (YAML or JSON; unknown keys are rejected):
   requestTimeout: 60s
   baseDomain: relay.example.com   # https://{target}.{tenant}.relay.example.com/
   publicHost: relay.example.com   # checked against the certificate
+  adminListen: 127.0.0.1:9443     # the admin API, /console/ and /metrics here...
+  publicAdmin: false              # ...and not on the main port
   nats:
     servers: [nats://10.0.0.11:4222, nats://10.0.0.12:4222, nats://10.0.0.13:4222]
     user: ferry        # password from FERRY_NATS_PASSWORD

@@ -102,20 +102,20 @@ function writeError(res: NodeResponse, err: FerryError): void {
   res.end(body);
 }
 
+/** 405 for a path that only reads (GET and HEAD): the relay's own static answers (JWKS, the console). */
+export function readOnlyPath(req: NodeRequest, res: NodeResponse, path: string): boolean {
+  if (req.method === "GET" || req.method === "HEAD") return true;
+  const body = JSON.stringify({ error: { code: "method_not_allowed", message: `${path} answers GET and HEAD only` } });
+  res.writeHead(405, { ...ERROR_HEADERS, allow: "GET, HEAD", "content-length": Buffer.byteLength(body) });
+  res.end(body);
+  return false;
+}
+
 /**
  * A response without a body. On HTTP/2 it is one HEADERS frame that ends the
  * stream: Node's compatibility response would add an empty DATA frame, and a
  * trailers-only gRPC answer must not have one.
  */
-/** 405 for a path that only reads (GET and HEAD): the relay's own static answers (JWKS, the console). */
-export function readOnlyPath(req: NodeRequest, res: NodeResponse, path: string): boolean {
-  if (req.method === "GET" || req.method === "HEAD") return true;
-  const body = JSON.stringify({ error: { code: "method_not_allowed", message: `${path} answers GET and HEAD only` } });
-  res.writeHead(405, { allow: "GET, HEAD", "content-type": "application/json", "cache-control": "no-store", "x-content-type-options": "nosniff", "content-length": Buffer.byteLength(body) });
-  res.end(body);
-  return false;
-}
-
 export function respondHeadOnly(res: NodeResponse, status: number, headers: OutgoingHttpHeaders): void {
   if ("stream" in res) {
     res.statusCode = status;

@@ -42,8 +42,9 @@ export function createRouter(routes: RouteTable, roles: PortRoles = { traffic: t
   return { request: requestRouter(routes, roles), upgrade: upgradeRouter(routes, roles) };
 }
 
-const notManagement = () => new FerryError("not_found", "not_found", "the admin API, the console and /metrics are not served on this port");
-const notTraffic = () => new FerryError("not_found", "not_found", "this port serves the admin API only; clients and connectors use the relay's main port");
+/** Says where management is, not its address: the public port must not tell the internet the internal one. */
+const notManagement = (what: string) => new FerryError("not_found", "not_served_here", `${what} not served on this port: operators use the relay's admin port (--admin-listen)`);
+const notTraffic = () => new FerryError("not_found", "not_served_here", "this port serves the admin API only; clients and connectors use the relay's main port");
 
 function upgradeRouter(routes: RouteTable, roles: PortRoles): UpgradeHandler {
   return (req, socket, head) => {
@@ -55,14 +56,17 @@ function upgradeRouter(routes: RouteTable, roles: PortRoles): UpgradeHandler {
 }
 
 function requestRouter(routes: RouteTable, roles: PortRoles): Handler {
-  const management = (handler: Handler | undefined): Handler => (roles.management && handler ? handler : (_req, res) => sendError(res, notManagement()));
+  const management = (handler: Handler | undefined, what: string): Handler => (roles.management && handler ? handler : (_req, res) => sendError(res, notManagement(what)));
   const traffic = (handler: Handler): Handler => (roles.traffic ? handler : (_req, res) => sendError(res, notTraffic()));
   const gateway = traffic(routes.gateway);
   const tunnel = traffic(routes.tunnel);
   const jwks = traffic(routes.jwks);
-  const admin = management(routes.admin);
-  const metrics = management(routes.metrics);
-  const consoleFiles = roles.management && !routes.console ? (_req: NodeRequest, res: NodeResponse) => sendError(res, new FerryError("not_found", "console_off", "the web console is off (--no-console)")) : management(routes.console);
+  const admin = management(routes.admin, "the admin API is");
+  const metrics = management(routes.metrics, "/metrics is");
+  const consoleFiles =
+    roles.management && !routes.console
+      ? (_req: NodeRequest, res: NodeResponse) => sendError(res, new FerryError("not_found", "console_off", "the web console is off (--no-console)"))
+      : management(routes.console, "the web console is");
   return (req, res) => {
     const url = req.url ?? "/";
     // A connector's session has the tunnel's wide windows: a client request on it would get them too.

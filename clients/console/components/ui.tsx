@@ -69,6 +69,36 @@ export function SecretDialog({ secret, what, onClose }: { secret: string; what: 
   );
 }
 
+/**
+ * A call that mints a secret (a key, a token): the secret goes to a dialog shown once, the list reloads, a refusal
+ * becomes the page's error. `dialog(what)` renders the dialog while there is a secret to show.
+ */
+export function useMint(reload: () => void) {
+  const [secret, setSecret] = useState<string>();
+  const [error, setError] = useState<string>();
+  /** Resolves true once the secret is shown, false when the relay refused (the error is shown instead). */
+  const mint = (call: Promise<{ secret: string }>): Promise<boolean> =>
+    call.then(
+      (r) => {
+        setSecret(r.secret);
+        setError(undefined);
+        reload();
+        return true;
+      },
+      (err: unknown) => {
+        setError(errorText(err));
+        return false;
+      },
+    );
+  const dialog = (what: string) => (secret ? <SecretDialog secret={secret} what={what} onClose={() => setSecret(undefined)} /> : null);
+  return { mint, error, setError, dialog };
+}
+
+/** A key's or token's state cell: revoked, replaced, or valid. */
+export function StateCell({ revoked, replacedBy }: { revoked: boolean; replacedBy?: string }) {
+  return <td>{revoked ? <span class="bad">revoked</span> : replacedBy ? `replaced by ${replacedBy}` : "valid"}</td>;
+}
+
 /** A button that asks first; with `typed`, the operator must type that word (a tenant's name before deleting it). */
 export function ConfirmButton(props: { label: string; question: string; typed?: string; danger?: boolean; onConfirm: () => Promise<unknown> }) {
   const [open, setOpen] = useState(false);

@@ -3,7 +3,7 @@ import { useEffect, useState } from "preact/hooks";
 import { AccessPolicySchema } from "../../../gen/ferry/access/v1/access_policy_pb.js";
 import { errorText } from "../lib/api.js";
 import { useCaller } from "../lib/caller.js";
-import { ConfirmButton, ErrorNote, SecretDialog, Table, TenantPicker, useLoad, useTenant } from "../components/ui.js";
+import { ConfirmButton, ErrorNote, StateCell, Table, TenantPicker, useLoad, useMint, useTenant } from "../components/ui.js";
 import { when } from "../lib/format.js";
 
 /** The tenant's client access policy (proto JSON, as `ferry admin access get --json` prints it) and its client keys. */
@@ -14,8 +14,7 @@ export function AccessPage() {
   const keys = useLoad(async () => (tenant ? (await api.listClientKeys({ tenant })).keys : []), [tenant]);
   const [text, setText] = useState("");
   const [message, setMessage] = useState<string>();
-  const [error, setError] = useState<string>();
-  const [secret, setSecret] = useState<string>();
+  const { mint, error, setError, dialog } = useMint(() => keys.reload());
   const [targets, setTargets] = useState("");
   useEffect(() => {
     if (policy.data?.policy) setText(toJsonString(AccessPolicySchema, policy.data.policy, { prettySpaces: 2 }));
@@ -65,14 +64,7 @@ export function AccessPage() {
           onSubmit={(e) => {
             e.preventDefault();
             const list = targets.split(",").map((s) => s.trim()).filter(Boolean);
-            api.createClientKey({ tenant, targets: list }).then(
-              (r) => {
-                setSecret(r.secret);
-                setTargets("");
-                keys.reload();
-              },
-              (err: unknown) => setError(errorText(err)),
-            );
+            void mint(api.createClientKey({ tenant, targets: list })).then((ok) => ok && setTargets(""));
           }}
         >
           <label class="inline">
@@ -94,7 +86,7 @@ export function AccessPage() {
             <td>{k.targets.join(", ") || "all"}</td>
             <td>{when(k.createTime)}</td>
             <td>{k.expireTime ? when(k.expireTime) : "never"}</td>
-            <td>{k.revokeTime ? <span class="bad">revoked</span> : "valid"}</td>
+            <StateCell revoked={k.revokeTime !== undefined} />
             {canWrite && (
               <td class="actions">
                 {!k.revokeTime && (
@@ -110,7 +102,7 @@ export function AccessPage() {
           </tr>
         ))}
       </Table>
-      {secret && <SecretDialog secret={secret} what="client key" onClose={() => setSecret(undefined)} />}
+      {dialog("client key")}
     </>
   );
 }

@@ -1,7 +1,6 @@
 import { useState } from "preact/hooks";
-import { errorText } from "../lib/api.js";
 import { useCaller } from "../lib/caller.js";
-import { ConfirmButton, ErrorNote, SecretDialog, Table, TenantPicker, useLoad, useTenant } from "../components/ui.js";
+import { ConfirmButton, ErrorNote, StateCell, Table, TenantPicker, useLoad, useMint, useTenant } from "../components/ui.js";
 import { when } from "../lib/format.js";
 
 export function KeysPage() {
@@ -9,17 +8,7 @@ export function KeysPage() {
   const [tenant, pick, names] = useTenant();
   const keys = useLoad(async () => (tenant ? (await api.listKeys({ tenant })).keys : []), [tenant]);
   const [description, setDescription] = useState("");
-  const [secret, setSecret] = useState<string>();
-  const [error, setError] = useState<string>();
-  const minted = (p: Promise<{ secret: string }>) =>
-    p.then(
-      (r) => {
-        setSecret(r.secret);
-        setError(undefined);
-        keys.reload();
-      },
-      (err: unknown) => setError(errorText(err)),
-    );
+  const { mint: minted, error, dialog } = useMint(keys.reload);
   return (
     <>
       <TenantPicker tenant={tenant} names={names} onChange={pick} />
@@ -29,7 +18,7 @@ export function KeysPage() {
           class="row"
           onSubmit={(e) => {
             e.preventDefault();
-            void minted(api.createKey({ tenant, description })).then(() => setDescription(""));
+            void minted(api.createKey({ tenant, description })).then((ok) => ok && setDescription(""));
           }}
         >
           <label class="inline">
@@ -50,7 +39,7 @@ export function KeysPage() {
             <td>{k.description}</td>
             <td>{when(k.createTime)}</td>
             <td>{k.expireTime ? when(k.expireTime) : "never"}</td>
-            <td>{k.revokeTime ? <span class="bad">revoked</span> : k.replacedBy ? `replaced by ${k.replacedBy}` : "valid"}</td>
+            <StateCell revoked={k.revokeTime !== undefined} replacedBy={k.replacedBy} />
             {canWrite && (
               <td class="actions">
                 {!k.revokeTime && (
@@ -73,7 +62,7 @@ export function KeysPage() {
           </tr>
         ))}
       </Table>
-      {secret && <SecretDialog secret={secret} what="connector key" onClose={() => setSecret(undefined)} />}
+      {dialog("connector key")}
     </>
   );
 }

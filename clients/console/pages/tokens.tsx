@@ -1,7 +1,6 @@
 import { useState } from "preact/hooks";
-import { errorText } from "../lib/api.js";
 import { useCaller } from "../lib/caller.js";
-import { ConfirmButton, ErrorNote, SecretDialog, Table, useLoad } from "../components/ui.js";
+import { ConfirmButton, ErrorNote, StateCell, Table, useLoad, useMint } from "../components/ui.js";
 import { when } from "../lib/format.js";
 
 export function TokensPage() {
@@ -9,8 +8,7 @@ export function TokensPage() {
   const tokens = useLoad(async () => (await api.listTokens({})).tokens, []);
   const [role, setRole] = useState("viewer");
   const [description, setDescription] = useState("");
-  const [secret, setSecret] = useState<string>();
-  const [error, setError] = useState<string>();
+  const { mint, error, dialog } = useMint(tokens.reload);
   return (
     <>
       <ErrorNote error={error ?? tokens.error} />
@@ -19,15 +17,7 @@ export function TokensPage() {
           class="row"
           onSubmit={(e) => {
             e.preventDefault();
-            api.createToken({ role, description }).then(
-              (r) => {
-                setSecret(r.secret);
-                setDescription("");
-                setError(undefined);
-                tokens.reload();
-              },
-              (err: unknown) => setError(errorText(err)),
-            );
+            void mint(api.createToken({ role, description })).then((ok) => ok && setDescription(""));
           }}
         >
           <label class="inline">
@@ -57,7 +47,7 @@ export function TokensPage() {
             <td>{t.role}</td>
             <td>{t.description}</td>
             <td>{when(t.createTime)}</td>
-            <td>{t.revokeTime ? <span class="bad">revoked</span> : "valid"}</td>
+            <StateCell revoked={t.revokeTime !== undefined} />
             {isAdmin && (
               <td class="actions">
                 {!t.revokeTime && (
@@ -73,7 +63,7 @@ export function TokensPage() {
           </tr>
         ))}
       </Table>
-      {secret && <SecretDialog secret={secret} what="admin token" onClose={() => setSecret(undefined)} />}
+      {dialog("admin token")}
     </>
   );
 }
