@@ -57,9 +57,14 @@ export function createReplayer(listener: () => (req: IncomingMessage, res: Serve
       if (captured.requestBodyTruncated) {
         throw new FerryError("failed_precondition", "not_replayable", `the request body was longer than the capture kept (${captured.requestBody.length} bytes): it cannot be replayed`);
       }
+      // Sending "[redacted]" where a password stood could do harm (change it, lock an account): no replay at all.
+      if (Buffer.from(captured.requestBody).includes(REDACTED)) {
+        throw new FerryError("failed_precondition", "not_replayable", "the capture redacted a credential in the request body: it cannot be replayed as it was");
+      }
       const requestId = `replay-${randomHex(8)}`;
       const headers: Array<[string, string]> = [];
-      for (const h of captured.requestHeaders) if (!NOT_REPLAYED.has(h.name) && h.value !== REDACTED) headers.push([h.name, h.value]);
+      // A credential the capture redacted is not sent again, neither as itself nor as "[redacted]".
+      for (const h of captured.requestHeaders) if (!NOT_REPLAYED.has(h.name) && !h.value.includes(REDACTED)) headers.push([h.name, h.value]);
       headers.push(["host", "replay.invalid"], ["x-request-id", requestId], ["content-length", String(captured.requestBody.length)]);
       const query = replayQuery(captured.query);
       const path = `/relay/${s.tenant}/${s.target}${s.path}${query ? `?${query}` : ""}`;

@@ -239,6 +239,14 @@ describe("captures", () => {
       return events.length === 2;
     }, "two exchange.replay events");
 
+    // A body whose credential the capture redacted is not sent with "[redacted]" in its place.
+    await request(`${relay.url}/relay/acme/app/echo`, { method: "POST", headers: { "x-request-id": "rp-secret" }, body: '{"password":"hunter2"}' });
+    const secret = (await relay.admin.getCapture({ captureId: capture!.captureId })).exchanges.find((e) => e.summary?.requestId === "rp-secret")!;
+    await expect(relay.admin.replayExchange({ captureId: capture!.captureId, exchangeId: secret.summary!.exchangeId, confirm: true })).rejects.toMatchObject({
+      code: Code.FailedPrecondition,
+      rawMessage: "the capture redacted a credential in the request body: it cannot be replayed as it was",
+    });
+
     // Replays are for admins: a viewer and a tenant token are refused.
     for (const role of ["viewer", "tenant:acme"]) {
       await expect((await tokenFor(role)).replayExchange({ captureId: capture!.captureId, exchangeId: get.summary!.exchangeId })).rejects.toMatchObject({
