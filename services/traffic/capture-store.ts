@@ -105,7 +105,8 @@ export function createCaptureStore(nodeId: string, limits: CaptureLimits = CAPTU
     sweep();
     const h = captures.get(captureId);
     if (!h) {
-      const elsewhere = !captureId.startsWith(`${nodeId}-`) && /^[A-Za-z0-9_-]{1,64}-[0-9a-f]{12}$/.test(captureId);
+      // "<node id>-<12 hex>": the node is all before the last 13 characters (node ids may hold '-' themselves).
+      const elsewhere = /^[A-Za-z0-9_-]{1,64}-[0-9a-f]{12}$/.test(captureId) && captureId.slice(0, -13) !== nodeId;
       throw new FerryError(
         "not_found",
         "capture_not_found",

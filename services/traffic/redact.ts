@@ -11,9 +11,10 @@ import { type HeaderField, HeaderFieldSchema } from "../../gen/ferry/admin/v1/ad
  */
 export const REDACTED = "[redacted]";
 
-const SECRET_NAME = /auth|cookie|key|token|secret|passw|session|credential|signature|^code$|^sig$/i;
+const SECRET_NAME = /auth|cookie|key|token|secret|pass|pwd|session|credential|signature|^code$|^sig$/i;
 /** Ferry secrets (fck_/fat_/fcl_ + id + secret) and compact JWS/JWT (three base64url parts, the first a JSON object). */
-const SECRET_VALUE = /\bf(?:ck|at|cl)_[a-z0-9]{16}_[A-Za-z0-9_-]+|\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*/g;
+// No \b in front: a secret right after a percent-encoded "=" (%3D, in a nested URL) has none.
+const SECRET_VALUE = /f(?:ck|at|cl)_[a-z0-9]{16}_[A-Za-z0-9_-]+|eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*/g;
 
 export function secretHeaderName(name: string): boolean {
   return SECRET_NAME.test(name);
@@ -66,7 +67,7 @@ export function redactQuery(query: string): string {
 export function redactBody(body: Buffer): Buffer {
   if (body.length === 0 || body.includes(0)) return body;
   const text = body.toString("latin1");
-  const clean = redactText(FORM.test(text) ? redactQuery(text) : text).replace(JSON_SECRET, `$1"${REDACTED}"`);
+  const clean = redactText(FORM.test(text.trimEnd()) ? redactQuery(text.trimEnd()) + text.slice(text.trimEnd().length) : text).replace(JSON_SECRET, `$1"${REDACTED}"`);
   return clean === text ? body : Buffer.from(clean, "latin1");
 }
 
@@ -74,6 +75,6 @@ export function redactBody(body: Buffer): Buffer {
  * A JSON member whose name says it holds a credential ("password": "...", "access_token": "..."), with a string
  * value, also when the kept bytes end inside that value.
  */
-const JSON_SECRET = /("[^"\\]{0,64}(?:auth|key|token|secret|passw|session|credential|signature)[^"\\]{0,64}"\s*:\s*)"(?:[^"\\]|\\.)*(?:"|$)/gi;
+const JSON_SECRET = /("[^"\\]{0,64}(?:auth|key|token|secret|pass|pwd|session|credential|signature)[^"\\]{0,64}"\s*:\s*)"(?:[^"\\]|\\.)*(?:"|$)/gi;
 /** A whole body of name=value pairs (a form post): redacted like a query. */
 const FORM = /^[\w.%+-]+=[^&\s]*(?:&[\w.%+-]+=[^&\s]*)*$/;

@@ -30,6 +30,12 @@ describe("redaction", () => {
     expect(redactBody(Buffer.from('{"password":"hunt')).toString()).toBe('{"password":"[redacted]"');
   });
 
+  it("knows short password names, a form with a trailing newline, and secrets inside a nested URL", () => {
+    expect(redactBody(Buffer.from("log=bob&pwd=hunter2")).toString()).toBe("log=bob&pwd=%5Bredacted%5D");
+    expect(redactBody(Buffer.from("name=bob&pass=hunter2\n")).toString()).toBe("name=bob&pass=%5Bredacted%5D\n");
+    expect(redactHeader("referer", `https://a.example/login?next=%2Fcb%3Ftoken%3D${FERRY_KEY}`)).toBe(`https://a.example/login?next=%2Fcb%3Ftoken%3D${REDACTED}`);
+  });
+
   it("leaves binary bodies as they are", () => {
     const binary = Buffer.from([0, 1, 2, ...Buffer.from(FERRY_KEY)]);
     expect(redactBody(binary)).toBe(binary);
