@@ -143,7 +143,19 @@ describe("the web console", () => {
     await detail.evaluate("(el) => el.scrollIntoView()");
     await shot(page, "capture");
 
+    // A body whose password was redacted cannot be replayed as it was: the relay says so.
+    await detail.getByRole("checkbox").check();
+    await detail.getByRole("button", { name: "Replay" }).click();
+    await detail.getByRole("alert").filter({ hasText: "cannot be replayed as it was" }).waitFor();
+    // Escape closes the dialog, as a keyboard user expects.
+    await page.keyboard.press("Escape");
+    await detail.waitFor({ state: "detached" });
+
     // A POST wants the explicit confirm before it is sent again.
+    await request(`${relay.url}/relay/acme/app/echo`, { method: "POST", headers: { "x-request-id": "console-replay" }, body: "send me again" });
+    const plain = captured.filter({ hasText: "/echo" }).filter({ hasNotText: "api_key" });
+    await plain.waitFor({ timeout: 5_000 });
+    await plain.getByRole("button", { name: "Inspect" }).click();
     const replay = detail.getByRole("button", { name: "Replay" });
     expect(await replay.isDisabled()).toBe(true);
     await detail.getByRole("checkbox").check();
@@ -151,8 +163,8 @@ describe("the web console", () => {
     await replay.click();
     await page.getByTestId("replay-result").waitFor({ timeout: 5_000 });
     expect(await page.getByTestId("replay-result").textContent()).toContain("200");
+    expect(await page.getByTestId("replay-result").textContent()).toContain("send me again");
     expect(target.seen.length).toBe(seen + 1);
-    // Escape closes the dialog, as a keyboard user expects.
     await page.keyboard.press("Escape");
     await detail.waitFor({ state: "detached" });
     expect(problemsOf(page)).toEqual([]);
