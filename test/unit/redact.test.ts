@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { REDACTED, redactBody, redactHeader, redactQuery } from "../../services/traffic/redact.js";
+import { REDACTED, redactBody, redactHeader, redactQuery, redactText } from "../../services/traffic/redact.js";
 
 const FERRY_KEY = "fcl_0123456789abcdef_c2VjcmV0LXNlY3JldA";
 const JWT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
@@ -34,6 +34,14 @@ describe("redaction", () => {
     expect(redactBody(Buffer.from("log=bob&pwd=hunter2")).toString()).toBe("log=bob&pwd=%5Bredacted%5D");
     expect(redactBody(Buffer.from("name=bob&pass=hunter2\n")).toString()).toBe("name=bob&pass=%5Bredacted%5D\n");
     expect(redactHeader("referer", `https://a.example/login?next=%2Fcb%3Ftoken%3D${FERRY_KEY}`)).toBe(`https://a.example/login?next=%2Fcb%3Ftoken%3D${REDACTED}`);
+  });
+
+  it("takes a client's worst case in one pass: 64 KiB of eyJ- (a backtracking pattern took seconds of the event loop)", () => {
+    const hostile = "eyJ-".repeat(16_384);
+    expect(redactBody(Buffer.from(hostile)).toString()).toBe(hostile);
+    expect(redactHeader("x-note", hostile.slice(0, 8192))).toBe(hostile.slice(0, 8192));
+    const tokens = `${JWT} `.repeat(2_000);
+    expect(redactText(tokens)).toBe(`${REDACTED} `.repeat(2_000));
   });
 
   it("leaves binary bodies as they are", () => {
