@@ -101,7 +101,7 @@ export function createCaptureStore(nodeId: string, limits: CaptureLimits = CAPTU
   const timer = setInterval(sweep, 1000);
   timer.unref();
 
-  const require = (captureId: string): Held => {
+  const heldOrThrow = (captureId: string): Held => {
     sweep();
     const h = captures.get(captureId);
     if (!h) {
@@ -166,7 +166,7 @@ export function createCaptureStore(nodeId: string, limits: CaptureLimits = CAPTU
       return h.info;
     },
     stop(captureId) {
-      const h = require(captureId);
+      const h = heldOrThrow(captureId);
       if (h.info.active) {
         const t = now();
         end(h);
@@ -183,11 +183,11 @@ export function createCaptureStore(nodeId: string, limits: CaptureLimits = CAPTU
         .reverse();
     },
     get(captureId) {
-      const h = require(captureId);
+      const h = heldOrThrow(captureId);
       return { capture: h.info, exchanges: h.exchanges.map((e) => e.exchange).reverse() };
     },
     exchange(captureId, exchangeId) {
-      const h = require(captureId);
+      const h = heldOrThrow(captureId);
       const e = h.exchanges.find((x) => x.exchange.summary?.exchangeId === exchangeId);
       if (!e) throw new FerryError("not_found", "exchange_not_found", `capture "${captureId}" holds no exchange "${exchangeId.slice(0, 40)}"`);
       return { capture: h.info, exchange: e.exchange };
