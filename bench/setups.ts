@@ -328,7 +328,8 @@ export async function startRelay(cluster?: { nats: string; nodeId: string }): Pr
   // The idle scenario also opens thousands of tunnels with one key, as streams of one HTTP/2 connection.
   args.push("--limit", "maxConnectionsPerIp=20000", "--limit", "tenantMaxExchanges=100000", "--limit", "clientSharePercent=100");
   args.push("--limit", "maxTunnelsPerKey=100000", "--limit", "maxTunnelsPerTenant=100000", "--limit", "maxStreamsPerConnection=10000");
-  if (cluster) args.push("--nats", cluster.nats, "--node-id", cluster.nodeId, "--drain-delay", "0s");
+  // Peer links: nodes send exchange frames to each other over HTTP/2, NATS carries the rest (docs/cluster.md).
+  if (cluster) args.push("--nats", cluster.nats, "--node-id", cluster.nodeId, "--drain-delay", "0s", "--peer-listen", "127.0.0.1:0");
   const proc = startProc(cluster ? `relay-${cluster.nodeId}` : "relay", process.execPath, args, {
     env: { ...process.env, FERRY_ADMIN_TOKEN: ADMIN_TOKEN, FERRY_LOG_FORMAT: "json" },
   });

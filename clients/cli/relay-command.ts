@@ -39,6 +39,8 @@ export function relayCommand(): Command {
     .option("--nats-cert <file>", "PEM client certificate for mutual TLS with NATS (with --nats-key)")
     .option("--nats-key <file>", "PEM private key for --nats-cert")
     .option("--nats-replicas <n>", "JetStream replicas, 1 to 5 (default 3 with 3 or more NATS servers, else 1)")
+    .option("--peer-listen <host:port>", "cluster: take exchange frames from the other nodes here (an internal address; cleartext HTTP/2) instead of over NATS")
+    .option("--peer-advertise <host[:port]>", "the address the other nodes dial for --peer-listen (default: its host and port)")
     .option("--limit <name=value>", "set one resource limit, e.g. maxConnectionsPerIp=1000 or tenantBufferBytes=128MiB (repeatable; all of them, with defaults: docs/security.md)", collect)
     .addHelpText(
       "after",
@@ -64,6 +66,7 @@ Config file (YAML or JSON; unknown keys are rejected):
     servers: [nats://10.0.0.11:4222, nats://10.0.0.12:4222, nats://10.0.0.13:4222]
     user: ferry        # password from FERRY_NATS_PASSWORD
     replicas: 3
+  peerListen: 10.0.0.21:7443      # bodies between nodes straight, not through NATS
 `,
     )
     .action(async (o: RelayFlags, cmd: Command) => {
@@ -107,6 +110,7 @@ Config file (YAML or JSON; unknown keys are rejected):
           auditRetentionDays: settings.auditRetentionDays,
           auditRequests: settings.auditRequests,
           nats: settings.nats,
+          peerListen: settings.peerListen,
           baseDomain: settings.baseDomain,
           publicHost: settings.publicHost,
           connectorCa: settings.connectorCa,

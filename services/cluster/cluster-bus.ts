@@ -1,16 +1,20 @@
+import { randomBytes } from "node:crypto";
 import { FerryError } from "../../core/errors.js";
+import { secretMatches, sha256 } from "../auth/secrets.js";
 import type { Logger } from "../../core/logger.js";
 import type { ExchangeBus } from "../bus/exchange-bus.js";
 import type { PeerFaults } from "../limits/peer-faults.js";
 import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
 import { createEgress } from "./cluster-egress.js";
 import { createIngress } from "./cluster-ingress.js";
-import { failWhere } from "./cross-exchange.js";
+import { type CrossExchange, deliverBatch, failWhere } from "./cross-exchange.js";
 import { serveDisconnectRequests } from "./disconnect-requests.js";
 import { createFramePublisher } from "./frame-publisher.js";
 import type { ClusterConnection } from "./nats-connection.js";
 import type { TargetPresence } from "./open-retry.js";
 import { watchPeers } from "./peer-liveness.js";
+import { startPeerListener } from "./peer-link-listener.js";
+import { createPeerLinks } from "./peer-links.js";
 
 export interface ClusterBusDeps {
   conn: ClusterConnection;
@@ -26,6 +30,14 @@ export interface ClusterBusDeps {
   /** Whether some node holds a tunnel of the tenant serving the target (from presence), and whether the tenant has any. */
   known(tenant: string, target: string): TargetPresence;
   isDraining(): boolean;
+  /** --peer-listen: take frames from the other nodes straight over HTTP/2. */
+  peerListen?: PeerListen;
+}
+
+/** Where a node takes peer links (`listen`), and how the other nodes reach it (`advertise`; its port: the one listened on). */
+export interface PeerListen {
+  listen: { host: string; port: number };
+  advertise: { host: string; port?: number };
 }
 
 export interface ClusterBus extends ExchangeBus {
@@ -50,16 +62,54 @@ export interface ClusterBus extends ExchangeBus {
  * and fails (never replays) what it shares with a peer that falls silent or
  * when it loses NATS itself.
  */
-export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
+export async function startClusterBus(deps: ClusterBusDeps): Promise<ClusterBus> {
   const { nc } = deps.conn;
-  const { nodeId, registry, isDraining } = deps;
+  const { nodeId, registry, isDraining, log } = deps;
   const fault = (reason: string, details?: Record<string, unknown>) => deps.faults.fault("cluster", reason, details);
   const publisher = createFramePublisher(nc);
-  const egress = createEgress({ nc, nodeId, registry, publisher, fault, isDraining });
-  const ingress = createIngress({ nc, nodeId, publisher, fault, servesHere: (tenant, target) => registry.serves(tenant, target), known: deps.known });
+  // The token this node presents on the links it opens; only its digest crosses NATS, in our heartbeat.
+  const token = randomBytes(32).toString("base64url");
+  const link = { url: "", tokenDigest: sha256(token) };
+  const failOn = (pick: (ex: CrossExchange) => boolean, reason: string) => failWhere(ends, (ex) => (pick(ex) ? reason : undefined));
+  const links = createPeerLinks({
+    nodeId,
+    token,
+    log,
+    fault,
+    onDown: (l, why) => failOn((ex) => ex.linkOut === l, `the link to relay node ${l.node} broke (${why})`),
+  });
+  const egress = createEgress({ nc, nodeId, registry, publisher, links, fault, isDraining });
+  const ingress = createIngress({ nc, nodeId, publisher, links, fault, servesHere: (tenant, target) => registry.serves(tenant, target), known: deps.known });
   const ends = [egress.exchanges, ingress.exchanges];
-  const peers = watchPeers({ conn: deps.conn, nodeId, isDraining, fault, ends });
-  const disconnects = serveDisconnectRequests({ nc, nodeId, disconnectHere: deps.disconnectHere, fault, log: deps.log });
+  const listener = deps.peerListen
+    ? await startPeerListener({
+        listen: deps.peerListen.listen,
+        verify(node, presented) {
+          const digest = peers.tokenDigest(node);
+          if (digest === undefined) return "unknown";
+          return secretMatches(presented, digest) ? "ok" : "bad";
+        },
+        receive: (from, message) => deliverBatch(message, from.kind === "req" ? egress.exchanges : ingress.exchanges, fault, from),
+        lost: (from) => failOn((ex) => ex.linkIn === from, `the link from relay node ${from.node} broke`),
+        fault,
+        log,
+      })
+    : undefined;
+  if (listener && deps.peerListen) {
+    const { host, port } = deps.peerListen.advertise;
+    link.url = `http://${host.includes(":") ? `[${host}]` : host}:${port ?? listener.port}`;
+  }
+  const peers = watchPeers({
+    conn: deps.conn,
+    nodeId,
+    isDraining,
+    fault,
+    ends,
+    link,
+    onBeat: (beat) => links.announce(beat.node, beat.peerUrl),
+    onSilent: (node) => links.forget(node),
+  });
+  const disconnects = serveDisconnectRequests({ nc, nodeId, disconnectHere: deps.disconnectHere, fault, log });
 
   return {
     async open(tenant, target, exchangeId, deliver) {
@@ -80,6 +130,8 @@ export function createClusterBus(deps: ClusterBusDeps): ClusterBus {
     liveNodes: peers.liveNodes,
     close() {
       peers.close();
+      links.close();
+      void listener?.close();
       egress.close();
       ingress.close();
       disconnects.unsubscribe();

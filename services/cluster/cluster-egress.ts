@@ -1,7 +1,7 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import type { Msg, NatsConnection, Subscription } from "nats";
 import { type OpenResult, OpenResultSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
-import { ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import { type Frame, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { type ErrorKind, FerryError } from "../../core/errors.js";
 import { exchangeKey } from "../../core/exchange/ids.js";
 import { MAX_FRAME_SIZE } from "../../core/exchange/protocol.js";
@@ -10,6 +10,7 @@ import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
 import { readOpenExchange } from "./cluster-messages.js";
 import { type CrossExchange, type CrossExchanges, subscribeFrames } from "./cross-exchange.js";
 import type { FramePublisher } from "./frame-publisher.js";
+import type { PeerLinks } from "./peer-links.js";
 import { type ClusterFault, guarded } from "./nats-callback.js";
 import { requestFramesSubject, responseFramesSubject, ROUTE_QUEUE, routeSubject } from "./subjects.js";
 
@@ -18,6 +19,8 @@ export interface EgressDeps {
   nodeId: string;
   registry: TunnelRegistry;
   publisher: FramePublisher;
+  /** Links to other nodes: frames to a node with one up skip NATS. */
+  links: PeerLinks;
   fault: ClusterFault;
   isDraining(): boolean;
 }
@@ -73,15 +76,19 @@ export function createEgress(deps: EgressDeps): Egress {
       if (deps.isDraining()) throw new FerryError("unavailable", "draining", "the relay node is shutting down", { retryAfterSeconds: 1 });
       const tunnel = deps.registry.pick(open.tenant, open.target);
       const ingressNode = open.ingressNode;
+      // The path is chosen once: frames of one exchange never take two and overtake each other.
+      const link = deps.links.get(ingressNode);
       const ex: CrossExchange = {
         peer: ingressNode,
         receive: (frame) => send(frame),
         fail: (reason) => send(resetFrame(open.exchangeId, ResetCode.CANCELLED, reason)),
         start: Date.now(),
         lastFrame: 0,
+        ...(link ? { linkOut: link } : {}),
       };
       const toClient = responseFramesSubject(ingressNode);
-      const send = tunnel.attach(open.exchangeId, (frame) => deps.publisher.push(toClient, frame), () => exchanges.delete(key));
+      const toIngress = link ? (frame: Frame) => link.push("res", frame) : (frame: Frame) => deps.publisher.push(toClient, frame);
+      const send = tunnel.attach(open.exchangeId, toIngress, () => exchanges.delete(key));
       ex.accepted = { $typeName: "ferry.cluster.v1.Accepted", egressNode: deps.nodeId, requestWindow: tunnel.info.requestWindow, maxFrameSize: MAX_FRAME_SIZE };
       exchanges.set(key, ex);
       reply({ case: "accepted", value: ex.accepted });

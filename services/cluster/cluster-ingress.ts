@@ -11,6 +11,7 @@ import type { ExchangeRoute } from "../bus/exchange-bus.js";
 import { readOpenResult } from "./cluster-messages.js";
 import { type CrossExchange, type CrossExchanges, subscribeFrames } from "./cross-exchange.js";
 import type { FramePublisher } from "./frame-publisher.js";
+import type { PeerLinks } from "./peer-links.js";
 import type { ClusterFault } from "./nats-callback.js";
 import { afterFailedOpen, type OpenFailure, type TargetPresence } from "./open-retry.js";
 import { requestFramesSubject, responseFramesSubject, routeSubject } from "./subjects.js";
@@ -24,6 +25,8 @@ export interface IngressDeps {
   nc: NatsConnection;
   nodeId: string;
   publisher: FramePublisher;
+  /** Links to other nodes: frames to a node with one up skip NATS. */
+  links: PeerLinks;
   fault: ClusterFault;
   /** Whether a tunnel of this node serves the target. */
   servesHere(tenant: string, target: string): boolean;
@@ -87,6 +90,8 @@ export function createIngress(deps: IngressDeps): Ingress {
       const key = exchangeKey(exchangeId);
       const egressNode = accepted.egressNode;
       const toConnector = requestFramesSubject(egressNode);
+      // The path is chosen once: frames of one exchange never take two and overtake each other.
+      const link = deps.links.get(egressNode);
       const lifetime = new ExchangeLifetime();
       const ex: CrossExchange = {
         peer: egressNode,
@@ -98,12 +103,14 @@ export function createIngress(deps: IngressDeps): Ingress {
         start: Date.now(),
         // The accept was the peer's first word: an ingress never counts as orphaned.
         lastFrame: Date.now(),
+        ...(link ? { linkOut: link } : {}),
       };
       exchanges.set(key, ex);
       return {
         send(frame) {
           if (lifetime.request(frame)) exchanges.delete(key);
-          deps.publisher.push(toConnector, frame);
+          if (link) link.push("req", frame);
+          else deps.publisher.push(toConnector, frame);
         },
         requestWindow: accepted.requestWindow,
         maxFrameSize: Math.min(accepted.maxFrameSize || MAX_FRAME_SIZE, MAX_FRAME_SIZE),

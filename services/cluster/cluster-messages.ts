@@ -85,14 +85,31 @@ export function readHeartbeat(subject: string, bytes: Uint8Array): Checked<strin
   return beat.ok ? ok(beat.value.node) : beat;
 }
 
-/** A heartbeat (readHeartbeat) with what it says of its node: whether it is draining (shutting down). */
-export function readBeat(subject: string, bytes: Uint8Array): Checked<{ node: string; draining: boolean }> {
+/** What a heartbeat says of its node (readBeat). */
+export interface Beat {
+  node: string;
+  /** The node is shutting down. */
+  draining: boolean;
+  /** Where it takes frames over a peer link (http://HOST:PORT), or "". */
+  peerUrl: string;
+  /** SHA-256 of the token it presents on the links it opens; empty when it sent none. */
+  peerTokenDigest: Uint8Array;
+}
+
+/** A peer_url: http://HOST:PORT (a name, IPv4 or [IPv6]), nothing more; a heartbeat could point us anywhere. */
+const PEER_URL = /^http:\/\/(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):\d{1,5}$/;
+
+/** A heartbeat (readHeartbeat) with what it says of its node. */
+export function readBeat(subject: string, bytes: Uint8Array): Checked<Beat> {
   const node = subject.slice(subject.lastIndexOf(".") + 1);
   if (!NODE_ID_PATTERN.test(node)) return bad("heartbeat with a bad node id");
   const d = decode("heartbeat", () => fromBinary(HeartbeatSchema, bytes));
   if (!d.ok) return d;
-  if (d.value.nodeId !== node) return bad("heartbeat for another node");
-  return ok({ node, draining: d.value.draining });
+  const hb = d.value;
+  if (hb.nodeId !== node) return bad("heartbeat for another node");
+  if (hb.peerUrl !== "" && !PEER_URL.test(hb.peerUrl)) return bad("heartbeat with a bad peer url");
+  if (hb.peerTokenDigest.length !== 0 && hb.peerTokenDigest.length !== 32) return bad("heartbeat with a bad peer token digest");
+  return ok({ node, draining: hb.draining, peerUrl: hb.peerUrl, peerTokenDigest: hb.peerTokenDigest });
 }
 
 /** A DisconnectRequest from another node's admin API. */

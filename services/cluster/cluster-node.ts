@@ -11,7 +11,7 @@ import type { ExchangeFeed } from "../traffic/exchange-feed.js";
 import type { LiveTraffic } from "../traffic/live-traffic.js";
 import { type AuditStream, openAuditStream } from "./audit-stream.js";
 import { bridgeFeed, type FeedBridge } from "./feed-bridge.js";
-import { type ClusterBus, createClusterBus } from "./cluster-bus.js";
+import { type ClusterBus, type PeerListen, startClusterBus } from "./cluster-bus.js";
 import { createJetStreamStore } from "./jetstream-store.js";
 import { openKvMirror } from "./kv-mirror.js";
 import { type ClusterConnection, connectCluster } from "./nats-connection.js";
@@ -62,6 +62,7 @@ export async function joinCluster(opts: {
   log: Logger;
   auditRetentionDays: number;
   signal: AbortSignal;
+  peerListen?: PeerListen;
 }): Promise<ClusterMembership> {
   const { nodeId, log, signal } = opts;
   if (!NODE_ID_PATTERN.test(nodeId)) {
@@ -99,7 +100,8 @@ export async function joinCluster(opts: {
       const p = presence;
       feedBridge = bridgeFeed({ nc: conn.nc, nodeId, ...deps.traffic, fault: (reason, details) => deps.faults.fault("cluster", reason, details) });
       const here = localDirectory(deps.registry, deps.node);
-      bus = createClusterBus({
+      bus = await startClusterBus({
+        ...(opts.peerListen ? { peerListen: opts.peerListen } : {}),
         conn,
         nodeId,
         registry: deps.registry,

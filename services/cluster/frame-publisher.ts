@@ -1,52 +1,33 @@
 import type { NatsConnection } from "nats";
 import type { Frame } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { frameBytes } from "../../core/exchange/outbox.js";
-import { encodeTunnelMessage } from "../../core/exchange/tunnel-codec.js";
+import { createFrameBatch, type FrameBatch } from "./frame-batch.js";
 
-/** Well under NATS' default max_payload of 1 MiB, whatever the frames' headers weigh. */
-const MAX_BATCH_BYTES = 256 * 1024;
-
-/**
- * Sends exchange frames to other nodes, one NATS message per subject per
- * event-loop turn (a small request's head, body and end travel together), in
- * the tunnel's own encoding.
- */
+/** Sends exchange frames to other nodes over NATS, one message per subject per event-loop turn (frame-batch.ts). */
 export interface FramePublisher {
   push(subject: string, frame: Frame): void;
 }
 
+const MAX_SUBJECTS = 2048;
+
 export function createFramePublisher(nc: NatsConnection): FramePublisher {
-  const pending = new Map<string, { frames: Frame[]; bytes: number }>();
-  let scheduled = false;
-
-  const publish = (subject: string, frames: Frame[]) => {
-    // From a timer: nothing may throw out of here (a closed connection, or a frame that cannot be encoded).
-    try {
-      nc.publish(subject, encodeTunnelMessage({ $typeName: "ferry.tunnel.v1.ConnectResponse", message: { case: "frames", value: { $typeName: "ferry.tunnel.v1.FrameBatch", frames } } }));
-    } catch {
-      // The exchanges fail by their deadline or when the peer's heartbeat stops.
-    }
-  };
-  const flush = () => {
-    scheduled = false;
-    for (const [subject, batch] of pending) publish(subject, batch.frames);
-    pending.clear();
-  };
-
+  // One per frames subject of a node this node shares exchanges with: at most two per peer.
+  const batches = new Map<string, FrameBatch>();
   return {
     push(subject, frame) {
-      let batch = pending.get(subject);
-      if (!batch) pending.set(subject, (batch = { frames: [], bytes: 0 }));
-      batch.frames.push(frame);
-      batch.bytes += frameBytes(frame);
-      if (batch.bytes >= MAX_BATCH_BYTES) {
-        pending.delete(subject);
-        publish(subject, batch.frames);
+      let batch = batches.get(subject);
+      if (!batch) {
+        // Node ids come from NATS: whatever made up thousands of them, the map stays small (a batch still flushes).
+        if (batches.size >= MAX_SUBJECTS) batches.clear();
+        batch = createFrameBatch((message) => {
+          try {
+            nc.publish(subject, message);
+          } catch {
+            // Closed: the exchanges fail by their deadline or when the peer's heartbeat stops.
+          }
+        });
+        batches.set(subject, batch);
       }
-      if (!scheduled) {
-        scheduled = true;
-        setImmediate(flush);
-      }
+      batch.push(frame);
     },
   };
 }

@@ -1,6 +1,6 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { HeartbeatSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
-import { readBeat } from "./cluster-messages.js";
+import { type Beat, readBeat } from "./cluster-messages.js";
 import { type CrossExchanges, failWhere } from "./cross-exchange.js";
 import { type ClusterFault, guarded } from "./nats-callback.js";
 import type { ClusterConnection } from "./nats-connection.js";
@@ -23,6 +23,11 @@ export interface PeerLivenessDeps {
   fault: ClusterFault;
   /** What this node shares with its peers: the egress's and the ingress's exchanges. */
   ends: readonly CrossExchanges[];
+  /** What our heartbeat says of our peer link: where we take one (or ""), and the digest of the token we present. */
+  link: { url: string; tokenDigest: Uint8Array };
+  /** Each heartbeat of another node, and each node that fell silent (peer-links.ts follows them). */
+  onBeat(beat: Beat): void;
+  onSilent(node: string): void;
 }
 
 export interface PeerLiveness {
@@ -33,6 +38,8 @@ export interface PeerLiveness {
    * costs nothing per call: the rate limits read it on every request.
    */
   liveNodes(): number;
+  /** The peer-token digest a live node announces, or undefined. */
+  tokenDigest(node: string): Uint8Array | undefined;
   close(): void;
 }
 
@@ -43,7 +50,7 @@ export interface PeerLiveness {
  */
 export function watchPeers(deps: PeerLivenessDeps): PeerLiveness {
   const { nc } = deps.conn;
-  const lastHeard = new Map<string, { at: number; draining: boolean }>();
+  const lastHeard = new Map<string, { at: number; draining: boolean; tokenDigest: Uint8Array }>();
   // A draining peer still finishes its exchanges (it is alive for those), but its load balancer has moved its
   // clients to the others (/readyz is 503), so for the rate limits' shares it no longer counts.
   const takesClients = (node: string, now: number): boolean => {
@@ -60,11 +67,13 @@ export function watchPeers(deps: PeerLivenessDeps): PeerLiveness {
     callback: guarded(deps.fault, "heartbeat callback threw", (msg) => {
       const hb = readBeat(msg.subject, msg.data);
       if (!hb.ok) return deps.fault(hb.reason);
-      const { node, draining } = hb.value;
+      const { node, draining, peerTokenDigest } = hb.value;
       if (!lastHeard.has(node) && lastHeard.size >= MAX_PEERS) return deps.fault("heartbeat from too many nodes");
       const now = Date.now();
       const counted = takesClients(node, now);
-      lastHeard.set(node, { at: now, draining });
+      lastHeard.set(node, { at: now, draining, tokenDigest: peerTokenDigest });
+      // Our own heartbeat counts for the exchanges whose both ends are here (NATS routed one back to us).
+      if (node !== deps.nodeId) deps.onBeat(hb.value);
       // A peer coming (or back) or starting to drain changes the shares at once; one falling silent, at the sweep.
       if (takesClients(node, now) !== counted) recount(now);
     }),
@@ -72,7 +81,8 @@ export function watchPeers(deps: PeerLivenessDeps): PeerLiveness {
   const beat = () => {
     if (!deps.conn.connected) return;
     try {
-      nc.publish(heartbeatSubject(deps.nodeId), toBinary(HeartbeatSchema, create(HeartbeatSchema, { nodeId: deps.nodeId, draining: deps.isDraining() })));
+      const beat = create(HeartbeatSchema, { nodeId: deps.nodeId, draining: deps.isDraining(), peerUrl: deps.link.url, peerTokenDigest: deps.link.tokenDigest });
+      nc.publish(heartbeatSubject(deps.nodeId), toBinary(HeartbeatSchema, beat));
     } catch {
       // closed: nothing to say
     }
@@ -88,7 +98,10 @@ export function watchPeers(deps: PeerLivenessDeps): PeerLiveness {
       if (ex.lastFrame === 0 && now - ex.start > ORPHAN_MS) return `relay node ${ex.peer} never used the exchange`;
       return undefined;
     });
-    for (const [node, heard] of lastHeard) if (now - heard.at > FORGET_MS) lastHeard.delete(node);
+    for (const [node, heard] of lastHeard) {
+      if (now - heard.at > PEER_DEAD_MS) deps.onSilent(node);
+      if (now - heard.at > FORGET_MS) lastHeard.delete(node);
+    }
     recount(now);
   }, HEARTBEAT_MS);
   sweep.unref();
@@ -98,6 +111,10 @@ export function watchPeers(deps: PeerLivenessDeps): PeerLiveness {
 
   return {
     liveNodes: () => live,
+    tokenDigest(node) {
+      const heard = lastHeard.get(node);
+      return heard && Date.now() - heard.at <= PEER_DEAD_MS && heard.tokenDigest.length > 0 ? heard.tokenDigest : undefined;
+    },
     close() {
       clearInterval(sweep);
       heartbeatSub.unsubscribe();

@@ -4,11 +4,13 @@ import { fromJson, type JsonObject } from "@bufbuild/protobuf";
 import {
   type NatsConfig,
   NatsConfigSchema,
+  type RelayConfig,
   RelayConfigSchema,
   type RelayLimits,
   RelayLimitsSchema,
 } from "../../gen/ferry/config/v1/relay_config_pb.js";
 import type { NatsOptions } from "../cluster/nats-options.js";
+import type { PeerListen } from "../cluster/cluster-bus.js";
 import { type Limits, limitsFrom } from "../limits/limits.js";
 import { invalidConfig as invalid, normalise, pickDuration, pickWholeNumber, readConfigFile } from "../../core/config-file.js";
 import { msFromDuration } from "../../core/duration.js";
@@ -70,6 +72,9 @@ export interface RelayFlags {
   natsCert?: string;
   natsKey?: string;
   natsReplicas?: string;
+  /** --peer-listen HOST:PORT and --peer-advertise HOST[:PORT]. */
+  peerListen?: string;
+  peerAdvertise?: string;
   /** --limit NAME=VALUE, repeatable; NAME is a RelayLimits JSON name. */
   limit?: string[];
 }
@@ -109,6 +114,8 @@ export interface RelaySettings {
   adminToken?: string;
   /** Set when NATS servers are given: the relay joins a cluster. */
   nats?: NatsOptions;
+  /** Cluster only: where this node takes exchange frames from the others, and how they reach it. */
+  peerListen?: PeerListen;
   /** Resource limits: the file's `limits`, each --limit over it, defaults for the rest. */
   limits: Limits;
 }
@@ -189,6 +196,7 @@ export function resolveRelaySettings(flags: RelayFlags, env: NodeJS.ProcessEnv):
     logLevel,
     ...optional("adminToken", env.FERRY_ADMIN_TOKEN || undefined),
     ...optional("nats", nats),
+    ...optional("peerListen", resolvePeerListen(flags, file, nats !== undefined, name)),
     limits: limitsFrom(mergeLimits(file.limits, limitFlags(flags.limit ?? []))),
   };
 }
@@ -309,6 +317,35 @@ function readableFile(path: string, name: string): void {
     throw invalid(`${name} ${path}: ${code === "ENOENT" ? "no such file" : `cannot be read (${code ?? (e as Error).message})`}`);
   }
   if (!isFile) throw invalid(`${name} ${path} is not a file`);
+}
+
+/** --peer-listen and --peer-advertise: a cluster's, with an address the other nodes can dial. */
+function resolvePeerListen(flags: RelayFlags, file: RelayConfig, clustered: boolean, name: Namer): PeerListen | undefined {
+  const listenName = name("--peer-listen", flags.peerListen !== undefined, "peerListen");
+  const advertiseName = name("--peer-advertise", flags.peerAdvertise !== undefined, "peerAdvertise");
+  const listenText = flags.peerListen ?? (file.peerListen || undefined);
+  const advertiseText = flags.peerAdvertise ?? (file.peerAdvertise || undefined);
+  if (listenText === undefined) {
+    if (advertiseText !== undefined) throw invalid(`${advertiseName} needs --peer-listen HOST:PORT (or peerListen in the config file)`);
+    return undefined;
+  }
+  if (!clustered) throw invalid(`${listenName} is for a cluster: give --nats URLS too (a single node has no peers)`);
+  const listen = address(listenText, listenName);
+  let advertise: PeerListen["advertise"];
+  if (advertiseText !== undefined) {
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+))(?::(\d{1,5}))?$/.exec(advertiseText);
+    const port = m?.[3] === undefined ? undefined : Number(m[3]);
+    if (!m || (port !== undefined && (port < 1 || port > 65535))) {
+      throw invalid(`${advertiseName} "${advertiseText}" must be HOST or HOST:PORT, e.g. 10.0.0.5 or relay-1.internal:7443`);
+    }
+    advertise = { host: m[1] ?? m[2]!, ...(port === undefined ? {} : { port }) };
+  } else {
+    if (listen.host === "0.0.0.0" || listen.host === "::" || listen.host === "") {
+      throw invalid(`${listenName} "${listenText}" listens on every interface: give --peer-advertise HOST (the address the other nodes dial)`);
+    }
+    advertise = { host: listen.host };
+  }
+  return { listen, advertise };
 }
 
 function address(text: string, name: string): { host: string; port: number } {

@@ -39,6 +39,7 @@ import type { Listeners } from "./server.js";
 import { type CertificateFacts, localDirectory, type NodeFacts } from "../admin/directory.js";
 import { joinCluster } from "../cluster/cluster-node.js";
 import type { NatsOptions } from "../cluster/nats-options.js";
+import type { PeerListen } from "../cluster/cluster-bus.js";
 
 export interface RelayOptions {
   /** Where state, audit log and lock live. */
@@ -61,6 +62,8 @@ export interface RelayOptions {
   auditRequests?: boolean;
   /** Join a cluster over NATS; without it the node is alone and keeps its state in `dataDir`. */
   nats?: NatsOptions;
+  /** Cluster only: take exchange frames from the other nodes on this address instead of over NATS. */
+  peerListen?: PeerListen;
   /** Aborts start-up (a relay waiting for NATS that is told to stop). */
   signal?: AbortSignal;
   /** Host-based routing: {target}.{tenant}.<baseDomain> reaches that target with its path untouched. */
@@ -141,6 +144,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
         log,
         auditRetentionDays: options.auditRetentionDays ?? 30,
         signal: options.signal ?? new AbortController().signal,
+        ...(options.peerListen ? { peerListen: options.peerListen } : {}),
       }).catch((err: unknown) => {
         dataLock?.release();
         throw err;

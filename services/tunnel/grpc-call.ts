@@ -66,6 +66,11 @@ export class GrpcCall {
     this.onCloseCb = cb;
   }
 
+  /** Sends the response headers now (a call that only receives says it was accepted). */
+  accept(): void {
+    if (!this.done) this.sendHeaders();
+  }
+
   /** Writes one already-framed message; false means wait for drained(). */
   send(framed: Buffer): boolean {
     if (this.done) return true;

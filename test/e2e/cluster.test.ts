@@ -12,6 +12,7 @@ import { eventually } from "../helpers/wait.js";
 import { closed, nextMessage, openWebSocket, startWebSocketTarget } from "../helpers/websocket-targets.js";
 
 // Three relay nodes in this process on one real nats-server: routing, shared state and presence across nodes.
+// Nodes a and b take peer links (frames between them skip NATS), c does not: both paths run in every test.
 let nats: NatsServer;
 let a: TestRelay;
 let b: TestRelay;
@@ -19,11 +20,16 @@ let c: TestRelay;
 let target: TestTarget;
 let other: TestTarget;
 
-const node = (nodeId: string) => startTestRelay({ nats: { servers: [nats.url] }, nodeId });
+const node = (nodeId: string, links = false) =>
+  startTestRelay({
+    nats: { servers: [nats.url] },
+    nodeId,
+    ...(links ? { peerListen: { listen: { host: "127.0.0.1", port: 0 }, advertise: { host: "127.0.0.1" } } } : {}),
+  });
 
 beforeAll(async () => {
   nats = await startNatsServer();
-  [a, b, c] = await Promise.all([node("a"), node("b"), node("c")]);
+  [a, b, c] = await Promise.all([node("a", true), node("b", true), node("c")]);
   target = await startTestTarget("one");
   other = await startTestTarget("two");
 });

@@ -5,6 +5,8 @@ export interface TcpProxy {
   port: number;
   /** Stops moving bytes on every open connection without closing it: a silently dead path. */
   freeze(): void;
+  /** Closes every open connection (new ones are still forwarded): a path that broke. */
+  cut(): void;
   /** Connections opened so far. */
   readonly connections: number;
   close(): Promise<void>;
@@ -42,6 +44,13 @@ export async function startTcpProxy(upstreamPort: number): Promise<TcpProxy> {
         b.unpipe(a);
         a.pause();
         b.pause();
+      }
+      pairs.clear();
+    },
+    cut() {
+      for (const [a, b] of pairs) {
+        a.destroy();
+        b.destroy();
       }
       pairs.clear();
     },

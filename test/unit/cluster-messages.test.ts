@@ -2,7 +2,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { DisconnectRequestSchema, HeartbeatSchema, OpenExchangeSchema, OpenResultSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import { FerryError } from "../../core/errors.js";
-import { readDisconnectRequest, readHeartbeat, readOpenExchange, readOpenResult } from "../../services/cluster/cluster-messages.js";
+import { readBeat, readDisconnectRequest, readHeartbeat, readOpenExchange, readOpenResult } from "../../services/cluster/cluster-messages.js";
 
 // What a node accepts from NATS, message by message: a value it may use, or the fixed reason it is dropped for.
 
@@ -59,6 +59,21 @@ describe("cluster messages from NATS", () => {
     expect(readHeartbeat("ferry.heartbeat.a", hb("b")).ok).toBe(false);
     expect(readHeartbeat("ferry.heartbeat.a", Buffer.from([0xff])).ok).toBe(false);
     expect(readHeartbeat(`ferry.heartbeat.${"x".repeat(65)}`, hb("x".repeat(65))).ok).toBe(false);
+  });
+
+  it("takes a heartbeat's peer url only as http://HOST:PORT, and a digest only of 32 bytes", () => {
+    const beat = (init: Record<string, unknown>) => readBeat("ferry.heartbeat.a", toBinary(HeartbeatSchema, create(HeartbeatSchema, { nodeId: "a", ...init })));
+    const digest = new Uint8Array(32).fill(9);
+    expect(beat({ peerUrl: "http://10.0.0.5:7443", peerTokenDigest: digest })).toEqual({
+      ok: true,
+      value: { node: "a", draining: false, peerUrl: "http://10.0.0.5:7443", peerTokenDigest: digest },
+    });
+    expect(beat({ peerUrl: "http://[fd00::5]:7443" }).ok).toBe(true);
+    expect(beat({}).ok).toBe(true);
+    for (const peerUrl of ["https://10.0.0.5:7443", "http://10.0.0.5", "http://user@10.0.0.5:1", "http://10.0.0.5:1/path", "http://a b:1", `http://${"x".repeat(300)}:1`]) {
+      expect(beat({ peerUrl })).toEqual({ ok: false, reason: "heartbeat with a bad peer url" });
+    }
+    expect(beat({ peerTokenDigest: new Uint8Array(31) })).toEqual({ ok: false, reason: "heartbeat with a bad peer token digest" });
   });
 
   it("checks a DisconnectRequest's tenant, connector id and reason", () => {

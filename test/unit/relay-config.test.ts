@@ -61,6 +61,23 @@ describe("resolveRelaySettings defaults", () => {
     expect(resolve({ console: false }).console).toBe(false);
   });
 
+  it("takes peer links only in a cluster, on an address the other nodes can dial", () => {
+    const nats = "nats://n1:4222";
+    expect(resolve({ nats, peerListen: "10.0.0.5:7443" }).peerListen).toEqual({ listen: { host: "10.0.0.5", port: 7443 }, advertise: { host: "10.0.0.5" } });
+    expect(resolve({ nats, peerListen: ":7443", peerAdvertise: "relay-1.internal:8443" }).peerListen).toEqual({
+      listen: { host: "0.0.0.0", port: 7443 },
+      advertise: { host: "relay-1.internal", port: 8443 },
+    });
+    expect(resolve({ nats, peerListen: "[::]:7443", peerAdvertise: "[fd00::5]" }).peerListen?.advertise).toEqual({ host: "fd00::5" });
+    expect(resolve({ nats, config: file("yaml", "peerListen: 10.0.0.5:0\n") }).peerListen?.listen).toEqual({ host: "10.0.0.5", port: 0 });
+    expect(resolve({ nats }).peerListen).toBeUndefined();
+    expect(invalid(() => resolve({ peerListen: "10.0.0.5:7443" }))).toMatch(/--peer-listen is for a cluster: give --nats/);
+    expect(invalid(() => resolve({ nats, peerListen: ":7443" }))).toMatch(/every interface: give --peer-advertise/);
+    expect(invalid(() => resolve({ nats, peerAdvertise: "10.0.0.5" }))).toMatch(/--peer-advertise needs --peer-listen/);
+    expect(invalid(() => resolve({ nats, peerListen: "10.0.0.5:7443", peerAdvertise: "http://x" }))).toMatch(/--peer-advertise "http:\/\/x" must be HOST or HOST:PORT/);
+    expect(invalid(() => resolve({ nats, peerListen: "somewhere" }))).toMatch(/--peer-listen "somewhere" must be HOST:PORT/);
+  });
+
   it("gives a cluster node a drain delay for its load balancer, which a flag can change", () => {
     expect(resolve({ nats: "nats://n1:4222" }).drainDelayMs).toBe(RELAY_DEFAULTS.clusterDrainDelayMs);
     expect(resolve({ nats: "nats://n1:4222", drainDelay: "250ms" }).drainDelayMs).toBe(250);

@@ -2,8 +2,10 @@
 // @generated from file ferry/cluster/v1/cluster.proto (package ferry.cluster.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { FrameBatch } from "../../tunnel/v1/exchange_pb.js";
+import { file_ferry_tunnel_v1_exchange } from "../../tunnel/v1/exchange_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ferry/cluster/v1/cluster.proto.
  */
 export const file_ferry_cluster_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("Ch5mZXJyeS9jbHVzdGVyL3YxL2NsdXN0ZXIucHJvdG8SEGZlcnJ5LmNsdXN0ZXIudjEiWQoMT3BlbkV4Y2hhbmdlEhMKC2V4Y2hhbmdlX2lkGAEgASgMEg4KBnRlbmFudBgCIAEoCRIOCgZ0YXJnZXQYAyABKAkSFAoMaW5ncmVzc19ub2RlGAQgASgJInQKCk9wZW5SZXN1bHQSLgoIYWNjZXB0ZWQYASABKAsyGi5mZXJyeS5jbHVzdGVyLnYxLkFjY2VwdGVkSAASLAoHcmVmdXNlZBgCIAEoCzIZLmZlcnJ5LmNsdXN0ZXIudjEuUmVmdXNlZEgAQggKBnJlc3VsdCJPCghBY2NlcHRlZBITCgtlZ3Jlc3Nfbm9kZRgBIAEoCRIWCg5yZXF1ZXN0X3dpbmRvdxgCIAEoDRIWCg5tYXhfZnJhbWVfc2l6ZRgDIAEoDSJTCgdSZWZ1c2VkEgwKBGtpbmQYASABKAkSDAoEY29kZRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEhsKE3JldHJ5X2FmdGVyX3NlY29uZHMYBCABKA0iLgoJSGVhcnRiZWF0Eg8KB25vZGVfaWQYASABKAkSEAoIZHJhaW5pbmcYAiABKAgi5wIKDlR1bm5lbFByZXNlbmNlEg8KB25vZGVfaWQYASABKAkSEQoJdHVubmVsX2lkGAIgASgJEg4KBnRlbmFudBgDIAEoCRIOCgZrZXlfaWQYBCABKAkSFAoMY29ubmVjdG9yX2lkGAUgASgJEhkKEWNvbm5lY3Rvcl92ZXJzaW9uGAYgASgJEhAKCGhvc3RuYW1lGAcgASgJEhYKDnJlbW90ZV9hZGRyZXNzGAggASgJEjAKDGNvbm5lY3RfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdGFyZ2V0cxgKIAMoCRIRCglpbl9mbGlnaHQYCyABKA0SDgoGcnR0X21zGAwgASgNEhAKCGRyYWluaW5nGA0gASgIEg4KBnBhdXNlZBgOIAEoCBIuCgpsZWF2ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJJChFEaXNjb25uZWN0UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSFAoMY29ubmVjdG9yX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCSIlChJEaXNjb25uZWN0UmVzcG9uc2USDwoHdHVubmVscxgBIAEoDSIfCgxGZWVkSW50ZXJlc3QSDwoHbm9kZV9pZBgBIAEoCWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5mZXJyeS9jbHVzdGVyL3YxL2NsdXN0ZXIucHJvdG8SEGZlcnJ5LmNsdXN0ZXIudjEiWQoMT3BlbkV4Y2hhbmdlEhMKC2V4Y2hhbmdlX2lkGAEgASgMEg4KBnRlbmFudBgCIAEoCRIOCgZ0YXJnZXQYAyABKAkSFAoMaW5ncmVzc19ub2RlGAQgASgJInQKCk9wZW5SZXN1bHQSLgoIYWNjZXB0ZWQYASABKAsyGi5mZXJyeS5jbHVzdGVyLnYxLkFjY2VwdGVkSAASLAoHcmVmdXNlZBgCIAEoCzIZLmZlcnJ5LmNsdXN0ZXIudjEuUmVmdXNlZEgAQggKBnJlc3VsdCJPCghBY2NlcHRlZBITCgtlZ3Jlc3Nfbm9kZRgBIAEoCRIWCg5yZXF1ZXN0X3dpbmRvdxgCIAEoDRIWCg5tYXhfZnJhbWVfc2l6ZRgDIAEoDSJTCgdSZWZ1c2VkEgwKBGtpbmQYASABKAkSDAoEY29kZRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEhsKE3JldHJ5X2FmdGVyX3NlY29uZHMYBCABKA0iWwoJSGVhcnRiZWF0Eg8KB25vZGVfaWQYASABKAkSEAoIZHJhaW5pbmcYAiABKAgSEAoIcGVlcl91cmwYAyABKAkSGQoRcGVlcl90b2tlbl9kaWdlc3QYBCABKAwi5wIKDlR1bm5lbFByZXNlbmNlEg8KB25vZGVfaWQYASABKAkSEQoJdHVubmVsX2lkGAIgASgJEg4KBnRlbmFudBgDIAEoCRIOCgZrZXlfaWQYBCABKAkSFAoMY29ubmVjdG9yX2lkGAUgASgJEhkKEWNvbm5lY3Rvcl92ZXJzaW9uGAYgASgJEhAKCGhvc3RuYW1lGAcgASgJEhYKDnJlbW90ZV9hZGRyZXNzGAggASgJEjAKDGNvbm5lY3RfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdGFyZ2V0cxgKIAMoCRIRCglpbl9mbGlnaHQYCyABKA0SDgoGcnR0X21zGAwgASgNEhAKCGRyYWluaW5nGA0gASgIEg4KBnBhdXNlZBgOIAEoCBIuCgpsZWF2ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJJChFEaXNjb25uZWN0UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSFAoMY29ubmVjdG9yX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCSIlChJEaXNjb25uZWN0UmVzcG9uc2USDwoHdHVubmVscxgBIAEoDSIfCgxGZWVkSW50ZXJlc3QSDwoHbm9kZV9pZBgBIAEoCSJCCg1GcmFtZXNSZXF1ZXN0EisKBmZyYW1lcxgCIAEoCzIbLmZlcnJ5LnR1bm5lbC52MS5GcmFtZUJhdGNoSgQIARACIhAKDkZyYW1lc1Jlc3BvbnNlMmAKD1BlZXJMaW5rU2VydmljZRJNCgZGcmFtZXMSHy5mZXJyeS5jbHVzdGVyLnYxLkZyYW1lc1JlcXVlc3QaIC5mZXJyeS5jbHVzdGVyLnYxLkZyYW1lc1Jlc3BvbnNlKAFiBnByb3RvMw", [file_ferry_tunnel_v1_exchange, file_google_protobuf_timestamp]);
 
 /**
  * OpenExchange asks a node holding a tunnel of the tenant to start an exchange.
@@ -172,6 +174,22 @@ export type Heartbeat = Message<"ferry.cluster.v1.Heartbeat"> & {
    * @generated from field: bool draining = 2;
    */
   draining: boolean;
+
+  /**
+   * Where the node takes exchange frames from the other nodes over HTTP/2
+   * (http://HOST:PORT; --peer-listen), empty when it takes them over NATS only.
+   *
+   * @generated from field: string peer_url = 3;
+   */
+  peerUrl: string;
+
+  /**
+   * SHA-256 of the random token this node presents when it opens a peer link
+   * to another node (the token itself never crosses NATS).
+   *
+   * @generated from field: bytes peer_token_digest = 4;
+   */
+  peerTokenDigest: Uint8Array;
 };
 
 /**
@@ -351,4 +369,60 @@ export type FeedInterest = Message<"ferry.cluster.v1.FeedInterest"> & {
  */
 export const FeedInterestSchema: GenMessage<FeedInterest> = /*@__PURE__*/
   messageDesc(file_ferry_cluster_v1_cluster, 8);
+
+/**
+ * FramesRequest is one batch: encoded exactly as a ferry.tunnel.v1.ConnectResponse
+ * that holds only `frames` (same field number), so the tunnel's codec reads it.
+ *
+ * @generated from message ferry.cluster.v1.FramesRequest
+ */
+export type FramesRequest = Message<"ferry.cluster.v1.FramesRequest"> & {
+  /**
+   * @generated from field: ferry.tunnel.v1.FrameBatch frames = 2;
+   */
+  frames?: FrameBatch | undefined;
+};
+
+/**
+ * Describes the message ferry.cluster.v1.FramesRequest.
+ * Use `create(FramesRequestSchema)` to create a new message.
+ */
+export const FramesRequestSchema: GenMessage<FramesRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_cluster_v1_cluster, 9);
+
+/**
+ * FramesResponse is empty: the status in the trailers says how the link ended.
+ *
+ * @generated from message ferry.cluster.v1.FramesResponse
+ */
+export type FramesResponse = Message<"ferry.cluster.v1.FramesResponse"> & {
+};
+
+/**
+ * Describes the message ferry.cluster.v1.FramesResponse.
+ * Use `create(FramesResponseSchema)` to create a new message.
+ */
+export const FramesResponseSchema: GenMessage<FramesResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_cluster_v1_cluster, 10);
+
+/**
+ * PeerLinkService is served on a node's --peer-listen address, to the other
+ * relay nodes only.
+ *
+ * @generated from service ferry.cluster.v1.PeerLinkService
+ */
+export const PeerLinkService: GenService<{
+  /**
+   * Frames for the exchanges the receiving node shares with the sender, in
+   * order, for as long as both run. Answered only with a status at the end.
+   *
+   * @generated from rpc ferry.cluster.v1.PeerLinkService.Frames
+   */
+  frames: {
+    methodKind: "client_streaming";
+    input: typeof FramesRequestSchema;
+    output: typeof FramesResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_ferry_cluster_v1_cluster, 0);
 

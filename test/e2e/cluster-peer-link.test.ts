@@ -1,0 +1,139 @@
+import { fromBinary } from "@bufbuild/protobuf";
+import { connect as http2Connect, constants as h2 } from "node:http2";
+import { connect, type NatsConnection } from "nats";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Connector } from "../../clients/connector/connector.js";
+import { HeartbeatSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
+import { freePort } from "../helpers/free-port.js";
+import { download, request } from "../helpers/http.js";
+import { startTestConnector, startTestRelay, type TestRelay } from "../helpers/in-process.js";
+import { type NatsServer, startNatsServer } from "../helpers/nats-server.js";
+import { startTestTarget, type TestTarget } from "../helpers/targets.js";
+import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.js";
+import { eventually } from "../helpers/wait.js";
+
+// Two relay nodes with peer links (--peer-listen) on one nats-server, the connector on node b: frames go node to
+// node over HTTP/2; NATS carries only the open and the heartbeats. Node b is reached through a TCP proxy, so a
+// test can break the link from a to b.
+let nats: NatsServer;
+let raw: NatsConnection;
+let a: TestRelay;
+let b: TestRelay;
+let proxy: TcpProxy;
+let target: TestTarget;
+let connector: Connector;
+/** Frame batches seen on NATS since the last reset. */
+let natsFrames = 0;
+
+const here = { host: "127.0.0.1", port: 0 };
+
+beforeAll(async () => {
+  nats = await startNatsServer();
+  raw = await connect({ servers: nats.url });
+  raw.subscribe("ferry.frames.>", { callback: () => natsFrames++ });
+  const bPort = await freePort();
+  proxy = await startTcpProxy(bPort);
+  [a, b] = await Promise.all([
+    startTestRelay({ nats: { servers: [nats.url] }, nodeId: "a", peerListen: { listen: here, advertise: { host: "127.0.0.1" } } }),
+    startTestRelay({ nats: { servers: [nats.url] }, nodeId: "b", peerListen: { listen: { ...here, port: bPort }, advertise: { host: "127.0.0.1", port: proxy.port } } }),
+  ]);
+  target = await startTestTarget();
+  const secret = await b.tenantWithKey("acme");
+  connector = await startTestConnector(b.url, secret, { app: target.url });
+  await eventually(async () => (await request(`${a.url}/relay/acme/app/echo`)).status === 200, "node a routes to the connector on b");
+  // Both links are up once a request crosses without a frame on NATS.
+  await eventually(async () => {
+    natsFrames = 0;
+    const r = await request(`${a.url}/relay/acme/app/echo`);
+    await raw.flush();
+    return r.status === 200 && natsFrames === 0;
+  }, "frames over the peer links");
+}, 60_000);
+
+afterAll(async () => {
+  await connector?.stop();
+  await Promise.all([a?.close(), b?.close()]);
+  await proxy?.close();
+  await target?.close();
+  await raw?.close();
+  await nats?.close();
+});
+
+/** The peer url a node announces in its heartbeat. */
+async function announced(node: string): Promise<string> {
+  const sub = raw.subscribe(`ferry.heartbeat.${node}`, { max: 1 });
+  for await (const m of sub) return fromBinary(HeartbeatSchema, m.data).peerUrl;
+  throw new Error("no heartbeat");
+}
+
+describe("peer links between relay nodes", () => {
+  it("carries bodies both ways node to node, none of their frames on NATS", async () => {
+    natsFrames = 0;
+    const down = await download(`${a.url}/relay/acme/app/bytes?size=${8 * 1024 * 1024}`);
+    expect(down).toMatchObject({ status: 200, bytes: 8 * 1024 * 1024 });
+    const body = Buffer.alloc(3 * 1024 * 1024, 7);
+    const up = await request(`${a.url}/relay/acme/app/sink`, { method: "POST", body });
+    expect(up.status).toBe(200);
+    expect(JSON.parse(up.body.toString()).bytes).toBe(body.length);
+    await raw.flush();
+    expect(natsFrames).toBe(0);
+  });
+
+  it("announces where each node takes links, with a token digest and never the token", async () => {
+    expect(await announced("a")).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(await announced("b")).toBe(`http://127.0.0.1:${proxy.port}`);
+    const sub = raw.subscribe("ferry.heartbeat.a", { max: 1 });
+    for await (const m of sub) expect(fromBinary(HeartbeatSchema, m.data).peerTokenDigest).toHaveLength(32);
+  });
+
+  it("fails an exchange at once when its link breaks, and the next one passes", async () => {
+    const hanging = request(`${a.url}/relay/acme/app/hang`);
+    // The request reached the target through the link.
+    await eventually(() => target.seen.some((r) => r.url === "/hang"), "request at the target");
+    proxy.cut();
+    const reply = await hanging;
+    expect(reply.status).toBe(502);
+    expect(reply.body.toString()).toMatch(/link to relay node b broke/);
+    // Over NATS until the link is back, then over the link again: either way the next request passes.
+    expect((await request(`${a.url}/relay/acme/app/echo`)).status).toBe(200);
+    await eventually(async () => {
+      natsFrames = 0;
+      const r = await request(`${a.url}/relay/acme/app/echo`);
+      await raw.flush();
+      return r.status === 200 && natsFrames === 0;
+    }, "the link is back");
+  });
+
+  it("refuses a link without the token its node announces, before reading a frame", async () => {
+    const url = await announced("a");
+    const ask = (headers: Record<string, string>) =>
+      new Promise<{ grpcStatus: string | undefined; closed: boolean }>((resolve, reject) => {
+        const session = http2Connect(url);
+        session.on("error", () => {});
+        const stream = session.request({
+          [h2.HTTP2_HEADER_METHOD]: "POST",
+          [h2.HTTP2_HEADER_PATH]: "/ferry.cluster.v1.PeerLinkService/Frames",
+          "content-type": "application/grpc",
+          ...headers,
+        });
+        stream.on("error", reject);
+        stream.on("response", (h) => {
+          const grpcStatus = h["grpc-status"] as string | undefined;
+          session.on("close", () => resolve({ grpcStatus, closed: true }));
+          stream.resume();
+        });
+        stream.end(Buffer.from([0, 0, 0, 0, 0]));
+      });
+    // b is a node a knows, but this is not b's token.
+    expect(await ask({ "ferry-node": "b", "ferry-frames": "req", authorization: "Bearer not-the-token" })).toEqual({ grpcStatus: "16", closed: true });
+    expect(await ask({ "ferry-node": "b", "ferry-frames": "req" })).toEqual({ grpcStatus: "16", closed: true });
+    // A node a has never heard of: try again later (a node that just started is dialled before it is heard).
+    expect(await ask({ "ferry-node": "nobody", "ferry-frames": "req", authorization: "Bearer x" })).toEqual({ grpcStatus: "14", closed: true });
+    expect(await ask({ "ferry-node": "b", "ferry-frames": "sideways", authorization: "Bearer x" })).toEqual({ grpcStatus: "3", closed: true });
+    // The real links still work.
+    natsFrames = 0;
+    expect((await request(`${a.url}/relay/acme/app/echo`)).status).toBe(200);
+    await raw.flush();
+    expect(natsFrames).toBe(0);
+  });
+});
