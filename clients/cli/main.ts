@@ -1,21 +1,27 @@
 #!/usr/bin/env node
 import { Command } from "commander";
 import { FERRY_VERSION } from "../../core/version.js";
-import { adminCommand } from "./admin-command.js";
-import { connectorCommand } from "./connector-command.js";
-import { demoCommand } from "./demo-command.js";
-import { doctorCommand } from "./doctor-command.js";
-import { relayCommand } from "./relay-command.js";
 import { runMain } from "./run.js";
+
+/**
+ * Each subcommand's module, loaded only when it runs (or for the overall --help): a connector on a small
+ * on-premises box should not hold the admin API's generated code and client in memory.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  relay: async () => (await import("./relay-command.js")).relayCommand(),
+  connector: async () => (await import("./connector-command.js")).connectorCommand(),
+  admin: async () => (await import("./admin-command.js")).adminCommand(),
+  doctor: async () => (await import("./doctor-command.js")).doctorCommand(),
+  demo: async () => (await import("./demo-command.js")).demoCommand(),
+};
 
 const program = new Command("ferry")
   .description("Reach on-premises HTTP services through a relay, with only outbound connections from the premises.")
   .version(FERRY_VERSION, "-V, --version")
-  .showHelpAfterError("(run with --help for usage)")
-  .addCommand(relayCommand())
-  .addCommand(connectorCommand())
-  .addCommand(adminCommand())
-  .addCommand(doctorCommand())
-  .addCommand(demoCommand());
+  .showHelpAfterError("(run with --help for usage)");
+
+const chosen = process.argv[2];
+const names = chosen !== undefined && chosen in COMMANDS ? [chosen] : Object.keys(COMMANDS);
+for (const name of names) program.addCommand(await COMMANDS[name]!());
 
 await runMain(() => program.parseAsync(process.argv));

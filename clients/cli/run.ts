@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import type { ConnectError } from "@connectrpc/connect";
 import { FerryError } from "../../core/errors.js";
 
 /** Exit codes scripts rely on: 0 done, 1 usage or local error, 2 the server refused or failed the call. */
@@ -15,11 +15,13 @@ export async function runMain(main: () => Promise<unknown>): Promise<void> {
     await main();
   } catch (err) {
     process.exitCode = EXIT_USAGE;
+    // Loaded on the error path only: a connector never needs connect-es otherwise (memory).
+    const { Code, ConnectError } = await import("@connectrpc/connect");
     if (err instanceof FerryError) {
       process.stderr.write(`ferry: ${err.message}\n`);
     } else if (err instanceof ConnectError) {
       process.exitCode = EXIT_SERVER;
-      process.stderr.write(`ferry: ${codeName(err)}: ${err.rawMessage}\n`);
+      process.stderr.write(`ferry: ${codeName(err, Code)}: ${err.rawMessage}\n`);
     } else {
       process.stderr.write(`ferry: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
     }
@@ -27,7 +29,7 @@ export async function runMain(main: () => Promise<unknown>): Promise<void> {
 }
 
 /** "InvalidArgument" -> "invalid_argument", the gRPC status names users know. */
-function codeName(err: ConnectError): string {
+function codeName(err: ConnectError, Code: Record<number, string>): string {
   return (Code[err.code] ?? `code ${err.code}`).replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
 }
 

@@ -1,4 +1,9 @@
-import { Agent } from "undici";
+import { createRequire } from "node:module";
+import type { Agent as AgentType } from "undici";
+
+// Only undici's Agent: its index also loads fetch, WebSocket, caches and mocks (~5 MB of a connector's idle RSS).
+// A path inside the package (pinned in package.json, no "exports" map); the connector tests fail if it moves.
+const Agent = createRequire(import.meta.url)("undici/lib/dispatcher/agent.js") as typeof AgentType;
 import { type RequestHead, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import type { Exchange } from "../../core/exchange/exchange.js";
 import { endToEndHeaders, header, toFlatList } from "../../core/headers.js";
