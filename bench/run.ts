@@ -28,8 +28,9 @@ const SCENARIOS: Scenario[] = [small, fixedRate, bulk, headOfLine, idle, websock
 
 const HELP = `Usage: npm run bench [-- options]
 
-Measures Ferry (one relay: ferry-1; two relays clustered over NATS: ferry-2) against
-direct, nginx and node-proxy setups in one run.
+Measures Ferry (one relay: ferry-1; two relays clustered over NATS with peer links,
+the load on the node without the connector: ferry-2; three, the load spread over all
+three: ferry-3) against direct, nginx and node-proxy setups in one run.
 
 Options:
   --quick            short runs and small sizes (smoke test, a few minutes)
@@ -42,8 +43,8 @@ Options:
 Scenarios:
 ${SCENARIOS.map((s) => `  ${s.id.padEnd(17)}  ${s.title}${s.only ? ` (${s.only.join(", ")})` : ""}`).join("\n")}
 
-Needs nginx and wrk, and nats-server for ferry-2 (Debian packages; installed automatically
-when running as root; without nats-server, ferry-2 is reported as not measured).
+Needs nginx and wrk, and nats-server for ferry-2 and ferry-3 (Debian packages; installed automatically
+when running as root; without nats-server, they are reported as not measured).
 Results: a full run writes bench/results/latest.json, docs/benchmarks.md and docs/benchmarks.svg;
 a partial one (--quick, --only, --setups) writes bench/results/tmp/partial.json.
 `;

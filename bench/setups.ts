@@ -20,6 +20,11 @@ export interface Setup {
   base: string;
   /** Processes whose CPU and memory the report shows (proxies, relays, connector, nats-server). */
   watched: Array<{ role: string; pid: number }>;
+  /**
+   * ferry-3: every node's base, for a client that spreads its load round-robin over them (basesOf); `base` is the
+   * first. Other setups have one.
+   */
+  bases?: string[];
   /** Headers every request must carry: the client credential while a protection is in force; else none. */
   headers: Record<string, string>;
   /** A Ferry setup started to be measured behind access policies: switches them (see run-protected.ts). */
@@ -27,8 +32,11 @@ export interface Setup {
   stop(): Promise<void>;
 }
 
-export type SetupName = "direct" | "nginx" | "node-proxy" | "ferry-1" | "ferry-2";
-export const SETUPS: SetupName[] = ["direct", "nginx", "node-proxy", "ferry-1", "ferry-2"];
+export type SetupName = "direct" | "nginx" | "node-proxy" | "ferry-1" | "ferry-2" | "ferry-3";
+export const SETUPS: SetupName[] = ["direct", "nginx", "node-proxy", "ferry-1", "ferry-2", "ferry-3"];
+
+/** The base URLs a round-robin client spreads its load over: ferry-3's three nodes, or the one base. */
+export const basesOf = (setup: Setup): string[] => setup.bases ?? [setup.base];
 /** The setups a scenario can also measure behind an access policy (its `protections`). */
 export const PROTECTABLE: SetupName[] = ["ferry-1", "ferry-2"];
 
@@ -47,7 +55,7 @@ export const ROWS: RowName[] = SETUPS.flatMap((s) => [
 
 /** Setups that cannot run on this machine, with the reason the report prints instead of a number. */
 export function cannotRun(name: SetupName): string | undefined {
-  return name === "ferry-2" ? natsServerNote() : undefined;
+  return name === "ferry-2" || name === "ferry-3" ? natsServerNote() : undefined;
 }
 
 /** A target server the setups forward to; "h2c" speaks cleartext HTTP/2 only (the connector's h2c:// targets). */
@@ -91,6 +99,8 @@ export async function startSetup(name: SetupName, target: Pick<Target, "port" | 
       return startFerry(target, [], protectable);
     case "ferry-2":
       return startFerryCluster(target, protectable);
+    case "ferry-3":
+      return startFerryCluster3(target);
   }
 }
 
@@ -226,8 +236,8 @@ export async function startFerryCluster(target: Pick<Target, "port" | "scheme">,
   }
 }
 
-/** A nats-server (JetStream) and relay nodes "a" and "b" joined to it; stop() stops all three. */
-export async function startCluster(): Promise<{ nats: NatsServer; a: Relay; b: Relay; stop(): Promise<void> }> {
+/** A nats-server (JetStream) and relay nodes named `nodeIds` joined to it; stop() stops them all. */
+export async function startCluster(nodeIds = ["a", "b"]): Promise<{ nats: NatsServer; nodes: Relay[]; a: Relay; b: Relay; stop(): Promise<void> }> {
   const bin = findNatsServer();
   if (!bin) throw new Error(natsServerNote());
   const nats = await startNatsServer(bin);
@@ -237,12 +247,48 @@ export async function startCluster(): Promise<{ nats: NatsServer; a: Relay; b: R
     await nats.stop();
   };
   try {
-    // The nodes start together, as a cluster's nodes would; both bootstrap the same admin token.
-    const started = await Promise.allSettled(["a", "b"].map((nodeId) => startRelay({ nats: nats.url, nodeId })));
+    // The nodes start together, as a cluster's nodes would; all bootstrap the same admin token.
+    const started = await Promise.allSettled(nodeIds.map((nodeId) => startRelay({ nats: nats.url, nodeId })));
     for (const r of started) if (r.status === "fulfilled") relays.push(r.value);
     const failed = started.find((r) => r.status === "rejected");
     if (failed) throw failed.reason;
-    return { nats, a: relays[0]!, b: relays[1]!, stop };
+    return { nats, nodes: relays, a: relays[0]!, b: relays[1]!, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/**
+ * Three relay nodes ("a", "b", "c") on one nats-server, the connector on node c only, and the load spread over all
+ * three (basesOf): what a cluster behind a load balancer gets, two thirds of the requests crossing nodes.
+ */
+async function startFerryCluster3(target: Pick<Target, "port" | "scheme">): Promise<Setup> {
+  const cluster = await startCluster(["a", "b", "c"]);
+  const [a, b, c] = cluster.nodes as [Relay, Relay, Relay];
+  let connector: Proc | undefined;
+  const stop = async () => {
+    await connector?.stop();
+    await cluster.stop();
+  };
+  try {
+    connector = await startConnector(c, target);
+    for (const node of [a, b]) await untilOk(`${node.url}/relay/bench/app/1k`, 30_000);
+    const bases = [a, b, c].map((n) => `${n.url}/relay/bench/app`);
+    return {
+      name: "ferry-3",
+      base: bases[0]!,
+      bases,
+      headers: {},
+      watched: [
+        { role: "relay-a", pid: a.proc.pid },
+        { role: "relay-b", pid: b.proc.pid },
+        { role: "relay-c", pid: c.proc.pid },
+        { role: "connector", pid: connector.pid },
+        { role: "nats-server", pid: cluster.nats.proc.pid },
+      ],
+      stop,
+    };
   } catch (e) {
     await stop();
     throw e;

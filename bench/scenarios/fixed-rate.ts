@@ -1,5 +1,6 @@
 import { openLoop } from "../lib/load.js";
 import type { Scenario } from "../lib/types.js";
+import { basesOf } from "../setups.js";
 
 const RATE = 2000;
 
@@ -8,7 +9,7 @@ export const fixedRate: Scenario = {
   id: "fixed-rate",
   title: "Fixed rate",
   method: (o) =>
-    `1 KiB GET at ${RATE} req/s for ${o.quick ? 3 : 10} s, open loop (latency counted from when each request was due), after a 1 s warm-up`,
+    `1 KiB GET at ${RATE} req/s for ${o.quick ? 3 : 10} s, open loop (latency counted from when each request was due; ferry-3: a third of the rate to each node, the worst node's latencies), after a 1 s warm-up`,
   seconds: (o) => (o.quick ? 4 : 11),
   headline: [
     { key: "p50Ms", unit: "ms p50", higherIsBetter: false },
@@ -16,9 +17,16 @@ export const fixedRate: Scenario = {
   ],
   async run(setup, o) {
     if (!setup) throw new Error("needs a setup");
-    const url = `${setup.base}/1k`;
-    const warmUp = await openLoop(url, RATE, 1);
-    const r = await openLoop(url, RATE, o.quick ? 3 : 10);
+    // ferry-3: an equal share of the rate to each node, at once; the latencies are the worst node's.
+    const bases = basesOf(setup);
+    const load = async (seconds: number) => {
+      const runs = await Promise.all(bases.map((b) => openLoop(`${b}/1k`, RATE / bases.length, seconds)));
+      const worst = (k: "p50Ms" | "p99Ms" | "p999Ms" | "maxMs") => Math.max(...runs.map((r) => r[k]));
+      const sum = (k: "sent" | "errors") => runs.reduce((n, r) => n + r[k], 0);
+      return { rate: RATE, sent: sum("sent"), errors: sum("errors"), p50Ms: worst("p50Ms"), p99Ms: worst("p99Ms"), p999Ms: worst("p999Ms"), maxMs: worst("maxMs") };
+    };
+    const warmUp = await load(1);
+    const r = await load(o.quick ? 3 : 10);
     return {
       rate: r.rate,
       sent: r.sent,

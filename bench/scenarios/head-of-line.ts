@@ -12,6 +12,7 @@ const MB = 1e6;
 export const headOfLine: Scenario = {
   id: "head-of-line",
   title: "Head-of-line blocking",
+  skip: { "ferry-3": "see ferry-2: the same cross-node path, one client" },
   method: (o) =>
     `8 parallel downloads of ${(o.quick ? 20 : 100)} MB, alone and next to a client that stopped reading a 10 GB download (${o.quick ? "one pair of runs" : "median of 3 pairs"}); ratio = MB/s with the stalled client / MB/s without`,
   seconds: (o) => (o.quick ? 5 : 30),

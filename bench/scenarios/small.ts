@@ -1,10 +1,22 @@
 import { type WrkResult, wrk } from "../lib/load.js";
 import { medianBy } from "../lib/percentile.js";
 import type { RunOptions, Scenario } from "../lib/types.js";
-import type { Setup } from "../setups.js";
+import { basesOf, type Setup } from "../setups.js";
 
 const CONNECTIONS = 50;
-const load = (setup: Setup, seconds: number) => wrk(`${setup.base}/1k`, CONNECTIONS, seconds, setup.headers);
+/** wrk against each of the setup's bases at once (ferry-3: one per node), the connections shared out. */
+const load = async (setup: Setup, seconds: number): Promise<WrkResult> => {
+  const bases = basesOf(setup);
+  const runs = await Promise.all(bases.map((b, i) => wrk(`${b}/1k`, Math.floor(CONNECTIONS / bases.length) + (i < CONNECTIONS % bases.length ? 1 : 0), seconds, setup.headers)));
+  return runs.length === 1 ? runs[0]! : mergeRuns(runs);
+};
+
+/** Parallel runs as one: requests and rates added up, latencies the worst of them (wrk reports no histogram to merge). */
+function mergeRuns(runs: WrkResult[]): WrkResult {
+  const sum = (k: "rps" | "requests" | "errors") => runs.reduce((n, r) => n + r[k], 0);
+  const worst = (k: "p50Ms" | "p99Ms") => Math.max(...runs.map((r) => r[k]));
+  return { ...runs[0]!, rps: sum("rps"), requests: sum("requests"), errors: sum("errors"), p50Ms: worst("p50Ms"), p99Ms: worst("p99Ms") };
+}
 const runSeconds = (o: RunOptions) => (o.quick ? 3 : 2);
 const rounds = (o: RunOptions) => (o.quick ? 1 : 12);
 
@@ -17,7 +29,7 @@ export const small: Scenario = {
   title: "Small requests",
   method: (o) =>
     `1 KiB GET, ${CONNECTIONS} connections, wrk (one thread), the median of ${rounds(o)} run${rounds(o) > 1 ? "s" : ""} of ${runSeconds(o)} s after a 2 s ` +
-    "warm-up; on Ferry those runs alternate with the runs behind each access policy, round by round, on the same processes",
+    "warm-up (ferry-3: one wrk per node, the connections shared out, latencies the worst node's); on Ferry those runs alternate with the runs behind each access policy, round by round, on the same processes",
   seconds: (o) => 2 + rounds(o) * runSeconds(o),
   protections: ["client-key", "jwt", "watched"],
   headline: [

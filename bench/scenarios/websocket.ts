@@ -18,6 +18,7 @@ const LARGE_IN_FLIGHT = 4;
 export const websocket: Scenario = {
   id: "websocket",
   title: "WebSocket echo",
+  skip: { "ferry-3": "see ferry-2: the same cross-node path, one client" },
   method: (o) =>
     `${CONNECTIONS} WebSockets each sending a ${SMALL.length} B binary message and waiting for its echo, ${runsOf(o, smallSeconds(o))} after a ${o.quick ? 1 : 2} s warm-up (msgs/s = echoes received; round trip from send to echo); then ${LARGE_SOCKETS} WebSockets each keeping ${LARGE_IN_FLIGHT} messages of ${LARGE.length / 1024} KiB in flight, ${runsOf(o, largeSeconds(o))} (MB/s = payload echoed back, 1 MB = 10^6 bytes); the target is a \`ws\` echo server, no compression`,
   seconds: (o) => (o.quick ? 8 : 40),
