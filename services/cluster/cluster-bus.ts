@@ -60,7 +60,9 @@ export interface ClusterBus extends ExchangeBus {
  * and the tunnel, and flow control runs between the ingress node and the
  * connector. NATS is at-most-once, so every node sends a heartbeat each second
  * and fails (never replays) what it shares with a peer that falls silent or
- * when it loses NATS itself.
+ * when it loses NATS itself. With peer links (--peer-listen) the frames go
+ * node to node over HTTP/2 instead (peer-links.ts); NATS still finds the node
+ * and carries the heartbeats.
  */
 export async function startClusterBus(deps: ClusterBusDeps): Promise<ClusterBus> {
   const { nc } = deps.conn;

@@ -1,5 +1,6 @@
 import { createServer, type Http2ServerRequest, type Http2Session, type Http2ServerResponse, type ServerHttp2Session } from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
+import { FerryError } from "../../core/errors.js";
 import { MAX_MESSAGE_BYTES } from "../../core/exchange/protocol.js";
 import type { Logger } from "../../core/logger.js";
 import { GrpcStatus } from "../http/grpc-status.js";
@@ -94,16 +95,25 @@ export async function startPeerListener(deps: PeerListenerDeps): Promise<PeerLis
     }
     const link: InboundLink = { node, kind };
     call.accept();
-    call.onMessage((message) => deps.receive(link, message));
+    call.onMessage((message) => {
+      // From inside the HTTP/2 session's data event: a throw here would take the whole process down.
+      try {
+        deps.receive(link, message);
+      } catch (e) {
+        deps.fault("peer link message handler threw", { err: String(e) });
+      }
+    });
     call.onClose(() => {
       if (!closing) deps.lost(link);
     });
   });
   server.on("error", (err) => deps.log.warn({ err: String(err) }, "peer listener error"));
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    const failed = (err: NodeJS.ErrnoException) =>
+      reject(new FerryError("unavailable", "peer_listen_failed", `cannot listen on --peer-listen ${deps.listen.host}:${deps.listen.port}: ${err.code ?? err.message}`));
+    server.once("error", failed);
     server.listen(deps.listen.port, deps.listen.host, () => {
-      server.off("error", reject);
+      server.off("error", failed);
       resolve();
     });
   });

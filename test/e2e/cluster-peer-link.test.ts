@@ -4,7 +4,7 @@ import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector } from "../../clients/connector/connector.js";
 import { HeartbeatSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
-import { freePort } from "../helpers/free-port.js";
+import { freePort } from "../../bench/lib/tools.js";
 import { download, request } from "../helpers/http.js";
 import { startTestConnector, startTestRelay, type TestRelay } from "../helpers/in-process.js";
 import { type NatsServer, startNatsServer } from "../helpers/nats-server.js";
@@ -41,13 +41,7 @@ beforeAll(async () => {
   const secret = await b.tenantWithKey("acme");
   connector = await startTestConnector(b.url, secret, { app: target.url });
   await eventually(async () => (await request(`${a.url}/relay/acme/app/echo`)).status === 200, "node a routes to the connector on b");
-  // Both links are up once a request crosses without a frame on NATS.
-  await eventually(async () => {
-    natsFrames = 0;
-    const r = await request(`${a.url}/relay/acme/app/echo`);
-    await raw.flush();
-    return r.status === 200 && natsFrames === 0;
-  }, "frames over the peer links");
+  await untilOverLinks("frames over the peer links");
 }, 60_000);
 
 afterAll(async () => {
@@ -58,6 +52,16 @@ afterAll(async () => {
   await raw?.close();
   await nats?.close();
 });
+
+/** Both links are up once a request crosses without a frame on NATS. */
+function untilOverLinks(what: string): Promise<void> {
+  return eventually(async () => {
+    natsFrames = 0;
+    const r = await request(`${a.url}/relay/acme/app/echo`);
+    await raw.flush();
+    return r.status === 200 && natsFrames === 0;
+  }, what);
+}
 
 /** The peer url a node announces in its heartbeat. */
 async function announced(node: string): Promise<string> {
@@ -96,12 +100,7 @@ describe("peer links between relay nodes", () => {
     expect(reply.body.toString()).toMatch(/link to relay node b broke/);
     // Over NATS until the link is back, then over the link again: either way the next request passes.
     expect((await request(`${a.url}/relay/acme/app/echo`)).status).toBe(200);
-    await eventually(async () => {
-      natsFrames = 0;
-      const r = await request(`${a.url}/relay/acme/app/echo`);
-      await raw.flush();
-      return r.status === 200 && natsFrames === 0;
-    }, "the link is back");
+    await untilOverLinks("the link is back");
   });
 
   it("refuses a link without the token its node announces, before reading a frame", async () => {

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { freePort } from "./free-port.js";
+import { freePort } from "../../bench/lib/tools.js";
 import { tempDir } from "./processes.js";
 
 const TINYPROXY = "/usr/bin/tinyproxy";
