@@ -13,7 +13,8 @@ import { createFramePublisher } from "./frame-publisher.js";
 import type { ClusterConnection } from "./nats-connection.js";
 import type { TargetPresence } from "./open-retry.js";
 import { watchPeers } from "./peer-liveness.js";
-import { startPeerListener } from "./peer-link-listener.js";
+import { type PeerListener, startPeerListener } from "./peer-link-listener.js";
+import { isFrameBatch, readLinkMessage } from "./cluster-messages.js";
 import { createPeerLinks } from "./peer-links.js";
 
 export interface ClusterBusDeps {
@@ -29,6 +30,8 @@ export interface ClusterBusDeps {
   faults: PeerFaults;
   /** Whether some node holds a tunnel of the tenant serving the target (from presence), and whether the tenant has any. */
   known(tenant: string, target: string): TargetPresence;
+  /** Other nodes whose tunnels serve the target now (presence; not draining or paused): where an open over a link may go. */
+  holders(tenant: string, target: string): string[];
   isDraining(): boolean;
   /** --peer-listen: take frames from the other nodes straight over HTTP/2. */
   peerListen?: PeerListen;
@@ -81,9 +84,20 @@ export async function startClusterBus(deps: ClusterBusDeps): Promise<ClusterBus>
     onDown: (l, why) => failOn((ex) => ex.linkOut === l, `the link to relay node ${l.node} broke (${why})`),
   });
   const egress = createEgress({ nc, nodeId, registry, publisher, links, fault, isDraining });
-  const ingress = createIngress({ nc, nodeId, publisher, links, fault, servesHere: (tenant, target) => registry.serves(tenant, target), known: deps.known });
+  const ingress = createIngress({
+    nc,
+    nodeId,
+    publisher,
+    links,
+    fault,
+    servesHere: (tenant, target) => registry.serves(tenant, target),
+    known: deps.known,
+    holders: deps.holders,
+    answersOverLink: (node) => listener?.linkedFrom(node, "res") ?? false,
+  });
   const ends = [egress.exchanges, ingress.exchanges];
-  const listener = deps.peerListen
+  let listener: PeerListener | undefined;
+  listener = deps.peerListen
     ? await startPeerListener({
         listen: deps.peerListen.listen,
         verify(node, presented) {
@@ -91,7 +105,14 @@ export async function startClusterBus(deps: ClusterBusDeps): Promise<ClusterBus>
           if (digest === undefined) return "unknown";
           return secretMatches(presented, digest) ? "ok" : "bad";
         },
-        receive: (from, message) => deliverBatch(message, from.kind === "req" ? egress.exchanges : ingress.exchanges, fault, from),
+        receive(from, message) {
+          if (isFrameBatch(message)) return deliverBatch(message, from.kind === "req" ? egress.exchanges : ingress.exchanges, fault, from);
+          const m = readLinkMessage(message);
+          if (!m.ok) return fault(m.reason);
+          if (m.value.open && from.kind === "req") egress.takeFromLink(m.value.open, from.node);
+          else if (m.value.openResult && from.kind === "res") ingress.answered(m.value.openResult, from.node);
+          else fault("peer link message out of place");
+        },
         lost: (from) => failOn((ex) => ex.linkIn === from, `the link from relay node ${from.node} broke`),
         fault,
         log,

@@ -1,13 +1,13 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import type { Msg, NatsConnection, Subscription } from "nats";
-import { type OpenResult, OpenResultSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
+import { type OpenExchange, type OpenResult, OpenResultSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import { type Frame, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { type ErrorKind, FerryError } from "../../core/errors.js";
 import { exchangeKey } from "../../core/exchange/ids.js";
 import { MAX_FRAME_SIZE } from "../../core/exchange/protocol.js";
 import { resetFrame } from "../../core/exchange/reset-frame.js";
 import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
-import { readOpenExchange } from "./cluster-messages.js";
+import { checkOpenExchange, readOpenExchange } from "./cluster-messages.js";
 import { type CrossExchange, type CrossExchanges, subscribeFrames } from "./cross-exchange.js";
 import type { FramePublisher } from "./frame-publisher.js";
 import type { PeerLinks } from "./peer-links.js";
@@ -28,6 +28,11 @@ export interface EgressDeps {
 export interface Egress {
   /** The exchanges other nodes opened onto this node's tunnels. */
   readonly exchanges: CrossExchanges;
+  /**
+   * An OpenExchange that came over `from`'s peer link (checked here); the answer goes back over our link to that
+   * node. Without one up, no answer: the asker falls back to NATS, where the same ask gets the same accept.
+   */
+  takeFromLink(open: OpenExchange, from: string): void;
   /** Stops taking exchanges from other nodes (drain: this node's connectors are moving away). */
   stopRoutes(): void;
   close(): void;
@@ -50,27 +55,15 @@ export function createEgress(deps: EgressDeps): Egress {
   let routesStopped = false;
   const framesSub = subscribeFrames(nc, requestFramesSubject(deps.nodeId), exchanges, fault);
 
-  const takeExchange = (msg: Msg) => {
-    const reply = (result: OpenResult["result"]) => {
-      try {
-        msg.respond(toBinary(OpenResultSchema, create(OpenResultSchema, { result })));
-      } catch {
-        // the asker is gone
-      }
-    };
-    const checked = readOpenExchange(msg.data);
-    if (!checked.ok) {
-      fault(checked.reason);
-      return reply(refused("invalid_argument", "bad_open_exchange", checked.reason));
-    }
-    const open = checked.value;
+  /** Takes an OpenExchange that passed its checks (from NATS or a peer link): what to answer it with. */
+  const take = (open: OpenExchange): OpenResult["result"] => {
     const key = exchangeKey(open.exchangeId);
     const known = exchanges.get(key);
     if (known) {
-      // The same ask again (NATS lost our answer and the ingress retried): the same answer. Anyone else: no.
-      if (known.peer === open.ingressNode && known.accepted) return reply({ case: "accepted", value: known.accepted });
+      // The same ask again (our answer was lost and the ingress asked again): the same answer. Anyone else: no.
+      if (known.peer === open.ingressNode && known.accepted) return { case: "accepted", value: known.accepted };
       fault("open exchange for an exchange id in use");
-      return reply(refused("already_exists", "exchange_in_use", "exchange id in use"));
+      return refused("already_exists", "exchange_in_use", "exchange id in use");
     }
     try {
       if (deps.isDraining()) throw new FerryError("unavailable", "draining", "the relay node is shutting down", { retryAfterSeconds: 1 });
@@ -91,10 +84,21 @@ export function createEgress(deps: EgressDeps): Egress {
       const send = tunnel.attach(open.exchangeId, toIngress, () => exchanges.delete(key));
       ex.accepted = { $typeName: "ferry.cluster.v1.Accepted", egressNode: deps.nodeId, requestWindow: tunnel.info.requestWindow, maxFrameSize: MAX_FRAME_SIZE };
       exchanges.set(key, ex);
-      reply({ case: "accepted", value: ex.accepted });
+      return { case: "accepted", value: ex.accepted };
     } catch (err) {
       const e = err instanceof FerryError ? err : new FerryError("internal", "internal", String(err));
-      reply(refused(e.kind, e.code, e.message, e.extra.retryAfterSeconds ?? 0));
+      return refused(e.kind, e.code, e.message, e.extra.retryAfterSeconds ?? 0);
+    }
+  };
+
+  const takeExchange = (msg: Msg) => {
+    const checked = readOpenExchange(msg.data);
+    if (!checked.ok) fault(checked.reason);
+    const result = checked.ok ? take(checked.value) : refused("invalid_argument", "bad_open_exchange", checked.reason);
+    try {
+      msg.respond(toBinary(OpenResultSchema, create(OpenResultSchema, { result })));
+    } catch {
+      // the asker is gone
     }
   };
 
@@ -124,6 +128,13 @@ export function createEgress(deps: EgressDeps): Egress {
 
   return {
     exchanges,
+    takeFromLink(message, from) {
+      const checked = checkOpenExchange(message);
+      if (!checked.ok) return fault(checked.reason);
+      if (checked.value.ingressNode !== from) return fault("peer link open for another node");
+      const result = take(checked.value);
+      deps.links.get(from)?.answer(checked.value.exchangeId, result);
+    },
     stopRoutes() {
       routesStopped = true;
       refreshRoutes();

@@ -1,14 +1,14 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ErrorCode, type Msg, type NatsConnection, type NatsError } from "nats";
-import { type Accepted, OpenExchangeSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
+import { type Accepted, type LinkOpenResult, type OpenExchange, OpenExchangeSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import { type Frame, ResetCode } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { FerryError } from "../../core/errors.js";
 import { ExchangeLifetime } from "../../core/exchange/exchange-lifetime.js";
 import { exchangeKey } from "../../core/exchange/ids.js";
-import { MAX_FRAME_SIZE } from "../../core/exchange/protocol.js";
+import { EXCHANGE_ID_BYTES, MAX_FRAME_SIZE } from "../../core/exchange/protocol.js";
 import { resetFrame } from "../../core/exchange/reset-frame.js";
 import type { ExchangeRoute } from "../bus/exchange-bus.js";
-import { readOpenResult } from "./cluster-messages.js";
+import { checkOpenResult, readOpenResult } from "./cluster-messages.js";
 import { type CrossExchange, type CrossExchanges, subscribeFrames } from "./cross-exchange.js";
 import type { FramePublisher } from "./frame-publisher.js";
 import type { PeerLinks } from "./peer-links.js";
@@ -18,6 +18,8 @@ import { requestFramesSubject, responseFramesSubject, routeSubject } from "./sub
 
 /** How long the ingress waits for a node to take an exchange (twice: a request NATS lost is asked again). */
 const OPEN_TIMEOUT_MS = 1_500;
+/** How long an open over a peer link may take before the ingress asks over NATS instead. */
+const LINK_OPEN_TIMEOUT_MS = 1_000;
 /** While a tenant's connector moves between nodes (rolling restart), how long a request waits for it to come back. */
 const MOVE_WAIT_MS = 3_000;
 
@@ -32,13 +34,22 @@ export interface IngressDeps {
   servesHere(tenant: string, target: string): boolean;
   /** What presence knows of the target across the cluster. */
   known(tenant: string, target: string): TargetPresence;
+  /** Other nodes whose tunnels presence says serve the target now (not draining or paused). */
+  holders(tenant: string, target: string): string[];
+  /** Whether `node` can answer an open over its link to us (its "res" stream is up). */
+  answersOverLink(node: string): boolean;
 }
 
 export interface Ingress {
   /** The exchanges this node opened on other nodes' tunnels. */
   readonly exchanges: CrossExchanges;
-  /** Opens an exchange on whichever node NATS hands it to; rejects with the client's FerryError. */
+  /**
+   * Opens an exchange on a linked node that holds the target (the open over the link), else on whichever node
+   * NATS hands it to; rejects with the client's FerryError.
+   */
   open(tenant: string, target: string, exchangeId: Uint8Array, deliver: (frame: Frame) => void): Promise<ExchangeRoute>;
+  /** The answer to an open we sent over a link, from the node at its other end. */
+  answered(answer: LinkOpenResult, from: string): void;
   close(): void;
 }
 
@@ -50,6 +61,32 @@ export function createIngress(deps: IngressDeps): Ingress {
   const { nc } = deps;
   const exchanges: CrossExchanges = new Map();
   const framesSub = subscribeFrames(nc, responseFramesSubject(deps.nodeId), exchanges, deps.fault);
+
+  /** Opens sent over links, waiting for their answer, by exchange key. */
+  const waiting = new Map<string, { node: string; settle(a: Accepted | undefined): void }>();
+
+  /**
+   * The open over a link, to one node presence says holds the target (chosen at random among those linked both
+   * ways): its accept, or undefined (none linked, a refusal, no answer within LINK_OPEN_TIMEOUT_MS) for the
+   * NATS path, which also sorts out every kind of refusal. An accept that came too late is not lost: the same
+   * ask over NATS gets the same accept from that node.
+   */
+  const openOverLink = (open: OpenExchange): Promise<Accepted | undefined> => {
+    const linked = deps.holders(open.tenant, open.target).filter((n) => deps.links.get(n) && deps.answersOverLink(n));
+    if (linked.length === 0) return Promise.resolve(undefined);
+    const node = linked[Math.floor(Math.random() * linked.length)]!;
+    const key = exchangeKey(open.exchangeId);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => settle(undefined), LINK_OPEN_TIMEOUT_MS);
+      const settle = (a: Accepted | undefined) => {
+        clearTimeout(timer);
+        waiting.delete(key);
+        resolve(a);
+      };
+      waiting.set(key, { node, settle });
+      deps.links.get(node)!.open(open);
+    });
+  };
 
   /** One ask of OpenExchange: the node's accept, or what went wrong. */
   const ask = async (tenant: string, target: string, request: Uint8Array, waitUntil: number): Promise<Accepted | OpenFailure> => {
@@ -72,7 +109,10 @@ export function createIngress(deps: IngressDeps): Ingress {
   };
 
   const openRemote = async (tenant: string, target: string, exchangeId: Uint8Array): Promise<Accepted> => {
-    const request = toBinary(OpenExchangeSchema, create(OpenExchangeSchema, { exchangeId, tenant, target, ingressNode: deps.nodeId }));
+    const message = create(OpenExchangeSchema, { exchangeId, tenant, target, ingressNode: deps.nodeId });
+    const overLink = await openOverLink(message);
+    if (overLink) return overLink;
+    const request = toBinary(OpenExchangeSchema, message);
     const waitUntil = Date.now() + MOVE_WAIT_MS;
     for (let attempt = 1; ; attempt++) {
       const outcome = await ask(tenant, target, request, waitUntil);
@@ -85,6 +125,23 @@ export function createIngress(deps: IngressDeps): Ingress {
 
   return {
     exchanges,
+    answered(answer, from) {
+      const key = answer.exchangeId.length === EXCHANGE_ID_BYTES ? exchangeKey(answer.exchangeId) : undefined;
+      const w = key === undefined ? undefined : waiting.get(key);
+      if (!w || w.node !== from) return deps.fault("peer link answer to no open of ours");
+      const result = answer.result ? checkOpenResult(answer.result) : undefined;
+      if (!result?.ok) {
+        deps.fault(result?.reason ?? "peer link answer without a result");
+        return w.settle(undefined);
+      }
+      // A refusal (busy, draining) is the NATS path's to handle: another node may have room.
+      if (result.value instanceof FerryError) return w.settle(undefined);
+      if (result.value.egressNode !== from) {
+        deps.fault("peer link accept naming another node");
+        return w.settle(undefined);
+      }
+      w.settle(result.value);
+    },
     async open(tenant, target, exchangeId, deliver) {
       const accepted = await openRemote(tenant, target, exchangeId);
       const key = exchangeKey(exchangeId);
@@ -120,6 +177,7 @@ export function createIngress(deps: IngressDeps): Ingress {
     },
     close() {
       framesSub.unsubscribe();
+      for (const w of [...waiting.values()]) w.settle(undefined);
     },
   };
 }

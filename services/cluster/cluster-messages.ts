@@ -4,9 +4,12 @@ import {
   type DisconnectRequest,
   DisconnectRequestSchema,
   FeedInterestSchema,
+  type FramesRequest,
+  FramesRequestSchema,
   HeartbeatSchema,
   type OpenExchange,
   OpenExchangeSchema,
+  type OpenResult,
   OpenResultSchema,
 } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import { type ExchangeSummary, ExchangeSummarySchema } from "../../gen/ferry/admin/v1/admin_service_pb.js";
@@ -45,8 +48,11 @@ function decode<T>(what: string, parse: () => T): Checked<T> {
 /** An OpenExchange from the node where a client arrived; its exchange id is copied out of the NATS buffer. */
 export function readOpenExchange(bytes: Uint8Array): Checked<OpenExchange> {
   const d = decode("open exchange", () => fromBinary(OpenExchangeSchema, bytes));
-  if (!d.ok) return d;
-  const open = d.value;
+  return d.ok ? checkOpenExchange(d.value) : d;
+}
+
+/** An OpenExchange decoded already (one that came inside a peer link's message): readOpenExchange's checks. */
+export function checkOpenExchange(open: OpenExchange): Checked<OpenExchange> {
   if (open.exchangeId.length !== EXCHANGE_ID_BYTES) return bad("open exchange with a bad exchange id");
   if (!isDnsLabel(open.tenant) || !isDnsLabel(open.target)) return bad("open exchange with a bad tenant or target");
   if (!NODE_ID_PATTERN.test(open.ingressNode)) return bad("open exchange with a bad node id");
@@ -60,8 +66,12 @@ export function readOpenExchange(bytes: Uint8Array): Checked<OpenExchange> {
  */
 export function readOpenResult(bytes: Uint8Array): Checked<Accepted | FerryError> {
   const d = decode("open result", () => fromBinary(OpenResultSchema, bytes));
-  if (!d.ok) return d;
-  const result = d.value.result;
+  return d.ok ? checkOpenResult(d.value) : d;
+}
+
+/** An OpenResult decoded already (from a peer link's message): readOpenResult's checks. */
+export function checkOpenResult(openResult: OpenResult): Checked<Accepted | FerryError> {
+  const result = openResult.result;
   if (result.case === "accepted") {
     const a = result.value;
     // The egress node's id becomes a subject we publish on: a dot or a wildcard there would be someone else's.
@@ -110,6 +120,17 @@ export function readBeat(subject: string, bytes: Uint8Array): Checked<Beat> {
   if (hb.peerUrl !== "" && !PEER_URL.test(hb.peerUrl)) return bad("heartbeat with a bad peer url");
   if (hb.peerTokenDigest.length !== 0 && hb.peerTokenDigest.length !== 32) return bad("heartbeat with a bad peer token digest");
   return ok({ node, draining: hb.draining, peerUrl: hb.peerUrl, peerTokenDigest: hb.peerTokenDigest });
+}
+
+/** The first byte of a FrameBatch message (field 2, length-delimited): a peer link's batches, read by the tunnel's codec. */
+const FRAMES_TAG = 0x12;
+
+/** Whether a peer link message is a batch of frames (deliverBatch), not an open or its answer (readLinkMessage). */
+export const isFrameBatch = (message: Uint8Array): boolean => message[0] === FRAMES_TAG;
+
+/** A peer link message that is not a batch: an open or an answer (each checked where it is used). */
+export function readLinkMessage(bytes: Uint8Array): Checked<FramesRequest> {
+  return decode("peer link message", () => fromBinary(FramesRequestSchema, bytes));
 }
 
 /** A DisconnectRequest from another node's admin API. */

@@ -110,6 +110,11 @@ export async function joinCluster(opts: {
         log,
         faults: deps.faults,
         isDraining: deps.isDraining,
+        holders(tenant, target) {
+          const nodes = new Set<string>();
+          for (const t of p.remoteTunnels(tenant)) if (!t.draining && !t.paused && t.targets.includes(target)) nodes.add(t.nodeId);
+          return [...nodes];
+        },
         known(tenant, target) {
           let serving = deps.registry.serves(tenant, target);
           let tenantOnline = deps.registry.tunnels(tenant).length > 0;

@@ -40,6 +40,8 @@ export interface PeerListenerDeps {
 
 export interface PeerListener {
   readonly port: number;
+  /** Whether `node` has a link of kind `kind` to us up now. */
+  linkedFrom(node: string, kind: FramesKind): boolean;
   close(): Promise<void>;
 }
 
@@ -58,6 +60,8 @@ export async function startPeerListener(deps: PeerListenerDeps): Promise<PeerLis
   // Small frames (heads, window updates) must leave at once: Nagle plus delayed ACKs costs ~40 ms a round trip.
   server.on("connection", (socket: Socket) => socket.setNoDelay(true));
   const accepted = new WeakSet<Http2Session>();
+  /** Accepted streams by "node/kind", while they are open. */
+  const live = new Map<string, number>();
   const open = new Set<ServerHttp2Session>();
   server.on("session", (session) => {
     open.add(session);
@@ -94,6 +98,13 @@ export async function startPeerListener(deps: PeerListenerDeps): Promise<PeerLis
       widenTunnelSession(session);
     }
     const link: InboundLink = { node, kind };
+    const linkKey = `${node}/${kind}`;
+    live.set(linkKey, (live.get(linkKey) ?? 0) + 1);
+    res.once("close", () => {
+      const n = (live.get(linkKey) ?? 1) - 1;
+      if (n > 0) live.set(linkKey, n);
+      else live.delete(linkKey);
+    });
     call.accept();
     call.onMessage((message) => {
       // From inside the HTTP/2 session's data event: a throw here would take the whole process down.
@@ -121,6 +132,7 @@ export async function startPeerListener(deps: PeerListenerDeps): Promise<PeerLis
   deps.log.info({ host: deps.listen.host, port }, "peer listener up");
   return {
     port,
+    linkedFrom: (node, kind) => live.has(`${node}/${kind}`),
     close: () =>
       new Promise<void>((resolve) => {
         closing = true;

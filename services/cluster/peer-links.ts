@@ -1,5 +1,7 @@
 import { type ClientHttp2Session, type ClientHttp2Stream, connect, constants as h2 } from "node:http2";
 import { connect as netConnect } from "node:net";
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { FramesRequestSchema, type OpenExchange, type OpenResult } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import type { Frame } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import type { Logger } from "../../core/logger.js";
 import { GrpcStatus } from "../http/grpc-status.js";
@@ -23,6 +25,10 @@ export interface PeerLink {
   readonly node: string;
   /** Queues a frame for the node's end `kind`, sent in order within this link. */
   push(kind: FramesKind, frame: Frame): void;
+  /** Asks the node to take an exchange (answered over its link to us, if it has one). */
+  open(open: OpenExchange): void;
+  /** Answers an open the node sent us over its link. */
+  answer(exchangeId: Uint8Array, result: OpenResult["result"]): void;
 }
 
 export interface PeerLinks {
@@ -92,6 +98,12 @@ export function createPeerLinks(deps: PeerLinksDeps): PeerLinks {
       push(kind, frame) {
         streams[kind]!.batch.push(frame);
       },
+      open(open) {
+        write("req", { open });
+      },
+      answer(exchangeId, result) {
+        write("res", { openResult: { $typeName: "ferry.cluster.v1.LinkOpenResult", exchangeId, result: { $typeName: "ferry.cluster.v1.OpenResult", result } } });
+      },
       close(reason, retry = true) {
         if (link.closed) return;
         link.closed = true;
@@ -109,6 +121,16 @@ export function createPeerLinks(deps: PeerLinksDeps): PeerLinks {
         // While the node still announces this address: again soon after a link that worked, later and later after failures.
         if (retry && !closed && !retries.has(node)) scheduleRetry(node, url, wasUp ? RETRY_MIN_MS : Math.min(delay * 2, RETRY_MAX_MS));
       },
+    };
+    /** A message that is not a batch, at once (the batches of other exchanges go on around it). */
+    const write = (kind: FramesKind, init: MessageInitShape<typeof FramesRequestSchema>) => {
+      if (link.closed) return;
+      const body = toBinary(FramesRequestSchema, create(FramesRequestSchema, init));
+      const framed = Buffer.allocUnsafe(5 + body.length);
+      framed[0] = 0;
+      framed.writeUInt32BE(body.length, 1);
+      framed.set(body, 5);
+      streams[kind]!.stream.write(framed);
     };
     const openTimer = setTimeout(() => link.close("the peer did not accept the link in time"), OPEN_TIMEOUT_MS);
     openTimer.unref();

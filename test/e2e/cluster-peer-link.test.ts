@@ -22,8 +22,9 @@ let b: TestRelay;
 let proxy: TcpProxy;
 let target: TestTarget;
 let connector: Connector;
-/** Frame batches seen on NATS since the last reset. */
+/** Frame batches and route requests (opens) seen on NATS since the last reset. */
 let natsFrames = 0;
+let natsOpens = 0;
 
 const here = { host: "127.0.0.1", port: 0 };
 
@@ -31,6 +32,7 @@ beforeAll(async () => {
   nats = await startNatsServer();
   raw = await connect({ servers: nats.url });
   raw.subscribe("ferry.frames.>", { callback: () => natsFrames++ });
+  raw.subscribe("ferry.route.>", { callback: () => natsOpens++ });
   const bPort = await freePort();
   proxy = await startTcpProxy(bPort);
   [a, b] = await Promise.all([
@@ -53,13 +55,13 @@ afterAll(async () => {
   await nats?.close();
 });
 
-/** Both links are up once a request crosses without a frame on NATS. */
+/** Both links are up once a request crosses with neither its open nor a frame on NATS. */
 function untilOverLinks(what: string): Promise<void> {
   return eventually(async () => {
-    natsFrames = 0;
+    natsFrames = natsOpens = 0;
     const r = await request(`${a.url}/relay/acme/app/echo`);
     await raw.flush();
-    return r.status === 200 && natsFrames === 0;
+    return r.status === 200 && natsFrames === 0 && natsOpens === 0;
   }, what);
 }
 
@@ -71,8 +73,8 @@ async function announced(node: string): Promise<string> {
 }
 
 describe("peer links between relay nodes", () => {
-  it("carries bodies both ways node to node, none of their frames on NATS", async () => {
-    natsFrames = 0;
+  it("opens exchanges and carries bodies both ways node to node, nothing of them on NATS", async () => {
+    natsFrames = natsOpens = 0;
     const down = await download(`${a.url}/relay/acme/app/bytes?size=${8 * 1024 * 1024}`);
     expect(down).toMatchObject({ status: 200, bytes: 8 * 1024 * 1024 });
     const body = Buffer.alloc(3 * 1024 * 1024, 7);
@@ -81,6 +83,24 @@ describe("peer links between relay nodes", () => {
     expect(JSON.parse(up.body.toString()).bytes).toBe(body.length);
     await raw.flush();
     expect(natsFrames).toBe(0);
+    expect(natsOpens).toBe(0);
+  });
+
+  it("opens over NATS when the node holding the tunnel is not linked back, and carries the frames over the link", async () => {
+    // A third node without --peer-listen: it links to a and b, but nobody links to it, so no answer could come back.
+    const c = await startTestRelay({ nats: { servers: [nats.url] }, nodeId: "c" });
+    try {
+      await eventually(async () => (await request(`${c.url}/relay/acme/app/echo`)).status === 200, "node c routes to b");
+      natsFrames = natsOpens = 0;
+      const down = await download(`${c.url}/relay/acme/app/bytes?size=${1024 * 1024}`);
+      expect(down).toMatchObject({ status: 200, bytes: 1024 * 1024 });
+      await raw.flush();
+      expect(natsOpens).toBe(1);
+      // Its request frames went over its link to b; b's answers to c over NATS.
+      expect(natsFrames).toBeGreaterThan(0);
+    } finally {
+      await c.close();
+    }
   });
 
   it("announces where each node takes links, with a token digest and never the token", async () => {

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ferry/cluster/v1/cluster.proto.
  */
 export const file_ferry_cluster_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("Ch5mZXJyeS9jbHVzdGVyL3YxL2NsdXN0ZXIucHJvdG8SEGZlcnJ5LmNsdXN0ZXIudjEiWQoMT3BlbkV4Y2hhbmdlEhMKC2V4Y2hhbmdlX2lkGAEgASgMEg4KBnRlbmFudBgCIAEoCRIOCgZ0YXJnZXQYAyABKAkSFAoMaW5ncmVzc19ub2RlGAQgASgJInQKCk9wZW5SZXN1bHQSLgoIYWNjZXB0ZWQYASABKAsyGi5mZXJyeS5jbHVzdGVyLnYxLkFjY2VwdGVkSAASLAoHcmVmdXNlZBgCIAEoCzIZLmZlcnJ5LmNsdXN0ZXIudjEuUmVmdXNlZEgAQggKBnJlc3VsdCJPCghBY2NlcHRlZBITCgtlZ3Jlc3Nfbm9kZRgBIAEoCRIWCg5yZXF1ZXN0X3dpbmRvdxgCIAEoDRIWCg5tYXhfZnJhbWVfc2l6ZRgDIAEoDSJTCgdSZWZ1c2VkEgwKBGtpbmQYASABKAkSDAoEY29kZRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEhsKE3JldHJ5X2FmdGVyX3NlY29uZHMYBCABKA0iWwoJSGVhcnRiZWF0Eg8KB25vZGVfaWQYASABKAkSEAoIZHJhaW5pbmcYAiABKAgSEAoIcGVlcl91cmwYAyABKAkSGQoRcGVlcl90b2tlbl9kaWdlc3QYBCABKAwi5wIKDlR1bm5lbFByZXNlbmNlEg8KB25vZGVfaWQYASABKAkSEQoJdHVubmVsX2lkGAIgASgJEg4KBnRlbmFudBgDIAEoCRIOCgZrZXlfaWQYBCABKAkSFAoMY29ubmVjdG9yX2lkGAUgASgJEhkKEWNvbm5lY3Rvcl92ZXJzaW9uGAYgASgJEhAKCGhvc3RuYW1lGAcgASgJEhYKDnJlbW90ZV9hZGRyZXNzGAggASgJEjAKDGNvbm5lY3RfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdGFyZ2V0cxgKIAMoCRIRCglpbl9mbGlnaHQYCyABKA0SDgoGcnR0X21zGAwgASgNEhAKCGRyYWluaW5nGA0gASgIEg4KBnBhdXNlZBgOIAEoCBIuCgpsZWF2ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJJChFEaXNjb25uZWN0UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSFAoMY29ubmVjdG9yX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCSIlChJEaXNjb25uZWN0UmVzcG9uc2USDwoHdHVubmVscxgBIAEoDSIfCgxGZWVkSW50ZXJlc3QSDwoHbm9kZV9pZBgBIAEoCSJCCg1GcmFtZXNSZXF1ZXN0EisKBmZyYW1lcxgCIAEoCzIbLmZlcnJ5LnR1bm5lbC52MS5GcmFtZUJhdGNoSgQIARACIhAKDkZyYW1lc1Jlc3BvbnNlMmAKD1BlZXJMaW5rU2VydmljZRJNCgZGcmFtZXMSHy5mZXJyeS5jbHVzdGVyLnYxLkZyYW1lc1JlcXVlc3QaIC5mZXJyeS5jbHVzdGVyLnYxLkZyYW1lc1Jlc3BvbnNlKAFiBnByb3RvMw", [file_ferry_tunnel_v1_exchange, file_google_protobuf_timestamp]);
+  fileDesc("Ch5mZXJyeS9jbHVzdGVyL3YxL2NsdXN0ZXIucHJvdG8SEGZlcnJ5LmNsdXN0ZXIudjEiWQoMT3BlbkV4Y2hhbmdlEhMKC2V4Y2hhbmdlX2lkGAEgASgMEg4KBnRlbmFudBgCIAEoCRIOCgZ0YXJnZXQYAyABKAkSFAoMaW5ncmVzc19ub2RlGAQgASgJInQKCk9wZW5SZXN1bHQSLgoIYWNjZXB0ZWQYASABKAsyGi5mZXJyeS5jbHVzdGVyLnYxLkFjY2VwdGVkSAASLAoHcmVmdXNlZBgCIAEoCzIZLmZlcnJ5LmNsdXN0ZXIudjEuUmVmdXNlZEgAQggKBnJlc3VsdCJPCghBY2NlcHRlZBITCgtlZ3Jlc3Nfbm9kZRgBIAEoCRIWCg5yZXF1ZXN0X3dpbmRvdxgCIAEoDRIWCg5tYXhfZnJhbWVfc2l6ZRgDIAEoDSJTCgdSZWZ1c2VkEgwKBGtpbmQYASABKAkSDAoEY29kZRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEhsKE3JldHJ5X2FmdGVyX3NlY29uZHMYBCABKA0iWwoJSGVhcnRiZWF0Eg8KB25vZGVfaWQYASABKAkSEAoIZHJhaW5pbmcYAiABKAgSEAoIcGVlcl91cmwYAyABKAkSGQoRcGVlcl90b2tlbl9kaWdlc3QYBCABKAwi5wIKDlR1bm5lbFByZXNlbmNlEg8KB25vZGVfaWQYASABKAkSEQoJdHVubmVsX2lkGAIgASgJEg4KBnRlbmFudBgDIAEoCRIOCgZrZXlfaWQYBCABKAkSFAoMY29ubmVjdG9yX2lkGAUgASgJEhkKEWNvbm5lY3Rvcl92ZXJzaW9uGAYgASgJEhAKCGhvc3RuYW1lGAcgASgJEhYKDnJlbW90ZV9hZGRyZXNzGAggASgJEjAKDGNvbm5lY3RfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdGFyZ2V0cxgKIAMoCRIRCglpbl9mbGlnaHQYCyABKA0SDgoGcnR0X21zGAwgASgNEhAKCGRyYWluaW5nGA0gASgIEg4KBnBhdXNlZBgOIAEoCBIuCgpsZWF2ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJJChFEaXNjb25uZWN0UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSFAoMY29ubmVjdG9yX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCSIlChJEaXNjb25uZWN0UmVzcG9uc2USDwoHdHVubmVscxgBIAEoDSIfCgxGZWVkSW50ZXJlc3QSDwoHbm9kZV9pZBgBIAEoCSKnAQoNRnJhbWVzUmVxdWVzdBIrCgZmcmFtZXMYAiABKAsyGy5mZXJyeS50dW5uZWwudjEuRnJhbWVCYXRjaBIsCgRvcGVuGBQgASgLMh4uZmVycnkuY2x1c3Rlci52MS5PcGVuRXhjaGFuZ2USNQoLb3Blbl9yZXN1bHQYFSABKAsyIC5mZXJyeS5jbHVzdGVyLnYxLkxpbmtPcGVuUmVzdWx0SgQIARACIlMKDkxpbmtPcGVuUmVzdWx0EhMKC2V4Y2hhbmdlX2lkGAEgASgMEiwKBnJlc3VsdBgCIAEoCzIcLmZlcnJ5LmNsdXN0ZXIudjEuT3BlblJlc3VsdCIQCg5GcmFtZXNSZXNwb25zZTJgCg9QZWVyTGlua1NlcnZpY2USTQoGRnJhbWVzEh8uZmVycnkuY2x1c3Rlci52MS5GcmFtZXNSZXF1ZXN0GiAuZmVycnkuY2x1c3Rlci52MS5GcmFtZXNSZXNwb25zZSgBYgZwcm90bzM", [file_ferry_tunnel_v1_exchange, file_google_protobuf_timestamp]);
 
 /**
  * OpenExchange asks a node holding a tunnel of the tenant to start an exchange.
@@ -371,8 +371,10 @@ export const FeedInterestSchema: GenMessage<FeedInterest> = /*@__PURE__*/
   messageDesc(file_ferry_cluster_v1_cluster, 8);
 
 /**
- * FramesRequest is one batch: encoded exactly as a ferry.tunnel.v1.ConnectResponse
- * that holds only `frames` (same field number), so the tunnel's codec reads it.
+ * FramesRequest is one message of a link: a batch of frames, encoded exactly as a
+ * ferry.tunnel.v1.ConnectResponse that holds only `frames` (same field number), so
+ * the tunnel's codec reads it; or, on the same streams, the open of an exchange
+ * and its answer, which then skip NATS too.
  *
  * @generated from message ferry.cluster.v1.FramesRequest
  */
@@ -381,6 +383,21 @@ export type FramesRequest = Message<"ferry.cluster.v1.FramesRequest"> & {
    * @generated from field: ferry.tunnel.v1.FrameBatch frames = 2;
    */
   frames?: FrameBatch | undefined;
+
+  /**
+   * On a "req" stream: the sender asks the receiving node (which presence says
+   * holds a tunnel for the target) to take an exchange, as on ferry.route.*.
+   *
+   * @generated from field: ferry.cluster.v1.OpenExchange open = 20;
+   */
+  open?: OpenExchange | undefined;
+
+  /**
+   * On a "res" stream: the answer to an `open` the receiving node sent.
+   *
+   * @generated from field: ferry.cluster.v1.LinkOpenResult open_result = 21;
+   */
+  openResult?: LinkOpenResult | undefined;
 };
 
 /**
@@ -389,6 +406,30 @@ export type FramesRequest = Message<"ferry.cluster.v1.FramesRequest"> & {
  */
 export const FramesRequestSchema: GenMessage<FramesRequest> = /*@__PURE__*/
   messageDesc(file_ferry_cluster_v1_cluster, 9);
+
+/**
+ * LinkOpenResult answers an OpenExchange that came over a peer link.
+ *
+ * @generated from message ferry.cluster.v1.LinkOpenResult
+ */
+export type LinkOpenResult = Message<"ferry.cluster.v1.LinkOpenResult"> & {
+  /**
+   * @generated from field: bytes exchange_id = 1;
+   */
+  exchangeId: Uint8Array;
+
+  /**
+   * @generated from field: ferry.cluster.v1.OpenResult result = 2;
+   */
+  result?: OpenResult | undefined;
+};
+
+/**
+ * Describes the message ferry.cluster.v1.LinkOpenResult.
+ * Use `create(LinkOpenResultSchema)` to create a new message.
+ */
+export const LinkOpenResultSchema: GenMessage<LinkOpenResult> = /*@__PURE__*/
+  messageDesc(file_ferry_cluster_v1_cluster, 10);
 
 /**
  * FramesResponse is empty: the status in the trailers says how the link ended.
@@ -403,7 +444,7 @@ export type FramesResponse = Message<"ferry.cluster.v1.FramesResponse"> & {
  * Use `create(FramesResponseSchema)` to create a new message.
  */
 export const FramesResponseSchema: GenMessage<FramesResponse> = /*@__PURE__*/
-  messageDesc(file_ferry_cluster_v1_cluster, 10);
+  messageDesc(file_ferry_cluster_v1_cluster, 11);
 
 /**
  * PeerLinkService is served on a node's --peer-listen address, to the other
