@@ -9,7 +9,7 @@ import { type TunnelView, viewOfTunnel } from "../admin/directory.js";
 import { timestampInRange } from "../tunnel/connector-status.js";
 import type { RelayTunnel } from "../tunnel/relay-tunnel.js";
 import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
-import { type KvMirror, openKvMirror } from "./kv-mirror.js";
+import { type KvMirror, type MirrorEntry, openKvMirror } from "./kv-mirror.js";
 import { NODE_ID_PATTERN, NODES_BUCKET, TUNNELS_BUCKET } from "./subjects.js";
 
 /** Certificate warnings a node record may carry (the checks in core/cert-check.ts find fewer). */
@@ -65,8 +65,8 @@ export async function startPresence(deps: {
   const tunnelWasDraining = new Set<string>();
   /** Each tunnel's status (paused, leave time) when last written: a change of it is re-announced at once. */
   const tunnelWasStatus = new Map<string, string>();
-  /** Decoded tunnel records by key; `view` undefined: the record at that revision was not fit to use. */
-  const decoded = new Map<string, { revision: number; view: TunnelView | undefined }>();
+  const nodeRecords = decodedRecords(nodes, (key, e) => nodeOfRecord(key, e.value, Date.now()));
+  const tunnelRecords = decodedRecords(tunnels, (key, e) => viewOfRecord(key.slice(0, key.indexOf(".")), e.value, Date.now()));
 
   const warn = (what: string) => (err: unknown) => log.warn({ err: String(err) }, `presence: cannot ${what}`);
   /** Runs a step of a timer or a listener: a failure is logged, never thrown into NATS or the registry. */
@@ -139,7 +139,7 @@ export async function startPresence(deps: {
     const out = new Map<string, Node>();
     for (const [key, e] of nodes.entries()) {
       if (now - e.created.getTime() > NODE_TTL_MS) continue;
-      const node = nodeOfRecord(key, e.value, now);
+      const node = nodeRecords.get(key, e);
       if (node) out.set(key, node);
     }
     return out;
@@ -153,19 +153,12 @@ export async function startPresence(deps: {
     },
     remoteTunnels(tenant, includeSelf = false) {
       const alive = liveNodes();
-      alive.set(nodeId, deps.self());
       const out: TunnelView[] = [];
       for (const [key, e] of tunnels.entries()) {
-        const node = key.slice(0, key.indexOf("."));
-        if ((node === nodeId && !includeSelf) || !alive.has(node)) continue;
-        let hit = decoded.get(key);
-        if (!hit || hit.revision !== e.revision) {
-          hit = { revision: e.revision, view: viewOfRecord(node, e.value, Date.now()) };
-          decoded.set(key, hit);
-        }
-        if (hit.view && (tenant === undefined || hit.view.tenant === tenant)) out.push(hit.view);
+        const view = tunnelRecords.get(key, e);
+        if (!view || (tenant !== undefined && view.tenant !== tenant)) continue;
+        if (view.nodeId === nodeId ? includeSelf : alive.has(view.nodeId)) out.push(view);
       }
-      for (const key of decoded.keys()) if (!tunnels.get(key)) decoded.delete(key);
       return out;
     },
     publishNode,
@@ -182,6 +175,28 @@ export async function startPresence(deps: {
       clearInterval(tunnelTimer);
       nodes.close();
       tunnels.close();
+    },
+  };
+}
+
+/**
+ * Each record of a mirror decoded and checked once per revision, not on every
+ * read: the router reads presence on every request. `undefined`: the record at
+ * that revision is not fit to use.
+ */
+function decodedRecords<T>(mirror: KvMirror, decode: (key: string, e: MirrorEntry) => T | undefined) {
+  const cache = new Map<string, { revision: number; value: T | undefined }>();
+  mirror.onChange((key, e) => {
+    if (!e) cache.delete(key);
+  });
+  return {
+    get(key: string, e: MirrorEntry): T | undefined {
+      let hit = cache.get(key);
+      if (!hit || hit.revision !== e.revision) {
+        hit = { revision: e.revision, value: decode(key, e) };
+        cache.set(key, hit);
+      }
+      return hit.value;
     },
   };
 }
