@@ -167,6 +167,7 @@ export async function joinCluster(opts: {
       feedBridge?.close();
       bus?.close();
       await store.close();
+      audit.flush();
       await conn.close();
     },
   };
