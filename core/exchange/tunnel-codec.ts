@@ -58,6 +58,13 @@ const VIEW_ALWAYS_BYTES = 128 * 1024;
 
 // ---------------------------------------------------------------- encoding
 
+/** gRPC's message header (uncompressed, then the length): 5 bytes at the start of `buf`. */
+export const GRPC_PREFIX_BYTES = 5;
+export function writeGrpcPrefix(buf: Buffer, messageLength: number): void {
+  buf[0] = 0;
+  buf.writeUInt32BE(messageLength, 1);
+}
+
 /**
  * Encodes a ConnectRequest or ConnectResponse. With `prefix` the buffer starts
  * with the 5-byte gRPC message header, so it goes on the wire as it is.
@@ -77,12 +84,9 @@ export function encodeTunnelMessage(msg: Message, prefix = false): Buffer {
   }
   const innerLen = inner ? inner.length : batchSize;
   const body = field === 0 ? 0 : 1 + varintSize(innerLen) + innerLen;
-  const start = prefix ? 5 : 0;
+  const start = prefix ? GRPC_PREFIX_BYTES : 0;
   const buf = Buffer.allocUnsafe(start + body);
-  if (prefix) {
-    buf[0] = 0;
-    buf.writeUInt32BE(body, 1);
-  }
+  if (prefix) writeGrpcPrefix(buf, body);
   if (field === 0) return buf;
   const w = new Writer(buf, start);
   w.tag(field, 2);

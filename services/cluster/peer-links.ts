@@ -4,6 +4,7 @@ import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { FramesRequestSchema, type OpenExchange, type OpenResult } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import type { Frame } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import type { Logger } from "../../core/logger.js";
+import { GRPC_PREFIX_BYTES, writeGrpcPrefix } from "../../core/exchange/tunnel-codec.js";
 import { GrpcStatus } from "../http/grpc-status.js";
 import { createFrameBatch, type FrameBatch } from "./frame-batch.js";
 import type { ClusterFault } from "./nats-callback.js";
@@ -126,10 +127,9 @@ export function createPeerLinks(deps: PeerLinksDeps): PeerLinks {
     const write = (kind: FramesKind, init: MessageInitShape<typeof FramesRequestSchema>) => {
       if (link.closed) return;
       const body = toBinary(FramesRequestSchema, create(FramesRequestSchema, init));
-      const framed = Buffer.allocUnsafe(5 + body.length);
-      framed[0] = 0;
-      framed.writeUInt32BE(body.length, 1);
-      framed.set(body, 5);
+      const framed = Buffer.allocUnsafe(GRPC_PREFIX_BYTES + body.length);
+      writeGrpcPrefix(framed, body.length);
+      framed.set(body, GRPC_PREFIX_BYTES);
       streams[kind]!.stream.write(framed);
     };
     const openTimer = setTimeout(() => link.close("the peer did not accept the link in time"), OPEN_TIMEOUT_MS);
@@ -184,6 +184,11 @@ export function createPeerLinks(deps: PeerLinksDeps): PeerLinks {
     retries.delete(node);
   };
 
+  const forget = (node: string) => {
+    cancelRetry(node);
+    links.get(node)?.close("the peer is gone", false);
+  };
+
   return {
     get(node) {
       const link = links.get(node);
@@ -193,17 +198,14 @@ export function createPeerLinks(deps: PeerLinksDeps): PeerLinks {
       if (closed || node === deps.nodeId) return;
       const link = links.get(node);
       const retry = retries.get(node);
-      if (url === "") return this.forget(node);
+      if (url === "") return forget(node);
       if (link?.url === url || retry?.url === url) return;
       // A new address (the node restarted elsewhere): the old link goes, a new one is opened.
       cancelRetry(node);
       link?.close("the peer moved", false);
       open(node, url, RETRY_MIN_MS);
     },
-    forget(node) {
-      cancelRetry(node);
-      links.get(node)?.close("the peer is gone", false);
-    },
+    forget,
     close() {
       closed = true;
       for (const node of [...retries.keys()]) cancelRetry(node);

@@ -1,5 +1,6 @@
 import { constants as h2 } from "node:http2";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { GRPC_PREFIX_BYTES } from "../../core/exchange/tunnel-codec.js";
 import { encodeGrpcMessage, GrpcStatus } from "../http/grpc-status.js";
 
 
@@ -127,8 +128,8 @@ export class GrpcCall {
     if (this.done) return;
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
-    while (this.pendingBytes >= 5) {
-      const head = this.peek(5);
+    while (this.pendingBytes >= GRPC_PREFIX_BYTES) {
+      const head = this.peek(GRPC_PREFIX_BYTES);
       if (head[0] !== 0) {
         return this.fail(GrpcStatus.INTERNAL, "compressed messages are not accepted on the tunnel");
       }
@@ -136,8 +137,8 @@ export class GrpcCall {
       if (len > this.maxMessageBytes) {
         return this.fail(GrpcStatus.RESOURCE_EXHAUSTED, `message of ${len} bytes exceeds the limit of ${this.maxMessageBytes}`);
       }
-      if (this.pendingBytes < 5 + len) return;
-      const message = this.take(5 + len).subarray(5);
+      if (this.pendingBytes < GRPC_PREFIX_BYTES + len) return;
+      const message = this.take(GRPC_PREFIX_BYTES + len).subarray(GRPC_PREFIX_BYTES);
       if (this.onMessageCb) this.onMessageCb(message);
       else this.queued.push(message);
       if (this.done) return;
