@@ -302,10 +302,12 @@ async function startFerryCluster3(target: Pick<Target, "port" | "scheme">): Prom
 export async function startConnector(relay: Relay, target: Pick<Target, "port" | "scheme">, extraArgs: string[] = []): Promise<Proc> {
   await relay.admin.createTenant({ name: "bench" });
   const { secret } = await relay.admin.createKey({ tenant: "bench" });
+  // FERRY_BENCH_CONNECTOR_NODE_ARGS: node flags for the connector, as FERRY_BENCH_RELAY_NODE_ARGS for the relay.
+  const nodeArgs = (process.env.FERRY_BENCH_CONNECTOR_NODE_ARGS ?? "").split(" ").filter(Boolean);
   const connector = startProc(
     "connector",
     process.execPath,
-    [CLI, "connector", "--relay", relay.url, "--target", `app=${target.scheme}://127.0.0.1:${target.port}`,
+    [...nodeArgs, CLI, "connector", "--relay", relay.url, "--target", `app=${target.scheme}://127.0.0.1:${target.port}`,
       "--max-concurrent", "2048", "--log-level", "warn", ...extraArgs],
     { env: { ...process.env, FERRY_LOG_FORMAT: "json", FERRY_CONNECTOR_KEY: secret } },
   );
