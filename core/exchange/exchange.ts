@@ -26,6 +26,12 @@ export class ExchangeReset extends Error {
   }
 }
 
+/** A frame of exchange `id`. A literal, not create(): this is the hot path, and protobuf-es messages are plain objects. */
+const frameOf = (id: Uint8Array, kind: Frame["kind"]): Frame => ({ $typeName: "ferry.tunnel.v1.Frame", exchangeId: id, kind });
+
+/** The first frame of an exchange the requester sends: for a bus that carries it with the open (then requestHeadSent). */
+export const requestHeadFrame = (id: Uint8Array, head: RequestHead): Frame => frameOf(id, { case: "requestHead", value: head });
+
 export interface ExchangeOptions {
   id: Uint8Array;
   /** Puts a frame on the wire (tunnel or bus); must not block. */
@@ -227,6 +233,15 @@ export class Exchange {
     this.sendHead({ case: "requestHead", value: head }, head.endStream);
   }
 
+  /**
+   * `head` (requestHeadFrame of this exchange's id) went out before the exchange existed: the bus sent it with the
+   * open, so the exchange goes on as if sendRequestHead had sent it.
+   */
+  requestHeadSent(head: RequestHead): void {
+    this.requester = true;
+    this.sendHead(undefined, head.endStream);
+  }
+
   sendResponseHead(head: ResponseHead): void {
     this.sendHead({ case: "responseHead", value: head }, head.endStream);
   }
@@ -375,10 +390,11 @@ export class Exchange {
     }
   }
 
-  private sendHead(kind: Frame["kind"], endStream: boolean): void {
+  /** `kind` undefined: the head went out already (requestHeadSent). */
+  private sendHead(kind: Frame["kind"] | undefined, endStream: boolean): void {
     if (this.headSent) throw new Error("head already sent");
     this.headSent = true;
-    this.emit(kind);
+    if (kind) this.emit(kind);
     if (endStream) this.localDone();
   }
 
@@ -517,8 +533,7 @@ export class Exchange {
   }
 
   private emit(kind: Frame["kind"]): void {
-    // A literal, not create(): this is the hot path, and protobuf-es messages are plain objects.
-    this.opts.send({ $typeName: "ferry.tunnel.v1.Frame", exchangeId: this.id, kind });
+    this.opts.send(frameOf(this.id, kind));
   }
 
   private maybeClose(): void {

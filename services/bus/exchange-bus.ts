@@ -19,9 +19,11 @@ export interface ExchangeRoute {
  */
 export interface ExchangeBus {
   /**
-   * Routes a new exchange to a connector of `tenant` that serves `target`;
-   * frames coming back go to `deliver`. Rejects with a FerryError when nobody
-   * can take it (no connector, unknown target, all busy).
+   * Routes a new exchange to a connector of `tenant` that serves `target` and
+   * sends it `head` (requestHeadFrame), with the open where the path allows,
+   * so the caller sends only what follows. Frames coming back go to `deliver`,
+   * and may come before the promise settles. Rejects with a FerryError when
+   * nobody can take it (no connector, unknown target, all busy).
    */
-  open(tenant: string, target: string, exchangeId: Uint8Array, deliver: (frame: Frame) => void): Promise<ExchangeRoute>;
+  open(tenant: string, target: string, head: Frame, deliver: (frame: Frame) => void): Promise<ExchangeRoute>;
 }

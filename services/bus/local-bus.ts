@@ -5,10 +5,12 @@ import type { ExchangeBus } from "./exchange-bus.js";
 /** The single-node bus: the ingress and the tunnel are in the same process. */
 export function createLocalBus(registry: TunnelRegistry): ExchangeBus {
   return {
-    async open(tenant, target, exchangeId, deliver) {
+    async open(tenant, target, head, deliver) {
       const tunnel = registry.pick(tenant, target);
+      const send = tunnel.attach(head.exchangeId, deliver);
+      send(head);
       return {
-        send: tunnel.attach(exchangeId, deliver),
+        send,
         requestWindow: tunnel.info.requestWindow,
         maxFrameSize: MAX_FRAME_SIZE,
         ready: () => tunnel.outbox.ready(),

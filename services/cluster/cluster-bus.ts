@@ -135,16 +135,16 @@ export async function startClusterBus(deps: ClusterBusDeps): Promise<ClusterBus>
   const disconnects = serveDisconnectRequests({ nc, nodeId, disconnectHere: deps.disconnectHere, fault, log });
 
   return {
-    async open(tenant, target, exchangeId, deliver) {
+    async open(tenant, target, head, deliver) {
       if (registry.serves(tenant, target)) {
         try {
-          return await deps.local.open(tenant, target, exchangeId, deliver);
+          return await deps.local.open(tenant, target, head, deliver);
         } catch (err) {
           // Busy or draining here: another node may still have room.
           if (!(err instanceof FerryError && err.kind === "unavailable")) throw err;
         }
       }
-      return ingress.open(tenant, target, exchangeId, deliver);
+      return ingress.open(tenant, target, head, deliver);
     },
     get crossNode() {
       return egress.exchanges.size + ingress.exchanges.size;

@@ -55,8 +55,8 @@ export function createEgress(deps: EgressDeps): Egress {
   let routesStopped = false;
   const framesSub = subscribeFrames(nc, requestFramesSubject(deps.nodeId), exchanges, fault);
 
-  /** Takes an OpenExchange that passed its checks (from NATS or a peer link): what to answer it with. */
-  const take = (open: OpenExchange): OpenResult["result"] => {
+  /** Takes an OpenExchange that passed its checks (from NATS, or `overLink` from a peer link): what to answer it with. */
+  const take = (open: OpenExchange, overLink: boolean): OpenResult["result"] => {
     const key = exchangeKey(open.exchangeId);
     const known = exchanges.get(key);
     if (known) {
@@ -82,7 +82,13 @@ export function createEgress(deps: EgressDeps): Egress {
       const toClient = responseFramesSubject(ingressNode);
       const toIngress = link ? (frame: Frame) => link.push("res", frame) : (frame: Frame) => deps.publisher.push(toClient, frame);
       const send = tunnel.attach(open.exchangeId, toIngress, () => exchanges.delete(key));
-      ex.accepted = { $typeName: "ferry.cluster.v1.Accepted", egressNode: deps.nodeId, requestWindow: tunnel.info.requestWindow, maxFrameSize: MAX_FRAME_SIZE };
+      ex.accepted = {
+        $typeName: "ferry.cluster.v1.Accepted",
+        egressNode: deps.nodeId,
+        requestWindow: tunnel.info.requestWindow,
+        maxFrameSize: MAX_FRAME_SIZE,
+        openedOverLink: overLink,
+      };
       exchanges.set(key, ex);
       return { case: "accepted", value: ex.accepted };
     } catch (err) {
@@ -94,7 +100,7 @@ export function createEgress(deps: EgressDeps): Egress {
   const takeExchange = (msg: Msg) => {
     const checked = readOpenExchange(msg.data);
     if (!checked.ok) fault(checked.reason);
-    const result = checked.ok ? take(checked.value) : refused("invalid_argument", "bad_open_exchange", checked.reason);
+    const result = checked.ok ? take(checked.value, false) : refused("invalid_argument", "bad_open_exchange", checked.reason);
     try {
       msg.respond(toBinary(OpenResultSchema, create(OpenResultSchema, { result })));
     } catch {
@@ -132,7 +138,7 @@ export function createEgress(deps: EgressDeps): Egress {
       const checked = checkOpenExchange(message);
       if (!checked.ok) return fault(checked.reason);
       if (checked.value.ingressNode !== from) return fault("peer link open for another node");
-      const result = take(checked.value);
+      const result = take(checked.value, true);
       deps.links.get(from)?.answer(checked.value.exchangeId, result);
     },
     stopRoutes() {

@@ -22,6 +22,14 @@ const OPEN_TIMEOUT_MS = 1_500;
 const LINK_OPEN_TIMEOUT_MS = 1_000;
 /** While a tenant's connector moves between nodes (rolling restart), how long a request waits for it to come back. */
 const MOVE_WAIT_MS = 3_000;
+/** Methods HTTP lets a client or a proxy send twice (RFC 9110, 9.2.2). */
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+
+/**
+ * Whether the request head may go behind a link open before its accept: an open that got no answer in time may
+ * still have been taken when NATS gives the exchange to another node, so the target can get the request twice.
+ */
+const mayPipeline = (head: Frame): boolean => head.kind.case === "requestHead" && IDEMPOTENT.has(head.kind.value.method);
 
 export interface IngressDeps {
   nc: NatsConnection;
@@ -45,9 +53,9 @@ export interface Ingress {
   readonly exchanges: CrossExchanges;
   /**
    * Opens an exchange on a linked node that holds the target (the open over the link), else on whichever node
-   * NATS hands it to; rejects with the client's FerryError.
+   * NATS hands it to, and sends it `head`; rejects with the client's FerryError.
    */
-  open(tenant: string, target: string, exchangeId: Uint8Array, deliver: (frame: Frame) => void): Promise<ExchangeRoute>;
+  open(tenant: string, target: string, head: Frame, deliver: (frame: Frame) => void): Promise<ExchangeRoute>;
   /** The answer to an open we sent over a link, from the node at its other end. */
   answered(answer: LinkOpenResult, from: string): void;
   close(): void;
@@ -69,22 +77,31 @@ export function createIngress(deps: IngressDeps): Ingress {
    * The open over a link, to one node presence says holds the target (chosen at random among those linked both
    * ways): its accept, or undefined (none linked, a refusal, no answer within LINK_OPEN_TIMEOUT_MS) for the
    * NATS path, which also sorts out every kind of refusal. An accept that came too late is not lost: the same
-   * ask over NATS gets the same accept from that node.
+   * ask over NATS gets the same accept from that node. `headTo`: the node the request head went to behind the
+   * open (mayPipeline); `ex` is registered for that node's frames from then on, since its answer's first frames
+   * can come right behind the accept.
    */
-  const openOverLink = (open: OpenExchange): Promise<Accepted | undefined> => {
+  const openOverLink = (open: OpenExchange, head: Frame, ex: CrossExchange): Promise<{ accepted?: Accepted; headTo?: string }> => {
     const linked = deps.holders(open.tenant, open.target).filter((n) => deps.links.get(n) && deps.answersOverLink(n));
-    if (linked.length === 0) return Promise.resolve(undefined);
+    if (linked.length === 0) return Promise.resolve({});
     const node = linked[Math.floor(Math.random() * linked.length)]!;
+    const link = deps.links.get(node)!;
     const key = exchangeKey(open.exchangeId);
+    const pipeline = mayPipeline(head);
     return new Promise((resolve) => {
       const timer = setTimeout(() => settle(undefined), LINK_OPEN_TIMEOUT_MS);
-      const settle = (a: Accepted | undefined) => {
+      const settle = (accepted: Accepted | undefined) => {
         clearTimeout(timer);
         waiting.delete(key);
-        resolve(a);
+        resolve({ ...(accepted ? { accepted } : {}), ...(pipeline ? { headTo: node } : {}) });
       };
       waiting.set(key, { node, settle });
-      deps.links.get(node)!.open(open);
+      link.open(open);
+      if (!pipeline) return;
+      ex.peer = node;
+      ex.linkOut = link;
+      exchanges.set(key, ex);
+      link.push("req", head);
     });
   };
 
@@ -108,14 +125,12 @@ export function createIngress(deps: IngressDeps): Ingress {
     return result.value instanceof FerryError ? { case: "refused", refusal: result.value } : result.value;
   };
 
-  const openRemote = async (tenant: string, target: string, exchangeId: Uint8Array): Promise<Accepted> => {
-    const message = create(OpenExchangeSchema, { exchangeId, tenant, target, ingressNode: deps.nodeId });
-    const overLink = await openOverLink(message);
-    if (overLink) return overLink;
-    const request = toBinary(OpenExchangeSchema, message);
+  /** The open over NATS, asked again while afterFailedOpen says so. Nothing goes behind it before its accept. */
+  const openOverNats = async (open: OpenExchange): Promise<Accepted> => {
+    const request = toBinary(OpenExchangeSchema, open);
     const waitUntil = Date.now() + MOVE_WAIT_MS;
     for (let attempt = 1; ; attempt++) {
-      const outcome = await ask(tenant, target, request, waitUntil);
+      const outcome = await ask(open.tenant, open.target, request, waitUntil);
       if (!("case" in outcome)) return outcome;
       const step = afterFailedOpen(outcome, attempt);
       if (!step.retry) throw step.error;
@@ -142,33 +157,54 @@ export function createIngress(deps: IngressDeps): Ingress {
       }
       w.settle(result.value);
     },
-    async open(tenant, target, exchangeId, deliver) {
-      const accepted = await openRemote(tenant, target, exchangeId);
+    async open(tenant, target, head, deliver) {
+      const exchangeId = head.exchangeId;
       const key = exchangeKey(exchangeId);
-      const egressNode = accepted.egressNode;
-      const toConnector = requestFramesSubject(egressNode);
-      // The path is chosen once: frames of one exchange never take two and overtake each other.
-      const link = deps.links.get(egressNode);
       const lifetime = new ExchangeLifetime();
+      let routed = false;
       const ex: CrossExchange = {
-        peer: egressNode,
+        peer: "",
         receive: (frame) => {
           if (lifetime.response(frame)) exchanges.delete(key);
           deliver(frame);
         },
-        fail: (reason) => deliver(resetFrame(exchangeId, ResetCode.UNAVAILABLE, reason)),
+        // Before the accept, a lost path is the open's to get around (it asks over NATS), not the exchange's end.
+        fail: (reason) => routed && deliver(resetFrame(exchangeId, ResetCode.UNAVAILABLE, reason)),
         start: Date.now(),
-        // The accept was the peer's first word: an ingress never counts as orphaned.
+        // The accept is the peer's first word: an ingress never counts as orphaned.
         lastFrame: Date.now(),
-        ...(link ? { linkOut: link } : {}),
       };
+      const message = create(OpenExchangeSchema, { exchangeId, tenant, target, ingressNode: deps.nodeId });
+      let accepted: Accepted;
+      let headSent: boolean;
+      try {
+        const overLink = await openOverLink(message, head, ex);
+        accepted = overLink.accepted ?? (await openOverNats(message));
+        // The head behind the link open reached the exchange if that node took it from the open: its answer over the
+        // link says so, or its accept again over NATS (the link's answer was late).
+        headSent = overLink.headTo === accepted.egressNode && (overLink.accepted !== undefined || accepted.openedOverLink);
+      } catch (err) {
+        if (exchanges.get(key) === ex) exchanges.delete(key);
+        throw err;
+      }
+      const egressNode = accepted.egressNode;
+      const toConnector = requestFramesSubject(egressNode);
+      // The path is chosen once: frames of one exchange never take two and overtake each other.
+      const link = deps.links.get(egressNode);
+      ex.peer = egressNode;
+      if (link) ex.linkOut = link;
+      else delete ex.linkOut;
+      routed = true;
       exchanges.set(key, ex);
+      const send = (frame: Frame) => {
+        if (lifetime.request(frame)) exchanges.delete(key);
+        if (link) link.push("req", frame);
+        else deps.publisher.push(toConnector, frame);
+      };
+      if (!headSent) send(head);
+      else if (lifetime.request(head)) exchanges.delete(key);
       return {
-        send(frame) {
-          if (lifetime.request(frame)) exchanges.delete(key);
-          if (link) link.push("req", frame);
-          else deps.publisher.push(toConnector, frame);
-        },
+        send,
         requestWindow: accepted.requestWindow,
         maxFrameSize: Math.min(accepted.maxFrameSize || MAX_FRAME_SIZE, MAX_FRAME_SIZE),
         // Credits bound what each exchange has in flight; NATS itself has no back-pressure to wait on.

@@ -2,12 +2,12 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import type { BlockList, Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { type Header, type RequestHead, ResetCode, type ResponseHead } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import { type Frame, type Header, type RequestHead, ResetCode, type ResponseHead } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import { durationFromMs, formatDuration, msFromDuration } from "../../core/duration.js";
 import { FerryError } from "../../core/errors.js";
 import { createIdleSignal } from "../../core/idle-signal.js";
 import type { ByteBudget } from "../../core/exchange/byte-budget.js";
-import { Exchange } from "../../core/exchange/exchange.js";
+import { Exchange, requestHeadFrame } from "../../core/exchange/exchange.js";
 import { endToEndHeaders, header, toNodeHeaders } from "../../core/headers.js";
 import { newExchangeId } from "../../core/exchange/ids.js";
 import { createPausingWriter } from "../../core/exchange/pausing-writer.js";
@@ -291,7 +291,12 @@ async function exchangeWith(opts: GatewayOptions, req: NodeRequest, res: NodeRes
   const fault = (reason: string) => opts.faults.fault("connector", reason);
   const id = newExchangeId();
   let exchange: Exchange | undefined;
-  const route = await opts.bus.open(where.tenant, where.target, id, (frame) => {
+  /**
+   * Frames that came before open() settled (the head went with the open, and the answer's first frames can be read
+   * with the accept). Only until the promise's continuation runs: at most what one read of the path held.
+   */
+  let early: Frame[] | undefined = [];
+  const receive = (frame: Frame) => {
     // Runs on the tunnel's (or NATS's) callback with a peer's frame: whatever happens stays in this exchange.
     try {
       exchange?.receive(frame);
@@ -299,7 +304,8 @@ async function exchangeWith(opts: GatewayOptions, req: NodeRequest, res: NodeRes
       opts.log.error({ err }, "an exchange failed on a frame");
       exchange?.reset(ResetCode.INTERNAL, "the relay failed on a frame");
     }
-  });
+  };
+  const route = await opts.bus.open(where.tenant, where.target, requestHeadFrame(id, head), (frame) => (early ? early.push(frame) : receive(frame)));
   const ex = new Exchange({
     id,
     send: route.send,
@@ -312,6 +318,9 @@ async function exchangeWith(opts: GatewayOptions, req: NodeRequest, res: NodeRes
     onFault: (what) => opts.faults.fault("connector", "exchange_callback_threw", { what }),
   });
   exchange = ex;
+  ex.requestHeadSent(head);
+  for (const frame of early) receive(frame);
+  early = undefined;
   p.exchangeId = ex.key;
 
   let finished = false;
@@ -329,7 +338,6 @@ async function exchangeWith(opts: GatewayOptions, req: NodeRequest, res: NodeRes
     timeoutMs,
   );
   try {
-    ex.sendRequestHead(head);
     /** Bytes that came with an upgrade's head: they go first; the rest is read once the target has switched protocols. */
     let early: Promise<void> | undefined;
     if (upgrade) {

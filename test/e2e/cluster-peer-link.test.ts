@@ -22,6 +22,8 @@ let b: TestRelay;
 let proxy: TcpProxy;
 let target: TestTarget;
 let connector: Connector;
+/** The tenant's connector key. */
+let secret: string;
 /** Frame batches and route requests (opens) seen on NATS since the last reset. */
 let natsFrames = 0;
 let natsOpens = 0;
@@ -40,7 +42,7 @@ beforeAll(async () => {
     startTestRelay({ nats: { servers: [nats.url] }, nodeId: "b", peerListen: { listen: { ...here, port: bPort }, advertise: { host: "127.0.0.1", port: proxy.port } } }),
   ]);
   target = await startTestTarget();
-  const secret = await b.tenantWithKey("acme");
+  secret = await b.tenantWithKey("acme");
   connector = await startTestConnector(b.url, secret, { app: target.url });
   await eventually(async () => (await request(`${a.url}/relay/acme/app/echo`)).status === 200, "node a routes to the connector on b");
   await untilOverLinks("frames over the peer links");
@@ -154,5 +156,38 @@ describe("peer links between relay nodes", () => {
     expect((await request(`${a.url}/relay/acme/app/echo`)).status).toBe(200);
     await raw.flush();
     expect(natsFrames).toBe(0);
+  });
+
+  // Last: it leaves b with a busy connector. A GET's head goes behind its link open before the accept; a node that
+  // refuses the open drops it, and the node that takes the exchange over NATS must get it, once.
+  it("sends a GET's head behind the link open, and once more to the node that takes it after a refusal", async () => {
+    const c = await startTestRelay({ nats: { servers: [nats.url] }, nodeId: "c", peerListen: { listen: here, advertise: { host: "127.0.0.1" } } });
+    const onC = await startTestConnector(c.url, secret, { app: target.url });
+    try {
+      await connector.stop();
+      // b's only connector takes one exchange at a time, and the one it has never ends.
+      connector = await startTestConnector(b.url, secret, { app: target.url }, { maxConcurrent: 1, tunnels: 1 });
+      await eventually(async () => (await request(`${b.url}/relay/acme/app/echo`)).status === 200, "b's connector is up");
+      const hanging = request(`${b.url}/relay/acme/app/hang?busy`);
+      await eventually(() => target.seen.some((r) => r.url === "/hang?busy"), "b's connector is busy");
+      await eventually(async () => (await request(`${a.url}/relay/acme/app/echo`)).status === 200, "a routes to c too");
+      natsOpens = 0;
+      const outcomes: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        const r = await request(`${a.url}/relay/acme/app/echo?pipelined=${i}`);
+        outcomes.push(r.status);
+        const seen = target.seen.filter((s) => s.url === `/echo?pipelined=${i}`).length;
+        // 503 connector_busy: every ask of it went to b (three in a row, 1 in 8); then the target never saw it.
+        expect(r.status === 200 ? seen : r.status === 503 && /connector_busy/.test(r.body.toString()) ? seen + 1 : -1).toBe(1);
+      }
+      await raw.flush();
+      // Opens that b refused over its link went on over NATS (those c accepted over its link did not).
+      expect(natsOpens).toBeGreaterThan(0);
+      expect(outcomes.filter((s) => s === 200).length).toBeGreaterThanOrEqual(10);
+      hanging.catch(() => {});
+    } finally {
+      await onC.stop();
+      await c.close();
+    }
   });
 });
