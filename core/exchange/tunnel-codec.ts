@@ -179,20 +179,20 @@ function int64Size(v: bigint): number {
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** Size of a length-delimited field holding `len` bytes (0 when the field is left out as empty). */
-function bytesField(len: number): number {
+export function bytesField(len: number): number {
   return len ? 1 + varintSize(len) + len : 0;
 }
 
 /** A message field is written even when empty: its presence sets the oneof case. */
-function msgField(len: number): number {
+export function msgField(len: number): number {
   return 1 + varintSize(len) + len;
 }
 
-function strField(s: string): number {
+export function strField(s: string): number {
   return s.length ? bytesField(Buffer.byteLength(s, "utf8")) : 0;
 }
 
-function varintSize(v: number): number {
+export function varintSize(v: number): number {
   if (v < 0x80) return 1;
   if (v < 0x4000) return 2;
   if (v < 0x200000) return 3;
@@ -202,14 +202,15 @@ function varintSize(v: number): number {
   return n;
 }
 
-class Writer {
+/** Protobuf's wire format into a buffer sized beforehand (the *Field helpers); scalars at their default are left out, as protobuf-es does. */
+export class Writer {
   constructor(
     private readonly buf: Buffer,
     private pos: number,
   ) {}
 
   tag(field: number, wire: number): void {
-    this.buf[this.pos++] = (field << 3) | wire;
+    this.varint((field << 3) | wire);
   }
 
   varint(v: number): void {

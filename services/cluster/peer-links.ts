@@ -1,12 +1,11 @@
 import { type ClientHttp2Session, type ClientHttp2Stream, connect, constants as h2 } from "node:http2";
 import { connect as netConnect } from "node:net";
-import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
-import { FramesRequestSchema, type OpenExchange, type OpenResult } from "../../gen/ferry/cluster/v1/cluster_pb.js";
+import type { OpenExchange, OpenResult } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import type { Frame } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import type { Logger } from "../../core/logger.js";
-import { GRPC_PREFIX_BYTES, writeGrpcPrefix } from "../../core/exchange/tunnel-codec.js";
 import { GrpcStatus } from "../http/grpc-status.js";
 import { createFrameBatch, type FrameBatch } from "./frame-batch.js";
+import { encodeLinkOpen, encodeLinkOpenResult } from "./link-codec.js";
 import type { ClusterFault } from "./nats-callback.js";
 
 /** Which end of the receiving node frames are for (the NATS subjects' req and res, subjects.ts). */
@@ -100,10 +99,10 @@ export function createPeerLinks(deps: PeerLinksDeps): PeerLinks {
         streams[kind]!.batch.push(frame);
       },
       open(open) {
-        write("req", { open });
+        write("req", encodeLinkOpen(open));
       },
       answer(exchangeId, result) {
-        write("res", { openResult: { $typeName: "ferry.cluster.v1.LinkOpenResult", exchangeId, result: { $typeName: "ferry.cluster.v1.OpenResult", result } } });
+        write("res", encodeLinkOpenResult(exchangeId, result));
       },
       close(reason, retry = true) {
         if (link.closed) return;
@@ -124,13 +123,8 @@ export function createPeerLinks(deps: PeerLinksDeps): PeerLinks {
       },
     };
     /** A message that is not a batch, at once (the batches of other exchanges go on around it). */
-    const write = (kind: FramesKind, init: MessageInitShape<typeof FramesRequestSchema>) => {
-      if (link.closed) return;
-      const body = toBinary(FramesRequestSchema, create(FramesRequestSchema, init));
-      const framed = Buffer.allocUnsafe(GRPC_PREFIX_BYTES + body.length);
-      writeGrpcPrefix(framed, body.length);
-      framed.set(body, GRPC_PREFIX_BYTES);
-      streams[kind]!.stream.write(framed);
+    const write = (kind: FramesKind, framed: Buffer) => {
+      if (!link.closed) streams[kind]!.stream.write(framed);
     };
     const openTimer = setTimeout(() => link.close("the peer did not accept the link in time"), OPEN_TIMEOUT_MS);
     openTimer.unref();
