@@ -83,7 +83,7 @@ export function encodeTunnelMessage(msg: Message, prefix = false): Buffer {
     inner = toBinary(control.schema, m.value as never);
   }
   const innerLen = inner ? inner.length : batchSize;
-  const body = field === 0 ? 0 : 1 + varintSize(innerLen) + innerLen;
+  const body = field === 0 ? 0 : msgField(innerLen);
   const start = prefix ? GRPC_PREFIX_BYTES : 0;
   const buf = Buffer.allocUnsafe(start + body);
   if (prefix) writeGrpcPrefix(buf, body);
@@ -100,7 +100,7 @@ function batchLength(frames: readonly Frame[]): number {
   let n = 0;
   for (const f of frames) {
     const len = frameLength(f);
-    n += 1 + varintSize(len) + len;
+    n += msgField(len);
   }
   return n;
 }
@@ -120,7 +120,7 @@ function frameLength(f: Frame): number {
     case "reset":
       return n + msgField(resetLength(k.value.code, k.value.message));
     case "windowUpdate":
-      return n + msgField(k.value.increment ? 1 + varintSize(k.value.increment) : 0);
+      return n + msgField(uintField(k.value.increment));
     default:
       return n;
   }
@@ -137,13 +137,13 @@ function requestHeadLength(h: RequestHead): number {
     (h.timeout ? msgField(durationLength(h.timeout)) : 0) +
     (h.upgrade ? 2 : 0) +
     (h.endStream ? 2 : 0) +
-    (h.responseWindow ? 1 + varintSize(h.responseWindow) : 0) +
+    uintField(h.responseWindow) +
     strField(h.authority)
   );
 }
 
 function responseHeadLength(h: ResponseHead): number {
-  return (h.status ? 1 + varintSize(h.status) : 0) + headersLength(h.headers) + (h.endStream ? 2 : 0);
+  return uintField(h.status) + headersLength(h.headers) + (h.endStream ? 2 : 0);
 }
 
 function headersLength(headers: readonly Header[]): number {
@@ -181,6 +181,11 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /** Size of a length-delimited field holding `len` bytes (0 when the field is left out as empty). */
 export function bytesField(len: number): number {
   return len ? 1 + varintSize(len) + len : 0;
+}
+
+/** Size of a uint32 field (0 when left out at zero). */
+export function uintField(v: number): number {
+  return v ? 1 + varintSize(v) : 0;
 }
 
 /** A message field is written even when empty: its presence sets the oneof case. */
@@ -336,7 +341,7 @@ export class Writer {
         this.str(2, k.value.message);
         return;
       case "windowUpdate":
-        this.message(7, k.value.increment ? 1 + varintSize(k.value.increment) : 0);
+        this.message(7, uintField(k.value.increment));
         this.uint(1, k.value.increment);
         return;
       default:

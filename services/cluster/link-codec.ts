@@ -1,5 +1,5 @@
 import type { Accepted, OpenExchange, OpenResult, Refused } from "../../gen/ferry/cluster/v1/cluster_pb.js";
-import { bytesField, GRPC_PREFIX_BYTES, msgField, strField, varintSize, writeGrpcPrefix, Writer } from "../../core/exchange/tunnel-codec.js";
+import { bytesField, GRPC_PREFIX_BYTES, msgField, strField, uintField, varintSize, writeGrpcPrefix, Writer } from "../../core/exchange/tunnel-codec.js";
 
 /**
  * The two peer link messages that are not batches, FramesRequest.open and .open_result, written by hand as
@@ -12,7 +12,6 @@ import { bytesField, GRPC_PREFIX_BYTES, msgField, strField, varintSize, writeGrp
 const OPEN_FIELD = 20;
 const OPEN_RESULT_FIELD = 21;
 const longMsgField = (len: number): number => 2 + varintSize(len) + len;
-const uintField = (v: number): number => (v ? 1 + varintSize(v) : 0);
 
 const openLength = (o: OpenExchange): number =>
   bytesField(o.exchangeId.length) + strField(o.tenant) + strField(o.target) + strField(o.ingressNode);
