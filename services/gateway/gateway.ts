@@ -295,7 +295,7 @@ async function exchangeWith(opts: GatewayOptions, req: NodeRequest, res: NodeRes
    * Frames that came before open() settled (the head went with the open, and the answer's first frames can be read
    * with the accept). Only until the promise's continuation runs: at most what one read of the path held.
    */
-  let early: Frame[] | undefined = [];
+  let beforeOpen: Frame[] | undefined = [];
   const receive = (frame: Frame) => {
     // Runs on the tunnel's (or NATS's) callback with a peer's frame: whatever happens stays in this exchange.
     try {
@@ -305,7 +305,7 @@ async function exchangeWith(opts: GatewayOptions, req: NodeRequest, res: NodeRes
       exchange?.reset(ResetCode.INTERNAL, "the relay failed on a frame");
     }
   };
-  const route = await opts.bus.open(where.tenant, where.target, requestHeadFrame(id, head), (frame) => (early ? early.push(frame) : receive(frame)));
+  const route = await opts.bus.open(where.tenant, where.target, requestHeadFrame(id, head), (frame) => (beforeOpen ? beforeOpen.push(frame) : receive(frame)));
   const ex = new Exchange({
     id,
     send: route.send,
@@ -319,8 +319,8 @@ async function exchangeWith(opts: GatewayOptions, req: NodeRequest, res: NodeRes
   });
   exchange = ex;
   ex.requestHeadSent(head);
-  for (const frame of early) receive(frame);
-  early = undefined;
+  for (const frame of beforeOpen) receive(frame);
+  beforeOpen = undefined;
   p.exchangeId = ex.key;
 
   let finished = false;
