@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 import { Command } from "commander";
 import { FERRY_VERSION } from "../../core/version.js";
+import { tuneHeapForStreaming } from "./heap-tuning.js";
 import { runMain } from "./run.js";
+
+tuneHeapForStreaming();
 
 /**
  * Each subcommand's module, loaded only when it runs (or for the overall --help): a connector on a small
