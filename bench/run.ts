@@ -45,6 +45,14 @@ ${SCENARIOS.map((s) => `  ${s.id.padEnd(17)}  ${s.title}${s.only ? ` (${s.only.j
 
 Needs nginx and wrk, and nats-server for ferry-2 and ferry-3 (Debian packages; installed automatically
 when running as root; without nats-server, they are reported as not measured).
+
+Environment, to find where time and memory go:
+  FERRY_BENCH_RELAY_NODE_ARGS, FERRY_BENCH_CONNECTOR_NODE_ARGS
+                     node flags for each relay and connector (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")
+  FERRY_BENCH_OUTPUT_DIR
+                     an existing directory: every process's output lines go to <name>-<pid>.log there
+                     (e.g. with --trace-gc in the node flags)
+
 Results: a full run writes bench/results/latest.json, docs/benchmarks.md and docs/benchmarks.svg;
 a partial one (--quick, --only, --setups) writes bench/results/tmp/partial.json.
 `;

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn, type SpawnOptions } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { createWriteStream, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 
 /** A process the benchmark started, with what we read from /proc about it. */
@@ -23,7 +24,11 @@ export function startProc(name: string, cmd: string, args: string[], opts: Spawn
   started.add(child);
   const tail: string[] = [];
   const waiters: Array<(line: string) => boolean> = [];
+  // FERRY_BENCH_OUTPUT_DIR: every line a process prints, in <dir>/<name>-<pid>.log (what --trace-gc and the like print).
+  const dir = process.env.FERRY_BENCH_OUTPUT_DIR;
+  const saved = dir ? createWriteStream(join(dir, `${name}-${child.pid}.log`)) : undefined;
   const keep = (line: string) => {
+    saved?.write(`${line}\n`);
     tail.push(line);
     if (tail.length > 20) tail.shift();
   };
@@ -33,6 +38,7 @@ export function startProc(name: string, cmd: string, args: string[], opts: Spawn
   });
   createInterface({ input: child.stderr! }).on("line", keep);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  if (saved) child.once("close", () => saved.end());
   child.once("exit", () => started.delete(child));
   return {
     name,
