@@ -50,7 +50,7 @@ Environment, to find where time and memory go:
   FERRY_BENCH_RELAY_NODE_ARGS, FERRY_BENCH_CONNECTOR_NODE_ARGS
                      node flags for each relay and connector (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")
   FERRY_BENCH_OUTPUT_DIR
-                     an existing directory: every process's output lines go to <name>-<pid>.log there
+                     a directory (made if missing): every process's output lines go to <name>-<pid>.log there
                      (e.g. with --trace-gc in the node flags)
 
 Results: a full run writes bench/results/latest.json, docs/benchmarks.md and docs/benchmarks.svg;

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, type SpawnOptions } from "node:child_process";
-import { createWriteStream, readFileSync, writeFileSync } from "node:fs";
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 
@@ -26,6 +26,7 @@ export function startProc(name: string, cmd: string, args: string[], opts: Spawn
   const waiters: Array<(line: string) => boolean> = [];
   // FERRY_BENCH_OUTPUT_DIR: every line a process prints, in <dir>/<name>-<pid>.log (what --trace-gc and the like print).
   const dir = process.env.FERRY_BENCH_OUTPUT_DIR;
+  if (dir) mkdirSync(dir, { recursive: true });
   const saved = dir ? createWriteStream(join(dir, `${name}-${child.pid}.log`)) : undefined;
   const keep = (line: string) => {
     saved?.write(`${line}\n`);
