@@ -17,7 +17,7 @@ export const HEAP_GROWING_PERCENT = 300;
  * lands in depends on when its first ones ran): CPU per byte doubled, and
  * bulk figures swung 2x between benchmark runs. With the limit at four times
  * the live size they run 2-4 times (at 2.5x and 3x the loop stays). The price:
- * a node with a larger live heap peaks higher under small requests (+40 MB on
+ * a node with a larger live heap peaks higher under small requests (+45 MB on
  * the egress node of the benchmark's cluster).
  *
  * V8 reads this flag at each new limit, so it can be set here, after start;
