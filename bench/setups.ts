@@ -248,10 +248,14 @@ export async function startCluster(nodeIds = ["a", "b"]): Promise<{ nats: NatsSe
   };
   try {
     // The nodes start together, as a cluster's nodes would; all bootstrap the same admin token.
-    const started = await Promise.allSettled(nodeIds.map((nodeId) => startRelay({ nats: nats.url, nodeId })));
+    const started = await Promise.allSettled(
+      nodeIds.map((nodeId) => startRelay({ nats: nats.url, nodeId, peers: nodeIds.filter((n) => n !== nodeId) })),
+    );
     for (const r of started) if (r.status === "fulfilled") relays.push(r.value);
     const failed = started.find((r) => r.status === "rejected");
     if (failed) throw failed.reason;
+    // Until then a node's opens and frames take NATS: measured from the first request, the links carry them.
+    await untilSettled(Promise.all(relays.map((r) => r.linksUp)), 30_000, "the peer links did not come up");
     return { nats, nodes: relays, a: relays[0]!, b: relays[1]!, stop };
   } catch (e) {
     await stop();
@@ -327,6 +331,17 @@ export async function startConnector(relay: Relay, target: Pick<Target, "port" |
   return connector;
 }
 
+/** `p`, or an Error saying `what` after `timeoutMs`. */
+async function untilSettled<T>(p: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} within ${timeoutMs / 1000} s`)), timeoutMs)));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Resolves once a GET of `url` answers 200 with its whole body; polls until then. */
 async function untilOk(url: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -356,6 +371,8 @@ export interface Relay {
   url: string;
   proc: Proc;
   admin: ReturnType<typeof createAdminClient>;
+  /** A cluster node: resolves once it has logged a peer link up to each of its peers (rejects if it exits first). */
+  linksUp: Promise<void>;
   /** Stops the relay and removes its data directory. */
   stop(): Promise<void>;
 }
@@ -365,7 +382,7 @@ export interface Relay {
  * only at this volume). With `nats` it joins that cluster as `nodeId`, with no drain delay
  * on stop (nothing balances load in front of it here).
  */
-export async function startRelay(cluster?: { nats: string; nodeId: string }): Promise<Relay> {
+export async function startRelay(cluster?: { nats: string; nodeId: string; peers: string[] }): Promise<Relay> {
   const dataDir = mkdtempSync(join(tmpdir(), "ferry-bench-relay-"));
   // FERRY_BENCH_RELAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": node flags for the relay (profiling).
   const nodeArgs = (process.env.FERRY_BENCH_RELAY_NODE_ARGS ?? "").split(" ").filter(Boolean);
@@ -381,13 +398,20 @@ export async function startRelay(cluster?: { nats: string; nodeId: string }): Pr
   const proc = startProc(cluster ? `relay-${cluster.nodeId}` : "relay", process.execPath, args, {
     env: { ...process.env, FERRY_ADMIN_TOKEN: ADMIN_TOKEN, FERRY_LOG_FORMAT: "json" },
   });
+  // Watched from the first line: a link can come up before "relay listening" is read.
+  const linked = new Set<string>();
+  const linksUp = proc.waitLine((l) => {
+    if (l.includes('"peer link up"')) linked.add((JSON.parse(l) as { peer: string }).peer);
+    return (cluster?.peers ?? []).every((p) => linked.has(p)) ? true : undefined;
+  });
+  linksUp.catch(() => {}); // awaited (and its failure seen) by startCluster
   const stop = async () => {
     await proc.stop();
     rmSync(dataDir, { recursive: true, force: true });
   };
   try {
     const url = await proc.waitLine((l) => (l.includes('"relay listening"') ? (JSON.parse(l) as { url: string }).url : undefined));
-    return { url, proc, admin: createAdminClient(url, ADMIN_TOKEN), stop };
+    return { url, proc, admin: createAdminClient(url, ADMIN_TOKEN), linksUp: linksUp.then(() => undefined), stop };
   } catch (e) {
     await stop();
     throw e;
