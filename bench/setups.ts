@@ -372,7 +372,7 @@ export interface Relay {
   proc: Proc;
   admin: ReturnType<typeof createAdminClient>;
   /** A cluster node: resolves once it has logged a peer link up to each of its peers (rejects if it exits first). */
-  linksUp: Promise<void>;
+  linksUp: Promise<unknown>;
   /** Stops the relay and removes its data directory. */
   stop(): Promise<void>;
 }
@@ -400,10 +400,12 @@ export async function startRelay(cluster?: { nats: string; nodeId: string; peers
   });
   // Watched from the first line: a link can come up before "relay listening" is read.
   const linked = new Set<string>();
-  const linksUp = proc.waitLine((l) => {
-    if (l.includes('"peer link up"')) linked.add((JSON.parse(l) as { peer: string }).peer);
-    return (cluster?.peers ?? []).every((p) => linked.has(p)) ? true : undefined;
-  });
+  const linksUp: Promise<unknown> = cluster
+    ? proc.waitLine((l) => {
+        if (l.includes('"peer link up"')) linked.add((JSON.parse(l) as { peer: string }).peer);
+        return cluster.peers.every((p) => linked.has(p)) ? true : undefined;
+      })
+    : Promise.resolve();
   linksUp.catch(() => {}); // awaited (and its failure seen) by startCluster
   const stop = async () => {
     await proc.stop();
@@ -411,7 +413,7 @@ export async function startRelay(cluster?: { nats: string; nodeId: string; peers
   };
   try {
     const url = await proc.waitLine((l) => (l.includes('"relay listening"') ? (JSON.parse(l) as { url: string }).url : undefined));
-    return { url, proc, admin: createAdminClient(url, ADMIN_TOKEN), linksUp: linksUp.then(() => undefined), stop };
+    return { url, proc, admin: createAdminClient(url, ADMIN_TOKEN), linksUp, stop };
   } catch (e) {
     await stop();
     throw e;
