@@ -96,6 +96,31 @@ export function encodeTunnelMessage(msg: Message, prefix = false): Buffer {
   return buf;
 }
 
+/** Data chunks at least this long are not copied by encodeFramesGathered: a writev sends them where they are. */
+const GATHER_MIN_BYTES = 8 * 1024;
+
+/**
+ * A ConnectResponse holding only `frames`, with the 5-byte gRPC message header,
+ * as buffers to write in this order (a socket's writev gathers them): the data
+ * chunks of GATHER_MIN_BYTES and more by reference, everything around them in
+ * one buffer. A node passing bulk frames on saves a copy of every byte and the
+ * allocation it takes. The chunks must not change until written (views into
+ * received messages never do).
+ */
+export function encodeFramesGathered(frames: readonly Frame[]): Buffer[] {
+  const batchSize = batchLength(frames);
+  let gathered = 0;
+  for (const f of frames) if (f.kind.case === "data" && f.kind.value.chunk.length >= GATHER_MIN_BYTES) gathered += f.kind.value.chunk.length;
+  const body = msgField(batchSize);
+  const buf = Buffer.allocUnsafe(GRPC_PREFIX_BYTES + body - gathered);
+  writeGrpcPrefix(buf, body);
+  const w = new GatherWriter(buf, GRPC_PREFIX_BYTES);
+  w.tag(FRAMES_FIELD, 2);
+  w.varint(batchSize);
+  for (const f of frames) w.frame(f);
+  return w.finish();
+}
+
 function batchLength(frames: readonly Frame[]): number {
   let n = 0;
   for (const f of frames) {
@@ -210,8 +235,8 @@ export function varintSize(v: number): number {
 /** Protobuf's wire format into a buffer sized beforehand (the *Field helpers); scalars at their default are left out, as protobuf-es does. */
 export class Writer {
   constructor(
-    private readonly buf: Buffer,
-    private pos: number,
+    protected readonly buf: Buffer,
+    protected pos: number,
   ) {}
 
   tag(field: number, wire: number): void {
@@ -347,6 +372,24 @@ export class Writer {
       default:
         return;
     }
+  }
+}
+
+/** A Writer that leaves big byte fields out of its buffer and lists them between the pieces of it (encodeFramesGathered). */
+class GatherWriter extends Writer {
+  private readonly parts: Buffer[] = [];
+  private cut = 0;
+
+  override raw(bytes: Uint8Array): void {
+    if (bytes.length < GATHER_MIN_BYTES) return super.raw(bytes);
+    if (this.pos > this.cut) this.parts.push(this.buf.subarray(this.cut, this.pos));
+    this.parts.push(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    this.cut = this.pos;
+  }
+
+  finish(): Buffer[] {
+    if (this.pos > this.cut) this.parts.push(this.buf.subarray(this.cut, this.pos));
+    return this.parts;
   }
 }
 

@@ -64,7 +64,7 @@ export interface ClusterBus extends ExchangeBus {
  * connector. NATS is at-most-once, so every node sends a heartbeat each second
  * and fails (never replays) what it shares with a peer that falls silent or
  * when it loses NATS itself. With peer links (--peer-listen) the frames go
- * node to node over HTTP/2 instead (peer-links.ts); NATS still finds the node
+ * node to node over TCP instead (peer-links.ts); NATS still finds the node
  * and carries the heartbeats.
  */
 export async function startClusterBus(deps: ClusterBusDeps): Promise<ClusterBus> {
@@ -74,7 +74,7 @@ export async function startClusterBus(deps: ClusterBusDeps): Promise<ClusterBus>
   const publisher = createFramePublisher(nc);
   // The token this node presents on the links it opens; only its digest crosses NATS, in our heartbeat.
   const token = randomBytes(32).toString("base64url");
-  const link = { url: "", tokenDigest: sha256(token) };
+  const link = { address: "", tokenDigest: sha256(token) };
   const failOn = (pick: (ex: CrossExchange) => boolean, reason: string) => failWhere(ends, (ex) => (pick(ex) ? reason : undefined));
   const links = createPeerLinks({
     nodeId,
@@ -120,7 +120,7 @@ export async function startClusterBus(deps: ClusterBusDeps): Promise<ClusterBus>
     : undefined;
   if (listener && deps.peerListen) {
     const { host, port } = deps.peerListen.advertise;
-    link.url = `http://${host.includes(":") ? `[${host}]` : host}:${port ?? listener.port}`;
+    link.address = `${host.includes(":") ? `[${host}]` : host}:${port ?? listener.port}`;
   }
   const peers = watchPeers({
     conn: deps.conn,
@@ -129,7 +129,7 @@ export async function startClusterBus(deps: ClusterBusDeps): Promise<ClusterBus>
     fault,
     ends,
     link,
-    onBeat: (beat) => links.announce(beat.node, beat.peerUrl),
+    onBeat: (beat) => links.announce(beat.node, beat.linkAddress),
     onSilent: (node) => links.forget(node),
   });
   const disconnects = serveDisconnectRequests({ nc, nodeId, disconnectHere: deps.disconnectHere, fault, log });

@@ -11,12 +11,16 @@ import {
   OpenExchangeSchema,
   type OpenResult,
   OpenResultSchema,
+  PeerLinkHelloSchema,
+  PeerLinkKind,
+  type PeerLinkWelcome,
+  PeerLinkWelcomeSchema,
 } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import { type ExchangeSummary, ExchangeSummarySchema } from "../../gen/ferry/admin/v1/admin_service_pb.js";
 import { type ErrorKind, FerryError, HTTP_STATUS } from "../../core/errors.js";
 import { isDnsLabel } from "../../core/names.js";
 import { EXCHANGE_ID_BYTES, MAX_FRAME_SIZE, MAX_WINDOW, MIN_FRAME_SIZE, MIN_WINDOW } from "../../core/exchange/protocol.js";
-import { NODE_ID_PATTERN } from "./subjects.js";
+import { type FramesKind, NODE_ID_PATTERN } from "./subjects.js";
 
 /**
  * Everything a node reads from NATS, checked where it enters. Anyone who can
@@ -100,14 +104,14 @@ export interface Beat {
   node: string;
   /** The node is shutting down. */
   draining: boolean;
-  /** Where it takes frames over a peer link (http://HOST:PORT), or "". */
-  peerUrl: string;
+  /** Where it takes peer links (HOST:PORT), or "". */
+  linkAddress: string;
   /** SHA-256 of the token it presents on the links it opens; empty when it sent none. */
   peerTokenDigest: Uint8Array;
 }
 
-/** A peer_url: http://HOST:PORT (a name, IPv4 or [IPv6]), nothing more; a heartbeat could point us anywhere. */
-const PEER_URL = /^http:\/\/(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):\d{1,5}$/;
+/** A link_address: HOST:PORT (a name, IPv4 or [IPv6]), nothing more; a heartbeat could point us anywhere. */
+const LINK_ADDRESS = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):\d{1,5}$/;
 
 /** A heartbeat (readHeartbeat) with what it says of its node. */
 export function readBeat(subject: string, bytes: Uint8Array): Checked<Beat> {
@@ -117,9 +121,9 @@ export function readBeat(subject: string, bytes: Uint8Array): Checked<Beat> {
   if (!d.ok) return d;
   const hb = d.value;
   if (hb.nodeId !== node) return bad("heartbeat for another node");
-  if (hb.peerUrl !== "" && !PEER_URL.test(hb.peerUrl)) return bad("heartbeat with a bad peer url");
+  if (hb.linkAddress !== "" && !LINK_ADDRESS.test(hb.linkAddress)) return bad("heartbeat with a bad link address");
   if (hb.peerTokenDigest.length !== 0 && hb.peerTokenDigest.length !== 32) return bad("heartbeat with a bad peer token digest");
-  return ok({ node, draining: hb.draining, peerUrl: hb.peerUrl, peerTokenDigest: hb.peerTokenDigest });
+  return ok({ node, draining: hb.draining, linkAddress: hb.linkAddress, peerTokenDigest: hb.peerTokenDigest });
 }
 
 /** The first byte of a FrameBatch message (field 2, length-delimited): a peer link's batches, read by the tunnel's codec. */
@@ -131,6 +135,28 @@ export const isFrameBatch = (message: Uint8Array): boolean => message[0] === FRA
 /** A peer link message that is not a batch: an open or an answer (each checked where it is used). */
 export function readLinkMessage(bytes: Uint8Array): Checked<FramesRequest> {
   return decode("peer link message", () => fromBinary(FramesRequestSchema, bytes));
+}
+
+/** The longest token a hello may present: ours are 43 characters (32 random bytes, base64url). */
+const MAX_LINK_TOKEN = 256;
+
+/** A PeerLinkHello: who opens a link, and for which end; the token is checked by the caller. */
+export function readLinkHello(bytes: Uint8Array): Checked<{ node: string; token: string; kind: FramesKind }> {
+  const d = decode("peer link hello", () => fromBinary(PeerLinkHelloSchema, bytes));
+  if (!d.ok) return d;
+  const { nodeId, token, kind } = d.value;
+  const k = kind === PeerLinkKind.REQUESTS ? "req" : kind === PeerLinkKind.RESPONSES ? "res" : undefined;
+  if (!NODE_ID_PATTERN.test(nodeId) || k === undefined) return bad("peer link with a bad node or kind");
+  if (token.length > MAX_LINK_TOKEN) return bad("peer link with a bad token");
+  return ok({ node: nodeId, token, kind: k });
+}
+
+/** A PeerLinkWelcome: the verdict on our hello; its reason only for our log (bounded, no control characters). */
+export function readLinkWelcome(bytes: Uint8Array): Checked<PeerLinkWelcome> {
+  const d = decode("peer link welcome", () => fromBinary(PeerLinkWelcomeSchema, bytes));
+  if (!d.ok) return d;
+  if (d.value.reason.length > MAX_TEXT || CONTROL_CHARS.test(d.value.reason)) return bad("peer link welcome with a bad reason");
+  return d;
 }
 
 /** A DisconnectRequest from another node's admin API. */

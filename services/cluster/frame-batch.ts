@@ -5,18 +5,22 @@ import { encodeTunnelMessage } from "../../core/exchange/tunnel-codec.js";
 /** Well under NATS' default max_payload of 1 MiB, whatever the frames' headers weigh. */
 const MAX_BATCH_BYTES = 256 * 1024;
 
-/** Frames for one destination (a NATS subject, a peer link's stream). */
+/** Frames for one destination (a NATS subject, a peer link's connection). */
 export interface FrameBatch {
   push(frame: Frame): void;
 }
 
+/** A batch as one NATS message: a ConnectResponse holding only `frames`, in the tunnel's codec. */
+export const encodeFramesMessage = (frames: Frame[]): Buffer =>
+  encodeTunnelMessage({ $typeName: "ferry.tunnel.v1.ConnectResponse", message: { case: "frames", value: { $typeName: "ferry.tunnel.v1.FrameBatch", frames } } });
+
 /**
  * Gathers the frames pushed in one event-loop turn into one message (a small
- * request's head, body and end travel together), cut at MAX_BATCH_BYTES, in
- * the tunnel's own encoding (`prefix`: with the 5-byte gRPC message header).
- * `write` is called from a timer: it must not throw.
+ * request's head, body and end travel together), cut at MAX_BATCH_BYTES,
+ * encoded by `encode` (encodeFramesMessage, or encodeFramesGathered for a
+ * socket). `write` is called from a timer: it must not throw.
  */
-export function createFrameBatch(write: (message: Buffer) => void, prefix = false): FrameBatch {
+export function createFrameBatch<M>(encode: (frames: Frame[]) => M, write: (message: M) => void): FrameBatch {
   let frames: Frame[] = [];
   let bytes = 0;
   let scheduled = false;
@@ -25,9 +29,9 @@ export function createFrameBatch(write: (message: Buffer) => void, prefix = fals
     frames = [];
     bytes = 0;
     if (batch.length === 0) return;
-    let message: Buffer;
+    let message: M;
     try {
-      message = encodeTunnelMessage({ $typeName: "ferry.tunnel.v1.ConnectResponse", message: { case: "frames", value: { $typeName: "ferry.tunnel.v1.FrameBatch", frames: batch } } }, prefix);
+      message = encode(batch);
     } catch {
       // A frame that cannot be encoded: its exchange fails by its deadline, the others go on.
       return;

@@ -1,6 +1,6 @@
 import type { NatsConnection } from "nats";
 import type { Frame } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
-import { createFrameBatch, type FrameBatch } from "./frame-batch.js";
+import { createFrameBatch, encodeFramesMessage, type FrameBatch } from "./frame-batch.js";
 
 /** Sends exchange frames to other nodes over NATS, one message per subject per event-loop turn (frame-batch.ts). */
 export interface FramePublisher {
@@ -18,7 +18,7 @@ export function createFramePublisher(nc: NatsConnection): FramePublisher {
       if (!batch) {
         // Node ids come from NATS: whatever made up thousands of them, the map stays small (a batch still flushes).
         if (batches.size >= MAX_SUBJECTS) batches.clear();
-        batch = createFrameBatch((message) => {
+        batch = createFrameBatch(encodeFramesMessage, (message) => {
           try {
             nc.publish(subject, message);
           } catch {

@@ -1,4 +1,15 @@
-import type { Accepted, OpenExchange, OpenResult, Refused } from "../../gen/ferry/cluster/v1/cluster_pb.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import {
+  type Accepted,
+  type OpenExchange,
+  type OpenResult,
+  PeerLinkHelloSchema,
+  PeerLinkKind,
+  type PeerLinkVerdict,
+  PeerLinkWelcomeSchema,
+  type Refused,
+} from "../../gen/ferry/cluster/v1/cluster_pb.js";
+import type { FramesKind } from "./subjects.js";
 import { bytesField, GRPC_PREFIX_BYTES, msgField, strField, uintField, varintSize, writeGrpcPrefix, Writer } from "../../core/exchange/tunnel-codec.js";
 
 /**
@@ -69,4 +80,23 @@ export function encodeLinkOpenResult(exchangeId: Uint8Array, result: OpenResult[
       w.uint(4, r.retryAfterSeconds);
     }
   });
+}
+
+/** A message off the hot path (a link's hello and welcome: once per connection), behind the gRPC message header. */
+function framedBinary(bytes: Uint8Array): Buffer {
+  const buf = Buffer.allocUnsafe(GRPC_PREFIX_BYTES + bytes.length);
+  writeGrpcPrefix(buf, bytes.length);
+  buf.set(bytes, GRPC_PREFIX_BYTES);
+  return buf;
+}
+
+/** PeerLinkHello, the first message of a link we open. */
+export function encodeLinkHello(nodeId: string, token: string, kind: FramesKind): Buffer {
+  const k = kind === "req" ? PeerLinkKind.REQUESTS : PeerLinkKind.RESPONSES;
+  return framedBinary(toBinary(PeerLinkHelloSchema, create(PeerLinkHelloSchema, { nodeId, token, kind: k })));
+}
+
+/** PeerLinkWelcome, the one message we send on a link another node opened. */
+export function encodeLinkWelcome(verdict: PeerLinkVerdict, reason: string): Buffer {
+  return framedBinary(toBinary(PeerLinkWelcomeSchema, create(PeerLinkWelcomeSchema, { verdict, reason })));
 }

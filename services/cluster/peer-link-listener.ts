@@ -1,23 +1,22 @@
-import { createServer, type Http2ServerRequest, type Http2Session, type Http2ServerResponse, type ServerHttp2Session } from "node:http2";
-import type { AddressInfo, Socket } from "node:net";
+import { createServer, type Socket } from "node:net";
 import { FerryError } from "../../core/errors.js";
 import { MAX_MESSAGE_BYTES } from "../../core/exchange/protocol.js";
 import type { Logger } from "../../core/logger.js";
-import { GrpcStatus } from "../http/grpc-status.js";
-import { GrpcCall } from "../tunnel/grpc-call.js";
-import { widenTunnelSession } from "../tunnel/tunnel-windows.js";
+import { createMessageReader } from "../http/message-reader.js";
+import { PeerLinkVerdict } from "../../gen/ferry/cluster/v1/cluster_pb.js";
+import { readLinkHello } from "./cluster-messages.js";
+import { encodeLinkWelcome } from "./link-codec.js";
 import type { ClusterFault } from "./nats-callback.js";
-import { type FramesKind, PEER_LINK_PATH } from "./peer-links.js";
-import { NODE_ID_PATTERN } from "./subjects.js";
+import type { FramesKind } from "./subjects.js";
 
 /** Connections at once: two per peer is what the cluster needs; more is someone else. */
 const MAX_CONNECTIONS = 256;
-/** A connection that has not opened an accepted link by then is closed. */
-const AUTH_TIMEOUT_MS = 10_000;
-/** Streams per connection: a link is two. */
-const MAX_STREAMS = 4;
+/** A connection that has not sent an accepted hello by then is closed. */
+const HELLO_TIMEOUT_MS = 10_000;
+/** A hello is a node id, a token and a kind: anything longer is not one. */
+const MAX_HELLO_BYTES = 1024;
 
-/** One accepted stream: what it carries, from whom. */
+/** One accepted link: what it carries, from whom. */
 export interface InboundLink {
   readonly node: string;
   readonly kind: FramesKind;
@@ -30,7 +29,7 @@ export interface PeerListenerDeps {
    * no heartbeat of that node yet (a node that just started dials those it heard before they heard it).
    */
   verify(node: string, token: string): "ok" | "unknown" | "bad";
-  /** One FrameBatch message of an accepted link. Must not throw. */
+  /** One FramesRequest message of an accepted link. Must not throw. */
   receive(link: InboundLink, message: Uint8Array): void;
   /** The link ended before this node closed it: what it carried may be cut short. */
   lost(link: InboundLink): void;
@@ -46,78 +45,83 @@ export interface PeerListener {
 }
 
 /**
- * Serves PeerLinkService/Frames (cluster.proto) on --peer-listen: cleartext
- * HTTP/2 from the other relay nodes only, each stream authenticated by the
- * sender's node id and token before a byte of it is read, its messages handed
- * on as they are reassembled.
+ * Takes peer links (cluster.proto, PeerLinkHello) on --peer-listen: plain TCP
+ * from the other relay nodes only, each connection authenticated by the
+ * sender's node id and token before a byte of its frames is read, its messages
+ * handed on as they are reassembled.
  */
 export async function startPeerListener(deps: PeerListenerDeps): Promise<PeerListener> {
   let closing = false;
-  const server = createServer({ settings: { maxConcurrentStreams: MAX_STREAMS, enablePush: false }, maxSessionMemory: 64 });
-  server.maxConnections = MAX_CONNECTIONS;
-  // Links are long-lived and quiet between exchanges: no idle timeout (a dead peer is found by its heartbeats).
-  server.setTimeout(0);
-  // Small frames (heads, window updates) must leave at once: Nagle plus delayed ACKs costs ~40 ms a round trip.
-  server.on("connection", (socket: Socket) => socket.setNoDelay(true));
-  const accepted = new WeakSet<Http2Session>();
-  /** Accepted streams by "node/kind", while they are open. */
+  /** Accepted links by "node/kind", while they are open. */
   const live = new Map<string, number>();
-  const open = new Set<ServerHttp2Session>();
-  server.on("session", (session) => {
-    open.add(session);
-    const timer = setTimeout(() => {
-      if (!accepted.has(session)) session.destroy();
-    }, AUTH_TIMEOUT_MS);
+  const open = new Set<Socket>();
+
+  const serve = (socket: Socket) => {
+    open.add(socket);
+    // Small frames (heads, window updates) must leave at once: Nagle plus delayed ACKs costs ~40 ms a round trip.
+    socket.setNoDelay(true);
+    let link: InboundLink | undefined;
+    const timer = setTimeout(() => socket.destroy(), HELLO_TIMEOUT_MS);
     timer.unref();
-    session.on("close", () => {
-      clearTimeout(timer);
-      open.delete(session);
-    });
-    session.on("error", () => {});
-  });
-  server.on("request", (req: Http2ServerRequest, res: Http2ServerResponse) => {
-    const call = new GrpcCall(req, res, MAX_MESSAGE_BYTES);
-    const refuse = (status: number, reason: string, counted = true) => {
+
+    const refuse = (verdict: PeerLinkVerdict, reason: string, counted = true) => {
       if (counted) deps.fault(reason);
-      call.finish(status, reason);
-      // Nothing else may come on a connection that asked wrong.
-      req.stream.session?.close();
+      reader.stop();
+      // Nothing else may come on a connection that asked wrong: the answer, then the end.
+      socket.end(encodeLinkWelcome(verdict, reason));
+      socket.destroySoon();
     };
-    const node = req.headers["ferry-node"];
-    const kind = req.headers["ferry-frames"];
-    const auth = req.headers.authorization;
-    if (req.method !== "POST" || req.url !== PEER_LINK_PATH) return refuse(GrpcStatus.UNIMPLEMENTED, "not a peer link request");
-    if (typeof node !== "string" || !NODE_ID_PATTERN.test(node) || (kind !== "req" && kind !== "res")) return refuse(GrpcStatus.INVALID_ARGUMENT, "peer link with a bad node or kind");
-    const verdict = typeof auth === "string" && auth.startsWith("Bearer ") ? deps.verify(node, auth.slice(7)) : "bad";
-    if (verdict === "unknown") return refuse(GrpcStatus.UNAVAILABLE, "no heartbeat of that node yet", false);
-    if (verdict === "bad") return refuse(GrpcStatus.UNAUTHENTICATED, "peer link with a bad token");
-    const session = req.stream.session;
-    if (session) {
-      accepted.add(session);
-      // Authenticated: the same wide windows as a connector's tunnel (each exchange still has its own credit).
-      widenTunnelSession(session);
-    }
-    const link: InboundLink = { node, kind };
-    const linkKey = `${node}/${kind}`;
-    live.set(linkKey, (live.get(linkKey) ?? 0) + 1);
-    res.once("close", () => {
-      const n = (live.get(linkKey) ?? 1) - 1;
-      if (n > 0) live.set(linkKey, n);
-      else live.delete(linkKey);
+
+    const hello = (message: Buffer) => {
+      const h = readLinkHello(message);
+      if (!h.ok) return refuse(PeerLinkVerdict.REFUSED, h.reason);
+      const verdict = deps.verify(h.value.node, h.value.token);
+      if (verdict === "unknown") return refuse(PeerLinkVerdict.UNKNOWN_NODE, "no heartbeat of that node yet", false);
+      if (verdict === "bad") return refuse(PeerLinkVerdict.REFUSED, "peer link with a bad token");
+      clearTimeout(timer);
+      link = { node: h.value.node, kind: h.value.kind };
+      const key = `${link.node}/${link.kind}`;
+      live.set(key, (live.get(key) ?? 0) + 1);
+      socket.once("close", () => {
+        const n = (live.get(key) ?? 1) - 1;
+        if (n > 0) live.set(key, n);
+        else live.delete(key);
+      });
+      reader.setLimit(MAX_MESSAGE_BYTES);
+      socket.write(encodeLinkWelcome(PeerLinkVerdict.ACCEPTED, ""));
+    };
+
+    const reader = createMessageReader({
+      maxBytes: MAX_HELLO_BYTES,
+      onMessage(message) {
+        if (!link) return hello(message);
+        // From inside the socket's data event: a throw here would take the whole process down.
+        try {
+          deps.receive(link, message);
+        } catch (e) {
+          deps.fault("peer link message handler threw", { err: String(e) });
+        }
+      },
+      onProblem(p) {
+        // A fixed reason (a metric label): the sizes go in the details.
+        const reason = p.kind === "compressed" ? "peer link message not in its framing" : "peer link message too large";
+        if (!link) return refuse(PeerLinkVerdict.REFUSED, reason);
+        deps.fault(reason, p.kind === "too_large" ? { bytes: p.length, limit: p.limit } : undefined);
+        socket.destroy();
+      },
     });
-    call.accept();
-    call.onMessage((message) => {
-      // From inside the HTTP/2 session's data event: a throw here would take the whole process down.
-      try {
-        deps.receive(link, message);
-      } catch (e) {
-        deps.fault("peer link message handler threw", { err: String(e) });
-      }
+    socket.on("data", (chunk: Buffer) => reader.push(chunk));
+    socket.on("error", () => {});
+    socket.on("close", () => {
+      clearTimeout(timer);
+      open.delete(socket);
+      reader.stop();
+      if (link && !closing) deps.lost(link);
     });
-    call.onClose(() => {
-      if (!closing) deps.lost(link);
-    });
-  });
+  };
+
+  const server = createServer(serve);
+  server.maxConnections = MAX_CONNECTIONS;
   server.on("error", (err) => deps.log.warn({ err: String(err) }, "peer listener error"));
   await new Promise<void>((resolve, reject) => {
     const failed = (err: NodeJS.ErrnoException) =>
@@ -128,7 +132,7 @@ export async function startPeerListener(deps: PeerListenerDeps): Promise<PeerLis
       resolve();
     });
   });
-  const port = (server.address() as AddressInfo).port;
+  const port = (server.address() as { port: number }).port;
   deps.log.info({ host: deps.listen.host, port }, "peer listener up");
   return {
     port,

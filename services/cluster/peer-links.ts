@@ -1,26 +1,26 @@
-import { type ClientHttp2Session, type ClientHttp2Stream, connect, constants as h2 } from "node:http2";
-import { connect as netConnect } from "node:net";
-import type { OpenExchange, OpenResult } from "../../gen/ferry/cluster/v1/cluster_pb.js";
+import { connect as netConnect, type Socket } from "node:net";
+import { type OpenExchange, type OpenResult, PeerLinkVerdict } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import type { Frame } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
 import type { Logger } from "../../core/logger.js";
-import { GrpcStatus } from "../http/grpc-status.js";
+import { createMessageReader } from "../http/message-reader.js";
+import { readLinkWelcome } from "./cluster-messages.js";
+import { encodeFramesGathered } from "../../core/exchange/tunnel-codec.js";
 import { createFrameBatch, type FrameBatch } from "./frame-batch.js";
-import { encodeLinkOpen, encodeLinkOpenResult } from "./link-codec.js";
+import { encodeLinkHello, encodeLinkOpen, encodeLinkOpenResult } from "./link-codec.js";
 import type { ClusterFault } from "./nats-callback.js";
+import type { FramesKind } from "./subjects.js";
 
-/** Which end of the receiving node frames are for (the NATS subjects' req and res, subjects.ts). */
-export type FramesKind = "req" | "res";
-export const PEER_LINK_PATH = "/ferry.cluster.v1.PeerLinkService/Frames";
-
-/** Past this much unsent on one stream the peer is not reading its link (exchange credits bound it well below). */
+/** Past this much unsent on one connection the peer is not reading its link (exchange credits bound it well below). */
 const LINK_HARD_LIMIT = 64 * 1024 * 1024;
 /** Waits between attempts to (re)open a link to a node that still announces one. */
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 10_000;
-/** A peer that takes longer to accept both streams is not taken for up. */
+/** A peer that takes longer to accept both connections is not taken for up. */
 const OPEN_TIMEOUT_MS = 5_000;
+/** A welcome is a verdict and a short reason. */
+const MAX_WELCOME_BYTES = 2048;
 
-/** An HTTP/2 connection of ours to another node's --peer-listen, carrying our frames to it. */
+/** Our two connections to another node's --peer-listen (one per FramesKind), carrying our frames to it. */
 export interface PeerLink {
   readonly node: string;
   /** Queues a frame for the node's end `kind`, sent in order within this link. */
@@ -34,8 +34,8 @@ export interface PeerLink {
 export interface PeerLinks {
   /** The node's link while it is up; undefined: send over NATS. */
   get(node: string): PeerLink | undefined;
-  /** What a heartbeat says of the node: where it takes links ("" for nowhere). Opens, keeps or replaces the link. */
-  announce(node: string, url: string): void;
+  /** What a heartbeat says of the node: where it takes links (HOST:PORT, "" for nowhere). Opens, keeps or replaces the link. */
+  announce(node: string, address: string): void;
   /** The node is gone (silent, or forgotten): closes its link. */
   forget(node: string): void;
   close(): void;
@@ -52,51 +52,46 @@ export interface PeerLinksDeps {
 }
 
 interface LinkState extends PeerLink {
-  url: string;
-  session: ClientHttp2Session;
+  address: string;
   up: boolean;
   closed: boolean;
   /** `retry`: open it again later (the node still announces it). */
   close(reason: string, retry?: boolean): void;
 }
 
+/** HOST:PORT as a heartbeat carries it (checked there), an IPv6 host in brackets. */
+function splitAddress(address: string): { host: string; port: number } {
+  const colon = address.lastIndexOf(":");
+  return { host: address.slice(0, colon).replace(/^\[|\]$/g, ""), port: Number(address.slice(colon + 1)) };
+}
+
 /**
  * The links this node opens to the other nodes' peer listeners: exchange
- * frames then go node to node over HTTP/2 instead of through NATS (two more
- * socket hops, the NATS server's CPU and nats.js' copies). A link is used only
- * once the peer accepted both streams; an exchange keeps the path it started
- * on, so its frames never overtake each other, and fails with the link.
+ * frames then go node to node over TCP instead of through NATS (two more
+ * socket hops, the NATS server's CPU and nats.js' copies), in the tunnel's
+ * own encoding and gRPC's message framing but without HTTP/2, which costs
+ * about twice a socket's CPU per byte. A link is used only once the peer
+ * accepted both connections; an exchange keeps the path it started on, so its
+ * frames never overtake each other, and fails with the link.
  */
 export function createPeerLinks(deps: PeerLinksDeps): PeerLinks {
   const links = new Map<string, LinkState>();
-  const retries = new Map<string, { url: string; timer: NodeJS.Timeout; delay: number }>();
+  const retries = new Map<string, { address: string; timer: NodeJS.Timeout; delay: number }>();
   let closed = false;
 
-  const open = (node: string, url: string, delay: number): void => {
+  const open = (node: string, address: string, delay: number): void => {
     let up = false;
-    const { hostname, port } = new URL(url);
-    // Small frames (heads, window updates) must leave at once: Nagle plus delayed ACKs costs ~40 ms a round trip.
-    const socket = netConnect({ host: hostname.replace(/^\[|\]$/g, ""), port: Number(port), noDelay: true });
-    const session = connect(url, { settings: { enablePush: false }, createConnection: () => socket });
-    const headers = {
-      [h2.HTTP2_HEADER_METHOD]: "POST",
-      [h2.HTTP2_HEADER_PATH]: PEER_LINK_PATH,
-      "content-type": "application/grpc",
-      te: "trailers",
-      authorization: `Bearer ${deps.token}`,
-      "ferry-node": deps.nodeId,
-    };
-    const streams: Partial<Record<FramesKind, { stream: ClientHttp2Stream; batch: FrameBatch; accepted: boolean }>> = {};
+    const { host, port } = splitAddress(address);
+    const kinds: Partial<Record<FramesKind, { socket: Socket; batch: FrameBatch; accepted: boolean }>> = {};
     const link: LinkState = {
       node,
-      url,
-      session,
+      address,
       get up() {
         return up;
       },
       closed: false,
       push(kind, frame) {
-        streams[kind]!.batch.push(frame);
+        kinds[kind]!.batch.push(frame);
       },
       open(open) {
         write("req", encodeLinkOpen(open));
@@ -109,67 +104,78 @@ export function createPeerLinks(deps: PeerLinksDeps): PeerLinks {
         link.closed = true;
         clearTimeout(openTimer);
         if (links.get(node) === link) links.delete(node);
-        // Not from inside the event that brought us here: Node 20 spins forever (RstStream -> SendPendingData)
-        // when a session is destroyed from one of its own streams' close or error handlers during its teardown.
-        setImmediate(() => session.destroy());
+        for (const k of Object.values(kinds)) k.socket.destroy();
         const wasUp = up;
         up = false;
         if (wasUp) {
-          deps.log.info({ peer: node, url, reason }, "peer link down");
+          deps.log.info({ peer: node, address, reason }, "peer link down");
           deps.onDown(link, reason);
-        } else deps.log.debug({ peer: node, url, reason }, "peer link not opened");
+        } else deps.log.debug({ peer: node, address, reason }, "peer link not opened");
         // While the node still announces this address: again soon after a link that worked, later and later after failures.
-        if (retry && !closed && !retries.has(node)) scheduleRetry(node, url, wasUp ? RETRY_MIN_MS : Math.min(delay * 2, RETRY_MAX_MS));
+        if (retry && !closed && !retries.has(node)) scheduleRetry(node, address, wasUp ? RETRY_MIN_MS : Math.min(delay * 2, RETRY_MAX_MS));
       },
     };
-    /** A message that is not a batch, at once (the batches of other exchanges go on around it). */
-    const write = (kind: FramesKind, framed: Buffer) => {
-      if (!link.closed) streams[kind]!.stream.write(framed);
+    /** One message, in one write (its parts gathered by writev); an open or an answer at once, between batches. */
+    const write = (kind: FramesKind, ...parts: Buffer[]) => {
+      if (link.closed) return;
+      const { socket } = kinds[kind]!;
+      if (parts.length === 1) socket.write(parts[0]!);
+      else {
+        socket.cork();
+        for (const p of parts) socket.write(p);
+        socket.uncork();
+      }
+      if (socket.writableLength > LINK_HARD_LIMIT) link.close("the peer does not read its link");
     };
     const openTimer = setTimeout(() => link.close("the peer did not accept the link in time"), OPEN_TIMEOUT_MS);
     openTimer.unref();
     for (const kind of ["req", "res"] as const) {
-      const stream = session.request({ ...headers, "ferry-frames": kind }, { endStream: false });
-      const state = {
-        stream,
-        accepted: false,
-        batch: createFrameBatch((message) => {
-          if (link.closed) return;
-          stream.write(message);
-          if (stream.writableLength > LINK_HARD_LIMIT) link.close("the peer does not read its link");
-        }, true),
-      };
-      streams[kind] = state;
-      stream.on("response", (h) => {
-        if (Number(h[h2.HTTP2_HEADER_STATUS]) !== 200 || h["grpc-status"] !== undefined) {
-          // UNAVAILABLE: the peer has not heard our heartbeat yet; we try again shortly.
-          if (h["grpc-status"] !== String(GrpcStatus.UNAVAILABLE)) deps.fault("peer link refused", { node, grpcStatus: String(h["grpc-status"] ?? h[h2.HTTP2_HEADER_STATUS]) });
-          return link.close("the peer refused the link");
-        }
-        state.accepted = true;
-        if (streams.req?.accepted && streams.res?.accepted && !link.closed) {
-          clearTimeout(openTimer);
-          up = true;
-          deps.log.info({ peer: node, url }, "peer link up");
-        }
+      // Small frames (heads, window updates) must leave at once: Nagle plus delayed ACKs costs ~40 ms a round trip.
+      const socket = netConnect({ host, port, noDelay: true });
+      const state = { socket, accepted: false, batch: createFrameBatch(encodeFramesGathered, (parts) => write(kind, ...parts)) };
+      kinds[kind] = state;
+      socket.write(encodeLinkHello(deps.nodeId, deps.token, kind));
+      // The peer sends its welcome and nothing more: whatever else comes is read and dropped, so nothing buffers.
+      const reader = createMessageReader({
+        maxBytes: MAX_WELCOME_BYTES,
+        onMessage(message) {
+          reader.stop();
+          const w = readLinkWelcome(message);
+          if (!w.ok) {
+            deps.fault(w.reason, { node });
+            return link.close("the peer answered the link wrong");
+          }
+          if (w.value.verdict !== PeerLinkVerdict.ACCEPTED) {
+            // UNKNOWN_NODE: the peer has not heard our heartbeat yet; we try again shortly.
+            if (w.value.verdict !== PeerLinkVerdict.UNKNOWN_NODE) deps.fault("peer link refused", { node, reason: w.value.reason });
+            return link.close("the peer refused the link");
+          }
+          state.accepted = true;
+          if (kinds.req?.accepted && kinds.res?.accepted && !link.closed) {
+            clearTimeout(openTimer);
+            up = true;
+            deps.log.info({ peer: node, address }, "peer link up");
+          }
+        },
+        onProblem() {
+          deps.fault("peer link welcome not in its framing", { node });
+          link.close("the peer answered the link wrong");
+        },
       });
-      // The peer sends nothing but a status at the end: read it anyway, so nothing buffers.
-      stream.resume();
-      stream.on("close", () => link.close("the peer closed the link"));
-      stream.on("error", () => link.close("the link failed"));
+      socket.on("data", (chunk: Buffer) => reader.push(chunk));
+      socket.on("close", () => link.close("the peer closed the link"));
+      socket.on("error", () => link.close("the link failed"));
     }
-    session.on("error", () => link.close("the link failed"));
-    session.on("close", () => link.close("the link closed"));
     links.set(node, link);
   };
 
-  const scheduleRetry = (node: string, url: string, delay: number) => {
+  const scheduleRetry = (node: string, address: string, delay: number) => {
     const timer = setTimeout(() => {
       retries.delete(node);
-      if (!closed && !links.has(node)) open(node, url, delay);
+      if (!closed && !links.has(node)) open(node, address, delay);
     }, delay);
     timer.unref();
-    retries.set(node, { url, timer, delay });
+    retries.set(node, { address, timer, delay });
   };
 
   const cancelRetry = (node: string) => {
@@ -188,16 +194,16 @@ export function createPeerLinks(deps: PeerLinksDeps): PeerLinks {
       const link = links.get(node);
       return link?.up ? link : undefined;
     },
-    announce(node, url) {
+    announce(node, address) {
       if (closed || node === deps.nodeId) return;
       const link = links.get(node);
       const retry = retries.get(node);
-      if (url === "") return forget(node);
-      if (link?.url === url || retry?.url === url) return;
+      if (address === "") return forget(node);
+      if (link?.address === address || retry?.address === address) return;
       // A new address (the node restarted elsewhere): the old link goes, a new one is opened.
       cancelRetry(node);
       link?.close("the peer moved", false);
-      open(node, url, RETRY_MIN_MS);
+      open(node, address, RETRY_MIN_MS);
     },
     forget,
     close() {

@@ -24,7 +24,7 @@ export interface PeerLivenessDeps {
   /** What this node shares with its peers: the egress's and the ingress's exchanges. */
   ends: readonly CrossExchanges[];
   /** What our heartbeat says of our peer link: where we take one (or ""), and the digest of the token we present. */
-  link: { url: string; tokenDigest: Uint8Array };
+  link: { address: string; tokenDigest: Uint8Array };
   /** Each heartbeat of another node, and each node that fell silent (peer-links.ts follows them). */
   onBeat(beat: Beat): void;
   onSilent(node: string): void;
@@ -81,7 +81,7 @@ export function watchPeers(deps: PeerLivenessDeps): PeerLiveness {
   const beat = () => {
     if (!deps.conn.connected) return;
     try {
-      const beat = create(HeartbeatSchema, { nodeId: deps.nodeId, draining: deps.isDraining(), peerUrl: deps.link.url, peerTokenDigest: deps.link.tokenDigest });
+      const beat = create(HeartbeatSchema, { nodeId: deps.nodeId, draining: deps.isDraining(), linkAddress: deps.link.address, peerTokenDigest: deps.link.tokenDigest });
       nc.publish(heartbeatSubject(deps.nodeId), toBinary(HeartbeatSchema, beat));
     } catch {
       // closed: nothing to say

@@ -10,6 +10,7 @@ export const ROUTE_QUEUE = "ferry-route";
  * node where the client is). Two subjects, because one node may be both ends of an exchange (its own tunnel was
  * busy and NATS routed the exchange back to it).
  */
+export type FramesKind = "req" | "res";
 export const requestFramesSubject = (node: string) => `ferry.frames.${node}.req`;
 export const responseFramesSubject = (node: string) => `ferry.frames.${node}.res`;
 export const heartbeatSubject = (node: string) => `ferry.heartbeat.${node}`;

@@ -1,7 +1,7 @@
 import { constants as h2 } from "node:http2";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { GRPC_PREFIX_BYTES } from "../../core/exchange/tunnel-codec.js";
 import { encodeGrpcMessage, GrpcStatus } from "../http/grpc-status.js";
+import { createMessageReader, type MessageReader } from "../http/message-reader.js";
 
 
 /** A failure to end the call with: a gRPC status and a message for the peer. */
@@ -21,8 +21,7 @@ export class GrpcError extends Error {
  * promise machinery on the hottest path of the relay.
  */
 export class GrpcCall {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  private readonly reader: MessageReader;
   private headersSent = false;
   private done = false;
   private onMessageCb: ((bytes: Buffer) => void) | undefined;
@@ -33,13 +32,28 @@ export class GrpcCall {
   constructor(
     private readonly req: Http2ServerRequest,
     private readonly res: Http2ServerResponse,
-    private readonly maxMessageBytes: number,
+    maxMessageBytes: number,
   ) {
-    req.on("data", (chunk: Buffer) => this.receive(chunk));
+    this.reader = createMessageReader({
+      maxBytes: maxMessageBytes,
+      onMessage: (message) => {
+        if (this.onMessageCb) this.onMessageCb(message);
+        else this.queued.push(message);
+      },
+      onProblem: (p) => {
+        this.finish(
+          p.kind === "compressed" ? GrpcStatus.INTERNAL : GrpcStatus.RESOURCE_EXHAUSTED,
+          p.kind === "compressed" ? "compressed messages are not accepted on the tunnel" : `message of ${p.length} bytes exceeds the limit of ${p.limit}`,
+        );
+        this.onCloseCb?.();
+      },
+    });
+    req.on("data", (chunk: Buffer) => this.reader.push(chunk));
     // The peer went away (reset, connection lost) before we finished.
     res.once("close", () => {
       if (this.done) return;
       this.done = true;
+      this.reader.stop();
       this.onCloseCb?.();
     });
   }
@@ -72,11 +86,17 @@ export class GrpcCall {
     if (!this.done) this.sendHeaders();
   }
 
-  /** Writes one already-framed message; false means wait for drained(). */
-  send(framed: Buffer): boolean {
+  /** Writes one already-framed message, whole or in pieces (encodeFramesGathered: one writev); false means wait for drained(). */
+  send(framed: Buffer | readonly Buffer[]): boolean {
     if (this.done) return true;
     this.sendHeaders();
-    return this.res.write(framed);
+    if (Buffer.isBuffer(framed)) return this.res.write(framed);
+    const stream = this.req.stream;
+    stream.cork();
+    let more = true;
+    for (const part of framed) more = this.res.write(part);
+    stream.uncork();
+    return more;
   }
 
   drained(): Promise<void> {
@@ -96,6 +116,7 @@ export class GrpcCall {
   finish(status: number = GrpcStatus.OK, message = ""): void {
     if (this.done) return;
     this.done = true;
+    this.reader.stop();
     const trailers: Record<string, string> = { "grpc-status": String(status) };
     if (message) trailers["grpc-message"] = encodeGrpcMessage(message);
     if (!this.headersSent) {
@@ -114,6 +135,7 @@ export class GrpcCall {
   /** Resets the HTTP/2 stream: for a peer that is gone, where a graceful end would wait forever. */
   kill(): void {
     this.done = true;
+    this.reader.stop();
     this.req.stream.close(h2.NGHTTP2_CANCEL);
   }
 
@@ -121,65 +143,5 @@ export class GrpcCall {
     if (this.headersSent) return;
     this.headersSent = true;
     this.res.writeHead(200, { "content-type": "application/grpc" });
-  }
-
-  /** Reassembles length-prefixed messages from DATA chunks of any size. */
-  private receive(chunk: Buffer): void {
-    if (this.done) return;
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    while (this.pendingBytes >= GRPC_PREFIX_BYTES) {
-      const head = this.peek(GRPC_PREFIX_BYTES);
-      if (head[0] !== 0) {
-        return this.fail(GrpcStatus.INTERNAL, "compressed messages are not accepted on the tunnel");
-      }
-      const len = head.readUInt32BE(1);
-      if (len > this.maxMessageBytes) {
-        return this.fail(GrpcStatus.RESOURCE_EXHAUSTED, `message of ${len} bytes exceeds the limit of ${this.maxMessageBytes}`);
-      }
-      if (this.pendingBytes < GRPC_PREFIX_BYTES + len) return;
-      const message = this.take(GRPC_PREFIX_BYTES + len).subarray(GRPC_PREFIX_BYTES);
-      if (this.onMessageCb) this.onMessageCb(message);
-      else this.queued.push(message);
-      if (this.done) return;
-    }
-  }
-
-  private fail(status: number, message: string): void {
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.finish(status, message);
-    this.onCloseCb?.();
-  }
-
-  private peek(n: number): Buffer {
-    const first = this.pending[0]!;
-    if (first.length >= n) return first;
-    return Buffer.concat(this.pending, Math.min(this.pendingBytes, Math.max(n, first.length)));
-  }
-
-  /** Removes and returns the first `n` pending bytes (no copy when they lie in one chunk). */
-  private take(n: number): Buffer {
-    this.pendingBytes -= n;
-    const first = this.pending[0]!;
-    if (first.length === n) {
-      this.pending.shift();
-      return first;
-    }
-    if (first.length > n) {
-      this.pending[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    const out = Buffer.allocUnsafe(n);
-    let off = 0;
-    while (off < n) {
-      const c = this.pending[0]!;
-      const k = Math.min(c.length, n - off);
-      c.copy(out, off, 0, k);
-      off += k;
-      if (k === c.length) this.pending.shift();
-      else this.pending[0] = c.subarray(k);
-    }
-    return out;
   }
 }

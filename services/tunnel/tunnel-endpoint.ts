@@ -1,7 +1,7 @@
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { BlockList } from "node:net";
 import { clientAddressOf } from "../auth/client-address.js";
-import type { ConnectRequest, ConnectResponse, Hello } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
+import type { ConnectRequest, Hello } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
 import { durationFromMs } from "../../core/duration.js";
 import { FerryError } from "../../core/errors.js";
 import { shortId } from "../../core/exchange/ids.js";
@@ -12,7 +12,7 @@ import {
   MAX_MESSAGE_BYTES,
   PROTOCOL_VERSION,
 } from "../../core/exchange/protocol.js";
-import { CodecError, decodeConnectRequest, encodeTunnelMessage, TUNNEL_PATH } from "../../core/exchange/tunnel-codec.js";
+import { CodecError, decodeConnectRequest, encodeFramesGathered, encodeTunnelMessage, TUNNEL_PATH } from "../../core/exchange/tunnel-codec.js";
 import { FERRY_VERSION } from "../../core/version.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { RefusalLimiter } from "../audit/refusal-limiter.js";
@@ -270,9 +270,9 @@ async function carry(call: GrpcCall, req: Http2ServerRequest, tunnel: RelayTunne
   req.once("end", () => tunnel.close("connector closed the tunnel", { graceful: true }));
 
   for await (const item of tunnel.outbox) {
-    const message: ConnectResponse["message"] =
-      item.kind === "frames" ? { case: "frames", value: { $typeName: "ferry.tunnel.v1.FrameBatch", frames: item.frames } } : item.message;
-    if (!call.send(encodeTunnelMessage({ $typeName: "ferry.tunnel.v1.ConnectResponse", message }, true))) await call.drained();
+    // Frames in pieces: body chunks go to the socket as they came, uncopied.
+    const framed = item.kind === "frames" ? encodeFramesGathered(item.frames) : encodeTunnelMessage({ $typeName: "ferry.tunnel.v1.ConnectResponse", message: item.message }, true);
+    if (!call.send(framed)) await call.drained();
   }
   tunnel.close("tunnel ended");
   // Tell the connector why, when it is something it must act on (a revoked key, a disabled tenant).

@@ -1,9 +1,9 @@
-import { fromBinary } from "@bufbuild/protobuf";
-import { connect as http2Connect, constants as h2 } from "node:http2";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { connect as netConnect } from "node:net";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector } from "../../clients/connector/connector.js";
-import { HeartbeatSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
+import { HeartbeatSchema, PeerLinkHelloSchema, PeerLinkKind, PeerLinkVerdict, PeerLinkWelcomeSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import { freePort } from "../../bench/lib/tools.js";
 import { download, request } from "../helpers/http.js";
 import { startTestConnector, startTestRelay, type TestRelay } from "../helpers/in-process.js";
@@ -13,7 +13,7 @@ import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.js";
 import { eventually } from "../helpers/wait.js";
 
 // Two relay nodes with peer links (--peer-listen) on one nats-server, the connector on node b: frames go node to
-// node over HTTP/2; NATS carries only the open and the heartbeats. Node b is reached through a TCP proxy, so a
+// node over TCP; NATS carries only the open and the heartbeats. Node b is reached through a TCP proxy, so a
 // test can break the link from a to b.
 let nats: NatsServer;
 let raw: NatsConnection;
@@ -67,12 +67,36 @@ function untilOverLinks(what: string): Promise<void> {
   }, what);
 }
 
-/** The peer url a node announces in its heartbeat. */
+/** The link address a node announces in its heartbeat. */
 async function announced(node: string): Promise<string> {
   const sub = raw.subscribe(`ferry.heartbeat.${node}`, { max: 1 });
-  for await (const m of sub) return fromBinary(HeartbeatSchema, m.data).peerUrl;
+  for await (const m of sub) return fromBinary(HeartbeatSchema, m.data).linkAddress;
   throw new Error("no heartbeat");
 }
+
+/** A message in gRPC's framing (uncompressed, 4-byte length), as a link carries it. */
+function framed(bytes: Uint8Array): Buffer {
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(bytes.length, 1);
+  return Buffer.concat([head, bytes]);
+}
+
+/** Sends `bytes` to a node's link address; what the node answered before it closed the connection, and whether it did. */
+function sendToListener(address: string, bytes: Buffer): Promise<{ answer: Buffer; closed: boolean }> {
+  const colon = address.lastIndexOf(":");
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const socket = netConnect({ host: address.slice(0, colon), port: Number(address.slice(colon + 1)) });
+    socket.on("error", reject);
+    socket.on("data", (c: Buffer) => chunks.push(c));
+    socket.on("close", () => resolve({ answer: Buffer.concat(chunks), closed: true }));
+    socket.write(bytes);
+  });
+}
+
+/** The verdict of a node's welcome (the one message it answers a hello with), or undefined for none. */
+const verdictOf = (answer: Buffer): PeerLinkVerdict | undefined =>
+  answer.length < 5 ? undefined : fromBinary(PeerLinkWelcomeSchema, answer.subarray(5, 5 + answer.readUInt32BE(1))).verdict;
 
 describe("peer links between relay nodes", () => {
   it("opens exchanges and carries bodies both ways node to node, nothing of them on NATS", async () => {
@@ -106,8 +130,8 @@ describe("peer links between relay nodes", () => {
   });
 
   it("announces where each node takes links, with a token digest and never the token", async () => {
-    expect(await announced("a")).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-    expect(await announced("b")).toBe(`http://127.0.0.1:${proxy.port}`);
+    expect(await announced("a")).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(await announced("b")).toBe(`127.0.0.1:${proxy.port}`);
     const sub = raw.subscribe("ferry.heartbeat.a", { max: 1 });
     for await (const m of sub) expect(fromBinary(HeartbeatSchema, m.data).peerTokenDigest).toHaveLength(32);
   });
@@ -125,32 +149,30 @@ describe("peer links between relay nodes", () => {
     await untilOverLinks("the link is back");
   });
 
-  it("refuses a link without the token its node announces, before reading a frame", async () => {
-    const url = await announced("a");
-    const ask = (headers: Record<string, string>) =>
-      new Promise<{ grpcStatus: string | undefined; closed: boolean }>((resolve, reject) => {
-        const session = http2Connect(url);
-        session.on("error", () => {});
-        const stream = session.request({
-          [h2.HTTP2_HEADER_METHOD]: "POST",
-          [h2.HTTP2_HEADER_PATH]: "/ferry.cluster.v1.PeerLinkService/Frames",
-          "content-type": "application/grpc",
-          ...headers,
-        });
-        stream.on("error", reject);
-        stream.on("response", (h) => {
-          const grpcStatus = h["grpc-status"] as string | undefined;
-          session.on("close", () => resolve({ grpcStatus, closed: true }));
-          stream.resume();
-        });
-        stream.end(Buffer.from([0, 0, 0, 0, 0]));
-      });
+  it("refuses a link without the token its node announces, or anything that is not a hello, before reading a frame", async () => {
+    const address = await announced("a");
+    const ask = async (init: Record<string, unknown>) => {
+      // A frame batch right behind the hello: never read when the hello is refused.
+      const hello = framed(toBinary(PeerLinkHelloSchema, create(PeerLinkHelloSchema, init)));
+      const { answer, closed } = await sendToListener(address, Buffer.concat([hello, framed(Buffer.from([0x12, 0]))]));
+      return { verdict: verdictOf(answer), closed };
+    };
+    const faults = (reason: string) => [...a.relay.faults.faults().values()].find((f) => f.source === "cluster" && f.reason === reason)?.count ?? 0;
     // b is a node a knows, but this is not b's token.
-    expect(await ask({ "ferry-node": "b", "ferry-frames": "req", authorization: "Bearer not-the-token" })).toEqual({ grpcStatus: "16", closed: true });
-    expect(await ask({ "ferry-node": "b", "ferry-frames": "req" })).toEqual({ grpcStatus: "16", closed: true });
+    expect(await ask({ nodeId: "b", token: "not-the-token", kind: PeerLinkKind.REQUESTS })).toEqual({ verdict: PeerLinkVerdict.REFUSED, closed: true });
+    expect(await ask({ nodeId: "b", kind: PeerLinkKind.REQUESTS })).toEqual({ verdict: PeerLinkVerdict.REFUSED, closed: true });
     // A node a has never heard of: try again later (a node that just started is dialled before it is heard).
-    expect(await ask({ "ferry-node": "nobody", "ferry-frames": "req", authorization: "Bearer x" })).toEqual({ grpcStatus: "14", closed: true });
-    expect(await ask({ "ferry-node": "b", "ferry-frames": "sideways", authorization: "Bearer x" })).toEqual({ grpcStatus: "3", closed: true });
+    expect(await ask({ nodeId: "nobody", token: "x", kind: PeerLinkKind.REQUESTS })).toEqual({ verdict: PeerLinkVerdict.UNKNOWN_NODE, closed: true });
+    expect(await ask({ nodeId: "b", token: "x", kind: 9 })).toEqual({ verdict: PeerLinkVerdict.REFUSED, closed: true });
+    // What a node of an earlier version sends (an HTTP/2 preface), and a "hello" past any hello's size.
+    expect(verdictOf((await sendToListener(address, Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))).answer)).toBe(PeerLinkVerdict.REFUSED);
+    const huge = Buffer.alloc(5);
+    huge.writeUInt32BE(64 * 1024, 1);
+    expect(verdictOf((await sendToListener(address, huge)).answer)).toBe(PeerLinkVerdict.REFUSED);
+    expect(faults("peer link with a bad token")).toBe(2);
+    expect(faults("peer link with a bad node or kind")).toBe(1);
+    expect(faults("peer link message not in its framing")).toBe(1);
+    expect(faults("peer link message too large")).toBe(1);
     // The real links still work.
     natsFrames = 0;
     expect((await request(`${a.url}/relay/acme/app/echo`)).status).toBe(200);

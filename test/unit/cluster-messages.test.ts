@@ -1,8 +1,17 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { DisconnectRequestSchema, HeartbeatSchema, OpenExchangeSchema, OpenResultSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
+import {
+  DisconnectRequestSchema,
+  HeartbeatSchema,
+  OpenExchangeSchema,
+  OpenResultSchema,
+  PeerLinkHelloSchema,
+  PeerLinkKind,
+  PeerLinkVerdict,
+  PeerLinkWelcomeSchema,
+} from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import { FerryError } from "../../core/errors.js";
-import { readBeat, readDisconnectRequest, readHeartbeat, readOpenExchange, readOpenResult } from "../../services/cluster/cluster-messages.js";
+import { readBeat, readDisconnectRequest, readHeartbeat, readLinkHello, readLinkWelcome, readOpenExchange, readOpenResult } from "../../services/cluster/cluster-messages.js";
 
 // What a node accepts from NATS, message by message: a value it may use, or the fixed reason it is dropped for.
 
@@ -61,19 +70,37 @@ describe("cluster messages from NATS", () => {
     expect(readHeartbeat(`ferry.heartbeat.${"x".repeat(65)}`, hb("x".repeat(65))).ok).toBe(false);
   });
 
-  it("takes a heartbeat's peer url only as http://HOST:PORT, and a digest only of 32 bytes", () => {
+  it("takes a heartbeat's link address only as HOST:PORT, ignores the old peer url, and a digest only of 32 bytes", () => {
     const beat = (init: Record<string, unknown>) => readBeat("ferry.heartbeat.a", toBinary(HeartbeatSchema, create(HeartbeatSchema, { nodeId: "a", ...init })));
     const digest = new Uint8Array(32).fill(9);
-    expect(beat({ peerUrl: "http://10.0.0.5:7443", peerTokenDigest: digest })).toEqual({
+    expect(beat({ linkAddress: "10.0.0.5:7443", peerTokenDigest: digest })).toEqual({
       ok: true,
-      value: { node: "a", draining: false, peerUrl: "http://10.0.0.5:7443", peerTokenDigest: digest },
+      value: { node: "a", draining: false, linkAddress: "10.0.0.5:7443", peerTokenDigest: digest },
     });
-    expect(beat({ peerUrl: "http://[fd00::5]:7443" }).ok).toBe(true);
+    expect(beat({ linkAddress: "[fd00::5]:7443" }).ok).toBe(true);
+    expect(beat({ linkAddress: "relay-b.internal:7443" }).ok).toBe(true);
     expect(beat({}).ok).toBe(true);
-    for (const peerUrl of ["https://10.0.0.5:7443", "http://10.0.0.5", "http://user@10.0.0.5:1", "http://10.0.0.5:1/path", "http://a b:1", `http://${"x".repeat(300)}:1`]) {
-      expect(beat({ peerUrl })).toEqual({ ok: false, reason: "heartbeat with a bad peer url" });
+    // A node of an earlier version announces an HTTP/2 peer url: no link to it, its heartbeat still counts.
+    expect(beat({ peerUrl: "http://10.0.0.5:7443" })).toMatchObject({ ok: true, value: { linkAddress: "" } });
+    for (const linkAddress of ["http://10.0.0.5:7443", "10.0.0.5", "user@10.0.0.5:1", "10.0.0.5:1/path", "a b:1", `${"x".repeat(300)}:1`, "fd00::5:1"]) {
+      expect(beat({ linkAddress })).toEqual({ ok: false, reason: "heartbeat with a bad link address" });
     }
     expect(beat({ peerTokenDigest: new Uint8Array(31) })).toEqual({ ok: false, reason: "heartbeat with a bad peer token digest" });
+  });
+
+  it("reads a peer link's hello and welcome, refusing bad node ids, kinds and reasons", () => {
+    const hello = (init: Record<string, unknown>) => readLinkHello(toBinary(PeerLinkHelloSchema, create(PeerLinkHelloSchema, init)));
+    expect(hello({ nodeId: "b", token: "t", kind: PeerLinkKind.REQUESTS })).toEqual({ ok: true, value: { node: "b", token: "t", kind: "req" } });
+    expect(hello({ nodeId: "b", token: "t", kind: PeerLinkKind.RESPONSES })).toMatchObject({ ok: true, value: { kind: "res" } });
+    expect(hello({ nodeId: "b", token: "t" })).toEqual({ ok: false, reason: "peer link with a bad node or kind" });
+    expect(hello({ nodeId: "b", token: "t", kind: 7 })).toEqual({ ok: false, reason: "peer link with a bad node or kind" });
+    expect(hello({ nodeId: "b.c", token: "t", kind: PeerLinkKind.REQUESTS })).toEqual({ ok: false, reason: "peer link with a bad node or kind" });
+    expect(hello({ nodeId: "b", token: "t".repeat(257), kind: PeerLinkKind.REQUESTS })).toEqual({ ok: false, reason: "peer link with a bad token" });
+    expect(readLinkHello(Buffer.from([0xff, 0xff]))).toEqual({ ok: false, reason: "malformed peer link hello" });
+    const welcome = (init: Record<string, unknown>) => readLinkWelcome(toBinary(PeerLinkWelcomeSchema, create(PeerLinkWelcomeSchema, init)));
+    expect(welcome({ verdict: PeerLinkVerdict.ACCEPTED })).toMatchObject({ ok: true, value: { verdict: PeerLinkVerdict.ACCEPTED, reason: "" } });
+    expect(welcome({ verdict: PeerLinkVerdict.REFUSED, reason: "bad\ntoken" })).toEqual({ ok: false, reason: "peer link welcome with a bad reason" });
+    expect(welcome({ verdict: PeerLinkVerdict.REFUSED, reason: "x".repeat(1025) }).ok).toBe(false);
   });
 
   it("checks a DisconnectRequest's tenant, connector id and reason", () => {

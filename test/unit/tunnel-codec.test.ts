@@ -8,7 +8,7 @@ import {
   type ConnectResponse,
   ConnectResponseSchema,
 } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
-import { CodecError, decodeConnectRequest, decodeConnectResponse, encodeTunnelMessage } from "../../core/exchange/tunnel-codec.js";
+import { CodecError, decodeConnectRequest, decodeConnectResponse, encodeFramesGathered, encodeTunnelMessage } from "../../core/exchange/tunnel-codec.js";
 
 // The hand-written codec must produce and accept exactly the bytes protobuf-es does for the same proto.
 
@@ -94,6 +94,22 @@ describe("tunnel codec", () => {
     expect(framed[0]).toBe(0);
     expect(framed.readUInt32BE(1)).toBe(framed.length - 5);
     expect(equals(ConnectRequestSchema, fromBinary(ConnectRequestSchema, framed.subarray(5)), msg)).toBe(true);
+  });
+
+  it("writes a batch as pieces whose concatenation is the framed message, big chunks by reference", () => {
+    const id = randomBytes(16);
+    const data = (n: number) => create(FrameSchema, { exchangeId: id, kind: { case: "data", value: { chunk: randomBytes(n) } } });
+    const batch = [...frames(), data(8 * 1024), data(8 * 1024 - 1), data(64 * 1024), data(64 * 1024), data(3)];
+    const msg = create(ConnectResponseSchema, { message: { case: "frames", value: { frames: batch } } });
+    const parts = encodeFramesGathered(batch);
+    expect(Buffer.concat(parts).equals(encodeTunnelMessage(msg, true))).toBe(true);
+    // 70,000, 8,192 and twice 65,536 bytes go as they are; 8,191 and 3 are copied in with the rest.
+    const chunks = batch.flatMap((f) => (f.kind.case === "data" ? [f.kind.value.chunk] : []));
+    const byReference = parts.filter((p) => chunks.some((c) => c.buffer === p.buffer && c.byteOffset === p.byteOffset));
+    expect(byReference.map((p) => p.length)).toEqual([70_000, 8192, 65_536, 65_536]);
+    expect(parts).toHaveLength(2 * byReference.length + 1);
+    // Nothing big on its own: one frame batch of small frames is one buffer.
+    expect(encodeFramesGathered([data(10)])).toHaveLength(1);
   });
 
   it("decodes body chunks as views into the message, without copying", () => {

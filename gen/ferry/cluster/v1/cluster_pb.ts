@@ -2,8 +2,8 @@
 // @generated from file ferry/cluster/v1/cluster.proto (package ferry.cluster.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { FrameBatch } from "../../tunnel/v1/exchange_pb.js";
 import { file_ferry_tunnel_v1_exchange } from "../../tunnel/v1/exchange_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ferry/cluster/v1/cluster.proto.
  */
 export const file_ferry_cluster_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("Ch5mZXJyeS9jbHVzdGVyL3YxL2NsdXN0ZXIucHJvdG8SEGZlcnJ5LmNsdXN0ZXIudjEiWQoMT3BlbkV4Y2hhbmdlEhMKC2V4Y2hhbmdlX2lkGAEgASgMEg4KBnRlbmFudBgCIAEoCRIOCgZ0YXJnZXQYAyABKAkSFAoMaW5ncmVzc19ub2RlGAQgASgJInQKCk9wZW5SZXN1bHQSLgoIYWNjZXB0ZWQYASABKAsyGi5mZXJyeS5jbHVzdGVyLnYxLkFjY2VwdGVkSAASLAoHcmVmdXNlZBgCIAEoCzIZLmZlcnJ5LmNsdXN0ZXIudjEuUmVmdXNlZEgAQggKBnJlc3VsdCJpCghBY2NlcHRlZBITCgtlZ3Jlc3Nfbm9kZRgBIAEoCRIWCg5yZXF1ZXN0X3dpbmRvdxgCIAEoDRIWCg5tYXhfZnJhbWVfc2l6ZRgDIAEoDRIYChBvcGVuZWRfb3Zlcl9saW5rGAQgASgIIlMKB1JlZnVzZWQSDAoEa2luZBgBIAEoCRIMCgRjb2RlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSGwoTcmV0cnlfYWZ0ZXJfc2Vjb25kcxgEIAEoDSJbCglIZWFydGJlYXQSDwoHbm9kZV9pZBgBIAEoCRIQCghkcmFpbmluZxgCIAEoCBIQCghwZWVyX3VybBgDIAEoCRIZChFwZWVyX3Rva2VuX2RpZ2VzdBgEIAEoDCLnAgoOVHVubmVsUHJlc2VuY2USDwoHbm9kZV9pZBgBIAEoCRIRCgl0dW5uZWxfaWQYAiABKAkSDgoGdGVuYW50GAMgASgJEg4KBmtleV9pZBgEIAEoCRIUCgxjb25uZWN0b3JfaWQYBSABKAkSGQoRY29ubmVjdG9yX3ZlcnNpb24YBiABKAkSEAoIaG9zdG5hbWUYByABKAkSFgoOcmVtb3RlX2FkZHJlc3MYCCABKAkSMAoMY29ubmVjdF90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd0YXJnZXRzGAogAygJEhEKCWluX2ZsaWdodBgLIAEoDRIOCgZydHRfbXMYDCABKA0SEAoIZHJhaW5pbmcYDSABKAgSDgoGcGF1c2VkGA4gASgIEi4KCmxlYXZlX3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkkKEURpc2Nvbm5lY3RSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRIUCgxjb25uZWN0b3JfaWQYAiABKAkSDgoGcmVhc29uGAMgASgJIiUKEkRpc2Nvbm5lY3RSZXNwb25zZRIPCgd0dW5uZWxzGAEgASgNIh8KDEZlZWRJbnRlcmVzdBIPCgdub2RlX2lkGAEgASgJIqcBCg1GcmFtZXNSZXF1ZXN0EisKBmZyYW1lcxgCIAEoCzIbLmZlcnJ5LnR1bm5lbC52MS5GcmFtZUJhdGNoEiwKBG9wZW4YFCABKAsyHi5mZXJyeS5jbHVzdGVyLnYxLk9wZW5FeGNoYW5nZRI1CgtvcGVuX3Jlc3VsdBgVIAEoCzIgLmZlcnJ5LmNsdXN0ZXIudjEuTGlua09wZW5SZXN1bHRKBAgBEAIiUwoOTGlua09wZW5SZXN1bHQSEwoLZXhjaGFuZ2VfaWQYASABKAwSLAoGcmVzdWx0GAIgASgLMhwuZmVycnkuY2x1c3Rlci52MS5PcGVuUmVzdWx0IhAKDkZyYW1lc1Jlc3BvbnNlMmAKD1BlZXJMaW5rU2VydmljZRJNCgZGcmFtZXMSHy5mZXJyeS5jbHVzdGVyLnYxLkZyYW1lc1JlcXVlc3QaIC5mZXJyeS5jbHVzdGVyLnYxLkZyYW1lc1Jlc3BvbnNlKAFiBnByb3RvMw", [file_ferry_tunnel_v1_exchange, file_google_protobuf_timestamp]);
+  fileDesc("Ch5mZXJyeS9jbHVzdGVyL3YxL2NsdXN0ZXIucHJvdG8SEGZlcnJ5LmNsdXN0ZXIudjEiWQoMT3BlbkV4Y2hhbmdlEhMKC2V4Y2hhbmdlX2lkGAEgASgMEg4KBnRlbmFudBgCIAEoCRIOCgZ0YXJnZXQYAyABKAkSFAoMaW5ncmVzc19ub2RlGAQgASgJInQKCk9wZW5SZXN1bHQSLgoIYWNjZXB0ZWQYASABKAsyGi5mZXJyeS5jbHVzdGVyLnYxLkFjY2VwdGVkSAASLAoHcmVmdXNlZBgCIAEoCzIZLmZlcnJ5LmNsdXN0ZXIudjEuUmVmdXNlZEgAQggKBnJlc3VsdCJpCghBY2NlcHRlZBITCgtlZ3Jlc3Nfbm9kZRgBIAEoCRIWCg5yZXF1ZXN0X3dpbmRvdxgCIAEoDRIWCg5tYXhfZnJhbWVfc2l6ZRgDIAEoDRIYChBvcGVuZWRfb3Zlcl9saW5rGAQgASgIIlMKB1JlZnVzZWQSDAoEa2luZBgBIAEoCRIMCgRjb2RlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSGwoTcmV0cnlfYWZ0ZXJfc2Vjb25kcxgEIAEoDSJ1CglIZWFydGJlYXQSDwoHbm9kZV9pZBgBIAEoCRIQCghkcmFpbmluZxgCIAEoCBIUCghwZWVyX3VybBgDIAEoCUICGAESGQoRcGVlcl90b2tlbl9kaWdlc3QYBCABKAwSFAoMbGlua19hZGRyZXNzGAUgASgJIucCCg5UdW5uZWxQcmVzZW5jZRIPCgdub2RlX2lkGAEgASgJEhEKCXR1bm5lbF9pZBgCIAEoCRIOCgZ0ZW5hbnQYAyABKAkSDgoGa2V5X2lkGAQgASgJEhQKDGNvbm5lY3Rvcl9pZBgFIAEoCRIZChFjb25uZWN0b3JfdmVyc2lvbhgGIAEoCRIQCghob3N0bmFtZRgHIAEoCRIWCg5yZW1vdGVfYWRkcmVzcxgIIAEoCRIwCgxjb25uZWN0X3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3RhcmdldHMYCiADKAkSEQoJaW5fZmxpZ2h0GAsgASgNEg4KBnJ0dF9tcxgMIAEoDRIQCghkcmFpbmluZxgNIAEoCBIOCgZwYXVzZWQYDiABKAgSLgoKbGVhdmVfdGltZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiSQoRRGlzY29ubmVjdFJlcXVlc3QSDgoGdGVuYW50GAEgASgJEhQKDGNvbm5lY3Rvcl9pZBgCIAEoCRIOCgZyZWFzb24YAyABKAkiJQoSRGlzY29ubmVjdFJlc3BvbnNlEg8KB3R1bm5lbHMYASABKA0iHwoMRmVlZEludGVyZXN0Eg8KB25vZGVfaWQYASABKAkiXQoNUGVlckxpbmtIZWxsbxIPCgdub2RlX2lkGAEgASgJEg0KBXRva2VuGAIgASgJEiwKBGtpbmQYAyABKA4yHi5mZXJyeS5jbHVzdGVyLnYxLlBlZXJMaW5rS2luZCJVCg9QZWVyTGlua1dlbGNvbWUSMgoHdmVyZGljdBgBIAEoDjIhLmZlcnJ5LmNsdXN0ZXIudjEuUGVlckxpbmtWZXJkaWN0Eg4KBnJlYXNvbhgCIAEoCSKnAQoNRnJhbWVzUmVxdWVzdBIrCgZmcmFtZXMYAiABKAsyGy5mZXJyeS50dW5uZWwudjEuRnJhbWVCYXRjaBIsCgRvcGVuGBQgASgLMh4uZmVycnkuY2x1c3Rlci52MS5PcGVuRXhjaGFuZ2USNQoLb3Blbl9yZXN1bHQYFSABKAsyIC5mZXJyeS5jbHVzdGVyLnYxLkxpbmtPcGVuUmVzdWx0SgQIARACIlMKDkxpbmtPcGVuUmVzdWx0EhMKC2V4Y2hhbmdlX2lkGAEgASgMEiwKBnJlc3VsdBgCIAEoCzIcLmZlcnJ5LmNsdXN0ZXIudjEuT3BlblJlc3VsdCIQCg5GcmFtZXNSZXNwb25zZSppCgxQZWVyTGlua0tpbmQSHgoaUEVFUl9MSU5LX0tJTkRfVU5TUEVDSUZJRUQQABIbChdQRUVSX0xJTktfS0lORF9SRVFVRVNUUxABEhwKGFBFRVJfTElOS19LSU5EX1JFU1BPTlNFUxACKpcBCg9QZWVyTGlua1ZlcmRpY3QSIQodUEVFUl9MSU5LX1ZFUkRJQ1RfVU5TUEVDSUZJRUQQABIeChpQRUVSX0xJTktfVkVSRElDVF9BQ0NFUFRFRBABEiIKHlBFRVJfTElOS19WRVJESUNUX1VOS05PV05fTk9ERRACEh0KGVBFRVJfTElOS19WRVJESUNUX1JFRlVTRUQQAzJlCg9QZWVyTGlua1NlcnZpY2USTQoGRnJhbWVzEh8uZmVycnkuY2x1c3Rlci52MS5GcmFtZXNSZXF1ZXN0GiAuZmVycnkuY2x1c3Rlci52MS5GcmFtZXNSZXNwb25zZSgBGgOIAgFiBnByb3RvMw", [file_ferry_tunnel_v1_exchange, file_google_protobuf_timestamp]);
 
 /**
  * OpenExchange asks a node holding a tunnel of the tenant to start an exchange.
@@ -185,10 +185,12 @@ export type Heartbeat = Message<"ferry.cluster.v1.Heartbeat"> & {
   draining: boolean;
 
   /**
-   * Where the node takes exchange frames from the other nodes over HTTP/2
-   * (http://HOST:PORT; --peer-listen), empty when it takes them over NATS only.
+   * Where nodes of earlier versions took peer links over HTTP/2
+   * (PeerLinkService). Never set now, and ignored: a node of each version
+   * links only to nodes of its own, and sends to the others over NATS.
    *
-   * @generated from field: string peer_url = 3;
+   * @generated from field: string peer_url = 3 [deprecated = true];
+   * @deprecated
    */
   peerUrl: string;
 
@@ -199,6 +201,14 @@ export type Heartbeat = Message<"ferry.cluster.v1.Heartbeat"> & {
    * @generated from field: bytes peer_token_digest = 4;
    */
   peerTokenDigest: Uint8Array;
+
+  /**
+   * Where the node takes peer links (HOST:PORT, an IPv6 host in brackets;
+   * --peer-listen), empty when it takes frames over NATS only.
+   *
+   * @generated from field: string link_address = 5;
+   */
+  linkAddress: string;
 };
 
 /**
@@ -380,9 +390,73 @@ export const FeedInterestSchema: GenMessage<FeedInterest> = /*@__PURE__*/
   messageDesc(file_ferry_cluster_v1_cluster, 8);
 
 /**
+ * A peer link is a TCP connection from the node that sends frames to the node
+ * that takes them, at its link_address. Every message on it goes behind gRPC's
+ * 5-byte message header (0 for uncompressed, then the length, big-endian). The
+ * sender's first message is a PeerLinkHello; the receiving node answers with
+ * one PeerLinkWelcome, and sends nothing after it. Once accepted, the sender's
+ * messages are FramesRequest, in order, for as long as both run; either end
+ * closes the connection to end the link.
+ *
+ * @generated from message ferry.cluster.v1.PeerLinkHello
+ */
+export type PeerLinkHello = Message<"ferry.cluster.v1.PeerLinkHello"> & {
+  /**
+   * @generated from field: string node_id = 1;
+   */
+  nodeId: string;
+
+  /**
+   * The token whose SHA-256 the sender's heartbeat carries (peer_token_digest).
+   *
+   * @generated from field: string token = 2;
+   */
+  token: string;
+
+  /**
+   * @generated from field: ferry.cluster.v1.PeerLinkKind kind = 3;
+   */
+  kind: PeerLinkKind;
+};
+
+/**
+ * Describes the message ferry.cluster.v1.PeerLinkHello.
+ * Use `create(PeerLinkHelloSchema)` to create a new message.
+ */
+export const PeerLinkHelloSchema: GenMessage<PeerLinkHello> = /*@__PURE__*/
+  messageDesc(file_ferry_cluster_v1_cluster, 9);
+
+/**
+ * PeerLinkWelcome answers a PeerLinkHello; anything but accepted is followed by
+ * the end of the connection.
+ *
+ * @generated from message ferry.cluster.v1.PeerLinkWelcome
+ */
+export type PeerLinkWelcome = Message<"ferry.cluster.v1.PeerLinkWelcome"> & {
+  /**
+   * @generated from field: ferry.cluster.v1.PeerLinkVerdict verdict = 1;
+   */
+  verdict: PeerLinkVerdict;
+
+  /**
+   * Why not, for the sender's log.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message ferry.cluster.v1.PeerLinkWelcome.
+ * Use `create(PeerLinkWelcomeSchema)` to create a new message.
+ */
+export const PeerLinkWelcomeSchema: GenMessage<PeerLinkWelcome> = /*@__PURE__*/
+  messageDesc(file_ferry_cluster_v1_cluster, 10);
+
+/**
  * FramesRequest is one message of a link: a batch of frames, encoded exactly as a
  * ferry.tunnel.v1.ConnectResponse that holds only `frames` (same field number), so
- * the tunnel's codec reads it; or, on the same streams, the open of an exchange
+ * the tunnel's codec reads it; or, on the same links, the open of an exchange
  * and its answer, which then skip NATS too.
  *
  * @generated from message ferry.cluster.v1.FramesRequest
@@ -394,7 +468,7 @@ export type FramesRequest = Message<"ferry.cluster.v1.FramesRequest"> & {
   frames?: FrameBatch | undefined;
 
   /**
-   * On a "req" stream: the sender asks the receiving node (which presence says
+   * On a requests link: the sender asks the receiving node (which presence says
    * holds a tunnel for the target) to take an exchange, as on ferry.route.*.
    *
    * @generated from field: ferry.cluster.v1.OpenExchange open = 20;
@@ -402,7 +476,7 @@ export type FramesRequest = Message<"ferry.cluster.v1.FramesRequest"> & {
   open?: OpenExchange | undefined;
 
   /**
-   * On a "res" stream: the answer to an `open` the receiving node sent.
+   * On a responses link: the answer to an `open` the receiving node sent.
    *
    * @generated from field: ferry.cluster.v1.LinkOpenResult open_result = 21;
    */
@@ -414,7 +488,7 @@ export type FramesRequest = Message<"ferry.cluster.v1.FramesRequest"> & {
  * Use `create(FramesRequestSchema)` to create a new message.
  */
 export const FramesRequestSchema: GenMessage<FramesRequest> = /*@__PURE__*/
-  messageDesc(file_ferry_cluster_v1_cluster, 9);
+  messageDesc(file_ferry_cluster_v1_cluster, 11);
 
 /**
  * LinkOpenResult answers an OpenExchange that came over a peer link.
@@ -438,10 +512,10 @@ export type LinkOpenResult = Message<"ferry.cluster.v1.LinkOpenResult"> & {
  * Use `create(LinkOpenResultSchema)` to create a new message.
  */
 export const LinkOpenResultSchema: GenMessage<LinkOpenResult> = /*@__PURE__*/
-  messageDesc(file_ferry_cluster_v1_cluster, 10);
+  messageDesc(file_ferry_cluster_v1_cluster, 12);
 
 /**
- * FramesResponse is empty: the status in the trailers says how the link ended.
+ * FramesResponse was PeerLinkService's answer: empty, the status in the trailers.
  *
  * @generated from message ferry.cluster.v1.FramesResponse
  */
@@ -453,18 +527,91 @@ export type FramesResponse = Message<"ferry.cluster.v1.FramesResponse"> & {
  * Use `create(FramesResponseSchema)` to create a new message.
  */
 export const FramesResponseSchema: GenMessage<FramesResponse> = /*@__PURE__*/
-  messageDesc(file_ferry_cluster_v1_cluster, 11);
+  messageDesc(file_ferry_cluster_v1_cluster, 13);
 
 /**
- * PeerLinkService is served on a node's --peer-listen address, to the other
- * relay nodes only.
+ * PeerLinkKind is which end of the receiving node a link's frames are for.
+ *
+ * @generated from enum ferry.cluster.v1.PeerLinkKind
+ */
+export enum PeerLinkKind {
+  /**
+   * @generated from enum value: PEER_LINK_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Towards the connector (the node holding the tunnel), as ferry.frames.<node>.req.
+   *
+   * @generated from enum value: PEER_LINK_KIND_REQUESTS = 1;
+   */
+  REQUESTS = 1,
+
+  /**
+   * Towards the client (the node where the client is), as ferry.frames.<node>.res.
+   *
+   * @generated from enum value: PEER_LINK_KIND_RESPONSES = 2;
+   */
+  RESPONSES = 2,
+}
+
+/**
+ * Describes the enum ferry.cluster.v1.PeerLinkKind.
+ */
+export const PeerLinkKindSchema: GenEnum<PeerLinkKind> = /*@__PURE__*/
+  enumDesc(file_ferry_cluster_v1_cluster, 0);
+
+/**
+ * PeerLinkVerdict is what the receiving node makes of a PeerLinkHello.
+ *
+ * @generated from enum ferry.cluster.v1.PeerLinkVerdict
+ */
+export enum PeerLinkVerdict {
+  /**
+   * @generated from enum value: PEER_LINK_VERDICT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: PEER_LINK_VERDICT_ACCEPTED = 1;
+   */
+  ACCEPTED = 1,
+
+  /**
+   * No heartbeat of that node yet (a node that just started dials the nodes it
+   * heard before they heard it): the sender tries again shortly.
+   *
+   * @generated from enum value: PEER_LINK_VERDICT_UNKNOWN_NODE = 2;
+   */
+  UNKNOWN_NODE = 2,
+
+  /**
+   * A bad token, node id or kind.
+   *
+   * @generated from enum value: PEER_LINK_VERDICT_REFUSED = 3;
+   */
+  REFUSED = 3,
+}
+
+/**
+ * Describes the enum ferry.cluster.v1.PeerLinkVerdict.
+ */
+export const PeerLinkVerdictSchema: GenEnum<PeerLinkVerdict> = /*@__PURE__*/
+  enumDesc(file_ferry_cluster_v1_cluster, 1);
+
+/**
+ * PeerLinkService was what nodes of earlier versions served on --peer-listen,
+ * over HTTP/2. Nodes now link over plain TCP (PeerLinkHello): the links carry
+ * every byte that crosses nodes, and Node's HTTP/2 costs about twice a plain
+ * socket's CPU per byte (more on the receiving end). Kept so the wire of those
+ * nodes stays described; nothing serves it.
  *
  * @generated from service ferry.cluster.v1.PeerLinkService
+ * @deprecated
  */
 export const PeerLinkService: GenService<{
   /**
-   * Frames for the exchanges the receiving node shares with the sender, in
-   * order, for as long as both run. Answered only with a status at the end.
+   * Frames for the exchanges the receiving node shares with the sender.
    *
    * @generated from rpc ferry.cluster.v1.PeerLinkService.Frames
    */
