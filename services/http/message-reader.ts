@@ -21,31 +21,77 @@ export interface MessageReaderOptions {
 }
 
 /**
+ * Chunks shorter than this are copied into a shared buffer, one pending entry for a run of them: a peer sending a
+ * message a byte at a time (1-byte DATA frames, 1-byte TCP segments) would otherwise make us hold an object of
+ * ~100 bytes per byte it sent.
+ */
+const SMALL_CHUNK = 1024;
+const ACC_BYTES = 16 * 1024;
+
+/**
  * Reassembles messages in gRPC's framing (a 0 byte for uncompressed, a 4-byte
  * length, the message) from chunks of any size: a gRPC call's DATA frames, a
  * peer link's socket reads. No message may be longer than the limit, checked
- * on its header, before its bytes are held.
+ * on its header, before its bytes are held; the work and memory per byte stay
+ * the same however the peer cuts its bytes (each header is read once).
  */
 export function createMessageReader(options: MessageReaderOptions): MessageReader {
   let pending: Buffer[] = [];
   let pendingBytes = 0;
+  /** The body length of the message whose header has been read, until it is complete. */
+  let need: number | undefined;
   let limit = options.maxBytes;
   let stopped = false;
+  // Small chunks are copied together (see SMALL_CHUNK): the last pending entry grows while it lies at the end of `acc`.
+  let acc: Buffer | undefined;
+  let accUsed = 0;
+  let accTail = false;
 
   const stop = () => {
     stopped = true;
     pending = [];
     pendingBytes = 0;
+    acc = undefined;
   };
 
-  const peek = (n: number): Buffer => {
+  const add = (chunk: Buffer) => {
+    pendingBytes += chunk.length;
+    if (chunk.length >= SMALL_CHUNK) {
+      pending.push(chunk);
+      accTail = false;
+      return;
+    }
+    if (!acc || accUsed + chunk.length > acc.length) {
+      acc = Buffer.allocUnsafeSlow(ACC_BYTES);
+      accUsed = 0;
+      accTail = false;
+    }
+    chunk.copy(acc, accUsed);
+    const end = accUsed + chunk.length;
+    if (accTail) {
+      const last = pending[pending.length - 1]!;
+      pending[pending.length - 1] = acc.subarray(last.byteOffset - acc.byteOffset, end);
+    } else {
+      pending.push(acc.subarray(accUsed, end));
+      accTail = true;
+    }
+    accUsed = end;
+  };
+
+  /** The 5-byte header at the front, copied from as many chunks as it spans (never more). */
+  const header = (): Buffer => {
     const first = pending[0]!;
-    if (first.length >= n) return first;
-    return Buffer.concat(pending, Math.min(pendingBytes, Math.max(n, first.length)));
+    if (first.length >= GRPC_PREFIX_BYTES) return first;
+    const out = Buffer.allocUnsafe(GRPC_PREFIX_BYTES);
+    let off = 0;
+    for (let i = 0; off < GRPC_PREFIX_BYTES; i++) off += pending[i]!.copy(out, off, 0, Math.min(pending[i]!.length, GRPC_PREFIX_BYTES - off));
+    return out;
   };
 
   /** Removes and returns the first `n` pending bytes (no copy when they lie in one chunk). */
   const take = (n: number): Buffer => {
+    // Entries change below: a small chunk that comes next starts an entry of its own.
+    accTail = false;
     pendingBytes -= n;
     const first = pending[0]!;
     if (first.length === n) {
@@ -76,16 +122,21 @@ export function createMessageReader(options: MessageReaderOptions): MessageReade
 
   return {
     push(chunk) {
-      if (stopped) return;
-      pending.push(chunk);
-      pendingBytes += chunk.length;
-      while (!stopped && pendingBytes >= GRPC_PREFIX_BYTES) {
-        const head = peek(GRPC_PREFIX_BYTES);
-        if (head[0] !== 0) return fail({ kind: "compressed" });
-        const length = head.readUInt32BE(1);
-        if (length > limit) return fail({ kind: "too_large", length, limit });
-        if (pendingBytes < GRPC_PREFIX_BYTES + length) return;
-        options.onMessage(take(GRPC_PREFIX_BYTES + length).subarray(GRPC_PREFIX_BYTES));
+      if (stopped || chunk.length === 0) return;
+      add(chunk);
+      while (!stopped) {
+        if (need === undefined) {
+          if (pendingBytes < GRPC_PREFIX_BYTES) return;
+          const head = header();
+          if (head[0] !== 0) return fail({ kind: "compressed" });
+          const length = head.readUInt32BE(1);
+          if (length > limit) return fail({ kind: "too_large", length, limit });
+          need = length;
+        }
+        if (pendingBytes < GRPC_PREFIX_BYTES + need) return;
+        const message = take(GRPC_PREFIX_BYTES + need).subarray(GRPC_PREFIX_BYTES);
+        need = undefined;
+        options.onMessage(message);
       }
     },
     setLimit(maxBytes) {
