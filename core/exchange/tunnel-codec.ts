@@ -96,8 +96,15 @@ export function encodeTunnelMessage(msg: Message, prefix = false): Buffer {
   return buf;
 }
 
-/** Data chunks at least this long are not copied by encodeFramesGathered: a writev sends them where they are. */
+/**
+ * Data chunks at least this long are not copied by encodeFramesGathered: a writev sends them where they are, unless
+ * a chunk is a view of less than a quarter of its buffer. A socket's queue counts only a chunk's own bytes, so a
+ * view would keep the rest alive uncounted while the peer is slow to read (an 8 KiB view can pin an 8 MiB message).
+ */
 const GATHER_MIN_BYTES = 8 * 1024;
+const GATHER_MAX_SPREAD = 4;
+
+const gathers = (chunk: Uint8Array): boolean => chunk.length >= GATHER_MIN_BYTES && chunk.buffer.byteLength <= GATHER_MAX_SPREAD * chunk.length;
 
 /**
  * A ConnectResponse holding only `frames`, with the 5-byte gRPC message header,
@@ -110,7 +117,7 @@ const GATHER_MIN_BYTES = 8 * 1024;
 export function encodeFramesGathered(frames: readonly Frame[]): Buffer[] {
   const batchSize = batchLength(frames);
   let gathered = 0;
-  for (const f of frames) if (f.kind.case === "data" && f.kind.value.chunk.length >= GATHER_MIN_BYTES) gathered += f.kind.value.chunk.length;
+  for (const f of frames) if (f.kind.case === "data" && gathers(f.kind.value.chunk)) gathered += f.kind.value.chunk.length;
   const body = msgField(batchSize);
   const buf = Buffer.allocUnsafe(GRPC_PREFIX_BYTES + body - gathered);
   writeGrpcPrefix(buf, body);
@@ -381,7 +388,7 @@ class GatherWriter extends Writer {
   private cut = 0;
 
   override raw(bytes: Uint8Array): void {
-    if (bytes.length < GATHER_MIN_BYTES) return super.raw(bytes);
+    if (!gathers(bytes)) return super.raw(bytes);
     if (this.pos > this.cut) this.parts.push(this.buf.subarray(this.cut, this.pos));
     this.parts.push(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     this.cut = this.pos;

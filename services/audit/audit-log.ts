@@ -185,9 +185,10 @@ class FileAuditLog implements AuditLog {
       this.mirror?.(json);
       const line = `${json}\n`;
       const day = dayOf(this.lastMs);
-      if (!this.budget.admit(Buffer.byteLength(line), "request", day, "requests")) return;
+      const bytes = Buffer.byteLength(line);
+      if (!this.budget.admit(bytes, "request", day, "requests")) return;
       this.pending.push({ day, line });
-      this.pendingBytes += Buffer.byteLength(line);
+      this.pendingBytes += bytes;
     } catch (err) {
       this.log.error({ err, action: input.action }, "audit request event not recorded");
       return;
@@ -271,7 +272,7 @@ class FileAuditLog implements AuditLog {
     this.lastMs = Math.max(this.now().getTime(), this.lastMs);
     const line: Record<string, unknown> = {
       id: String(++this.lastId),
-      time: new Date(this.lastMs).toISOString().replace(".000Z", "Z"),
+      time: timeOf(this.lastMs),
       action: input.action,
       actor: input.actor,
     };
@@ -422,8 +423,27 @@ function encodeToken(id: bigint): string {
   return Buffer.from(id.toString(), "latin1").toString("base64url");
 }
 
+/** The last millisecond stamped, as RFC 3339 and as its day: a busy relay stamps several requests in each one. */
+let stampMs = Number.NaN;
+let stampTime = "";
+let stampDay = "";
+
+function stamp(ms: number): void {
+  if (ms === stampMs) return;
+  const iso = new Date(ms).toISOString();
+  stampMs = ms;
+  stampTime = iso.replace(".000Z", "Z");
+  stampDay = iso.slice(0, 10);
+}
+
+function timeOf(ms: number): string {
+  stamp(ms);
+  return stampTime;
+}
+
 function dayOf(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
+  stamp(ms);
+  return stampDay;
 }
 
 /** Plain JSON for a Struct: bigints become strings, undefined members go, Dates become ISO strings. */

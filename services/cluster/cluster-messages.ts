@@ -112,6 +112,11 @@ export interface Beat {
 
 /** A link_address: HOST:PORT (a name, IPv4 or [IPv6]), nothing more; a heartbeat could point us anywhere. */
 const LINK_ADDRESS = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):\d{1,5}$/;
+const isLinkAddress = (a: string): boolean => {
+  const m = LINK_ADDRESS.exec(a);
+  const port = m ? Number(a.slice(a.lastIndexOf(":") + 1)) : 0;
+  return port >= 1 && port <= 65535;
+};
 
 /** A heartbeat (readHeartbeat) with what it says of its node. */
 export function readBeat(subject: string, bytes: Uint8Array): Checked<Beat> {
@@ -121,7 +126,7 @@ export function readBeat(subject: string, bytes: Uint8Array): Checked<Beat> {
   if (!d.ok) return d;
   const hb = d.value;
   if (hb.nodeId !== node) return bad("heartbeat for another node");
-  if (hb.linkAddress !== "" && !LINK_ADDRESS.test(hb.linkAddress)) return bad("heartbeat with a bad link address");
+  if (hb.linkAddress !== "" && !isLinkAddress(hb.linkAddress)) return bad("heartbeat with a bad link address");
   if (hb.peerTokenDigest.length !== 0 && hb.peerTokenDigest.length !== 32) return bad("heartbeat with a bad peer token digest");
   return ok({ node, draining: hb.draining, linkAddress: hb.linkAddress, peerTokenDigest: hb.peerTokenDigest });
 }

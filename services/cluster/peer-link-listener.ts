@@ -9,10 +9,16 @@ import { encodeLinkWelcome } from "./link-codec.js";
 import type { ClusterFault } from "./nats-callback.js";
 import type { FramesKind } from "./subjects.js";
 
-/** Connections at once: two per peer is what the cluster needs; more is someone else. */
-const MAX_CONNECTIONS = 256;
-/** A connection that has not sent an accepted hello by then is closed. */
-const HELLO_TIMEOUT_MS = 10_000;
+/** Connections at once: two per peer (256 peers) is what the cluster needs, plus those still saying hello. */
+const MAX_CONNECTIONS = 512 + 64;
+/**
+ * Connections that have not said an accepted hello yet, in all and from one address: whoever reaches the port
+ * cannot crowd the real peers out by connecting and keeping quiet (a node dials each peer twice at once).
+ */
+const MAX_UNAUTHENTICATED = 64;
+const MAX_UNAUTHENTICATED_PER_ADDRESS = 4;
+/** A connection that has not sent an accepted hello by then is closed (a peer sends it with its connect). */
+const HELLO_TIMEOUT_MS = 3_000;
 /** A hello is a node id, a token and a kind: anything longer is not one. */
 const MAX_HELLO_BYTES = 1024;
 
@@ -56,7 +62,29 @@ export async function startPeerListener(deps: PeerListenerDeps): Promise<PeerLis
   const live = new Map<string, number>();
   const open = new Set<Socket>();
 
+  /** Connections still to say an accepted hello, by remote address. */
+  const unauthenticated = new Map<string, number>();
+  let unauthenticatedTotal = 0;
+
   const serve = (socket: Socket) => {
+    const source = socket.remoteAddress ?? "";
+    if (unauthenticatedTotal >= MAX_UNAUTHENTICATED || (unauthenticated.get(source) ?? 0) >= MAX_UNAUTHENTICATED_PER_ADDRESS) {
+      deps.fault("too many peer link connections without a hello");
+      socket.destroy();
+      return;
+    }
+    unauthenticatedTotal++;
+    unauthenticated.set(source, (unauthenticated.get(source) ?? 0) + 1);
+    let counted = true;
+    /** No longer waiting for its hello: accepted, refused or gone. */
+    const settled = () => {
+      if (!counted) return;
+      counted = false;
+      unauthenticatedTotal--;
+      const n = (unauthenticated.get(source) ?? 1) - 1;
+      if (n > 0) unauthenticated.set(source, n);
+      else unauthenticated.delete(source);
+    };
     open.add(socket);
     // Small frames (heads, window updates) must leave at once: Nagle plus delayed ACKs costs ~40 ms a round trip.
     socket.setNoDelay(true);
@@ -79,6 +107,7 @@ export async function startPeerListener(deps: PeerListenerDeps): Promise<PeerLis
       if (verdict === "unknown") return refuse(PeerLinkVerdict.UNKNOWN_NODE, "no heartbeat of that node yet", false);
       if (verdict === "bad") return refuse(PeerLinkVerdict.REFUSED, "peer link with a bad token");
       clearTimeout(timer);
+      settled();
       link = { node: h.value.node, kind: h.value.kind };
       const key = `${link.node}/${link.kind}`;
       live.set(key, (live.get(key) ?? 0) + 1);
@@ -94,12 +123,14 @@ export async function startPeerListener(deps: PeerListenerDeps): Promise<PeerLis
     const reader = createMessageReader({
       maxBytes: MAX_HELLO_BYTES,
       onMessage(message) {
-        if (!link) return hello(message);
         // From inside the socket's data event: a throw here would take the whole process down.
         try {
-          deps.receive(link, message);
+          if (!link) hello(message);
+          else deps.receive(link, message);
         } catch (e) {
           deps.fault("peer link message handler threw", { err: String(e) });
+          reader.stop();
+          socket.destroy();
         }
       },
       onProblem(p) {
@@ -114,9 +145,14 @@ export async function startPeerListener(deps: PeerListenerDeps): Promise<PeerLis
     socket.on("error", () => {});
     socket.on("close", () => {
       clearTimeout(timer);
+      settled();
       open.delete(socket);
       reader.stop();
-      if (link && !closing) deps.lost(link);
+      try {
+        if (link && !closing) deps.lost(link);
+      } catch (e) {
+        deps.fault("peer link end handler threw", { err: String(e) });
+      }
     });
   };
 

@@ -130,21 +130,32 @@ export function createPeerLinks(deps: PeerLinksDeps): PeerLinks {
     const openTimer = setTimeout(() => link.close("the peer did not accept the link in time"), OPEN_TIMEOUT_MS);
     openTimer.unref();
     for (const kind of ["req", "res"] as const) {
-      // Small frames (heads, window updates) must leave at once: Nagle plus delayed ACKs costs ~40 ms a round trip.
-      const socket = netConnect({ host, port, noDelay: true });
+      let socket: Socket;
+      try {
+        // Small frames (heads, window updates) must leave at once: Nagle plus delayed ACKs costs ~40 ms a round trip.
+        socket = netConnect({ host, port, noDelay: true });
+      } catch (e) {
+        // readBeat checked the address; whatever still makes net refuse it will refuse it again.
+        deps.fault("peer link address not dialable", { node, address, err: String(e) });
+        link.close("cannot dial the peer's address", false);
+        return;
+      }
       const state = { socket, accepted: false, batch: createFrameBatch(encodeFramesGathered, (parts) => write(kind, ...parts)) };
       kinds[kind] = state;
       socket.write(encodeLinkHello(deps.nodeId, deps.token, kind));
-      // The peer sends its welcome and nothing more: whatever else comes is read and dropped, so nothing buffers.
+      let welcomed = false;
+      const wrong = (reason: string) => {
+        deps.fault(reason, { node });
+        link.close("the peer answered the link wrong");
+      };
       const reader = createMessageReader({
         maxBytes: MAX_WELCOME_BYTES,
         onMessage(message) {
-          reader.stop();
+          // The peer sends its welcome and nothing after it.
+          if (welcomed) return wrong("peer link sent more than its welcome");
+          welcomed = true;
           const w = readLinkWelcome(message);
-          if (!w.ok) {
-            deps.fault(w.reason, { node });
-            return link.close("the peer answered the link wrong");
-          }
+          if (!w.ok) return wrong(w.reason);
           if (w.value.verdict !== PeerLinkVerdict.ACCEPTED) {
             // UNKNOWN_NODE: the peer has not heard our heartbeat yet; we try again shortly.
             if (w.value.verdict !== PeerLinkVerdict.UNKNOWN_NODE) deps.fault("peer link refused", { node, reason: w.value.reason });
@@ -157,12 +168,11 @@ export function createPeerLinks(deps: PeerLinksDeps): PeerLinks {
             deps.log.info({ peer: node, address }, "peer link up");
           }
         },
-        onProblem() {
-          deps.fault("peer link welcome not in its framing", { node });
-          link.close("the peer answered the link wrong");
-        },
+        onProblem: () => wrong("peer link welcome not in its framing"),
       });
       socket.on("data", (chunk: Buffer) => reader.push(chunk));
+      // A peer that stops sending will not take our frames for long either.
+      socket.on("end", () => link.close("the peer closed the link"));
       socket.on("close", () => link.close("the peer closed the link"));
       socket.on("error", () => link.close("the link failed"));
     }
@@ -172,7 +182,12 @@ export function createPeerLinks(deps: PeerLinksDeps): PeerLinks {
   const scheduleRetry = (node: string, address: string, delay: number) => {
     const timer = setTimeout(() => {
       retries.delete(node);
-      if (!closed && !links.has(node)) open(node, address, delay);
+      try {
+        if (!closed && !links.has(node)) open(node, address, delay);
+      } catch (e) {
+        // From a timer: a throw here would end the process.
+        deps.fault("peer link open threw", { node, err: String(e) });
+      }
     }, delay);
     timer.unref();
     retries.set(node, { address, timer, delay });

@@ -180,6 +180,30 @@ describe("peer links between relay nodes", () => {
     expect(natsFrames).toBe(0);
   });
 
+  it("closes connections that keep quiet, and takes no more than four of them from one address", async () => {
+    const address = await announced("a");
+    const colon = address.lastIndexOf(":");
+    const dial = () =>
+      new Promise<{ closed: Promise<number> }>((resolve, reject) => {
+        const t0 = Date.now();
+        const socket = netConnect({ host: address.slice(0, colon), port: Number(address.slice(colon + 1)) }, () =>
+          resolve({ closed: new Promise((done) => socket.on("close", () => done(Date.now() - t0))) }),
+        );
+        socket.on("error", () => {});
+        socket.once("error", reject);
+      });
+    const quiet = await Promise.all([dial(), dial(), dial(), dial()]);
+    const fifth = await dial();
+    // The fifth is closed at once; the four when their 3 s to say hello are up.
+    expect(await fifth.closed).toBeLessThan(2000);
+    for (const ms of await Promise.all(quiet.map((q) => q.closed))) expect(ms).toBeGreaterThanOrEqual(2900);
+    expect([...a.relay.faults.faults().values()].find((f) => f.reason === "too many peer link connections without a hello")?.count).toBe(1);
+    natsFrames = 0;
+    expect((await request(`${a.url}/relay/acme/app/echo`)).status).toBe(200);
+    await raw.flush();
+    expect(natsFrames).toBe(0);
+  });
+
   // Last: it leaves b with a busy connector. A GET's head goes behind its link open before the accept; a node that
   // refuses the open drops it, and the node that takes the exchange over NATS must get it, once.
   it("sends a GET's head behind the link open, and once more to the node that takes it after a refusal", async () => {

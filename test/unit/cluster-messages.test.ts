@@ -82,7 +82,7 @@ describe("cluster messages from NATS", () => {
     expect(beat({}).ok).toBe(true);
     // A node of an earlier version announces an HTTP/2 peer url: no link to it, its heartbeat still counts.
     expect(beat({ peerUrl: "http://10.0.0.5:7443" })).toMatchObject({ ok: true, value: { linkAddress: "" } });
-    for (const linkAddress of ["http://10.0.0.5:7443", "10.0.0.5", "user@10.0.0.5:1", "10.0.0.5:1/path", "a b:1", `${"x".repeat(300)}:1`, "fd00::5:1"]) {
+    for (const linkAddress of ["http://10.0.0.5:7443", "10.0.0.5", "user@10.0.0.5:1", "10.0.0.5:1/path", "a b:1", `${"x".repeat(300)}:1`, "fd00::5:1", "10.0.0.5:99999", "10.0.0.5:0"]) {
       expect(beat({ linkAddress })).toEqual({ ok: false, reason: "heartbeat with a bad link address" });
     }
     expect(beat({ peerTokenDigest: new Uint8Array(31) })).toEqual({ ok: false, reason: "heartbeat with a bad peer token digest" });

@@ -99,11 +99,13 @@ describe("tunnel codec", () => {
   it("writes a batch as pieces whose concatenation is the framed message, big chunks by reference", () => {
     const id = randomBytes(16);
     const data = (n: number) => create(FrameSchema, { exchangeId: id, kind: { case: "data", value: { chunk: randomBytes(n) } } });
-    const batch = [...frames(), data(8 * 1024), data(8 * 1024 - 1), data(64 * 1024), data(64 * 1024), data(3)];
+    // A 16 KiB view of a 1 MiB buffer: copied, since a socket's queue would count it as 16 KiB and hold the 1 MiB.
+    const pinning = create(FrameSchema, { exchangeId: id, kind: { case: "data", value: { chunk: Buffer.alloc(1 << 20, 3).subarray(5, 5 + 16 * 1024) } } });
+    const batch = [...frames(), data(8 * 1024), data(8 * 1024 - 1), data(64 * 1024), pinning, data(64 * 1024), data(3)];
     const msg = create(ConnectResponseSchema, { message: { case: "frames", value: { frames: batch } } });
     const parts = encodeFramesGathered(batch);
     expect(Buffer.concat(parts).equals(encodeTunnelMessage(msg, true))).toBe(true);
-    // 70,000, 8,192 and twice 65,536 bytes go as they are; 8,191 and 3 are copied in with the rest.
+    // 70,000, 8,192 and twice 65,536 bytes go as they are; 8,191, 3 and the view are copied in with the rest.
     const chunks = batch.flatMap((f) => (f.kind.case === "data" ? [f.kind.value.chunk] : []));
     const byReference = parts.filter((p) => chunks.some((c) => c.buffer === p.buffer && c.byteOffset === p.byteOffset));
     expect(byReference.map((p) => p.length)).toEqual([70_000, 8192, 65_536, 65_536]);
