@@ -98,13 +98,13 @@ export function encodeTunnelMessage(msg: Message, prefix = false): Buffer {
 
 /**
  * Data chunks at least this long are not copied by encodeFramesGathered: a writev sends them where they are, unless
- * a chunk is a view of less than a quarter of its buffer. A socket's queue counts only a chunk's own bytes, so a
- * view would keep the rest alive uncounted while the peer is slow to read (an 8 KiB view can pin an 8 MiB message).
+ * a chunk is a view of less than VIEW_MIN_SHARE of its buffer. A socket's queue counts only a chunk's own bytes, so
+ * such a view would keep the rest alive uncounted while the peer is slow to read (an 8 KiB view can pin an 8 MiB
+ * message); bulk chunks (64 KiB in messages of up to ~1 MiB) stay uncopied.
  */
 const GATHER_MIN_BYTES = 8 * 1024;
-const GATHER_MAX_SPREAD = 4;
 
-const gathers = (chunk: Uint8Array): boolean => chunk.length >= GATHER_MIN_BYTES && chunk.buffer.byteLength <= GATHER_MAX_SPREAD * chunk.length;
+const gathers = (chunk: Uint8Array): boolean => chunk.length >= GATHER_MIN_BYTES && chunk.length >= chunk.buffer.byteLength * VIEW_MIN_SHARE;
 
 /**
  * A ConnectResponse holding only `frames`, with the 5-byte gRPC message header,

@@ -99,7 +99,7 @@ describe("tunnel codec", () => {
   it("writes a batch as pieces whose concatenation is the framed message, big chunks by reference", () => {
     const id = randomBytes(16);
     const data = (n: number) => create(FrameSchema, { exchangeId: id, kind: { case: "data", value: { chunk: randomBytes(n) } } });
-    // A 16 KiB view of a 1 MiB buffer: copied, since a socket's queue would count it as 16 KiB and hold the 1 MiB.
+    // A 16 KiB view of a 1 MiB buffer (1/64): copied, since a socket's queue would count it as 16 KiB and hold the 1 MiB.
     const pinning = create(FrameSchema, { exchangeId: id, kind: { case: "data", value: { chunk: Buffer.alloc(1 << 20, 3).subarray(5, 5 + 16 * 1024) } } });
     const batch = [...frames(), data(8 * 1024), data(8 * 1024 - 1), data(64 * 1024), pinning, data(64 * 1024), data(3)];
     const msg = create(ConnectResponseSchema, { message: { case: "frames", value: { frames: batch } } });
