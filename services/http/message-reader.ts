@@ -21,10 +21,12 @@ export interface MessageReaderOptions {
 }
 
 /**
- * Chunks shorter than this are copied into a shared buffer, one pending entry for a run of them: a peer sending a
- * message a byte at a time (1-byte DATA frames, 1-byte TCP segments) would otherwise make us hold an object of
- * ~100 bytes per byte it sent.
+ * Once this many chunks are pending, chunks shorter than SMALL_CHUNK are copied into a shared buffer, one pending
+ * entry for a run of them: a peer sending a message a byte at a time (1-byte DATA frames, 1-byte TCP segments) would
+ * otherwise make us hold an object of ~100 bytes per byte it sent. A message in a few chunks (all normal traffic)
+ * takes no copy, and no buffer is kept while nothing is pending (an idle tunnel holds none).
  */
+const COALESCE_AFTER = 16;
 const SMALL_CHUNK = 1024;
 const ACC_BYTES = 16 * 1024;
 
@@ -56,7 +58,7 @@ export function createMessageReader(options: MessageReaderOptions): MessageReade
 
   const add = (chunk: Buffer) => {
     pendingBytes += chunk.length;
-    if (chunk.length >= SMALL_CHUNK) {
+    if (chunk.length >= SMALL_CHUNK || (pending.length < COALESCE_AFTER && !accTail)) {
       pending.push(chunk);
       accTail = false;
       return;
@@ -96,6 +98,7 @@ export function createMessageReader(options: MessageReaderOptions): MessageReade
     const first = pending[0]!;
     if (first.length === n) {
       pending.shift();
+      if (pending.length === 0) acc = undefined;
       return first;
     }
     if (first.length > n) {
@@ -112,6 +115,7 @@ export function createMessageReader(options: MessageReaderOptions): MessageReade
       if (k === c.length) pending.shift();
       else pending[0] = c.subarray(k);
     }
+    if (pending.length === 0) acc = undefined;
     return out;
   };
 
