@@ -11,16 +11,16 @@ const MAX_SUBJECTS = 2048;
 
 export function createFramePublisher(nc: NatsConnection): FramePublisher {
   // One per frames subject of a node this node shares exchanges with: at most two per peer.
-  const batches = new Map<string, FrameBatch>();
+  const batches = new Map<string, FrameBatch<Buffer>>();
   return {
     push(subject, frame) {
       let batch = batches.get(subject);
       if (!batch) {
         // Node ids come from NATS: whatever made up thousands of them, the map stays small (a batch still flushes).
         if (batches.size >= MAX_SUBJECTS) batches.clear();
-        batch = createFrameBatch(encodeFramesMessage, (message) => {
+        batch = createFrameBatch(encodeFramesMessage, (messages) => {
           try {
-            nc.publish(subject, message);
+            for (const message of messages) nc.publish(subject, message);
           } catch {
             // Closed: the exchanges fail by their deadline or when the peer's heartbeat stops.
           }

@@ -82,7 +82,7 @@ export function createPeerLinks(deps: PeerLinksDeps): PeerLinks {
   const open = (node: string, address: string, delay: number): void => {
     let up = false;
     const { host, port } = splitAddress(address);
-    const kinds: Partial<Record<FramesKind, { socket: Socket; batch: FrameBatch; accepted: boolean }>> = {};
+    const kinds: Partial<Record<FramesKind, { socket: Socket; batch: FrameBatch<Buffer[]>; accepted: boolean }>> = {};
     const link: LinkState = {
       node,
       address,
@@ -94,10 +94,10 @@ export function createPeerLinks(deps: PeerLinksDeps): PeerLinks {
         kinds[kind]!.batch.push(frame);
       },
       open(open) {
-        write("req", encodeLinkOpen(open));
+        kinds.req!.batch.message([encodeLinkOpen(open)]);
       },
       answer(exchangeId, result) {
-        write("res", encodeLinkOpenResult(exchangeId, result));
+        kinds.res!.batch.message([encodeLinkOpenResult(exchangeId, result)]);
       },
       close(reason, retry = true) {
         if (link.closed) return;
@@ -115,16 +115,13 @@ export function createPeerLinks(deps: PeerLinksDeps): PeerLinks {
         if (retry && !closed && !retries.has(node)) scheduleRetry(node, address, wasUp ? RETRY_MIN_MS : Math.min(delay * 2, RETRY_MAX_MS));
       },
     };
-    /** One message, in one write (its parts gathered by writev); an open or an answer at once, between batches. */
-    const write = (kind: FramesKind, ...parts: Buffer[]) => {
+    /** What one turn queued for a connection, in one write (the messages' pieces gathered by writev). */
+    const write = (kind: FramesKind, messages: Buffer[][]) => {
       if (link.closed) return;
       const { socket } = kinds[kind]!;
-      if (parts.length === 1) socket.write(parts[0]!);
-      else {
-        socket.cork();
-        for (const p of parts) socket.write(p);
-        socket.uncork();
-      }
+      socket.cork();
+      for (const pieces of messages) for (const p of pieces) socket.write(p);
+      socket.uncork();
       if (socket.writableLength > LINK_HARD_LIMIT) link.close("the peer does not read its link");
     };
     const openTimer = setTimeout(() => link.close("the peer did not accept the link in time"), OPEN_TIMEOUT_MS);
@@ -140,7 +137,7 @@ export function createPeerLinks(deps: PeerLinksDeps): PeerLinks {
         link.close("cannot dial the peer's address", false);
         return;
       }
-      const state = { socket, accepted: false, batch: createFrameBatch(encodeFramesGathered, (parts) => write(kind, ...parts)) };
+      const state = { socket, accepted: false, batch: createFrameBatch(encodeFramesGathered, (messages) => write(kind, messages)) };
       kinds[kind] = state;
       socket.write(encodeLinkHello(deps.nodeId, deps.token, kind));
       let welcomed = false;
