@@ -11,6 +11,12 @@ export function joinHostPort(host: string, port: number): string {
   return `${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
+/** The inverse of joinHostPort, for a "host:port" checked already (a port is there, an IPv6 host in brackets). */
+export function splitHostPort(hostPort: string): { host: string; port: number } {
+  const colon = hostPort.lastIndexOf(":");
+  return { host: hostPort.slice(0, colon).replace(/^\[|\]$/g, ""), port: Number(hostPort.slice(colon + 1)) };
+}
+
 /** The URL's "host:port", its default port filled in. */
 export function authority(url: URL): string {
   const { host, port } = hostPort(url);

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { FerryError } from "../../core/errors.js";
+import { joinHostPort } from "../../core/host-port.js";
 import { secretMatches, sha256 } from "../auth/secrets.js";
 import type { Logger } from "../../core/logger.js";
 import type { ExchangeBus } from "../bus/exchange-bus.js";
@@ -120,7 +121,7 @@ export async function startClusterBus(deps: ClusterBusDeps): Promise<ClusterBus>
     : undefined;
   if (listener && deps.peerListen) {
     const { host, port } = deps.peerListen.advertise;
-    link.address = `${host.includes(":") ? `[${host}]` : host}:${port ?? listener.port}`;
+    link.address = joinHostPort(host, port ?? listener.port);
   }
   const peers = watchPeers({
     conn: deps.conn,

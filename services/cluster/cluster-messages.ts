@@ -111,10 +111,9 @@ export interface Beat {
 }
 
 /** A link_address: HOST:PORT (a name, IPv4 or [IPv6]), nothing more; a heartbeat could point us anywhere. */
-const LINK_ADDRESS = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):\d{1,5}$/;
+const LINK_ADDRESS = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):(\d{1,5})$/;
 const isLinkAddress = (a: string): boolean => {
-  const m = LINK_ADDRESS.exec(a);
-  const port = m ? Number(a.slice(a.lastIndexOf(":") + 1)) : 0;
+  const port = Number(LINK_ADDRESS.exec(a)?.[1] ?? 0);
   return port >= 1 && port <= 65535;
 };
 

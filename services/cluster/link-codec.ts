@@ -82,13 +82,8 @@ export function encodeLinkOpenResult(exchangeId: Uint8Array, result: OpenResult[
   });
 }
 
-/** A message off the hot path (a link's hello and welcome: once per connection), behind the gRPC message header. */
-function framedBinary(bytes: Uint8Array): Buffer {
-  const buf = Buffer.allocUnsafe(GRPC_PREFIX_BYTES + bytes.length);
-  writeGrpcPrefix(buf, bytes.length);
-  buf.set(bytes, GRPC_PREFIX_BYTES);
-  return buf;
-}
+/** A message off the hot path (a link's hello and welcome: once per connection), encoded by protobuf-es. */
+const framedBinary = (bytes: Uint8Array): Buffer => framed(bytes.length, (w) => w.raw(bytes));
 
 /** PeerLinkHello, the first message of a link we open. */
 export function encodeLinkHello(nodeId: string, token: string, kind: FramesKind): Buffer {

@@ -2,6 +2,7 @@ import { createServer, type Socket } from "node:net";
 import { FerryError } from "../../core/errors.js";
 import { MAX_MESSAGE_BYTES } from "../../core/exchange/protocol.js";
 import type { Logger } from "../../core/logger.js";
+import { sourceKey } from "../auth/source-key.js";
 import { createMessageReader } from "../http/message-reader.js";
 import { PeerLinkVerdict } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import { readLinkHello } from "./cluster-messages.js";
@@ -21,6 +22,13 @@ const MAX_UNAUTHENTICATED_PER_ADDRESS = 4;
 const HELLO_TIMEOUT_MS = 3_000;
 /** A hello is a node id, a token and a kind: anything longer is not one. */
 const MAX_HELLO_BYTES = 1024;
+
+/** Adds `delta` to a key's count; a count of 0 leaves the map. */
+function count(counts: Map<string, number>, key: string, delta: number): void {
+  const n = (counts.get(key) ?? 0) + delta;
+  if (n > 0) counts.set(key, n);
+  else counts.delete(key);
+}
 
 /** One accepted link: what it carries, from whom. */
 export interface InboundLink {
@@ -62,28 +70,26 @@ export async function startPeerListener(deps: PeerListenerDeps): Promise<PeerLis
   const live = new Map<string, number>();
   const open = new Set<Socket>();
 
-  /** Connections still to say an accepted hello, by remote address. */
+  /** Connections still to say an accepted hello, by source (an IPv4 address, an IPv6 /64, as client limits count). */
   const unauthenticated = new Map<string, number>();
   let unauthenticatedTotal = 0;
 
   const serve = (socket: Socket) => {
-    const source = socket.remoteAddress ?? "";
+    const source = sourceKey(socket.remoteAddress ?? "");
     if (unauthenticatedTotal >= MAX_UNAUTHENTICATED || (unauthenticated.get(source) ?? 0) >= MAX_UNAUTHENTICATED_PER_ADDRESS) {
       deps.fault("too many peer link connections without a hello");
       socket.destroy();
       return;
     }
     unauthenticatedTotal++;
-    unauthenticated.set(source, (unauthenticated.get(source) ?? 0) + 1);
-    let counted = true;
+    count(unauthenticated, source, 1);
+    let waiting = true;
     /** No longer waiting for its hello: accepted, refused or gone. */
     const settled = () => {
-      if (!counted) return;
-      counted = false;
+      if (!waiting) return;
+      waiting = false;
       unauthenticatedTotal--;
-      const n = (unauthenticated.get(source) ?? 1) - 1;
-      if (n > 0) unauthenticated.set(source, n);
-      else unauthenticated.delete(source);
+      count(unauthenticated, source, -1);
     };
     open.add(socket);
     // Small frames (heads, window updates) must leave at once: Nagle plus delayed ACKs costs ~40 ms a round trip.
@@ -110,12 +116,8 @@ export async function startPeerListener(deps: PeerListenerDeps): Promise<PeerLis
       settled();
       link = { node: h.value.node, kind: h.value.kind };
       const key = `${link.node}/${link.kind}`;
-      live.set(key, (live.get(key) ?? 0) + 1);
-      socket.once("close", () => {
-        const n = (live.get(key) ?? 1) - 1;
-        if (n > 0) live.set(key, n);
-        else live.delete(key);
-      });
+      count(live, key, 1);
+      socket.once("close", () => count(live, key, -1));
       reader.setLimit(MAX_MESSAGE_BYTES);
       socket.write(encodeLinkWelcome(PeerLinkVerdict.ACCEPTED, ""));
     };

@@ -1,6 +1,7 @@
 import { connect as netConnect, type Socket } from "node:net";
 import { type OpenExchange, type OpenResult, PeerLinkVerdict } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import type { Frame } from "../../gen/ferry/tunnel/v1/exchange_pb.js";
+import { splitHostPort } from "../../core/host-port.js";
 import type { Logger } from "../../core/logger.js";
 import { createMessageReader } from "../http/message-reader.js";
 import { readLinkWelcome } from "./cluster-messages.js";
@@ -59,12 +60,6 @@ interface LinkState extends PeerLink {
   close(reason: string, retry?: boolean): void;
 }
 
-/** HOST:PORT as a heartbeat carries it (checked there), an IPv6 host in brackets. */
-function splitAddress(address: string): { host: string; port: number } {
-  const colon = address.lastIndexOf(":");
-  return { host: address.slice(0, colon).replace(/^\[|\]$/g, ""), port: Number(address.slice(colon + 1)) };
-}
-
 /**
  * The links this node opens to the other nodes' peer listeners: exchange
  * frames then go node to node over TCP instead of through NATS (two more
@@ -81,7 +76,8 @@ export function createPeerLinks(deps: PeerLinksDeps): PeerLinks {
 
   const open = (node: string, address: string, delay: number): void => {
     let up = false;
-    const { host, port } = splitAddress(address);
+    // Checked by readBeat.
+    const { host, port } = splitHostPort(address);
     const kinds: Partial<Record<FramesKind, { socket: Socket; batch: FrameBatch<Buffer[]>; accepted: boolean }>> = {};
     const link: LinkState = {
       node,

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector } from "../../clients/connector/connector.js";
 import { HeartbeatSchema, PeerLinkHelloSchema, PeerLinkKind, PeerLinkVerdict, PeerLinkWelcomeSchema } from "../../gen/ferry/cluster/v1/cluster_pb.js";
 import { freePort } from "../../bench/lib/tools.js";
+import { splitHostPort } from "../../core/host-port.js";
 import { download, request } from "../helpers/http.js";
 import { startTestConnector, startTestRelay, type TestRelay } from "../helpers/in-process.js";
 import { type NatsServer, startNatsServer } from "../helpers/nats-server.js";
@@ -83,10 +84,9 @@ function framed(bytes: Uint8Array): Buffer {
 
 /** Sends `bytes` to a node's link address; what the node answered before it closed the connection, and whether it did. */
 function sendToListener(address: string, bytes: Buffer): Promise<{ answer: Buffer; closed: boolean }> {
-  const colon = address.lastIndexOf(":");
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    const socket = netConnect({ host: address.slice(0, colon), port: Number(address.slice(colon + 1)) });
+    const socket = netConnect(splitHostPort(address));
     socket.on("error", reject);
     socket.on("data", (c: Buffer) => chunks.push(c));
     socket.on("close", () => resolve({ answer: Buffer.concat(chunks), closed: true }));
@@ -182,11 +182,10 @@ describe("peer links between relay nodes", () => {
 
   it("closes connections that keep quiet, and takes no more than four of them from one address", async () => {
     const address = await announced("a");
-    const colon = address.lastIndexOf(":");
     const dial = () =>
       new Promise<{ closed: Promise<number> }>((resolve, reject) => {
         const t0 = Date.now();
-        const socket = netConnect({ host: address.slice(0, colon), port: Number(address.slice(colon + 1)) }, () =>
+        const socket = netConnect(splitHostPort(address), () =>
           resolve({ closed: new Promise((done) => socket.on("close", () => done(Date.now() - t0))) }),
         );
         socket.on("error", () => {});

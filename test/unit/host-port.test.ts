@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { authority, hostPort, joinHostPort } from "../../core/host-port.js";
+import { authority, hostPort, joinHostPort, splitHostPort } from "../../core/host-port.js";
 
 describe("hostPort", () => {
   it.each([
@@ -25,6 +25,17 @@ describe("joinHostPort", () => {
     ["::ffff:127.0.0.1", 9090, "[::ffff:127.0.0.1]:9090"], // an IPv4-mapped address is IPv6 to a listener
   ])("%s %d -> %s", (host, port, expected) => {
     expect(joinHostPort(host, port)).toBe(expected);
+  });
+});
+
+describe("splitHostPort", () => {
+  it.each([
+    ["127.0.0.1", 80],
+    ["relay.example.com", 443],
+    ["::1", 4433],
+    ["::ffff:127.0.0.1", 9090],
+  ])("undoes joinHostPort for %s %d", (host, port) => {
+    expect(splitHostPort(joinHostPort(host, port))).toEqual({ host, port });
   });
 });
 
