@@ -148,6 +148,12 @@ describe("cluster over NATS", () => {
     expect(nodes.nodes.map((n) => n.nodeId)).toEqual(["a", "b", "c"]);
     const { conn } = await tenantOn("seen", c);
     try {
+      // Each tunnel's presence reaches every node on its own: wait for the second one too, on the nodes that list.
+      await eventually(
+        async () =>
+          (await a.admin.listConnectors({ tenant: "seen" })).connectors[0]?.tunnels === 2 && (await b.admin.listTargets({ tenant: "seen" })).targets[0]?.tunnels === 2,
+        "both tunnels seen on A and B",
+      );
       const listed = await a.admin.listConnectors({ tenant: "seen" });
       expect(listed.connectors).toHaveLength(1);
       expect(listed.connectors[0]!.nodeIds).toEqual(["c"]);
