@@ -22,7 +22,8 @@ export class FerryError extends Error {
     readonly kind: ErrorKind,
     readonly code: string,
     message: string,
-    readonly extra: { retryAfterSeconds?: number; cause?: unknown } = {},
+    /** signIn: a browser's navigation is sent there (302) instead of getting the error: the sign-in page of an app that wants one. */
+    readonly extra: { retryAfterSeconds?: number; cause?: unknown; signIn?: string } = {},
   ) {
     super(message, { cause: extra.cause });
     this.name = "FerryError";

@@ -41,6 +41,7 @@ export function relayCommand(): Command {
     .option("--nats-replicas <n>", "JetStream replicas, 1 to 5 (default 3 with 3 or more NATS servers, else 1)")
     .option("--peer-listen <host:port>", "cluster: take exchange frames from the other nodes here (an internal address; cleartext HTTP/2) instead of over NATS")
     .option("--peer-advertise <host[:port]>", "the address the other nodes dial for --peer-listen (default: its host and port)")
+    .option("--secret-key-file <file>", "the operator's secret keys, one per line (openssl rand -base64 32), the same on every node: they seal login client secrets and sessions; or set FERRY_SECRET_KEY")
     .option("--limit <name=value>", "set one resource limit, e.g. maxConnectionsPerIp=1000 or tenantBufferBytes=128MiB (repeatable; all of them, with defaults: docs/security.md)", collect)
     .addHelpText(
       "after",
@@ -51,6 +52,7 @@ Environment:
                        and prints it once
   FERRY_NATS_PASSWORD  NATS password, when neither --nats-password nor the file gives one
   FERRY_NATS_TOKEN     NATS token, when neither --nats-token nor the file gives one
+  FERRY_SECRET_KEY     the secret keys (comma-separated), when --secret-key-file is not given
 
 Config file (YAML or JSON; unknown keys are rejected):
   listen: 0.0.0.0:8443
@@ -116,6 +118,7 @@ Config file (YAML or JSON; unknown keys are rejected):
           connectorCa: settings.connectorCa,
           clientCertificates: settings.clientCertificates,
           limits: settings.limits,
+          ...(settings.secretKeys ? { secretKeys: settings.secretKeys } : {}),
           publicAdmin: settings.publicAdmin,
           console: settings.console,
         },

@@ -1,9 +1,10 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { PeerCertificate } from "node:tls";
 import type { FerryError } from "../../core/errors.js";
+import type { CompiledLogin } from "./login-session.js";
 
 /** A credential an access rule can accept ("require" in the policy file). */
-export type CredentialKind = "apiKey" | "jwt" | "mtls" | "basic";
+export type CredentialKind = "apiKey" | "jwt" | "mtls" | "basic" | "login";
 
 /** What the gateway knows of a request when it asks the tenant's policy, before any exchange exists. */
 export interface AccessRequest {
@@ -14,6 +15,8 @@ export interface AccessRequest {
   /** The client's address: the socket's, or X-Forwarded-For's from a --trust-proxy address. */
   clientAddress: string;
   headers: IncomingHttpHeaders;
+  /** The request's Cookie header (the login session), as the client sent it. */
+  cookie?: string | string[];
   /** The client certificate the TLS listener got (not yet verified against any tenant CA); undefined without TLS or without one. */
   clientCertificate?: PeerCertificate;
   /** The request arrived over TLS (a rule that accepts only "mtls" can never match otherwise). */
@@ -39,6 +42,17 @@ export interface AccessGranted {
   subject: string;
   /** Request headers to remove before the request goes on (the credential the relay consumed). */
   consumedHeaders: readonly string[];
+  /** For "login": who signed in, for X-Ferry-Identity. */
+  profile?: LoginProfile;
+  /** For "login": the session sealed again with its last use now, for a Set-Cookie on the response (see SESSION_TOUCH_MS). */
+  renewedSession?: { cookie: string; maxAgeSeconds: number };
+}
+
+/** What the identity provider said of a signed-in person, beyond the subject. */
+export interface LoginProfile {
+  email?: string;
+  name?: string;
+  groups?: string[];
 }
 
 /** Why a client was refused: fixed strings (metric label and audit reason), never peer input. */
@@ -55,6 +69,9 @@ export type AccessDenialReason =
   | "jwt_claims"
   | "certificate_invalid"
   | "basic_invalid"
+  | "login_required"
+  | "login_expired"
+  | "login_refused"
   | "rate_limited"
   | "too_many_failures"
   | "policy_unusable";
@@ -70,6 +87,8 @@ export interface AccessDenied {
   wwwAuthenticate?: string[];
   /** For 429: RateLimit headers (IETF draft) and Retry-After, ready to send. */
   headers?: Record<string, string>;
+  /** The rule signs people in: a browser's navigation goes to the sign-in page instead of getting the 401. */
+  signIn?: true;
 }
 
 export type AccessDecision = AccessGranted | AccessDenied;
@@ -95,4 +114,18 @@ export interface AccessControl {
    * check, Basic). Never throws or rejects: anything unexpected is a denial with reason "policy_unusable".
    */
   check(req: AccessRequest): MaybeAsync<AccessDecision>;
+  /**
+   * The sign-in for a target (its login endpoints): that of the rule that applies to `path` when it takes
+   * "login", or without a path that of the first rule for the target that does. Undefined otherwise, and for a
+   * rule that cannot be used (it refuses everyone anyway). Never throws.
+   */
+  loginFor(tenant: string, target: string, path?: string): LoginTarget | undefined;
+}
+
+/** A target's sign-in, from its tenant's policy. */
+export interface LoginTarget {
+  rule: string;
+  login: CompiledLogin;
+  /** Every claim the login rules for this target ask for: the session keeps them, so each rule can check its own. */
+  claimNames: readonly string[];
 }

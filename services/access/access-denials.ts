@@ -18,7 +18,7 @@ export function deny(
   reason: AccessDenialReason,
   kind: ErrorKind,
   message: string,
-  more: { wwwAuthenticate?: string[]; retryAfterSeconds?: number; headers?: Record<string, string> } = {},
+  more: { wwwAuthenticate?: string[]; retryAfterSeconds?: number; headers?: Record<string, string>; signIn?: true } = {},
 ): AccessDenied {
   const extra = more.retryAfterSeconds !== undefined ? { retryAfterSeconds: more.retryAfterSeconds } : {};
   return {
@@ -28,6 +28,7 @@ export function deny(
     error: new FerryError(kind, reason, message, extra),
     ...(more.wwwAuthenticate ? { wwwAuthenticate: more.wwwAuthenticate } : {}),
     ...(more.headers ? { headers: more.headers } : {}),
+    ...(more.signIn ? { signIn: true } : {}),
   };
 }
 
@@ -45,6 +46,8 @@ export function credentialMissing(rule: string, target: string, require: readonl
     } else if (kind === "basic") {
       challenges.add(BASIC_CHALLENGE);
       wants.push("a user name and password (HTTP Basic)");
+    } else if (kind === "login") {
+      wants.push("signing in (open it in a browser)");
     } else {
       wants.push("a client certificate");
     }
@@ -52,8 +55,9 @@ export function credentialMissing(rule: string, target: string, require: readonl
   const list = wants.length > 1 ? `${wants.slice(0, -1).join(", ")} or ${wants.at(-1)}` : (wants[0] ?? "a credential");
   // An X-Api-Key-only rule has no HTTP scheme to name; Bearer still tells a client that a credential is wanted.
   if (challenges.size === 0 && apiKeyHeader) challenges.add(BEARER_CHALLENGE);
-  return deny(rule, "credential_missing", "unauthenticated", `target "${target}" needs ${list}`, {
+  return deny(rule, require.includes("login") ? "login_required" : "credential_missing", "unauthenticated", `target "${target}" needs ${list}`, {
     ...(challenges.size > 0 ? { wwwAuthenticate: [...challenges] } : {}),
+    ...(require.includes("login") ? { signIn: true } : {}),
   });
 }
 

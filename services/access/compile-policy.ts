@@ -1,4 +1,4 @@
-import type { AccessPolicy, AccessRule, JwtRule } from "../../gen/ferry/access/v1/access_policy_pb.js";
+import type { AccessPolicy, AccessRule, JwtRule, LoginRule } from "../../gen/ferry/access/v1/access_policy_pb.js";
 import { msFromDuration } from "../../core/duration.js";
 import type { CredentialKind } from "./access-control.js";
 import { type BasicVerifier, createBasicVerifier, type ScryptGate } from "./basic-auth.js";
@@ -7,6 +7,16 @@ import { compileIpList, type IpList } from "./ip-rules.js";
 import type { RateLimitBy } from "./policy-check.js";
 import type { RateSpec } from "./rate-limit.js";
 import type { RuleScope } from "./rule-match.js";
+import type { CompiledLogin } from "./login-session.js";
+
+export interface CompileOptions {
+  gate: ScryptGate;
+  now: () => number;
+  /** The tenant the policy is of (sealed client secrets are bound to it). */
+  tenant: string;
+  /** A login rule's client secret: opened from its sealed form, or read from its environment variable; throws when it cannot be had. */
+  loginSecret?: (login: LoginRule, tenant: string) => string;
+}
 
 /** One rule, ready to apply: what a request pays for is a lookup, never a parse. */
 export interface CompiledRule extends RuleScope {
@@ -23,6 +33,7 @@ export interface CompiledRule extends RuleScope {
   jwt?: JwtRule;
   basic?: BasicVerifier;
   certificates?: ClientCertVerifier;
+  login?: CompiledLogin;
   limit?: { spec: RateSpec; by: RateLimitBy };
 }
 
@@ -39,7 +50,7 @@ const NOTHING: readonly string[] = Object.freeze([]);
  * kept, marked broken, so it refuses the requests it matches (fail closed)
  * while the policy's other rules go on working.
  */
-export function compilePolicy(policy: AccessPolicy, opts: { gate: ScryptGate; now: () => number }): CompiledPolicy {
+export function compilePolicy(policy: AccessPolicy, opts: CompileOptions): CompiledPolicy {
   let certificates: ClientCertVerifier | Error | undefined;
   const certificatesOf = (): ClientCertVerifier => {
     if (certificates === undefined) {
@@ -61,7 +72,7 @@ export function compilePolicy(policy: AccessPolicy, opts: { gate: ScryptGate; no
   };
 }
 
-function compileRule(rule: AccessRule, name: string, opts: { gate: ScryptGate; now: () => number }, certificatesOf: () => ClientCertVerifier): CompiledRule {
+function compileRule(rule: AccessRule, name: string, opts: CompileOptions, certificatesOf: () => ClientCertVerifier): CompiledRule {
   const require = [...new Set(rule.require)] as CredentialKind[];
   const apiKeyHeader = rule.apiKeyHeader === "" || rule.apiKeyHeader.toLowerCase() === "authorization" ? undefined : rule.apiKeyHeader.toLowerCase();
   const compiled: CompiledRule = {
@@ -84,6 +95,7 @@ function compileRule(rule: AccessRule, name: string, opts: { gate: ScryptGate; n
   }
   if (require.includes("basic")) compiled.basic = createBasicVerifier(rule.basicUsers, opts.gate, { now: opts.now });
   if (require.includes("mtls")) compiled.certificates = certificatesOf();
+  if (require.includes("login")) compiled.login = compileLogin(rule, opts);
   if (rule.rateLimit) {
     const { requests, burst, by } = rule.rateLimit;
     const perMs = msFromDuration(rule.rateLimit.per) ?? 0;
@@ -91,4 +103,23 @@ function compileRule(rule: AccessRule, name: string, opts: { gate: ScryptGate; n
     compiled.limit = { spec: { name, requests, perMs, burst: burst || requests }, by: (by || "client") as RateLimitBy };
   }
   return compiled;
+}
+
+function compileLogin(rule: AccessRule, opts: CompileOptions): CompiledLogin {
+  const login = rule.login;
+  if (!login) throw new Error("require names login but the rule has no login");
+  if (!opts.loginSecret) throw new Error("this relay has no secret key (--secret-key-file or FERRY_SECRET_KEY), so it cannot sign anyone in");
+  const idleMs = msFromDuration(login.sessionIdle);
+  const maxMs = msFromDuration(login.sessionMax);
+  if (idleMs === undefined || maxMs === undefined) throw new Error("the login rule has no session durations (not normalized)");
+  return {
+    issuer: login.issuer,
+    clientId: login.clientId,
+    clientSecret: opts.loginSecret(login, opts.tenant),
+    scopes: login.scopes,
+    allowedEmailDomains: login.allowedEmailDomains,
+    claims: login.claims,
+    idleMs,
+    maxMs,
+  };
 }

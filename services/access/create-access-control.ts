@@ -1,4 +1,4 @@
-import type { AccessPolicy, JwtRule } from "../../gen/ferry/access/v1/access_policy_pb.js";
+import type { AccessPolicy, JwtRule, LoginRule } from "../../gen/ferry/access/v1/access_policy_pb.js";
 import { FerryError } from "../../core/errors.js";
 import { createSourceBackoff, type SourceBackoff } from "../auth/source-backoff.js";
 import { sourceKey } from "../auth/source-key.js";
@@ -10,6 +10,8 @@ import { type CompiledPolicy, type CompiledRule, compilePolicy } from "./compile
 import { checkCredential, type CredentialOutcome } from "./credential-check.js";
 import { bucketKey, createRateLimiter, type RateVerdict } from "./rate-limit.js";
 import { matchRule } from "./rule-match.js";
+import type { SecretBox } from "../auth/secret-box.js";
+import { openLoginSecret } from "./login-secret.js";
 
 export interface AccessControlDeps {
   /** The tenant's policy, already validated (validateAccessPolicy); undefined: none. A new object is a new policy. */
@@ -28,6 +30,10 @@ export interface AccessControlDeps {
   scrypt?: ScryptGate;
   /** Rate limit buckets kept; default 100,000. */
   maxBuckets?: number;
+  /** The operator's secret keys: they open sealed login client secrets and seal sessions. Without them, "login" rules refuse everyone. */
+  secrets?: SecretBox;
+  /** Environment variables, for a login rule's clientSecretEnv; default process.env. */
+  env?: NodeJS.ProcessEnv;
 }
 
 const NO_HEADERS: readonly string[] = Object.freeze([]);
@@ -58,12 +64,16 @@ export function createAccessControl(deps: AccessControlDeps): AccessControl {
   const limiter = createRateLimiter({ now, ...(deps.share ? { share: deps.share } : {}), ...(deps.maxBuckets ? { maxBuckets: deps.maxBuckets } : {}) });
   // Weak: a replaced policy's compiled form goes with it.
   const compiled = new WeakMap<AccessPolicy, CompiledPolicy>();
-  const credentials = { checkClientKey: deps.checkClientKey, verifyJwt: deps.verifyJwt, now };
+  const credentials = { checkClientKey: deps.checkClientKey, verifyJwt: deps.verifyJwt, now, ...(deps.secrets ? { secrets: deps.secrets } : {}) };
+  const secrets = deps.secrets;
+  const env = deps.env ?? process.env;
+  const loginSecret = secrets ? (login: LoginRule, tenant: string) => openLoginSecret(secrets, login, tenant, env) : undefined;
 
-  const compiledOf = (policy: AccessPolicy): CompiledPolicy => {
+  // A policy belongs to one tenant (its sealed secrets are bound to it), so identity is enough of a key.
+  const compiledOf = (policy: AccessPolicy, tenant: string): CompiledPolicy => {
     let c = compiled.get(policy);
     if (!c) {
-      c = compilePolicy(policy, { gate, now });
+      c = compilePolicy(policy, { gate, now, tenant, ...(loginSecret ? { loginSecret } : {}) });
       compiled.set(policy, c);
     }
     return c;
@@ -78,7 +88,7 @@ export function createAccessControl(deps: AccessControlDeps): AccessControl {
     });
 
   const decide = (req: AccessRequest, policy: AccessPolicy): MaybeAsync<AccessDecision> => {
-    const rule = matchRule(compiledOf(policy).rules, req.target, req.path);
+    const rule = matchRule(compiledOf(policy, req.tenant).rules, req.target, req.path);
     if (!rule) return granted(undefined, "none", req.clientAddress, NO_HEADERS);
     if (rule.broken !== undefined) return policyUnusable(rule.name, req.tenant, rule.broken);
     const address = req.clientAddress;
@@ -119,7 +129,10 @@ export function createAccessControl(deps: AccessControlDeps): AccessControl {
       const verdict = take(req, rule, `${outcome.method}:${outcome.subject}`);
       if (!verdict.ok) return limited(req, rule, verdict);
     }
-    return granted(rule.name, outcome.method, outcome.subject, outcome.consumed);
+    const grant = granted(rule.name, outcome.method, outcome.subject, outcome.consumed);
+    if (outcome.profile) grant.profile = outcome.profile;
+    if (outcome.renewedSession) grant.renewedSession = outcome.renewedSession;
+    return grant;
   };
 
   /** A refusal for whatever went wrong inside: the rule it happened under, if it can be told. */
@@ -133,6 +146,19 @@ export function createAccessControl(deps: AccessControlDeps): AccessControl {
   };
 
   return {
+    loginFor(tenant, target, path) {
+      try {
+        const policy = deps.unusable?.(tenant) ? undefined : deps.policyOf(tenant);
+        if (!policy) return undefined;
+        const rules = compiledOf(policy, tenant).rules.filter((r) => r.targets.includes("*") || r.targets.includes(target));
+        const rule = path === undefined ? rules.find((r) => r.login) : matchRule(rules, target, path);
+        if (!rule?.login || rule.broken !== undefined) return undefined;
+        const claimNames = [...new Set(rules.flatMap((r) => (r.login ? Object.keys(r.login.claims) : [])))];
+        return { rule: rule.name, login: rule.login, claimNames };
+      } catch {
+        return undefined;
+      }
+    },
     applies(tenant) {
       try {
         return (deps.policyOf(tenant)?.rules.length ?? 0) > 0;

@@ -1,20 +1,25 @@
 import type { JwtRule } from "../../gen/ferry/access/v1/access_policy_pb.js";
 import { FerryError } from "../../core/errors.js";
 import { bearer } from "../auth/bearer.js";
-import type { AccessDenied, AccessRequest, ClientKeyCheck, CredentialKind, MaybeAsync } from "./access-control.js";
+import type { AccessDenied, AccessRequest, ClientKeyCheck, CredentialKind, LoginProfile, MaybeAsync } from "./access-control.js";
 import { BASIC_CHALLENGE, credentialMissing, deny, invalidBearer, tooManyFailures } from "./access-denials.js";
 import { parseBasicAuthorization } from "./basic-auth.js";
 import type { CompiledRule } from "./compile-policy.js";
+import type { SecretBox } from "../auth/secret-box.js";
+import { cookieValue, SESSION_COOKIE } from "./login-cookies.js";
+import { checkSession, sealSession, SESSION_TOUCH_MS, sessionRefusal } from "./login-session.js";
 
 export interface CredentialDeps {
   checkClientKey(secret: string): ClientKeyCheck;
+  /** The operator's keys, which seal login sessions; without them no "login" rule compiles. */
+  secrets?: SecretBox;
   /** Fails (throws or rejects) with FerryError kind "unauthenticated", code "jwt_expired" | "jwt_invalid" | "jwt_claims". */
   verifyJwt(token: string, rule: JwtRule): MaybeAsync<{ subject: string }>;
   now: () => number;
 }
 
 export type CredentialOutcome =
-  | { ok: true; method: CredentialKind; subject: string; consumed: readonly string[] }
+  | { ok: true; method: CredentialKind; subject: string; consumed: readonly string[]; profile?: LoginProfile; renewedSession?: { cookie: string; maxAgeSeconds: number } }
   /** `failure`: a wrong credential, which counts against its source's back-off (a genuine one refused for scope or expiry does not). */
   | { ok: false; denial: AccessDenied; failure: boolean };
 
@@ -52,6 +57,11 @@ export function checkCredential(deps: CredentialDeps, rule: CompiledRule, req: A
       case "mtls":
         if (req.clientCertificate?.raw) return certificate(deps, rule, req);
         break;
+      case "login": {
+        const cookie = cookieValue(req.cookie, SESSION_COOKIE);
+        if (cookie !== "") return session(deps, rule, req, cookie);
+        break;
+      }
       case "basic": {
         const credentials = parseBasicAuthorization(authorization);
         if (credentials === "malformed") return basicRefused(rule, "the Authorization: Basic header cannot be read (base64 of user:password)");
@@ -119,6 +129,28 @@ function certificate(deps: CredentialDeps, rule: CompiledRule, req: AccessReques
   if (verdict.ok) return { ok: true, method: "mtls", subject: verdict.subject, consumed: NOTHING };
   const denial = deny(rule.name, "certificate_invalid", "unauthenticated", `the client certificate was not accepted: ${verdict.reason}`);
   return { ok: false, denial, failure: true };
+}
+
+function session(deps: CredentialDeps, rule: CompiledRule, req: AccessRequest, cookie: string): CredentialOutcome {
+  const login = rule.login!;
+  const scope = { tenant: req.tenant, target: req.target, issuer: login.issuer, clientId: login.clientId };
+  const now = deps.now();
+  const verdict = checkSession(deps.secrets!, cookie, scope, login, now);
+  if (!verdict.ok) {
+    // An expired session is an old credential of a real person; one that does not open was made up or tampered with.
+    const [reason, message] =
+      verdict.reason === "expired" ? (["login_expired", "the session has ended: sign in again"] as const) : (["login_required", "the session is not valid: sign in again"] as const);
+    return { ok: false, denial: deny(rule.name, reason, "unauthenticated", message, { signIn: true }), failure: verdict.reason !== "expired" };
+  }
+  const s = verdict.session;
+  const refusal = sessionRefusal(s, login);
+  if (refusal) return { ok: false, denial: deny(rule.name, "login_refused", "permission_denied", refusal), failure: false };
+  const profile: LoginProfile = { ...(s.email ? { email: s.email } : {}), ...(s.name ? { name: s.name } : {}), ...(s.groups ? { groups: s.groups } : {}) };
+  const renewed =
+    now - s.seen >= SESSION_TOUCH_MS
+      ? { cookie: sealSession(deps.secrets!, { ...s, seen: now }, scope), maxAgeSeconds: (Math.min(s.exp, s.iat + login.maxMs) - now) / 1000 }
+      : undefined;
+  return { ok: true, method: "login", subject: s.sub, consumed: NOTHING, profile, ...(renewed ? { renewedSession: renewed } : {}) };
 }
 
 function basicRefused(rule: CompiledRule, message: string): CredentialOutcome {

@@ -39,17 +39,37 @@ function isLoopback(hostname: string): boolean {
  * the URL and what went wrong (for the operator's log; never shown to a client).
  */
 export async function fetchIdpJson(url: string, signal: AbortSignal): Promise<unknown> {
+  return (await requestIdpJson(url, signal, { method: "GET", okStatuses: [200] })).json;
+}
+
+/**
+ * POSTs a form to an identity provider (its token endpoint) and reads the
+ * JSON answer under the same rules as fetchIdpJson; a 400 or 401 is read
+ * too (OAuth errors come as JSON with them) and returned with its status.
+ */
+export async function postIdpForm(url: string, form: URLSearchParams, headers: Record<string, string>, signal: AbortSignal): Promise<{ status: number; json: unknown }> {
+  return requestIdpJson(url, signal, { method: "POST", body: form.toString(), headers: { "content-type": "application/x-www-form-urlencoded", ...headers }, okStatuses: [200, 400, 401] });
+}
+
+interface IdpRequest {
+  method: "GET" | "POST";
+  body?: string;
+  headers?: Record<string, string>;
+  okStatuses: number[];
+}
+
+async function requestIdpJson(url: string, signal: AbortSignal, init: IdpRequest): Promise<{ status: number; json: unknown }> {
   const problem = idpUrlProblem(url);
   if (problem) throw new Error(`${url} ${problem}`);
-  let text: string;
+  let answer: { status: number; text: string };
   try {
-    text = await readCapped(url, signal);
+    answer = await readCapped(url, signal, init);
   } catch (err) {
     if (err instanceof IdpAnswerError) throw err;
     throw new Error(`${url}: ${signal.aborted ? "no answer in time" : describe(err)}`);
   }
   try {
-    return JSON.parse(text) as unknown;
+    return { status: answer.status, json: JSON.parse(answer.text) as unknown };
   } catch {
     throw new Error(`${url} did not send JSON`);
   }
@@ -58,11 +78,11 @@ export async function fetchIdpJson(url: string, signal: AbortSignal): Promise<un
 /** The provider answered, but not with something usable (as opposed to a network failure). */
 class IdpAnswerError extends Error {}
 
-async function readCapped(url: string, signal: AbortSignal): Promise<string> {
-  const res = await fetch(url, { method: "GET", redirect: "manual", signal, headers: { accept: "application/json" } });
+async function readCapped(url: string, signal: AbortSignal, init: IdpRequest): Promise<{ status: number; text: string }> {
+  const res = await fetch(url, { method: init.method, redirect: "manual", signal, headers: { accept: "application/json", ...init.headers }, ...(init.body !== undefined ? { body: init.body } : {}) });
   const reader = res.body?.getReader();
   try {
-    if (res.status !== 200) throw new IdpAnswerError(`${url} answered ${res.status}, not 200`);
+    if (!init.okStatuses.includes(res.status)) throw new IdpAnswerError(`${url} answered ${res.status}, not ${init.okStatuses.join(" or ")}`);
     const declared = Number(res.headers.get("content-length") ?? 0);
     if (declared > MAX_IDP_RESPONSE_BYTES) throw new IdpAnswerError(`${url} sent ${declared} bytes, more than ${MAX_IDP_RESPONSE_BYTES}`);
     const chunks: Uint8Array[] = [];
@@ -74,7 +94,7 @@ async function readCapped(url: string, signal: AbortSignal): Promise<string> {
       if (total > MAX_IDP_RESPONSE_BYTES) throw new IdpAnswerError(`${url} sent more than ${MAX_IDP_RESPONSE_BYTES} bytes`);
       chunks.push(next.value);
     }
-    return Buffer.concat(chunks).toString("utf8");
+    return { status: res.status, text: Buffer.concat(chunks).toString("utf8") };
   } finally {
     // A body left unread (an error status, too large) would keep its connection busy.
     reader?.cancel().catch(() => {});

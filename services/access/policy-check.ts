@@ -5,6 +5,7 @@ import {
   AccessPolicySchema,
   type AccessRule,
   type JwtRule,
+  type LoginRule,
 } from "../../gen/ferry/access/v1/access_policy_pb.js";
 import { durationFromMs, formatDuration, msFromDuration } from "../../core/duration.js";
 import { FerryError } from "../../core/errors.js";
@@ -28,7 +29,10 @@ export const POLICY_LIMITS = Object.freeze({
   maxPeriodMs: 86_400_000,
 });
 
-export const CREDENTIAL_KINDS: readonly CredentialKind[] = ["apiKey", "jwt", "mtls", "basic"];
+export const CREDENTIAL_KINDS: readonly CredentialKind[] = ["apiKey", "jwt", "mtls", "basic", "login"];
+/** Login sessions: how long one may go unused, and last at most (defaults, bounds). */
+export const LOGIN_SESSION = Object.freeze({ idleMs: 3_600_000, maxMs: 43_200_000, minMs: 60_000, ceilingMs: 30 * 86_400_000 });
+export const DEFAULT_LOGIN_SCOPES: readonly string[] = ["openid", "email", "profile"];
 export const RATE_LIMIT_BY = ["client", "ip", "rule"] as const;
 export type RateLimitBy = (typeof RATE_LIMIT_BY)[number];
 /** Headers that cannot carry a client key: the relay or HTTP itself needs them as they are. */
@@ -65,7 +69,28 @@ export function validateAccessPolicy(policy: AccessPolicy, opts: { clientCertifi
     checkName(rule, i, names);
     checkRule(rule, label, out, opts);
   });
+  checkOneLoginPerTarget(out);
   return out;
+}
+
+/**
+ * A target has one login session (one cookie, at its host or path), so every rule that signs people in for it must
+ * use the same provider and client; rules for different paths may still ask for different claims.
+ */
+function checkOneLoginPerTarget(policy: AccessPolicy): void {
+  const logins = policy.rules.filter((rule) => rule.login !== undefined);
+  for (let i = 0; i < logins.length; i++) {
+    for (let j = i + 1; j < logins.length; j++) {
+      const [a, b] = [logins[i]!, logins[j]!];
+      const shared = a.targets.includes("*") || b.targets.includes("*") || a.targets.some((t) => b.targets.includes(t));
+      if (shared && (a.login!.issuer !== b.login!.issuer || a.login!.clientId !== b.login!.clientId)) {
+        fail(
+          `rule ${JSON.stringify(b.name)}: login uses another issuer or client id than rule ${JSON.stringify(a.name)} for a target both apply to: ` +
+            "a target has one login session, so its rules must sign people in at the same provider with the same client",
+        );
+      }
+    }
+  }
 }
 
 function checkName(rule: AccessRule, i: number, names: Map<string, number>): void {
@@ -111,12 +136,13 @@ function checkRule(rule: AccessRule, r: string, policy: AccessPolicy, opts: { cl
   }
   const kinds = new Set<string>();
   for (const k of rule.require) {
-    if (!(CREDENTIAL_KINDS as readonly string[]).includes(k)) fail(`${r}: require: ${JSON.stringify(k)} is not a credential: use apiKey, jwt, mtls or basic`);
+    if (!(CREDENTIAL_KINDS as readonly string[]).includes(k)) fail(`${r}: require: ${JSON.stringify(k)} is not a credential: use apiKey, jwt, mtls, basic or login`);
     kinds.add(k);
   }
   checkApiKeyHeader(rule, r, kinds.has("apiKey"));
   checkJwt(rule, r, kinds.has("jwt"));
   checkBasic(rule, r, kinds.has("basic"));
+  checkLogin(rule, r, kinds.has("login"));
   if (kinds.has("mtls")) {
     if (policy.clientCaPem.trim() === "") fail(`${r}: require names mtls, so clientCaPem (the CA certificates that sign the clients' certificates) is needed`);
     if (!opts.clientCertificates && kinds.size === 1) {
@@ -213,6 +239,69 @@ function checkBasic(rule: AccessRule, r: string, required: boolean): void {
     const hash = parsePasswordHash(u.passwordHash);
     if (typeof hash === "string") fail(`${at} ("${u.name}").passwordHash ${hash}`);
   });
+}
+
+function checkLogin(rule: AccessRule, r: string, required: boolean): void {
+  const login = rule.login;
+  if (!required) {
+    if (login) fail(`${r}: login is set but require does not name login, so nobody would be asked to sign in: add login to require, or remove login`);
+    return;
+  }
+  if (!login) fail(`${r}: require names login, so login (issuer, clientId and clientSecret at least) is needed`);
+  if (login.issuer === "") fail(`${r}: login.issuer is needed (the identity provider's issuer URL, e.g. https://login.example.com/acme)`);
+  checkUrl(`${r}: login.issuer`, login.issuer);
+  if (!/^[\x21-\x7e]{1,256}$/.test(login.clientId)) fail(`${r}: login.clientId is needed: 1-256 printable ASCII characters, as registered at the provider`);
+  checkLoginSecret(login, r);
+  if (login.scopes.length > 32) fail(`${r}: login.scopes: at most 32 scopes`);
+  for (const s of login.scopes) {
+    if (!/^[\x21\x23-\x5b\x5d-\x7e]{1,128}$/.test(s)) fail(`${r}: login.scopes: ${JSON.stringify(s)} is not a scope (printable ASCII without spaces, quotes or backslashes)`);
+  }
+  if (login.scopes.length === 0) login.scopes = [...DEFAULT_LOGIN_SCOPES];
+  else if (!login.scopes.includes("openid")) login.scopes.unshift("openid");
+  login.scopes = [...new Set(login.scopes)];
+  if (login.allowedEmailDomains.length > POLICY_LIMITS.listEntries) fail(`${r}: login.allowedEmailDomains: at most ${POLICY_LIMITS.listEntries} entries`);
+  login.allowedEmailDomains = login.allowedEmailDomains.map((d) => d.toLowerCase());
+  for (const d of login.allowedEmailDomains) {
+    if (!/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/.test(d)) {
+      fail(`${r}: login.allowedEmailDomains: ${JSON.stringify(d)} is not a domain name (e.g. example.com)`);
+    }
+  }
+  const claims = Object.entries(login.claims);
+  if (claims.length > 32) fail(`${r}: login.claims: at most 32 claims (the session cookie carries them)`);
+  for (const [name, value] of claims) {
+    if (!/^[\x21-\x7e]{1,64}$/.test(name)) fail(`${r}: login.claims: ${JSON.stringify(name)} is not a claim name (1-64 printable ASCII characters)`);
+    checkClaim(`${r}: login.claims.${name}`, value);
+  }
+  const idle = sessionMs(login.sessionIdle, LOGIN_SESSION.idleMs, `${r}: login.sessionIdle`);
+  const max = sessionMs(login.sessionMax, Math.max(LOGIN_SESSION.maxMs, idle), `${r}: login.sessionMax`);
+  if (max < idle) fail(`${r}: login.sessionMax (${formatDuration(max)}) must be at least login.sessionIdle (${formatDuration(idle)})`);
+  login.sessionIdle = durationFromMs(idle);
+  login.sessionMax = durationFromMs(max);
+}
+
+/** The client secret comes one way only: in the file (then sealed by the relay), sealed before, or from the environment. */
+function checkLoginSecret(login: LoginRule, r: string): void {
+  if (login.clientSecretEnv !== "") {
+    if (login.clientSecret !== "" || login.clientSecretSealed !== "") fail(`${r}: login: give clientSecret or clientSecretEnv, not both`);
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(login.clientSecretEnv)) fail(`${r}: login.clientSecretEnv ${JSON.stringify(login.clientSecretEnv)} is not an environment variable name`);
+    return;
+  }
+  // A secret given again replaces the sealed one a policy read back carries.
+  if (login.clientSecret !== "") {
+    if (login.clientSecret.length > 1024 || /[\u0000-\u001f\u007f]/.test(login.clientSecret)) fail(`${r}: login.clientSecret must be at most 1024 characters, without control characters`);
+    login.clientSecretSealed = "";
+    return;
+  }
+  if (login.clientSecretSealed === "") fail(`${r}: login needs the client's secret: clientSecret (sealed by the relay at once), or clientSecretEnv`);
+}
+
+function sessionMs(d: LoginRule["sessionIdle"], fallback: number, at: string): number {
+  if (!d) return fallback;
+  const ms = msFromDuration(d) ?? -1;
+  if (d.seconds < 0n || d.nanos < 0 || ms < LOGIN_SESSION.minMs || ms > LOGIN_SESSION.ceilingMs) {
+    fail(`${at} must be between ${formatDuration(LOGIN_SESSION.minMs)} and ${formatDuration(LOGIN_SESSION.ceilingMs)}`);
+  }
+  return ms;
 }
 
 function checkRateLimit(rule: AccessRule, r: string): void {

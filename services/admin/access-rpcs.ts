@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { create, type JsonObject, toJson } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { SecretBox } from "../auth/secret-box.js";
 import { type AccessPolicy, AccessPolicySchema } from "../../gen/ferry/access/v1/access_policy_pb.js";
 import { type AdminService, type ClientKey, ClientKeySchema } from "../../gen/ferry/admin/v1/admin_service_pb.js";
 import type { ClientKeyRecord } from "../../gen/ferry/state/v1/state_pb.js";
@@ -21,6 +22,8 @@ export interface AccessRpcDeps {
    * that accepts only mtls cannot match otherwise, so SetAccessPolicy refuses one (validateAccessPolicy's `tls`).
    */
   clientCertificates: boolean;
+  /** The operator's secret keys: a login rule's client secret is sealed with them before it is stored. */
+  secrets?: SecretBox;
 }
 
 /**
@@ -38,7 +41,7 @@ export function accessRpcs(deps: AccessRpcDeps, actor: (ctx: HandlerContext) => 
 
     async setAccessPolicy(req, ctx) {
       const policy = req.policy ?? create(AccessPolicySchema);
-      const { before, after, replacedUnusable } = await catalog.accessPolicies.setAccessPolicy(req.tenant, policy, { clientCertificates: deps.clientCertificates });
+      const { before, after, replacedUnusable } = await catalog.accessPolicies.setAccessPolicy(req.tenant, policy, { clientCertificates: deps.clientCertificates, ...(deps.secrets ? { secrets: deps.secrets } : {}) });
       const empty = after.policy!.rules.length === 0 && after.policy!.clientCaPem === "";
       audit.record({
         action: "access.set",
@@ -106,11 +109,17 @@ function json(key: ClientKey): Record<string, unknown> {
 export function policyForAudit(policy: AccessPolicy): Record<string, unknown> {
   const out = toJson(AccessPolicySchema, policy) as JsonObject;
   for (const rule of (out.rules ?? []) as JsonObject[]) {
+    const login = rule.login as JsonObject | undefined;
+    if (typeof login?.clientSecretSealed === "string") login.clientSecretSealed = fingerprint(login.clientSecretSealed);
     for (const user of (rule.basicUsers ?? []) as JsonObject[]) {
       if (typeof user.passwordHash === "string") {
-        user.passwordHash = `sha256:${createHash("sha256").update(user.passwordHash).digest("hex").slice(0, 12)}`;
+        user.passwordHash = fingerprint(user.passwordHash);
       }
     }
   }
   return out;
+}
+
+function fingerprint(text: string): string {
+  return `sha256:${createHash("sha256").update(text).digest("hex").slice(0, 12)}`;
 }

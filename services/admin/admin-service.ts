@@ -1,3 +1,4 @@
+import type { SecretBox } from "../auth/secret-box.js";
 import { create, type JsonObject, toJson } from "@bufbuild/protobuf";
 import type { Limits } from "../limits/limits.js";
 import { timestampFromDate, timestampMs } from "@bufbuild/protobuf/wkt";
@@ -46,6 +47,8 @@ export interface AdminServiceDeps {
   faults?: PeerFaults;
   /** Whether this node's TLS listener asks clients for certificates: an access rule accepting only mtls cannot match otherwise. */
   clientCertificates: boolean;
+  /** The operator's secret keys (login client secrets are sealed with them). */
+  secrets?: SecretBox;
   /** Live traffic, history, captures and replays (traffic-rpcs.ts). */
   traffic: Omit<TrafficRpcDeps, "catalog" | "audit">;
 }

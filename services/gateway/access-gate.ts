@@ -4,6 +4,8 @@ import type { AccessControl, AccessDecision, AccessGranted, MaybeAsync } from ".
 import type { NodeRequest, NodeResponse } from "../http/http-error.js";
 import type { AccessOutcome } from "../observability/exchange-record.js";
 import type { RelayPath } from "./relay-path.js";
+import { FerryError } from "../../core/errors.js";
+import { LOGIN_PATH_PREFIX } from "../login/login-routes.js";
 
 /**
  * Asks the tenant's access policy about a request, before anything of it
@@ -18,7 +20,7 @@ export function passAccessPolicy(
   access: AccessControl,
   req: NodeRequest,
   res: NodeResponse,
-  where: Pick<RelayPath, "tenant" | "target" | "path">,
+  where: Pick<RelayPath, "tenant" | "target" | "path" | "query" | "prefix">,
   clientAddress: string,
   record: (outcome: AccessOutcome) => void,
 ): MaybeAsync<AccessGranted> {
@@ -31,6 +33,7 @@ export function passAccessPolicy(
     path: where.path,
     clientAddress,
     headers: req.headers,
+    cookie: req.headers.cookie,
     tls: socket !== undefined,
     preflight: req.method === "OPTIONS" && req.headers.origin !== undefined && req.headers["access-control-request-method"] !== undefined,
     get clientCertificate() {
@@ -38,18 +41,34 @@ export function passAccessPolicy(
       return certificate;
     },
   });
-  return decision instanceof Promise ? decision.then((d) => settle(d, res, record)) : settle(decision, res, record);
+  const signIn = () => (navigation(req) ? `${where.prefix}${LOGIN_PATH_PREFIX}login?return=${encodeURIComponent(where.query ? `${where.path}?${where.query}` : where.path)}` : undefined);
+  return decision instanceof Promise ? decision.then((d) => settle(d, res, record, signIn)) : settle(decision, res, record, signIn);
 }
 
-function settle(decision: AccessDecision, res: NodeResponse, record: (outcome: AccessOutcome) => void): AccessGranted {
+function settle(decision: AccessDecision, res: NodeResponse, record: (outcome: AccessOutcome) => void, signIn: () => string | undefined): AccessGranted {
   if (!decision.allowed) {
     record({ granted: false, rule: decision.rule, reason: decision.reason });
     if (decision.wwwAuthenticate?.length) res.setHeader("www-authenticate", decision.wwwAuthenticate);
     for (const [name, value] of Object.entries(decision.headers ?? {})) res.setHeader(name, value);
+    const to = decision.signIn ? signIn() : undefined;
+    if (to !== undefined) throw new FerryError(decision.error.kind, decision.error.code, decision.error.message, { signIn: to });
     throw decision.error;
   }
   record({ granted: true, ...(decision.rule ? { rule: decision.rule } : {}), method: decision.method, subject: decision.subject });
   return decision;
+}
+
+/**
+ * A browser opening a page (not a script's fetch, not a form post, not a WebSocket): only that is sent to sign in;
+ * everything else gets the 401, so an app's JSON call never receives the provider's HTML login page.
+ */
+function navigation(req: NodeRequest): boolean {
+  if (req.method !== "GET" && req.method !== "HEAD") return false;
+  if (req.headers.upgrade !== undefined) return false;
+  const mode = req.headers["sec-fetch-mode"];
+  if (mode !== undefined) return mode === "navigate";
+  // Browsers without Fetch Metadata: a navigation asks for HTML.
+  return (req.headers.accept ?? "").includes("text/html");
 }
 
 /** The request's TLS socket; undefined on cleartext. HTTP/2 requests share their session's. */

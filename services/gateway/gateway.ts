@@ -31,6 +31,8 @@ import { parseRelayPath, type RelayPath } from "./relay-path.js";
 import { BadResponse, type BadResponseReason, type FramedResponse, frameResponse } from "./response-head.js";
 import { hostOnlyCookies } from "./cookie-scope.js";
 import { passAccessPolicy } from "./access-gate.js";
+import { SESSION_COOKIE, setCookie, withoutLoginCookies } from "../access/login-cookies.js";
+import { LOGIN_PATH_PREFIX, type LoginRoutes } from "../login/login-routes.js";
 import { isolatePathRouted } from "./shared-origin.js";
 import { SPOOFABLE_HEADERS } from "./spoofable-headers.js";
 import { bodyTooLarge, tenantRefusal } from "./tenant-checks.js";
@@ -70,6 +72,8 @@ export interface GatewayOptions {
   identity?: IdentityIssuer;
   /** Captures recording a target's exchanges (the console's inspector). */
   captures?: Pick<CaptureStore, "tap">;
+  /** Sign-in at the relay for targets whose rules take "login" (services/login). */
+  login?: LoginRoutes;
   /** The admin token id when the request is an administrator's replay (it came from the relay itself): no policy applies. */
   replayOf?(req: NodeRequest): string | undefined;
 }
@@ -246,6 +250,12 @@ async function serve(
   p.clientAddress = head.clientAddress;
   // Refused requests too: why a client gets 401 is what an operator often captures for.
   p.capture = opts.captures?.tap(where.tenant, where.target, req.rawHeaders, where.query);
+  const proto = head.headers.find((h) => h.name === "x-forwarded-proto")?.value === "https" ? "https" : "http";
+  if (opts.login && where.path.startsWith(LOGIN_PATH_PREFIX)) {
+    const origin = `${proto}://${head.authority || authority || ""}`;
+    const served = opts.login.serve(req, res, { where, clientAddress: head.clientAddress, origin, secure: proto === "https" });
+    if (served) return await served;
+  }
   // Before the tenant's exchanges are taken: a refused client holds none, and nothing of it reaches a connector.
   const replayBy = opts.replayOf?.(req);
   if (replayBy !== undefined || opts.access?.applies(tenant.name)) {
@@ -256,6 +266,9 @@ async function serve(
     const grant = passed instanceof Promise ? await passed : passed;
     const consumed = grant.consumedHeaders;
     if (consumed.length > 0) head.headers = head.headers.filter((h) => !consumed.includes(h.name));
+    // Lost when the target sets cookies itself (its Set-Cookie wins): the next request renews it then.
+    const renewed = grant.renewedSession;
+    if (renewed) res.setHeader("set-cookie", setCookie(SESSION_COOKIE, renewed.cookie, { path: `${where.prefix}/`, secure: proto === "https" }, renewed.maxAgeSeconds));
     // The node's word that the policy let this request through, for the connector (requireIdentity) and the target
     // to check against /.well-known/ferry/jwks.json. Throws identity_unavailable (500) when it cannot be given.
     if (opts.identity) head.headers.push(header(IDENTITY_HEADER, opts.identity.issue(grant, { tenant: where.tenant, target: where.target, clientAddress: head.clientAddress })));
@@ -402,7 +415,7 @@ function requestHead(
     },
     opts.trustedProxies,
   );
-  const headers = mergeCookies(endToEndHeaders(req.rawHeaders, { drop: CLIENT_DROPPED, upgrade }));
+  const headers = withoutRelayCookies(mergeCookies(endToEndHeaders(req.rawHeaders, { drop: CLIENT_DROPPED, upgrade })));
   headers.push(...forwarded.headers, header("traceparent", trace.traceparent), header("x-request-id", trace.requestId));
   return {
     $typeName: "ferry.tunnel.v1.RequestHead",
@@ -437,6 +450,16 @@ function mergeCookies(headers: Header[]): Header[] {
   const rest = headers.filter((h) => h.name !== "cookie");
   rest.push(header("cookie", cookies.map((c) => c.value).join("; ")));
   return rest;
+}
+
+/** The relay's login cookies are its own: the target never sees them (login-cookies.ts). */
+function withoutRelayCookies(headers: Header[]): Header[] {
+  const at = headers.findIndex((h) => h.name === "cookie" && h.value.includes("ferry_"));
+  if (at < 0) return headers;
+  const kept = withoutLoginCookies(headers[at]!.value);
+  if (kept === undefined) headers.splice(at, 1);
+  else headers[at] = header("cookie", kept);
+  return headers;
 }
 
 /**

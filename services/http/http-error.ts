@@ -98,7 +98,8 @@ function writeError(res: NodeResponse, err: FerryError): void {
   const body = JSON.stringify({ error: { code: err.code, message: err.message } });
   const headers: Record<string, string | number> = { ...ERROR_HEADERS, "content-length": Buffer.byteLength(body) };
   if (err.extra.retryAfterSeconds !== undefined) headers["retry-after"] = err.extra.retryAfterSeconds;
-  res.writeHead(HTTP_STATUS[err.kind], headers);
+  if (err.extra.signIn !== undefined) headers.location = err.extra.signIn;
+  res.writeHead(err.extra.signIn !== undefined ? 302 : HTTP_STATUS[err.kind], headers);
   res.end(body);
 }
 

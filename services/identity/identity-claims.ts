@@ -24,6 +24,10 @@ export interface IdentityClaims {
   client_address: string;
   /** The rule that applied; absent (left out of the JSON) for a target no rule names. */
   rule?: string;
+  /** For "login": what the identity provider said of the person (each absent when it said nothing). */
+  email?: string;
+  name?: string;
+  groups?: string[];
   iat: number;
   exp: number;
   /** 16 random bytes, base64url. */
@@ -53,6 +57,9 @@ export function identityFor(grant: AccessGranted, facts: IdentityFacts, nowMs: n
     client_address: facts.clientAddress,
     // undefined is left out by JSON.stringify: no spread (and no second object) per request.
     rule: grant.rule,
+    email: grant.profile?.email,
+    name: grant.profile?.name,
+    groups: grant.profile?.groups,
     iat,
     exp: iat + IDENTITY_TTL_SECONDS,
     jti: newJti(),

@@ -30,7 +30,9 @@ export function createIdentityIssuer(signer: IdentitySigner, opts: { now?: () =>
     issue(grant, facts) {
       const nowMs = now();
       // NUL cannot occur in any part (names are DNS labels, the rest header-safe text): no two tuples share a key.
-      const key = `${facts.tenant}\0${facts.target}\0${grant.rule ?? ""}\0${grant.method}\0${grant.subject}\0${facts.clientAddress}`;
+      // A person's profile can change between two sessions of the same subject (a new group): part of the key.
+      const profile = grant.profile ? `\0${JSON.stringify(grant.profile)}` : "";
+      const key = `${facts.tenant}\0${facts.target}\0${grant.rule ?? ""}\0${grant.method}\0${grant.subject}\0${facts.clientAddress}${profile}`;
       const hit = kept.get(key);
       if (hit && hit.exp - nowMs / 1000 >= MIN_LEFT_SECONDS) return hit.token;
       const claims = identityFor(grant, facts, nowMs);

@@ -8,6 +8,7 @@ const ACTOR_PREFIX: Record<Exclude<(AccessOutcome & { granted: true })["method"]
   jwt: "jwt",
   mtls: "client-cert",
   basic: "basic",
+  login: "login",
   replay: "admin",
 };
 

@@ -6,6 +6,8 @@ import type { PeerFaults } from "../limits/peer-faults.js";
 export interface Metrics {
   /** Counts one finished exchange. */
   observe(record: ExchangeRecord): void;
+  /** Counts a sign-in at the relay, or a sign-out (services/login). */
+  login(tenant: string, outcome: "success" | "refused" | "failed" | "logout"): void;
   /** Drops every series of a deleted tenant. */
   forgetTenant(tenant: string): Promise<void>;
   /** The Prometheus text exposition. */
@@ -50,6 +52,12 @@ export function createMetrics(deps: { registry: TunnelRegistry; activeFor(tenant
     name: "ferry_access_denied_total",
     help: "Requests refused by the tenant's access policy, by tenant and reason (ip_denied, credential_missing, rate_limited, ...)",
     labelNames: ["tenant", "reason"] as const,
+    registers: [register],
+  });
+  const logins = new Counter({
+    name: "ferry_logins_total",
+    help: "Sign-ins at the relay by tenant and outcome (success, refused by the rule, failed, logout)",
+    labelNames: ["tenant", "outcome"] as const,
     registers: [register],
   });
   const perTenant = <T extends string>(read: (tenant: string, tunnels: ReturnType<TunnelRegistry["tunnels"]>) => number) =>
@@ -125,8 +133,11 @@ export function createMetrics(deps: { registry: TunnelRegistry; activeFor(tenant
       if (r.bytesOut) bytes.inc({ tenant: r.tenant, target: r.target, direction: "out" }, r.bytesOut);
       if (r.access && !r.access.granted) accessDenied.inc({ tenant: r.tenant, reason: r.access.reason });
     },
+    login(tenant, outcome) {
+      logins.inc({ tenant, outcome });
+    },
     async forgetTenant(tenant) {
-      for (const metric of [requests, relayErrors, duration, bytes, accessDenied] as Array<Counter<string> | Histogram<string>>) {
+      for (const metric of [requests, relayErrors, duration, bytes, accessDenied, logins] as Array<Counter<string> | Histogram<string>>) {
         const { values } = await metric.get();
         const seen = new Set<string>();
         for (const v of values) {

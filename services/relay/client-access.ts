@@ -5,10 +5,14 @@ import { createJwtVerifier } from "../access/jwt-verifier.js";
 import { createSourceBackoff } from "../auth/source-backoff.js";
 import type { Limits } from "../limits/limits.js";
 import type { Catalog } from "../state/catalog.js";
+import type { SecretBox } from "../auth/secret-box.js";
+import { createOidcClient, type OidcClient } from "../login/oidc-client.js";
 
 /** The tenants' client access policies as this node applies them, with what they hold (JWKS caches, fetches). */
 export interface ClientAccess {
   control: AccessControl;
+  /** The relay as an OpenID relying party for "login" rules, on the same key caches as bearer tokens. */
+  oidc: OidcClient;
   close(): void;
 }
 
@@ -28,8 +32,9 @@ export interface ClientAccess {
  * and a node cut off from NATS soon counts itself alone and enforces the
  * whole limit: neither side can know what the other allows.
  */
-export function createClientAccess(catalog: Catalog, limits: Limits, log: Logger, liveNodes?: () => number): ClientAccess {
+export function createClientAccess(catalog: Catalog, limits: Limits, log: Logger, liveNodes?: () => number, secrets?: SecretBox): ClientAccess {
   const jwt = createJwtVerifier({ log });
+  const oidc = createOidcClient(jwt);
   const control = createAccessControl({
     policyOf: (tenant) => catalog.accessPolicies.getAccessPolicy(tenant),
     unusable: (tenant) => catalog.accessPolicies.policyUnusable(tenant),
@@ -37,6 +42,14 @@ export function createClientAccess(catalog: Catalog, limits: Limits, log: Logger
     verifyJwt: (token, rule) => jwt.verify(token, rule),
     backoff: createSourceBackoff(limits),
     ...(liveNodes ? { share: () => 1 / liveNodes() } : {}),
+    ...(secrets ? { secrets } : {}),
   });
-  return { control, close: () => jwt.close() };
+  return {
+    control,
+    oidc,
+    close: () => {
+      oidc.close();
+      jwt.close();
+    },
+  };
 }

@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
-import { statSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
+import { parseSecretKeys } from "../auth/secret-box.js";
 import { fromJson, type JsonObject } from "@bufbuild/protobuf";
 import {
   type NatsConfig,
@@ -77,6 +78,8 @@ export interface RelayFlags {
   peerAdvertise?: string;
   /** --limit NAME=VALUE, repeatable; NAME is a RelayLimits JSON name. */
   limit?: string[];
+  /** --secret-key-file FILE. */
+  secretKeyFile?: string;
 }
 
 /** The relay's settings after merging flags, file, environment and defaults, and validating. */
@@ -118,6 +121,8 @@ export interface RelaySettings {
   peerListen?: PeerListen;
   /** Resource limits: the file's `limits`, each --limit over it, defaults for the rest. */
   limits: Limits;
+  /** The operator's secret keys (--secret-key-file, else FERRY_SECRET_KEY); the first seals. */
+  secretKeys?: Buffer[];
 }
 
 /**
@@ -198,7 +203,31 @@ export function resolveRelaySettings(flags: RelayFlags, env: NodeJS.ProcessEnv):
     ...optional("nats", nats),
     ...optional("peerListen", resolvePeerListen(flags, file, nats !== undefined, name)),
     limits: limitsFrom(mergeLimits(file.limits, limitFlags(flags.limit ?? []))),
+    ...optional("secretKeys", secretKeys(flags, file, env, name)),
   };
+}
+
+/** The keys of --secret-key-file (or the file's secretKeyFile), else of FERRY_SECRET_KEY; a bad key stops the start. */
+function secretKeys(flags: RelayFlags, file: RelayConfig, env: NodeJS.ProcessEnv, name: Namer): Buffer[] | undefined {
+  const path = flags.secretKeyFile ?? (file.secretKeyFile || undefined);
+  const from = name("--secret-key-file", flags.secretKeyFile !== undefined, "secretKeyFile");
+  let text: string;
+  if (path !== undefined) {
+    try {
+      text = readFileSync(path, "utf8");
+    } catch (err) {
+      throw invalid(`${from}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  } else if (env.FERRY_SECRET_KEY) {
+    text = env.FERRY_SECRET_KEY;
+  } else {
+    return undefined;
+  }
+  try {
+    return parseSecretKeys(text, path !== undefined ? from : "FERRY_SECRET_KEY");
+  } catch (err) {
+    throw invalid((err as Error).message);
+  }
 }
 
 /** --limit NAME=VALUE entries as a RelayLimits message, read like the file's `limits` (sizes, durations). */

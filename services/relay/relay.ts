@@ -24,6 +24,8 @@ import { serialDenied } from "../tunnel/connector-cert.js";
 import { TunnelRegistry } from "../tunnel/tunnel-registry.js";
 import { createExchangeObserver } from "../observability/exchange-observer.js";
 import { createClientAccess } from "./client-access.js";
+import { createSecretBox } from "../auth/secret-box.js";
+import { createLoginRoutes } from "../login/login-routes.js";
 import { createIdentityKeys } from "../identity/identity-keys.js";
 import { jwksEndpoint } from "../identity/jwks-endpoint.js";
 import { createIdentityIssuer } from "../identity/identity-reuse.js";
@@ -83,6 +85,8 @@ export interface RelayOptions {
   clientCertificates?: boolean;
   /** Resource limits; unset ones take their defaults (limits.ts). */
   limits?: Partial<Limits>;
+  /** The operator's secret keys (--secret-key-file), the same on every node: needed for access rules with "login". */
+  secretKeys?: Buffer[];
   /** Fault and limit counters, shared with the server when it was made first; else the relay makes its own. */
   faults?: PeerFaults;
   /** How long one X-Ferry-Identity signing key is used before the next (default 24 h; short in tests). */
@@ -218,7 +222,8 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
     const { bus, directory } = cluster
       ? await cluster.start({ registry, local: localBus, node: nodeFacts, isDraining: () => draining, faults, traffic })
       : { bus: localBus, directory: localDirectory(registry, nodeFacts) };
-    const clientAccess = createClientAccess(catalog, limits, log, cluster?.liveNodes);
+    const secrets = options.secretKeys?.length ? createSecretBox(options.secretKeys) : undefined;
+    const clientAccess = createClientAccess(catalog, limits, log, cluster?.liveNodes, secrets);
     // This node's X-Ferry-Identity key, published in the (shared) store before the node serves.
     const identity = createIdentityKeys({ store, nodeId, log, faults, rotateEveryMs: options.identityRotateEveryMs });
     try {
@@ -242,6 +247,19 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
       limits,
       faults,
       access: clientAccess.control,
+      ...(secrets
+        ? {
+            login: createLoginRoutes({
+              access: clientAccess.control,
+              oidc: clientAccess.oidc,
+              secrets,
+              audit,
+              log,
+              refusals: createRefusalLimiter(),
+              count: (tenant, outcome) => metrics.login(tenant, outcome),
+            }),
+          }
+        : {}),
       identity: createIdentityIssuer(identity),
       captures: traffic.captures,
       replayOf: traffic.replayer.replayOf,
@@ -291,6 +309,7 @@ export async function createRelay(options: RelayOptions): Promise<Relay> {
             limits,
             faults,
             clientCertificates: options.clientCertificates === true,
+            ...(secrets ? { secrets } : {}),
             traffic,
           }),
         ),

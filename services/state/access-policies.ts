@@ -6,6 +6,8 @@ import { FerryError } from "../../core/errors.js";
 import { isDnsLabel } from "../../core/names.js";
 import { validateAccessPolicy } from "../access/policy-check.js";
 import type { RecordKind, StoredRecords } from "./stored-records.js";
+import type { SecretBox } from "../auth/secret-box.js";
+import { sealLoginSecret } from "../access/login-secret.js";
 
 const POLICY: RecordKind<typeof AccessPolicyRecordSchema> = {
   prefix: "access-policy.",
@@ -103,11 +105,23 @@ export class AccessPolicies {
   async setAccessPolicy(
     tenant: string,
     policy: AccessPolicy,
-    opts: { clientCertificates: boolean },
+    opts: { clientCertificates: boolean; secrets?: SecretBox },
   ): Promise<{ before?: AccessPolicyRecord; after: AccessPolicyRecord; replacedUnusable: boolean }> {
     return this.records.serialized(async () => {
       this.tenants.requireTenant(tenant);
       const normalized = validateAccessPolicy(policy, opts);
+      // A client secret in the file is never stored as it came: sealed with the operator's keys, or refused.
+      for (const rule of normalized.rules) {
+        if (!rule.login || rule.login.clientSecret === "") continue;
+        if (!opts.secrets) {
+          throw new FerryError(
+            "failed_precondition",
+            "no_secret_key",
+            `rule "${rule.name}": this relay has no secret key (--secret-key-file or FERRY_SECRET_KEY), so it cannot store login.clientSecret; start it with one, or use login.clientSecretEnv`,
+          );
+        }
+        sealLoginSecret(opts.secrets, rule.login, tenant);
+      }
       const before = this.records.read(POLICY, tenant);
       const replacedUnusable = before === undefined && this.records.has(POLICY, tenant);
       const after = create(AccessPolicyRecordSchema, { tenant, policy: normalized, updateTime: timestampNow() });

@@ -38,7 +38,7 @@ const rows: Row[] = [
   { name: "a CIDR that is no address", policy: rule({ denyIps: ["10.0.0"] }), want: `rule 1: denyIps: "10.0.0" is not an IPv4 or IPv6 address or CIDR block` },
   { name: "a host name for an address", policy: rule({ allowIps: ["office.example.com"] }), want: `"office.example.com" is not an IPv4 or IPv6 address` },
   { name: "an address with a zone", policy: rule({ allowIps: ["fe80::1%eth0"] }), want: `"fe80::1%eth0" is not an IPv4 or IPv6 address` },
-  { name: "an unknown credential", policy: rule({ require: ["oauth"] }), want: `rule 1: require: "oauth" is not a credential: use apiKey, jwt, mtls or basic` },
+  { name: "an unknown credential", policy: rule({ require: ["oauth"] }), want: `rule 1: require: "oauth" is not a credential: use apiKey, jwt, mtls, basic or login` },
   { name: "jwt required without a jwt rule", policy: rule({ require: ["jwt"] }), want: "rule 1: require names jwt, so jwt (issuer and audience at least) is needed" },
   { name: "a jwt rule that is not required", policy: rule({ jwt }), want: "rule 1: jwt is set but require does not name jwt" },
   { name: "jwt without an issuer", policy: rule({ require: ["jwt"], jwt: { audience: ["a"] } }), want: "rule 1: jwt.issuer is needed" },

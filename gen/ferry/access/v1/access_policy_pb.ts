@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ferry/access/v1/access_policy.proto.
  */
 export const file_ferry_access_v1_access_policy: GenFile = /*@__PURE__*/
-  fileDesc("CiNmZXJyeS9hY2Nlc3MvdjEvYWNjZXNzX3BvbGljeS5wcm90bxIPZmVycnkuYWNjZXNzLnYxIlEKDEFjY2Vzc1BvbGljeRIqCgVydWxlcxgBIAMoCzIbLmZlcnJ5LmFjY2Vzcy52MS5BY2Nlc3NSdWxlEhUKDWNsaWVudF9jYV9wZW0YAiABKAkikAIKCkFjY2Vzc1J1bGUSDwoHdGFyZ2V0cxgBIAMoCRINCgVwYXRocxgCIAMoCRIRCglhbGxvd19pcHMYAyADKAkSEAoIZGVueV9pcHMYBCADKAkSDwoHcmVxdWlyZRgFIAMoCRIlCgNqd3QYBiABKAsyGC5mZXJyeS5hY2Nlc3MudjEuSnd0UnVsZRIuCgpyYXRlX2xpbWl0GAcgASgLMhouZmVycnkuYWNjZXNzLnYxLlJhdGVMaW1pdBIWCg5hcGlfa2V5X2hlYWRlchgIIAEoCRIvCgtiYXNpY191c2VycxgJIAMoCzIaLmZlcnJ5LmFjY2Vzcy52MS5CYXNpY1VzZXISDAoEbmFtZRgKIAEoCSKOAgoHSnd0UnVsZRIOCgZpc3N1ZXIYASABKAkSEAoIYXVkaWVuY2UYAiADKAkSEAoIandrc191cmwYAyABKAkSNAoGY2xhaW1zGAQgAygLMiQuZmVycnkuYWNjZXNzLnYxLkp3dFJ1bGUuQ2xhaW1zRW50cnkSDwoHZm9yd2FyZBgFIAEoCBItCgpjbG9ja19za2V3GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCmFsZ29yaXRobXMYByADKAkaRQoLQ2xhaW1zRW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlOgI4ASJgCglSYXRlTGltaXQSEAoIcmVxdWVzdHMYASABKA0SJgoDcGVyGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg0KBWJ1cnN0GAMgASgNEgoKAmJ5GAQgASgJIjAKCUJhc2ljVXNlchIMCgRuYW1lGAEgASgJEhUKDXBhc3N3b3JkX2hhc2gYAiABKAliBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct]);
+  fileDesc("CiNmZXJyeS9hY2Nlc3MvdjEvYWNjZXNzX3BvbGljeS5wcm90bxIPZmVycnkuYWNjZXNzLnYxIlEKDEFjY2Vzc1BvbGljeRIqCgVydWxlcxgBIAMoCzIbLmZlcnJ5LmFjY2Vzcy52MS5BY2Nlc3NSdWxlEhUKDWNsaWVudF9jYV9wZW0YAiABKAkiuwIKCkFjY2Vzc1J1bGUSDwoHdGFyZ2V0cxgBIAMoCRINCgVwYXRocxgCIAMoCRIRCglhbGxvd19pcHMYAyADKAkSEAoIZGVueV9pcHMYBCADKAkSDwoHcmVxdWlyZRgFIAMoCRIlCgNqd3QYBiABKAsyGC5mZXJyeS5hY2Nlc3MudjEuSnd0UnVsZRIuCgpyYXRlX2xpbWl0GAcgASgLMhouZmVycnkuYWNjZXNzLnYxLlJhdGVMaW1pdBIWCg5hcGlfa2V5X2hlYWRlchgIIAEoCRIvCgtiYXNpY191c2VycxgJIAMoCzIaLmZlcnJ5LmFjY2Vzcy52MS5CYXNpY1VzZXISDAoEbmFtZRgKIAEoCRIpCgVsb2dpbhgLIAEoCzIaLmZlcnJ5LmFjY2Vzcy52MS5Mb2dpblJ1bGUijQMKCUxvZ2luUnVsZRIOCgZpc3N1ZXIYASABKAkSEQoJY2xpZW50X2lkGAIgASgJEhUKDWNsaWVudF9zZWNyZXQYAyABKAkSGQoRY2xpZW50X3NlY3JldF9lbnYYBCABKAkSDgoGc2NvcGVzGAUgAygJEh0KFWFsbG93ZWRfZW1haWxfZG9tYWlucxgGIAMoCRI2CgZjbGFpbXMYByADKAsyJi5mZXJyeS5hY2Nlc3MudjEuTG9naW5SdWxlLkNsYWltc0VudHJ5Ei8KDHNlc3Npb25faWRsZRgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtzZXNzaW9uX21heBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIcChRjbGllbnRfc2VjcmV0X3NlYWxlZBgKIAEoCRpFCgtDbGFpbXNFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWU6AjgBIo4CCgdKd3RSdWxlEg4KBmlzc3VlchgBIAEoCRIQCghhdWRpZW5jZRgCIAMoCRIQCghqd2tzX3VybBgDIAEoCRI0CgZjbGFpbXMYBCADKAsyJC5mZXJyeS5hY2Nlc3MudjEuSnd0UnVsZS5DbGFpbXNFbnRyeRIPCgdmb3J3YXJkGAUgASgIEi0KCmNsb2NrX3NrZXcYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEgoKYWxnb3JpdGhtcxgHIAMoCRpFCgtDbGFpbXNFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWU6AjgBImAKCVJhdGVMaW1pdBIQCghyZXF1ZXN0cxgBIAEoDRImCgNwZXIYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDQoFYnVyc3QYAyABKA0SCgoCYnkYBCABKAkiMAoJQmFzaWNVc2VyEgwKBG5hbWUYASABKAkSFQoNcGFzc3dvcmRfaGFzaBgCIAEoCWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct]);
 
 /**
  * AccessPolicy is one tenant's policy. A target that no rule matches is public
@@ -84,7 +84,7 @@ export type AccessRule = Message<"ferry.access.v1.AccessRule"> & {
 
   /**
    * Credentials the rule accepts, any one of which suffices: "apiKey",
-   * "jwt", "mtls", "basic". Empty means no credential is needed.
+   * "jwt", "mtls", "basic", "login". Empty means no credential is needed.
    *
    * @generated from field: repeated string require = 5;
    */
@@ -125,6 +125,14 @@ export type AccessRule = Message<"ferry.access.v1.AccessRule"> & {
    * @generated from field: string name = 10;
    */
   name: string;
+
+  /**
+   * How people sign in with a browser for "login"; required when require
+   * names "login".
+   *
+   * @generated from field: ferry.access.v1.LoginRule login = 11;
+   */
+  login?: LoginRule | undefined;
 };
 
 /**
@@ -133,6 +141,99 @@ export type AccessRule = Message<"ferry.access.v1.AccessRule"> & {
  */
 export const AccessRuleSchema: GenMessage<AccessRule> = /*@__PURE__*/
   messageDesc(file_ferry_access_v1_access_policy, 1);
+
+/**
+ * LoginRule signs people in at the relay with the tenant's OpenID provider
+ * (authorization code flow with PKCE) and keeps them signed in with an
+ * encrypted session cookie that every relay node of the cluster accepts.
+ *
+ * @generated from message ferry.access.v1.LoginRule
+ */
+export type LoginRule = Message<"ferry.access.v1.LoginRule"> & {
+  /**
+   * The provider's issuer URL; its endpoints come from OIDC discovery at
+   * {issuer}/.well-known/openid-configuration.
+   *
+   * @generated from field: string issuer = 1;
+   */
+  issuer: string;
+
+  /**
+   * The client id registered at the provider for the relay.
+   *
+   * @generated from field: string client_id = 2;
+   */
+  clientId: string;
+
+  /**
+   * The client secret, given in the policy file only: the relay seals it
+   * (client_secret_sealed) before storing and never returns it.
+   *
+   * @generated from field: string client_secret = 3;
+   */
+  clientSecret: string;
+
+  /**
+   * Instead of client_secret: the environment variable that holds it on every
+   * relay node.
+   *
+   * @generated from field: string client_secret_env = 4;
+   */
+  clientSecretEnv: string;
+
+  /**
+   * Scopes asked for; default openid, email, profile ("openid" is always added).
+   *
+   * @generated from field: repeated string scopes = 5;
+   */
+  scopes: string[];
+
+  /**
+   * The signed-in user's verified email must be in one of these domains;
+   * empty means any email, or none.
+   *
+   * @generated from field: repeated string allowed_email_domains = 6;
+   */
+  allowedEmailDomains: string[];
+
+  /**
+   * Claims the ID token must carry, as in JwtRule.claims.
+   *
+   * @generated from field: map<string, google.protobuf.Value> claims = 7;
+   */
+  claims: { [key: string]: Value };
+
+  /**
+   * A session unused this long ends; default 1h, between 1m and 30d.
+   *
+   * @generated from field: google.protobuf.Duration session_idle = 8;
+   */
+  sessionIdle?: Duration | undefined;
+
+  /**
+   * A session ends this long after sign-in, used or not; default 12h, at least
+   * session_idle, at most 30d.
+   *
+   * @generated from field: google.protobuf.Duration session_max = 9;
+   */
+  sessionMax?: Duration | undefined;
+
+  /**
+   * Set by the relay: client_secret encrypted with the operator's secret key
+   * (--secret-key-file), bound to the tenant, issuer and client id. Returned
+   * as it is, so a policy read and set again keeps its secret.
+   *
+   * @generated from field: string client_secret_sealed = 10;
+   */
+  clientSecretSealed: string;
+};
+
+/**
+ * Describes the message ferry.access.v1.LoginRule.
+ * Use `create(LoginRuleSchema)` to create a new message.
+ */
+export const LoginRuleSchema: GenMessage<LoginRule> = /*@__PURE__*/
+  messageDesc(file_ferry_access_v1_access_policy, 2);
 
 /**
  * JwtRule checks bearer tokens from the tenant's identity provider.
@@ -200,7 +301,7 @@ export type JwtRule = Message<"ferry.access.v1.JwtRule"> & {
  * Use `create(JwtRuleSchema)` to create a new message.
  */
 export const JwtRuleSchema: GenMessage<JwtRule> = /*@__PURE__*/
-  messageDesc(file_ferry_access_v1_access_policy, 2);
+  messageDesc(file_ferry_access_v1_access_policy, 3);
 
 /**
  * RateLimit is a token bucket: `requests` per `per`, bursting to `burst`.
@@ -244,7 +345,7 @@ export type RateLimit = Message<"ferry.access.v1.RateLimit"> & {
  * Use `create(RateLimitSchema)` to create a new message.
  */
 export const RateLimitSchema: GenMessage<RateLimit> = /*@__PURE__*/
-  messageDesc(file_ferry_access_v1_access_policy, 3);
+  messageDesc(file_ferry_access_v1_access_policy, 4);
 
 /**
  * BasicUser is one user for HTTP Basic authentication. Passwords are never
@@ -271,5 +372,5 @@ export type BasicUser = Message<"ferry.access.v1.BasicUser"> & {
  * Use `create(BasicUserSchema)` to create a new message.
  */
 export const BasicUserSchema: GenMessage<BasicUser> = /*@__PURE__*/
-  messageDesc(file_ferry_access_v1_access_policy, 4);
+  messageDesc(file_ferry_access_v1_access_policy, 5);
 

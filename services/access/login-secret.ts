@@ -1,0 +1,32 @@
+import type { LoginRule } from "../../gen/ferry/access/v1/access_policy_pb.js";
+import type { SecretBox } from "../auth/secret-box.js";
+
+/**
+ * A login rule's client secret at rest: sealed with the operator's keys and
+ * bound to the tenant, the issuer and the client id, so a sealed secret
+ * copied into another tenant's policy, or put next to another provider, does
+ * not open.
+ */
+export function sealLoginSecret(box: SecretBox, login: LoginRule, tenant: string): void {
+  if (login.clientSecret === "") return;
+  login.clientSecretSealed = box.seal("login-client-secret", login.clientSecret, contextOf(login, tenant));
+  login.clientSecret = "";
+}
+
+/** The client secret to use: from the environment variable named, else opened. Throws (the rule then refuses everyone) when neither works. */
+export function openLoginSecret(box: SecretBox, login: LoginRule, tenant: string, env: NodeJS.ProcessEnv): string {
+  if (login.clientSecretEnv !== "") {
+    const value = env[login.clientSecretEnv];
+    if (!value) throw new Error(`the environment variable ${login.clientSecretEnv} (login.clientSecretEnv) is not set on this node`);
+    return value;
+  }
+  const secret = box.open("login-client-secret", login.clientSecretSealed, contextOf(login, tenant));
+  if (secret === undefined) {
+    throw new Error("the sealed client secret does not open with this node's secret keys (another key, or copied from another tenant or rule)");
+  }
+  return secret;
+}
+
+function contextOf(login: LoginRule, tenant: string): string {
+  return `${tenant}\0${login.issuer}\0${login.clientId}`;
+}

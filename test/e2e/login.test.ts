@@ -1,0 +1,365 @@
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { fromJson } from "@bufbuild/protobuf";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WebSocketServer } from "ws";
+import type { Connector } from "../../clients/connector/connector.js";
+import { AccessPolicySchema } from "../../gen/ferry/access/v1/access_policy_pb.js";
+import { createSecretBox } from "../../services/auth/secret-box.js";
+import { sealSession } from "../../services/access/login-session.js";
+import { launchChromium } from "../helpers/browser.js";
+import { request } from "../helpers/http.js";
+import { startTestConnector, startTestRelay, type TestRelay } from "../helpers/in-process.js";
+import { type NatsServer, startNatsServer } from "../helpers/nats-server.js";
+import { signIn, startOidcProvider, type TestOidcProvider } from "../helpers/oidc-provider.js";
+import { ADMIN_TOKEN, ROOT, tempDir } from "../helpers/processes.js";
+import { eventually } from "../helpers/wait.js";
+
+// Sign-in at the relay, end to end: a real OpenID provider (oidc-provider), a real relay and connector, a real app
+// whose page calls fetch and opens a WebSocket, and Chromium clicking through. The steps of the first describe
+// build on each other (one browser session).
+
+const CLIENT_ID = "ferry-relay";
+const SHOTS = process.env.FERRY_UPDATE_SCREENSHOTS === "1" ? join(ROOT, "docs/login") : tempDir();
+mkdirSync(SHOTS, { recursive: true });
+const BOB = { login: "bob", password: "builder", email: "bob@other.example", name: "Bob Other", groups: ["support"] };
+
+/** The app: a page whose script fetches api/me and echoes over ws; api/me answers what X-Ferry-Identity says. */
+interface App {
+  url: string;
+  /** Every Cookie header the app got. */
+  cookies: string[];
+  close(): Promise<void>;
+}
+
+const PAGE = `<!doctype html><html><body><h1 id="title">The app</h1><p id="who">...</p><p id="ws">...</p><script>
+fetch("api/me").then((r) => r.json()).then((j) => { document.getElementById("who").textContent = j.email + " " + j.groups.join(","); });
+const ws = new WebSocket(location.href.replace(/^http/, "ws").replace(/[^/]*$/, "") + "ws");
+ws.onopen = () => ws.send("hello");
+ws.onmessage = (e) => { document.getElementById("ws").textContent = "echo:" + e.data; };
+</script></body></html>`;
+
+async function startApp(): Promise<App> {
+  const cookies: string[] = [];
+  const record = (req: IncomingMessage) => {
+    if (req.headers.cookie !== undefined) cookies.push(req.headers.cookie);
+  };
+  const server: Server = createServer((req, res) => {
+    record(req);
+    if (req.url === "/api/me") {
+      const identity = String(req.headers["x-ferry-identity"] ?? "");
+      const claims = identity ? JSON.parse(Buffer.from(identity.split(".")[1]!, "base64url").toString()) : {};
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(claims));
+      return;
+    }
+    res.writeHead(200, { "content-type": "text/html", "set-cookie": "app_pref=dark; Path=/" }).end(PAGE);
+  });
+  const wss = new WebSocketServer({ noServer: true });
+  server.on("upgrade", (req, socket, head) => {
+    record(req);
+    wss.handleUpgrade(req, socket, head, (ws) => ws.on("message", (data) => ws.send(data.toString())));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    cookies,
+    close: () =>
+      new Promise((resolve) => {
+        wss.close();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function loginPolicy(issuer: string, secret: string, extra: Record<string, unknown> = {}) {
+  return fromJson(AccessPolicySchema, {
+    rules: [
+      {
+        name: "people",
+        targets: ["app"],
+        require: ["login"],
+        login: { issuer, clientId: CLIENT_ID, clientSecret: secret, allowedEmailDomains: ["example.com"], claims: { groups: "support" }, ...extra },
+      },
+    ],
+  });
+}
+
+async function sessionCookie(context: BrowserContext): Promise<string> {
+  const cookie = (await context.cookies()).find((c) => c.name === "ferry_session");
+  expect(cookie).toBeDefined();
+  return cookie!.value;
+}
+
+describe("sign-in at one relay", () => {
+  const keys = [randomBytes(32)];
+  let idp: TestOidcProvider;
+  let relay: TestRelay;
+  let app: App;
+  let connector: Connector;
+  let browser: Browser;
+  let context: BrowserContext;
+  let page: Page;
+  let base: string;
+  /** The callback the provider sent the browser to, with the state cookie it carried: for the replay test. */
+  let callback: { url: string; cookie: string } | undefined;
+
+  beforeAll(async () => {
+    idp = await startOidcProvider({ users: [{ login: "alice", password: "wonderland", email: "alice@example.com", name: "Alice Example", groups: ["support"] }, BOB] });
+    relay = await startTestRelay({ secretKeys: keys });
+    app = await startApp();
+    base = `${relay.url}/relay/acme/app`;
+    await idp.addLoginClient({
+      clientId: CLIENT_ID,
+      redirectUris: [`${base}/.ferry/callback`, `${relay.url}/relay/beta/app/.ferry/callback`],
+      postLogoutRedirectUris: [`${base}/.ferry/logged-out`],
+    });
+    const key = await relay.tenantWithKey("acme");
+    connector = await startTestConnector(relay.url, key, { app: app.url }, { tunnels: 1 });
+    await relay.admin.setAccessPolicy({ tenant: "acme", policy: loginPolicy(idp.issuer, idp.secretOf(CLIENT_ID)) });
+    browser = await launchChromium();
+    context = await browser.newContext();
+    page = await context.newPage();
+    page.on("request", (req) => {
+      if (req.url().includes("/.ferry/callback")) void req.allHeaders().then((h) => (callback = { url: req.url(), cookie: h.cookie ?? "" }));
+    });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await connector?.stop();
+    await relay?.close();
+    await Promise.all([app?.close(), idp?.close()]);
+  });
+
+  it("stores the client secret sealed, never in clear, and gives back only the sealed form", async () => {
+    const { policy } = await relay.admin.getAccessPolicy({ tenant: "acme" });
+    const login = policy!.rules[0]!.login!;
+    expect(login.clientSecret).toBe("");
+    expect(login.clientSecretSealed).toMatch(/^[A-Za-z0-9_-]{8}\.[A-Za-z0-9_-]+$/);
+    const { readdirSync } = await import("node:fs");
+    const all = (dir: string): string[] =>
+      readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? all(join(dir, e.name)) : [readFileSync(join(dir, e.name), "latin1")]));
+    expect(all(relay.dataDir).some((text) => text.includes(idp.secretOf(CLIENT_ID)))).toBe(false);
+    // Read back and set again (the operator's edit loop): the sealed secret still works, as the sign-in below shows.
+    await relay.admin.setAccessPolicy({ tenant: "acme", policy });
+  });
+
+  it("sends a browser to the provider, and back to the page it asked for once signed in; fetch and WebSocket pass", async () => {
+    await page.goto(`${base}/?tab=2`);
+    expect(new URL(page.url()).origin).toBe(idp.issuer);
+    await page.waitForSelector("#login");
+    await signIn(page);
+    await page.waitForURL(`${base}/?tab=2`);
+    await expect.poll(() => page.textContent("#who")).toBe("alice@example.com support");
+    await expect.poll(() => page.textContent("#ws")).toBe("echo:hello");
+    const cookie = (await context.cookies()).find((c) => c.name === "ferry_session")!;
+    expect(cookie).toMatchObject({ path: "/relay/acme/app/", httpOnly: true, sameSite: "Lax", secure: false });
+  });
+
+  it("hands the target the identity, never the relay's cookies", async () => {
+    const me = (await (await page.request.get(`${base}/api/me`)).json()) as Record<string, unknown>;
+    expect(me).toMatchObject({ auth: "login", sub: "alice", email: "alice@example.com", name: "Alice Example", groups: ["support"], rule: "people" });
+    expect(app.cookies.length).toBeGreaterThan(0);
+    expect(app.cookies.some((c) => c.includes("app_pref=dark"))).toBe(true);
+    expect(app.cookies.every((c) => !c.includes("ferry_"))).toBe(true);
+  });
+
+  it("answers a script's call without a session with 401, and a page navigation with the way to sign in", async () => {
+    const json = await fetch(`${base}/api/me`, { headers: { accept: "application/json" } });
+    expect(json.status).toBe(401);
+    expect(((await json.json()) as { error: { code: string } }).error.code).toBe("login_required");
+    // node:http, not fetch: fetch sets Sec-Fetch-Mode itself, as a browser's scripts do.
+    const post = await request(`${base}/form`, { method: "POST", headers: { accept: "text/html", "sec-fetch-mode": "navigate" } });
+    expect(post.status).toBe(401);
+    const nav = await request(`${base}/deep/page?x=1`, { headers: { accept: "text/html", "sec-fetch-mode": "navigate" } });
+    expect(nav.status).toBe(302);
+    expect(nav.headers.location).toBe(`/relay/acme/app/.ferry/login?return=${encodeURIComponent("/deep/page?x=1")}`);
+    // A browser without Fetch Metadata: a navigation is what asks for HTML.
+    expect((await request(`${base}/`, { headers: { accept: "text/html,application/xhtml+xml" } })).status).toBe(302);
+  });
+
+  it("refuses a WebSocket without a session before the upgrade", async () => {
+    const { openWebSocket } = await import("../helpers/websocket-targets.js");
+    await expect(openWebSocket(`${base.replace(/^http/, "ws")}/ws`)).rejects.toThrow(/401/);
+  });
+
+  it("refuses tampered, expired and other-tenant sessions", async () => {
+    const good = await sessionCookie(context);
+    const get = (cookie: string, path = `${base}/api/me`) => fetch(path, { headers: { cookie: `ferry_session=${cookie}` } });
+    expect((await get(good)).status).toBe(200);
+    const flipped = good.slice(0, -3) + (good.at(-3) === "A" ? "B" : "A") + good.slice(-2);
+    expect((await get(flipped)).status).toBe(401);
+    // Sealed with the relay's own keys, so only its age is wrong: idle for two hours (the default allows one).
+    const box = createSecretBox(keys);
+    const scope = { tenant: "acme", target: "app", issuer: idp.issuer, clientId: CLIENT_ID };
+    const now = Date.now();
+    const old = { sub: "alice", email: "alice@example.com", emailVerified: true, groups: ["support"], claims: { groups: ["support"] }, iat: now - 3 * 3_600_000, seen: now - 2 * 3_600_000, exp: now + 3_600_000 };
+    const expired = await get(sealSession(box, old, scope));
+    expect(expired.status).toBe(401);
+    expect(((await expired.json()) as { error: { code: string } }).error.code).toBe("login_expired");
+    // The same person's session for another tenant's app (same provider, same client): it does not open there.
+    await relay.admin.createTenant({ name: "beta" });
+    await relay.admin.setAccessPolicy({ tenant: "beta", policy: loginPolicy(idp.issuer, idp.secretOf(CLIENT_ID)) });
+    const other = await get(good, `${relay.url}/relay/beta/app/api/me`);
+    expect(other.status).toBe(401);
+    expect(((await other.json()) as { error: { code: string } }).error.code).toBe("login_required");
+  });
+
+  it("refuses a replayed callback and a return URL that leaves the app", async () => {
+    expect(callback).toBeDefined();
+    const replay = await fetch(callback!.url, { headers: { cookie: callback!.cookie }, redirect: "manual" });
+    expect(replay.status).toBe(400);
+    expect(await replay.text()).toContain("already completed");
+    for (const bad of ["//evil.example/x", "https://evil.example/", "/\\evil.example"]) {
+      const res = await fetch(`${base}/.ferry/login?return=${encodeURIComponent(bad)}`, { redirect: "manual" });
+      expect(res.status, bad).toBe(400);
+    }
+    const noState = await fetch(`${base}/.ferry/callback?code=x&state=y`, { redirect: "manual" });
+    expect(noState.status).toBe(400);
+  });
+
+  it("signs out at the relay and at the provider: the next visit asks for the password again", async () => {
+    await page.goto(`${base}/.ferry/logout`);
+    await page.click("#logout-confirm");
+    await page.waitForURL(`${base}/.ferry/logged-out`);
+    expect(await page.textContent("#message")).toContain("signed out");
+    expect((await context.cookies()).some((c) => c.name === "ferry_session")).toBe(false);
+    await shot(page, "login-signed-out");
+    await page.goto(`${base}/`);
+    expect(new URL(page.url()).origin).toBe(idp.issuer);
+    await page.waitForSelector("#login");
+  });
+
+  it("refuses a person outside the allowed email domains with a readable page", async () => {
+    await signIn(page, BOB);
+    await page.waitForURL(/\/\.ferry\/callback/);
+    expect(await page.textContent("h1")).toBe("You cannot use this app");
+    expect(await page.textContent("#message")).toContain("example.com");
+    await shot(page, "login-refused");
+    expect((await context.cookies()).some((c) => c.name === "ferry_session")).toBe(false);
+  });
+
+  it("audits sign-ins, refusals and sign-outs, and counts them", async () => {
+    const { events } = await relay.admin.listAuditEvents({ tenant: "acme", pageSize: 100 });
+    const actions = events.map((e) => e.action);
+    expect(actions).toEqual(expect.arrayContaining(["login", "logout", "login.refused", "login.failed"]));
+    const login = events.find((e) => e.action === "login")!;
+    expect(login.actor).toBe("login:alice");
+    const metrics = await (await fetch(`${relay.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text();
+    expect(metrics).toMatch(/ferry_logins_total\{tenant="acme",outcome="success"\} 1/);
+    expect(metrics).toMatch(/ferry_logins_total\{tenant="acme",outcome="refused"\} 1/);
+  });
+});
+
+describe("sign-in on an app's own host name", () => {
+  let idp: TestOidcProvider;
+  let relay: TestRelay;
+  let app: App;
+  let connector: Connector;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    [idp, relay, app] = await Promise.all([startOidcProvider(), startTestRelay({ baseDomain: "apps.test", secretKeys: [randomBytes(32)] }), startApp()]);
+    await idp.addLoginClient({ clientId: CLIENT_ID, redirectUris: [`http://app.acme.apps.test:${relay.server.port}/.ferry/callback`] });
+    const key = await relay.tenantWithKey("acme");
+    connector = await startTestConnector(relay.url, key, { app: app.url }, { tunnels: 1 });
+    await relay.admin.setAccessPolicy({ tenant: "acme", policy: loginPolicy(idp.issuer, idp.secretOf(CLIENT_ID)) });
+    browser = await launchChromium(["--host-resolver-rules=MAP *.apps.test 127.0.0.1"]);
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await connector?.stop();
+    await relay?.close();
+    await Promise.all([app?.close(), idp?.close()]);
+  });
+
+  it("keeps the sign-in paths and the session cookie on that host, at its root", async () => {
+    const origin = `http://app.acme.apps.test:${relay.server.port}`;
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${origin}/reports`);
+    await signIn(page);
+    await page.waitForURL(`${origin}/reports`);
+    await expect.poll(() => page.textContent("#who")).toBe("alice@example.com support");
+    await expect.poll(() => page.textContent("#ws")).toBe("echo:hello");
+    const cookie = (await context.cookies()).find((c) => c.name === "ferry_session")!;
+    expect(cookie).toMatchObject({ domain: "app.acme.apps.test", path: "/" });
+    await shot(page, "login-app-signed-in");
+    await context.close();
+  });
+});
+
+describe("sign-in in a cluster", () => {
+  const keys = [randomBytes(32)];
+  let nats: NatsServer;
+  let idp: TestOidcProvider;
+  let a: TestRelay;
+  let b: TestRelay;
+  let app: App;
+  let connector: Connector;
+  let browser: Browser;
+
+  const node = (nodeId: string) => startTestRelay({ nats: { servers: [nats.url] }, nodeId, secretKeys: keys });
+
+  beforeAll(async () => {
+    nats = await startNatsServer();
+    [idp, a, b, app] = await Promise.all([startOidcProvider(), node("a"), node("b"), startApp()]);
+    await idp.addLoginClient({ clientId: CLIENT_ID, redirectUris: [`${a.url}/relay/acme/app/.ferry/callback`, `${b.url}/relay/acme/app/.ferry/callback`] });
+    const key = await a.tenantWithKey("acme");
+    connector = await startTestConnector(a.url, key, { app: app.url }, { tunnels: 1 });
+    await a.admin.setAccessPolicy({ tenant: "acme", policy: loginPolicy(idp.issuer, idp.secretOf(CLIENT_ID)) });
+    // Node b has the policy (through the KV bucket) and routes to the connector on a.
+    await eventually(async () => (await fetch(`${b.url}/relay/acme/app/api/me`)).status === 401, "node b applying the policy");
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await connector?.stop();
+    await Promise.all([a?.close(), b?.close()]);
+    await Promise.all([app?.close(), idp?.close()]);
+    await nats?.close();
+  });
+
+  it("finishes a sign-in begun on one node on the other, and either node takes the session", async () => {
+    // Begun on node a (what a load balancer sent there): the state travels sealed in the cookie, nothing stays on a.
+    const begin = await request(`${a.url}/relay/acme/app/.ferry/login?return=%2Fhome`);
+    expect(begin.status).toBe(302);
+    const stateCookie = String(begin.headers["set-cookie"]).split(";")[0]!;
+    expect(stateCookie).toMatch(/^ferry_login=/);
+    // The person signs in at the provider in a browser, which is sent back to a's callback; that browser lacks the
+    // state cookie (the sign-in began elsewhere), so a refuses it before redeeming anything.
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    let callbackUrl = "";
+    page.on("request", (r) => {
+      if (r.url().includes("/.ferry/callback")) callbackUrl = r.url();
+    });
+    await page.goto(String(begin.headers.location));
+    await signIn(page);
+    await page.waitForURL(/\/\.ferry\/callback/);
+    expect(await page.textContent("#message")).toContain("expired or was started in another browser");
+    // The same callback, with the state cookie, reaches node b behind the load balancer (one public name for both
+    // nodes, here a's: the redirect URI must be the one the sign-in began with): b finishes the sign-in.
+    const done = await request(callbackUrl.replace(a.url, b.url), { headers: { cookie: stateCookie, host: new URL(a.url).host } });
+    expect(done.status, done.body.toString()).toBe(302);
+    expect(done.headers.location).toBe("/relay/acme/app/home");
+    const session = ([done.headers["set-cookie"]].flat() as string[]).find((c) => c.startsWith("ferry_session="))!.split(";")[0]!;
+    for (const node of [a, b]) {
+      const me = await fetch(`${node.url}/relay/acme/app/api/me`, { headers: { cookie: session } });
+      expect(me.status).toBe(200);
+      expect(await me.json()).toMatchObject({ auth: "login", sub: "alice", email: "alice@example.com" });
+    }
+    await context.close();
+  });
+});
+
+/** A screenshot to look at (docs/login with FERRY_UPDATE_SCREENSHOTS=1, else a temporary directory). */
+async function shot(page: Page, name: string): Promise<void> {
+  const file = join(SHOTS, `${name}.png`);
+  await page.screenshot({ path: file });
+  expect(readFileSync(file).subarray(1, 4).toString()).toBe("PNG");
+}
