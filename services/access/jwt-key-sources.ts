@@ -31,7 +31,18 @@ export interface KeySources {
    * the keys cannot be had now.
    */
   resolver(issuer: string, jwksUrl: string): JWTVerifyGetKey;
+  /** The issuer's discovery document, as checked and cached for its keys (also what a sign-in needs). Rejects with jwt_keys_unavailable. */
+  metadata(issuer: string): Promise<ProviderMetadata>;
   close(): void;
+}
+
+/** What the relay reads of a provider's discovery document: where its keys are, and its endpoints for signing people in. */
+export interface ProviderMetadata {
+  jwksUri: string;
+  authorizationEndpoint?: string;
+  tokenEndpoint?: string;
+  /** RP-initiated logout, when the provider offers it. */
+  endSessionEndpoint?: string;
 }
 
 interface Backoff {
@@ -40,10 +51,10 @@ interface Backoff {
 }
 
 interface Discovered {
-  jwksUrl?: string;
+  metadata?: ProviderMetadata;
   fetchedAt: number;
   backoff: Backoff;
-  pending?: Promise<string>;
+  pending?: Promise<ProviderMetadata>;
 }
 
 // The provider's outage, not the client's fault: a 503 that counts against nobody's back-off.
@@ -102,28 +113,28 @@ export function createKeySources(opts: KeySourceOptions): KeySources {
     return keys;
   };
 
-  const discover = (issuer: string): Promise<string> => {
+  const discover = (issuer: string): Promise<ProviderMetadata> => {
     let d = discovered.get(issuer);
     if (!d) d = { fetchedAt: Number.NEGATIVE_INFINITY, backoff: { failures: 0, retryAt: 0 } };
     setNewest(discovered, issuer, d, opts.maxIssuers);
-    if (d.jwksUrl !== undefined && now() - d.fetchedAt < DISCOVERY_MAX_AGE_MS) return Promise.resolve(d.jwksUrl);
+    if (d.metadata !== undefined && now() - d.fetchedAt < DISCOVERY_MAX_AGE_MS) return Promise.resolve(d.metadata);
     if (d.pending) return d.pending;
     // Where the keys are changes rarely: during a back-off, or when the refresh fails, the last answer stands.
-    if (now() < d.backoff.retryAt) return d.jwksUrl !== undefined ? Promise.resolve(d.jwksUrl) : Promise.reject(unavailable());
+    if (now() < d.backoff.retryAt) return d.metadata !== undefined ? Promise.resolve(d.metadata) : Promise.reject(unavailable());
     const entry = d;
     const url = `${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
     entry.pending = fetchIdpJson(url, signal(AbortSignal.timeout(opts.fetchTimeoutMs)))
       .then((doc) => {
-        const jwksUrl = jwksUriOf(doc, issuer, url);
-        entry.jwksUrl = jwksUrl;
+        const metadata = metadataOf(doc, issuer, url);
+        entry.metadata = metadata;
         entry.fetchedAt = now();
         entry.backoff.failures = 0;
-        return jwksUrl;
+        return metadata;
       })
       .catch((err: unknown) => {
         failed(entry.backoff);
         warn("jwt_discovery", { url, error: (err as Error).message }, "identity provider discovery failed; its tokens are refused meanwhile");
-        if (entry.jwksUrl !== undefined) return entry.jwksUrl;
+        if (entry.metadata !== undefined) return entry.metadata;
         throw unavailable();
       })
       .finally(() => {
@@ -136,10 +147,11 @@ export function createKeySources(opts: KeySourceOptions): KeySources {
     resolver(issuer, jwksUrl) {
       return async (header, token) => {
         if (closing.signal.aborted) throw unavailable();
-        const keys = keysAt(jwksUrl || (await discover(issuer)));
+        const keys = keysAt(jwksUrl || (await discover(issuer)).jwksUri);
         return keys(header, token);
       };
     },
+    metadata: discover,
     close() {
       closing.abort();
       keySets.clear();
@@ -148,15 +160,29 @@ export function createKeySources(opts: KeySourceOptions): KeySources {
   };
 }
 
-/** The discovery document's jwks_uri, after checking it is the document of `issuer` (OIDC Discovery 1.0 §4.3). */
-function jwksUriOf(doc: unknown, issuer: string, url: string): string {
+/**
+ * The discovery document's jwks_uri and endpoints, after checking it is the document of `issuer` (OIDC Discovery 1.0
+ * §4.3). jwks_uri must be fit to fetch; an endpoint that is not is left out (a sign-in then says the provider has none),
+ * so one bad entry does not stop the provider's tokens from being checked.
+ */
+function metadataOf(doc: unknown, issuer: string, url: string): ProviderMetadata {
   if (typeof doc !== "object" || doc === null) throw new Error(`${url} is not a discovery document`);
-  const { issuer: said, jwks_uri: jwksUri } = doc as { issuer?: unknown; jwks_uri?: unknown };
-  if (said !== issuer) throw new Error(`${url} names the issuer ${JSON.stringify(said)}, not ${JSON.stringify(issuer)}`);
+  const d = doc as Record<string, unknown>;
+  if (d.issuer !== issuer) throw new Error(`${url} names the issuer ${JSON.stringify(d.issuer)}, not ${JSON.stringify(issuer)}`);
+  const jwksUri = d.jwks_uri;
   if (typeof jwksUri !== "string") throw new Error(`${url} has no jwks_uri`);
   const problem = idpUrlProblem(jwksUri);
   if (problem) throw new Error(`${url}: its jwks_uri ${JSON.stringify(jwksUri)} ${problem}`);
-  return jwksUri;
+  const endpoint = (name: string) => {
+    const v = d[name];
+    return typeof v === "string" && idpUrlProblem(v) === undefined ? v : undefined;
+  };
+  const metadata: ProviderMetadata = { jwksUri };
+  const [authorization, token, endSession] = ["authorization_endpoint", "token_endpoint", "end_session_endpoint"].map(endpoint);
+  if (authorization) metadata.authorizationEndpoint = authorization;
+  if (token) metadata.tokenEndpoint = token;
+  if (endSession) metadata.endSessionEndpoint = endSession;
+  return metadata;
 }
 
 function isJwks(value: unknown): boolean {

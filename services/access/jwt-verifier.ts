@@ -7,7 +7,7 @@ import type { Logger } from "../../core/logger.js";
 import type { JwtRule } from "../../gen/ferry/access/v1/access_policy_pb.js";
 import type { MaybeAsync } from "./access-control.js";
 import { claimsMatch } from "./jwt-claims.js";
-import { createKeySources, KEY_REFETCH_COOLDOWN_MS } from "./jwt-key-sources.js";
+import { createKeySources, KEY_REFETCH_COOLDOWN_MS, type ProviderMetadata } from "./jwt-key-sources.js";
 
 /**
  * The JWS algorithms a rule may accept: asymmetric only. "none" and HS* never:
@@ -65,6 +65,8 @@ export interface JwtVerifier {
    * "jwt_keys_unavailable" (the provider's keys cannot be had: not the client's fault).
    */
   verify(token: string, rule: JwtRule): MaybeAsync<VerifiedJwt>;
+  /** The issuer's discovery document, from the same cache as its keys (jwt-key-sources.ts). */
+  metadata(issuer: string): Promise<ProviderMetadata>;
   /** Drops the caches and aborts fetches in flight; verify refuses afterwards. */
   close(): void;
 }
@@ -130,6 +132,7 @@ export function createJwtVerifier(opts: JwtVerifierOptions = {}): JwtVerifier {
       }
       return verifyAndRemember(token, rule, digest);
     },
+    metadata: (issuer) => sources.metadata(issuer),
     close() {
       verified.clear();
       sources.close();

@@ -3,7 +3,7 @@ import { JwtRuleSchema, type JwtRule } from "../../gen/ferry/access/v1/access_po
 import { setNewest } from "../../core/bounded-map.js";
 import { durationFromMs } from "../../core/duration.js";
 import { FerryError } from "../../core/errors.js";
-import { fetchIdpJson, idpUrlProblem, postIdpForm } from "../access/jwt-fetch.js";
+import { postIdpForm } from "../access/jwt-fetch.js";
 import { DEFAULT_CLOCK_SKEW_MS, DEFAULT_JWT_ALGORITHMS, type JwtVerifier } from "../access/jwt-verifier.js";
 import type { CompiledLogin } from "../access/login-session.js";
 
@@ -27,34 +27,31 @@ export interface OidcClient {
   close(): void;
 }
 
-const DISCOVERY_MAX_AGE_MS = 5 * 60_000;
 const MAX_ISSUERS = 1000;
 const FETCH_TIMEOUT_MS = 5000;
 
 /**
- * The relay as an OpenID Connect relying party: discovery and the token
- * endpoint over the same capped, redirect-free fetch as the JWT keys, the ID
- * token through the same verifier as bearer tokens (the provider's keys are
- * fetched and cached once for both).
+ * The relay as an OpenID Connect relying party: discovery from the JWT
+ * verifier's cache, the token endpoint over the same capped, redirect-free
+ * fetch, the ID token through the same verifier as bearer tokens (the
+ * provider's document and keys are fetched and cached once for both).
  */
-export function createOidcClient(jwt: JwtVerifier, opts: { now?: () => number } = {}): OidcClient {
-  const now = opts.now ?? Date.now;
-  const discovered = new Map<string, { at: number; endpoints: Promise<ProviderEndpoints> }>();
+export function createOidcClient(jwt: JwtVerifier): OidcClient {
   const rules = new Map<string, JwtRule>();
   const closing = new AbortController();
   const signal = () => AbortSignal.any([AbortSignal.timeout(FETCH_TIMEOUT_MS), closing.signal]);
 
-  const endpoints = (issuer: string): Promise<ProviderEndpoints> => {
-    const hit = discovered.get(issuer);
-    if (hit && now() - hit.at < DISCOVERY_MAX_AGE_MS) return hit.endpoints;
-    const url = `${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
-    const pending = fetchIdpJson(url, signal()).then((doc) => endpointsOf(doc, issuer, url));
-    // A failure is not kept: the next sign-in asks again (the caller's own back-off is the client's retry).
-    pending.catch(() => discovered.delete(issuer));
-    setNewest(discovered, issuer, { at: now(), endpoints: pending }, MAX_ISSUERS);
-    return pending.catch((err: unknown) => {
-      throw new FerryError("unavailable", "login_provider_unavailable", "the identity provider cannot be reached; try again shortly", { retryAfterSeconds: 5, cause: err });
-    });
+  // Discovery from the verifier's cache (it needs the same document for the keys), with its back-off.
+  const endpoints = async (issuer: string): Promise<ProviderEndpoints> => {
+    let metadata;
+    try {
+      metadata = await jwt.metadata(issuer);
+    } catch (err) {
+      throw providerUnavailable(err);
+    }
+    const { authorizationEndpoint: authorization, tokenEndpoint: token, endSessionEndpoint: endSession } = metadata;
+    if (!authorization || !token) throw providerUnavailable(new Error(`${issuer}: its discovery document has no usable authorization or token endpoint`));
+    return { authorization, token, ...(endSession ? { endSession } : {}) };
   };
 
   const ruleFor = (login: CompiledLogin): JwtRule => {
@@ -77,7 +74,7 @@ export function createOidcClient(jwt: JwtVerifier, opts: { now?: () => number } 
       try {
         answer = await postIdpForm(token, form, { authorization: `Basic ${basic}` }, signal());
       } catch (err) {
-        throw new FerryError("unavailable", "login_provider_unavailable", "the identity provider cannot be reached; try again shortly", { retryAfterSeconds: 5, cause: err });
+        throw providerUnavailable(err);
       }
       const body = (typeof answer.json === "object" && answer.json !== null ? answer.json : {}) as Record<string, unknown>;
       if (answer.status !== 200 || typeof body.id_token !== "string") {
@@ -96,22 +93,10 @@ export function createOidcClient(jwt: JwtVerifier, opts: { now?: () => number } 
     },
     close() {
       closing.abort();
-      discovered.clear();
     },
   };
 }
 
-function endpointsOf(doc: unknown, issuer: string, url: string): ProviderEndpoints {
-  if (typeof doc !== "object" || doc === null) throw new Error(`${url} is not a discovery document`);
-  const d = doc as Record<string, unknown>;
-  // OIDC Discovery §4.3: the document's issuer must be the one asked for, or its endpoints are someone else's.
-  if (d.issuer !== issuer) throw new Error(`${url} names issuer ${JSON.stringify(d.issuer)}, not ${issuer}`);
-  const endpoint = (name: string, required: boolean): string | undefined => {
-    const v = d[name];
-    if (v === undefined && !required) return undefined;
-    if (typeof v !== "string" || idpUrlProblem(v)) throw new Error(`${url}: ${name} is missing or not an https URL`);
-    return v;
-  };
-  const endSession = endpoint("end_session_endpoint", false);
-  return { authorization: endpoint("authorization_endpoint", true)!, token: endpoint("token_endpoint", true)!, ...(endSession ? { endSession } : {}) };
+function providerUnavailable(cause: unknown): FerryError {
+  return new FerryError("unavailable", "login_provider_unavailable", "the identity provider cannot be reached; try again shortly", { retryAfterSeconds: 5, cause });
 }
