@@ -19,7 +19,7 @@ import { collect } from "./run.js";
 
 /** `ferry admin access ...` and `ferry admin client-keys ...`: who may reach a tenant's targets. */
 export function accessCommands(admin: Command): void {
-  const access = noun(admin, "access", "A tenant's client access policy: who may reach its targets (IP rules, client keys, JWTs, mTLS, basic, rate limits).")
+  const access = noun(admin, "access", "A tenant's client access policy: who may reach its targets (IP rules, client keys, JWTs, mTLS, basic, sign-in, rate limits).")
     .addHelpText(
       "after",
       `
@@ -33,6 +33,10 @@ unknown keys rejected):
       require: [apiKey, jwt]      # any one suffices; omitted: no credential needed
       jwt: {issuer: "https://login.example.com/acme", audience: "api://crm", claims: {groups: crm-users}}
       rateLimit: {requests: 100, per: 1s, burst: 200, by: client}
+    - targets: [wiki]             # people sign in with a browser (the relay needs --secret-key-file)
+      require: [login]
+      login: {issuer: "https://login.example.com/acme", clientId: ferry, clientSecretEnv: WIKI_CLIENT_SECRET,
+              allowedEmailDomains: [example.com]}
     - targets: ["*"]
       require: [mtls]
   clientCaPem: |                  # for mtls rules
