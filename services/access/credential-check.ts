@@ -137,10 +137,11 @@ function session(deps: CredentialDeps, rule: CompiledRule, req: AccessRequest, c
   const now = deps.now();
   const verdict = checkSession(deps.secrets!, cookie, scope, login, now);
   if (!verdict.ok) {
-    // An expired session is an old credential of a real person; one that does not open was made up or tampered with.
+    // Never counted against the source's back-off: a sealed session cannot be guessed (a 128-bit tag), and after a
+    // key rotation every browser of an office behind one address would bring one that no longer opens.
     const [reason, message] =
       verdict.reason === "expired" ? (["login_expired", "the session has ended: sign in again"] as const) : (["login_required", "the session is not valid: sign in again"] as const);
-    return { ok: false, denial: deny(rule.name, reason, "unauthenticated", message, { signIn: true }), failure: verdict.reason !== "expired" };
+    return { ok: false, denial: deny(rule.name, reason, "unauthenticated", message, { signIn: true }), failure: false };
   }
   const s = verdict.session;
   const refusal = sessionRefusal(s, login);
