@@ -31,6 +31,7 @@ import { parseRelayPath, type RelayPath } from "./relay-path.js";
 import { BadResponse, type BadResponseReason, type FramedResponse, frameResponse } from "./response-head.js";
 import { hostOnlyCookies } from "./cookie-scope.js";
 import { passAccessPolicy } from "./access-gate.js";
+import { clientAddressOf } from "../auth/client-address.js";
 import { SESSION_COOKIE, setCookie, withoutLoginCookies } from "../access/login-cookies.js";
 import { LOGIN_PATH_PREFIX, type LoginRoutes } from "../login/login-routes.js";
 import { isolatePathRouted } from "./shared-origin.js";
@@ -252,7 +253,9 @@ async function serve(
   p.capture = opts.captures?.tap(where.tenant, where.target, req.rawHeaders, where.query);
   const proto = head.headers.find((h) => h.name === "x-forwarded-proto")?.value === "https" ? "https" : "http";
   if (opts.login && where.path.startsWith(LOGIN_PATH_PREFIX)) {
-    const origin = `${proto}://${head.authority || authority || ""}`;
+    // The name the browser used, port and all (--public-host has none): the provider accepts only the redirect URIs
+    // registered with it, so a made-up Host can only fail the sign-in.
+    const origin = `${proto}://${forwardedHost(req, opts.trustedProxies) ?? authority ?? ""}`;
     const served = opts.login.serve(req, res, { where, clientAddress: head.clientAddress, origin, secure: proto === "https" });
     if (served) return await served;
   }
@@ -450,6 +453,13 @@ function mergeCookies(headers: Header[]): Header[] {
   const rest = headers.filter((h) => h.name !== "cookie");
   rest.push(header("cookie", cookies.map((c) => c.value).join("; ")));
   return rest;
+}
+
+/** X-Forwarded-Host from a --trust-proxy peer, when it is a host name; else undefined. */
+function forwardedHost(req: NodeRequest, trusted: BlockList | undefined): string | undefined {
+  if (!clientAddressOf(req.socket.remoteAddress ?? "", undefined, trusted).peerTrusted) return undefined;
+  const host = single(req.headers["x-forwarded-host"])?.split(",")[0]!.trim();
+  return host && isAuthority(host) ? host : undefined;
 }
 
 /** The relay's login cookies are its own: the target never sees them (login-cookies.ts). */

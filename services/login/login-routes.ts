@@ -80,8 +80,10 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
 
   const audit = (ctx: LoginContext, action: string, actor: string, details: Record<string, unknown>, always: boolean) => {
     // Successes and sign-outs name a person; refusals could come from anyone, as fast as they like.
-    if (!always && deps.refusals.admit(ctx.clientAddress) === undefined) return;
-    deps.audit.record({ action, actor, tenant: ctx.where.tenant, details: { target: ctx.where.target, clientAddress: ctx.clientAddress, ...details } });
+    const suppressed = always ? 0 : deps.refusals.admit(ctx.clientAddress);
+    if (suppressed === undefined) return;
+    const left = suppressed > 0 ? { suppressedBefore: suppressed } : {};
+    deps.audit.record({ action, actor, tenant: ctx.where.tenant, details: { target: ctx.where.target, clientAddress: ctx.clientAddress, ...details, ...left } });
   };
 
   const begin = async (res: NodeResponse, ctx: LoginContext, found: LoginTarget, returnTo: string) => {

@@ -1,13 +1,13 @@
 import { create, type JsonValue } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
-import { type AccessPolicy, AccessPolicySchema, AccessRuleSchema } from "../../gen/ferry/access/v1/access_policy_pb.js";
+import { type AccessPolicy, AccessPolicySchema, AccessRuleSchema, type LoginRule } from "../../gen/ferry/access/v1/access_policy_pb.js";
 import { type AccessPolicyRecord, AccessPolicyRecordSchema, type TenantRecord } from "../../gen/ferry/state/v1/state_pb.js";
 import { FerryError } from "../../core/errors.js";
 import { isDnsLabel } from "../../core/names.js";
 import { validateAccessPolicy } from "../access/policy-check.js";
 import type { RecordKind, StoredRecords } from "./stored-records.js";
 import type { SecretBox } from "../auth/secret-box.js";
-import { sealLoginSecret } from "../access/login-secret.js";
+import { openLoginSecret, sealLoginSecret } from "../access/login-secret.js";
 
 const POLICY: RecordKind<typeof AccessPolicyRecordSchema> = {
   prefix: "access-policy.",
@@ -112,7 +112,18 @@ export class AccessPolicies {
       const normalized = validateAccessPolicy(policy, opts);
       // A client secret in the file is never stored as it came: sealed with the operator's keys, or refused.
       for (const rule of normalized.rules) {
-        if (!rule.login || rule.login.clientSecret === "") continue;
+        if (!rule.login) continue;
+        if (rule.login.clientSecret === "") {
+          // A sealed secret is bound to its tenant, issuer and client id: with another of them it would never open.
+          if (rule.login.clientSecretSealed !== "" && opts.secrets && !opensHere(opts.secrets, rule.login, tenant)) {
+            throw new FerryError(
+              "invalid_argument",
+              "invalid_access_policy",
+              `rule "${rule.name}": login.clientSecretSealed does not open for this tenant, issuer and client id (changed, or sealed with a key this relay does not have): give login.clientSecret again`,
+            );
+          }
+          continue;
+        }
         if (!opts.secrets) {
           throw new FerryError(
             "failed_precondition",
@@ -146,6 +157,15 @@ export class AccessPolicies {
     // A record without a policy is an empty one: public, as if there were none.
     else if (!record.policy) this.byTenant.delete(tenant);
     else this.byTenant.set(tenant, record.policy);
+  }
+}
+
+function opensHere(secrets: SecretBox, login: LoginRule, tenant: string): boolean {
+  try {
+    openLoginSecret(secrets, login, tenant, {});
+    return true;
+  } catch {
+    return false;
   }
 }
 

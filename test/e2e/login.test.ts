@@ -146,6 +146,10 @@ describe("sign-in at one relay", () => {
     expect(all(relay.dataDir).some((text) => text.includes(idp.secretOf(CLIENT_ID)))).toBe(false);
     // Read back and set again (the operator's edit loop): the sealed secret still works, as the sign-in below shows.
     await relay.admin.setAccessPolicy({ tenant: "acme", policy });
+    // The sealed secret is bound to its client id: with another one it would never open, so the policy is refused.
+    const moved = structuredClone(policy!);
+    moved.rules[0]!.login!.clientId = "someone-else";
+    await expect(relay.admin.setAccessPolicy({ tenant: "acme", policy: moved })).rejects.toThrow(/does not open for this tenant, issuer and client id/);
   });
 
   it("sends a browser to the provider, and back to the page it asked for once signed in; fetch and WebSocket pass", async () => {
