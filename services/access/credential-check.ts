@@ -7,7 +7,7 @@ import { parseBasicAuthorization } from "./basic-auth.js";
 import type { CompiledRule } from "./compile-policy.js";
 import type { SecretBox } from "../auth/secret-box.js";
 import { cookieValue, SESSION_COOKIE } from "./login-cookies.js";
-import { checkSession, sealSession, SESSION_TOUCH_MS, sessionRefusal } from "./login-session.js";
+import { checkSession, sealSession, SESSION_TOUCH_MS, sessionRefusal, sessionScopeOf } from "./login-session.js";
 
 export interface CredentialDeps {
   checkClientKey(secret: string): ClientKeyCheck;
@@ -133,7 +133,7 @@ function certificate(deps: CredentialDeps, rule: CompiledRule, req: AccessReques
 
 function session(deps: CredentialDeps, rule: CompiledRule, req: AccessRequest, cookie: string): CredentialOutcome {
   const login = rule.login!;
-  const scope = { tenant: req.tenant, target: req.target, issuer: login.issuer, clientId: login.clientId };
+  const scope = sessionScopeOf(req.tenant, req.target, login);
   const now = deps.now();
   const verdict = checkSession(deps.secrets!, cookie, scope, login, now);
   if (!verdict.ok) {

@@ -37,6 +37,11 @@ export interface CookieScope {
   secure: boolean;
 }
 
+/** Where an app's session cookie goes: its /relay/{tenant}/{target}/ (`prefix` without the slash), or its host's root. */
+export function sessionCookieScope(prefix: string, secure: boolean): CookieScope {
+  return { path: `${prefix}/`, secure };
+}
+
 /**
  * A Set-Cookie for one of the relay's cookies: HttpOnly (scripts of the app
  * never see it), SameSite=Lax (sent on the top-level navigation back from

@@ -1,4 +1,5 @@
 import type { Value } from "@bufbuild/protobuf/wkt";
+import { optional } from "../../core/optional.js";
 import type { SecretBox } from "../auth/secret-box.js";
 import { claimAt, claimsMatch } from "./jwt-claims.js";
 
@@ -104,6 +105,11 @@ export function sessionFromClaims(claims: Record<string, unknown>, claimNames: r
   };
 }
 
+/** The scope of a target's sessions under its login rule. */
+export function sessionScopeOf(tenant: string, target: string, login: Pick<CompiledLogin, "issuer" | "clientId">): SessionScope {
+  return { tenant, target, issuer: login.issuer, clientId: login.clientId };
+}
+
 function contextOf(scope: SessionScope): string {
   // NUL cannot occur in any part (DNS labels, URLs, a client id of printable ASCII).
   return `${scope.tenant}\0${scope.target}\0${scope.issuer}\0${scope.clientId}`;
@@ -125,8 +131,4 @@ function parseSession(text: string): LoginSession | undefined {
   if (s.groups !== undefined && (!Array.isArray(s.groups) || !s.groups.every((g) => typeof g === "string"))) return undefined;
   for (const k of ["email", "name"] as const) if (s[k] !== undefined && typeof s[k] !== "string") return undefined;
   return s as LoginSession;
-}
-
-function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
-  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }

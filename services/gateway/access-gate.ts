@@ -41,21 +41,28 @@ export function passAccessPolicy(
       return certificate;
     },
   });
-  const signIn = () => (navigation(req) ? `${where.prefix}${LOGIN_PATH_PREFIX}login?return=${encodeURIComponent(where.query ? `${where.path}?${where.query}` : where.path)}` : undefined);
-  return decision instanceof Promise ? decision.then((d) => settle(d, res, record, signIn)) : settle(decision, res, record, signIn);
+  return decision instanceof Promise ? decision.then((d) => settle(d, req, res, where, record)) : settle(decision, req, res, where, record);
 }
 
-function settle(decision: AccessDecision, res: NodeResponse, record: (outcome: AccessOutcome) => void, signIn: () => string | undefined): AccessGranted {
+function settle(decision: AccessDecision, req: NodeRequest, res: NodeResponse, where: SignInFrom, record: (outcome: AccessOutcome) => void): AccessGranted {
   if (!decision.allowed) {
     record({ granted: false, rule: decision.rule, reason: decision.reason });
     if (decision.wwwAuthenticate?.length) res.setHeader("www-authenticate", decision.wwwAuthenticate);
     for (const [name, value] of Object.entries(decision.headers ?? {})) res.setHeader(name, value);
-    const to = decision.signIn ? signIn() : undefined;
+    const to = decision.signIn ? signInUrl(req, where) : undefined;
     if (to !== undefined) throw new FerryError(decision.error.kind, decision.error.code, decision.error.message, { signIn: to });
     throw decision.error;
   }
   record({ granted: true, ...(decision.rule ? { rule: decision.rule } : {}), method: decision.method, subject: decision.subject });
   return decision;
+}
+
+type SignInFrom = Pick<RelayPath, "path" | "query" | "prefix">;
+
+/** For a browser opening a page: the app's sign-in, coming back to this page after. */
+function signInUrl(req: NodeRequest, where: SignInFrom): string | undefined {
+  if (!navigation(req)) return undefined;
+  return `${where.prefix}${LOGIN_PATH_PREFIX}login?return=${encodeURIComponent(where.query ? `${where.path}?${where.query}` : where.path)}`;
 }
 
 /**

@@ -32,7 +32,7 @@ import { BadResponse, type BadResponseReason, type FramedResponse, frameResponse
 import { hostOnlyCookies } from "./cookie-scope.js";
 import { passAccessPolicy } from "./access-gate.js";
 import { clientAddressOf } from "../auth/client-address.js";
-import { SESSION_COOKIE, setCookie, withoutLoginCookies } from "../access/login-cookies.js";
+import { SESSION_COOKIE, sessionCookieScope, setCookie, withoutLoginCookies } from "../access/login-cookies.js";
 import { LOGIN_PATH_PREFIX, type LoginRoutes } from "../login/login-routes.js";
 import { isolatePathRouted } from "./shared-origin.js";
 import { SPOOFABLE_HEADERS } from "./spoofable-headers.js";
@@ -251,12 +251,12 @@ async function serve(
   p.clientAddress = head.clientAddress;
   // Refused requests too: why a client gets 401 is what an operator often captures for.
   p.capture = opts.captures?.tap(where.tenant, where.target, req.rawHeaders, where.query);
-  const proto = head.headers.find((h) => h.name === "x-forwarded-proto")?.value === "https" ? "https" : "http";
   if (opts.login && where.path.startsWith(LOGIN_PATH_PREFIX)) {
+    const secure = tlsAsSeen(head);
     // The name the browser used, port and all (--public-host has none): the provider accepts only the redirect URIs
     // registered with it, so a made-up Host can only fail the sign-in.
-    const origin = `${proto}://${forwardedHost(req, opts.trustedProxies) ?? authority ?? ""}`;
-    const served = opts.login.serve(req, res, { where, clientAddress: head.clientAddress, origin, secure: proto === "https" });
+    const origin = `${secure ? "https" : "http"}://${forwardedHost(req, opts.trustedProxies) ?? authority ?? ""}`;
+    const served = opts.login.serve(req, res, { where, clientAddress: head.clientAddress, origin, secure });
     if (served) return await served;
   }
   // Before the tenant's exchanges are taken: a refused client holds none, and nothing of it reaches a connector.
@@ -271,7 +271,7 @@ async function serve(
     if (consumed.length > 0) head.headers = head.headers.filter((h) => !consumed.includes(h.name));
     // Lost when the target sets cookies itself (its Set-Cookie wins): the next request renews it then.
     const renewed = grant.renewedSession;
-    if (renewed) res.setHeader("set-cookie", setCookie(SESSION_COOKIE, renewed.cookie, { path: `${where.prefix}/`, secure: proto === "https" }, renewed.maxAgeSeconds));
+    if (renewed) res.setHeader("set-cookie", setCookie(SESSION_COOKIE, renewed.cookie, sessionCookieScope(where.prefix, tlsAsSeen(head)), renewed.maxAgeSeconds));
     // The node's word that the policy let this request through, for the connector (requireIdentity) and the target
     // to check against /.well-known/ferry/jwks.json. Throws identity_unavailable (500) when it cannot be given.
     if (opts.identity) head.headers.push(header(IDENTITY_HEADER, opts.identity.issue(grant, { tenant: where.tenant, target: where.target, clientAddress: head.clientAddress })));
@@ -453,6 +453,11 @@ function mergeCookies(headers: Header[]): Header[] {
   const rest = headers.filter((h) => h.name !== "cookie");
   rest.push(header("cookie", cookies.map((c) => c.value).join("; ")));
   return rest;
+}
+
+/** Whether the client came over TLS, as the X-Forwarded-Proto the relay sends on says (a --trust-proxy peer's word, or the socket's). */
+function tlsAsSeen(head: RequestHead): boolean {
+  return head.headers.find((h) => h.name === "x-forwarded-proto")?.value === "https";
 }
 
 /** X-Forwarded-Host from a --trust-proxy peer, when it is a host name; else undefined. */

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { setNewest } from "../../core/bounded-map.js";
 import { FerryError } from "../../core/errors.js";
 import type { Logger } from "../../core/logger.js";
@@ -6,10 +6,11 @@ import type { AccessControl, LoginTarget } from "../access/access-control.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { RefusalLimiter } from "../audit/refusal-limiter.js";
 import type { SecretBox } from "../auth/secret-box.js";
+import { sameSecret } from "../auth/secrets.js";
 import type { NodeRequest, NodeResponse } from "../http/http-error.js";
-import { type CookieScope, cookieValue, SESSION_COOKIE, setCookie, STATE_COOKIE } from "../access/login-cookies.js";
+import { type CookieScope, cookieValue, SESSION_COOKIE, sessionCookieScope, setCookie, STATE_COOKIE } from "../access/login-cookies.js";
 import { sendPage, sendRedirect } from "./login-page.js";
-import { checkSession, MAX_SESSION_COOKIE_CHARS, sealSession, sessionFromClaims, sessionRefusal } from "../access/login-session.js";
+import { checkSession, MAX_SESSION_COOKIE_CHARS, sealSession, sessionFromClaims, sessionRefusal, sessionScopeOf } from "../access/login-session.js";
 import type { OidcClient } from "./oidc-client.js";
 
 /** The relay's paths on every app that signs people in: below the app's own root, so they never leave its origin or prefix. */
@@ -117,7 +118,7 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
     const signIn = openSignIn(deps.secrets, cookieValue(req.headers.cookie, STATE_COOKIE), ctx, now());
     const state = query.get("state") ?? "";
     if (!signIn) return failed(400, "state_missing", "This sign-in has expired or was started in another browser. Start again.");
-    if (!sameText(state, signIn.s)) return failed(400, "state_mismatch", "This sign-in does not match the one this browser started. Start again.");
+    if (!sameSecret(state, signIn.s)) return failed(400, "state_mismatch", "This sign-in does not match the one this browser started. Start again.");
     if ((completed.get(signIn.s) ?? 0) > now()) return failed(400, "state_replayed", "This sign-in was already completed. Start again.");
     const providerError = query.get("error");
     if (providerError !== null) {
@@ -147,7 +148,7 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
       const other = { href: `${ctx.where.prefix}${LOGOUT}`, text: "Sign out and use another account" };
       return sendPage(res, 403, "You cannot use this app", refusal, other, { "set-cookie": clearState });
     }
-    const scope = { tenant: ctx.where.tenant, target: ctx.where.target, issuer: found.login.issuer, clientId: found.login.clientId };
+    const scope = sessionScopeOf(ctx.where.tenant, ctx.where.target, found.login);
     const sealed = sealSession(deps.secrets, session, scope);
     if (sealed.length > MAX_SESSION_COOKIE_CHARS) {
       return failed(500, "session_too_large", "Your account's details are too large for a session (too many groups or claims). Ask the operator.");
@@ -155,14 +156,14 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
     deps.count(ctx.where.tenant, "success");
     audit(ctx, "login", `login:${session.sub}`, { rule: found.rule, ...(session.email ? { email: session.email } : {}) }, true);
     sendRedirect(res, `${ctx.where.prefix}${signIn.r}`, {
-      "set-cookie": [setCookie(SESSION_COOKIE, sealed, sessionScope(ctx), found.login.maxMs / 1000), clearState],
+      "set-cookie": [setCookie(SESSION_COOKIE, sealed, sessionCookieScope(ctx.where.prefix, ctx.secure), found.login.maxMs / 1000), clearState],
     });
   };
 
   const logout = async (req: NodeRequest, res: NodeResponse, ctx: LoginContext, found: LoginTarget) => {
-    const scope = { tenant: ctx.where.tenant, target: ctx.where.target, issuer: found.login.issuer, clientId: found.login.clientId };
+    const scope = sessionScopeOf(ctx.where.tenant, ctx.where.target, found.login);
     const verdict = checkSession(deps.secrets, cookieValue(req.headers.cookie, SESSION_COOKIE), scope, found.login, now());
-    const cleared = { "set-cookie": setCookie(SESSION_COOKIE, "", sessionScope(ctx), 0) };
+    const cleared = { "set-cookie": setCookie(SESSION_COOKIE, "", sessionCookieScope(ctx.where.prefix, ctx.secure), 0) };
     if (verdict.ok) {
       deps.count(ctx.where.tenant, "logout");
       audit(ctx, "logout", `login:${verdict.session.sub}`, { rule: found.rule }, true);
@@ -231,10 +232,6 @@ function redirectUri(ctx: LoginContext): string {
   return `${ctx.origin}${ctx.where.prefix}${CALLBACK}`;
 }
 
-function sessionScope(ctx: LoginContext): CookieScope {
-  return { path: `${ctx.where.prefix}/`, secure: ctx.secure };
-}
-
 function stateScope(ctx: LoginContext): CookieScope {
   return { path: `${ctx.where.prefix}${CALLBACK}`, secure: ctx.secure };
 }
@@ -259,10 +256,4 @@ function openSignIn(box: SecretBox, cookie: string, ctx: LoginContext, now: numb
 
 function random(bytes: number): string {
   return randomBytes(bytes).toString("base64url");
-}
-
-function sameText(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
 }

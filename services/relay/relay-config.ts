@@ -15,6 +15,7 @@ import type { PeerListen } from "../cluster/cluster-bus.js";
 import { type Limits, limitsFrom } from "../limits/limits.js";
 import { invalidConfig as invalid, normalise, pickDuration, pickWholeNumber, readConfigFile } from "../../core/config-file.js";
 import { msFromDuration } from "../../core/duration.js";
+import { optional } from "../../core/optional.js";
 import { parseListen } from "./listen-address.js";
 
 /**
@@ -383,11 +384,6 @@ function address(text: string, name: string): { host: string; port: number } {
   } catch {
     throw invalid(`${name} "${text}" must be HOST:PORT, e.g. 127.0.0.1:8080 or :8080`);
   }
-}
-
-/** `{ [key]: value }` when value is set, else `{}`: keeps unset settings out of the result. */
-function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
-  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }
 
 /** A DNS name of two or more labels (relay.example.com), lower-cased; no port, scheme or wildcard. */
