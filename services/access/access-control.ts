@@ -128,4 +128,12 @@ export interface LoginTarget {
   login: CompiledLogin;
   /** Every claim the login rules for this target ask for: the session keeps them, so each rule can check its own. */
   claimNames: readonly string[];
+  /**
+   * The rule's checks that come before a credential (its address lists, the source's back-off, a rate limit by ip
+   * or rule), for the sign-in paths: anyone can start a sign-in, and each callback may cost the provider a request.
+   */
+  screen(clientAddress: string): AccessDenied | undefined;
+  /** A sign-in from this address failed on its state or its code: it counts in the source's back-off like a wrong credential. */
+  failed(clientAddress: string): void;
+  succeeded(clientAddress: string): void;
 }

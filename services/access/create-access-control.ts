@@ -3,7 +3,7 @@ import { FerryError } from "../../core/errors.js";
 import { createSourceBackoff, type SourceBackoff } from "../auth/source-backoff.js";
 import { sourceKey } from "../auth/source-key.js";
 import { DEFAULT_LIMITS } from "../limits/limits.js";
-import type { AccessControl, AccessDecision, AccessGranted, AccessRequest, ClientKeyCheck, MaybeAsync } from "./access-control.js";
+import type { AccessControl, AccessDecision, AccessDenied, AccessGranted, AccessRequest, ClientKeyCheck, MaybeAsync } from "./access-control.js";
 import { deny, policyUnusable, tooManyFailures } from "./access-denials.js";
 import { createScryptGate, type ScryptGate } from "./basic-auth.js";
 import { type CompiledPolicy, type CompiledRule, compilePolicy } from "./compile-policy.js";
@@ -79,35 +79,40 @@ export function createAccessControl(deps: AccessControlDeps): AccessControl {
     return c;
   };
 
-  const take = (req: AccessRequest, rule: CompiledRule, who: string): RateVerdict => limiter.take(bucketKey(req.tenant, rule.name, who), rule.limit!.spec);
+  const take = (req: Pick<AccessRequest, "tenant">, rule: CompiledRule, who: string): RateVerdict => limiter.take(bucketKey(req.tenant, rule.name, who), rule.limit!.spec);
 
-  const limited = (req: AccessRequest, rule: CompiledRule, verdict: RateVerdict & { ok: false }) =>
+  const limited = (req: Pick<AccessRequest, "target">, rule: CompiledRule, verdict: RateVerdict & { ok: false }) =>
     deny(rule.name, "rate_limited", "resource_exhausted", `too many requests for target "${req.target}": retry in ${verdict.retryAfterSeconds}s`, {
       retryAfterSeconds: verdict.retryAfterSeconds,
       headers: verdict.headers,
     });
+
+  /** Steps 2 and 3: the source's back-off (for a rule that wants a credential), a rate limit by ip or rule. */
+  const beforeCredential = (req: Pick<AccessRequest, "tenant" | "target" | "clientAddress">, rule: CompiledRule): AccessDenied | undefined => {
+    if (rule.require.length > 0) {
+      const wait = backoff.waitMs(req.clientAddress);
+      if (wait > 0) return tooManyFailures(rule.name, wait);
+    }
+    const by = rule.limit?.by;
+    if (by === "ip" || by === "rule") {
+      const verdict = take(req, rule, by === "ip" ? byIp(req.clientAddress) : "");
+      if (!verdict.ok) return limited(req, rule, verdict);
+    }
+    return undefined;
+  };
 
   const decide = (req: AccessRequest, policy: AccessPolicy): MaybeAsync<AccessDecision> => {
     const rule = matchRule(compiledOf(policy, req.tenant).rules, req.target, req.path);
     if (!rule) return granted(undefined, "none", req.clientAddress, NO_HEADERS);
     if (rule.broken !== undefined) return policyUnusable(rule.name, req.tenant, rule.broken);
     const address = req.clientAddress;
-    if (rule.deny?.has(address)) return deny(rule.name, "ip_denied", "permission_denied", `address ${address} may not reach target "${req.target}"`);
-    if (rule.allow && !rule.allow.has(address)) {
-      const message = `address ${address || "(unknown)"} is not among those allowed to reach target "${req.target}"`;
-      return deny(rule.name, "ip_not_allowed", "permission_denied", message);
-    }
+    const refusedAddress = addressRefusal(rule, req.target, address);
+    if (refusedAddress) return refusedAddress;
     // A CORS preflight never carries credentials (browsers leave them out): it passes to the target's CORS answer.
     if (req.preflight) return granted(rule.name, "none", address, NO_HEADERS);
-    if (rule.require.length > 0) {
-      const wait = backoff.waitMs(address);
-      if (wait > 0) return tooManyFailures(rule.name, wait);
-    }
+    const refusedEarly = beforeCredential(req, rule);
+    if (refusedEarly) return refusedEarly;
     const by = rule.limit?.by;
-    if (by === "ip" || by === "rule") {
-      const verdict = take(req, rule, by === "ip" ? byIp(address) : "");
-      if (!verdict.ok) return limited(req, rule, verdict);
-    }
     if (rule.require.length === 0) {
       if (by === "client") {
         const verdict = take(req, rule, byIp(address));
@@ -154,7 +159,15 @@ export function createAccessControl(deps: AccessControlDeps): AccessControl {
         const rule = path === undefined ? rules.find((r) => r.login) : matchRule(rules, target, path);
         if (!rule?.login || rule.broken !== undefined) return undefined;
         const claimNames = [...new Set(rules.flatMap((r) => (r.login ? Object.keys(r.login.claims) : [])))];
-        return { rule: rule.name, login: rule.login, claimNames };
+        const where = { tenant, target };
+        return {
+          rule: rule.name,
+          login: rule.login,
+          claimNames,
+          screen: (clientAddress) => addressRefusal(rule, target, clientAddress) ?? beforeCredential({ ...where, clientAddress }, rule),
+          failed: (clientAddress) => void backoff.failed(clientAddress),
+          succeeded: (clientAddress) => backoff.succeeded(clientAddress),
+        };
       } catch {
         return undefined;
       }
@@ -193,6 +206,15 @@ function safeRules(policy: AccessPolicy): { name: string; targets: string[]; pat
   } catch {
     return [];
   }
+}
+
+/** Step 1: denyIps, then allowIps. */
+function addressRefusal(rule: CompiledRule, target: string, address: string): AccessDenied | undefined {
+  if (rule.deny?.has(address)) return deny(rule.name, "ip_denied", "permission_denied", `address ${address} may not reach target "${target}"`);
+  if (rule.allow && !rule.allow.has(address)) {
+    return deny(rule.name, "ip_not_allowed", "permission_denied", `address ${address || "(unknown)"} is not among those allowed to reach target "${target}"`);
+  }
+  return undefined;
 }
 
 /** The bucket of a client known by its address only. */

@@ -87,7 +87,21 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
     deps.audit.record({ action, actor, tenant: ctx.where.tenant, details: { target: ctx.where.target, clientAddress: ctx.clientAddress, ...details, ...left } });
   };
 
+  /**
+   * The rule's address lists, the source's back-off and its rate limit by ip or rule, as for the app itself:
+   * throws the refusal (its Retry-After set on `res`), audited and counted as a refused sign-in.
+   */
+  const screen = (res: NodeResponse, ctx: LoginContext, found: LoginTarget) => {
+    const refusal = found.screen(ctx.clientAddress);
+    if (!refusal) return;
+    deps.count(ctx.where.tenant, "refused");
+    audit(ctx, "login.refused", `client:${ctx.clientAddress}`, { rule: refusal.rule, why: refusal.reason }, false);
+    for (const [name, value] of Object.entries(refusal.headers ?? {})) res.setHeader(name, value);
+    throw refusal.error;
+  };
+
   const begin = async (res: NodeResponse, ctx: LoginContext, found: LoginTarget, returnTo: string) => {
+    screen(res, ctx, found);
     const endpoints = await deps.oidc.endpoints(found.login.issuer);
     const signIn: SignIn = { s: random(16), n: random(16), v: random(32), r: returnTo, at: now() };
     const url = new URL(endpoints.authorization);
@@ -107,29 +121,31 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
     sendRedirect(res, url.href, { "set-cookie": setCookie(STATE_COOKIE, sealed, stateScope(ctx), SIGN_IN_MS / 1000) });
   };
 
-  const callback = async (req: NodeRequest, res: NodeResponse, ctx: LoginContext, query: URLSearchParams) => {
+  const callback = async (req: NodeRequest, res: NodeResponse, ctx: LoginContext, query: URLSearchParams, first: LoginTarget) => {
+    const signIn = openSignIn(deps.secrets, cookieValue(req.headers.cookie, STATE_COOKIE), ctx, now());
+    const found = signIn ? deps.access.loginFor(ctx.where.tenant, ctx.where.target, signIn.r.split("?")[0]!) ?? first : first;
+    screen(res, ctx, found);
     const clearState = setCookie(STATE_COOKIE, "", stateScope(ctx), 0);
     const again = { href: `${ctx.where.prefix}${LOGIN}`, text: "Sign in again" };
-    const failed = (status: number, reason: string, message: string) => {
+    /** `forged`: the browser sent what its own sign-in would not have (or the provider refused its code): the source's back-off counts it. */
+    const failed = (status: number, reason: string, message: string, forged: boolean) => {
+      if (forged) found.failed(ctx.clientAddress);
       deps.count(ctx.where.tenant, "failed");
       audit(ctx, "login.failed", `client:${ctx.clientAddress}`, { reason }, false);
       sendPage(res, status, "Sign-in did not complete", message, again, { "set-cookie": clearState });
     };
-    const signIn = openSignIn(deps.secrets, cookieValue(req.headers.cookie, STATE_COOKIE), ctx, now());
     const state = query.get("state") ?? "";
-    if (!signIn) return failed(400, "state_missing", "This sign-in has expired or was started in another browser. Start again.");
-    if (!sameSecret(state, signIn.s)) return failed(400, "state_mismatch", "This sign-in does not match the one this browser started. Start again.");
-    if ((completed.get(signIn.s) ?? 0) > now()) return failed(400, "state_replayed", "This sign-in was already completed. Start again.");
+    // A state cookie gone stale (a sign-in left open at the provider, another browser) is no attack.
+    if (!signIn) return failed(400, "state_missing", "This sign-in has expired or was started in another browser. Start again.", false);
+    if (!sameSecret(state, signIn.s)) return failed(400, "state_mismatch", "This sign-in does not match the one this browser started. Start again.", true);
+    if ((completed.get(signIn.s) ?? 0) > now()) return failed(400, "state_replayed", "This sign-in was already completed. Start again.", true);
     const providerError = query.get("error");
     if (providerError !== null) {
       const code = /^[a-z_]{1,64}$/.test(providerError) ? providerError : "error";
-      return failed(401, `provider_${code}`, `The identity provider did not sign you in (${code}).`);
+      return failed(401, `provider_${code}`, `The identity provider did not sign you in (${code}).`, false);
     }
     const code = query.get("code") ?? "";
-    if (code === "" || code.length > 4096) return failed(400, "code_missing", "The identity provider sent no authorization code. Start again.");
-    const path = signIn.r.split("?")[0]!;
-    const found = deps.access.loginFor(ctx.where.tenant, ctx.where.target, path) ?? deps.access.loginFor(ctx.where.tenant, ctx.where.target);
-    if (!found) return failed(404, "no_login", "This app no longer signs people in here.");
+    if (code === "" || code.length > 4096) return failed(400, "code_missing", "The identity provider sent no authorization code. Start again.", true);
     // Taken before the provider is asked: a second callback with the same state while the first is in flight loses.
     setNewest(completed, signIn.s, signIn.at + SIGN_IN_MS, MAX_COMPLETED);
     let claims: Record<string, unknown>;
@@ -137,7 +153,7 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
       claims = await deps.oidc.redeem(found.login, code, redirectUri(ctx), signIn.v, signIn.n);
     } catch (err) {
       if (!(err instanceof FerryError) || err.kind !== "unauthenticated") throw err;
-      return failed(401, err.code, err.message);
+      return failed(401, err.code, err.message, true);
     }
     const session = sessionFromClaims(claims, found.claimNames, now(), found.login.maxMs);
     const refusal = sessionRefusal(session, found.login);
@@ -151,8 +167,9 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
     const scope = sessionScopeOf(ctx.where.tenant, ctx.where.target, found.login);
     const sealed = sealSession(deps.secrets, session, scope);
     if (sealed.length > MAX_SESSION_COOKIE_CHARS) {
-      return failed(500, "session_too_large", "Your account's details are too large for a session (too many groups or claims). Ask the operator.");
+      return failed(500, "session_too_large", "Your account's details are too large for a session (too many groups or claims). Ask the operator.", false);
     }
+    found.succeeded(ctx.clientAddress);
     deps.count(ctx.where.tenant, "success");
     audit(ctx, "login", `login:${session.sub}`, { rule: found.rule, ...(session.email ? { email: session.email } : {}) }, true);
     sendRedirect(res, `${ctx.where.prefix}${signIn.r}`, {
@@ -161,6 +178,7 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
   };
 
   const logout = async (req: NodeRequest, res: NodeResponse, ctx: LoginContext, found: LoginTarget) => {
+    screen(res, ctx, found);
     const scope = sessionScopeOf(ctx.where.tenant, ctx.where.target, found.login);
     const verdict = checkSession(deps.secrets, cookieValue(req.headers.cookie, SESSION_COOKIE), scope, found.login, now());
     const cleared = { "set-cookie": setCookie(SESSION_COOKIE, "", sessionCookieScope(ctx.where.prefix, ctx.secure), 0) };
@@ -197,7 +215,7 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
           return begin(res, ctx, forPath, returnTo);
         }
         case CALLBACK:
-          return reads ? callback(req, res, ctx, query) : methodNotAllowed();
+          return reads ? callback(req, res, ctx, query, found) : methodNotAllowed();
         case LOGOUT:
           return reads || method === "POST" ? logout(req, res, ctx, found) : methodNotAllowed();
         case LOGGED_OUT:

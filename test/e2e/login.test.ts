@@ -259,6 +259,74 @@ describe("sign-in at one relay", () => {
   });
 });
 
+describe("sign-in paths under their rule's address lists, rate limit and back-off", () => {
+  let idp: TestOidcProvider;
+  let relay: TestRelay;
+  let base: string;
+  const rule = (name: string, target: string, extra: Record<string, unknown>) => ({
+    name,
+    targets: [target],
+    require: ["login"],
+    login: { issuer: idp.issuer, clientId: CLIENT_ID, clientSecret: idp.secretOf(CLIENT_ID) },
+    ...extra,
+  });
+  const code = async (res: Response) => ((await res.json()) as { error: { code: string } }).error.code;
+  /** A sign-in begun for real: its state (from the provider's URL) and the state cookie. */
+  const begin = async () => {
+    const res = await fetch(`${base}/app/.ferry/login`, { redirect: "manual" });
+    expect(res.status).toBe(302);
+    const state = new URL(res.headers.get("location")!).searchParams.get("state")!;
+    return { state, cookie: res.headers.get("set-cookie")!.split(";")[0]! };
+  };
+
+  beforeAll(async () => {
+    [idp, relay] = await Promise.all([startOidcProvider(), startTestRelay({ secretKeys: [randomBytes(32)] })]);
+    base = `${relay.url}/relay/acme`;
+    await idp.addLoginClient({ clientId: CLIENT_ID, redirectUris: [`${base}/app/.ferry/callback`] });
+    await relay.tenantWithKey("acme");
+    const rules = [
+      rule("office", "office", { allowIps: ["10.0.0.0/8"] }),
+      rule("few", "few", { rateLimit: { requests: 2, per: "60s", by: "ip" } }),
+      rule("people", "app", {}),
+    ];
+    await relay.admin.setAccessPolicy({ tenant: "acme", policy: fromJson(AccessPolicySchema, { rules }) });
+  });
+  afterAll(async () => {
+    await relay?.close();
+    await idp?.close();
+  });
+
+  it("refuses a sign-in from an address the rule does not allow, before the provider is asked", async () => {
+    const res = await fetch(`${base}/office/.ferry/login`, { redirect: "manual" });
+    expect(res.status).toBe(403);
+    expect(await code(res)).toBe("ip_not_allowed");
+    const { events } = await relay.admin.listAuditEvents({ tenant: "acme", pageSize: 100 });
+    expect(events.find((e) => e.action === "login.refused")?.details).toMatchObject({ rule: "office", why: "ip_not_allowed" });
+  });
+
+  it("takes sign-ins from the rule's rate limit", async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await fetch(`${base}/few/.ferry/login`, { redirect: "manual" })).status);
+    expect(statuses).toEqual([302, 302, 429]);
+  });
+
+  it("counts forged callbacks and refused codes against the source, then refuses it before the provider is asked", async () => {
+    const genuine = await begin();
+    const refusedCode = await fetch(`${base}/app/.ferry/callback?state=${genuine.state}&code=made-up`, { headers: { cookie: genuine.cookie }, redirect: "manual" });
+    expect(refusedCode.status).toBe(401);
+    for (let i = 0; i < 4; i++) {
+      const forged = await fetch(`${base}/app/.ferry/callback?state=forged${i}&code=x`, { headers: { cookie: (await begin()).cookie }, redirect: "manual" });
+      expect(forged.status).toBe(400);
+    }
+    const again = await fetch(`${base}/app/.ferry/login`, { redirect: "manual" });
+    expect(again.status).toBe(429);
+    const late = await fetch(`${base}/app/.ferry/callback?state=${genuine.state}&code=made-up`, { headers: { cookie: genuine.cookie }, redirect: "manual" });
+    expect(late.status).toBe(429);
+    expect(await code(late)).toBe("too_many_failures");
+    expect(Number(late.headers.get("retry-after"))).toBeGreaterThan(0);
+  });
+});
+
 describe("sign-in on an app's own host name", () => {
   let idp: TestOidcProvider;
   let relay: TestRelay;
