@@ -1,7 +1,15 @@
 import { readFileSync } from "node:fs";
 
-/** The package version, read once from package.json (one level up from core/, two from dist/core/). */
-export const FERRY_VERSION: string = (() => {
+/**
+ * Set only in a bundle (the connector binary): esbuild's `define` puts package.json's version here, since a
+ * CommonJS bundle has no import.meta.url to find package.json by. Everywhere else it is not declared at all.
+ */
+declare const __FERRY_VERSION__: string | undefined;
+
+/** The package version: package.json's, read once (one level up from core/, two from dist/core/), or the bundle's copy of it. */
+export const FERRY_VERSION: string = typeof __FERRY_VERSION__ === "string" ? __FERRY_VERSION__ : fromPackageJson();
+
+function fromPackageJson(): string {
   for (const rel of ["../package.json", "../../package.json"]) {
     try {
       const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), "utf8")) as { name?: string; version?: string };
@@ -11,4 +19,4 @@ export const FERRY_VERSION: string = (() => {
     }
   }
   return "0.0.0";
-})();
+}

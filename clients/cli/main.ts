@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-import { Command } from "commander";
-import { FERRY_VERSION } from "../../core/version.js";
+import type { Command } from "commander";
 import { tuneHeapForStreaming } from "./heap-tuning.js";
+import { ferryProgram } from "./program.js";
 import { runMain } from "./run.js";
 
 tuneHeapForStreaming();
@@ -18,10 +18,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   demo: async () => (await import("./demo-command.js")).demoCommand(),
 };
 
-const program = new Command("ferry")
-  .description("Reach on-premises HTTP services through a relay, with only outbound connections from the premises.")
-  .version(FERRY_VERSION, "-V, --version")
-  .showHelpAfterError("(run with --help for usage)");
+const program = ferryProgram();
 
 const chosen = process.argv[2];
 const names = chosen !== undefined && chosen in COMMANDS ? [chosen] : Object.keys(COMMANDS);
