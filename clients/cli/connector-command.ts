@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { createLogger } from "../../core/logger.js";
 import { argvSecretWarning } from "../../core/secret-file.js";
+import { installServiceCommand } from "./install-service-command.js";
 import { collect, onShutdown } from "./run.js";
 
 export function connectorCommand(): Command {
@@ -46,8 +47,12 @@ Config file (YAML; unknown keys are rejected):
   auditLog: /var/log/ferry/exchanges.jsonl
 
 Signals: SIGUSR1 pauses (no new exchanges), SIGUSR2 resumes; SIGTERM drains and exits.
+
+As a systemd service: ferry connector install-service --help
 `,
     )
+    // `ferry connector install-service ...`; without a subcommand name the connector itself runs (the action).
+    .addCommand(installServiceCommand())
     .action(async (o) => {
       // Loaded here so `ferry relay` never pays for the connector's modules (memory).
       const { startConnector } = await import("../connector/connector.js");
