@@ -5,6 +5,7 @@ import { stringify as toYaml } from "yaml";
 import { type AccessPolicy, AccessPolicySchema } from "../../gen/ferry/access/v1/access_policy_pb.js";
 import {
   ClientKeySchema,
+  EndLoginSessionsResponseSchema,
   GetAccessPolicyResponseSchema,
   SetAccessPolicyResponseSchema,
 } from "../../gen/ferry/admin/v1/admin_service_pb.js";
@@ -55,6 +56,16 @@ unknown keys rejected):
     const r = await c.getAccessPolicy({ tenant });
     print(o, GetAccessPolicyResponseSchema, r, () => (isEmpty(r.policy) ? "no policy: every target is public" : policyText(tenant!, r.policy!, "updated", r.updateTime)));
   });
+  verb(access, "end-sessions <tenant>", "End every browser session of the tenant's sign-in (login) rules begun until now: people sign in again.", async (c, o, [tenant]) => {
+    const r = await c.endLoginSessions({ tenant, rule: (o.rule as string | undefined) ?? "" });
+    print(o, EndLoginSessionsResponseSchema, r, () => `ended the sessions of tenant ${tenant}'s rule${r.rules.length > 1 ? "s" : ""} ${r.rules.join(", ")} begun until ${when(r.updateTime!)}: every node refuses them now`);
+  }, (cmd) =>
+    cmd.option("--rule <name>", "only this login rule's sessions (default: every login rule of the tenant)").addHelpText("after", `
+For someone who has left, or a lost phone: ending sessions at the identity provider alone does not end a session
+the relay already gave (a sealed cookie, good until it goes idle or reaches sessionMax). Sets the rules'
+login.sessionsNotBefore; the provider still decides who may sign in again.
+`),
+  );
   access
     .command("hash-password")
     .description("Hash a password for a basic user (basicUsers[].passwordHash); reads it from stdin, or asks on a terminal.")

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import type { PeerCertificate } from "node:tls";
 import type { FerryError } from "../../core/errors.js";
 import type { CompiledLogin } from "./login-session.js";
+import type { Value } from "@bufbuild/protobuf/wkt";
 
 /** A credential an access rule can accept ("require" in the policy file). */
 export type CredentialKind = "apiKey" | "jwt" | "mtls" | "basic" | "login";
@@ -17,6 +18,8 @@ export interface AccessRequest {
   headers: IncomingHttpHeaders;
   /** The request's Cookie header (the login session), as the client sent it. */
   cookie?: string | string[];
+  /** The name the session cookie has on this request (login-cookies.ts cookieName); default ferry_session. */
+  sessionCookie?: string;
   /** The client certificate the TLS listener got (not yet verified against any tenant CA); undefined without TLS or without one. */
   clientCertificate?: PeerCertificate;
   /** The request arrived over TLS (a rule that accepts only "mtls" can never match otherwise). */
@@ -126,8 +129,8 @@ export interface AccessControl {
 export interface LoginTarget {
   rule: string;
   login: CompiledLogin;
-  /** Every claim the login rules for this target ask for: the session keeps them, so each rule can check its own. */
-  claimNames: readonly string[];
+  /** The claims every login rule for this target asks for: the session keeps what decides them, so each rule can check its own. */
+  claimRules: readonly Readonly<Record<string, Value>>[];
   /**
    * The rule's checks that come before a credential (its address lists, the source's back-off, a rate limit by ip
    * or rule), for the sign-in paths: anyone can start a sign-in, and each callback may cost the provider a request.

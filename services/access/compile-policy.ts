@@ -1,4 +1,5 @@
 import type { AccessPolicy, AccessRule, JwtRule, LoginRule } from "../../gen/ferry/access/v1/access_policy_pb.js";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { msFromDuration } from "../../core/duration.js";
 import type { CredentialKind } from "./access-control.js";
 import { type BasicVerifier, createBasicVerifier, type ScryptGate } from "./basic-auth.js";
@@ -121,5 +122,6 @@ function compileLogin(rule: AccessRule, opts: CompileOptions): CompiledLogin {
     claims: login.claims,
     idleMs,
     maxMs,
+    notBeforeMs: login.sessionsNotBefore ? timestampMs(login.sessionsNotBefore) : 0,
   };
 }

@@ -158,12 +158,12 @@ export function createAccessControl(deps: AccessControlDeps): AccessControl {
         const rules = compiledOf(policy, tenant).rules.filter((r) => r.targets.includes("*") || r.targets.includes(target));
         const rule = path === undefined ? rules.find((r) => r.login) : matchRule(rules, target, path);
         if (!rule?.login || rule.broken !== undefined) return undefined;
-        const claimNames = [...new Set(rules.flatMap((r) => (r.login ? Object.keys(r.login.claims) : [])))];
+        const claimRules = rules.flatMap((r) => (r.login ? [r.login.claims] : []));
         const where = { tenant, target };
         return {
           rule: rule.name,
           login: rule.login,
-          claimNames,
+          claimRules,
           screen: (clientAddress) => addressRefusal(rule, target, clientAddress) ?? beforeCredential({ ...where, clientAddress }, rule),
           failed: (clientAddress) => void backoff.failed(clientAddress),
           succeeded: (clientAddress) => backoff.succeeded(clientAddress),

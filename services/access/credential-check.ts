@@ -58,7 +58,7 @@ export function checkCredential(deps: CredentialDeps, rule: CompiledRule, req: A
         if (req.clientCertificate?.raw) return certificate(deps, rule, req);
         break;
       case "login": {
-        const cookie = cookieValue(req.cookie, SESSION_COOKIE);
+        const cookie = cookieValue(req.cookie, req.sessionCookie ?? SESSION_COOKIE);
         if (cookie !== "") return session(deps, rule, req, cookie);
         break;
       }

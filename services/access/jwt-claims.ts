@@ -14,6 +14,27 @@ export function claimsMatch(claims: Record<string, unknown>, required: Readonly<
   return true;
 }
 
+/**
+ * What of `claims` decides each of `requireds` (claimsMatch reads nothing else): each claim they name, a list
+ * claim cut down to the entries some of them compare with. A session keeps this much, not a person's 200 groups.
+ */
+export function claimsAskedFor(claims: Record<string, unknown>, requireds: readonly Readonly<Record<string, Value>>[]): Record<string, unknown> {
+  const kept: Record<string, unknown> = {};
+  for (const required of requireds) {
+    for (const [name, expected] of Object.entries(required)) {
+      const actual = claimAt(claims, name);
+      if (actual === undefined) continue;
+      if (!Array.isArray(actual)) {
+        kept[name] = actual;
+        continue;
+      }
+      const before = Array.isArray(kept[name]) ? (kept[name] as unknown[]) : [];
+      kept[name] = [...new Set([...before, ...actual.filter((entry) => claimMatches(entry, expected))])];
+    }
+  }
+  return kept;
+}
+
 function claimMatches(actual: unknown, expected: Value): boolean {
   const { kind } = expected;
   switch (kind.case) {

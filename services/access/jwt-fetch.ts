@@ -27,6 +27,39 @@ export function idpUrlProblem(url: string): string | undefined {
   return "must be https (http only on a loopback address)";
 }
 
+/**
+ * Why an endpoint that `issuer`'s discovery document names may not be used, or undefined: as idpUrlProblem, and
+ * no weaker than the issuer. Whoever sets a tenant's policy may run the provider, and the relay POSTs the client
+ * secret to its token endpoint on any anonymous callback: an https issuer's endpoints must be https, and an
+ * address literal on the relay's own host or network (loopback, private, link-local) only on the issuer's own host.
+ */
+export function idpEndpointProblem(url: string, issuer: string): string | undefined {
+  const problem = idpUrlProblem(url);
+  if (problem) return problem;
+  const u = new URL(url);
+  const from = new URL(issuer);
+  if (u.protocol === "http:" && from.protocol !== "http:") return "must be https, as the issuer is";
+  if (u.hostname !== from.hostname && (isLoopback(u.hostname) || isInternal(u.hostname))) return "must not be a loopback, private or link-local address other than the issuer's";
+  return undefined;
+}
+
+/** An IP address literal of a private, link-local, shared or unspecified range (IPv4 or IPv6). */
+function isInternal(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  if (isIP(host) === 4) {
+    const [a, b] = host.split(".").map(Number) as [number, number];
+    return a === 0 || a === 10 || a === 127 || (a === 100 && b >= 64 && b < 128) || (a === 169 && b === 254) || (a === 172 && b >= 16 && b < 32) || (a === 192 && b === 168);
+  }
+  if (isIP(host) !== 6) return false;
+  // An IPv4-mapped address, as the URL parser writes it ([::ffff:10.0.0.5] becomes [::ffff:a00:5]).
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(host);
+  if (mapped) {
+    const [hi, lo] = [parseInt(mapped[1]!, 16), parseInt(mapped[2]!, 16)];
+    return isInternal(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);
+  }
+  return host === "::" || host === "::1" || /^f[cd]/.test(host) || /^fe[89ab]/.test(host);
+}
+
 function isLoopback(hostname: string): boolean {
   if (hostname === "localhost" || hostname === "[::1]") return true;
   return isIP(hostname) === 4 && hostname.startsWith("127.");

@@ -3,7 +3,7 @@ import { setNewest } from "../../core/bounded-map.js";
 import { FerryError } from "../../core/errors.js";
 import type { Logger } from "../../core/logger.js";
 import { createRateLimitedLog } from "../../core/rate-limited-log.js";
-import { fetchIdpJson, idpUrlProblem } from "./jwt-fetch.js";
+import { fetchIdpJson, idpEndpointProblem, idpUrlProblem } from "./jwt-fetch.js";
 
 /** Where an issuer's keys are (its discovery document) is looked up again after this long. */
 export const DISCOVERY_MAX_AGE_MS = 5 * 60_000;
@@ -171,11 +171,11 @@ function metadataOf(doc: unknown, issuer: string, url: string): ProviderMetadata
   if (d.issuer !== issuer) throw new Error(`${url} names the issuer ${JSON.stringify(d.issuer)}, not ${JSON.stringify(issuer)}`);
   const jwksUri = d.jwks_uri;
   if (typeof jwksUri !== "string") throw new Error(`${url} has no jwks_uri`);
-  const problem = idpUrlProblem(jwksUri);
+  const problem = idpEndpointProblem(jwksUri, issuer);
   if (problem) throw new Error(`${url}: its jwks_uri ${JSON.stringify(jwksUri)} ${problem}`);
   const endpoint = (name: string) => {
     const v = d[name];
-    return typeof v === "string" && idpUrlProblem(v) === undefined ? v : undefined;
+    return typeof v === "string" && idpEndpointProblem(v, issuer) === undefined ? v : undefined;
   };
   const metadata: ProviderMetadata = { jwksUri };
   const [authorization, token, endSession] = ["authorization_endpoint", "token_endpoint", "end_session_endpoint"].map(endpoint);

@@ -2,8 +2,19 @@
 export const SESSION_COOKIE = "ferry_session";
 /** A sign-in under way (state, nonce, PKCE verifier, return URL): scoped to the callback path, gone after it. */
 export const STATE_COOKIE = "ferry_login";
+const HOST_PREFIX = "__Host-";
 /** The relay's own cookies, never passed on to a target. */
-export const LOGIN_COOKIES: readonly string[] = [SESSION_COOKIE, STATE_COOKIE];
+export const LOGIN_COOKIES: readonly string[] = [SESSION_COOKIE, STATE_COOKIE, `${HOST_PREFIX}${SESSION_COOKIE}`, `${HOST_PREFIX}${STATE_COOKIE}`];
+
+/**
+ * The name of one of the relay's cookies in `scope`. At a host's root over TLS (a host-routed app) it carries the
+ * __Host- prefix: browsers then take it only from that very host, Secure, Path=/, never with a Domain, so a page on
+ * a sibling host (another tenant's app under the same base domain) cannot plant one (cookie tossing: signing a
+ * person in as someone else). Path-routed apps share one origin, which no cookie name can divide.
+ */
+export function cookieName(name: typeof SESSION_COOKIE | typeof STATE_COOKIE, scope: CookieScope): string {
+  return scope.secure && scope.path === "/" ? `${HOST_PREFIX}${name}` : name;
+}
 
 /** The value of the first cookie called `name` in a Cookie header ("" when there is none). */
 export function cookieValue(header: string | string[] | undefined, name: string): string {
@@ -40,6 +51,11 @@ export interface CookieScope {
 /** Where an app's session cookie goes: its /relay/{tenant}/{target}/ (`prefix` without the slash), or its host's root. */
 export function sessionCookieScope(prefix: string, secure: boolean): CookieScope {
   return { path: `${prefix}/`, secure };
+}
+
+/** The session cookie's name for an app at `prefix` (sessionCookieScope). */
+export function sessionCookieName(prefix: string, secure: boolean): string {
+  return cookieName(SESSION_COOKIE, sessionCookieScope(prefix, secure));
 }
 
 /**

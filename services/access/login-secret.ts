@@ -13,9 +13,26 @@ export function sealLoginSecret(box: SecretBox, login: LoginRule, tenant: string
   login.clientSecret = "";
 }
 
+/**
+ * The variables a tenant's clientSecretEnv may name: FERRY_LOGIN_<TENANT>_..., the tenant upper-cased with "-" as
+ * "_". Whoever may set a tenant's policy picks the issuer the secret is sent to, so any other name would let a
+ * tenant admin have the relay send its own secrets (FERRY_SECRET_KEY, another tenant's client secret) there.
+ */
+export function loginSecretEnvPrefix(tenant: string): string {
+  return `FERRY_LOGIN_${tenant.toUpperCase().replaceAll("-", "_")}_`;
+}
+
+/** Why `name` may not be a clientSecretEnv of `tenant`, or undefined when it may. */
+export function loginSecretEnvProblem(name: string, tenant: string): string | undefined {
+  const prefix = loginSecretEnvPrefix(tenant);
+  return name.startsWith(prefix) && name.length > prefix.length ? undefined : `login.clientSecretEnv must be named ${prefix}... (this tenant's variables only), not ${name}`;
+}
+
 /** The client secret to use: from the environment variable named, else opened. Throws (the rule then refuses everyone) when neither works. */
 export function openLoginSecret(box: SecretBox, login: LoginRule, tenant: string, env: NodeJS.ProcessEnv): string {
   if (login.clientSecretEnv !== "") {
+    const problem = loginSecretEnvProblem(login.clientSecretEnv, tenant);
+    if (problem) throw new Error(problem);
     const value = env[login.clientSecretEnv];
     if (!value) throw new Error(`the environment variable ${login.clientSecretEnv} (login.clientSecretEnv) is not set on this node`);
     return value;

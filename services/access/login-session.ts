@@ -1,7 +1,7 @@
 import type { Value } from "@bufbuild/protobuf/wkt";
 import { optional } from "../../core/optional.js";
 import type { SecretBox } from "../auth/secret-box.js";
-import { claimAt, claimsMatch } from "./jwt-claims.js";
+import { claimsAskedFor, claimsMatch } from "./jwt-claims.js";
 
 /** Who signed in, as the provider's ID token said, and when: what the session cookie carries, sealed. */
 export interface LoginSession {
@@ -32,6 +32,8 @@ export interface SessionRule {
   maxMs: number;
   allowedEmailDomains: readonly string[];
   claims: Readonly<Record<string, Value>>;
+  /** Sessions begun before this (ms since the epoch; 0: none) are over (LoginRule.sessions_not_before). */
+  notBeforeMs: number;
 }
 
 /** A rule's sign-in, ready to use (compile-policy.ts): the client secret opened once, durations in ms. */
@@ -66,8 +68,22 @@ export function checkSession(box: SecretBox, cookie: string, scope: SessionScope
   const text = box.open("login-session", cookie, contextOf(scope));
   const session = text === undefined ? undefined : parseSession(text);
   if (!session) return { ok: false, reason: "invalid" };
-  if (now >= Math.min(session.exp, session.iat + rule.maxMs) || now - session.seen >= rule.idleMs) return { ok: false, reason: "expired" };
+  if (now >= Math.min(session.exp, session.iat + rule.maxMs) || now - session.seen >= rule.idleMs || session.iat < rule.notBeforeMs) {
+    return { ok: false, reason: "expired" };
+  }
   return { ok: true, session };
+}
+
+/** How far another node's clock may be ahead of this one's when it ends sessions (sessions_not_before). */
+const CLOCK_SKEW_MS = 60_000;
+
+/**
+ * When a session begun now starts: no earlier than the rule's sessions_not_before as this node knows it (within
+ * CLOCK_SKEW_MS), so a node whose clock is behind the one that ended the sessions does not hand out sessions that
+ * are over at once, a sign-in loop. A time set further ahead ends every session until it comes.
+ */
+export function sessionStart(now: number, rule: Pick<SessionRule, "notBeforeMs">): number {
+  return Math.max(now, Math.min(rule.notBeforeMs, now + CLOCK_SKEW_MS));
 }
 
 /** Why the rule does not take this person (a readable sentence), or undefined when it does. */
@@ -84,14 +100,10 @@ export function sessionRefusal(session: LoginSession, rule: SessionRule): string
 }
 
 /** The session for a verified ID token's claims: only what the identity and the rules need, bounded. */
-export function sessionFromClaims(claims: Record<string, unknown>, claimNames: readonly string[], now: number, maxMs: number): LoginSession {
+export function sessionFromClaims(claims: Record<string, unknown>, claimRules: readonly Readonly<Record<string, Value>>[], now: number, maxMs: number): LoginSession {
   const text = (v: unknown) => (typeof v === "string" && v.length <= MAX_TEXT ? v : undefined);
   const groups = Array.isArray(claims.groups) ? claims.groups.filter((g): g is string => typeof g === "string" && g.length <= MAX_TEXT).slice(0, MAX_GROUPS) : undefined;
-  const kept: Record<string, unknown> = {};
-  for (const name of claimNames) {
-    const v = claimAt(claims, name);
-    if (v !== undefined) kept[name] = v;
-  }
+  const kept = claimsAskedFor(claims, claimRules);
   return {
     sub: String(claims.sub),
     ...optional("email", text(claims.email)),

@@ -11,7 +11,7 @@ import type { Catalog } from "../state/catalog.js";
 
 type AccessRpcs = Pick<
   ServiceImpl<typeof AdminService>,
-  "getAccessPolicy" | "setAccessPolicy" | "createClientKey" | "listClientKeys" | "revokeClientKey"
+  "getAccessPolicy" | "setAccessPolicy" | "endLoginSessions" | "createClientKey" | "listClientKeys" | "revokeClientKey"
 >;
 
 export interface AccessRpcDeps {
@@ -52,6 +52,19 @@ export function accessRpcs(deps: AccessRpcDeps, actor: (ctx: HandlerContext) => 
         after: policyForAudit(after.policy!),
       });
       return { policy: after.policy, updateTime: after.updateTime };
+    },
+
+    async endLoginSessions(req, ctx) {
+      const { before, after, rules } = await catalog.accessPolicies.endLoginSessions(req.tenant, req.rule, new Date());
+      audit.record({
+        action: "access.end-sessions",
+        actor: actor(ctx),
+        tenant: req.tenant,
+        details: { rules },
+        before: policyForAudit(before.policy!),
+        after: policyForAudit(after.policy!),
+      });
+      return { policy: after.policy, updateTime: after.updateTime, rules };
     },
 
     async createClientKey(req, ctx) {

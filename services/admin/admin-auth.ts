@@ -86,6 +86,7 @@ const RULES: Record<string, Rule> = {
   // A tenant token manages its own tenant's client access, as it does its connector keys.
   GetAccessPolicy: { write: false, scope: "tenant", tenantField: byTenant },
   SetAccessPolicy: { write: true, scope: "tenant", tenantField: byTenant },
+  EndLoginSessions: { write: true, scope: "tenant", tenantField: byTenant },
   CreateClientKey: { write: true, scope: "tenant", tenantField: byTenant },
   ListClientKeys: { write: false, scope: "tenant", tenantField: byTenant },
   RevokeClientKey: { write: true, scope: "tenant", tenantField: byTenant },

@@ -5,6 +5,7 @@ import type { NodeRequest, NodeResponse } from "../http/http-error.js";
 import type { AccessOutcome } from "../observability/exchange-record.js";
 import type { RelayPath } from "./relay-path.js";
 import { FerryError } from "../../core/errors.js";
+import { sessionCookieName } from "../access/login-cookies.js";
 import { LOGIN_PATH_PREFIX } from "../login/login-routes.js";
 
 /**
@@ -23,6 +24,7 @@ export function passAccessPolicy(
   where: Pick<RelayPath, "tenant" | "target" | "path" | "query" | "prefix">,
   clientAddress: string,
   record: (outcome: AccessOutcome) => void,
+  secure: () => boolean,
 ): MaybeAsync<AccessGranted> {
   const socket = tlsSocketOf(req);
   // Read only by a rule that takes mtls: building the chain's JS objects costs on every TLS request otherwise.
@@ -36,6 +38,10 @@ export function passAccessPolicy(
     cookie: req.headers.cookie,
     tls: socket !== undefined,
     preflight: req.method === "OPTIONS" && req.headers.origin !== undefined && req.headers["access-control-request-method"] !== undefined,
+    // Read only by a rule that takes login.
+    get sessionCookie() {
+      return sessionCookieName(where.prefix, secure());
+    },
     get clientCertificate() {
       if (certificate === null) certificate = socket ? peerCertificate(socket) : undefined;
       return certificate;

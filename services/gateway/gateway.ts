@@ -32,7 +32,7 @@ import { BadResponse, type BadResponseReason, type FramedResponse, frameResponse
 import { hostOnlyCookies } from "./cookie-scope.js";
 import { passAccessPolicy } from "./access-gate.js";
 import { clientAddressOf } from "../auth/client-address.js";
-import { SESSION_COOKIE, sessionCookieScope, setCookie, withoutLoginCookies } from "../access/login-cookies.js";
+import { sessionCookieName, sessionCookieScope, setCookie, withoutLoginCookies } from "../access/login-cookies.js";
 import { LOGIN_PATH_PREFIX, type LoginRoutes } from "../login/login-routes.js";
 import { isolatePathRouted } from "./shared-origin.js";
 import { SPOOFABLE_HEADERS } from "./spoofable-headers.js";
@@ -264,14 +264,17 @@ async function serve(
   if (replayBy !== undefined || opts.access?.applies(tenant.name)) {
     const passed =
       replayBy === undefined
-        ? passAccessPolicy(opts.access!, req, res, where, head.clientAddress, (outcome) => (p.access = outcome))
+        ? passAccessPolicy(opts.access!, req, res, where, head.clientAddress, (outcome) => (p.access = outcome), () => tlsAsSeen(head))
         : replayGrant(replayBy, p);
     const grant = passed instanceof Promise ? await passed : passed;
     const consumed = grant.consumedHeaders;
     if (consumed.length > 0) head.headers = head.headers.filter((h) => !consumed.includes(h.name));
     // Lost when the target sets cookies itself (its Set-Cookie wins): the next request renews it then.
     const renewed = grant.renewedSession;
-    if (renewed) res.setHeader("set-cookie", setCookie(SESSION_COOKIE, renewed.cookie, sessionCookieScope(where.prefix, tlsAsSeen(head)), renewed.maxAgeSeconds));
+    if (renewed) {
+      const secure = tlsAsSeen(head);
+      res.setHeader("set-cookie", setCookie(sessionCookieName(where.prefix, secure), renewed.cookie, sessionCookieScope(where.prefix, secure), renewed.maxAgeSeconds));
+    }
     // The node's word that the policy let this request through, for the connector (requireIdentity) and the target
     // to check against /.well-known/ferry/jwks.json. Throws identity_unavailable (500) when it cannot be given.
     if (opts.identity) head.headers.push(header(IDENTITY_HEADER, opts.identity.issue(grant, { tenant: where.tenant, target: where.target, clientAddress: head.clientAddress })));

@@ -8,9 +8,9 @@ import type { RefusalLimiter } from "../audit/refusal-limiter.js";
 import type { SecretBox } from "../auth/secret-box.js";
 import { sameSecret } from "../auth/secrets.js";
 import type { NodeRequest, NodeResponse } from "../http/http-error.js";
-import { type CookieScope, cookieValue, SESSION_COOKIE, sessionCookieScope, setCookie, STATE_COOKIE } from "../access/login-cookies.js";
+import { cookieName, type CookieScope, cookieValue, sessionCookieName, sessionCookieScope, setCookie, STATE_COOKIE } from "../access/login-cookies.js";
 import { sendPage, sendRedirect } from "./login-page.js";
-import { checkSession, MAX_SESSION_COOKIE_CHARS, sealSession, sessionFromClaims, sessionRefusal, sessionScopeOf } from "../access/login-session.js";
+import { checkSession, MAX_SESSION_COOKIE_CHARS, sealSession, sessionFromClaims, sessionRefusal, sessionScopeOf, sessionStart } from "../access/login-session.js";
 import type { OidcClient } from "./oidc-client.js";
 
 /** The relay's paths on every app that signs people in: below the app's own root, so they never leave its origin or prefix. */
@@ -60,11 +60,13 @@ export interface LoginRoutes {
 }
 
 interface SignIn {
-  /** state, nonce, PKCE verifier, return path within the app, when it began. */
+  /** state, nonce, PKCE verifier, return path within the app, the provider's issuer and our client id there, when it began. */
   s: string;
   n: string;
   v: string;
   r: string;
+  i: string;
+  c: string;
   at: number;
 }
 
@@ -103,7 +105,7 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
   const begin = async (res: NodeResponse, ctx: LoginContext, found: LoginTarget, returnTo: string) => {
     screen(res, ctx, found);
     const endpoints = await deps.oidc.endpoints(found.login.issuer);
-    const signIn: SignIn = { s: random(16), n: random(16), v: random(32), r: returnTo, at: now() };
+    const signIn: SignIn = { s: random(16), n: random(16), v: random(32), r: returnTo, i: found.login.issuer, c: found.login.clientId, at: now() };
     const url = new URL(endpoints.authorization);
     for (const [k, v] of Object.entries({
       response_type: "code",
@@ -118,14 +120,14 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
       url.searchParams.set(k, v);
     }
     const sealed = deps.secrets.seal("login-state", JSON.stringify(signIn), stateContext(ctx));
-    sendRedirect(res, url.href, { "set-cookie": setCookie(STATE_COOKIE, sealed, stateScope(ctx), SIGN_IN_MS / 1000) });
+    sendRedirect(res, url.href, { "set-cookie": setCookie(cookieName(STATE_COOKIE, stateScope(ctx)), sealed, stateScope(ctx), SIGN_IN_MS / 1000) });
   };
 
   const callback = async (req: NodeRequest, res: NodeResponse, ctx: LoginContext, query: URLSearchParams, first: LoginTarget) => {
-    const signIn = openSignIn(deps.secrets, cookieValue(req.headers.cookie, STATE_COOKIE), ctx, now());
+    const signIn = openSignIn(deps.secrets, cookieValue(req.headers.cookie, cookieName(STATE_COOKIE, stateScope(ctx))), ctx, now());
     const found = signIn ? deps.access.loginFor(ctx.where.tenant, ctx.where.target, signIn.r.split("?")[0]!) ?? first : first;
     screen(res, ctx, found);
-    const clearState = setCookie(STATE_COOKIE, "", stateScope(ctx), 0);
+    const clearState = setCookie(cookieName(STATE_COOKIE, stateScope(ctx)), "", stateScope(ctx), 0);
     const again = { href: `${ctx.where.prefix}${LOGIN}`, text: "Sign in again" };
     /** `forged`: the browser sent what its own sign-in would not have (or the provider refused its code): the source's back-off counts it. */
     const failed = (status: number, reason: string, message: string, forged: boolean) => {
@@ -146,6 +148,10 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
     }
     const code = query.get("code") ?? "";
     if (code === "" || code.length > 4096) return failed(400, "code_missing", "The identity provider sent no authorization code. Start again.", true);
+    // The code is the provider's the sign-in began at: never sent to another one the policy names since (mix-up).
+    if (signIn.i !== found.login.issuer || signIn.c !== found.login.clientId) {
+      return failed(400, "login_changed", "This app's sign-in changed while you were signing in. Start again.", false);
+    }
     // Taken before the provider is asked: a second callback with the same state while the first is in flight loses.
     setNewest(completed, signIn.s, signIn.at + SIGN_IN_MS, MAX_COMPLETED);
     let claims: Record<string, unknown>;
@@ -155,7 +161,7 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
       if (!(err instanceof FerryError) || err.kind !== "unauthenticated") throw err;
       return failed(401, err.code, err.message, true);
     }
-    const session = sessionFromClaims(claims, found.claimNames, now(), found.login.maxMs);
+    const session = sessionFromClaims(claims, found.claimRules, sessionStart(now(), found.login), found.login.maxMs);
     const refusal = sessionRefusal(session, found.login);
     if (refusal) {
       deps.count(ctx.where.tenant, "refused");
@@ -173,18 +179,24 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
     deps.count(ctx.where.tenant, "success");
     audit(ctx, "login", `login:${session.sub}`, { rule: found.rule, ...(session.email ? { email: session.email } : {}) }, true);
     sendRedirect(res, `${ctx.where.prefix}${signIn.r}`, {
-      "set-cookie": [setCookie(SESSION_COOKIE, sealed, sessionCookieScope(ctx.where.prefix, ctx.secure), found.login.maxMs / 1000), clearState],
+      "set-cookie": [setCookie(sessionName(ctx), sealed, sessionCookieScope(ctx.where.prefix, ctx.secure), found.login.maxMs / 1000), clearState],
     });
   };
 
   const logout = async (req: NodeRequest, res: NodeResponse, ctx: LoginContext, found: LoginTarget) => {
     screen(res, ctx, found);
+    // Another site (a sibling app's host among them) must not sign people out: it gets a button to press instead.
+    if (!fromThisApp(req, ctx.origin)) {
+      if (req.method === "POST") throw new FerryError("permission_denied", "cross_site_logout", "sign out from the app's own pages");
+      return sendPage(res, 200, "Sign out?", "Sign out of this app.", { href: `${ctx.where.prefix}${LOGOUT}`, text: "Sign out", post: true });
+    }
     const scope = sessionScopeOf(ctx.where.tenant, ctx.where.target, found.login);
-    const verdict = checkSession(deps.secrets, cookieValue(req.headers.cookie, SESSION_COOKIE), scope, found.login, now());
-    const cleared = { "set-cookie": setCookie(SESSION_COOKIE, "", sessionCookieScope(ctx.where.prefix, ctx.secure), 0) };
+    const verdict = checkSession(deps.secrets, cookieValue(req.headers.cookie, sessionName(ctx)), scope, found.login, now());
+    const cleared = { "set-cookie": setCookie(sessionName(ctx), "", sessionCookieScope(ctx.where.prefix, ctx.secure), 0) };
     if (verdict.ok) {
       deps.count(ctx.where.tenant, "logout");
-      audit(ctx, "logout", `login:${verdict.session.sub}`, { rule: found.rule }, true);
+      // Bounded per source as refusals are: a session is a cookie, so one stolen could be signed out of endlessly.
+      audit(ctx, "logout", `login:${verdict.session.sub}`, { rule: found.rule }, false);
     }
     // The provider's own session too, where it offers that: else the next sign-in would pass without a password.
     const endpoints = await deps.oidc.endpoints(found.login.issuer).catch(() => undefined);
@@ -243,15 +255,33 @@ export function returnPath(value: string | null): string | undefined {
   if (value.length > MAX_RETURN_CHARS || !value.startsWith("/") || value.startsWith("//")) return undefined;
   // What a Location header can carry as it is: printable ASCII (a browser sends the rest percent-encoded).
   if (!/^[\x21-\x7e]+$/.test(value) || value.includes("\\")) return undefined;
+  // Under path routing "/../../other-tenant/app/" would leave the app's prefix: no dot segment, plain or encoded.
+  if (/(^|\/)(\.|%2e){1,2}(\/|\?|#|$)/i.test(value.split("?")[0]!)) return undefined;
   return value;
+}
+
+/**
+ * Whether the request comes from the app's own pages (or the person typed it): Fetch Metadata's same-origin or
+ * none, else an Origin of the app's. "same-site" is not enough: a sibling host may be another tenant's app.
+ */
+function fromThisApp(req: NodeRequest, origin: string): boolean {
+  const site = req.headers["sec-fetch-site"];
+  if (site !== undefined) return site === "same-origin" || site === "none";
+  return req.headers.origin === origin;
 }
 
 function redirectUri(ctx: LoginContext): string {
   return `${ctx.origin}${ctx.where.prefix}${CALLBACK}`;
 }
 
+/** The callback's path only, but a host-routed app's root over TLS, where a __Host- name keeps sibling hosts out. */
 function stateScope(ctx: LoginContext): CookieScope {
-  return { path: `${ctx.where.prefix}${CALLBACK}`, secure: ctx.secure };
+  const hostRoot = ctx.secure && ctx.where.prefix === "";
+  return { path: hostRoot ? "/" : `${ctx.where.prefix}${CALLBACK}`, secure: ctx.secure };
+}
+
+function sessionName(ctx: LoginContext): string {
+  return sessionCookieName(ctx.where.prefix, ctx.secure);
 }
 
 function stateContext(ctx: LoginContext): string {
@@ -264,7 +294,7 @@ function openSignIn(box: SecretBox, cookie: string, ctx: LoginContext, now: numb
   if (text === undefined) return undefined;
   try {
     const s = JSON.parse(text) as SignIn;
-    const strings = [s.s, s.n, s.v, s.r].every((v) => typeof v === "string" && v !== "");
+    const strings = [s.s, s.n, s.v, s.r, s.i, s.c].every((v) => typeof v === "string" && v !== "");
     if (!strings || typeof s.at !== "number" || now - s.at > SIGN_IN_MS || now < s.at - 60_000 || returnPath(s.r) === undefined) return undefined;
     return s;
   } catch {

@@ -89,12 +89,20 @@ export function createOidcClient(jwt: JwtVerifier): OidcClient {
         throw new FerryError("unauthenticated", "login_failed", "the identity provider's ID token is not valid; start again", { cause: err });
       }
       if (verified.claims.nonce !== nonce) throw new FerryError("unauthenticated", "login_failed", "the ID token is not for this sign-in (nonce); start again");
+      if (!forThisClient(verified.claims, login.clientId)) throw new FerryError("unauthenticated", "login_failed", "the ID token was issued to another client (azp); start again");
       return verified.claims;
     },
     close() {
       closing.abort();
     },
   };
+}
+
+/** OIDC Core §3.1.3.7: an ID token for several audiences names the client it was issued to in azp; one that names another is not ours. */
+export function forThisClient(claims: Record<string, unknown>, clientId: string): boolean {
+  const { aud, azp } = claims;
+  if (azp !== undefined) return azp === clientId;
+  return !Array.isArray(aud) || aud.length <= 1;
 }
 
 function providerUnavailable(cause: unknown): FerryError {

@@ -1,5 +1,5 @@
-import { create, type JsonValue } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { clone, create, type JsonValue } from "@bufbuild/protobuf";
+import { timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import { type AccessPolicy, AccessPolicySchema, AccessRuleSchema, type LoginRule } from "../../gen/ferry/access/v1/access_policy_pb.js";
 import { type AccessPolicyRecord, AccessPolicyRecordSchema, type TenantRecord } from "../../gen/ferry/state/v1/state_pb.js";
 import { FerryError } from "../../core/errors.js";
@@ -7,7 +7,7 @@ import { isDnsLabel } from "../../core/names.js";
 import { validateAccessPolicy } from "../access/policy-check.js";
 import type { RecordKind, StoredRecords } from "./stored-records.js";
 import type { SecretBox } from "../auth/secret-box.js";
-import { openLoginSecret, sealLoginSecret } from "../access/login-secret.js";
+import { loginSecretEnvProblem, openLoginSecret, sealLoginSecret } from "../access/login-secret.js";
 
 const POLICY: RecordKind<typeof AccessPolicyRecordSchema> = {
   prefix: "access-policy.",
@@ -113,6 +113,8 @@ export class AccessPolicies {
       // A client secret in the file is never stored as it came: sealed with the operator's keys, or refused.
       for (const rule of normalized.rules) {
         if (!rule.login) continue;
+        const envProblem = rule.login.clientSecretEnv === "" ? undefined : loginSecretEnvProblem(rule.login.clientSecretEnv, tenant);
+        if (envProblem) throw new FerryError("invalid_argument", "invalid_access_policy", `rule "${rule.name}": ${envProblem}`);
         if (rule.login.clientSecret === "") {
           // A sealed secret is bound to its tenant, issuer and client id: with another of them it would never open.
           if (rule.login.clientSecretSealed !== "" && opts.secrets && !opensHere(opts.secrets, rule.login, tenant)) {
@@ -139,6 +141,27 @@ export class AccessPolicies {
       if (normalized.rules.length === 0 && normalized.clientCaPem === "") await this.records.remove(POLICY, tenant);
       else await this.records.put(POLICY, tenant, after);
       return { before, after, replacedUnusable };
+    });
+  }
+
+  /**
+   * Ends the sessions of the tenant's login rules (or of the one named) begun
+   * until `at`: their sessions_not_before becomes `at`. Throws not_found for a
+   * tenant without such a rule, failed_precondition for an unusable policy.
+   */
+  async endLoginSessions(tenant: string, ruleName: string, at: Date): Promise<{ before: AccessPolicyRecord; after: AccessPolicyRecord; rules: string[] }> {
+    return this.records.serialized(async () => {
+      const before = this.getAccessPolicyRecord(tenant);
+      const policy = before?.policy ? clone(AccessPolicySchema, before.policy) : undefined;
+      const rules = (policy?.rules ?? []).filter((r) => r.login && (ruleName === "" || r.name === ruleName));
+      if (!before || rules.length === 0) {
+        const which = ruleName === "" ? "no rule that signs people in (login)" : `no login rule named "${ruleName}"`;
+        throw new FerryError("not_found", "login_rule_not_found", `tenant "${tenant}" has ${which}`);
+      }
+      for (const rule of rules) rule.login!.sessionsNotBefore = timestampFromDate(at);
+      const after = create(AccessPolicyRecordSchema, { tenant, policy, updateTime: timestampNow() });
+      await this.records.put(POLICY, tenant, after);
+      return { before, after, rules: rules.map((r) => r.name) };
     });
   }
 

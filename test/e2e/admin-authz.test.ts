@@ -62,6 +62,9 @@ const matrix: Array<[string, Call, Array<"admin" | "viewer" | "tenantA">]> = [
   ["GetAccessPolicy b", (c) => c.getAccessPolicy({ tenant: "tenant-b" }), ["admin", "viewer"]],
   ["SetAccessPolicy a", (c) => c.setAccessPolicy({ tenant: "tenant-a", policy: { rules: [{ targets: ["app"] }] } }), ["admin", "tenantA"]],
   ["SetAccessPolicy b", (c) => c.setAccessPolicy({ tenant: "tenant-b", policy: {} }), ["admin"]],
+  // Neither tenant has a login rule: a permitted call is not_found, a refused one permission_denied.
+  ["EndLoginSessions a", (c) => c.endLoginSessions({ tenant: "tenant-a" }), ["admin", "tenantA"]],
+  ["EndLoginSessions b", (c) => c.endLoginSessions({ tenant: "tenant-b" }), ["admin"]],
   ["CreateClientKey a", (c) => c.createClientKey({ tenant: "tenant-a" }), ["admin", "tenantA"]],
   ["CreateClientKey b", (c) => c.createClientKey({ tenant: "tenant-b" }), ["admin"]],
   ["ListClientKeys a", (c) => c.listClientKeys({ tenant: "tenant-a" }), ["admin", "viewer", "tenantA"]],

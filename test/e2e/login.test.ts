@@ -12,11 +12,12 @@ import { AccessPolicySchema } from "../../gen/ferry/access/v1/access_policy_pb.j
 import { createSecretBox } from "../../services/auth/secret-box.js";
 import { sealSession } from "../../services/access/login-session.js";
 import { launchChromium } from "../helpers/browser.js";
+import { issueCert, makeTestPki } from "../helpers/certs.js";
 import { request } from "../helpers/http.js";
 import { startTestConnector, startTestRelay, type TestRelay } from "../helpers/in-process.js";
 import { type NatsServer, startNatsServer } from "../helpers/nats-server.js";
 import { signIn, startOidcProvider, type TestOidcProvider } from "../helpers/oidc-provider.js";
-import { ADMIN_TOKEN, ROOT, tempDir } from "../helpers/processes.js";
+import { ADMIN_TOKEN, ROOT, runFerry, tempDir } from "../helpers/processes.js";
 import { eventually } from "../helpers/wait.js";
 
 // Sign-in at the relay, end to end: a real OpenID provider (oidc-provider), a real relay and connector, a real app
@@ -150,6 +151,9 @@ describe("sign-in at one relay", () => {
     const moved = structuredClone(policy!);
     moved.rules[0]!.login!.clientId = "someone-else";
     await expect(relay.admin.setAccessPolicy({ tenant: "acme", policy: moved })).rejects.toThrow(/does not open for this tenant, issuer and client id/);
+    // Whoever sets the policy picks the issuer the secret goes to: only the tenant's own variables may be named.
+    const fromEnv = loginPolicy(idp.issuer, "", { clientSecretEnv: "FERRY_SECRET_KEY" });
+    await expect(relay.admin.setAccessPolicy({ tenant: "acme", policy: fromEnv })).rejects.toThrow(/must be named FERRY_LOGIN_ACME_\.\.\. .*, not FERRY_SECRET_KEY/);
   });
 
   it("sends a browser to the provider, and back to the page it asked for once signed in; fetch and WebSocket pass", async () => {
@@ -226,6 +230,22 @@ describe("sign-in at one relay", () => {
     expect(noState.status).toBe(400);
   });
 
+  it("does not sign anyone out for another site: a button to press instead, and a cross-site POST is refused", async () => {
+    const cookie = `ferry_session=${await sessionCookie(context)}`;
+    for (const site of ["cross-site", "same-site"]) {
+      const asked = await request(`${base}/.ferry/logout`, { headers: { cookie, "sec-fetch-site": site, "sec-fetch-mode": "navigate" } });
+      expect(asked.status, site).toBe(200);
+      expect(asked.headers["set-cookie"], site).toBeUndefined();
+      expect(asked.body.toString()).toContain('<form method="post" action="/relay/acme/app/.ferry/logout"><button id="next"');
+      const posted = await request(`${base}/.ferry/logout`, { method: "POST", headers: { cookie, "sec-fetch-site": site } });
+      expect(posted.status, site).toBe(403);
+      expect(posted.headers["set-cookie"], site).toBeUndefined();
+    }
+    const noMetadata = await request(`${base}/.ferry/logout`, { method: "POST", headers: { cookie, origin: "https://evil.example" } });
+    expect(noMetadata.status).toBe(403);
+    expect((await fetch(`${base}/api/me`, { headers: { cookie } })).status).toBe(200);
+  });
+
   it("signs out at the relay and at the provider: the next visit asks for the password again", async () => {
     await page.goto(`${base}/.ferry/logout`);
     await page.click("#logout-confirm");
@@ -256,6 +276,30 @@ describe("sign-in at one relay", () => {
     const metrics = await (await fetch(`${relay.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text();
     expect(metrics).toMatch(/ferry_logins_total\{tenant="acme",outcome="success"\} 1/);
     expect(metrics).toMatch(/ferry_logins_total\{tenant="acme",outcome="refused"\} 1/);
+  });
+
+  it("ends every session begun so far from the CLI: they are refused, a sign-in after that passes", async () => {
+    const box = createSecretBox(keys);
+    const scope = { tenant: "acme", target: "app", issuer: idp.issuer, clientId: CLIENT_ID };
+    const sealedAt = (iat: number) =>
+      sealSession(box, { sub: "alice", email: "alice@example.com", emailVerified: true, groups: ["support"], claims: { groups: ["support"] }, iat, seen: iat, exp: iat + 3_600_000 }, scope);
+    const get = (cookie: string) => fetch(`${base}/api/me`, { headers: { cookie: `ferry_session=${cookie}` } });
+    const before = sealedAt(Date.now() - 1000);
+    expect((await get(before)).status).toBe(200);
+    const cli = await runFerry(["admin", "access", "end-sessions", "acme", "--relay", relay.url], { FERRY_TOKEN: ADMIN_TOKEN });
+    expect(cli.stderr).toBe("");
+    expect(cli.stdout).toMatch(/^ended the sessions of tenant acme's rule people begun until \d{4}-/);
+    const ended = await get(before);
+    expect(ended.status).toBe(401);
+    expect(((await ended.json()) as { error: { code: string } }).error.code).toBe("login_expired");
+    const { policy } = await relay.admin.getAccessPolicy({ tenant: "acme" });
+    const notBefore = Number(policy!.rules[0]!.login!.sessionsNotBefore!.seconds) * 1000;
+    expect((await get(sealedAt(notBefore + 1000))).status).toBe(200);
+    const unknown = await runFerry(["admin", "access", "end-sessions", "acme", "--rule", "nobody", "--relay", relay.url], { FERRY_TOKEN: ADMIN_TOKEN });
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('no login rule named "nobody"');
+    const { events } = await relay.admin.listAuditEvents({ tenant: "acme", pageSize: 100 });
+    expect(events.find((e) => e.action === "access.end-sessions")?.details).toMatchObject({ rules: ["people"] });
   });
 });
 
@@ -327,18 +371,27 @@ describe("sign-in paths under their rule's address lists, rate limit and back-of
   });
 });
 
-describe("sign-in on an app's own host name", () => {
+describe("sign-in on an app's own host name, over TLS", () => {
+  const keys = [randomBytes(32)];
   let idp: TestOidcProvider;
   let relay: TestRelay;
   let app: App;
   let connector: Connector;
   let browser: Browser;
+  let origin: string;
 
   beforeAll(async () => {
-    [idp, relay, app] = await Promise.all([startOidcProvider(), startTestRelay({ baseDomain: "apps.test", secretKeys: [randomBytes(32)] }), startApp()]);
-    await idp.addLoginClient({ clientId: CLIENT_ID, redirectUris: [`http://app.acme.apps.test:${relay.server.port}/.ferry/callback`] });
+    const pki = makeTestPki();
+    const leaf = issueCert(pki, { name: "apps.test", usage: "serverAuth", san: ["DNS:*.acme.apps.test", "DNS:localhost", "IP:127.0.0.1"] });
+    [idp, relay, app] = await Promise.all([
+      startOidcProvider(),
+      startTestRelay({ baseDomain: "apps.test", secretKeys: keys, tlsCert: leaf.cert, tlsKey: leaf.key, ca: pki.ca }),
+      startApp(),
+    ]);
+    origin = `https://app.acme.apps.test:${relay.server.port}`;
+    await idp.addLoginClient({ clientId: CLIENT_ID, redirectUris: [`${origin}/.ferry/callback`] });
     const key = await relay.tenantWithKey("acme");
-    connector = await startTestConnector(relay.url, key, { app: app.url }, { tunnels: 1 });
+    connector = await startTestConnector(relay.url, key, { app: app.url }, { tunnels: 1, flags: { ca: pki.ca } });
     await relay.admin.setAccessPolicy({ tenant: "acme", policy: loginPolicy(idp.issuer, idp.secretOf(CLIENT_ID)) });
     browser = await launchChromium(["--host-resolver-rules=MAP *.apps.test 127.0.0.1"]);
   });
@@ -349,18 +402,25 @@ describe("sign-in on an app's own host name", () => {
     await Promise.all([app?.close(), idp?.close()]);
   });
 
-  it("keeps the sign-in paths and the session cookie on that host, at its root", async () => {
-    const origin = `http://app.acme.apps.test:${relay.server.port}`;
-    const context = await browser.newContext();
+  it("keeps the sign-in paths and a __Host- session cookie on that host, at its root; a cookie without the prefix is not taken", async () => {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
     const page = await context.newPage();
     await page.goto(`${origin}/reports`);
     await signIn(page);
     await page.waitForURL(`${origin}/reports`);
     await expect.poll(() => page.textContent("#who")).toBe("alice@example.com support");
     await expect.poll(() => page.textContent("#ws")).toBe("echo:hello");
-    const cookie = (await context.cookies()).find((c) => c.name === "ferry_session")!;
-    expect(cookie).toMatchObject({ domain: "app.acme.apps.test", path: "/" });
+    const cookies = await context.cookies();
+    expect(cookies.find((c) => c.name === "__Host-ferry_session")).toMatchObject({ domain: "app.acme.apps.test", path: "/", secure: true, httpOnly: true });
+    // What a page on a sibling host could plant (Domain=apps.test): the plain name, which the relay does not read here.
+    expect(cookies.some((c) => c.name === "ferry_session" || c.name === "ferry_login")).toBe(false);
     await shot(page, "login-app-signed-in");
+    const value = cookies.find((c) => c.name === "__Host-ferry_session")!.value;
+    const asked = () => page.evaluate(async () => (await fetch("/api/me")).status);
+    expect(await asked()).toBe(200);
+    await context.clearCookies();
+    await context.addCookies([{ name: "ferry_session", value, domain: ".apps.test", path: "/", secure: true, httpOnly: true, sameSite: "Lax" }]);
+    expect(await asked()).toBe(401);
     await context.close();
   });
 });

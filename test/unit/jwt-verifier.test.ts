@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { JwtRuleSchema, type JwtRule } from "../../gen/ferry/access/v1/access_policy_pb.js";
 import { FerryError } from "../../core/errors.js";
 import { claimsMatch } from "../../services/access/jwt-claims.js";
-import { idpUrlProblem, MAX_IDP_RESPONSE_BYTES } from "../../services/access/jwt-fetch.js";
+import { idpEndpointProblem, idpUrlProblem, MAX_IDP_RESPONSE_BYTES } from "../../services/access/jwt-fetch.js";
 import { createJwtVerifier, MAX_TOKEN_LENGTH, type JwtVerifier, type JwtVerifierOptions } from "../../services/access/jwt-verifier.js";
 import { startOidcProvider, type TestOidcProvider } from "../helpers/oidc-provider.js";
 
@@ -414,5 +414,31 @@ describe("idpUrlProblem (no sockets)", () => {
     ["not a url", false],
   ])("%s", (url, ok) => {
     expect(idpUrlProblem(url) === undefined).toBe(ok);
+  });
+});
+
+describe("idpEndpointProblem: what a discovery document may name (no sockets)", () => {
+  const PUBLIC = "https://login.example.com/acme";
+  const LOCAL = "http://127.0.0.1:9000/realm";
+  it.each<[string, string, boolean]>([
+    ["https://login.example.com/acme/token", PUBLIC, true],
+    ["https://oauth2.googleapis.com/token", PUBLIC, true],
+    ["http://127.0.0.1:9000/realm/token", LOCAL, true],
+    ["https://127.0.0.1:9000/realm/token", LOCAL, true],
+    ["http://127.0.0.1:8500/v1/kv", PUBLIC, false],
+    ["http://localhost:2375/containers", PUBLIC, false],
+    ["https://127.0.0.1:8443/admin", PUBLIC, false],
+    ["https://10.0.0.5/token", PUBLIC, false],
+    ["https://172.20.1.1/token", PUBLIC, false],
+    ["https://192.168.1.1/token", PUBLIC, false],
+    ["https://169.254.169.254/latest/meta-data", PUBLIC, false],
+    ["https://100.64.0.1/token", PUBLIC, false],
+    ["https://[fd00::1]/token", PUBLIC, false],
+    ["https://[fe80::1]/token", PUBLIC, false],
+    ["https://[::ffff:10.0.0.5]/token", PUBLIC, false],
+    ["https://172.32.0.1/token", PUBLIC, true],
+    ["http://login.example.com/acme/token", PUBLIC, false],
+  ])("%s (issuer %s)", (url, issuer, ok) => {
+    expect(idpEndpointProblem(url, issuer) === undefined).toBe(ok);
   });
 });

@@ -9,8 +9,9 @@ import type { AccessDecision, AccessDenied, AccessGranted, AccessRequest } from 
 import { createAccessControl } from "../../services/access/create-access-control.js";
 import { validateAccessPolicy } from "../../services/access/policy-check.js";
 import { createSecretBox, parseSecretKeys, type SecretBox } from "../../services/auth/secret-box.js";
-import { cookieValue, LOGIN_COOKIES, SESSION_COOKIE, setCookie, STATE_COOKIE, withoutLoginCookies } from "../../services/access/login-cookies.js";
+import { cookieName, cookieValue, LOGIN_COOKIES, SESSION_COOKIE, setCookie, STATE_COOKIE, withoutLoginCookies } from "../../services/access/login-cookies.js";
 import { returnPath } from "../../services/login/login-routes.js";
+import { forThisClient } from "../../services/login/oidc-client.js";
 import { openLoginSecret, sealLoginSecret } from "../../services/access/login-secret.js";
 import {
   checkSession,
@@ -20,6 +21,7 @@ import {
   type SessionScope,
   sessionFromClaims,
   sessionRefusal,
+  sessionStart,
 } from "../../services/access/login-session.js";
 
 // The OpenID Connect sign-in's pure parts, each on its own: the secret box that seals client secrets and session
@@ -241,7 +243,7 @@ describe("secret-box: parseSecretKeys", () => {
 describe("login-session", () => {
   const box = createSecretBox([key()]);
   const scope: SessionScope = { tenant: "acme", target: "crm", issuer: ISSUER, clientId: CLIENT_ID };
-  const rule: SessionRule = { idleMs: HOUR, maxMs: 12 * HOUR, allowedEmailDomains: [], claims: {} };
+  const rule: SessionRule = { idleMs: HOUR, maxMs: 12 * HOUR, allowedEmailDomains: [], claims: {}, notBeforeMs: 0 };
   const alice = (more: Partial<LoginSession> = {}): LoginSession => ({
     sub: "u-alice",
     email: "alice@acme.com",
@@ -307,6 +309,21 @@ describe("login-session", () => {
       expect(checkSession(box, sealed, scope, rule, T0 + 2 * HOUR - 1).ok).toBe(true);
       expect(checkSession(box, sealed, scope, rule, T0 + 2 * HOUR)).toEqual({ ok: false, reason: "expired" });
     });
+
+    it("is over when begun before the rule's notBeforeMs (the operator ended the sessions), and not when begun at it", () => {
+      const sealed = sealSession(box, alice(), scope);
+      expect(checkSession(box, sealed, scope, { ...rule, notBeforeMs: T0 + 1 }, T0 + 1000)).toEqual({ ok: false, reason: "expired" });
+      expect(checkSession(box, sealed, scope, { ...rule, notBeforeMs: T0 }, T0 + 1000).ok).toBe(true);
+    });
+  });
+
+  describe("sessionStart", () => {
+    it("is now, unless the rule ended sessions at a time this node's clock has not reached: then that time, up to a minute ahead", () => {
+      expect(sessionStart(T0, { notBeforeMs: 0 })).toBe(T0);
+      expect(sessionStart(T0, { notBeforeMs: T0 - HOUR })).toBe(T0);
+      expect(sessionStart(T0, { notBeforeMs: T0 + 5_000 })).toBe(T0 + 5_000);
+      expect(sessionStart(T0, { notBeforeMs: T0 + HOUR })).toBe(T0 + 60_000);
+    });
   });
 
   describe("sessionRefusal", () => {
@@ -352,7 +369,7 @@ describe("login-session", () => {
 
     it("checks a dotted claim (Keycloak's realm_access.roles) kept by sessionFromClaims, through a sealed cookie", () => {
       const roles = { ...rule, claims: { "realm_access.roles": str("admin") } };
-      const make = (r: string[]) => sessionFromClaims({ sub: "u", realm_access: { roles: r } }, ["realm_access.roles"], T0, rule.maxMs);
+      const make = (r: string[]) => sessionFromClaims({ sub: "u", realm_access: { roles: r } }, [roles.claims], T0, rule.maxMs);
       const opened = (s: LoginSession) => {
         const v = checkSession(box, sealSession(box, s, scope), scope, roles, T0);
         if (!v.ok) throw new Error(v.reason);
@@ -375,8 +392,8 @@ describe("login-session", () => {
       realm_access: { roles: ["admin"], other: "x" },
     };
 
-    it("keeps sub, email, name, groups and only the claims named (dotted paths too), with its times", () => {
-      const s = sessionFromClaims(token, ["department", "realm_access.roles", "absent"], T0, 8 * HOUR);
+    it("keeps sub, email, name, groups and only the claims the rules name (dotted paths too), with its times", () => {
+      const s = sessionFromClaims(token, [{ department: str("eng"), "realm_access.roles": str("admin") }, { absent: str("x") }], T0, 8 * HOUR);
       expect(s).toEqual({
         sub: "u-alice",
         email: "alice@acme.com",
@@ -389,6 +406,18 @@ describe("login-session", () => {
         exp: T0 + 8 * HOUR,
       });
       expect(Object.keys(s.claims)).not.toContain("absent");
+    });
+
+    it("keeps of a list claim only the entries some rule compares with: the session stays small, every rule decides as before", () => {
+      const many = { sub: "u", roles: Array.from({ length: 300 }, (_, i) => `role-${i}`) };
+      const rules = [{ roles: str("role-7") }, { roles: fromJson(ValueSchema, ["role-9", "role-7", "absent"]) }];
+      const s = sessionFromClaims(many, rules, T0, HOUR);
+      expect(s.claims).toEqual({ roles: ["role-7", "role-9"] });
+      for (const claims of rules) {
+        const asked = { ...rule, claims };
+        expect(sessionRefusal(s, asked)).toBeUndefined();
+        expect(sessionRefusal(sessionFromClaims({ sub: "u", roles: ["role-1"] }, rules, T0, HOUR), asked)).toBeDefined();
+      }
     });
 
     it("sets emailVerified only for email_verified === true (a string 'true' is not a verification)", () => {
@@ -456,10 +485,20 @@ describe("login-cookies", () => {
     });
   });
 
+  describe("cookieName", () => {
+    it("has the __Host- prefix at a host's root over TLS only (a path-routed app, or cleartext, cannot have it)", () => {
+      expect(cookieName(SESSION_COOKIE, { path: "/", secure: true })).toBe("__Host-ferry_session");
+      expect(cookieName(STATE_COOKIE, { path: "/", secure: true })).toBe("__Host-ferry_login");
+      expect(cookieName(SESSION_COOKIE, { path: "/", secure: false })).toBe("ferry_session");
+      expect(cookieName(SESSION_COOKIE, { path: "/relay/acme/crm/", secure: true })).toBe("ferry_session");
+    });
+  });
+
   describe("withoutLoginCookies", () => {
-    it("removes both login cookies and keeps the app's own in their order", () => {
-      expect(LOGIN_COOKIES).toEqual([SESSION_COOKIE, STATE_COOKIE]);
+    it("removes both login cookies, __Host- ones too, and keeps the app's own in their order", () => {
+      expect(LOGIN_COOKIES).toEqual([SESSION_COOKIE, STATE_COOKIE, "__Host-ferry_session", "__Host-ferry_login"]);
       expect(withoutLoginCookies("a=1; ferry_session=s; b=2; ferry_login=t; c=3")).toBe("a=1; b=2; c=3");
+      expect(withoutLoginCookies("a=1; __Host-ferry_session=s; __Host-ferry_login=t; c=3")).toBe("a=1; c=3");
       expect(withoutLoginCookies("a=1;ferry_session=s;b=2")).toBe("a=1; b=2");
     });
 
@@ -507,6 +546,16 @@ describe("login-cookies", () => {
 });
 
 // ---------------------------------------------------------------------------------------------------------------
+describe("oidc-client: forThisClient (azp)", () => {
+  it("takes a token for one audience, or one whose azp is the client; refuses another azp, or several audiences without one", () => {
+    expect(forThisClient({ aud: CLIENT_ID }, CLIENT_ID)).toBe(true);
+    expect(forThisClient({ aud: [CLIENT_ID] }, CLIENT_ID)).toBe(true);
+    expect(forThisClient({ aud: [CLIENT_ID, "api"], azp: CLIENT_ID }, CLIENT_ID)).toBe(true);
+    expect(forThisClient({ aud: [CLIENT_ID, "api"] }, CLIENT_ID)).toBe(false);
+    expect(forThisClient({ aud: CLIENT_ID, azp: "other-client" }, CLIENT_ID)).toBe(false);
+  });
+});
+
 describe("login-routes: returnPath", () => {
   it('is "/" when none is given', () => {
     expect(returnPath(null)).toBe("/");
@@ -514,7 +563,9 @@ describe("login-routes: returnPath", () => {
   });
 
   it("keeps a path of the app with its query", () => {
-    for (const p of ["/", "/a/b?x=1", "/a/b?next=//evil.example", "/%2F%2Fevil.example", "/caf%C3%A9"]) expect(returnPath(p)).toBe(p);
+    for (const p of ["/", "/a/b?x=1", "/a/b?next=//evil.example", "/%2F%2Fevil.example", "/caf%C3%A9", "/a/.well-known/x", "/a/..b/c...", "/a?up=../x"]) {
+      expect(returnPath(p)).toBe(p);
+    }
   });
 
   it.each([
@@ -531,6 +582,12 @@ describe("login-routes: returnPath", () => {
     ["a carriage return", "/a\rb"],
     ["NUL", "/a\u0000b"],
     ["DEL", "/a\u007fb"],
+    ["a dot-dot segment (out of /relay/{tenant}/{target} to another tenant's app)", "/../../evil/app/"],
+    ["a percent-encoded dot-dot segment", "/%2e%2e/%2E%2e/evil/app/"],
+    ["a half-encoded dot-dot segment", "/.%2e/evil"],
+    ["a dot-dot at the end", "/a/.."],
+    ["a dot segment", "/./x"],
+    ["a dot-dot before the query", "/a/..?x=1"],
   ])("refuses %s", (_, value) => {
     // The relay redirects to prefix + this after sign-in; for a host-routed app the prefix is "": an open redirect.
     expect(returnPath(value)).toBeUndefined();
@@ -594,8 +651,9 @@ describe("policy-check: login rules", () => {
     expect(login.sessionMax?.seconds).toBe(86_400n);
   });
 
-  it("accepts the bounds themselves: 1m idle, 30d max, an http issuer on loopback", () => {
+  it("accepts the bounds themselves: 1m idle, 30d max, an http issuer on loopback, sessions ended at 1970 and at 9999", () => {
     expect(() => validate([loginRule({ sessionIdle: "60s", sessionMax: "2592000s" })])).not.toThrow();
+    for (const at of ["1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z"]) expect(() => validate([loginRule({ sessionsNotBefore: at })])).not.toThrow();
     for (const issuer of ["http://127.0.0.1:9000/realm", "http://localhost:9000"]) expect(() => validate([loginRule({ issuer })])).not.toThrow();
   });
 
@@ -621,6 +679,7 @@ describe("policy-check: login rules", () => {
     ["a scope with a space", loginRule({ scopes: ["openid email"] }), /login\.scopes: "openid email"/],
     ["a bad email domain", loginRule({ allowedEmailDomains: ["not a domain"] }), /login\.allowedEmailDomains: "not a domain"/],
     ["an email domain with '@'", loginRule({ allowedEmailDomains: ["@acme.com"] }), /login\.allowedEmailDomains/],
+    ["sessionsNotBefore before 1970", loginRule({ sessionsNotBefore: "1969-12-31T23:59:59Z" }), /login\.sessionsNotBefore must be a time/],
     ["sessionIdle below 1m", loginRule({ sessionIdle: "59s" }), /login\.sessionIdle must be between/],
     ["sessionMax below sessionIdle", loginRule({ sessionIdle: "7200s", sessionMax: "3600s" }), /login\.sessionMax .* must be at least login\.sessionIdle/],
     ["sessionMax over 30d", loginRule({ sessionMax: "2592001s" }), /login\.sessionMax must be between/],
@@ -700,10 +759,18 @@ describe("login-secret", () => {
   });
 
   it("openLoginSecret reads clientSecretEnv from the env given, and throws naming the variable when it is unset", () => {
-    const login = rule({ clientSecret: "", clientSecretEnv: "CRM_SECRET" });
-    expect(openLoginSecret(box, login, "acme", { CRM_SECRET: "from-env" })).toBe("from-env");
-    expect(() => openLoginSecret(box, login, "acme", {})).toThrow(/CRM_SECRET.*not set/);
-    expect(() => openLoginSecret(box, login, "acme", { CRM_SECRET: "" })).toThrow(/CRM_SECRET.*not set/);
+    const login = rule({ clientSecret: "", clientSecretEnv: "FERRY_LOGIN_ACME_CRM" });
+    expect(openLoginSecret(box, login, "acme", { FERRY_LOGIN_ACME_CRM: "from-env" })).toBe("from-env");
+    expect(() => openLoginSecret(box, login, "acme", {})).toThrow(/FERRY_LOGIN_ACME_CRM.*not set/);
+    expect(() => openLoginSecret(box, login, "acme", { FERRY_LOGIN_ACME_CRM: "" })).toThrow(/FERRY_LOGIN_ACME_CRM.*not set/);
+  });
+
+  it("openLoginSecret reads only the tenant's own FERRY_LOGIN_<TENANT>_ variables (a tenant admin picks where the secret goes)", () => {
+    const env = { FERRY_SECRET_KEY: "master", FERRY_LOGIN_GLOBEX_CRM: "theirs", FERRY_LOGIN_BIG_CO_CRM: "big-co's", FERRY_LOGIN_ACME_: "empty name" };
+    for (const name of ["FERRY_SECRET_KEY", "FERRY_LOGIN_GLOBEX_CRM", "FERRY_LOGIN_ACME_", "FERRY_LOGIN_ACMEX_CRM"]) {
+      expect(() => openLoginSecret(box, rule({ clientSecret: "", clientSecretEnv: name }), "acme", env), name).toThrow(/must be named FERRY_LOGIN_ACME_\.\.\./);
+    }
+    expect(openLoginSecret(box, rule({ clientSecret: "", clientSecretEnv: "FERRY_LOGIN_BIG_CO_CRM" }), "big-co", env)).toBe("big-co's");
   });
 });
 
@@ -751,7 +818,7 @@ describe("create-access-control: a login rule", () => {
   };
 
   const sessionCookie = (claims: Record<string, unknown> = IDP_CLAIMS, at = T0, target = "crm", sealWith = box) =>
-    `theme=dark; ${SESSION_COOKIE}=${sealSession(sealWith, sessionFromClaims(claims, ["groups"], at, 12 * HOUR), scopeOf(target))}`;
+    `theme=dark; ${SESSION_COOKIE}=${sealSession(sealWith, sessionFromClaims(claims, [{ groups: fromJson(ValueSchema, "support") }], at, 12 * HOUR), scopeOf(target))}`;
   const denied = (d: AccessDecision): AccessDenied => {
     if (d.allowed) throw new Error(`granted: ${JSON.stringify(d)}`);
     return d;
@@ -825,7 +892,7 @@ describe("create-access-control: a login rule", () => {
     const renewed = allowed(await check(cookie)).renewedSession;
     expect(renewed).toBeDefined();
     expect(renewed!.maxAgeSeconds).toBe((12 * HOUR - 61_000) / 1000);
-    const rule: SessionRule = { idleMs: HOUR, maxMs: 12 * HOUR, allowedEmailDomains: [], claims: {} };
+    const rule: SessionRule = { idleMs: HOUR, maxMs: 12 * HOUR, allowedEmailDomains: [], claims: {}, notBeforeMs: 0 };
     const v = checkSession(box, renewed!.cookie, scopeOf("crm"), rule, clock.t);
     if (!v.ok) throw new Error(v.reason);
     // A renewal moves the idle clock only: it must never stretch a session past its end.
@@ -842,7 +909,7 @@ describe("create-access-control: a login rule", () => {
     expect(allowed(await check(cookie)).renewedSession).toBeUndefined();
   });
 
-  it("loginFor gives the rule, the compiled login with its client secret opened, and the claim names", () => {
+  it("loginFor gives the rule, the compiled login with its client secret opened, and the claims its rules ask for", () => {
     const found = control().access.loginFor("acme", "crm");
     expect(found).toBeDefined();
     expect(found!.rule).toBe("staff");
@@ -856,7 +923,7 @@ describe("create-access-control: a login rule", () => {
       maxMs: 12 * HOUR,
     });
     expect(Object.keys(found!.login.claims)).toEqual(["groups"]);
-    expect(found!.claimNames).toEqual(["groups"]);
+    expect(found!.claimRules.map((c) => Object.keys(c))).toEqual([["groups"]]);
   });
 
   it("loginFor is undefined for a target without login, another tenant, or a secret sealed with another key", () => {
