@@ -374,6 +374,8 @@ async function exchangeWith(opts: GatewayOptions, req: NodeRequest, res: NodeRes
     if (where.prefix) response.headers = isolatePathRouted(response.headers, where.prefix);
     // Host routing: each app its own host, but all of them one site; a Domain cookie would reach the others.
     else response.headers = hostOnlyCookies(response.headers);
+    // A shared cache may keep what it stores with its Set-Cookie and hand one person's session to the next.
+    if (res.hasHeader("set-cookie") && sharedCacheable(response.headers)) res.removeHeader("set-cookie");
     if (upgrade && response.status === 101) {
       await early;
       await switchProtocols(res, upgrade.socket, ex, response, p);
@@ -468,6 +470,11 @@ function forwardedHost(req: NodeRequest, trusted: BlockList | undefined): string
   if (!clientAddressOf(req.socket.remoteAddress ?? "", undefined, trusted).peerTrusted) return undefined;
   const host = single(req.headers["x-forwarded-host"])?.split(",")[0]!.trim();
   return host && isAuthority(host) ? host : undefined;
+}
+
+/** The target lets shared caches store its answer (Cache-Control public or s-maxage): no renewed session goes with it. */
+function sharedCacheable(headers: readonly Header[]): boolean {
+  return headers.some((h) => h.name === "cache-control" && /(^|[\s,])(public|s-maxage)\b/i.test(h.value));
 }
 
 /** The relay's login cookies are its own: the target never sees them (login-cookies.ts). */

@@ -57,6 +57,10 @@ async function startApp(): Promise<App> {
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(claims));
       return;
     }
+    if (req.url === "/shared.css") {
+      res.writeHead(200, { "content-type": "text/css", "cache-control": "public, max-age=60" }).end("h1{}");
+      return;
+    }
     res.writeHead(200, { "content-type": "text/html", "set-cookie": "app_pref=dark; Path=/" }).end(PAGE);
   });
   const wss = new WebSocketServer({ noServer: true });
@@ -215,6 +219,21 @@ describe("sign-in at one relay", () => {
     const other = await get(good, `${relay.url}/relay/beta/app/api/me`);
     expect(other.status).toBe(401);
     expect(((await other.json()) as { error: { code: string } }).error.code).toBe("login_required");
+  });
+
+  it("renews a session on the target's answers, but not on one a shared cache may keep", async () => {
+    const box = createSecretBox(keys);
+    const scope = { tenant: "acme", target: "app", issuer: idp.issuer, clientId: CLIENT_ID };
+    const now = Date.now();
+    const touched = { sub: "alice", email: "alice@example.com", emailVerified: true, groups: ["support"], claims: { groups: ["support"] }, iat: now - 300_000, seen: now - 120_000, exp: now + 3_600_000 };
+    const cookie = `ferry_session=${sealSession(box, touched, scope)}`;
+    const own = await fetch(`${base}/api/me`, { headers: { cookie } });
+    expect(own.status).toBe(200);
+    expect(own.headers.get("set-cookie")).toMatch(/^ferry_session=/);
+    const shared = await fetch(`${base}/shared.css`, { headers: { cookie } });
+    expect(shared.status).toBe(200);
+    expect(shared.headers.get("cache-control")).toBe("public, max-age=60");
+    expect(shared.headers.get("set-cookie")).toBeNull();
   });
 
   it("refuses a replayed callback and a return URL that leaves the app", async () => {
