@@ -170,6 +170,25 @@ describe("the web console", () => {
     expect(problemsOf(page)).toEqual([]);
   });
 
+  it("lists the sign-in rules of a tenant's policy and ends a rule's sessions", async () => {
+    const login = { issuer: "https://login.example.com/acme", clientId: "ferry-app", clientSecretEnv: "FERRY_LOGIN_ACME_APP" };
+    await relay.admin.setAccessPolicy({ tenant: "acme", policy: { rules: [{ name: "people", targets: ["app"], require: ["login"], login }] } });
+    const page = await signedIn(ADMIN_TOKEN);
+    await go(page, "#/access?tenant=acme");
+    const row = page.getByTestId("login-row");
+    await row.waitFor();
+    expect(await row.textContent()).toContain("https://login.example.com/acme");
+    expect(await row.locator("td").nth(4).textContent()).toBe("never");
+    await row.getByRole("button", { name: "End sessions" }).click();
+    await page.getByRole("dialog").getByRole("button", { name: "End sessions" }).click();
+    await expect.poll(() => row.locator("td").nth(4).textContent()).not.toBe("never");
+    const { policy } = await relay.admin.getAccessPolicy({ tenant: "acme" });
+    expect(policy!.rules[0]!.login!.sessionsNotBefore).toBeDefined();
+    await shot(page, "access-sign-in");
+    await relay.admin.setAccessPolicy({ tenant: "acme", policy: {} });
+    expect(problemsOf(page)).toEqual([]);
+  });
+
   it("gives a viewer no write buttons, and the relay refuses a write from its session", async () => {
     const { secret } = await relay.admin.createToken({ role: "viewer", description: "console test" });
     const page = await signedIn(secret);

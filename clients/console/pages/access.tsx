@@ -20,6 +20,7 @@ export function AccessPage() {
     if (policy.data?.policy) setText(toJsonString(AccessPolicySchema, policy.data.policy, { prettySpaces: 2 }));
   }, [policy.data]);
   const empty = (policy.data?.policy?.rules.length ?? 0) === 0;
+  const logins = (policy.data?.policy?.rules ?? []).filter((r) => r.login);
   return (
     <>
       <TenantPicker tenant={tenant} names={names} onChange={pick} />
@@ -57,6 +58,35 @@ export function AccessPage() {
         </button>
       )}
       {message && <p class="good">{message}</p>}
+      {logins.length > 0 && (
+        <>
+          <h2>Sign-in</h2>
+          <p class="muted">People sign in with a browser under these rules. Ending the sessions of a rule signs everyone out on every node: they sign in again at their next request.</p>
+          <Table label="Sign-in rules" head={["Rule", "Targets", "Provider", "Client", "Sessions ended", ...(canWrite ? ["Actions"] : [])]}>
+            {logins.map((r) => (
+              <tr data-testid="login-row">
+                <td>{r.name}</td>
+                <td>{r.targets.join(", ")}</td>
+                <td>{r.login!.issuer}</td>
+                <td>
+                  <code>{r.login!.clientId}</code>
+                </td>
+                <td>{r.login!.sessionsNotBefore ? when(r.login!.sessionsNotBefore) : "never"}</td>
+                {canWrite && (
+                  <td class="actions">
+                    <ConfirmButton
+                      label="End sessions"
+                      danger
+                      question={`End every session of rule ${r.name}? Everyone it signed in signs in again.`}
+                      onConfirm={() => api.endLoginSessions({ tenant, rule: r.name }).then(policy.reload)}
+                    />
+                  </td>
+                )}
+              </tr>
+            ))}
+          </Table>
+        </>
+      )}
       <h2>Client keys</h2>
       {canWrite && tenant && (
         <form
