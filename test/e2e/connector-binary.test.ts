@@ -179,6 +179,18 @@ describe("the connector binary", () => {
     expect(report.steps.find((s) => s.name === "key")?.detail).toContain('tenant "acme"');
   });
 
+  it("installs itself as a service: the unit it writes runs this very file", async () => {
+    const dirs = tempDir("ferry-bin-unit-");
+    cleanup.push(() => rmSync(dirs, { recursive: true, force: true }));
+    const args = ["connector", "install-service", "--unit-dir", join(dirs, "units"), "--config-dir", join(dirs, "etc"), "--relay", relay.url, "--target", `app=${target.url}`];
+    const r = await runBin(args, { FERRY_CONNECTOR_KEY: key });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const unit = readFileSync(join(dirs, "units", "ferry-connector.service"), "utf8");
+    expect(unit).toContain(`ExecStart=${bin} connector --config ${join(dirs, "etc", "connector.yaml")}`);
+    expect(statSync(join(dirs, "etc", "connector.env")).mode & 0o777).toBe(0o600);
+  });
+
   it("idles with its tunnels up in about the memory of `node dist/clients/cli/main.js connector`", async () => {
     const binary = spawnBin(["connector", "--config", configFile, "--id", "rss-binary"]);
     const node = startConnectorProcess(relay.url, key, { app: target.url }, { args: ["--id", "rss-node", "--tunnels", "2"] });
