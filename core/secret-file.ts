@@ -17,14 +17,17 @@ export function readSecretFile(path: string, what: string, warn: (line: string) 
   }
   if (text === "") throw new FerryError("invalid_argument", "invalid_config", `${what} ${path} is empty`);
   if (/\s/.test(text)) throw new FerryError("invalid_argument", "invalid_config", `${what} ${path} must hold the secret alone, on one line`);
-  try {
-    if (process.platform !== "win32" && (statSync(path).mode & 0o077) !== 0) {
-      warn(`warning: ${what} ${path} can be read by other users; chmod 600 it`);
-    }
-  } catch {
-    // read a moment ago: nothing to add
-  }
+  if (othersCanRead(path)) warn(`warning: ${what} ${path} can be read by other users; chmod 600 it`);
   return text;
+}
+
+/** Whether users other than the owner may read `path` (never true on Windows, whose modes say nothing of it). */
+export function othersCanRead(path: string): boolean {
+  try {
+    return process.platform !== "win32" && (statSync(path).mode & 0o077) !== 0;
+  } catch {
+    return false; // read a moment ago: nothing to add
+  }
 }
 
 /** The warning for a secret given as a command-line argument, which every local user can see in `ps`. */

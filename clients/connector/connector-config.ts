@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { readSecretFile } from "../../core/secret-file.js";
+import { othersCanRead, readSecretFile } from "../../core/secret-file.js";
 import { accessSync, constants } from "node:fs";
 import { type ConnectorConfig, ConnectorConfigSchema, TargetConfigSchema } from "../../gen/ferry/config/v1/connector_config_pb.js";
 import { invalidConfig as invalid, pickDuration, pickWholeNumber, readConfigFile } from "../../core/config-file.js";
@@ -97,6 +97,9 @@ export function loadConnectorSettings(
   warn: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
 ): ConnectorSettings {
   const config = flags.config ? readConfigFile(ConnectorConfigSchema, flags.config) : create(ConnectorConfigSchema);
+  if (flags.config && (config.key !== "" || /\/\/[^/@]*@/.test(config.proxy)) && othersCanRead(flags.config)) {
+    warn(`warning: ${flags.config} holds a secret (the key or proxy credentials) and can be read by other users: chmod 600 it, or put them in the environment (FERRY_CONNECTOR_KEY, HTTPS_PROXY)`);
+  }
   if (flags.relay?.length) config.relays = flags.relay;
   if (flags.key && flags.keyFile) throw invalid("give --key or --key-file, not both");
   if (flags.key) config.key = flags.key;

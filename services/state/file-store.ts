@@ -1,7 +1,8 @@
 import type { JsonValue } from "@bufbuild/protobuf";
 import { closeSync, fsyncSync, openSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
-import { mkdir, open, rename } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { writeFileAtomically } from "../../core/atomic-file.js";
 import { FerryError } from "../../core/errors.js";
 import type { KvChange, KvStore } from "./kv-store.js";
 
@@ -28,7 +29,7 @@ export async function openFileStore(dir: string): Promise<KvStore> {
       1,
     );
     // Writes are chained so the file on disk follows the order of changes.
-    writing = writing.then(() => writeAtomically(dir, file, snapshot));
+    writing = writing.then(() => writeFileAtomically(file, snapshot, 0o600));
     return writing;
   };
   const changed = async (change: KvChange) => {
@@ -82,24 +83,6 @@ function readState(file: string): Record<string, JsonValue> {
     );
   }
   return parsed.entries;
-}
-
-async function writeAtomically(dir: string, file: string, text: string): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
-  const handle = await open(tmp, "w", 0o600);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, file);
-  const dirHandle = await open(dir, "r");
-  try {
-    await dirHandle.sync();
-  } finally {
-    await dirHandle.close();
-  }
 }
 
 /**

@@ -189,6 +189,20 @@ describe("ferry connector install-service", () => {
     expect(r.stderr).toContain(`written before it: ${join(d.configDir, "connector.env")}, ${join(d.configDir, "connector.yaml")}`);
   });
 
+  it("makes the directories it creates 0755 under a strict umask (the service's user must reach the config)", async () => {
+    const d = dirs();
+    const r = spawnSync("sh", ["-c", `umask 077 && exec "$0" "$@"`, process.execPath, CLI, "connector", "install-service", ...BASE, "--exec", process.execPath, ...d.args], {
+      env: { ...process.env, FERRY_CONNECTOR_KEY: KEY },
+      encoding: "utf8",
+    });
+    expect(r.stderr).not.toContain("closed to other users");
+    expect(r.status).toBe(0);
+    expect([mode(d.configDir), mode(d.unitDir), mode(join(d.configDir, "connector.yaml")), mode(join(d.configDir, "connector.env"))]).toEqual([0o755, 0o755, 0o644, 0o600]);
+    expect(r.stdout).toContain("systemctl daemon-reload && systemctl enable --now ferry-connector");
+    const again = await install([...BASE, "--exec", process.execPath, ...d.args, "--force"], { env: { FERRY_CONNECTOR_KEY: KEY } });
+    expect(again.stdout).toContain("systemctl daemon-reload && systemctl restart ferry-connector");
+  });
+
   it("warns when the config directory is closed to the service's user", async () => {
     const d = dirs();
     mkdirSync(d.configDir, { recursive: true, mode: 0o700 });

@@ -84,6 +84,26 @@ describe("loadConnectorSettings from flags", () => {
     expect(load(base, { FERRY_CONNECTOR_KEY: KEY2 }).key).toBe(KEY);
   });
 
+  it("warns when a config file others can read holds a secret: the key, or proxy credentials", () => {
+    const warned = (text: string, mode: number) => {
+      const path = file("yaml", text);
+      chmodSync(path, mode);
+      const warnings: string[] = [];
+      loadConnectorSettings({ config: path }, {}, (l) => warnings.push(l));
+      return warnings.filter((w) => w.includes("holds a secret"));
+    };
+    const targets = "targets: [{name: app, url: http://127.0.0.1:3000}]\n";
+    expect(warned(`relays: [http://relay.example:8080]\nkey: ${KEY}\n${targets}`, 0o644)).toHaveLength(1);
+    expect(warned(`relays: [http://relay.example:8080]\nkey: ${KEY}\n${targets}`, 0o600)).toEqual([]);
+    expect(warned(`relays: [http://relay.example:8080]\nkey: ${KEY}\nproxy: http://u:pw@proxy:3128\n${targets}`, 0o640)).toHaveLength(1);
+    const keyless = `relays: [http://relay.example:8080]\nproxy: http://proxy:3128\n${targets}`;
+    const path = file("yaml", keyless);
+    chmodSync(path, 0o644);
+    const warnings: string[] = [];
+    loadConnectorSettings({ config: path }, { FERRY_CONNECTOR_KEY: KEY }, (l) => warnings.push(l));
+    expect(warnings).toEqual([]);
+  });
+
   it("reads the key from --key-file, warning when other users can read the file", () => {
     const path = file("key", `${KEY}\n`);
     chmodSync(path, 0o600);

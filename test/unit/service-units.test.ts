@@ -83,8 +83,8 @@ describe("ferry-connector.service", () => {
 describe("ferry-relay.service", () => {
   it("runs `relay` with flags the relay has, its state in the StateDirectory, and longer to stop than drain + grace", () => {
     const unit = settings(readFileSync(RELAY_UNIT, "utf8"));
-    const [program, verb, ...args] = one(unit, "ExecStart").split(" ");
-    expect(program).toBe("/usr/bin/ferry");
+    const [program, ferry, verb, ...args] = one(unit, "ExecStart").split(" ");
+    expect([program, ferry]).toEqual(["/usr/bin/env", "ferry"]);
     expect(verb).toBe("relay");
     const known = relayCommand().options.map((o) => o.long);
     for (const flag of args.filter((a) => a.startsWith("--"))) expect(known).toContain(flag);
