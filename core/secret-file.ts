@@ -15,9 +15,15 @@ export function readSecretFile(path: string, what: string, warn: (line: string) 
     const code = (e as NodeJS.ErrnoException).code;
     throw new FerryError("invalid_argument", "invalid_config", `${what} ${path}: ${code === "ENOENT" ? "no such file" : `cannot be read (${code ?? (e as Error).message})`}`);
   }
-  if (text === "") throw new FerryError("invalid_argument", "invalid_config", `${what} ${path} is empty`);
-  if (/\s/.test(text)) throw new FerryError("invalid_argument", "invalid_config", `${what} ${path} must hold the secret alone, on one line`);
+  secretAlone(text, `${what} ${path}`);
   if (othersCanRead(path)) warn(`warning: ${what} ${path} can be read by other users; chmod 600 it`);
+  return text;
+}
+
+/** Throws unless `text` (already trimmed) is one secret and nothing else; `from` says where it came from. */
+export function secretAlone(text: string, from: string): string {
+  if (text === "") throw new FerryError("invalid_argument", "invalid_config", `${from} is empty`);
+  if (/\s/.test(text)) throw new FerryError("invalid_argument", "invalid_config", `${from} must hold the secret alone, on one line`);
   return text;
 }
 

@@ -1,17 +1,16 @@
 import { Command } from "commander";
-import { accessSync, chmodSync, closeSync, constants, existsSync, mkdirSync, openSync, readSync, realpathSync, statSync } from "node:fs";
-import { delimiter, dirname, join, resolve } from "node:path";
+import { chmodSync, existsSync, mkdirSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { writeFileAtomically } from "../../core/atomic-file.js";
 import { FerryError } from "../../core/errors.js";
-import { readSecretFile } from "../../core/secret-file.js";
+import { readSecretFile, secretAlone } from "../../core/secret-file.js";
 import { connectorUnit } from "./connector-unit.js";
+import { defaultExec, execWarnings } from "./service-exec.js";
 import { collect } from "./run.js";
 
 const UNIT_NAME = "ferry-connector";
 /** What is read from a pipe at most: a key, not a file. */
 const MAX_STDIN_BYTES = 64 * 1024;
-/** systemd's PATH for services: where `#!/usr/bin/env node` looks for node under it. */
-const SYSTEMD_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
 interface InstallFlags {
   relay?: string[];
@@ -166,10 +165,7 @@ async function readStdinKey(): Promise<string> {
     if (size > MAX_STDIN_BYTES) throw usage(`--key-file -: stdin holds more than ${MAX_STDIN_BYTES / 1024} KiB; give the key alone`);
     chunks.push(chunk);
   }
-  const key = Buffer.concat(chunks).toString("utf8").trim();
-  if (key === "") throw usage("--key-file -: stdin is empty; pipe the key in");
-  if (/\s/.test(key)) throw usage("--key-file -: stdin must hold the key alone, on one line");
-  return key;
+  return secretAlone(Buffer.concat(chunks).toString("utf8").trim(), "--key-file -: stdin");
 }
 
 /** The config the unit names: relays and targets only (the key is in the env file). */
@@ -195,56 +191,6 @@ function unitPath(path: string, flag: string): string {
     throw usage(`${flag} "${path}": paths in the unit may not hold spaces, quotes, '\\', '%' or '$'`);
   }
   return absolute;
-}
-
-/**
- * The program running now: the connector binary itself (a single executable application), else the `ferry`
- * script; by the name on PATH when that is the same file, since it survives upgrades of the package.
- */
-function defaultExec(): string {
-  if (process.getBuiltinModule("node:sea").isSea()) return process.execPath;
-  const script = process.argv[1] ? resolve(process.argv[1]) : process.execPath;
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    const candidate = join(dir, "ferry");
-    if (dir && sameFile(candidate, script)) return candidate;
-  }
-  return script;
-}
-
-function sameFile(a: string, b: string): boolean {
-  try {
-    return realpathSync(a) === realpathSync(b);
-  } catch {
-    return false;
-  }
-}
-
-/** Why the unit may not start with this program, as far as can be seen from here. */
-function execWarnings(exec: string): string[] {
-  try {
-    accessSync(exec, constants.X_OK);
-  } catch {
-    return [`${exec} is not an executable file (yet): the service will not start until it is`];
-  }
-  const out: string[] = [];
-  if (/^\/(home|root|run\/user)\//.test(exec)) out.push(`${exec} is in a home directory, which ProtectHome=yes hides from the service: install it elsewhere (e.g. /usr/local/bin) and give --exec`);
-  if (/^#!\S*\benv\s+node\b/.test(firstLine(exec)) && !SYSTEMD_PATH.some((d) => existsSync(join(d, "node")))) {
-    out.push(`${exec} runs node from systemd's PATH (${SYSTEMD_PATH.join(":")}), which has none: install Node there, or give --exec the connector binary`);
-  }
-  return out;
-}
-
-function firstLine(file: string): string {
-  let fd: number | undefined;
-  try {
-    fd = openSync(file, "r");
-    const buf = Buffer.alloc(128);
-    return buf.subarray(0, readSync(fd, buf)).toString("latin1").split("\n")[0]!;
-  } catch {
-    return "";
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
 }
 
 /**

@@ -162,7 +162,7 @@ describe("ferry connector install-service", () => {
     ["a key that is not one", BASE, { env: { FERRY_CONNECTOR_KEY: "not-a-key" } }, "is not a Ferry connector key"],
     ["no key", BASE, {}, "no connector key: set FERRY_CONNECTOR_KEY, or give --key-file FILE, or --key-file -"],
     ["an empty stdin", [...BASE, "--key-file", "-"], { stdin: "" }, "--key-file -: stdin is empty"],
-    ["two lines on stdin", [...BASE, "--key-file", "-"], { stdin: `${KEY}\n${KEY}\n` }, "stdin must hold the key alone"],
+    ["two lines on stdin", [...BASE, "--key-file", "-"], { stdin: `${KEY}\n${KEY}\n` }, "stdin must hold the secret alone"],
     ["a key file that is not there", [...BASE, "--key-file", "/nonexistent/key"], {}, "--key-file /nonexistent/key: no such file"],
     ["the key in argv", [...BASE, "--key", KEY], {}, "install-service takes no --key"],
     ["another connector flag", [...BASE, "--tunnels", "3"], { env: { FERRY_CONNECTOR_KEY: KEY } }, "install-service takes no --tunnels"],
