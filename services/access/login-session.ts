@@ -80,7 +80,7 @@ const CLOCK_SKEW_MS = 60_000;
 /**
  * When a session begun now starts: no earlier than the rule's sessions_not_before as this node knows it (within
  * CLOCK_SKEW_MS), so a node whose clock is behind the one that ended the sessions does not hand out sessions that
- * are over at once, a sign-in loop. A time set further ahead ends every session until it comes.
+ * are over at once, a sign-in loop (`access set` refuses a time further ahead).
  */
 export function sessionStart(now: number, rule: Pick<SessionRule, "notBeforeMs">): number {
   return Math.max(now, Math.min(rule.notBeforeMs, now + CLOCK_SKEW_MS));

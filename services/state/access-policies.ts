@@ -1,5 +1,5 @@
 import { clone, create, type JsonValue } from "@bufbuild/protobuf";
-import { timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate, timestampMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { type AccessPolicy, AccessPolicySchema, AccessRuleSchema, type LoginRule } from "../../gen/ferry/access/v1/access_policy_pb.js";
 import { type AccessPolicyRecord, AccessPolicyRecordSchema, type TenantRecord } from "../../gen/ferry/state/v1/state_pb.js";
 import { FerryError } from "../../core/errors.js";
@@ -115,6 +115,11 @@ export class AccessPolicies {
         if (!rule.login) continue;
         const envProblem = rule.login.clientSecretEnv === "" ? undefined : loginSecretEnvProblem(rule.login.clientSecretEnv, tenant);
         if (envProblem) throw new FerryError("invalid_argument", "invalid_access_policy", `rule "${rule.name}": ${envProblem}`);
+        // A time to come would refuse every session until then, each sign-in included: a loop through the provider.
+        const notBefore = rule.login.sessionsNotBefore;
+        if (notBefore && timestampMs(notBefore) > Date.now() + 60_000) {
+          throw new FerryError("invalid_argument", "invalid_access_policy", `rule "${rule.name}": login.sessionsNotBefore is in the future (sessions end now with \`ferry admin access end-sessions\`)`);
+        }
         if (rule.login.clientSecret === "") {
           // A sealed secret is bound to its tenant, issuer and client id: with another of them it would never open.
           if (rule.login.clientSecretSealed !== "" && opts.secrets && !opensHere(opts.secrets, rule.login, tenant)) {

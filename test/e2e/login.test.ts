@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { fromJson } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
@@ -319,6 +320,10 @@ describe("sign-in at one relay", () => {
     expect(unknown.stderr).toContain('no login rule named "nobody"');
     const { events } = await relay.admin.listAuditEvents({ tenant: "acme", pageSize: 100 });
     expect(events.find((e) => e.action === "access.end-sessions")?.details).toMatchObject({ rules: ["people"] });
+    // A time to come would refuse every sign-in until then: access set refuses it.
+    const ahead = structuredClone(policy!);
+    ahead.rules[0]!.login!.sessionsNotBefore = timestampFromMs(Date.now() + 3_600_000);
+    await expect(relay.admin.setAccessPolicy({ tenant: "acme", policy: ahead })).rejects.toThrow(/sessionsNotBefore is in the future/);
   });
 });
 
