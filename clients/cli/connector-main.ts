@@ -11,7 +11,9 @@ import { runMain } from "./run.js";
 
 tuneHeapForStreaming();
 
+// Its usage lines name the file as it is installed (docs/install.md), not the package's `ferry`.
 const program = ferryProgram()
+  .name("ferry-connector")
   .addCommand(connectorCommand())
   .addCommand(doctorCommand())
   .addHelpText("after", "\nThis is the connector's single-file build: the relay and `ferry admin` come with the npm package.\n");

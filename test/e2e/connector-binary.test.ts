@@ -114,7 +114,7 @@ describe("the connector binary", () => {
   it("--help lists connector and doctor, and nothing of the relay", async () => {
     const r = await runBin(["--help"]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^Usage: ferry/);
+    expect(r.stdout).toMatch(/^Usage: ferry-connector \[options\] \[command\]/);
     expect(r.stdout).toMatch(/^ {2}connector \[options\]/m);
     expect(r.stdout).toMatch(/^ {2}doctor \[options\]/m);
     expect(r.stdout).not.toMatch(/^ {2}(relay|admin|demo)\b/m);
@@ -124,11 +124,11 @@ describe("the connector binary", () => {
   it("connector --help and doctor --help work", async () => {
     const c = await runBin(["connector", "--help"]);
     expect(c.code).toBe(0);
-    expect(c.stdout).toMatch(/^Usage: ferry connector \[options\]/);
+    expect(c.stdout).toMatch(/^Usage: ferry-connector connector \[options\]/);
     expect(c.stdout).toContain("--config <file>");
     const d = await runBin(["doctor", "--help"]);
     expect(d.code).toBe(0);
-    expect(d.stdout).toMatch(/^Usage: ferry doctor \[options\]/);
+    expect(d.stdout).toMatch(/^Usage: ferry-connector doctor \[options\]/);
   });
 
   it("fails clearly on a bad config, like `ferry connector`", async () => {

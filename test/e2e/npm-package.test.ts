@@ -87,7 +87,7 @@ afterAll(async () => {
 describe("the npm package", () => {
   it("packs the built code, the console, the protocol and the docs, and nothing of the development tree", () => {
     const paths = entries.map((e) => e.replace(/^package\//, ""));
-    for (const needed of ["package.json", "README.md", "dist/clients/cli/main.js", "dist/console/index.html", "dist/console/app.js", "dist/services/relay/relay.js", "docs/security.md"]) {
+    for (const needed of ["package.json", "README.md", "LICENSE", "dist/clients/cli/main.js", "dist/console/index.html", "dist/console/app.js", "dist/services/relay/relay.js", "docs/security.md"]) {
       expect(paths, needed).toContain(needed);
     }
     expect(paths.some((p) => p.startsWith("proto/ferry/") && p.endsWith(".proto"))).toBe(true);
