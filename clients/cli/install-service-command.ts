@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { chmodSync, existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { writeFileAtomically } from "../../core/atomic-file.js";
+import { maskedConnectorKey } from "../../core/connector-key.js";
 import { FerryError } from "../../core/errors.js";
 import { readSecretFile, secretAlone } from "../../core/secret-file.js";
 import { connectorUnit } from "./connector-unit.js";
@@ -112,8 +113,7 @@ async function installService(flags: InstallFlags, env: NodeJS.ProcessEnv): Prom
   const configFile = join(configDir, "connector.yaml");
   const envFile = join(configDir, "connector.env");
   const unitFile = join(unitDir, `${UNIT_NAME}.service`);
-  // "fck_<key id>_" and no more: the id says which key it is (as `ferry admin keys list` does), the rest is the secret.
-  const masked = `${key.slice(0, "fck_".length + 16 + 1)}***`;
+  const masked = maskedConnectorKey(key);
   const envHeader = `# The connector key for ${UNIT_NAME}.service, read by systemd as root (EnvironmentFile=). Keep it 0600.\n`;
   const files: PlannedFile[] = [
     // The key first and the unit last: a unit is never there before the files it names.

@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { isConnectorKey } from "../../core/connector-key.js";
 import { othersCanRead, readSecretFile } from "../../core/secret-file.js";
 import { accessSync, constants } from "node:fs";
 import { type ConnectorConfig, ConnectorConfigSchema, TargetConfigSchema } from "../../gen/ferry/config/v1/connector_config_pb.js";
@@ -128,7 +129,7 @@ function validate(c: ConnectorConfig, flags: ConnectorFlags, where: string): Con
   if (!c.key && !hasCert) {
     throw invalid(`${where}no connector key: set FERRY_CONNECTOR_KEY, or give --key-file FILE or "key" in the config file (or a client certificate with --tls-cert and --tls-key)`);
   }
-  if (c.key && !/^fck_[a-z0-9]{16}_[A-Za-z0-9_-]{43}$/.test(c.key)) {
+  if (c.key && !isConnectorKey(c.key)) {
     throw invalid(`${where}the connector key is not a Ferry connector key (it starts with "fck_"; create one with "ferry admin keys create TENANT")`);
   }
   if (c.targets.length === 0) throw invalid(`${where}no target: give --target NAME=URL (or "targets" in the config file)`);
