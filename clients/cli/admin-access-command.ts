@@ -36,7 +36,7 @@ unknown keys rejected):
       rateLimit: {requests: 100, per: 1s, burst: 200, by: client}
     - targets: [wiki]             # people sign in with a browser (the relay needs --secret-key-file)
       require: [login]
-      login: {issuer: "https://login.example.com/acme", clientId: ferry, clientSecretEnv: WIKI_CLIENT_SECRET,
+      login: {issuer: "https://login.example.com/acme", clientId: ferry, clientSecretEnv: FERRY_LOGIN_ACME_WIKI,
               allowedEmailDomains: [example.com]}
     - targets: ["*"]
       require: [mtls]

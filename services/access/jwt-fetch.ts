@@ -1,4 +1,5 @@
 import { isIP } from "node:net";
+import { compileIpList } from "./ip-rules.js";
 
 /**
  * Largest discovery document or JWKS the relay reads: real ones are a few KiB
@@ -39,25 +40,25 @@ export function idpEndpointProblem(url: string, issuer: string): string | undefi
   const u = new URL(url);
   const from = new URL(issuer);
   if (u.protocol === "http:" && from.protocol !== "http:") return "must be https, as the issuer is";
-  if (u.hostname !== from.hostname && (isLoopback(u.hostname) || isInternal(u.hostname))) return "must not be a loopback, private or link-local address other than the issuer's";
+  if (u.hostname !== from.hostname && isInternal(u.hostname)) return "must not be a loopback, private or link-local address other than the issuer's";
   return undefined;
 }
 
-/** An IP address literal of a private, link-local, shared or unspecified range (IPv4 or IPv6). */
+/**
+ * Address ranges that are the relay's own host or network, or can stand for them: loopback, private, link-local,
+ * shared (CGNAT), benchmarking, unspecified; in IPv6 also site-local, IPv4-compatible, IPv4-mapped and NAT64
+ * (64:ff9b::a9fe:a9fe is 169.254.169.254 behind a NAT64 gateway).
+ */
+const INTERNAL_V4 = compileIpList(["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15"]);
+// Apart from the IPv4 list: a BlockList checks IPv4 addresses against its IPv6 rules as IPv4-mapped ones.
+const INTERNAL_V6 = compileIpList(["::/96", "::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "fc00::/7", "fe80::/10", "fec0::/10"]);
+
+/** An IP address literal in those ranges, or a name that always means this host (localhost, *.localhost). */
 function isInternal(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, "").toLowerCase();
-  if (isIP(host) === 4) {
-    const [a, b] = host.split(".").map(Number) as [number, number];
-    return a === 0 || a === 10 || a === 127 || (a === 100 && b >= 64 && b < 128) || (a === 169 && b === 254) || (a === 172 && b >= 16 && b < 32) || (a === 192 && b === 168);
-  }
-  if (isIP(host) !== 6) return false;
-  // An IPv4-mapped address, as the URL parser writes it ([::ffff:10.0.0.5] becomes [::ffff:a00:5]).
-  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(host);
-  if (mapped) {
-    const [hi, lo] = [parseInt(mapped[1]!, 16), parseInt(mapped[2]!, 16)];
-    return isInternal(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);
-  }
-  return host === "::" || host === "::1" || /^f[cd]/.test(host) || /^fe[89ab]/.test(host);
+  const host = hostname.replace(/^\[|\]$/g, "").replace(/\.$/, "").toLowerCase();
+  if (host === "localhost" || host.endsWith(".localhost")) return true;
+  const family = isIP(host);
+  return family === 4 ? INTERNAL_V4.has(host) : family === 6 && INTERNAL_V6.has(host);
 }
 
 function isLoopback(hostname: string): boolean {

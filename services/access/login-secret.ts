@@ -14,18 +14,20 @@ export function sealLoginSecret(box: SecretBox, login: LoginRule, tenant: string
 }
 
 /**
- * The variables a tenant's clientSecretEnv may name: FERRY_LOGIN_<TENANT>_..., the tenant upper-cased with "-" as
- * "_". Whoever may set a tenant's policy picks the issuer the secret is sent to, so any other name would let a
- * tenant admin have the relay send its own secrets (FERRY_SECRET_KEY, another tenant's client secret) there.
+ * The variables a tenant's clientSecretEnv may name: FERRY_LOGIN_<TENANT>_<NAME>, the tenant upper-cased with "-"
+ * as "_", NAME letters and digits only. Whoever may set a tenant's policy picks the issuer the secret is sent to, so
+ * any other name would let a tenant admin have the relay send its own secrets (FERRY_SECRET_KEY) there; and without
+ * "_" in NAME, tenant "acme" cannot name FERRY_LOGIN_ACME_APP_SECRET, which is tenant "acme-app"'s.
  */
-export function loginSecretEnvPrefix(tenant: string): string {
+function loginSecretEnvPrefix(tenant: string): string {
   return `FERRY_LOGIN_${tenant.toUpperCase().replaceAll("-", "_")}_`;
 }
 
 /** Why `name` may not be a clientSecretEnv of `tenant`, or undefined when it may. */
 export function loginSecretEnvProblem(name: string, tenant: string): string | undefined {
   const prefix = loginSecretEnvPrefix(tenant);
-  return name.startsWith(prefix) && name.length > prefix.length ? undefined : `login.clientSecretEnv must be named ${prefix}... (this tenant's variables only), not ${name}`;
+  if (name.startsWith(prefix) && /^[A-Z0-9]+$/.test(name.slice(prefix.length))) return undefined;
+  return `login.clientSecretEnv must be ${prefix}NAME, NAME letters and digits only (this tenant's variables), not ${name}`;
 }
 
 /** The client secret to use: from the environment variable named, else opened. Throws (the rule then refuses everyone) when neither works. */

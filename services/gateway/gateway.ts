@@ -472,9 +472,16 @@ function forwardedHost(req: NodeRequest, trusted: BlockList | undefined): string
   return host && isAuthority(host) ? host : undefined;
 }
 
-/** The target lets shared caches store its answer (Cache-Control public or s-maxage): no renewed session goes with it. */
+/**
+ * The target lets shared caches store its answer (Cache-Control public or s-maxage, or the CDN's own
+ * CDN-Cache-Control or Surrogate-Control): no renewed session goes with it.
+ */
 function sharedCacheable(headers: readonly Header[]): boolean {
-  return headers.some((h) => h.name === "cache-control" && /(^|[\s,])(public|s-maxage)\b/i.test(h.value));
+  return headers.some(
+    (h) =>
+      (h.name === "cache-control" && /(^|[\s,])(public|s-maxage)\b/i.test(h.value)) ||
+      ((h.name === "cdn-cache-control" || h.name === "surrogate-control") && !/(^|[\s,])(no-store|private)\b/i.test(h.value)),
+  );
 }
 
 /** The relay's login cookies are its own: the target never sees them (login-cookies.ts). */

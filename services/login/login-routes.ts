@@ -129,28 +129,33 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
     screen(res, ctx, found);
     const clearState = setCookie(cookieName(STATE_COOKIE, stateScope(ctx)), "", stateScope(ctx), 0);
     const again = { href: `${ctx.where.prefix}${LOGIN}`, text: "Sign in again" };
-    /** `forged`: the browser sent what its own sign-in would not have (or the provider refused its code): the source's back-off counts it. */
-    const failed = (status: number, reason: string, message: string, forged: boolean) => {
-      if (forged) found.failed(ctx.clientAddress);
+    /**
+     * `counted`: the provider refused the code, so the callback cost it a request with the client secret: the
+     * source's back-off counts that as a wrong credential. Nothing else is counted: a state that does not match
+     * (two tabs, a page of another site sending the browser here) costs nothing, and must not let another site put
+     * an office's address into back-off.
+     */
+    const failed = (status: number, reason: string, message: string, counted = false) => {
+      if (counted) found.failed(ctx.clientAddress);
       deps.count(ctx.where.tenant, "failed");
       audit(ctx, "login.failed", `client:${ctx.clientAddress}`, { reason }, false);
       sendPage(res, status, "Sign-in did not complete", message, again, { "set-cookie": clearState });
     };
     const state = query.get("state") ?? "";
     // A state cookie gone stale (a sign-in left open at the provider, another browser) is no attack.
-    if (!signIn) return failed(400, "state_missing", "This sign-in has expired or was started in another browser. Start again.", false);
-    if (!sameSecret(state, signIn.s)) return failed(400, "state_mismatch", "This sign-in does not match the one this browser started. Start again.", true);
-    if ((completed.get(signIn.s) ?? 0) > now()) return failed(400, "state_replayed", "This sign-in was already completed. Start again.", true);
+    if (!signIn) return failed(400, "state_missing", "This sign-in has expired or was started in another browser. Start again.");
+    if (!sameSecret(state, signIn.s)) return failed(400, "state_mismatch", "This sign-in does not match the one this browser started. Start again.");
+    if ((completed.get(signIn.s) ?? 0) > now()) return failed(400, "state_replayed", "This sign-in was already completed. Start again.");
     const providerError = query.get("error");
     if (providerError !== null) {
       const code = /^[a-z_]{1,64}$/.test(providerError) ? providerError : "error";
-      return failed(401, `provider_${code}`, `The identity provider did not sign you in (${code}).`, false);
+      return failed(401, `provider_${code}`, `The identity provider did not sign you in (${code}).`);
     }
     const code = query.get("code") ?? "";
-    if (code === "" || code.length > 4096) return failed(400, "code_missing", "The identity provider sent no authorization code. Start again.", true);
+    if (code === "" || code.length > 4096) return failed(400, "code_missing", "The identity provider sent no authorization code. Start again.");
     // The code is the provider's the sign-in began at: never sent to another one the policy names since (mix-up).
     if (signIn.i !== found.login.issuer || signIn.c !== found.login.clientId) {
-      return failed(400, "login_changed", "This app's sign-in changed while you were signing in. Start again.", false);
+      return failed(400, "login_changed", "This app's sign-in changed while you were signing in. Start again.");
     }
     // Taken before the provider is asked: a second callback with the same state while the first is in flight loses.
     setNewest(completed, signIn.s, signIn.at + SIGN_IN_MS, MAX_COMPLETED);
@@ -158,8 +163,11 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
     try {
       claims = await deps.oidc.redeem(found.login, code, redirectUri(ctx), signIn.v, signIn.n);
     } catch (err) {
-      if (!(err instanceof FerryError) || err.kind !== "unauthenticated") throw err;
-      return failed(401, err.code, err.message, true);
+      if (!(err instanceof FerryError)) throw err;
+      // The code is spent or stale either way (and the state with it): a page with the way to start again.
+      if (err.kind === "unavailable") return failed(503, err.code, `${err.message[0]!.toUpperCase()}${err.message.slice(1)}.`);
+      if (err.kind !== "unauthenticated") throw err;
+      return failed(401, err.code, err.message, err.code === "code_refused");
     }
     const session = sessionFromClaims(claims, found.claimRules, sessionStart(now(), found.login), found.login.maxMs);
     const refusal = sessionRefusal(session, found.login);
@@ -173,7 +181,7 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
     const scope = sessionScopeOf(ctx.where.tenant, ctx.where.target, found.login);
     const sealed = sealSession(deps.secrets, session, scope);
     if (sealed.length > MAX_SESSION_COOKIE_CHARS) {
-      return failed(500, "session_too_large", "Your account's details are too large for a session (too many groups or claims). Ask the operator.", false);
+      return failed(500, "session_too_large", "Your account's details are too large for a session (too many groups or claims). Ask the operator.");
     }
     found.succeeded(ctx.clientAddress);
     deps.count(ctx.where.tenant, "success");
@@ -183,8 +191,8 @@ export function createLoginRoutes(deps: LoginRoutesDeps): LoginRoutes {
     });
   };
 
+  // Not screened: signing out must work for anyone, whatever the rule's rate limit or the address's back-off.
   const logout = async (req: NodeRequest, res: NodeResponse, ctx: LoginContext, found: LoginTarget) => {
-    screen(res, ctx, found);
     // Another site (a sibling app's host among them) must not sign people out: it gets a button to press instead.
     if (!fromThisApp(req, ctx.origin)) {
       if (req.method === "POST") throw new FerryError("permission_denied", "cross_site_logout", "sign out from the app's own pages");

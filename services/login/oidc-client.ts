@@ -21,7 +21,8 @@ export interface OidcClient {
   /**
    * Redeems an authorization code (client_secret_basic, PKCE verifier) and verifies the ID token it brings:
    * signature by the issuer's keys, iss, aud = client id, exp, and the nonce. Resolves with its claims;
-   * rejects with unauthenticated "login_failed" (a message safe to show) or unavailable.
+   * rejects with unauthenticated "code_refused" (the provider refused the code) or "login_failed" (the ID token is
+   * not good), or unavailable ("login_provider_unavailable", "login_misconfigured"); messages safe to show.
    */
   redeem(login: CompiledLogin, code: string, redirectUri: string, verifier: string, nonce: string): Promise<Record<string, unknown>>;
   close(): void;
@@ -78,9 +79,13 @@ export function createOidcClient(jwt: JwtVerifier): OidcClient {
       }
       const body = (typeof answer.json === "object" && answer.json !== null ? answer.json : {}) as Record<string, unknown>;
       if (answer.status !== 200 || typeof body.id_token !== "string") {
-        // invalid_grant: a code used twice or too late; invalid_client: the operator's client secret. Shown as a code only.
         const error = typeof body.error === "string" && /^[a-z_]{1,64}$/.test(body.error) ? body.error : "no id_token";
-        throw new FerryError("unauthenticated", "login_failed", `the identity provider refused the sign-in (${error}); start again`);
+        // The operator's client id or secret (a secret expired at the provider): nothing the person can do.
+        if (error === "invalid_client" || error === "unauthorized_client") {
+          throw new FerryError("unavailable", "login_misconfigured", `the identity provider does not take this app's client (${error}); tell the operator`, { retryAfterSeconds: 60 });
+        }
+        // invalid_grant and the like: a code made up, used twice or too late. Shown as a code only.
+        throw new FerryError("unauthenticated", "code_refused", `the identity provider refused the sign-in (${error}); start again`);
       }
       let verified;
       try {

@@ -1,5 +1,5 @@
 import { clone, create, type JsonValue } from "@bufbuild/protobuf";
-import { timestampFromDate, timestampMs, timestampNow } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate, timestampFromMs, timestampMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { type AccessPolicy, AccessPolicySchema, AccessRuleSchema, type LoginRule } from "../../gen/ferry/access/v1/access_policy_pb.js";
 import { type AccessPolicyRecord, AccessPolicyRecordSchema, type TenantRecord } from "../../gen/ferry/state/v1/state_pb.js";
 import { FerryError } from "../../core/errors.js";
@@ -141,6 +141,7 @@ export class AccessPolicies {
         sealLoginSecret(opts.secrets, rule.login, tenant);
       }
       const before = this.records.read(POLICY, tenant);
+      keepSessionsEnded(normalized, before?.policy);
       const replacedUnusable = before === undefined && this.records.has(POLICY, tenant);
       const after = create(AccessPolicyRecordSchema, { tenant, policy: normalized, updateTime: timestampNow() });
       if (normalized.rules.length === 0 && normalized.clientCaPem === "") await this.records.remove(POLICY, tenant);
@@ -151,8 +152,10 @@ export class AccessPolicies {
 
   /**
    * Ends the sessions of the tenant's login rules (or of the one named) begun
-   * until `at`: their sessions_not_before becomes `at`. Throws not_found for a
-   * tenant without such a rule, failed_precondition for an unusable policy.
+   * until `at`: their sessions_not_before becomes `at`, and that of every other
+   * login rule with the same provider and client, since a session is good for
+   * all of them (sessionScopeOf). Throws not_found for a tenant without such a
+   * rule, failed_precondition for an unusable policy.
    */
   async endLoginSessions(tenant: string, ruleName: string, at: Date): Promise<{ before: AccessPolicyRecord; after: AccessPolicyRecord; rules: string[] }> {
     return this.records.serialized(async () => {
@@ -163,10 +166,12 @@ export class AccessPolicies {
         const which = ruleName === "" ? "no rule that signs people in (login)" : `no login rule named "${ruleName}"`;
         throw new FerryError("not_found", "login_rule_not_found", `tenant "${tenant}" has ${which}`);
       }
-      for (const rule of rules) rule.login!.sessionsNotBefore = timestampFromDate(at);
+      const clients = new Set(rules.map((r) => clientOf(r.login!)));
+      const ended = policy!.rules.filter((r) => r.login && clients.has(clientOf(r.login)));
+      for (const rule of ended) rule.login!.sessionsNotBefore = timestampFromDate(at);
       const after = create(AccessPolicyRecordSchema, { tenant, policy, updateTime: timestampNow() });
       await this.records.put(POLICY, tenant, after);
-      return { before, after, rules: rules.map((r) => r.name) };
+      return { before, after, rules: ended.map((r) => r.name) };
     });
   }
 
@@ -185,6 +190,29 @@ export class AccessPolicies {
     // A record without a policy is an empty one: public, as if there were none.
     else if (!record.policy) this.byTenant.delete(tenant);
     else this.byTenant.set(tenant, record.policy);
+  }
+}
+
+/** A login rule's provider and client: what its sessions are bound to, with the tenant and target. */
+function clientOf(login: LoginRule): string {
+  return `${login.issuer}\0${login.clientId}`;
+}
+
+/**
+ * A policy set again never brings ended sessions back: each login rule keeps the latest sessions_not_before a
+ * stored login rule of the same provider and client had, when the one given is older or missing (a file kept
+ * since, or a console page opened before the sessions were ended).
+ */
+function keepSessionsEnded(policy: AccessPolicy, stored: AccessPolicy | undefined): void {
+  const ended = new Map<string, number>();
+  for (const rule of stored?.rules ?? []) {
+    const at = rule.login?.sessionsNotBefore;
+    if (at) ended.set(clientOf(rule.login!), Math.max(ended.get(clientOf(rule.login!)) ?? 0, timestampMs(at)));
+  }
+  for (const rule of policy.rules) {
+    const at = rule.login ? ended.get(clientOf(rule.login)) : undefined;
+    const given = rule.login?.sessionsNotBefore;
+    if (at !== undefined && (!given || timestampMs(given) < at)) rule.login!.sessionsNotBefore = timestampFromMs(at);
   }
 }
 

@@ -58,8 +58,9 @@ async function startApp(): Promise<App> {
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(claims));
       return;
     }
-    if (req.url === "/shared.css") {
-      res.writeHead(200, { "content-type": "text/css", "cache-control": "public, max-age=60" }).end("h1{}");
+    if (req.url === "/shared.css" || req.url === "/cdn.css") {
+      const cache = req.url === "/cdn.css" ? { "cdn-cache-control": "max-age=60" } : { "cache-control": "public, max-age=60" };
+      res.writeHead(200, { "content-type": "text/css", ...cache }).end("h1{}");
       return;
     }
     res.writeHead(200, { "content-type": "text/html", "set-cookie": "app_pref=dark; Path=/" }).end(PAGE);
@@ -158,7 +159,7 @@ describe("sign-in at one relay", () => {
     await expect(relay.admin.setAccessPolicy({ tenant: "acme", policy: moved })).rejects.toThrow(/does not open for this tenant, issuer and client id/);
     // Whoever sets the policy picks the issuer the secret goes to: only the tenant's own variables may be named.
     const fromEnv = loginPolicy(idp.issuer, "", { clientSecretEnv: "FERRY_SECRET_KEY" });
-    await expect(relay.admin.setAccessPolicy({ tenant: "acme", policy: fromEnv })).rejects.toThrow(/must be named FERRY_LOGIN_ACME_\.\.\. .*, not FERRY_SECRET_KEY/);
+    await expect(relay.admin.setAccessPolicy({ tenant: "acme", policy: fromEnv })).rejects.toThrow(/must be FERRY_LOGIN_ACME_NAME, .*, not FERRY_SECRET_KEY/);
   });
 
   it("sends a browser to the provider, and back to the page it asked for once signed in; fetch and WebSocket pass", async () => {
@@ -235,6 +236,7 @@ describe("sign-in at one relay", () => {
     expect(shared.status).toBe(200);
     expect(shared.headers.get("cache-control")).toBe("public, max-age=60");
     expect(shared.headers.get("set-cookie")).toBeNull();
+    expect((await fetch(`${base}/cdn.css`, { headers: { cookie } })).headers.get("set-cookie")).toBeNull();
   });
 
   it("refuses a replayed callback and a return URL that leaves the app", async () => {
@@ -324,6 +326,20 @@ describe("sign-in at one relay", () => {
     const ahead = structuredClone(policy!);
     ahead.rules[0]!.login!.sessionsNotBefore = timestampFromMs(Date.now() + 3_600_000);
     await expect(relay.admin.setAccessPolicy({ tenant: "acme", policy: ahead })).rejects.toThrow(/sessionsNotBefore is in the future/);
+    // The policy file as it was before, set again (kept in git, or a console page opened earlier): the sessions stay ended.
+    await relay.admin.setAccessPolicy({ tenant: "acme", policy: loginPolicy(idp.issuer, idp.secretOf(CLIENT_ID)) });
+    expect((await get(before)).status).toBe(401);
+    // A session is good under every rule of its provider and client: ending one rule's ends it under all of them.
+    const two = loginPolicy(idp.issuer, idp.secretOf(CLIENT_ID));
+    two.rules.unshift(structuredClone(two.rules[0]!));
+    Object.assign(two.rules[0]!, { name: "admins", paths: ["/admin/"] });
+    await relay.admin.setAccessPolicy({ tenant: "acme", policy: two });
+    const later = sealedAt(Date.now() - 100);
+    expect((await get(later)).status).toBe(200);
+    const endedBoth = await relay.admin.endLoginSessions({ tenant: "acme", rule: "admins" });
+    expect(endedBoth.rules).toEqual(["admins", "people"]);
+    expect((await get(later)).status).toBe(401);
+    await relay.admin.setAccessPolicy({ tenant: "acme", policy: loginPolicy(idp.issuer, idp.secretOf(CLIENT_ID)) });
   });
 });
 
@@ -355,6 +371,7 @@ describe("sign-in paths under their rule's address lists, rate limit and back-of
     const rules = [
       rule("office", "office", { allowIps: ["10.0.0.0/8"] }),
       rule("few", "few", { rateLimit: { requests: 2, per: "60s", by: "ip" } }),
+      rule("misset", "misset", { login: { issuer: idp.issuer, clientId: CLIENT_ID, clientSecret: "not-the-secret" } }),
       rule("people", "app", {}),
     ];
     await relay.admin.setAccessPolicy({ tenant: "acme", policy: fromJson(AccessPolicySchema, { rules }) });
@@ -378,20 +395,37 @@ describe("sign-in paths under their rule's address lists, rate limit and back-of
     expect(statuses).toEqual([302, 302, 429]);
   });
 
-  it("counts forged callbacks and refused codes against the source, then refuses it before the provider is asked", async () => {
-    const genuine = await begin();
-    const refusedCode = await fetch(`${base}/app/.ferry/callback?state=${genuine.state}&code=made-up`, { headers: { cookie: genuine.cookie }, redirect: "manual" });
-    expect(refusedCode.status).toBe(401);
-    for (let i = 0; i < 4; i++) {
+  it("says the app's client is misconfigured when the provider refuses its secret, and counts nothing against the person", async () => {
+    const begun = await fetch(`${base}/misset/.ferry/login`, { redirect: "manual" });
+    const state = new URL(begun.headers.get("location")!).searchParams.get("state")!;
+    const cookie = begun.headers.get("set-cookie")!.split(";")[0]!;
+    const res = await fetch(`${base}/misset/.ferry/callback?state=${state}&code=whatever`, { headers: { cookie }, redirect: "manual" });
+    expect(res.status).toBe(503);
+    const page = await res.text();
+    expect(page).toContain("invalid_client");
+    expect(page).toContain("tell the operator");
+    const { events } = await relay.admin.listAuditEvents({ tenant: "acme", pageSize: 100 });
+    expect(events.find((e) => e.action === "login.failed" && e.details?.target === "misset")?.details).toMatchObject({ reason: "login_misconfigured" });
+  });
+
+  it("counts codes the provider refuses against the source, then refuses it before the provider is asked; forged states cost nothing", async () => {
+    // What any site could make a visitor's browser do: never counted, or it could put an office's address in back-off.
+    for (let i = 0; i < 7; i++) {
       const forged = await fetch(`${base}/app/.ferry/callback?state=forged${i}&code=x`, { headers: { cookie: (await begin()).cookie }, redirect: "manual" });
       expect(forged.status).toBe(400);
     }
+    // A genuine state with a made-up code: the relay had to ask the provider, which refused.
+    for (let i = 0; i < 5; i++) {
+      const genuine = await begin();
+      const refused = await fetch(`${base}/app/.ferry/callback?state=${genuine.state}&code=made-up`, { headers: { cookie: genuine.cookie }, redirect: "manual" });
+      expect(refused.status).toBe(401);
+    }
     const again = await fetch(`${base}/app/.ferry/login`, { redirect: "manual" });
     expect(again.status).toBe(429);
-    const late = await fetch(`${base}/app/.ferry/callback?state=${genuine.state}&code=made-up`, { headers: { cookie: genuine.cookie }, redirect: "manual" });
-    expect(late.status).toBe(429);
-    expect(await code(late)).toBe("too_many_failures");
-    expect(Number(late.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(await code(again)).toBe("too_many_failures");
+    expect(Number(again.headers.get("retry-after"))).toBeGreaterThan(0);
+    // Signing out is never refused.
+    expect((await fetch(`${base}/app/.ferry/logout`, { redirect: "manual" })).status).not.toBe(429);
   });
 });
 

@@ -767,9 +767,11 @@ describe("login-secret", () => {
 
   it("openLoginSecret reads only the tenant's own FERRY_LOGIN_<TENANT>_ variables (a tenant admin picks where the secret goes)", () => {
     const env = { FERRY_SECRET_KEY: "master", FERRY_LOGIN_GLOBEX_CRM: "theirs", FERRY_LOGIN_BIG_CO_CRM: "big-co's", FERRY_LOGIN_ACME_: "empty name" };
-    for (const name of ["FERRY_SECRET_KEY", "FERRY_LOGIN_GLOBEX_CRM", "FERRY_LOGIN_ACME_", "FERRY_LOGIN_ACMEX_CRM"]) {
-      expect(() => openLoginSecret(box, rule({ clientSecret: "", clientSecretEnv: name }), "acme", env), name).toThrow(/must be named FERRY_LOGIN_ACME_\.\.\./);
+    // FERRY_LOGIN_ACME_APP_CRM is tenant acme-app's (FERRY_LOGIN_ACME_APP_ + CRM): not acme's.
+    for (const name of ["FERRY_SECRET_KEY", "FERRY_LOGIN_GLOBEX_CRM", "FERRY_LOGIN_ACME_", "FERRY_LOGIN_ACMEX_CRM", "FERRY_LOGIN_ACME_APP_CRM"]) {
+      expect(() => openLoginSecret(box, rule({ clientSecret: "", clientSecretEnv: name }), "acme", env), name).toThrow(/must be FERRY_LOGIN_ACME_NAME, NAME letters and digits only/);
     }
+    expect(() => openLoginSecret(box, rule({ clientSecret: "", clientSecretEnv: "FERRY_LOGIN_ACME_APP_CRM" }), "acme-app", { FERRY_LOGIN_ACME_APP_CRM: "x" })).not.toThrow();
     expect(openLoginSecret(box, rule({ clientSecret: "", clientSecretEnv: "FERRY_LOGIN_BIG_CO_CRM" }), "big-co", env)).toBe("big-co's");
   });
 });
