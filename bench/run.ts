@@ -14,6 +14,7 @@ import { bulk } from "./scenarios/bulk.js";
 import { fixedRate } from "./scenarios/fixed-rate.js";
 import { headOfLine } from "./scenarios/head-of-line.js";
 import { grpc } from "./scenarios/grpc.js";
+import { connectorIdle } from "./scenarios/connector-idle.js";
 import { idle } from "./scenarios/idle.js";
 import { small } from "./scenarios/small.js";
 import { websocketIdle } from "./scenarios/websocket-idle.js";
@@ -24,7 +25,7 @@ import {
   cannotRun, PROTECTABLE, ROOT, ROWS, rowName, SETUPS, type Setup, type SetupName, startGrpcTarget, startSetup, startTarget, type Target,
 } from "./setups.js";
 
-const SCENARIOS: Scenario[] = [small, fixedRate, bulk, headOfLine, idle, websocket, websocketIdle, grpc];
+const SCENARIOS: Scenario[] = [small, fixedRate, bulk, headOfLine, idle, connectorIdle, websocket, websocketIdle, grpc];
 
 const HELP = `Usage: npm run bench [-- options]
 

@@ -300,21 +300,19 @@ async function startFerryCluster3(target: Pick<Target, "port" | "scheme">): Prom
 }
 
 /**
- * Tenant "bench", one key and a connector on `relay` serving target "app"; resolves once
- * the relay has logged every tunnel of it (default settings: two tunnels).
+ * Tenant "bench" (made on first use), a key and a connector on `relay` serving target "app"; resolves once
+ * the relay has logged every tunnel of it (default settings: two tunnels). `binary`: the single-file
+ * connector (npm run build:connector-binary) to run instead of `node dist/clients/cli/main.js`.
  */
-export async function startConnector(relay: Relay, target: Pick<Target, "port" | "scheme">, extraArgs: string[] = []): Promise<Proc> {
-  await relay.admin.createTenant({ name: "bench" });
+export async function startConnector(relay: Relay, target: Pick<Target, "port" | "scheme">, extraArgs: string[] = [], binary?: string): Promise<Proc> {
+  if (!(await relay.admin.listTenants({})).tenants.some((t) => t.name === "bench")) await relay.admin.createTenant({ name: "bench" });
   const { secret } = await relay.admin.createKey({ tenant: "bench" });
   // FERRY_BENCH_CONNECTOR_NODE_ARGS: node flags for the connector, as FERRY_BENCH_RELAY_NODE_ARGS for the relay.
   const nodeArgs = (process.env.FERRY_BENCH_CONNECTOR_NODE_ARGS ?? "").split(" ").filter(Boolean);
-  const connector = startProc(
-    "connector",
-    process.execPath,
-    [...nodeArgs, CLI, "connector", "--relay", relay.url, "--target", `app=${target.scheme}://127.0.0.1:${target.port}`,
-      "--max-concurrent", "2048", "--log-level", "warn", ...extraArgs],
-    { env: { ...process.env, FERRY_LOG_FORMAT: "json", FERRY_CONNECTOR_KEY: secret } },
-  );
+  const args = ["connector", "--relay", relay.url, "--target", `app=${target.scheme}://127.0.0.1:${target.port}`, "--max-concurrent", "2048", "--log-level", "warn", ...extraArgs];
+  const connector = startProc("connector", binary ?? process.execPath, binary ? args : [...nodeArgs, CLI, ...args], {
+    env: { ...process.env, FERRY_LOG_FORMAT: "json", FERRY_CONNECTOR_KEY: secret },
+  });
   let connected = 0;
   const tunnels = Number(extraArgs[extraArgs.indexOf("--tunnels") + 1]) || 2;
   // Warn level hides "tunnel connected"; the relay's audit lines say when each tunnel is up.

@@ -9,7 +9,6 @@ import {
   type RelayProcess,
   ROOT,
   runFerry,
-  startConnectorProcess,
   startRelayProcess,
   tempDir,
 } from "../helpers/processes.js";
@@ -189,21 +188,5 @@ describe("the connector binary", () => {
     const unit = readFileSync(join(dirs, "units", "ferry-connector.service"), "utf8");
     expect(unit).toContain(`ExecStart=${bin} connector --config ${join(dirs, "etc", "connector.yaml")}`);
     expect(statSync(join(dirs, "etc", "connector.env")).mode & 0o777).toBe(0o600);
-  });
-
-  it("idles with its tunnels up in about the memory of `node dist/clients/cli/main.js connector`", async () => {
-    const binary = spawnBin(["connector", "--config", configFile, "--id", "rss-binary"]);
-    const node = startConnectorProcess(relay.url, key, { app: target.url }, { args: ["--id", "rss-node", "--tunnels", "2"] });
-    started.push(node);
-    cleanup.push(() => node.stop("SIGKILL"));
-    await Promise.all([binary.waitForCount("tunnel connected", 2), node.waitForCount("tunnel connected", 2)]);
-    // One request each, so both have loaded what serving takes, not only what connecting does.
-    for (let i = 0; i < 2; i++) expect((await fetch(`${relay.url}/relay/acme/app/json`)).status).toBe(200);
-    const mib = (n: number) => Math.round((n / 1024 / 1024) * 10) / 10;
-    const [binRss, nodeRss] = [binary.rss(), node.rss()];
-    console.info(`idle RSS with 2 tunnels up: binary ${mib(binRss)} MiB, node dist/clients/cli/main.js ${mib(nodeRss)} MiB`);
-    // The binary maps a larger executable (the blob rides in it) and holds its bundle's source; not much more.
-    expect(binRss).toBeLessThan(nodeRss + 40 * 1024 * 1024);
-    await Promise.all([binary.stop(), node.stop()]);
   });
 });
