@@ -27,6 +27,7 @@ const require = createRequire(import.meta.url);
 const ENTRY = "clients/cli/connector-main.ts";
 const FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
 const ARCHES = ["x64", "arm64"];
+const USAGE = "usage: node scripts/build-connector-binary.mjs [--arch x64,arm64] [--out DIR] [--trust-unpinned-node]";
 /** ELF e_machine of each arch, to refuse a wrong Node binary before injecting into it. */
 const ELF_MACHINE = { x64: 0x3e, arm64: 0xb7 };
 /**
@@ -232,7 +233,13 @@ function parseArgs(argv) {
   const out = { arches: ARCHES, out: join(root, "dist", "bin"), trustUnpinned: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === "--arch") {
+    if (a === "--help" || a === "-h") {
+      process.stdout.write(`${USAGE}\n
+Builds the connector as one executable file per architecture (x64, arm64 by default) into dist/bin/
+(or --out DIR): Node itself with \`ferry connector\` and \`ferry doctor\` bundled in. See docs/install.md.
+`);
+      process.exit(0);
+    } else if (a === "--arch") {
       out.arches = String(argv[++i] ?? "").split(",").filter(Boolean);
       const bad = out.arches.filter((x) => !ARCHES.includes(x));
       if (!out.arches.length || bad.length) fail(`--arch takes ${ARCHES.join(", ")} (comma-separated), not "${argv[i] ?? ""}"`);
@@ -242,7 +249,7 @@ function parseArgs(argv) {
       if (!argv[i + 1]) fail("--out needs a directory");
       out.out = resolve(argv[++i]);
     } else {
-      fail(`unknown argument "${a}"; usage: node scripts/build-connector-binary.mjs [--arch x64,arm64] [--out DIR] [--trust-unpinned-node]`);
+      fail(`unknown argument "${a}"; ${USAGE}`);
     }
   }
   return out;
