@@ -10,6 +10,7 @@ import {
 import { durationFromMs, formatDuration, msFromDuration } from "../../core/duration.js";
 import { FerryError } from "../../core/errors.js";
 import { isDnsLabel } from "../../core/names.js";
+import { timestampInRange } from "../../core/timestamp-range.js";
 import type { CredentialKind } from "./access-control.js";
 import { parsePasswordHash } from "./basic-auth.js";
 import { parseCaBundle } from "./client-cert.js";
@@ -277,14 +278,13 @@ function checkLogin(rule: AccessRule, r: string, required: boolean): void {
   if (max < idle) fail(`${r}: login.sessionMax (${formatDuration(max)}) must be at least login.sessionIdle (${formatDuration(idle)})`);
   login.sessionIdle = durationFromMs(idle);
   login.sessionMax = durationFromMs(max);
-  const notBefore = login.sessionsNotBefore;
-  if (notBefore && (notBefore.seconds < 0n || notBefore.seconds > MAX_TIMESTAMP_SECONDS || notBefore.nanos < 0 || notBefore.nanos > 999_999_999)) {
+  if (login.sessionsNotBefore && timestampInRange(login.sessionsNotBefore, 0, MAX_TIMESTAMP_MS) === undefined) {
     fail(`${r}: login.sessionsNotBefore must be a time between 1970 and 9999 (RFC 3339, e.g. 2026-12-07T14:00:00Z)`);
   }
 }
 
-/** 9999-12-31T23:59:59Z, the end of what RFC 3339 and protobuf's Timestamp can say. */
-const MAX_TIMESTAMP_SECONDS = 253_402_300_799n;
+/** 9999-12-31T23:59:59.999Z, the end of what RFC 3339 and protobuf's Timestamp can say. */
+const MAX_TIMESTAMP_MS = 253_402_300_799_999;
 
 /** The client secret comes one way only: in the file (then sealed by the relay), sealed before, or from the environment. */
 function checkLoginSecret(login: LoginRule, r: string): void {

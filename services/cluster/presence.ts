@@ -6,7 +6,7 @@ import { type TunnelPresence, TunnelPresenceSchema } from "../../gen/ferry/clust
 import type { Logger } from "../../core/logger.js";
 import { isDnsLabel } from "../../core/names.js";
 import { type TunnelView, viewOfTunnel } from "../admin/directory.js";
-import { timestampInRange } from "../tunnel/connector-status.js";
+import { timestampInRange } from "../../core/timestamp-range.js";
 import type { RelayTunnel } from "../tunnel/relay-tunnel.js";
 import type { TunnelRegistry } from "../tunnel/tunnel-registry.js";
 import { type KvMirror, type MirrorEntry, openKvMirror } from "./kv-mirror.js";

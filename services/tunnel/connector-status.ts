@@ -1,4 +1,4 @@
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampInRange } from "../../core/timestamp-range.js";
 import type { ConnectorStatus } from "../../gen/ferry/tunnel/v1/tunnel_service_pb.js";
 
 /** What the connector's local admin decided, once it is known to be sane. */
@@ -30,18 +30,4 @@ export function checkStatus(status: ConnectorStatus | undefined, now = Date.now(
   const ms = timestampInRange(status.leaveTime, now - LEAVE_TIME_MAX_BEHIND_MS, now + LEAVE_TIME_MAX_AHEAD_MS);
   if (ms === undefined) return { invalid: "leave_time is not a time within the next year" };
   return { paused: status.paused, leaveTime: new Date(ms) };
-}
-
-/**
- * A Timestamp (seconds and nanos straight from the wire, or from a stored
- * record) as milliseconds, when it is well formed and within [min, max];
- * otherwise undefined.
- */
-export function timestampInRange(ts: Pick<Timestamp, "seconds" | "nanos">, minMs: number, maxMs: number): number | undefined {
-  if (!Number.isInteger(ts.nanos) || ts.nanos < 0 || ts.nanos > 999_999_999) return undefined;
-  // Compare as bigint first: Number(seconds) of a huge int64 loses the digits that make it out of range.
-  const seconds = BigInt(ts.seconds);
-  if (seconds < BigInt(Math.floor(minMs / 1000)) - 1n || seconds > BigInt(Math.ceil(maxMs / 1000)) + 1n) return undefined;
-  const ms = Number(seconds) * 1000 + Math.floor(ts.nanos / 1_000_000);
-  return ms >= minMs && ms <= maxMs ? ms : undefined;
 }
