@@ -10,7 +10,10 @@ export interface ConnectorUnitOptions {
   user?: string;
 }
 
-/** What packaging/systemd/ferry-connector.service is: the unit with these (test/unit/service-units.test.ts). */
+/**
+ * What packaging/systemd/ferry-connector.service is: the unit with these (test/unit/service-units.test.ts), and
+ * where install-service puts the config and the key file unless told otherwise.
+ */
 export const DEFAULT_CONNECTOR_UNIT: ConnectorUnitOptions = {
   exec: "/usr/local/bin/ferry-connector",
   configFile: "/etc/ferry/connector.yaml",

@@ -1,15 +1,16 @@
 import { Command } from "commander";
 import { chmodSync, existsSync, mkdirSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { writeFileAtomically } from "../../core/atomic-file.js";
 import { maskedConnectorKey } from "../../core/connector-key.js";
 import { FerryError } from "../../core/errors.js";
 import { readSecretFile, secretAlone } from "../../core/secret-file.js";
-import { connectorUnit } from "./connector-unit.js";
+import { connectorUnit, DEFAULT_CONNECTOR_UNIT } from "./connector-unit.js";
 import { defaultExec, execWarnings } from "./service-exec.js";
 import { collect } from "./run.js";
 
 const UNIT_NAME = "ferry-connector";
+const UNIT_DIR = "/etc/systemd/system";
 /** What is read from a pipe at most: a key, not a file. */
 const MAX_STDIN_BYTES = 64 * 1024;
 
@@ -102,16 +103,16 @@ async function installService(flags: InstallFlags, env: NodeJS.ProcessEnv): Prom
   // The connector's own rules for relays, targets and the key: what it accepts at start, nothing else.
   loadConnectorSettings({ relay: flags.relay, target: flags.target, key }, {}, warn);
 
-  const configDir = unitPath(flags.configDir ?? "/etc/ferry", "--config-dir");
-  const unitDir = unitPath(flags.unitDir ?? "/etc/systemd/system", "--unit-dir");
+  const configDir = unitPath(flags.configDir ?? dirname(DEFAULT_CONNECTOR_UNIT.configFile), "--config-dir");
+  const unitDir = unitPath(flags.unitDir ?? UNIT_DIR, "--unit-dir");
   const exec = unitPath(flags.exec ?? defaultExec(), "--exec");
   if (flags.user !== undefined && !/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/.test(flags.user)) {
     throw usage(`--user "${flags.user}" is not a user name (letters, digits, '_', '.', '-'; at most 32)`);
   }
   for (const line of execWarnings(exec)) warn(`warning: ${line}`);
 
-  const configFile = join(configDir, "connector.yaml");
-  const envFile = join(configDir, "connector.env");
+  const configFile = join(configDir, basename(DEFAULT_CONNECTOR_UNIT.configFile));
+  const envFile = join(configDir, basename(DEFAULT_CONNECTOR_UNIT.envFile));
   const unitFile = join(unitDir, `${UNIT_NAME}.service`);
   const masked = maskedConnectorKey(key);
   const envHeader = `# The connector key for ${UNIT_NAME}.service, read by systemd as root (EnvironmentFile=). Keep it 0600.\n`;

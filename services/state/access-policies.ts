@@ -205,9 +205,10 @@ function clientOf(login: LoginRule): string {
  */
 function keepSessionsEnded(policy: AccessPolicy, stored: AccessPolicy | undefined): void {
   const ended = new Map<string, number>();
-  for (const rule of stored?.rules ?? []) {
-    const at = rule.login?.sessionsNotBefore;
-    if (at) ended.set(clientOf(rule.login!), Math.max(ended.get(clientOf(rule.login!)) ?? 0, timestampMs(at)));
+  for (const { login } of stored?.rules ?? []) {
+    if (!login?.sessionsNotBefore) continue;
+    const client = clientOf(login);
+    ended.set(client, Math.max(ended.get(client) ?? 0, timestampMs(login.sessionsNotBefore)));
   }
   for (const rule of policy.rules) {
     const at = rule.login ? ended.get(clientOf(rule.login)) : undefined;
