@@ -112,6 +112,13 @@ describe("sign-in at one relay", () => {
   let context: BrowserContext;
   let page: Page;
   let base: string;
+  /** Alice's session for the app, sealed with the relay's own keys as a sign-in would have made it, at the times given. */
+  const aliceSession = (times: { iat: number; seen: number; exp: number }) =>
+    sealSession(
+      createSecretBox(keys),
+      { sub: "alice", email: "alice@example.com", emailVerified: true, groups: ["support"], claims: { groups: ["support"] }, ...times },
+      { tenant: "acme", target: "app", issuer: idp.issuer, clientId: CLIENT_ID },
+    );
   /** The callback the provider sent the browser to, with the state cookie it carried: for the replay test. */
   let callback: { url: string; cookie: string } | undefined;
 
@@ -208,11 +215,8 @@ describe("sign-in at one relay", () => {
     const flipped = good.slice(0, -3) + (good.at(-3) === "A" ? "B" : "A") + good.slice(-2);
     expect((await get(flipped)).status).toBe(401);
     // Sealed with the relay's own keys, so only its age is wrong: idle for two hours (the default allows one).
-    const box = createSecretBox(keys);
-    const scope = { tenant: "acme", target: "app", issuer: idp.issuer, clientId: CLIENT_ID };
     const now = Date.now();
-    const old = { sub: "alice", email: "alice@example.com", emailVerified: true, groups: ["support"], claims: { groups: ["support"] }, iat: now - 3 * 3_600_000, seen: now - 2 * 3_600_000, exp: now + 3_600_000 };
-    const expired = await get(sealSession(box, old, scope));
+    const expired = await get(aliceSession({ iat: now - 3 * 3_600_000, seen: now - 2 * 3_600_000, exp: now + 3_600_000 }));
     expect(expired.status).toBe(401);
     expect(((await expired.json()) as { error: { code: string } }).error.code).toBe("login_expired");
     // The same person's session for another tenant's app (same provider, same client): it does not open there.
@@ -224,11 +228,8 @@ describe("sign-in at one relay", () => {
   });
 
   it("renews a session on the target's answers, but not on one a shared cache may keep", async () => {
-    const box = createSecretBox(keys);
-    const scope = { tenant: "acme", target: "app", issuer: idp.issuer, clientId: CLIENT_ID };
     const now = Date.now();
-    const touched = { sub: "alice", email: "alice@example.com", emailVerified: true, groups: ["support"], claims: { groups: ["support"] }, iat: now - 300_000, seen: now - 120_000, exp: now + 3_600_000 };
-    const cookie = `ferry_session=${sealSession(box, touched, scope)}`;
+    const cookie = `ferry_session=${aliceSession({ iat: now - 300_000, seen: now - 120_000, exp: now + 3_600_000 })}`;
     const own = await fetch(`${base}/api/me`, { headers: { cookie } });
     expect(own.status).toBe(200);
     expect(own.headers.get("set-cookie")).toMatch(/^ferry_session=/);
@@ -301,10 +302,7 @@ describe("sign-in at one relay", () => {
   });
 
   it("ends every session begun so far from the CLI: they are refused, a sign-in after that passes", async () => {
-    const box = createSecretBox(keys);
-    const scope = { tenant: "acme", target: "app", issuer: idp.issuer, clientId: CLIENT_ID };
-    const sealedAt = (iat: number) =>
-      sealSession(box, { sub: "alice", email: "alice@example.com", emailVerified: true, groups: ["support"], claims: { groups: ["support"] }, iat, seen: iat, exp: iat + 3_600_000 }, scope);
+    const sealedAt = (iat: number) => aliceSession({ iat, seen: iat, exp: iat + 3_600_000 });
     const get = (cookie: string) => fetch(`${base}/api/me`, { headers: { cookie: `ferry_session=${cookie}` } });
     const before = sealedAt(Date.now() - 1000);
     expect((await get(before)).status).toBe(200);
